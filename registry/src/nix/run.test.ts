@@ -1,0 +1,87 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { silentLogger } from '../log/logger.ts';
+import { NixSpawnError, NixTimeoutError } from './errors.ts';
+import { failedDerivation, parsePathInfo } from './realise.ts';
+import { LogTail, run } from './run.ts';
+import { eventually, processesMatching } from './test-support.ts';
+
+const base = { phase: 'realise', timeoutSeconds: 1, log: silentLogger } as const;
+
+describe('run', () => {
+  it('returns exit status, stdout and the stderr tail', async () => {
+    const result = await run('sh', ['-c', 'echo out; echo err1 >&2; printf err2 >&2; exit 3'], { ...base, deadline: null });
+    assert.equal(result.exitCode, 3);
+    assert.equal(result.stdout, 'out\n');
+    assert.equal(result.logTail, 'err1\nerr2');
+  });
+
+  it('passes arguments as data, with no shell in between', async () => {
+    const tricky = '$(echo injected); `echo x` | cat';
+    const result = await run('printf', ['%s', tricky], { ...base, deadline: null });
+    assert.equal(result.stdout, tricky);
+  });
+
+  it('kills the whole process group at the deadline', async () => {
+    // Unusual sleep lengths, so that the check below finds these processes and no others.
+    const marker = `${1000 + (process.pid % 1000)}.${Date.now() % 10}`;
+    const started = performance.now();
+    await assert.rejects(
+      run('sh', ['-c', `sleep ${marker} & sleep ${marker}1; wait`], { ...base, deadline: performance.now() + 300 }),
+      (error: unknown) => error instanceof NixTimeoutError && error.seconds === 1 && error.phase === 'realise',
+    );
+    assert.ok(performance.now() - started < 5000);
+    const left = () => processesMatching(`sleep ${marker}`);
+    assert.ok(await eventually(() => left().length === 0, 2000), left().join('\n'));
+  });
+
+  it('rejects with a typed error when the program does not exist', async () => {
+    await assert.rejects(run('nix-no-such-program', [], { ...base, deadline: null }), NixSpawnError);
+  });
+
+  it('rejects at once when the signal is already aborted', async () => {
+    const reason = new Error('gone');
+    await assert.rejects(run('true', [], { ...base, deadline: null, signal: AbortSignal.abort(reason) }), (e) => e === reason);
+  });
+});
+
+describe('LogTail', () => {
+  it('keeps the last lines, without colours', () => {
+    const seen: string[] = [];
+    const tail = new LogTail(2, (line) => seen.push(line));
+    tail.push('one\ntw');
+    tail.push('o\n\x1b[31;1mthree\x1b[0m\nfour');
+    tail.end();
+    assert.equal(tail.toString(), 'three\nfour');
+    assert.deepEqual(seen, ['one', 'two', 'three', 'four']);
+  });
+});
+
+describe('reading Nix output', () => {
+  it('drops self-references and sorts the closure', () => {
+    const json = JSON.stringify([
+      { path: '/nix/store/b-x', narSize: 2, references: ['/nix/store/b-x', '/nix/store/a-y'] },
+      { path: '/nix/store/a-y', narSize: 1, references: [] },
+    ]);
+    assert.deepEqual(parsePathInfo(json), [
+      { path: '/nix/store/a-y', narSize: 1, references: [] },
+      { path: '/nix/store/b-x', narSize: 2, references: ['/nix/store/a-y'] },
+    ]);
+  });
+
+  it('finds the derivation an error line blames', () => {
+    assert.equal(
+      failedDerivation("error: builder for '/nix/store/abc-broken-1.0.drv' failed with exit code 1"),
+      '/nix/store/abc-broken-1.0.drv',
+    );
+    assert.equal(
+      failedDerivation("error: a 'aarch64-linux' with features {} is required to build '/nix/store/abc-b.drv', but I am a 'x86_64-linux'"),
+      '/nix/store/abc-b.drv',
+    );
+    assert.equal(
+      failedDerivation("error: building of '/nix/store/abc-slow-1.0.drv!*' from .drv file timed out after 2 seconds"),
+      '/nix/store/abc-slow-1.0.drv',
+    );
+    assert.equal(failedDerivation("error: 1 dependencies of derivation '/nix/store/x.drv' failed to build"), undefined);
+  });
+});
