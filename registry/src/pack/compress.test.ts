@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { open, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { compressLayer, hashingPassThrough } from './compress.ts';
+import { customisationTar } from './customisation.ts';
+import { StoreReadError } from './errors.ts';
+import { storePathsTar } from './store-tar.ts';
+import { collect, dir, exe, fakeStore, file, link } from './test-support.ts';
+import type { FakeStore } from './test-support.ts';
+
+const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+describe('compressLayer', () => {
+  let store: FakeStore;
+  let paths: string[];
+
+  before(async () => {
+    store = await fakeStore();
+    paths = [
+      await store.add('bbb-hello', dir({ bin: dir({ hello: exe('hello'), hi: link('hello') }) })),
+      await store.add('aaa-data', dir({ share: dir({ [`${'long-'.repeat(30)}name`]: file(Buffer.alloc(200_000, 3)) }) })),
+    ];
+  });
+  after(() => store.cleanup());
+
+  it('gzips deterministically, with the diff ID and size of the uncompressed tar', async () => {
+    const tar = await collect(storePathsTar(paths, { root: store.root }));
+    const one = compressLayer(storePathsTar(paths, { root: store.root }));
+    const two = compressLayer(storePathsTar([...paths].reverse(), { root: store.root }));
+    const [gzOne, gzTwo] = await Promise.all([collect(one.stream), collect(two.stream)]);
+    assert.ok(gzOne.equals(gzTwo));
+    assert.ok(gunzipSync(gzOne).equals(tar));
+    // mtime 0 in the gzip header; otherwise two runs a second apart would differ.
+    assert.equal(gzOne.readUInt32LE(4), 0);
+    assert.equal(await one.diffId, sha256(tar));
+    assert.equal(await two.diffId, sha256(tar));
+    assert.equal(await one.uncompressedSize, tar.length);
+  });
+
+  it('honours the compression level', async () => {
+    const stored = compressLayer(storePathsTar(paths, { root: store.root }), { level: 0 });
+    const fast = compressLayer(storePathsTar(paths, { root: store.root }), { level: 1 });
+    const [a, b] = await Promise.all([collect(stored.stream), collect(fast.stream)]);
+    assert.ok(a.length > b.length);
+    assert.equal(await stored.diffId, await fast.diffId);
+  });
+
+  it('errors the stream and rejects the promises when the tar fails', async () => {
+    const layer = compressLayer(storePathsTar([...paths, '/nix/store/ccc-missing'], { root: store.root }));
+    await assert.rejects(collect(layer.stream), StoreReadError);
+    await assert.rejects(layer.diffId, StoreReadError);
+    await assert.rejects(layer.uncompressedSize, StoreReadError);
+  });
+
+  it('errors the stream when the source fails after some data', async () => {
+    const failure = new Error('source broke');
+    const source = new Readable({ read() {} });
+    const layer = compressLayer(source);
+    source.push(Buffer.alloc(10_000, 1));
+    setImmediate(() => source.destroy(failure));
+    await assert.rejects(collect(layer.stream), (err) => err === failure);
+    await assert.rejects(layer.diffId, (err) => err === failure);
+  });
+
+  it('is readable by GNU tar', async (t) => {
+    const probe = spawnSync('tar', ['--version'], { encoding: 'utf8' });
+    if (probe.status !== 0 || !probe.stdout.includes('GNU tar')) {
+      t.skip('GNU tar is not installed; it is part of the base image the CI runs on');
+      return;
+    }
+    const customisation = await store.add('ccc-env', dir({ bin: dir({ env: exe('env') }) }));
+    for (const [label, tar] of [
+      ['store paths', storePathsTar(paths, { root: store.root })],
+      ['customisation', customisationTar({ contents: [...paths, customisation], closure: paths }, { root: store.root })],
+    ] as const) {
+      const gz = path.join(store.root, 'layer.tar.gz');
+      await writeFile(gz, await collect(compressLayer(tar).stream));
+      const listed = spawnSync('tar', ['-tvzf', gz, '--numeric-owner'], { encoding: 'utf8' });
+      assert.equal(listed.status, 0, `${label}: ${listed.stderr}`);
+      assert.equal(listed.stderr, '', label);
+      const lines = listed.stdout.trim().split('\n');
+      for (const line of lines) assert.match(line, / 0\/0 .* 1970-01-01 00:00 /, label);
+      if (label === 'store paths') {
+        assert.ok(lines.some((l) => l.includes(`nix/store/aaa-data/share/${'long-'.repeat(30)}name`)));
+        assert.ok(lines.some((l) => /^lrwxrwxrwx .* nix\/store\/bbb-hello\/bin\/hi -> hello$/.test(l)));
+      } else {
+        assert.ok(lines.some((l) => /^drwxrwxrwt .* tmp\/$/.test(l)), listed.stdout);
+        assert.ok(lines.some((l) => l.endsWith('usr/bin/env -> /nix/store/ccc-env/bin/env')), listed.stdout);
+      }
+    }
+  });
+
+  it('packs a 200 MB file without holding it in memory', async () => {
+    const size = 200 * 1024 * 1024;
+    const big = await store.add('ddd-big', dir({}, 0o755));
+    // Sparse: costs no disk, but is read back as 200 MB like any file.
+    const handle = await open(path.join(store.fsPath(big), 'blob'), 'w');
+    await handle.truncate(size);
+    await handle.close();
+
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const layer = compressLayer(storePathsTar([big], { root: store.root }), { level: 1 });
+    let compressed = 0;
+    for await (const chunk of layer.stream) {
+      compressed += (chunk as Buffer).length;
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+    assert.ok(compressed > 0);
+    assert.ok((await layer.uncompressedSize) > size);
+    const growth = (peak - before) / 1024 / 1024;
+    assert.ok(growth < 50, `RSS grew by ${growth.toFixed(1)} MiB`);
+  });
+});
+
+describe('hashingPassThrough', () => {
+  it('passes bytes through and resolves their digest and size', async () => {
+    const { stream, result } = hashingPassThrough();
+    const out = collect(stream);
+    stream.end(Buffer.from('hello'));
+    assert.equal((await out).toString(), 'hello');
+    assert.deepEqual(await result, { digest: sha256(Buffer.from('hello')), size: 5 });
+  });
+
+  it('rejects when destroyed before the end', async () => {
+    const { stream, result } = hashingPassThrough();
+    stream.write(Buffer.from('partial'));
+    stream.destroy();
+    await assert.rejects(result);
+  });
+});

@@ -1,0 +1,87 @@
+// Gzip a layer tar and compute its diff ID on the way through, in one pass,
+// so a layer is never held in memory or read twice.
+
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { Transform, pipeline } from 'node:stream';
+import { createGzip } from 'node:zlib';
+import { PackError } from './errors.ts';
+
+export interface Digested {
+  /** `sha256:<hex>` of every byte that passed through. */
+  digest: string;
+  size: number;
+}
+
+export interface HashingPassThrough {
+  stream: Transform;
+  /** Resolves when the stream's input ended; rejects if it was destroyed first. */
+  result: Promise<Digested>;
+}
+
+/** A pass-through that hashes and counts what flows through it. */
+export function hashingPassThrough(): HashingPassThrough {
+  const hash = createHash('sha256');
+  let size = 0;
+  let resolve: (value: Digested) => void = () => {};
+  let reject: (err: Error) => void = () => {};
+  const result = new Promise<Digested>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Callers may only watch the stream; its error is reported there too.
+  result.catch(() => {});
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      resolve({ digest: `sha256:${hash.digest('hex')}`, size });
+      callback();
+    },
+    destroy(err, callback) {
+      // After a normal end this is a no-op: the promise is already resolved.
+      reject(err ?? new PackError('stream destroyed before its end; digest incomplete'));
+      callback(err);
+    },
+  });
+  return { stream, result };
+}
+
+export interface CompressOptions {
+  /** Gzip level 0–9; default 6. */
+  level?: number;
+}
+
+export interface CompressedLayer {
+  /** The gzipped tar, to be written to storage; errors if the tar source fails. */
+  stream: Readable;
+  /**
+   * `sha256:<hex>` of the uncompressed tar (the OCI diff ID); resolves once the
+   * tar ended, which needs `stream` to be consumed: do not await it first.
+   */
+  diffId: Promise<string>;
+  uncompressedSize: Promise<number>;
+}
+
+/**
+ * Gzips `tar`, hashing the uncompressed bytes on the way. A failing tar
+ * destroys `stream` with its error and rejects both promises, so a failed
+ * pack cannot be mistaken for a complete layer. Node writes the gzip header
+ * with mtime 0 and a fixed OS byte, so the output is a function of the input
+ * (for a given zlib version).
+ */
+export function compressLayer(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
+  const hashing = hashingPassThrough();
+  const gzip = createGzip({ level: opts.level ?? 6 });
+  // pipeline destroys every stage with the first error, so the consumer of
+  // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
+  pipeline(tar, hashing.stream, gzip, () => {});
+  const diffId = hashing.result.then((r) => r.digest);
+  const uncompressedSize = hashing.result.then((r) => r.size);
+  diffId.catch(() => {});
+  uncompressedSize.catch(() => {});
+  return { stream: gzip, diffId, uncompressedSize };
+}

@@ -1,0 +1,92 @@
+// The image's last layer: what makes a pile of store paths usable as a root
+// file system. The requested packages appear at `/` (so `/bin/hello` exists),
+// `/tmp` is writable by everyone, and `/usr/bin/env` exists for `#!` lines.
+
+import type { Readable } from 'node:stream';
+import type { LayerEntry } from './entry.ts';
+import { FOREST_DIR_MODE, forestEntries } from './forest.ts';
+import type { SkeletonDir, SkeletonNode, SourceDir } from './forest.ts';
+import { lstatIfExists, lstatStore } from './store-fs.ts';
+import { assertStorePath, canonicalStorePaths, storeFsPath } from './store-path.ts';
+import { entriesTar } from './tar-writer.ts';
+
+export interface CustomisationSpec {
+  /** Top-level store paths of the requested packages, in priority order (first wins on conflicts). */
+  contents: string[];
+  /** Every store path in the image (used to find an `env` for /usr/bin/env). */
+  closure: string[];
+}
+
+export interface CustomisationOptions {
+  /** Directory the store is read from: `/nix/store/x` is read at `<root>/nix/store/x`. Default `/`. */
+  root?: string;
+}
+
+const TMP_MODE = 0o1777;
+
+/**
+ * The customisation layer: a symlink forest of `spec.contents` (see forest.ts
+ * for the conflict rule), `tmp/` (1777), `usr/`, `usr/bin/` and `usr/bin/env`.
+ * Throws InvalidStorePathError synchronously for a malformed path; read
+ * errors destroy the returned stream.
+ */
+export function customisationTar(spec: CustomisationSpec, opts: CustomisationOptions = {}): Readable {
+  for (const p of spec.contents) assertStorePath(p);
+  // First occurrence keeps its priority; later repeats add nothing.
+  const contents = [...new Set(spec.contents)];
+  const closure = canonicalStorePaths(spec.closure);
+  return entriesTar(customisationEntries(contents, closure, opts.root ?? '/'));
+}
+
+async function* customisationEntries(contents: string[], closure: string[], root: string): AsyncGenerator<LayerEntry> {
+  const sources = await packageDirs(contents, root);
+  const env = (await forestEnv(sources)) ?? (await closureEnv(closure, root));
+  yield* forestEntries('', sources, skeleton(env));
+}
+
+/** The requested packages that are directories; a package that is a single file has no tree to join. */
+async function packageDirs(contents: string[], root: string): Promise<SourceDir[]> {
+  const dirs: SourceDir[] = [];
+  for (const storePath of contents) {
+    const fsPath = storeFsPath(root, storePath);
+    if ((await lstatStore(fsPath)).isDirectory()) dirs.push({ storePath, fsPath });
+  }
+  return dirs;
+}
+
+/** The target the forest's `bin/env` would link to, by the forest's own conflict rule. */
+async function forestEnv(sources: SourceDir[]): Promise<string | undefined> {
+  let env: string | undefined;
+  for (const source of sources) {
+    const bin = await lstatIfExists(`${source.fsPath}/bin`);
+    if (!bin?.isDirectory()) continue;
+    const stats = await lstatIfExists(`${source.fsPath}/bin/env`);
+    if (stats === undefined) continue;
+    // A directory at bin/env anywhere wins the path, and a directory is no env.
+    if (stats.isDirectory()) return undefined;
+    env ??= `${source.storePath}/bin/env`;
+  }
+  return env;
+}
+
+/** The first store path of the image, in byte order, that has a non-directory `bin/env`. */
+async function closureEnv(closure: string[], root: string): Promise<string | undefined> {
+  for (const storePath of closure) {
+    const stats = await lstatIfExists(`${storeFsPath(root, storePath)}/bin/env`);
+    if (stats !== undefined && !stats.isDirectory()) return `${storePath}/bin/env`;
+  }
+  return undefined;
+}
+
+function skeleton(env: string | undefined): SkeletonDir {
+  const dir = (mode: number, children: Array<[string, SkeletonNode]>): SkeletonDir => ({
+    kind: 'directory',
+    mode,
+    children: new Map(children),
+  });
+  const usrBin: Array<[string, SkeletonNode]> = env === undefined ? [] : [['env', { kind: 'symlink', target: env }]];
+  return dir(FOREST_DIR_MODE, [
+    ['tmp', dir(TMP_MODE, [])],
+    ['usr', dir(FOREST_DIR_MODE, [['bin', dir(FOREST_DIR_MODE, usrBin)]])],
+  ]);
+}

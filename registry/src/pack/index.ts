@@ -1,0 +1,17 @@
+// Layer packing: store paths and the customisation layer as deterministic
+// tars, then gzip with the diff ID computed on the way.
+
+export { storePathsTar } from './store-tar.ts';
+export type { StoreTarOptions } from './store-tar.ts';
+export { customisationTar } from './customisation.ts';
+export type { CustomisationOptions, CustomisationSpec } from './customisation.ts';
+export { compressLayer, hashingPassThrough } from './compress.ts';
+export type { CompressedLayer, CompressOptions, Digested, HashingPassThrough } from './compress.ts';
+export {
+  InvalidStorePathError,
+  NonUtf8NameError,
+  PackError,
+  StoreFileChangedError,
+  StoreReadError,
+  UnsupportedFileTypeError,
+} from './errors.ts';
