@@ -1,0 +1,174 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { imageFromName } from '../image/name.ts';
+import { silentLogger } from '../log/logger.ts';
+import { createMetrics } from '../metrics/metrics.ts';
+import { PackagesNotFoundError, type ImageRequest, type RealisedImage, type StorePath } from '../nix/index.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { FilesystemStorage } from '../storage/filesystem.ts';
+import { ImageBuilder, type Realise } from './builder.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
+});
+
+const HASH_CHARS = '0123456789abcdfghijklmnpqrsvwxyz';
+function storePath(name: string): string {
+  let hash = '';
+  for (let i = 0; i < 32; i++) hash += HASH_CHARS[(name.charCodeAt(i % name.length) * (i + 7)) % 32];
+  return `/nix/store/${hash}-${name}`;
+}
+
+/** A fake /nix/store under a temp root: each package has bin/<name> and references its deps. */
+async function fakeStore(packages: Record<string, string[]>): Promise<{ root: string; closure: StorePath[] }> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-builder-store-'));
+  dirs.push(root);
+  const closure: StorePath[] = [];
+  for (const [name, deps] of Object.entries(packages)) {
+    const p = storePath(name);
+    await fs.mkdir(path.join(root, p, 'bin'), { recursive: true });
+    await fs.writeFile(path.join(root, p, 'bin', name), `#!/bin/sh\necho ${name}\n`, { mode: 0o555 });
+    closure.push({ path: p, narSize: 1000 + name.length, references: deps.map(storePath) });
+  }
+  closure.sort((a, b) => (a.path < b.path ? -1 : 1));
+  return { root, closure };
+}
+
+async function setup(packages: Record<string, string[]>, options: { budget?: number; realise?: Realise } = {}) {
+  const { root, closure } = await fakeStore(packages);
+  // The path source is hashed for the manifest cache key; any directory does.
+  const sourceDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-builder-source-'));
+  dirs.push(sourceDir);
+  await fs.writeFile(path.join(sourceDir, 'default.nix'), '{ ... }: { }');
+  const storageDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-builder-storage-'));
+  dirs.push(storageDir);
+  const storage = new FilesystemStorage(storageDir);
+  await storage.init();
+  const calls: ImageRequest[] = [];
+  const realise: Realise =
+    options.realise ??
+    (async (request) => {
+      calls.push(request);
+      await new Promise((r) => setTimeout(r, 20));
+      const missing = request.packages.filter((p) => !(p in packages));
+      if (missing.length) throw new PackagesNotFoundError(missing);
+      const result: RealisedImage = {
+        packages: request.packages.map((name) => ({ name, attrPath: [name], outPaths: [storePath(name)] })),
+        closure,
+        timings: { evaluateMs: 1, realiseMs: 1, graphMs: 1 },
+      };
+      return result;
+    });
+  const metrics = createMetrics({ defaultMetrics: false });
+  const builder = new ImageBuilder({
+    storage,
+    source: { type: 'path', path: sourceDir },
+    nixTimeoutSeconds: 5,
+    layerBudget: options.budget ?? 94,
+    maxConcurrentBuilds: 2,
+    popularity: new Map(),
+    log: silentLogger,
+    metrics,
+    storeRoot: root,
+    realise,
+  });
+  return { builder, storage, calls, metrics, sourceDir };
+}
+
+const base = { cacert: [], 'iana-etc': [] };
+
+describe('image builder', () => {
+  it('stores every layer, the config and both manifests, and describes them in its result', async () => {
+    const { builder, storage } = await setup({ ...base, hello: ['libc'], libc: [] });
+    const result = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(result.mediaType, MediaType.dockerManifest);
+    assert.equal(result.digest, result.manifests.docker.digest);
+    assert.equal(result.layers.at(-1)!.kind, 'customisation');
+    const packed = result.layers.flatMap((l) => l.storePaths).sort();
+    assert.deepEqual(packed, [storePath('cacert'), storePath('hello'), storePath('iana-etc'), storePath('libc')].sort());
+    for (const blob of [...result.layers, result.config, result.manifests.docker, result.manifests.oci]) {
+      const info = await storage.statBlob(blob.digest);
+      assert.ok(info, `${blob.digest} stored`);
+      assert.equal(info.size, blob.size);
+    }
+    const manifest = JSON.parse((await storage.readBlob(result.digest)).toString());
+    assert.deepEqual(manifest.layers.map((l: { digest: string }) => l.digest), result.layers.map((l) => l.digest));
+    const config = JSON.parse((await storage.readBlob(result.config.digest)).toString());
+    assert.deepEqual(config.rootfs.diff_ids, result.layers.map((l) => l.diffId));
+    assert.equal(config.config.Cmd, undefined, 'no bash, no default command');
+  });
+
+  it('packs a layer once: another image with the same store paths reuses it from the layer cache', async () => {
+    const { builder, metrics } = await setup({ ...base, hello: [], extra: [] });
+    const first = await builder.build(imageFromName('hello', 'latest'));
+    const second = await builder.build(imageFromName('hello/extra', 'latest'));
+    assert.ok(first.layers.every((l) => !l.cached));
+    const reused = second.layers.filter((l) => l.cached);
+    assert.ok(reused.length >= 2, 'cacert and iana-etc layers at least');
+    for (const layer of reused) assert.ok(first.layers.some((l) => l.digest === layer.digest));
+    const hits = (await metrics.layerCache.get()).values.find((v) => v.labels.result === 'hit');
+    assert.equal(hits?.value, reused.length);
+  });
+
+  it('answers a repeated image from the manifest cache without running Nix', async () => {
+    const { builder, calls, metrics } = await setup({ ...base, hello: [] });
+    const first = await builder.build(imageFromName('hello', 'latest'));
+    const again = await builder.build(imageFromName('hello', 'other-tag'));
+    assert.equal(calls.length, 1);
+    assert.equal(again.digest, first.digest);
+    assert.equal(again.fromCache, true);
+    assert.equal(again.tag, 'other-tag');
+    const hits = (await metrics.manifestCache.get()).values.find((v) => v.labels.result === 'hit');
+    assert.equal(hits?.value, 1);
+  });
+
+  it('builds again when the package source changed, or when a cached blob is gone', async () => {
+    const { builder, calls, sourceDir, storage } = await setup({ ...base, hello: [] });
+    const first = await builder.build(imageFromName('hello', 'latest'));
+    await fs.writeFile(path.join(sourceDir, 'default.nix'), '{ ... }: { changed = true; }');
+    await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 2, 'a changed source is a new fingerprint');
+    await storage.deleteBlob(first.manifests.oci.digest);
+    const rebuilt = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 3, 'a cache entry whose blobs are gone is not used');
+    assert.ok(await storage.statBlob(rebuilt.manifests.oci.digest));
+  });
+
+  it('runs one build for concurrent requests of the same image', async () => {
+    const { builder, calls } = await setup({ ...base, hello: [] });
+    const results = await Promise.all(Array.from({ length: 8 }, () => builder.build(imageFromName('hello', 'latest'))));
+    assert.equal(calls.length, 1);
+    assert.equal(new Set(results.map((r) => r.digest)).size, 1);
+  });
+
+  it('never exceeds the layer budget, the customisation layer included', async () => {
+    const packages: Record<string, string[]> = { ...base };
+    const tools = Array.from({ length: 30 }, (_, i) => `tool${i}`);
+    for (const tool of tools) packages[tool] = [];
+    const { builder } = await setup(packages, { budget: 5 });
+    const result = await builder.build(imageFromName(tools.join('/'), 'latest'));
+    assert.equal(result.layers.length, 5);
+    assert.equal(result.layers.flatMap((l) => l.storePaths).length, 32);
+  });
+
+  it('sets the default command to bash when the image has one', async () => {
+    const { builder, storage } = await setup({ ...base, bash: [] });
+    // The fake package is named bash, so it provides bin/bash.
+    const result = await builder.build(imageFromName('bash', 'latest'));
+    const config = JSON.parse((await storage.readBlob(result.config.digest)).toString());
+    assert.deepEqual(config.config.Cmd, ['bash']);
+  });
+
+  it('counts builds by result, including missing packages', async () => {
+    const { builder, metrics } = await setup({ ...base, hello: [] });
+    await assert.rejects(builder.build(imageFromName('hello/nope', 'latest')), PackagesNotFoundError);
+    await builder.build(imageFromName('hello', 'latest'));
+    const values = (await metrics.builds.get()).values;
+    assert.equal(values.find((v) => v.labels.result === 'not_found')?.value, 1);
+    assert.equal(values.find((v) => v.labels.result === 'success')?.value, 1);
+  });
+});

@@ -1,0 +1,279 @@
+// Builds an image: Nix realises the closure, the closure is grouped into layers, each layer is
+// packed and stored unless the layer cache already has it, then config and manifests are stored.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { PackageSource } from '../config/package-source.ts';
+import type { ImageSpec } from '../image/name.ts';
+import { groupLayers, type Popularity } from '../layers/index.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { realiseImage, type ImageRequest, type NixOptions, type RealisedImage } from '../nix/index.ts';
+import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type LayerBlob } from '../oci/image.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { compressLayer, customisationTar, PackError, storePathsTar } from '../pack/index.ts';
+import type { StorageBackend } from '../storage/backend.ts';
+import { buildOutcome, BuildStorageError } from './errors.ts';
+import type { BuildLayer, BuildResult } from './result.ts';
+import { Limiter, mapLimited, SingleFlight } from './single-flight.ts';
+import { fingerprintSource, type Fingerprint } from './source-fingerprint.ts';
+
+/** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
+export const BUILDER_VERSION = 1;
+
+export type Realise = (request: ImageRequest, options: NixOptions) => Promise<RealisedImage>;
+
+export interface BuilderOptions {
+  storage: StorageBackend;
+  source: PackageSource;
+  nixTimeoutSeconds: number;
+  /** Most layers an image may have, the customisation layer included. */
+  layerBudget: number;
+  maxConcurrentBuilds: number;
+  popularity: Popularity;
+  log: Logger;
+  metrics: Metrics;
+  /** Layers packed at once within one build (gzip runs on libuv's thread pool). */
+  packConcurrency?: number;
+  /** Where /nix/store is read from when packing; tests point this at a fake store. */
+  storeRoot?: string;
+  realise?: Realise;
+  nixDir?: string;
+  /** Extra `--option NAME VALUE` pairs for every Nix call. */
+  nixOptions?: Record<string, string>;
+}
+
+interface CachedLayer {
+  digest: string;
+  diffId: string;
+  size: number;
+}
+
+export class ImageBuilder {
+  private readonly options: BuilderOptions;
+  private readonly flights = new SingleFlight<BuildResult>();
+  private readonly limiter: Limiter;
+  private readonly realise: Realise;
+
+  constructor(options: BuilderOptions) {
+    if (options.layerBudget < 2) throw new RangeError('layerBudget must leave room for the customisation layer');
+    this.options = options;
+    this.limiter = new Limiter(options.maxConcurrentBuilds);
+    this.realise = options.realise ?? realiseImage;
+  }
+
+  /**
+   * Returns the image, from the manifest cache when the source has not changed since it was
+   * built, else by building it; concurrent calls for the same image share one build.
+   */
+  build(image: ImageSpec): Promise<BuildResult> {
+    return this.flights.run(this.flightKey(image), async () => {
+      const fingerprint = await fingerprintSource(this.options.source, image.tag, {
+        timeoutSeconds: this.options.nixTimeoutSeconds,
+        log: this.options.log,
+      }).catch((error: unknown) => {
+        this.options.metrics.builds.inc({ result: buildOutcome(error) });
+        throw error;
+      });
+      const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image);
+      if (cacheKey !== undefined) {
+        const cached = await this.cachedManifest(cacheKey);
+        if (cached) {
+          this.options.metrics.manifestCache.inc({ result: 'hit' });
+          return { ...cached, name: image.name, tag: image.tag, fromCache: true };
+        }
+      }
+      this.options.metrics.manifestCache.inc({ result: 'miss' });
+      const result = await this.limiter.run(() => this.buildNow(image, fingerprint));
+      if (cacheKey !== undefined) {
+        await this.storageStep('writing the manifest cache entry', () => this.options.storage.putDocument(cacheKey, result));
+      }
+      return result;
+    });
+  }
+
+  /** A cache entry counts only while the blobs it names are still stored (storage may be pruned). */
+  private async cachedManifest(key: string): Promise<BuildResult | null> {
+    const { storage } = this.options;
+    const cached = await this.storageStep('reading the manifest cache', () => storage.getDocument<BuildResult>(key));
+    if (!cached || cached.builderVersion !== BUILDER_VERSION) return null;
+    const digests = [cached.manifests.docker.digest, cached.manifests.oci.digest, cached.config.digest, ...cached.layers.map((l) => l.digest)];
+    const present = await Promise.all(digests.map((d) => storage.statBlob(d)));
+    return present.every(Boolean) ? cached : null;
+  }
+
+  private flightKey(image: ImageSpec): string {
+    // Only the git source reads the tag; for the others every tag names the same image.
+    const ref = this.options.source.type === 'git' ? image.tag : '';
+    return JSON.stringify([image.packages, image.arch.system, ref]);
+  }
+
+  private async buildNow(image: ImageSpec, fingerprint: Fingerprint): Promise<BuildResult> {
+    const { log, metrics } = this.options;
+    const started = performance.now();
+    metrics.buildsInFlight.inc();
+    const buildLog = log.child({ image: image.name, tag: image.tag });
+    try {
+      const result = await this.buildUncached(image, fingerprint, started);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.builds.inc({ result: 'success' });
+      metrics.buildDuration.observe({ result: 'success' }, seconds);
+      buildLog.info('image built', { result });
+      return result;
+    } catch (error) {
+      const outcome = buildOutcome(error);
+      metrics.builds.inc({ result: outcome });
+      metrics.buildDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
+      buildLog.warn('image build failed', { outcome, error });
+      throw error;
+    } finally {
+      metrics.buildsInFlight.dec();
+    }
+  }
+
+  private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, started: number): Promise<BuildResult> {
+    const realised = await this.realise(
+      {
+        source: this.options.source,
+        ...(this.options.source.type === 'git' ? { ref: image.tag } : {}),
+        // Nix evaluates the very commit that was fingerprinted, even if the branch moves meanwhile.
+        ...(fingerprint.gitSpec ? { gitSpec: fingerprint.gitSpec } : {}),
+        packages: image.packages,
+        system: image.arch.system,
+      },
+      {
+        timeoutSeconds: this.options.nixTimeoutSeconds,
+        log: this.options.log,
+        ...(this.options.nixDir ? { nixDir: this.options.nixDir } : {}),
+        nixOptions: {
+          ...this.options.nixOptions,
+          // A channel name moves: make Nix revalidate the tarball instead of trusting its hour-long cache.
+          ...(this.options.source.type === 'channel' ? { 'tarball-ttl': '0' } : {}),
+        },
+      },
+    );
+
+    const layeringStart = performance.now();
+    const contents = realised.packages.flatMap((p) => p.outPaths);
+    const groups = groupLayers(realised.closure, {
+      budget: this.options.layerBudget - 1,
+      roots: contents,
+      popularity: this.options.popularity,
+    });
+    const layeringMs = performance.now() - layeringStart;
+
+    const packingStart = performance.now();
+    const closurePaths = realised.closure.map((p) => p.path);
+    const packed = await mapLimited(
+      [...groups.map((g) => ({ kind: 'store-paths' as const, paths: g.paths })), { kind: 'customisation' as const, paths: [] }],
+      this.options.packConcurrency ?? 2,
+      (layer) => (layer.kind === 'store-paths' ? this.storePathLayer(layer.paths) : this.customisationLayer(contents, closurePaths)),
+    );
+
+    const blobs: LayerBlob[] = packed.map(({ digest, diffId, size }) => ({ digest, diffId, size }));
+    const configBytes = renderConfig({
+      architecture: image.arch.imageArch,
+      layers: blobs,
+      ...(this.hasBash(contents) ? { cmd: ['bash'] } : {}),
+      env: DEFAULT_ENV,
+    });
+    const config = await this.put(configBytes, MediaType.dockerConfig);
+    const docker = await this.put(renderManifest('docker', config, blobs), MediaType.dockerManifest);
+    const oci = await this.put(renderManifest('oci', config, blobs), MediaType.ociManifest);
+    const packingMs = performance.now() - packingStart;
+
+    return {
+      name: image.name,
+      tag: image.tag,
+      packages: image.packages,
+      system: image.arch.system,
+      digest: docker.digest,
+      mediaType: docker.mediaType,
+      size: docker.size,
+      manifests: { docker, oci },
+      config: { ...config, mediaType: MediaType.dockerConfig },
+      layers: packed,
+      timings: {
+        ...realised.timings,
+        layeringMs: round(layeringMs),
+        packingMs: round(packingMs),
+        totalMs: round(performance.now() - started),
+      },
+      builderVersion: BUILDER_VERSION,
+    };
+  }
+
+  private storePathLayer(paths: string[]): Promise<BuildLayer> {
+    // The tar does not depend on the order of paths, so neither may the cache key.
+    const sorted = [...paths].sort();
+    return this.cachedLayer('store-paths', { paths: sorted }, sorted, () => storePathsTar(sorted, this.packOptions()));
+  }
+
+  private customisationLayer(contents: string[], closure: string[]): Promise<BuildLayer> {
+    // Contents keep their order (the first package wins a conflict); the closure is only searched.
+    const identity = { contents, closure: [...closure].sort() };
+    return this.cachedLayer('customisation', identity, [], () => customisationTar(identity, this.packOptions()));
+  }
+
+  /** The layer cache: keyed by what goes into the layer, so the same store paths are packed once. */
+  private async cachedLayer(
+    kind: BuildLayer['kind'],
+    identity: unknown,
+    storePaths: string[],
+    tar: () => Readable,
+  ): Promise<BuildLayer> {
+    const { storage, metrics } = this.options;
+    const key = `layers/${createHash('sha256').update(JSON.stringify({ v: BUILDER_VERSION, kind, identity })).digest('hex')}`;
+    const cached = await this.storageStep(`reading layer cache entry ${key}`, () => storage.getDocument<CachedLayer>(key));
+    if (cached && (await this.storageStep(`checking layer ${cached.digest}`, () => storage.statBlob(cached.digest)))) {
+      metrics.layerCache.inc({ result: 'hit' });
+      return { ...cached, storePaths, kind, cached: true };
+    }
+    metrics.layerCache.inc({ result: 'miss' });
+    const compressed = compressLayer(tar());
+    const stored = await storage.putBlob(compressed.stream, { contentType: MediaType.dockerLayer }).catch((cause: unknown) => {
+      // A packing error reaches us as the stream's error; keep its type so a store read failure is not blamed on storage.
+      if (cause instanceof PackError) throw cause;
+      throw new BuildStorageError(`storing a layer failed: ${(cause as Error).message}`, { cause });
+    });
+    const diffId = await compressed.diffId;
+    const entry: CachedLayer = { digest: stored.digest, diffId, size: stored.size };
+    await this.storageStep(`writing layer cache entry ${key}`, () => storage.putDocument(key, entry));
+    return { ...entry, storePaths, kind, cached: false };
+  }
+
+  private async put(bytes: Buffer, contentType: string): Promise<{ mediaType: string; digest: string; size: number }> {
+    const { digest, size } = await this.storageStep(`storing ${contentType}`, () =>
+      this.options.storage.putBlob(bytes, { contentType, expectedDigest: sha256Digest(bytes) }),
+    );
+    return { mediaType: contentType, digest, size };
+  }
+
+  private async storageStep<T>(what: string, step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (cause) {
+      throw new BuildStorageError(`${what} failed: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  private packOptions(): { root?: string } {
+    return this.options.storeRoot ? { root: this.options.storeRoot } : {};
+  }
+
+  private hasBash(contents: string[]): boolean {
+    const root = this.options.storeRoot ?? '/';
+    return contents.some((p) => fs.existsSync(path.join(root, p, 'bin', 'bash')));
+  }
+}
+
+/** Manifest cache entries are keyed by what determines the image's bytes. */
+export function manifestCacheKey(fingerprint: string, image: ImageSpec): string {
+  const identity = JSON.stringify({ v: BUILDER_VERSION, fingerprint, packages: image.packages, system: image.arch.system });
+  return `manifests/${createHash('sha256').update(identity).digest('hex')}`;
+}
+
+function round(ms: number): number {
+  return Math.round(ms);
+}

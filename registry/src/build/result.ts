@@ -1,0 +1,42 @@
+// The builder's result: one plain JSON document that `nixery build` prints, the server logs for
+// every build, and the operator reads from a build Job's termination message.
+import type { Descriptor } from '../oci/image.ts';
+
+export interface BuildLayer {
+  digest: string;
+  diffId: string;
+  size: number;
+  /** Store paths packed in this layer; empty for the customisation layer. */
+  storePaths: string[];
+  kind: 'store-paths' | 'customisation';
+  /** True when the layer was already stored and not packed again. */
+  cached: boolean;
+}
+
+export interface BuildTimings {
+  evaluateMs: number;
+  realiseMs: number;
+  graphMs: number;
+  layeringMs: number;
+  packingMs: number;
+  totalMs: number;
+}
+
+export interface BuildResult {
+  /** The image as requested: repository name and tag. */
+  name: string;
+  tag: string;
+  packages: string[];
+  system: string;
+  /** The default (Docker schema 2) manifest. */
+  digest: string;
+  mediaType: string;
+  size: number;
+  manifests: { docker: Descriptor; oci: Descriptor };
+  config: Descriptor;
+  layers: BuildLayer[];
+  timings: BuildTimings;
+  builderVersion: number;
+  /** Present when the result came from the manifest cache; timings are then those of the original build. */
+  fromCache?: true;
+}

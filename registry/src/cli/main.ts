@@ -1,0 +1,94 @@
+// `nixery serve` runs the registry; `nixery build` builds one image into storage and prints the
+// builder's JSON result. Both read Nixery's environment variables.
+import { Command, InvalidArgumentError } from 'commander';
+import { buildOutcome, EXIT_CODES } from '../build/errors.ts';
+import { ConfigError, loadConfig } from '../config/config.ts';
+import { imageFromName, InvalidNameError, InvalidTagError } from '../image/name.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { createRuntime, startServer } from '../server.ts';
+import { StorageUnavailableError } from '../storage/backend.ts';
+
+function fail(log: Logger, error: unknown, code: number): never {
+  log.error((error as Error).message, { error });
+  process.stderr.write(`nixery: ${(error as Error).message}\n`);
+  process.exit(code);
+}
+
+function configOrExit(): ReturnType<typeof loadConfig> {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`nixery: invalid configuration: ${error.message}\n`);
+      process.exit(EXIT_CODES.usage);
+    }
+    throw error;
+  }
+}
+
+const program = new Command()
+  .name('nixery')
+  .description('A container registry that builds images from Nix package lists on demand')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the registry (configured by PORT, NIXERY_* and STORAGE_PATH environment variables)')
+  .option('--host <address>', 'address to listen on (default: all)')
+  .action(async (options: { host?: string }) => {
+    const config = configOrExit();
+    const log = createLogger({ level: config.logLevel, base: { component: 'registry' } });
+    let runtime;
+    try {
+      runtime = await createRuntime(config, log);
+    } catch (error) {
+      fail(log, error, error instanceof StorageUnavailableError ? EXIT_CODES.storage_failure : EXIT_CODES.error);
+    }
+    const server = await startServer(runtime, options.host);
+    const stop = (signal: string) => {
+      log.info('shutting down', { signal });
+      server.close(() => process.exit(0));
+      server.closeIdleConnections();
+      setTimeout(() => process.exit(0), 10_000).unref();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+const packageList = (value: string): string[] => {
+  const packages = value.split(',').map((p) => p.trim()).filter(Boolean);
+  if (packages.length === 0) throw new InvalidArgumentError('expected a comma-separated list of packages');
+  return packages;
+};
+
+program
+  .command('build')
+  .description('build one image into the configured storage and print the result as JSON')
+  .requiredOption('-p, --packages <list>', 'comma-separated packages, with Nixery meta-packages first (e.g. shell,git,htop)', packageList)
+  .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
+  .action(async (options: { packages: string[]; tag: string }) => {
+    const config = configOrExit();
+    const log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
+    let image;
+    try {
+      image = imageFromName(options.packages.join('/'), options.tag);
+    } catch (error) {
+      if (error instanceof InvalidNameError || error instanceof InvalidTagError) fail(log, error, EXIT_CODES.usage);
+      throw error;
+    }
+    try {
+      const runtime = await createRuntime(config, log, { defaultMetrics: false });
+      const result = await runtime.builder.build(image);
+      process.stdout.write(JSON.stringify(result) + '\n');
+    } catch (error) {
+      const outcome = error instanceof StorageUnavailableError ? 'storage_failure' : buildOutcome(error);
+      // The same channel as a success: one JSON document on stdout that says what went wrong.
+      const packages = (error as { packages?: unknown }).packages;
+      process.stdout.write(
+        JSON.stringify({ error: { outcome, message: (error as Error).message, ...(Array.isArray(packages) ? { packages } : {}) } }) + '\n',
+      );
+      fail(log, error, EXIT_CODES[outcome]);
+    }
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,92 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig } from './config.ts';
+
+describe('configuration from Nixery environment variables', () => {
+  it('uses the embedded defaults when nothing is set: port 8080, local filesystem storage, the bundled set', () => {
+    const config = loadConfig({}, '/srv/nixery');
+    assert.equal(config.port, 8080);
+    assert.deepEqual(config.storage, { backend: 'filesystem', path: '/srv/nixery/.data/storage' });
+    assert.deepEqual(config.source, { type: 'path', path: bundledPackageSetPath() });
+    assert.equal(config.sourceIsDefault, true);
+    assert.equal(config.nixTimeoutSeconds, 60);
+    assert.equal(config.layerBudget, DEFAULT_LAYER_BUDGET);
+  });
+
+  it('follows Nixery precedence: channel, then git repository, then path', () => {
+    const all = { NIXERY_CHANNEL: 'nixos-unstable', NIXERY_PKGS_REPO: 'https://example.org/pkgs.git', NIXERY_PKGS_PATH: '/pkgs' };
+    assert.equal(loadConfig(all).source.type, 'channel');
+    assert.deepEqual(loadConfig({ ...all, NIXERY_CHANNEL: '' }).source, { type: 'git', url: 'https://example.org/pkgs.git' });
+    assert.deepEqual(loadConfig({ NIXERY_PKGS_PATH: 'pkgs' }, '/work').source, { type: 'path', path: '/work/pkgs' });
+    assert.equal(loadConfig({ NIXERY_PKGS_PATH: '/pkgs' }).sourceIsDefault, false);
+  });
+
+  it('fetches channels from the nixpkgs archive unless told otherwise', () => {
+    assert.deepEqual(loadConfig({ NIXERY_CHANNEL: 'nixos-24.05' }).source, {
+      type: 'channel',
+      channel: 'nixos-24.05',
+      baseUrl: 'https://github.com/NixOS/nixpkgs/archive',
+    });
+    const local = loadConfig({ NIXERY_CHANNEL: 'c', NIXERY_CHANNEL_BASE_URL: 'http://127.0.0.1:9/channels/' }).source;
+    assert.equal(local.type === 'channel' && local.baseUrl, 'http://127.0.0.1:9/channels');
+  });
+
+  it('reads every documented variable', () => {
+    const config = loadConfig({
+      PORT: '5000',
+      STORAGE_PATH: '/var/lib/nixery',
+      NIX_TIMEOUT: '300',
+      NIX_POPULARITY_URL: 'file:///etc/nixery/popularity.json',
+      WEB_DIR: '/srv/web',
+      NIXERY_LAYER_BUDGET: '50',
+      NIXERY_MAX_CONCURRENT_BUILDS: '4',
+    });
+    assert.equal(config.port, 5000);
+    assert.deepEqual(config.storage, { backend: 'filesystem', path: '/var/lib/nixery' });
+    assert.equal(config.nixTimeoutSeconds, 300);
+    assert.equal(config.popularityUrl, 'file:///etc/nixery/popularity.json');
+    assert.equal(config.webDir, '/srv/web');
+    assert.equal(config.layerBudget, 50);
+    assert.equal(config.maxConcurrentBuilds, 4);
+  });
+
+  it('accepts the gcs backend with a bucket, and demands the bucket', () => {
+    assert.deepEqual(loadConfig({ NIXERY_STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'my-bucket', GOOGLE_APPLICATION_CREDENTIALS: '/k.json' }).storage, {
+      backend: 'gcs',
+      bucket: 'my-bucket',
+      credentialsFile: '/k.json',
+    });
+    assert.throws(() => loadConfig({ NIXERY_STORAGE_BACKEND: 'gcs' }), { variable: 'GCS_BUCKET' });
+  });
+
+  it('rejects bad values with an error naming the variable and the value', () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ PORT: 'http' }, ENV.port],
+      [{ PORT: '70000' }, ENV.port],
+      [{ PORT: '0' }, ENV.port],
+      [{ NIX_TIMEOUT: '-5' }, ENV.nixTimeout],
+      [{ NIX_TIMEOUT: '1.5' }, ENV.nixTimeout],
+      [{ NIXERY_STORAGE_BACKEND: 's3' }, ENV.storageBackend],
+      [{ NIX_POPULARITY_URL: 'ftp://example.org/p.json' }, ENV.popularityUrl],
+      [{ NIXERY_CHANNEL: 'nixos unstable; rm -rf' }, ENV.channel],
+      [{ NIXERY_LAYER_BUDGET: '1' }, ENV.layerBudget],
+      [{ NIXERY_LOG_LEVEL: 'loud' }, ENV.logLevel],
+    ];
+    for (const [env, variable] of cases) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, JSON.stringify(env));
+          assert.equal(error.variable, variable);
+          assert.ok(error.message.startsWith(`${variable}: `), error.message);
+          assert.ok(error.message.includes(JSON.stringify(Object.values(env)[0])), error.message);
+          return true;
+        },
+      );
+    }
+  });
+
+  it('treats empty variables as unset, as Nixery does', () => {
+    assert.equal(loadConfig({ PORT: '', NIX_TIMEOUT: '  ' }).port, 8080);
+  });
+});

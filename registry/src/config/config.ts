@@ -1,0 +1,146 @@
+// One place turns the environment into a validated configuration. Variable names are Nixery's
+// and keep Nixery's meanings; the operator renders a registry's environment from `ENV` below,
+// so no variable name is spelled twice in the project.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from './package-source.ts';
+
+export const ENV = {
+  port: 'PORT',
+  channel: 'NIXERY_CHANNEL',
+  pkgsRepo: 'NIXERY_PKGS_REPO',
+  pkgsPath: 'NIXERY_PKGS_PATH',
+  storageBackend: 'NIXERY_STORAGE_BACKEND',
+  storagePath: 'STORAGE_PATH',
+  gcsBucket: 'GCS_BUCKET',
+  googleCredentials: 'GOOGLE_APPLICATION_CREDENTIALS',
+  nixTimeout: 'NIX_TIMEOUT',
+  popularityUrl: 'NIX_POPULARITY_URL',
+  webDir: 'WEB_DIR',
+  // Not Nixery's: knobs this implementation adds, named in Nixery's style.
+  channelBaseUrl: 'NIXERY_CHANNEL_BASE_URL',
+  layerBudget: 'NIXERY_LAYER_BUDGET',
+  maxConcurrentBuilds: 'NIXERY_MAX_CONCURRENT_BUILDS',
+  logLevel: 'NIXERY_LOG_LEVEL',
+} as const;
+
+export type StorageConfig =
+  | { backend: 'filesystem'; path: string }
+  | { backend: 'gcs'; bucket: string; credentialsFile?: string };
+
+export interface Config {
+  port: number;
+  source: PackageSource;
+  /** True when no package source was configured and the bundled offline set is used. */
+  sourceIsDefault: boolean;
+  storage: StorageConfig;
+  nixTimeoutSeconds: number;
+  popularityUrl?: string;
+  webDir?: string;
+  /** Upper bound on layers per image, the customisation layer included. */
+  layerBudget: number;
+  maxConcurrentBuilds: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Nixery keeps room under Docker's historical limit of 125 layers. */
+export const DEFAULT_LAYER_BUDGET = 94;
+export const DEFAULT_PORT = 8080;
+export const DEFAULT_NIX_TIMEOUT_SECONDS = 60;
+export const DEFAULT_STORAGE_PATH = '.data/storage';
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+/** The bundled offline package set (nix/offline), used when no package source is configured. */
+export function bundledPackageSetPath(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../nix/offline');
+}
+
+const nonEmpty = z.string().trim().min(1);
+const positiveInt = (what: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^[0-9]+$/, `expected ${what} as a whole number`)
+    .transform(Number)
+    .pipe(z.number().int().positive(`expected ${what} greater than zero`));
+
+const fields = {
+  port: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
+  channel: nonEmpty.regex(/^[A-Za-z0-9._-]+$/, 'expected a channel name or nixpkgs commit (letters, digits, . _ -)'),
+  pkgsRepo: nonEmpty,
+  pkgsPath: nonEmpty,
+  storageBackend: z.enum(['filesystem', 'gcs'], { error: 'expected "filesystem" or "gcs"' }),
+  storagePath: nonEmpty,
+  gcsBucket: nonEmpty.regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, 'expected a GCS bucket name'),
+  googleCredentials: nonEmpty,
+  nixTimeout: positiveInt('seconds'),
+  popularityUrl: z.url({ protocol: /^(https?|file)$/, error: 'expected an http(s):// or file:// URL' }),
+  webDir: nonEmpty,
+  channelBaseUrl: z.url({ protocol: /^https?$/, error: 'expected an http(s):// URL' }),
+  layerBudget: positiveInt('a number of layers').pipe(z.number().min(2, 'expected at least 2 layers (one for packages, one for customisation)')),
+  maxConcurrentBuilds: positiveInt('a number of builds'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
+} satisfies Record<keyof typeof ENV, z.ZodType>;
+
+type Parsed = { [K in keyof typeof fields]?: z.output<(typeof fields)[K]> };
+
+/**
+ * Reads the configuration from an environment. Empty variables count as unset, as in Nixery.
+ * Throws ConfigError naming the first bad variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Config {
+  const v: Parsed = {};
+  for (const key of Object.keys(fields) as (keyof typeof fields)[]) {
+    const name = ENV[key];
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') continue;
+    const result = fields[key].safeParse(raw);
+    if (!result.success) {
+      throw new ConfigError(name, `${result.error.issues[0]?.message ?? 'invalid value'} (got ${JSON.stringify(raw)})`);
+    }
+    (v as Record<string, unknown>)[key] = result.data;
+  }
+
+  const channelBaseUrl = (v.channelBaseUrl ?? DEFAULT_CHANNEL_BASE_URL).replace(/\/+$/, '');
+  let source: PackageSource;
+  let sourceIsDefault = false;
+  // Nixery's precedence: channel, then git repository, then local path.
+  if (v.channel !== undefined) source = { type: 'channel', channel: v.channel, baseUrl: channelBaseUrl };
+  else if (v.pkgsRepo !== undefined) source = { type: 'git', url: v.pkgsRepo };
+  else if (v.pkgsPath !== undefined) source = { type: 'path', path: path.resolve(cwd, v.pkgsPath) };
+  else {
+    source = { type: 'path', path: bundledPackageSetPath() };
+    sourceIsDefault = true;
+  }
+
+  let storage: StorageConfig;
+  if ((v.storageBackend ?? 'filesystem') === 'gcs') {
+    if (v.gcsBucket === undefined) throw new ConfigError(ENV.gcsBucket, 'must be set when NIXERY_STORAGE_BACKEND is "gcs"');
+    storage = { backend: 'gcs', bucket: v.gcsBucket, ...(v.googleCredentials ? { credentialsFile: v.googleCredentials } : {}) };
+  } else {
+    storage = { backend: 'filesystem', path: path.resolve(cwd, v.storagePath ?? DEFAULT_STORAGE_PATH) };
+  }
+
+  return {
+    port: v.port ?? DEFAULT_PORT,
+    source,
+    sourceIsDefault,
+    storage,
+    nixTimeoutSeconds: v.nixTimeout ?? DEFAULT_NIX_TIMEOUT_SECONDS,
+    ...(v.popularityUrl ? { popularityUrl: v.popularityUrl } : {}),
+    ...(v.webDir ? { webDir: path.resolve(cwd, v.webDir) } : {}),
+    layerBudget: v.layerBudget ?? DEFAULT_LAYER_BUDGET,
+    maxConcurrentBuilds: v.maxConcurrentBuilds ?? 2,
+    logLevel: v.logLevel ?? 'info',
+  };
+}

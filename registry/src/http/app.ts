@@ -1,0 +1,119 @@
+// The HTTP server: the registry API, the index page, health and metrics, one log line per request.
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { ImageBuilder } from '../build/builder.ts';
+import type { PackageSource } from '../config/package-source.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { StorageBackend } from '../storage/backend.ts';
+import { errorBody, RegistryError } from './errors.ts';
+import { renderIndexPage } from './index-page.ts';
+import { RecentErrors } from './recent-errors.ts';
+import { registryApi } from './registry-api.ts';
+import { TagIndex } from '../build/tag-index.ts';
+
+export interface AppDeps {
+  storage: StorageBackend;
+  builder: ImageBuilder;
+  metrics: Metrics;
+  log: Logger;
+  source: PackageSource;
+  sourceIsDefault: boolean;
+  webDir?: string;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  const recentErrors = new RecentErrors();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // Names like `a//b` must reach the registry's own validation rather than be merged away.
+  app.set('strict routing', true);
+
+  app.use((req, res, next) => {
+    const start = performance.now();
+    res.on('finish', () => observe(deps, req, res, start, 'finish'));
+    res.on('close', () => {
+      if (!res.writableFinished) observe(deps, req, res, start, 'aborted');
+    });
+    next();
+  });
+
+  app.get('/healthz', async (_req, res) => {
+    res.json({ status: 'ok', storage: deps.storage.description });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', deps.metrics.registry.contentType);
+    res.end(await deps.metrics.registry.metrics());
+  });
+
+  const tags = new TagIndex(deps.storage);
+  app.use(registryApi({ storage: deps.storage, builder: deps.builder, metrics: deps.metrics, recentErrors, tags }));
+
+  if (deps.webDir) {
+    // Nixery's WEB_DIR: a static website served in place of the built-in index page.
+    app.use(express.static(deps.webDir));
+  } else {
+    app.get('/', (req, res) => {
+      res.type('html').send(
+        renderIndexPage({
+          host: req.headers.host ?? 'localhost',
+          source: deps.source,
+          sourceIsDefault: deps.sourceIsDefault,
+          storage: deps.storage.description,
+          errors: recentErrors.list(),
+        }),
+      );
+    });
+  }
+
+  app.use((req, _res, next) => {
+    next(req.path.startsWith('/v2/') ? new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path}`) : undefined);
+  });
+  app.use((req: Request, res: Response) => {
+    res.status(404).type('text').send(`not found: ${req.path}\n`);
+  });
+
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const registryError =
+      error instanceof RegistryError ? error : new RegistryError('UNKNOWN', 'internal server error; see the registry log');
+    if (!(error instanceof RegistryError) || registryError.status >= 500) {
+      deps.log.error('request failed', { method: req.method, path: req.path, error });
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(registryError.status);
+    res.setHeader('Content-Type', 'application/json');
+    const body = JSON.stringify(errorBody(registryError));
+    res.setHeader('Content-Length', Buffer.byteLength(body));
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+
+  return app;
+}
+
+function observe(deps: AppDeps, req: Request, res: Response, start: number, outcome: 'finish' | 'aborted'): void {
+  const seconds = (performance.now() - start) / 1000;
+  const route = (res.locals.route as string | undefined) ?? routeLabel(req.path);
+  const status = outcome === 'aborted' ? 'aborted' : String(res.statusCode);
+  deps.metrics.httpRequests.inc({ route, method: req.method, status });
+  deps.metrics.httpDuration.observe({ route }, seconds);
+  deps.log.info('request', {
+    method: req.method,
+    path: req.originalUrl,
+    status,
+    durationMs: Math.round(seconds * 1000),
+    bytes: Number(res.getHeader('Content-Length') ?? 0),
+    userAgent: req.headers['user-agent'],
+  });
+}
+
+/** Bounded label values: never a raw path, which would grow the metric without limit. */
+function routeLabel(path: string): string {
+  if (path === '/v2/' || path === '/v2') return '/v2/';
+  if (path.startsWith('/v2/')) return '/v2/other';
+  if (path === '/' || path === '/healthz' || path === '/metrics') return path;
+  return 'other';
+}

@@ -1,0 +1,241 @@
+// The distribution API under /v2/: version check, manifests by tag and digest, blobs with Range.
+// Pushes are answered UNSUPPORTED until the push API exists.
+import type { Request, Response } from 'express';
+import { Router } from 'express';
+import rangeParser from 'range-parser';
+import { pipeline } from 'node:stream/promises';
+import type { ImageBuilder } from '../build/builder.ts';
+import type { BuildResult } from '../build/result.ts';
+import { paginate, type TagIndex } from '../build/tag-index.ts';
+import { imageFromName, InvalidNameError, InvalidTagError, isValidRepositoryName } from '../image/name.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { GitRefNotFoundError, NixBuildError, NixEvaluationError, NixTimeoutError, PackagesNotFoundError } from '../nix/index.ts';
+import { ChannelUnavailableError } from '../build/source-fingerprint.ts';
+import { negotiateManifestFormat, renderManifest } from '../oci/image.ts';
+import { MANIFEST_MEDIA_TYPE, MediaType } from '../oci/media-types.ts';
+import type { StorageBackend } from '../storage/backend.ts';
+import { RegistryError } from './errors.ts';
+import type { RecentErrors } from './recent-errors.ts';
+
+const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+const SHA256 = /^sha256:[a-f0-9]{64}$/;
+const MANIFEST_TYPES = new Set<string>([MediaType.dockerManifest, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.ociIndex]);
+
+export interface RegistryApiDeps {
+  storage: StorageBackend;
+  builder: ImageBuilder;
+  metrics: Metrics;
+  recentErrors: RecentErrors;
+  tags: TagIndex;
+}
+
+interface Route {
+  name: string;
+  kind: 'manifests' | 'blobs' | 'uploads' | 'tags';
+  reference: string;
+}
+
+/** Splits /v2/<name>/<kind>/<reference>; the name itself may contain slashes. */
+export function parseRoute(path: string): Route | null {
+  const match = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)\/?$/.exec(path);
+  if (match) {
+    const [, name, kind, reference] = match as unknown as [string, string, Route['kind'], string];
+    if (kind === 'blobs' && reference === 'uploads') return { name, kind: 'uploads', reference: '' };
+    return { name, kind, reference };
+  }
+  const upload = /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/.exec(path);
+  if (upload) return { name: upload[1]!, kind: 'uploads', reference: '' };
+  return null;
+}
+
+export function registryApi(deps: RegistryApiDeps): Router {
+  const router = Router();
+
+  router.use((_req, res, next) => {
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    next();
+  });
+
+  router.all('/v2/', (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${req.method} is not supported here`);
+    res.json({});
+  });
+
+  router.all('/v2/{*rest}', async (req, res) => {
+    const route = parseRoute(req.path);
+    if (!route) throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path}`, undefined, 404);
+    if (!isValidRepositoryName(route.name)) {
+      throw new RegistryError('NAME_INVALID', `invalid repository name ${JSON.stringify(route.name)}`);
+    }
+    res.locals.route = `/v2/:name/${route.kind}`;
+    const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    if (route.kind === 'uploads' || !readOnly) {
+      throw new RegistryError('UNSUPPORTED', 'this registry builds images from their names; pushing is not supported');
+    }
+    if (route.kind === 'tags') {
+      if (route.reference !== 'list') throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path}`, undefined, 404);
+      return listTags(deps, req, res, route.name);
+    }
+    if (route.kind === 'blobs') return serveBlob(deps, req, res, route.reference);
+    return serveManifest(deps, req, res, route);
+  });
+
+  return router;
+}
+
+async function serveManifest(deps: RegistryApiDeps, req: Request, res: Response, route: Route): Promise<void> {
+  if (route.reference.includes(':')) {
+    const digest = checkDigest(route.reference);
+    const info = await deps.storage.statBlob(digest);
+    if (!info || !MANIFEST_TYPES.has(info.contentType)) {
+      throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${digest} is not known`, { digest });
+    }
+    const body = await deps.storage.readBlob(digest);
+    return sendManifest(deps, req, res, body, info.contentType, digest);
+  }
+
+  let image;
+  try {
+    image = imageFromName(route.name, route.reference);
+  } catch (error) {
+    if (error instanceof InvalidNameError) throw new RegistryError('NAME_INVALID', error.message);
+    if (error instanceof InvalidTagError) throw new RegistryError('TAG_INVALID', error.message);
+    throw error;
+  }
+
+  let result: BuildResult;
+  try {
+    result = await deps.builder.build(image);
+  } catch (error) {
+    throw toRegistryError(deps, `${route.name}:${route.reference}`, error);
+  }
+  await deps.tags.record(route.name, route.reference);
+  const format = negotiateManifestFormat(req.headers.accept);
+  const descriptor = result.manifests[format];
+  const body = renderManifest(format, result.config, result.layers);
+  return sendManifest(deps, req, res, body, MANIFEST_MEDIA_TYPE[format], descriptor.digest);
+}
+
+async function listTags(deps: RegistryApiDeps, req: Request, res: Response, name: string): Promise<void> {
+  const n = req.query.n === undefined ? undefined : Number(req.query.n);
+  if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
+    throw new RegistryError('UNSUPPORTED', 'n must be a non-negative integer', undefined, 400);
+  }
+  const last = typeof req.query.last === 'string' ? req.query.last : undefined;
+  const page = paginate(await deps.tags.list(name), n, last);
+  if (page.more && page.tags.length > 0) {
+    const next = new URLSearchParams({ n: String(n), last: page.tags.at(-1)! });
+    res.setHeader('Link', `</v2/${name}/tags/list?${next}>; rel="next"`);
+  }
+  res.json({ name, tags: page.tags });
+}
+
+function sendManifest(deps: RegistryApiDeps, req: Request, res: Response, body: Buffer, type: string, digest: string): void {
+  res.status(200);
+  res.setHeader('Content-Type', type);
+  res.setHeader('Docker-Content-Digest', digest);
+  res.setHeader('ETag', `"${digest}"`);
+  res.setHeader('Content-Length', body.length);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  deps.metrics.bytesServed.inc({ kind: 'manifest' }, body.length);
+  res.end(body);
+}
+
+async function serveBlob(deps: RegistryApiDeps, req: Request, res: Response, reference: string): Promise<void> {
+  const digest = checkDigest(reference);
+  const delivery = await deps.storage.deliverBlob(digest);
+  if (!delivery) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not known`, { digest });
+  const { info } = delivery;
+  res.setHeader('Docker-Content-Digest', digest);
+  res.setHeader('ETag', `"${digest}"`);
+  res.setHeader('Cache-Control', 'max-age=31536000');
+  if (delivery.kind === 'redirect') {
+    if (req.method === 'HEAD') {
+      res.setHeader('Content-Type', info.contentType);
+      res.setHeader('Content-Length', info.size);
+      res.status(200).end();
+      return;
+    }
+    res.redirect(307, delivery.url);
+    return;
+  }
+
+  res.setHeader('Content-Type', info.contentType);
+  res.setHeader('Accept-Ranges', 'bytes');
+  let range: { start: number; end: number } | undefined;
+  const header = req.headers.range;
+  if (header !== undefined) {
+    const parsed = rangeParser(info.size, header, { combine: true });
+    if (parsed === -1) {
+      res.setHeader('Content-Range', `bytes */${info.size}`);
+      throw new RegistryError('RANGE_INVALID', `range ${header} cannot be satisfied for a blob of ${info.size} bytes`, undefined, 416);
+    }
+    // A malformed header (-2) or several ranges are answered with the whole blob, as HTTP allows.
+    if (parsed !== -2 && parsed.type === 'bytes' && parsed.length === 1) range = parsed[0];
+  }
+  const length = range ? range.end - range.start + 1 : info.size;
+  res.setHeader('Content-Length', length);
+  if (range) {
+    res.status(206);
+    res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+  } else {
+    res.status(200);
+  }
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const body = delivery.open(range);
+  let sent = 0;
+  body.on('data', (chunk: Buffer) => (sent += chunk.length));
+  try {
+    await pipeline(body, res);
+  } finally {
+    deps.metrics.bytesServed.inc({ kind: 'blob' }, sent);
+  }
+}
+
+function checkDigest(reference: string): string {
+  if (!DIGEST.test(reference)) throw new RegistryError('DIGEST_INVALID', `invalid digest ${JSON.stringify(reference)}`);
+  if (reference.startsWith('sha256:') && !SHA256.test(reference)) {
+    throw new RegistryError('DIGEST_INVALID', `invalid sha256 digest ${JSON.stringify(reference)}: expected 64 lower-case hex digits`);
+  }
+  return reference;
+}
+
+function toRegistryError(deps: RegistryApiDeps, image: string, error: unknown): RegistryError {
+  if (error instanceof PackagesNotFoundError) {
+    const message = `package${error.packages.length === 1 ? '' : 's'} not found: ${error.packages.join(', ')}`;
+    deps.recentErrors.add(image, message);
+    return new RegistryError('MANIFEST_UNKNOWN', message, { packages: error.packages });
+  }
+  if (error instanceof GitRefNotFoundError) {
+    deps.recentErrors.add(image, error.message);
+    return new RegistryError('MANIFEST_UNKNOWN', `${error.message}: the tag names the git branch, tag or commit to build from`, {
+      ref: error.ref,
+    });
+  }
+  if (error instanceof ChannelUnavailableError) {
+    deps.recentErrors.add(image, error.message);
+    return new RegistryError('UNAVAILABLE', error.message);
+  }
+  if (error instanceof NixBuildError) {
+    const message = `Nix failed to build ${error.packages.length ? error.packages.join(', ') : 'the image'}`;
+    deps.recentErrors.add(image, message);
+    return new RegistryError('UNKNOWN', message, { packages: error.packages });
+  }
+  if (error instanceof NixEvaluationError) {
+    deps.recentErrors.add(image, 'the package source failed to evaluate');
+    return new RegistryError('UNKNOWN', 'the package source failed to evaluate; see the registry log');
+  }
+  if (error instanceof NixTimeoutError) {
+    const message = `Nix did not finish within ${error.seconds} s (${error.phase})`;
+    deps.recentErrors.add(image, message);
+    return new RegistryError('UNAVAILABLE', message, { timeoutSeconds: error.seconds, phase: error.phase });
+  }
+  deps.recentErrors.add(image, 'internal error');
+  return error instanceof RegistryError ? error : new RegistryError('UNKNOWN', 'internal error while building the image; see the registry log');
+}

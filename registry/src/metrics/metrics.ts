@@ -1,0 +1,60 @@
+// Prometheus metrics. Each server gets its own registry so tests can run several side by side.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type BuildOutcome = 'success' | 'not_found' | 'nix_failure' | 'timeout' | 'storage_failure' | 'error';
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpDuration: Histogram<'route'>;
+  builds: Counter<'result'>;
+  buildDuration: Histogram<'result'>;
+  buildsInFlight: Gauge;
+  bytesServed: Counter<'kind'>;
+  layerCache: Counter<'result'>;
+  manifestCache: Counter<'result'>;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'nixery_' });
+  const registers = [registry];
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'nixery_http_requests_total',
+      help: 'HTTP requests by route, method and status code',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: 'nixery_http_request_duration_seconds',
+      help: 'HTTP request duration by route',
+      labelNames: ['route'],
+      buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60, 300],
+      registers,
+    }),
+    builds: new Counter({ name: 'nixery_builds_total', help: 'Image builds by result', labelNames: ['result'], registers }),
+    buildDuration: new Histogram({
+      name: 'nixery_build_duration_seconds',
+      help: 'Image build duration by result',
+      labelNames: ['result'],
+      buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900],
+      registers,
+    }),
+    buildsInFlight: new Gauge({ name: 'nixery_builds_in_flight', help: 'Image builds currently running', registers }),
+    bytesServed: new Counter({
+      name: 'nixery_served_bytes_total',
+      help: 'Bytes of blob and manifest bodies sent to clients',
+      labelNames: ['kind'],
+      registers,
+    }),
+    layerCache: new Counter({ name: 'nixery_layer_cache_total', help: 'Layer cache lookups by result', labelNames: ['result'], registers }),
+    manifestCache: new Counter({
+      name: 'nixery_manifest_cache_total',
+      help: 'Manifest cache lookups by result',
+      labelNames: ['result'],
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,69 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { negotiateManifestFormat, renderConfig, renderManifest, sha256Digest } from './image.ts';
+import { MediaType } from './media-types.ts';
+
+const layers = [
+  { digest: sha256Digest('layer-1.tar.gz'), diffId: sha256Digest('layer-1.tar'), size: 14 },
+  { digest: sha256Digest('layer-2.tar.gz'), diffId: sha256Digest('layer-2.tar'), size: 20 },
+];
+
+describe('image config', () => {
+  it('lists diff ids in layer order and carries env and cmd', () => {
+    const config = JSON.parse(renderConfig({ architecture: 'arm64', layers, cmd: ['bash'], env: ['A=1'] }).toString());
+    assert.deepEqual(config, {
+      architecture: 'arm64',
+      os: 'linux',
+      config: { Env: ['A=1'], Cmd: ['bash'] },
+      rootfs: { type: 'layers', diff_ids: [layers[0]!.diffId, layers[1]!.diffId] },
+    });
+  });
+
+  it('omits Cmd when there is none, and renders the same bytes every time', () => {
+    const a = renderConfig({ architecture: 'amd64', layers, env: [] });
+    const b = renderConfig({ architecture: 'amd64', layers, env: [] });
+    assert.equal(sha256Digest(a), sha256Digest(b));
+    assert.equal('Cmd' in JSON.parse(a.toString()).config, false);
+  });
+});
+
+describe('manifests', () => {
+  const config = { digest: sha256Digest('{}'), size: 2 };
+
+  it('renders Docker schema 2 with Docker media types', () => {
+    const m = JSON.parse(renderManifest('docker', config, layers).toString());
+    assert.equal(m.schemaVersion, 2);
+    assert.equal(m.mediaType, MediaType.dockerManifest);
+    assert.deepEqual(m.config, { mediaType: MediaType.dockerConfig, ...config });
+    assert.deepEqual(m.layers.map((l: { mediaType: string }) => l.mediaType), [MediaType.dockerLayer, MediaType.dockerLayer]);
+    assert.deepEqual(m.layers.map((l: { digest: string; size: number }) => [l.digest, l.size]), layers.map((l) => [l.digest, l.size]));
+  });
+
+  it('renders OCI with OCI media types and the same blobs', () => {
+    const m = JSON.parse(renderManifest('oci', config, layers).toString());
+    assert.equal(m.mediaType, MediaType.ociManifest);
+    assert.equal(m.config.mediaType, MediaType.ociConfig);
+    assert.equal(m.config.digest, config.digest);
+    assert.deepEqual(m.layers.map((l: { mediaType: string }) => l.mediaType), [MediaType.ociLayer, MediaType.ociLayer]);
+  });
+});
+
+describe('manifest content negotiation', () => {
+  it('serves Docker schema 2 when the client states no preference', () => {
+    for (const accept of [undefined, '', '*/*', 'application/json', 'application/vnd.docker.distribution.manifest.v1+prettyjws']) {
+      assert.equal(negotiateManifestFormat(accept), 'docker', String(accept));
+    }
+  });
+
+  it('follows the order of the Accept header among supported types', () => {
+    // skopeo/containers-image lists OCI first; Docker and containerd list schema 2 first.
+    assert.equal(negotiateManifestFormat(`${MediaType.ociManifest}, ${MediaType.dockerManifest}`), 'oci');
+    assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest}, ${MediaType.ociManifest}, */*`), 'docker');
+    assert.equal(negotiateManifestFormat([MediaType.ociIndex, MediaType.ociManifest]), 'oci');
+  });
+
+  it('honours q-values and q=0', () => {
+    assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest};q=0.5, ${MediaType.ociManifest}`), 'oci');
+    assert.equal(negotiateManifestFormat(`${MediaType.ociManifest};q=0`), 'docker');
+  });
+});

@@ -1,0 +1,17 @@
+export const MediaType = {
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+} as const;
+
+export type ManifestFormat = 'docker' | 'oci';
+
+export const MANIFEST_MEDIA_TYPE: Record<ManifestFormat, string> = {
+  docker: MediaType.dockerManifest,
+  oci: MediaType.ociManifest,
+};

@@ -1,0 +1,69 @@
+// Wires configuration, storage, the builder and the HTTP app together.
+import type { Server } from 'node:http';
+import { ImageBuilder } from './build/builder.ts';
+import type { Config } from './config/config.ts';
+import { createApp } from './http/app.ts';
+import { describeSource } from './http/index-page.ts';
+import { loadPopularity } from './layers/index.ts';
+import type { Logger } from './log/logger.ts';
+import { createMetrics, type Metrics } from './metrics/metrics.ts';
+import type { StorageBackend } from './storage/backend.ts';
+import { openStorage } from './storage/create.ts';
+
+export interface Runtime {
+  config: Config;
+  storage: StorageBackend;
+  builder: ImageBuilder;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Everything a build needs, shared by `serve` and `build`. */
+export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean } = {}): Promise<Runtime> {
+  const storage = await openStorage(config.storage);
+  const popularity = await loadPopularity(config.popularityUrl);
+  const metrics = createMetrics(options);
+  const builder = new ImageBuilder({
+    storage,
+    source: config.source,
+    nixTimeoutSeconds: config.nixTimeoutSeconds,
+    layerBudget: config.layerBudget,
+    maxConcurrentBuilds: config.maxConcurrentBuilds,
+    popularity,
+    log,
+    metrics,
+    // The bundled set builds everything from a local busybox: asking a binary cache only costs
+    // Nix's retries (seconds per call) on machines without network access.
+    ...(config.sourceIsDefault ? { nixOptions: { substituters: '' } } : {}),
+  });
+  return { config, storage, builder, metrics, log };
+}
+
+export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
+  const { config, log } = runtime;
+  const app = createApp({
+    storage: runtime.storage,
+    builder: runtime.builder,
+    metrics: runtime.metrics,
+    log,
+    source: config.source,
+    sourceIsDefault: config.sourceIsDefault,
+    ...(config.webDir ? { webDir: config.webDir } : {}),
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const done = (error?: Error) => (error ? reject(error) : resolve(s));
+    const s = host === undefined ? app.listen(config.port, done) : app.listen(config.port, host, done);
+  });
+  // Builds can take minutes; the socket must not be cut while a client waits for a manifest.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  const address = server.address();
+  log.info('nixery is listening', {
+    port: typeof address === 'object' && address ? address.port : config.port,
+    packages: describeSource(config.source, config.sourceIsDefault),
+    storage: runtime.storage.description,
+    nixTimeoutSeconds: config.nixTimeoutSeconds,
+    layerBudget: config.layerBudget,
+  });
+  return server;
+}

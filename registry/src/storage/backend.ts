@@ -1,0 +1,95 @@
+// The storage contract every backend keeps. Blobs are content-addressed: a blob becomes visible
+// under its digest only once it is complete and its digest verified. Small JSON documents (cache
+// entries, tags) live beside the blobs so that caches survive restarts.
+import type { Readable } from 'node:stream';
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+  contentType: string;
+}
+
+export interface PutBlobOptions {
+  contentType: string;
+  /** When given, the write fails with DigestMismatchError (and leaves nothing visible) unless the content has this digest. */
+  expectedDigest?: string;
+}
+
+export interface PutBlobResult {
+  digest: string;
+  size: number;
+  /** False when a blob with this digest was already stored (the new copy was discarded). */
+  created: boolean;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive, as in HTTP. */
+  end: number;
+}
+
+/** How the HTTP layer should answer a blob GET. */
+export type BlobDelivery =
+  | { kind: 'stream'; info: BlobInfo; open(range?: ByteRange): Readable }
+  | { kind: 'redirect'; info: BlobInfo; url: string };
+
+export interface StorageBackend {
+  /** A human-readable description, e.g. for the index page and logs. */
+  readonly description: string;
+  /** Checks that the backend can work at all; throws StorageUnavailableError with the reason. */
+  init(): Promise<void>;
+  putBlob(source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult>;
+  statBlob(digest: string): Promise<BlobInfo | null>;
+  /** Throws BlobNotFoundError. */
+  readBlob(digest: string): Promise<Buffer>;
+  deliverBlob(digest: string): Promise<BlobDelivery | null>;
+  deleteBlob(digest: string): Promise<boolean>;
+  getDocument<T>(key: string): Promise<T | null>;
+  /** Atomic: readers see the old or the new document, never a partial one. */
+  putDocument(key: string, value: unknown): Promise<void>;
+  deleteDocument(key: string): Promise<boolean>;
+}
+
+export class StorageUnavailableError extends Error {
+  readonly code = 'STORAGE_UNAVAILABLE';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+export class DigestMismatchError extends Error {
+  readonly code = 'DIGEST_INVALID';
+  readonly expected: string;
+  readonly actual: string;
+  constructor(expected: string, actual: string) {
+    super(`content digest ${actual} does not match the expected digest ${expected}`);
+    this.name = 'DigestMismatchError';
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+export class BlobNotFoundError extends Error {
+  readonly code = 'BLOB_UNKNOWN';
+  readonly digest: string;
+  constructor(digest: string) {
+    super(`blob ${digest} is not stored`);
+    this.name = 'BlobNotFoundError';
+    this.digest = digest;
+  }
+}
+
+const SHA256 = /^sha256:([a-f0-9]{64})$/;
+
+/** Only sha256 digests are stored; everything else is rejected before it reaches a path. */
+export function sha256Hex(digest: string): string | null {
+  return SHA256.exec(digest)?.[1] ?? null;
+}
+
+/** Document keys are slash-separated segments of safe characters, never a path escape. */
+export function assertDocumentKey(key: string): void {
+  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(key) || key.split('/').some((s) => s === '.' || s === '..')) {
+    throw new Error(`invalid storage document key ${JSON.stringify(key)}`);
+  }
+}

@@ -1,0 +1,223 @@
+// Filesystem backend: blobs under blobs/sha256/<hex>, content types in the `user.mime_type`
+// extended attribute (Nixery's name), documents under documents/. Everything is written to
+// staging/ first, fsynced, and renamed into place, so a crash never exposes a partial file.
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { getAttribute, setAttribute } from 'fs-xattr';
+import {
+  assertDocumentKey,
+  BlobNotFoundError,
+  DigestMismatchError,
+  sha256Hex,
+  StorageUnavailableError,
+  type BlobDelivery,
+  type BlobInfo,
+  type ByteRange,
+  type PutBlobOptions,
+  type PutBlobResult,
+  type StorageBackend,
+} from './backend.ts';
+
+const CONTENT_TYPE_ATTR = 'user.mime_type';
+/** Staging files older than this at start-up were left by a crash; nobody can still be writing them. */
+const STALE_STAGING_MS = 60 * 60 * 1000;
+
+export class FilesystemStorage implements StorageBackend {
+  readonly root: string;
+  readonly description: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.description = `filesystem (${this.root})`;
+  }
+
+  async init(): Promise<void> {
+    try {
+      await fs.mkdir(this.stagingDir(), { recursive: true });
+      await fs.mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
+      await fs.mkdir(path.join(this.root, 'documents'), { recursive: true });
+    } catch (cause) {
+      throw new StorageUnavailableError(`cannot create the storage directory ${this.root}: ${(cause as Error).message}`, { cause });
+    }
+    const probe = path.join(this.stagingDir(), `xattr-probe-${randomUUID()}`);
+    try {
+      await fs.writeFile(probe, '');
+      await setAttribute(probe, CONTENT_TYPE_ATTR, 'application/octet-stream');
+      await getAttribute(probe, CONTENT_TYPE_ATTR);
+    } catch (cause) {
+      throw new StorageUnavailableError(
+        `STORAGE_PATH ${this.root} is on a file system without user extended attributes ` +
+          `(${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}); the filesystem backend keeps ` +
+          'content types in xattrs. Use a file system with user xattrs (ext4, xfs, btrfs, or tmpfs on Linux 6.6 and later).',
+        { cause },
+      );
+    } finally {
+      await fs.rm(probe, { force: true });
+    }
+    await this.removeStaleStaging();
+  }
+
+  async putBlob(source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
+    const staging = this.stagingPath();
+    const hash = createHash('sha256');
+    let size = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    });
+    try {
+      const input = Buffer.isBuffer(source) ? Readable.from([source]) : source;
+      await pipeline(input, counter, createWriteStream(staging, { flags: 'wx' }));
+      const digest = `sha256:${hash.digest('hex')}`;
+      if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
+        throw new DigestMismatchError(options.expectedDigest, digest);
+      }
+      const target = this.blobPath(digest);
+      if (await exists(target)) {
+        await fs.rm(staging, { force: true });
+        return { digest, size, created: false };
+      }
+      await setAttribute(staging, CONTENT_TYPE_ATTR, options.contentType);
+      await fsyncFile(staging);
+      await fs.rename(staging, target);
+      return { digest, size, created: true };
+    } catch (error) {
+      await fs.rm(staging, { force: true });
+      throw error;
+    }
+  }
+
+  async statBlob(digest: string): Promise<BlobInfo | null> {
+    const hex = sha256Hex(digest);
+    if (hex === null) return null;
+    const file = this.blobPath(digest);
+    try {
+      const [stat, type] = await Promise.all([fs.stat(file), getAttribute(file, CONTENT_TYPE_ATTR)]);
+      return { digest, size: stat.size, contentType: type.toString('utf8') };
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  async readBlob(digest: string): Promise<Buffer> {
+    if (sha256Hex(digest) === null) throw new BlobNotFoundError(digest);
+    try {
+      return await fs.readFile(this.blobPath(digest));
+    } catch (error) {
+      if (isNotFound(error)) throw new BlobNotFoundError(digest);
+      throw error;
+    }
+  }
+
+  async deliverBlob(digest: string): Promise<BlobDelivery | null> {
+    const info = await this.statBlob(digest);
+    if (info === null) return null;
+    const file = this.blobPath(digest);
+    return {
+      kind: 'stream',
+      info,
+      open: (range?: ByteRange) => createReadStream(file, range ? { start: range.start, end: range.end } : {}),
+    };
+  }
+
+  async deleteBlob(digest: string): Promise<boolean> {
+    if (sha256Hex(digest) === null) return false;
+    return removeIfExists(this.blobPath(digest));
+  }
+
+  async getDocument<T>(key: string): Promise<T | null> {
+    try {
+      return JSON.parse(await fs.readFile(this.documentPath(key), 'utf8')) as T;
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  async putDocument(key: string, value: unknown): Promise<void> {
+    const target = this.documentPath(key);
+    const staging = this.stagingPath();
+    try {
+      await fs.writeFile(staging, JSON.stringify(value), { flag: 'wx' });
+      await fsyncFile(staging);
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      await fs.rename(staging, target);
+    } catch (error) {
+      await fs.rm(staging, { force: true });
+      throw error;
+    }
+  }
+
+  async deleteDocument(key: string): Promise<boolean> {
+    return removeIfExists(this.documentPath(key));
+  }
+
+  blobPath(digest: string): string {
+    const hex = sha256Hex(digest);
+    if (hex === null) throw new Error(`unsupported digest ${digest}`);
+    return path.join(this.root, 'blobs', 'sha256', hex);
+  }
+
+  private documentPath(key: string): string {
+    assertDocumentKey(key);
+    return path.join(this.root, 'documents', `${key}.json`);
+  }
+
+  private stagingDir(): string {
+    return path.join(this.root, 'staging');
+  }
+
+  private stagingPath(): string {
+    return path.join(this.stagingDir(), randomUUID());
+  }
+
+  private async removeStaleStaging(): Promise<void> {
+    const now = Date.now();
+    for (const entry of await fs.readdir(this.stagingDir())) {
+      const file = path.join(this.stagingDir(), entry);
+      const stat = await fs.stat(file).catch(() => null);
+      if (stat && now - stat.mtimeMs > STALE_STAGING_MS) await fs.rm(file, { force: true });
+    }
+  }
+}
+
+async function fsyncFile(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function removeIfExists(file: string): Promise<boolean> {
+  try {
+    await fs.unlink(file);
+    return true;
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENODATA';
+}
