@@ -67,22 +67,18 @@ program
   .requiredOption('-p, --packages <list>', 'comma-separated packages, with Nixery meta-packages first (e.g. shell,git,htop)', packageList)
   .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
   .action(async (options: { packages: string[]; tag: string }) => {
-    const config = configOrExit();
-    const log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
-    let image;
+    // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
+    // reads it from a build Job's termination message.
+    let log = createLogger({ base: { component: 'builder' } });
     try {
-      image = imageFromName(options.packages.join('/'), options.tag);
-    } catch (error) {
-      if (error instanceof InvalidNameError || error instanceof InvalidTagError) fail(log, error, EXIT_CODES.usage);
-      throw error;
-    }
-    try {
+      const config = loadConfig();
+      log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
+      const image = imageFromName(options.packages.join('/'), options.tag);
       const runtime = await createRuntime(config, log, { defaultMetrics: false });
       const result = await runtime.builder.build(image);
       process.stdout.write(JSON.stringify(result) + '\n');
     } catch (error) {
-      const outcome = error instanceof StorageUnavailableError ? 'storage_failure' : buildOutcome(error);
-      // The same channel as a success: one JSON document on stdout that says what went wrong.
+      const outcome = buildFailureOutcome(error);
       const packages = (error as { packages?: unknown }).packages;
       process.stdout.write(
         JSON.stringify({ error: { outcome, message: (error as Error).message, ...(Array.isArray(packages) ? { packages } : {}) } }) + '\n',
@@ -90,5 +86,11 @@ program
       fail(log, error, EXIT_CODES[outcome]);
     }
   });
+
+function buildFailureOutcome(error: unknown): keyof typeof EXIT_CODES {
+  if (error instanceof ConfigError || error instanceof InvalidNameError || error instanceof InvalidTagError) return 'usage';
+  if (error instanceof StorageUnavailableError) return 'storage_failure';
+  return buildOutcome(error);
+}
 
 await program.parseAsync(process.argv);

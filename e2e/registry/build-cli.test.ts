@@ -1,0 +1,66 @@
+// `nixery build`: the same pipeline as the server, one JSON document on stdout, and an exit code
+// that tells a missing package from a Nix failure from bad usage.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { nixeryBuild } from '../support/nixery-cli.ts';
+import { tempDir } from '../support/registry.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+async function storageEnv(): Promise<Record<string, string>> {
+  const dir = await tempDir('nixery-e2e-cli-');
+  dirs.push(dir);
+  return { STORAGE_PATH: dir };
+}
+
+describe('nixery build', () => {
+  it('stores the image and prints its manifest digest, layers with store paths, and timings', async () => {
+    const env = await storageEnv();
+    const { code, json } = await nixeryBuild(['--packages', 'shell,hello', '--tag', 'v1'], env);
+    assert.equal(code, 0);
+    assert.equal(json.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    assert.match(json.digest as string, /^sha256:[a-f0-9]{64}$/);
+    assert.equal(json.tag, 'v1');
+    const layers = json.layers as { digest: string; size: number; storePaths: string[]; kind: string }[];
+    assert.ok(layers.some((l) => l.storePaths.some((p) => /-hello-2\.12$/.test(p))));
+    assert.equal(layers.at(-1)!.kind, 'customisation');
+    const timings = json.timings as Record<string, number>;
+    for (const phase of ['evaluateMs', 'realiseMs', 'graphMs', 'layeringMs', 'packingMs', 'totalMs']) {
+      assert.equal(typeof timings[phase], 'number', phase);
+    }
+    for (const layer of layers) {
+      const stat = await fs.stat(path.join(env.STORAGE_PATH!, 'blobs/sha256', layer.digest.slice(7)));
+      assert.equal(stat.size, layer.size);
+    }
+  });
+
+  it('exits 2 naming the missing packages', async () => {
+    const { code, json } = await nixeryBuild(['--packages', 'hello,nope'], await storageEnv());
+    assert.equal(code, 2);
+    assert.deepEqual(json, { error: { outcome: 'not_found', message: json.error && (json.error as { message: string }).message, packages: ['nope'] } });
+  });
+
+  it('exits 3 when Nix fails to build a package, naming it', async () => {
+    const { code, json } = await nixeryBuild(['--packages', 'broken'], await storageEnv());
+    assert.equal(code, 3);
+    const error = json.error as { outcome: string; packages: string[] };
+    assert.equal(error.outcome, 'nix_failure');
+    assert.deepEqual(error.packages, ['broken']);
+  });
+
+  it('exits 64 for an invalid package list or configuration, saying what is wrong', async () => {
+    const env = await storageEnv();
+    const badName = await nixeryBuild(['--packages', 'hello,arm64'], env);
+    assert.equal(badName.code, 64);
+    assert.match((badName.json.error as { message: string }).message, /arm64/);
+    const badConfig = await nixeryBuild(['--packages', 'hello'], { ...env, NIX_TIMEOUT: 'soon' });
+    assert.equal(badConfig.code, 64);
+    assert.equal((badConfig.json.error as { outcome: string }).outcome, 'usage');
+    assert.match((badConfig.json.error as { message: string }).message, /^NIX_TIMEOUT: /);
+  });
+});

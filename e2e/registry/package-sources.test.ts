@@ -1,0 +1,121 @@
+// Every package source Nixery has, through the registry: a git repository (the tag is the git
+// ref) and a channel (a tarball from a configurable base URL), both local so nothing reaches
+// the network.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pullAndUnpack, runInRoot } from '../support/oci-client.ts';
+import { run } from '../support/process.ts';
+import { REPO_ROOT, startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
+
+const OFFLINE_SET = path.join(REPO_ROOT, 'nix/offline');
+
+/** A nixpkgs-shaped set: the offline set with `hello` saying `greeting`. */
+function packageSet(greeting: string): string {
+  return `{ system ? builtins.currentSystem, ... }:
+let base = import ${OFFLINE_SET} { inherit system; };
+in base // { hello = base.writeShellScriptBin "hello" "echo ${greeting}"; }
+`;
+}
+
+const dirs: string[] = [];
+const registries: RegistryProcess[] = [];
+after(async () => {
+  for (const r of registries) await r.stop();
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+async function helloSays(r: RegistryProcess, tag: string, work: string): Promise<string> {
+  const rootfs = await pullAndUnpack(r.host, `hello:${tag}`, path.join(work, `pull-${tag}-${Date.now()}`));
+  return (await runInRoot(rootfs, ['/bin/hello'])).trim();
+}
+
+describe('package sources', () => {
+  it('git: the image tag selects the tag, branch or commit, and latest is the default branch', async () => {
+    const work = await tempDir('nixery-e2e-git-');
+    dirs.push(work);
+    const repo = path.join(work, 'pkgs');
+    await fs.mkdir(repo);
+    const git = (...args: string[]) => run('git', ['-C', repo, '-c', 'user.email=e2e@example.org', '-c', 'user.name=e2e', ...args]);
+    await git('init', '-q', '-b', 'main');
+    await fs.writeFile(path.join(repo, 'default.nix'), packageSet('hello from v1'));
+    await git('add', '.');
+    await git('commit', '-q', '-m', 'v1');
+    await git('tag', 'v1');
+    const v1 = (await git('rev-parse', 'HEAD')).stdout.trim();
+    await fs.writeFile(path.join(repo, 'default.nix'), packageSet('hello from v2'));
+    await git('commit', '-q', '-am', 'v2');
+    await git('tag', '-a', 'v2', '-m', 'annotated');
+    await git('checkout', '-q', '-b', 'experimental');
+    await fs.writeFile(path.join(repo, 'default.nix'), packageSet('hello from a branch'));
+    await git('commit', '-q', '-am', 'branch');
+    await git('checkout', '-q', 'main');
+
+    const r = await startRegistry({ env: { NIXERY_PKGS_REPO: repo, NIX_CONFIG: 'substituters =' } });
+    registries.push(r);
+    dirs.push(r.storagePath);
+    assert.equal(await helloSays(r, 'v1', work), 'hello from v1');
+    assert.equal(await helloSays(r, 'v2', work), 'hello from v2');
+    assert.equal(await helloSays(r, 'experimental', work), 'hello from a branch');
+    assert.equal(await helloSays(r, v1, work), 'hello from v1');
+    assert.equal(await helloSays(r, 'latest', work), 'hello from v2');
+
+    // The default branch moves: the next pull of latest builds from the new commit.
+    await fs.writeFile(path.join(repo, 'default.nix'), packageSet('hello from v3'));
+    await git('commit', '-q', '-am', 'v3');
+    assert.equal(await helloSays(r, 'latest', work), 'hello from v3');
+
+    const missing = await fetch(`${r.url}/v2/hello/manifests/no-such-ref`);
+    assert.equal(missing.status, 404);
+    const body = (await missing.json()) as { errors: { code: string; message: string }[] };
+    assert.equal(body.errors[0]!.code, 'MANIFEST_UNKNOWN');
+    assert.match(body.errors[0]!.message, /no-such-ref/);
+  });
+
+  describe('channel', () => {
+    let server: http.Server;
+    let baseUrl: string;
+    let work: string;
+    let tarball: Buffer;
+    let etag = '"1"';
+
+    async function publish(greeting: string, version: string): Promise<void> {
+      const tree = path.join(work, `tree-${version}`);
+      await fs.mkdir(path.join(tree, 'nixpkgs-test'), { recursive: true });
+      await fs.writeFile(path.join(tree, 'nixpkgs-test', 'default.nix'), packageSet(greeting));
+      const file = path.join(work, `channel-${version}.tar.gz`);
+      await run('tar', ['-czf', file, '-C', tree, 'nixpkgs-test']);
+      tarball = await fs.readFile(file);
+      etag = `"${version}"`;
+    }
+
+    before(async () => {
+      work = await tempDir('nixery-e2e-channel-');
+      dirs.push(work);
+      await publish('hello from the channel', '1');
+      server = http.createServer((req, res) => {
+        if (req.url !== '/archive/test-channel.tar.gz') return void res.writeHead(404).end();
+        if (req.headers['if-none-match'] === etag) return void res.writeHead(304, { ETag: etag }).end();
+        res.writeHead(200, { 'Content-Type': 'application/gzip', 'Content-Length': tarball.length, ETag: etag });
+        res.end(req.method === 'HEAD' ? undefined : tarball);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/archive`;
+    });
+    after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    it('builds from the channel tarball, and from the new one once the channel moved', async () => {
+      const r = await startRegistry({
+        env: { NIXERY_CHANNEL: 'test-channel', NIXERY_CHANNEL_BASE_URL: baseUrl, NIX_CONFIG: 'substituters =' },
+      });
+      registries.push(r);
+      dirs.push(r.storagePath);
+      assert.equal(await helloSays(r, 'latest', work), 'hello from the channel');
+      await publish('hello from the moved channel', '2');
+      assert.equal(await helloSays(r, 'latest', work), 'hello from the moved channel');
+    });
+  });
+});
