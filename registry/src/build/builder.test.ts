@@ -1,7 +1,6 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { imageFromName } from '../image/name.ts';
 import { silentLogger } from '../log/logger.ts';
@@ -9,12 +8,10 @@ import { createMetrics } from '../metrics/metrics.ts';
 import { PackagesNotFoundError, type ImageRequest, type RealisedImage, type StorePath } from '../nix/index.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
+import { tempDirs } from '../test-support/temp-dirs.ts';
 import { ImageBuilder, type Realise } from './builder.ts';
 
-const dirs: string[] = [];
-after(async () => {
-  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('nixery-builder-');
 
 const HASH_CHARS = '0123456789abcdfghijklmnpqrsvwxyz';
 function storePath(name: string): string {
@@ -25,8 +22,7 @@ function storePath(name: string): string {
 
 /** A fake /nix/store under a temp root: each package has bin/<name> and references its deps. */
 async function fakeStore(packages: Record<string, string[]>): Promise<{ root: string; closure: StorePath[] }> {
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-builder-store-'));
-  dirs.push(root);
+  const root = await tempDir();
   const closure: StorePath[] = [];
   for (const [name, deps] of Object.entries(packages)) {
     const p = storePath(name);
@@ -38,15 +34,12 @@ async function fakeStore(packages: Record<string, string[]>): Promise<{ root: st
   return { root, closure };
 }
 
-async function setup(packages: Record<string, string[]>, options: { budget?: number; realise?: Realise } = {}) {
+async function setup(packages: Record<string, string[]>, options: { budget?: number; realise?: Realise; maxConcurrentBuilds?: number } = {}) {
   const { root, closure } = await fakeStore(packages);
   // The path source is hashed for the manifest cache key; any directory does.
-  const sourceDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-builder-source-'));
-  dirs.push(sourceDir);
+  const sourceDir = await tempDir();
   await fs.writeFile(path.join(sourceDir, 'default.nix'), '{ ... }: { }');
-  const storageDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-builder-storage-'));
-  dirs.push(storageDir);
-  const storage = new FilesystemStorage(storageDir);
+  const storage = new FilesystemStorage(await tempDir());
   await storage.init();
   const calls: ImageRequest[] = [];
   const realise: Realise =
@@ -69,7 +62,7 @@ async function setup(packages: Record<string, string[]>, options: { budget?: num
     source: { type: 'path', path: sourceDir },
     nixTimeoutSeconds: 5,
     layerBudget: options.budget ?? 94,
-    maxConcurrentBuilds: 2,
+    maxConcurrentBuilds: options.maxConcurrentBuilds ?? 2,
     popularity: new Map(),
     log: silentLogger,
     metrics,
@@ -143,6 +136,28 @@ describe('image builder', () => {
     const results = await Promise.all(Array.from({ length: 8 }, () => builder.build(imageFromName('hello', 'latest'))));
     assert.equal(calls.length, 1);
     assert.equal(new Set(results.map((r) => r.digest)).size, 1);
+  });
+
+  it('runs builds of different images concurrently only up to the limit', async () => {
+    let running = 0;
+    let peak = 0;
+    const packages = { ...base, a: [], b: [], c: [] };
+    const { builder } = await setup(packages, {
+      maxConcurrentBuilds: 2,
+      realise: async (request) => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((r) => setTimeout(r, 30));
+        running--;
+        return {
+          packages: request.packages.map((name) => ({ name, attrPath: [name], outPaths: [storePath(name)] })),
+          closure: request.packages.map((name) => ({ path: storePath(name), narSize: 1, references: [] })),
+          timings: { evaluateMs: 0, realiseMs: 0, graphMs: 0 },
+        };
+      },
+    });
+    await Promise.all(['a', 'b', 'c'].map((name) => builder.build(imageFromName(name, 'latest'))));
+    assert.equal(peak, 2);
   });
 
   it('never exceeds the layer budget, the customisation layer included', async () => {

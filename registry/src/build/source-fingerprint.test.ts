@@ -4,19 +4,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { tempDirs } from '../test-support/temp-dirs.ts';
 import { ChannelUnavailableError, fingerprintSource, hashTree } from './source-fingerprint.ts';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-fingerprint-'));
-  dirs.push(dir);
-  return dir;
-}
-after(async () => {
-  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('nixery-fingerprint-');
 
 describe('path sources are fingerprinted by content', () => {
   it('changes with file content, names, executable bits and link targets, and only then', async () => {

@@ -1,20 +1,13 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { FilesystemStorage } from '../storage/filesystem.ts';
+import { tempDirs } from '../test-support/temp-dirs.ts';
 import { paginate, TagIndex } from './tag-index.ts';
 
-const dirs: string[] = [];
-after(async () => {
-  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('nixery-tags-');
 
 async function index(): Promise<TagIndex> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-tags-'));
-  dirs.push(dir);
-  const storage = new FilesystemStorage(dir);
+  const storage = new FilesystemStorage(await tempDir());
   await storage.init();
   return new TagIndex(storage);
 }

@@ -1,23 +1,15 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { getAttribute } from 'fs-xattr';
 import { StorageUnavailableError } from './backend.ts';
 import { failingStream, sha256, storageContract } from './contract.ts';
 import { FilesystemStorage } from './filesystem.ts';
+import { tempDirs } from '../test-support/temp-dirs.ts';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-fs-storage-'));
-  dirs.push(dir);
-  return dir;
-}
-after(async () => {
-  for (const dir of dirs) await fs.rm(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('nixery-fs-storage-');
 
 storageContract('filesystem', async () => {
   const storage = new FilesystemStorage(await tempDir());
