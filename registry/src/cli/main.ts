@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from '../config/config.ts';
 import { imageFromName, InvalidNameError, InvalidTagError } from '../image/name.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createRuntime, startServer } from '../server.ts';
+import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
 import { StorageUnavailableError } from '../storage/backend.ts';
 
 function fail(log: Logger, error: unknown, code: number): never {
@@ -53,6 +54,17 @@ program
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+program
+  .command('forward')
+  .description('forward TCP connections, e.g. localhost:<hostPort> on a node to the registry Service')
+  .requiredOption('--listen <host:port>', 'address to listen on', parseHostPort)
+  .requiredOption('--target <host:port>', 'address to forward to', parseHostPort)
+  .action(async (options: { listen: HostPort; target: HostPort }) => {
+    const log = createLogger({ base: { component: 'forward' } });
+    await startForwarder(options.listen, options.target, log);
+    log.info('forwarding', { listen: options.listen, target: options.target });
   });
 
 const packageList = (value: string): string[] => {

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig } from './config.ts';
+import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig, renderEnvironment, type RegistrySettings } from './config.ts';
 
 describe('configuration from Nixery environment variables', () => {
   it('uses the embedded defaults when nothing is set: port 8080, local filesystem storage, the bundled set', () => {
@@ -88,5 +88,38 @@ describe('configuration from Nixery environment variables', () => {
 
   it('treats empty variables as unset, as Nixery does', () => {
     assert.equal(loadConfig({ PORT: '', NIX_TIMEOUT: '  ' }).port, 8080);
+  });
+});
+
+describe('rendering a registry environment (what the operator puts in a Deployment)', () => {
+  it('round-trips through loadConfig for every source and storage', () => {
+    const cases: RegistrySettings[] = [
+      { port: 5000, source: { type: 'path', path: '/pkgs' }, storage: { backend: 'filesystem', path: '/var/lib/nixery' } },
+      { source: { type: 'git', url: 'https://example.org/pkgs.git' }, nixTimeoutSeconds: 120, layerBudget: 40 },
+      { source: { type: 'channel', channel: 'nixos-24.05', baseUrl: 'http://127.0.0.1:1/a' }, popularityUrl: 'https://example.org/p.json' },
+      { storage: { backend: 'gcs', bucket: 'my-bucket', credentialsFile: '/var/run/secrets/gcs/key.json' } },
+    ];
+    for (const settings of cases) {
+      const config = loadConfig(renderEnvironment(settings), '/');
+      if (settings.port) assert.equal(config.port, settings.port);
+      if (settings.source) assert.deepEqual(config.source, settings.source);
+      if (settings.storage) assert.deepEqual(config.storage, settings.storage);
+      if (settings.nixTimeoutSeconds) assert.equal(config.nixTimeoutSeconds, settings.nixTimeoutSeconds);
+      if (settings.popularityUrl) assert.equal(config.popularityUrl, settings.popularityUrl);
+      if (settings.layerBudget) assert.equal(config.layerBudget, settings.layerBudget);
+    }
+  });
+
+  it('uses only the variable names of this module', () => {
+    const env = renderEnvironment({
+      port: 1,
+      source: { type: 'channel', channel: 'c', baseUrl: 'http://x/y' },
+      storage: { backend: 'gcs', bucket: 'abc', credentialsFile: '/k' },
+      nixTimeoutSeconds: 1,
+      popularityUrl: 'file:///p',
+      layerBudget: 3,
+    });
+    const known = new Set<string>(Object.values(ENV));
+    for (const name of Object.keys(env)) assert.ok(known.has(name), name);
   });
 });

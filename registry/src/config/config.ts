@@ -144,3 +144,41 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel: v.logLevel ?? 'info',
   };
 }
+
+/** What a registry deployment is told, in the terms of this module; rendered to Nixery's variables. */
+export interface RegistrySettings {
+  port?: number;
+  source?: PackageSource;
+  storage?: StorageConfig;
+  nixTimeoutSeconds?: number;
+  popularityUrl?: string;
+  layerBudget?: number;
+}
+
+/**
+ * The inverse of loadConfig: the environment that makes a registry load `settings`. The operator
+ * renders registry Deployments with it, so variable names live only in this module.
+ */
+export function renderEnvironment(settings: RegistrySettings): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (settings.port !== undefined) env[ENV.port] = String(settings.port);
+  const source = settings.source;
+  if (source?.type === 'channel') {
+    env[ENV.channel] = source.channel;
+    if (source.baseUrl !== DEFAULT_CHANNEL_BASE_URL) env[ENV.channelBaseUrl] = source.baseUrl;
+  } else if (source?.type === 'git') env[ENV.pkgsRepo] = source.url;
+  else if (source?.type === 'path') env[ENV.pkgsPath] = source.path;
+  const storage = settings.storage;
+  if (storage?.backend === 'filesystem') {
+    env[ENV.storageBackend] = 'filesystem';
+    env[ENV.storagePath] = storage.path;
+  } else if (storage?.backend === 'gcs') {
+    env[ENV.storageBackend] = 'gcs';
+    env[ENV.gcsBucket] = storage.bucket;
+    if (storage.credentialsFile !== undefined) env[ENV.googleCredentials] = storage.credentialsFile;
+  }
+  if (settings.nixTimeoutSeconds !== undefined) env[ENV.nixTimeout] = String(settings.nixTimeoutSeconds);
+  if (settings.popularityUrl !== undefined) env[ENV.popularityUrl] = settings.popularityUrl;
+  if (settings.layerBudget !== undefined) env[ENV.layerBudget] = String(settings.layerBudget);
+  return env;
+}

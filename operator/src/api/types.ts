@@ -1,0 +1,55 @@
+// The nixery.dev/v1alpha1 API as the operator sees it. The CRDs in crds/ are the source of truth
+// for validation and defaults; these types describe objects after the API server defaulted them.
+import type { KubernetesObject, V1ObjectMeta } from '@kubernetes/client-node';
+
+export const GROUP = 'nixery.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const FIELD_MANAGER = 'nixery-operator';
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason?: string;
+  message?: string;
+  observedGeneration?: number;
+  lastTransitionTime?: string;
+}
+
+export interface PackageSourceSpec {
+  channel?: string;
+  git?: { url: string; ref?: string };
+  path?: string;
+}
+
+export interface NixeryInstanceSpec {
+  image: string;
+  replicas: number;
+  port: number;
+  storage: {
+    persistentVolume?: { size: string; storageClassName?: string; accessModes: string[] };
+    gcs?: { bucket: string; credentialsSecret?: { name: string; key: string }; signedUrls: boolean };
+  };
+  packageSource?: PackageSourceSpec;
+  resources?: Record<string, unknown>;
+  nixTimeout: number;
+  popularityUrl?: string;
+  service: { type: 'ClusterIP' | 'NodePort' | 'LoadBalancer'; port: number };
+  nodeLocal?: { enabled: boolean; hostPort: number };
+}
+
+export interface NixeryInstanceStatus {
+  observedGeneration?: number;
+  endpoint?: string;
+  readyReplicas?: number;
+  conditions?: Condition[];
+}
+
+export interface NixeryInstance extends KubernetesObject {
+  metadata: V1ObjectMeta & { name: string; namespace: string; uid: string };
+  spec: NixeryInstanceSpec;
+  status?: NixeryInstanceStatus;
+}
+
+export const NIXERY_INSTANCE = { group: GROUP, version: VERSION, plural: 'nixeryinstances', kind: 'NixeryInstance' } as const;
+export const NIX_IMAGE = { group: GROUP, version: VERSION, plural: 'niximages', kind: 'NixImage' } as const;

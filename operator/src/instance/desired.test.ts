@@ -1,0 +1,100 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig } from '@nixery/registry/config/config.js';
+import type { NixeryInstance } from '../api/types.ts';
+import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from './desired.ts';
+
+function instance(spec: Partial<NixeryInstance['spec']> = {}): NixeryInstance {
+  return {
+    apiVersion: 'nixery.dev/v1alpha1',
+    kind: 'NixeryInstance',
+    metadata: { name: 'nixery', namespace: 'team-a', uid: 'uid-1', generation: 1 },
+    spec: {
+      image: 'ghcr.io/nixery-operator/nixery:0.1.0',
+      replicas: 1,
+      port: 8080,
+      storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] } },
+      nixTimeout: 60,
+      service: { type: 'ClusterIP', port: 5000 },
+      ...spec,
+    },
+  };
+}
+
+const envOf = (d: ReturnType<typeof desiredInstance>) =>
+  Object.fromEntries((d.deployment.spec!.template.spec!.containers[0]!.env ?? []).map((e) => [e.name, e.value!]));
+
+describe('desired objects of a NixeryInstance', () => {
+  it('owns a ServiceAccount, a PVC, a Deployment and a Service, all labelled and owned by the instance', () => {
+    const d = desiredInstance(instance());
+    const objects = desiredObjects(d);
+    assert.deepEqual(objects.map((o) => o.kind), ['ServiceAccount', 'PersistentVolumeClaim', 'Service', 'Deployment']);
+    for (const o of objects) {
+      assert.equal(o.metadata!.namespace, 'team-a');
+      assert.deepEqual(o.metadata!.ownerReferences, [
+        { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', name: 'nixery', uid: 'uid-1', controller: true, blockOwnerDeletion: true },
+      ]);
+      assert.equal(o.metadata!.labels!['app.kubernetes.io/managed-by'], 'nixery-operator');
+      assert.equal(o.metadata!.labels!['app.kubernetes.io/instance'], 'nixery');
+    }
+  });
+
+  it('names the Service after the instance so pods pull from <instance>.<namespace>.svc.cluster.local:<port>', () => {
+    const d = desiredInstance(instance());
+    assert.equal(d.service.metadata!.name, 'nixery');
+    assert.deepEqual(d.service.spec!.ports, [{ name: 'http', port: 5000, targetPort: 'http', protocol: 'TCP' }]);
+    assert.deepEqual(d.service.spec!.selector, d.deployment.spec!.selector.matchLabels);
+    assert.equal(instanceEndpoint(instance()), 'nixery.team-a.svc.cluster.local:5000');
+  });
+
+  it('renders an environment the registry loads back into the same configuration', () => {
+    const d = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git' } }, nixTimeout: 120 }));
+    const config = loadConfig(envOf(d), '/');
+    assert.equal(config.port, 8080);
+    assert.deepEqual(config.storage, { backend: 'filesystem', path: STORAGE_MOUNT });
+    assert.deepEqual(config.source, { type: 'git', url: 'https://example.org/pkgs.git' });
+    assert.equal(config.nixTimeoutSeconds, 120);
+  });
+
+  it('leaves the package source unset to use the set bundled in the registry image', () => {
+    assert.equal(loadConfig(envOf(desiredInstance(instance())), '/').sourceIsDefault, true);
+  });
+
+  it('uses Recreate with a persistent volume and mounts the claim', () => {
+    const d = desiredInstance(instance());
+    assert.equal(d.deployment.spec!.strategy!.type, 'Recreate');
+    assert.deepEqual(d.deployment.spec!.template.spec!.volumes, [{ name: 'storage', persistentVolumeClaim: { claimName: 'nixery-storage' } }]);
+    assert.deepEqual(d.persistentVolumeClaim!.spec!.resources!.requests, { storage: '10Gi' });
+  });
+
+  it('wires GCS: no PVC, the bucket and the mounted key in the environment, rolling updates', () => {
+    const d = desiredInstance(
+      instance({ replicas: 3, storage: { gcs: { bucket: 'layers', credentialsSecret: { name: 'gcs-key', key: 'key.json' }, signedUrls: true } } }),
+    );
+    assert.equal(d.persistentVolumeClaim, undefined);
+    assert.equal(d.deployment.spec!.replicas, 3);
+    assert.equal(d.deployment.spec!.strategy!.type, 'RollingUpdate');
+    const config = loadConfig(envOf(d), '/');
+    assert.deepEqual(config.storage, { backend: 'gcs', bucket: 'layers', credentialsFile: '/var/run/secrets/nixery/gcs/key.json' });
+    assert.deepEqual(d.deployment.spec!.template.spec!.volumes, [{ name: 'gcs-credentials', secret: { secretName: 'gcs-key' } }]);
+  });
+
+  it('probes the registry: ready when /v2/ answers, alive while /healthz does', () => {
+    const container = desiredInstance(instance()).deployment.spec!.template.spec!.containers[0]!;
+    assert.equal(container.readinessProbe!.httpGet!.path, '/v2/');
+    assert.equal(container.livenessProbe!.httpGet!.path, '/healthz');
+    assert.deepEqual(container.args, ['serve']);
+  });
+
+  it('adds a host-network forwarder per node when nodeLocal is enabled', () => {
+    const d = desiredInstance(instance({ nodeLocal: { enabled: true, hostPort: 5555 } }));
+    const pod = d.nodeLocal!.spec!.template.spec!;
+    assert.equal(pod.hostNetwork, true);
+    assert.deepEqual(pod.containers[0]!.args, ['forward', '--listen', '127.0.0.1:5555', '--target', 'nixery.team-a.svc.cluster.local:5000']);
+    assert.equal(desiredInstance(instance()).nodeLocal, undefined);
+  });
+
+  it('is a pure function: the same instance gives the same objects', () => {
+    assert.deepEqual(desiredInstance(instance()), desiredInstance(instance()));
+  });
+});

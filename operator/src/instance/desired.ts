@@ -1,0 +1,185 @@
+// What a NixeryInstance should look like in the cluster: pure, instance in, objects out.
+import type {
+  KubernetesObject,
+  V1DaemonSet,
+  V1Deployment,
+  V1EnvVar,
+  V1PersistentVolumeClaim,
+  V1Service,
+  V1ServiceAccount,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
+import { renderEnvironment, type RegistrySettings } from '@nixery/registry/config/config.js';
+import { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from '@nixery/registry/config/package-source.js';
+import { API_VERSION, type NixeryInstance, type PackageSourceSpec } from '../api/types.ts';
+import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
+
+export const STORAGE_MOUNT = '/var/lib/nixery';
+export const GCS_KEY_MOUNT = '/var/run/secrets/nixery/gcs';
+
+export interface DesiredInstance {
+  serviceAccount: V1ServiceAccount;
+  persistentVolumeClaim?: V1PersistentVolumeClaim;
+  deployment: V1Deployment;
+  service: V1Service;
+  nodeLocal?: V1DaemonSet;
+}
+
+export function pvcName(instance: NixeryInstance): string {
+  return `${instance.metadata.name}-storage`;
+}
+
+/** The in-cluster address pods pull from: the Service's DNS name and port. */
+export function instanceEndpoint(instance: NixeryInstance): string {
+  return `${instance.metadata.name}.${instance.metadata.namespace}.svc.cluster.local:${instance.spec.service.port}`;
+}
+
+export function packageSourceOf(spec: PackageSourceSpec | undefined): PackageSource | undefined {
+  if (spec?.channel) return { type: 'channel', channel: spec.channel, baseUrl: DEFAULT_CHANNEL_BASE_URL };
+  if (spec?.git) return { type: 'git', url: spec.git.url };
+  if (spec?.path) return { type: 'path', path: spec.path };
+  return undefined;
+}
+
+export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
+  const { spec } = instance;
+  const gcs = spec.storage.gcs;
+  const settings: RegistrySettings = {
+    port: spec.port,
+    storage: gcs
+      ? {
+          backend: 'gcs',
+          bucket: gcs.bucket,
+          ...(gcs.credentialsSecret ? { credentialsFile: `${GCS_KEY_MOUNT}/${gcs.credentialsSecret.key}` } : {}),
+        }
+      : { backend: 'filesystem', path: STORAGE_MOUNT },
+    nixTimeoutSeconds: spec.nixTimeout,
+    ...(spec.popularityUrl ? { popularityUrl: spec.popularityUrl } : {}),
+  };
+  const source = packageSourceOf(spec.packageSource);
+  if (source) settings.source = source;
+  return Object.entries(renderEnvironment(settings))
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, value]) => ({ name, value }));
+}
+
+export function desiredInstance(instance: NixeryInstance): DesiredInstance {
+  const { name, namespace } = instance.metadata;
+  const { spec } = instance;
+  const owner = controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata });
+  const meta = (objectName: string, component: string) => ({
+    name: objectName,
+    namespace,
+    labels: commonLabels(name, component),
+    ownerReferences: [owner],
+  });
+
+  const volumes: V1Volume[] = [];
+  const mounts: V1VolumeMount[] = [];
+  let persistentVolumeClaim: V1PersistentVolumeClaim | undefined;
+  const pv = spec.storage.persistentVolume;
+  if (pv) {
+    persistentVolumeClaim = {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: meta(pvcName(instance), 'storage'),
+      spec: {
+        accessModes: pv.accessModes,
+        resources: { requests: { storage: pv.size } },
+        ...(pv.storageClassName ? { storageClassName: pv.storageClassName } : {}),
+      },
+    };
+    volumes.push({ name: 'storage', persistentVolumeClaim: { claimName: pvcName(instance) } });
+    mounts.push({ name: 'storage', mountPath: STORAGE_MOUNT });
+  }
+  const credentials = spec.storage.gcs?.credentialsSecret;
+  if (credentials) {
+    volumes.push({ name: 'gcs-credentials', secret: { secretName: credentials.name } });
+    mounts.push({ name: 'gcs-credentials', mountPath: GCS_KEY_MOUNT, readOnly: true });
+  }
+
+  const deployment: V1Deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta(name, 'registry'),
+    spec: {
+      replicas: spec.replicas,
+      selector: { matchLabels: selectorLabels(name) },
+      // A persistent volume is written by one registry at a time: the old pod goes before the new one starts.
+      strategy: pv ? { type: 'Recreate' } : { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: { labels: commonLabels(name, 'registry') },
+        spec: {
+          serviceAccountName: name,
+          containers: [
+            {
+              name: 'registry',
+              image: spec.image,
+              args: ['serve'],
+              env: registryEnvironment(instance),
+              ports: [{ name: 'http', containerPort: spec.port, protocol: 'TCP' }],
+              readinessProbe: { httpGet: { path: '/v2/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+              livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
+              ...(spec.resources ? { resources: spec.resources } : {}),
+              ...(mounts.length ? { volumeMounts: mounts } : {}),
+            },
+          ],
+          ...(volumes.length ? { volumes } : {}),
+        },
+      },
+    },
+  };
+
+  const service: V1Service = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(name, 'registry'),
+    spec: {
+      type: spec.service.type,
+      selector: selectorLabels(name),
+      ports: [{ name: 'http', port: spec.service.port, targetPort: 'http', protocol: 'TCP' }],
+    },
+  };
+
+  const serviceAccount: V1ServiceAccount = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(name, 'registry') };
+
+  let nodeLocal: V1DaemonSet | undefined;
+  if (spec.nodeLocal?.enabled) {
+    const labels = { ...commonLabels(name, 'node-local'), 'app.kubernetes.io/name': 'nixery-node-local' };
+    const selector = { 'app.kubernetes.io/name': 'nixery-node-local', 'app.kubernetes.io/instance': name };
+    nodeLocal = {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { ...meta(`${name}-node-local`, 'node-local'), labels },
+      spec: {
+        selector: { matchLabels: selector },
+        template: {
+          metadata: { labels },
+          spec: {
+            // On the node's network, so the container runtime reaches it as localhost:<hostPort>.
+            hostNetwork: true,
+            dnsPolicy: 'ClusterFirstWithHostNet',
+            containers: [
+              {
+                name: 'forward',
+                image: spec.image,
+                args: ['forward', '--listen', `127.0.0.1:${spec.nodeLocal.hostPort}`, '--target', instanceEndpoint(instance)],
+                ports: [{ name: 'pull', containerPort: spec.nodeLocal.hostPort, hostPort: spec.nodeLocal.hostPort, protocol: 'TCP' }],
+              },
+            ],
+          },
+        },
+      },
+    };
+  }
+
+  return { serviceAccount, ...(persistentVolumeClaim ? { persistentVolumeClaim } : {}), deployment, service, ...(nodeLocal ? { nodeLocal } : {}) };
+}
+
+/** In the order they should be applied: what others reference comes first. */
+export function desiredObjects(desired: DesiredInstance): KubernetesObject[] {
+  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.nodeLocal].filter(
+    (o): o is NonNullable<typeof o> => o !== undefined,
+  );
+}
