@@ -1,0 +1,114 @@
+// Reconciles one NixeryInstance: apply what differs from the desired objects, observe, and write
+// the status only when it changed. Deletion needs no code: owner references let the garbage
+// collector remove everything the instance owns.
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type KubernetesObject,
+  type ObjectCache,
+  type V1Deployment,
+  type V1PersistentVolumeClaim,
+  type V1Service,
+} from '@kubernetes/client-node';
+import type { Logger } from '@nixery/registry/log/logger.js';
+import { NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
+import type { ReconcileResult } from '../controller/controller.ts';
+import { statusOf } from '../controller/leader-election.ts';
+import type { Applier } from '../kube/applier.ts';
+import { desiredInstance, desiredObjects, pvcName } from './desired.ts';
+import { computeInstanceStatus, type InstanceObservation } from './status.ts';
+
+export interface InstanceCaches {
+  instances: ObjectCache<NixeryInstance>;
+  owned: Record<string, ObjectCache<KubernetesObject>>;
+}
+
+export type RegistryProbe = (url: string) => Promise<{ ok: boolean; error?: string }>;
+
+export interface InstanceReconcilerDeps {
+  kc: KubeConfig;
+  applier: Applier;
+  caches: InstanceCaches;
+  log: Logger;
+  onWrite: (kind: string) => void;
+  probe?: RegistryProbe;
+  now?: () => string;
+  /** How soon to look again at an instance that is not Ready yet. */
+  notReadyRequeueMs?: number;
+}
+
+export const probeRegistry: RegistryProbe = async (url) => {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    await response.body?.cancel();
+    return response.status === 200 ? { ok: true } : { ok: false, error: `GET ${url} answered ${response.status}` };
+  } catch (error) {
+    return { ok: false, error: `GET ${url} failed: ${(error as Error).message}` };
+  }
+};
+
+export class InstanceReconciler {
+  private readonly deps: InstanceReconcilerDeps;
+  private readonly core: CoreV1Api;
+  private readonly customObjects: CustomObjectsApi;
+
+  constructor(deps: InstanceReconcilerDeps) {
+    this.deps = deps;
+    this.core = deps.kc.makeApiClient(CoreV1Api);
+    this.customObjects = deps.kc.makeApiClient(CustomObjectsApi);
+  }
+
+  reconcile = async (key: string): Promise<ReconcileResult> => {
+    const [namespace, name] = key.split('/') as [string, string];
+    const { caches, applier } = this.deps;
+    const instance = caches.instances.get(name, namespace);
+    if (!instance || instance.metadata.deletionTimestamp) return {};
+
+    const desired = desiredInstance(instance);
+    for (const object of desiredObjects(desired)) {
+      await applier.apply(object, caches.owned[object.kind!]?.get(object.metadata!.name!, namespace));
+    }
+
+    const observed: InstanceObservation = {
+      deployment: caches.owned.Deployment?.get(name, namespace) as V1Deployment | undefined,
+      ...(desired.persistentVolumeClaim
+        ? { persistentVolumeClaim: caches.owned.PersistentVolumeClaim?.get(pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined }
+        : {}),
+    };
+    const secret = instance.spec.storage.gcs?.credentialsSecret?.name;
+    if (secret && !(await this.secretExists(namespace, secret))) observed.missingSecret = secret;
+    const service = caches.owned.Service?.get(name, namespace) as V1Service | undefined;
+    const clusterIP = service?.spec?.clusterIP;
+    if ((observed.deployment?.status?.readyReplicas ?? 0) > 0 && clusterIP && clusterIP !== 'None') {
+      // Through the Service, as pods pull: ready replicas alone do not prove the registry answers.
+      const result = await (this.deps.probe ?? probeRegistry)(`http://${clusterIP}:${instance.spec.service.port}/v2/`);
+      observed.registryAnswers = result.ok;
+      if (result.error) observed.registryError = result.error;
+    }
+
+    const status = computeInstanceStatus(instance, observed, (this.deps.now ?? (() => new Date().toISOString()))());
+    if (JSON.stringify(status) !== JSON.stringify(instance.status ?? {})) {
+      this.deps.onWrite('NixeryInstance/status');
+      await this.customObjects.patchNamespacedCustomObjectStatus(
+        { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.deps.log.info('instance status', { namespace, name, conditions: status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
+    }
+    const ready = status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+    return ready ? {} : { requeueAfterMs: this.deps.notReadyRequeueMs ?? 3000 };
+  };
+
+  private async secretExists(namespace: string, name: string): Promise<boolean> {
+    try {
+      await this.core.readNamespacedSecret({ name, namespace });
+      return true;
+    } catch (error) {
+      if (statusOf(error) === 404) return false;
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { getCondition } from '../api/conditions.ts';
+import type { NixeryInstance } from '../api/types.ts';
+import { computeInstanceStatus } from './status.ts';
+
+const instance: NixeryInstance = {
+  apiVersion: 'nixery.dev/v1alpha1',
+  kind: 'NixeryInstance',
+  metadata: { name: 'nixery', namespace: 'ns', uid: 'u', generation: 3 },
+  spec: {
+    image: 'img',
+    replicas: 1,
+    port: 8080,
+    storage: { persistentVolume: { size: '1Gi', accessModes: ['ReadWriteOnce'] } },
+    nixTimeout: 60,
+    service: { type: 'ClusterIP', port: 5000 },
+  },
+};
+const bound = { metadata: { name: 'nixery-storage' }, status: { phase: 'Bound' } };
+const deployment = (ready: number) => ({ metadata: { generation: 1 }, status: { observedGeneration: 1, readyReplicas: ready, updatedReplicas: 1 } });
+
+describe('NixeryInstance status', () => {
+  it('is Ready only with a ready replica that answers /v2/', () => {
+    const ready = computeInstanceStatus(instance, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't');
+    assert.equal(getCondition(ready.conditions, 'Ready')!.status, 'True');
+    assert.equal(ready.endpoint, 'nixery.ns.svc.cluster.local:5000');
+    assert.equal(ready.observedGeneration, 3);
+    assert.equal(ready.readyReplicas, 1);
+    assert.equal(getCondition(ready.conditions, 'Progressing')!.status, 'False');
+
+    const silent = computeInstanceStatus(instance, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: false, registryError: 'ECONNREFUSED' }, 't');
+    assert.equal(getCondition(silent.conditions, 'Ready')!.status, 'False');
+    assert.equal(getCondition(silent.conditions, 'Degraded')!.reason, 'RegistryNotAnswering');
+
+    const starting = computeInstanceStatus(instance, { deployment: deployment(0), persistentVolumeClaim: bound }, 't');
+    assert.equal(getCondition(starting.conditions, 'Ready')!.reason, 'WaitingForPods');
+    assert.equal(getCondition(starting.conditions, 'Progressing')!.status, 'True');
+  });
+
+  it('says why when the spec cannot work: a missing Secret, an unbound volume', () => {
+    const secret = computeInstanceStatus(instance, { deployment: deployment(0), missingSecret: 'gcs-key' }, 't');
+    assert.deepEqual(
+      [getCondition(secret.conditions, 'Degraded')!.reason, getCondition(secret.conditions, 'Ready')!.reason],
+      ['SecretNotFound', 'SecretNotFound'],
+    );
+    const pending = computeInstanceStatus(instance, { deployment: deployment(0), persistentVolumeClaim: { metadata: { name: 'nixery-storage' }, status: { phase: 'Pending' } } }, 't');
+    assert.equal(getCondition(pending.conditions, 'Degraded')!.reason, 'VolumeNotBound');
+    assert.match(getCondition(pending.conditions, 'Degraded')!.message!, /nixery-storage is Pending/);
+  });
+
+  it('does not move lastTransitionTime when nothing changed', () => {
+    const first = computeInstanceStatus(instance, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't1');
+    const again = computeInstanceStatus({ ...instance, status: first }, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't2');
+    assert.deepEqual(again, first);
+  });
+});

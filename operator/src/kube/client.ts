@@ -1,0 +1,23 @@
+// Cluster access: in-cluster configuration inside a pod, KUBECONFIG (or ~/.kube/config) outside.
+import { KubeConfig } from '@kubernetes/client-node';
+import fs from 'node:fs';
+
+export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
+  const kc = new KubeConfig();
+  if (env.KUBERNETES_SERVICE_HOST && fs.existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token')) {
+    kc.loadFromCluster();
+  } else {
+    kc.loadFromDefault();
+  }
+  return kc;
+}
+
+/** The namespace of the operator itself (for its Lease): the pod's, else POD_NAMESPACE, else default. */
+export function operatorNamespace(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
+  try {
+    return fs.readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim();
+  } catch {
+    return 'default';
+  }
+}

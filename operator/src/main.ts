@@ -1,0 +1,44 @@
+// `nixery-operator`: reconciles NixeryInstance resources. In a pod it uses the pod's service
+// account; outside one, KUBECONFIG.
+import { Command, InvalidArgumentError } from 'commander';
+import { createLogger } from '@nixery/registry/log/logger.js';
+import { loadKubeConfig, operatorNamespace } from './kube/client.ts';
+import { Manager } from './manager.ts';
+
+const int = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+};
+
+const program = new Command()
+  .name('nixery-operator')
+  .description('Kubernetes operator for NixeryInstance and NixImage')
+  .option('--health-port <port>', 'port of /healthz, /readyz and /metrics', int, 8081)
+  .option('--health-host <address>', 'address of the health server', '0.0.0.0')
+  .option('--no-leader-elect', 'run without a leader lease (only one replica!)')
+  .option('--lease-namespace <namespace>', 'namespace of the leader Lease (default: the pod namespace)')
+  .option('--resync-seconds <n>', 'look at every resource this often even without events', int, 300)
+  .option('--workers <n>', 'concurrent reconciles per controller', int, 2)
+  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number }) => {
+    const log = createLogger({ level: (process.env.NIXERY_LOG_LEVEL as 'info') ?? 'info', base: { component: 'operator' } });
+    const manager = new Manager({
+      kc: loadKubeConfig(),
+      log,
+      healthPort: options.healthPort,
+      healthHost: options.healthHost,
+      leaderElection: { enabled: options.leaderElect, namespace: options.leaseNamespace ?? operatorNamespace() },
+      resyncSeconds: Math.max(1, options.resyncSeconds),
+      workers: Math.max(1, options.workers),
+    });
+    const shutdown = async (signal: string) => {
+      log.info('shutting down', { signal });
+      await manager.stop().catch((error: unknown) => log.error('shutdown failed', { error }));
+      process.exit(0);
+    };
+    process.once('SIGTERM', () => void shutdown('SIGTERM'));
+    process.once('SIGINT', () => void shutdown('SIGINT'));
+    await manager.start();
+  });
+
+await program.parseAsync(process.argv);
