@@ -123,3 +123,20 @@ describe('rendering a registry environment (what the operator puts in a Deployme
     for (const name of Object.keys(env)) assert.ok(known.has(name), name);
   });
 });
+
+describe('the push token', () => {
+  it('comes from NIXERY_PUSH_TOKEN or a file, never both, and must be long enough', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    assert.equal(loadConfig({}).pushToken, undefined, 'pushing is off by default');
+    assert.equal(loadConfig({ NIXERY_PUSH_TOKEN: 'a'.repeat(20) }).pushToken, 'a'.repeat(20));
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'nixery-token-')), 'token');
+    fs.writeFileSync(file, `${'b'.repeat(32)}\n`);
+    assert.equal(loadConfig({ NIXERY_PUSH_TOKEN_FILE: file }).pushToken, 'b'.repeat(32));
+    assert.throws(() => loadConfig({ NIXERY_PUSH_TOKEN: 'short' }), { variable: 'NIXERY_PUSH_TOKEN' });
+    assert.throws(() => loadConfig({ NIXERY_PUSH_TOKEN: 'a'.repeat(20), NIXERY_PUSH_TOKEN_FILE: file }), { variable: 'NIXERY_PUSH_TOKEN_FILE' });
+    assert.throws(() => loadConfig({ NIXERY_PUSH_TOKEN_FILE: '/nonexistent/token' }), /cannot read/);
+    fs.rmSync(path.dirname(file), { recursive: true });
+  });
+});

@@ -1,6 +1,7 @@
 // One place turns the environment into a validated configuration. Variable names are Nixery's
 // and keep Nixery's meanings; the operator renders a registry's environment from `ENV` below,
 // so no variable name is spelled twice in the project.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -23,6 +24,8 @@ export const ENV = {
   layerBudget: 'NIXERY_LAYER_BUDGET',
   maxConcurrentBuilds: 'NIXERY_MAX_CONCURRENT_BUILDS',
   logLevel: 'NIXERY_LOG_LEVEL',
+  pushToken: 'NIXERY_PUSH_TOKEN',
+  pushTokenFile: 'NIXERY_PUSH_TOKEN_FILE',
 } as const;
 
 export type StorageConfig =
@@ -42,6 +45,8 @@ export interface Config {
   layerBudget: number;
   maxConcurrentBuilds: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** The secret a push must present; pushing is disabled without one. */
+  pushToken?: string;
 }
 
 /** Nixery keeps room under Docker's historical limit of 125 layers. */
@@ -90,6 +95,8 @@ const fields = {
   layerBudget: positiveInt('a number of layers').pipe(z.number().min(2, 'expected at least 2 layers (one for packages, one for customisation)')),
   maxConcurrentBuilds: positiveInt('a number of builds'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
+  pushToken: z.string().trim().min(16, 'expected a token of at least 16 characters'),
+  pushTokenFile: nonEmpty,
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 type Parsed = { [K in keyof typeof fields]?: z.output<(typeof fields)[K]> };
@@ -131,7 +138,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     storage = { backend: 'filesystem', path: path.resolve(cwd, v.storagePath ?? DEFAULT_STORAGE_PATH) };
   }
 
+  let pushToken = v.pushToken;
+  if (v.pushTokenFile !== undefined) {
+    if (pushToken !== undefined) throw new ConfigError(ENV.pushTokenFile, `set either ${ENV.pushToken} or ${ENV.pushTokenFile}, not both`);
+    try {
+      pushToken = readFileSync(path.resolve(cwd, v.pushTokenFile), 'utf8').trim();
+    } catch (error) {
+      throw new ConfigError(ENV.pushTokenFile, `cannot read ${v.pushTokenFile}: ${(error as Error).message}`);
+    }
+    if (pushToken.length < 16) throw new ConfigError(ENV.pushTokenFile, 'the token in the file must have at least 16 characters');
+  }
+
   return {
+    ...(pushToken ? { pushToken } : {}),
     port: v.port ?? DEFAULT_PORT,
     source,
     sourceIsDefault,
