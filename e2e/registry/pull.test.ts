@@ -148,6 +148,7 @@ describe('registry: pulling Nix-built images with real clients', () => {
       ['/v2/hello/manifests/sha256:xyz', {}, 400, 'DIGEST_INVALID'],
       [`/v2/hello/blobs/sha256:${'0'.repeat(64)}`, {}, 404, 'BLOB_UNKNOWN'],
       [`/v2/hello/manifests/sha256:${'0'.repeat(64)}`, {}, 404, 'MANIFEST_UNKNOWN'],
+      // This registry has no push token: pushing is disabled.
       ['/v2/hello/blobs/uploads/', { method: 'POST' }, 405, 'UNSUPPORTED'],
       ['/v2/hello/manifests/latest', { method: 'PUT', body: '{}' }, 405, 'UNSUPPORTED'],
     ];

@@ -1,5 +1,9 @@
 // Wires configuration, storage, the builder and the HTTP app together.
 import type { Server } from 'node:http';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './build/builder.ts';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
@@ -41,7 +45,11 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
   const { config, log } = runtime;
+  const uploads = new Uploads(await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-uploads-')));
+  await uploads.init();
   const app = createApp({
+    uploads,
+    ...(config.pushToken ? { pushToken: config.pushToken } : {}),
     storage: runtime.storage,
     builder: runtime.builder,
     metrics: runtime.metrics,
@@ -64,6 +72,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     storage: runtime.storage.description,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
+    pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
   });
   return server;
 }

@@ -119,7 +119,8 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
               args: ['serve'],
               env: registryEnvironment(instance),
               ports: [{ name: 'http', containerPort: spec.port, protocol: 'TCP' }],
-              readinessProbe: { httpGet: { path: '/v2/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+              // Not /v2/: with pushing enabled it challenges anonymous clients with 401, as token-auth registries do.
+              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
               livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
               ...(spec.resources ? { resources: spec.resources } : {}),
               ...(mounts.length ? { volumeMounts: mounts } : {}),

@@ -44,7 +44,11 @@ export const probeRegistry: RegistryProbe = async (url) => {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
     await response.body?.cancel();
-    return response.status === 200 ? { ok: true } : { ok: false, error: `GET ${url} answered ${response.status}` };
+    // A registry with pushing enabled challenges anonymous clients: that 401 is an answer too.
+    const isRegistry = response.headers.get('docker-distribution-api-version') === 'registry/2.0';
+    return response.status === 200 || (response.status === 401 && isRegistry)
+      ? { ok: true }
+      : { ok: false, error: `GET ${url} answered ${response.status}` };
   } catch (error) {
     return { ok: false, error: `GET ${url} failed: ${(error as Error).message}` };
   }

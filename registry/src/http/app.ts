@@ -10,6 +10,8 @@ import { renderIndexPage } from './index-page.ts';
 import { RecentErrors } from './recent-errors.ts';
 import { registryApi } from './registry-api.ts';
 import { TagIndex } from '../build/tag-index.ts';
+import { PushedTags } from '../push/tag-store.ts';
+import type { Uploads } from '../push/uploads.ts';
 
 export interface AppDeps {
   storage: StorageBackend;
@@ -19,6 +21,8 @@ export interface AppDeps {
   source: PackageSource;
   sourceIsDefault: boolean;
   webDir?: string;
+  uploads: Uploads;
+  pushToken?: string;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -48,7 +52,9 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   const tags = new TagIndex(deps.storage);
-  app.use(registryApi({ storage: deps.storage, builder: deps.builder, metrics: deps.metrics, recentErrors, tags }));
+  const pushedTags = new PushedTags(deps.storage);
+  const push = { storage: deps.storage, uploads: deps.uploads, pushedTags, tags, pushToken: deps.pushToken };
+  app.use(registryApi({ storage: deps.storage, builder: deps.builder, metrics: deps.metrics, recentErrors, tags, pushedTags, push }));
 
   if (deps.webDir) {
     // Nixery's WEB_DIR: a static website served in place of the built-in index page.

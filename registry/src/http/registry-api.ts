@@ -14,6 +14,8 @@ import { ChannelUnavailableError } from '../build/source-fingerprint.ts';
 import { negotiateManifestFormat, renderManifest } from '../oci/image.ts';
 import { MANIFEST_MEDIA_TYPE, MediaType } from '../oci/media-types.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import type { PushedTags } from '../push/tag-store.ts';
+import { authorizePush, deleteManifest, handleUpload, issueToken, putManifest, versionCheck, type PushDeps } from './push-api.ts';
 import { RegistryError } from './errors.ts';
 import type { RecentErrors } from './recent-errors.ts';
 
@@ -27,24 +29,26 @@ export interface RegistryApiDeps {
   metrics: Metrics;
   recentErrors: RecentErrors;
   tags: TagIndex;
+  pushedTags: PushedTags;
+  push: PushDeps;
 }
 
 interface Route {
   name: string;
   kind: 'manifests' | 'blobs' | 'uploads' | 'tags';
+  /** Tag or digest; the upload id for uploads ('' when starting one). */
   reference: string;
 }
 
 /** Splits /v2/<name>/<kind>/<reference>; the name itself may contain slashes. */
 export function parseRoute(path: string): Route | null {
+  const upload = /^\/v2\/(.+)\/blobs\/uploads\/?([^/]*)$/.exec(path);
+  if (upload) return { name: upload[1]!, kind: 'uploads', reference: upload[2]! };
   const match = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)\/?$/.exec(path);
   if (match) {
     const [, name, kind, reference] = match as unknown as [string, string, Route['kind'], string];
-    if (kind === 'blobs' && reference === 'uploads') return { name, kind: 'uploads', reference: '' };
     return { name, kind, reference };
   }
-  const upload = /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/.exec(path);
-  if (upload) return { name: upload[1]!, kind: 'uploads', reference: '' };
   return null;
 }
 
@@ -58,8 +62,10 @@ export function registryApi(deps: RegistryApiDeps): Router {
 
   router.all('/v2/', (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new RegistryError('UNSUPPORTED', `${req.method} is not supported here`);
-    res.json({});
+    versionCheck(deps.push, req, res);
   });
+
+  router.get('/v2/token', (req, res) => issueToken(deps.push, req, res));
 
   router.all('/v2/{*rest}', async (req, res) => {
     const route = parseRoute(req.path);
@@ -70,7 +76,11 @@ export function registryApi(deps: RegistryApiDeps): Router {
     res.locals.route = `/v2/:name/${route.kind}`;
     const readOnly = req.method === 'GET' || req.method === 'HEAD';
     if (route.kind === 'uploads' || !readOnly) {
-      throw new RegistryError('UNSUPPORTED', 'this registry builds images from their names; pushing is not supported');
+      authorizePush(deps.push, req, res);
+      if (route.kind === 'uploads') return handleUpload(deps.push, req, res, route.name, route.reference);
+      if (route.kind === 'manifests' && req.method === 'PUT') return putManifest(deps.push, req, res, route.name, route.reference);
+      if (route.kind === 'manifests' && req.method === 'DELETE') return deleteManifest(deps.push, res, route.name, route.reference);
+      throw new RegistryError('UNSUPPORTED', `${req.method} ${route.kind} is not supported`);
     }
     if (route.kind === 'tags') {
       if (route.reference !== 'list') throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path}`, undefined, 404);
@@ -92,6 +102,13 @@ async function serveManifest(deps: RegistryApiDeps, req: Request, res: Response,
     }
     const body = await deps.storage.readBlob(digest);
     return sendManifest(deps, req, res, body, info.contentType, digest);
+  }
+
+  // A pushed tag (a declared NixImage) wins over reading the name as a package list.
+  const pushed = await deps.pushedTags.get(route.name, route.reference);
+  if (pushed) {
+    const body = await deps.storage.readBlob(pushed.digest).catch(() => null);
+    if (body) return sendManifest(deps, req, res, body, pushed.mediaType, pushed.digest);
   }
 
   let image;
