@@ -64,3 +64,39 @@ describe('nixery build', () => {
     assert.match((badConfig.json.error as { message: string }).message, /^NIX_TIMEOUT: /);
   });
 });
+
+describe('nixery build --push (what a NixImage build Job runs)', () => {
+  it('builds into its own storage, pushes to the registry with the token, and reports the pushed digest', async () => {
+    const { startRegistry } = await import('../support/registry.ts');
+    const { skopeoInspect, skopeoInspectRaw } = await import('../support/oci-client.ts');
+    const token = 'e2e-build-push-token-0123';
+    const registry = await startRegistry({ env: { NIXERY_PUSH_TOKEN: token } });
+    dirs.push(registry.storagePath);
+    try {
+      const env = { ...(await storageEnv()), NIXERY_PUSH_TOKEN: token };
+      const config = JSON.stringify({ entrypoint: ['/bin/hello'], env: [{ name: 'GREETING', value: 'hi' }], labels: { team: 'a' } });
+      const { code, json, stderr } = await nixeryBuild(['--packages', 'hello', '--config-json', config, '--push', `${registry.host}/toolbox:v1`], env);
+      assert.equal(code, 0, stderr);
+      const pushed = json.pushed as { reference: string; digest: string; uploaded: number };
+      assert.equal(pushed.reference, `${registry.host}/toolbox:v1`);
+      assert.equal(pushed.digest, json.digest);
+      assert.ok(pushed.uploaded > 0);
+      const info = await skopeoInspect(registry.host, 'toolbox:v1');
+      assert.equal(info.Digest, json.digest);
+      const imageConfig = (await skopeoInspectRaw(registry.host, 'toolbox:v1', 'config')).config as { Entrypoint: string[]; Env: string[]; Labels: Record<string, string> };
+      assert.deepEqual(imageConfig.Entrypoint, ['/bin/hello']);
+      assert.ok(imageConfig.Env.includes('GREETING=hi'));
+      assert.deepEqual(imageConfig.Labels, { team: 'a' });
+
+      const again = await nixeryBuild(['--packages', 'hello', '--config-json', config, '--push', `${registry.host}/toolbox:v2`], env);
+      assert.equal((again.json.pushed as { uploaded: number }).uploaded, 0, 'the registry has every blob already');
+
+      const denied = await nixeryBuild(['--packages', 'hello', '--push', `${registry.host}/toolbox:v3`], { ...env, NIXERY_PUSH_TOKEN: 'not-the-right-token-000' });
+      assert.equal(denied.code, 6);
+      assert.equal((denied.json.error as { outcome: string }).outcome, 'push_failure');
+      assert.match((denied.json.error as { message: string }).message, /401/);
+    } finally {
+      await registry.stop();
+    }
+  });
+});

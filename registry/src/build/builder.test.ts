@@ -178,6 +178,21 @@ describe('image builder', () => {
     assert.deepEqual(config.config.Cmd, ['bash']);
   });
 
+  it('writes a declared config into the image, as a distinct cached image', async () => {
+    const { builder, storage, calls } = await setup({ ...base, hello: [] });
+    const plain = await builder.build(imageFromName('hello', 'latest'));
+    const declared = await builder.build(imageFromName('hello', 'latest'), { config: { entrypoint: ['/bin/hello'], env: [{ name: 'A', value: '1' }] } });
+    assert.notEqual(declared.digest, plain.digest);
+    assert.deepEqual(declared.layers.map((l) => l.digest), plain.layers.map((l) => l.digest), 'same layers, another config');
+    const config = JSON.parse((await storage.readBlob(declared.config.digest)).toString()).config;
+    assert.deepEqual(config.Entrypoint, ['/bin/hello']);
+    assert.ok(config.Env.includes('A=1'));
+    assert.equal(calls.length, 2);
+    const again = await builder.build(imageFromName('hello', 'latest'), { config: { entrypoint: ['/bin/hello'], env: [{ name: 'A', value: '1' }] } });
+    assert.equal(again.fromCache, true);
+    assert.equal(calls.length, 2);
+  });
+
   it('counts builds by result, including missing packages', async () => {
     const { builder, metrics } = await setup({ ...base, hello: [] });
     await assert.rejects(builder.build(imageFromName('hello/nope', 'latest')), PackagesNotFoundError);

@@ -10,7 +10,7 @@ import { groupLayers, type Popularity } from '../layers/index.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { realiseImage, type ImageRequest, type NixOptions, type RealisedImage } from '../nix/index.ts';
-import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type LayerBlob } from '../oci/image.ts';
+import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type ImageConfigOverrides, type LayerBlob } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { compressLayer, customisationTar, PackError, storePathsTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
@@ -44,6 +44,11 @@ export interface BuilderOptions {
   nixOptions?: Record<string, string>;
 }
 
+export interface BuildOptions {
+  /** A declared image's config (entrypoint, env, ...), written into the image config. */
+  config?: ImageConfigOverrides;
+}
+
 interface CachedLayer {
   digest: string;
   diffId: string;
@@ -67,8 +72,8 @@ export class ImageBuilder {
    * Returns the image, from the manifest cache when the source has not changed since it was
    * built, else by building it; concurrent calls for the same image share one build.
    */
-  build(image: ImageSpec): Promise<BuildResult> {
-    return this.flights.run(this.flightKey(image), async () => {
+  build(image: ImageSpec, options: BuildOptions = {}): Promise<BuildResult> {
+    return this.flights.run(this.flightKey(image, options), async () => {
       const fingerprint = await fingerprintSource(this.options.source, image.tag, {
         timeoutSeconds: this.options.nixTimeoutSeconds,
         log: this.options.log,
@@ -76,7 +81,7 @@ export class ImageBuilder {
         this.options.metrics.builds.inc({ result: buildOutcome(error) });
         throw error;
       });
-      const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image);
+      const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image, options.config);
       if (cacheKey !== undefined) {
         const cached = await this.cachedManifest(cacheKey);
         if (cached) {
@@ -85,7 +90,7 @@ export class ImageBuilder {
         }
       }
       this.options.metrics.manifestCache.inc({ result: 'miss' });
-      const result = await this.limiter.run(() => this.buildNow(image, fingerprint));
+      const result = await this.limiter.run(() => this.buildNow(image, fingerprint, options));
       if (cacheKey !== undefined) {
         await this.storageStep('writing the manifest cache entry', () => this.options.storage.putDocument(cacheKey, result));
       }
@@ -103,19 +108,19 @@ export class ImageBuilder {
     return present.every(Boolean) ? cached : null;
   }
 
-  private flightKey(image: ImageSpec): string {
+  private flightKey(image: ImageSpec, options: BuildOptions): string {
     // Only the git source reads the tag; for the others every tag names the same image.
     const ref = this.options.source.type === 'git' ? image.tag : '';
-    return JSON.stringify([image.packages, image.arch.system, ref]);
+    return JSON.stringify([image.packages, image.arch.system, ref, options.config ?? null]);
   }
 
-  private async buildNow(image: ImageSpec, fingerprint: Fingerprint): Promise<BuildResult> {
+  private async buildNow(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions): Promise<BuildResult> {
     const { log, metrics } = this.options;
     const started = performance.now();
     metrics.buildsInFlight.inc();
     const buildLog = log.child({ image: image.name, tag: image.tag });
     try {
-      const result = await this.buildUncached(image, fingerprint, started);
+      const result = await this.buildUncached(image, fingerprint, options, started);
       const seconds = (performance.now() - started) / 1000;
       metrics.builds.inc({ result: 'success' });
       metrics.buildDuration.observe({ result: 'success' }, seconds);
@@ -132,7 +137,7 @@ export class ImageBuilder {
     }
   }
 
-  private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, started: number): Promise<BuildResult> {
+  private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions, started: number): Promise<BuildResult> {
     const realised = await this.realise(
       {
         source: this.options.source,
@@ -177,6 +182,7 @@ export class ImageBuilder {
       layers: blobs,
       ...(this.hasBash(contents) ? { cmd: ['bash'] } : {}),
       env: DEFAULT_ENV,
+      ...(options.config ? { overrides: options.config } : {}),
     });
     const config = await this.put(configBytes, MediaType.dockerConfig);
     const docker = await this.put(renderManifest('docker', config, blobs), MediaType.dockerManifest);
@@ -269,8 +275,8 @@ export class ImageBuilder {
 }
 
 /** Manifest cache entries are keyed by what determines the image's bytes. */
-export function manifestCacheKey(fingerprint: string, image: ImageSpec): string {
-  const identity = JSON.stringify({ v: BUILDER_VERSION, fingerprint, packages: image.packages, system: image.arch.system });
+export function manifestCacheKey(fingerprint: string, image: ImageSpec, config?: ImageConfigOverrides): string {
+  const identity = JSON.stringify({ v: BUILDER_VERSION, fingerprint, packages: image.packages, system: image.arch.system, config: config ?? null });
   return `manifests/${createHash('sha256').update(identity).digest('hex')}`;
 }
 

@@ -21,7 +21,7 @@ export function buildOutcome(error: unknown): BuildOutcome {
 }
 
 /** Exit codes of `nixery build`, one per kind of failure so scripts and the operator can tell them apart. */
-export const EXIT_CODES: Record<BuildOutcome | 'usage', number> = {
+export const EXIT_CODES: Record<BuildOutcome | 'usage' | 'push_failure', number> = {
   success: 0,
   error: 1,
   usage: 64,
@@ -29,4 +29,5 @@ export const EXIT_CODES: Record<BuildOutcome | 'usage', number> = {
   nix_failure: 3,
   timeout: 4,
   storage_failure: 5,
+  push_failure: 6,
 };

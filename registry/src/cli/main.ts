@@ -7,6 +7,9 @@ import { imageFromName, InvalidNameError, InvalidTagError } from '../image/name.
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createRuntime, startServer } from '../server.ts';
 import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
+import type { ImageConfigOverrides } from '../oci/image.ts';
+import { imageConfigSchema } from '../oci/config-schema.ts';
+import { parsePushReference, PushError, pushImage, type PushTarget } from '../push/client.ts';
 import { StorageUnavailableError } from '../storage/backend.ts';
 
 function fail(log: Logger, error: unknown, code: number): never {
@@ -78,7 +81,10 @@ program
   .description('build one image into the configured storage and print the result as JSON')
   .requiredOption('-p, --packages <list>', 'comma-separated packages, with Nixery meta-packages first (e.g. shell,git,htop)', packageList)
   .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
-  .action(async (options: { packages: string[]; tag: string }) => {
+  .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
+  .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE)')
+  .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -86,9 +92,11 @@ program
       const config = loadConfig();
       log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
       const image = imageFromName(options.packages.join('/'), options.tag);
+      const target = options.push ? pushTarget(options.push, options.pushScheme, config.pushToken) : undefined;
       const runtime = await createRuntime(config, log, { defaultMetrics: false });
-      const result = await runtime.builder.build(image);
-      process.stdout.write(JSON.stringify(result) + '\n');
+      const result = await runtime.builder.build(image, options.configJson ? { config: options.configJson } : {});
+      const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
+      process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
     } catch (error) {
       const outcome = buildFailureOutcome(error);
       const packages = (error as { packages?: unknown }).packages;
@@ -99,8 +107,29 @@ program
     }
   });
 
+function pushTarget(reference: string, scheme: string, token: string | undefined): PushTarget {
+  if (scheme !== 'http' && scheme !== 'https') throw new UsageError(`--push-scheme must be http or https, got ${scheme}`);
+  if (!token) throw new UsageError('--push needs the push token in NIXERY_PUSH_TOKEN or NIXERY_PUSH_TOKEN_FILE');
+  try {
+    return { ...parsePushReference(reference), scheme, token };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function parseImageConfig(value: string): ImageConfigOverrides {
+  try {
+    return imageConfigSchema.parse(JSON.parse(value));
+  } catch (error) {
+    throw new InvalidArgumentError(`expected the image config as JSON: ${(error as Error).message}`);
+  }
+}
+
+class UsageError extends Error {}
+
 function buildFailureOutcome(error: unknown): keyof typeof EXIT_CODES {
-  if (error instanceof ConfigError || error instanceof InvalidNameError || error instanceof InvalidTagError) return 'usage';
+  if (error instanceof PushError) return 'push_failure';
+  if (error instanceof ConfigError || error instanceof InvalidNameError || error instanceof InvalidTagError || error instanceof UsageError) return 'usage';
   if (error instanceof StorageUnavailableError) return 'storage_failure';
   return buildOutcome(error);
 }

@@ -67,3 +67,40 @@ describe('manifest content negotiation', () => {
     assert.equal(negotiateManifestFormat(`${MediaType.ociManifest};q=0`), 'docker');
   });
 });
+
+describe('declared image config', () => {
+  it('writes entrypoint, cmd, env, working dir, user, ports and labels', () => {
+    const config = JSON.parse(
+      renderConfig({
+        architecture: 'amd64',
+        layers,
+        cmd: ['bash'],
+        env: ['PATH=/bin', 'SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt'],
+        overrides: {
+          entrypoint: ['/bin/server'],
+          cmd: ['--port', '8080'],
+          env: [{ name: 'PATH', value: '/opt/bin:/bin' }, { name: 'MODE', value: 'prod' }],
+          workingDir: '/srv',
+          user: '1000:1000',
+          exposedPorts: ['8080', '53/udp'],
+          labels: { b: '2', a: '1' },
+        },
+      }).toString(),
+    ).config;
+    assert.deepEqual(config, {
+      Env: ['SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt', 'PATH=/opt/bin:/bin', 'MODE=prod'],
+      Entrypoint: ['/bin/server'],
+      Cmd: ['--port', '8080'],
+      WorkingDir: '/srv',
+      User: '1000:1000',
+      ExposedPorts: { '53/udp': {}, '8080/tcp': {} },
+      Labels: { a: '1', b: '2' },
+    });
+  });
+
+  it('drops the default bash command when an entrypoint is declared without cmd', () => {
+    const config = JSON.parse(renderConfig({ architecture: 'amd64', layers, cmd: ['bash'], env: [], overrides: { entrypoint: ['/bin/hello'] } }).toString()).config;
+    assert.deepEqual(config.Entrypoint, ['/bin/hello']);
+    assert.equal(config.Cmd, undefined);
+  });
+});

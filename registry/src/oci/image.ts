@@ -17,12 +17,25 @@ export interface LayerBlob {
   size: number;
 }
 
+/** What a declared image (a NixImage's spec.config) says about how it runs. */
+export interface ImageConfigOverrides {
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: { name: string; value: string }[];
+  workingDir?: string;
+  user?: string;
+  /** e.g. 8080/tcp; a bare port means tcp. */
+  exposedPorts?: string[];
+  labels?: Record<string, string>;
+}
+
 export interface ImageConfigInput {
   architecture: 'amd64' | 'arm64';
   layers: LayerBlob[];
   /** Default command; omitted from the config when undefined. */
   cmd?: string[];
   env: string[];
+  overrides?: ImageConfigOverrides;
 }
 
 /** Every image gets a conventional PATH (the symlink forest lives in /bin) and Nixery's CA bundle location. */
@@ -37,8 +50,19 @@ export function sha256Digest(data: Buffer | string): string {
 
 /** The image config blob. Docker and OCI share the same JSON shape; only the media type differs. */
 export function renderConfig(input: ImageConfigInput): Buffer {
-  const config: Record<string, unknown> = { Env: input.env };
-  if (input.cmd !== undefined) config.Cmd = input.cmd;
+  const o = input.overrides ?? {};
+  const config: Record<string, unknown> = { Env: mergeEnv(input.env, o.env ?? []) };
+  if (o.entrypoint !== undefined) config.Entrypoint = o.entrypoint;
+  const cmd = o.cmd ?? (o.entrypoint === undefined ? input.cmd : undefined);
+  if (cmd !== undefined) config.Cmd = cmd;
+  if (o.workingDir !== undefined) config.WorkingDir = o.workingDir;
+  if (o.user !== undefined) config.User = o.user;
+  if (o.exposedPorts?.length) {
+    config.ExposedPorts = Object.fromEntries([...o.exposedPorts].sort().map((p) => [p.includes('/') ? p : `${p}/tcp`, {}]));
+  }
+  if (o.labels && Object.keys(o.labels).length) {
+    config.Labels = Object.fromEntries(Object.entries(o.labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
   return Buffer.from(
     JSON.stringify({
       architecture: input.architecture,
@@ -47,6 +71,12 @@ export function renderConfig(input: ImageConfigInput): Buffer {
       rootfs: { type: 'layers', diff_ids: input.layers.map((l) => l.diffId) },
     }),
   );
+}
+
+/** Declared variables replace defaults of the same name and keep their own order after them. */
+function mergeEnv(defaults: string[], declared: { name: string; value: string }[]): string[] {
+  const names = new Set(declared.map((e) => e.name));
+  return [...defaults.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...declared.map((e) => `${e.name}=${e.value}`)];
 }
 
 export function renderManifest(format: ManifestFormat, config: { digest: string; size: number }, layers: LayerBlob[]): Buffer {
