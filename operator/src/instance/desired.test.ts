@@ -49,21 +49,36 @@ describe('desired objects of a NixeryInstance', () => {
 
   it('renders an environment the registry loads back into the same configuration', () => {
     const d = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git' } }, nixTimeout: 120 }));
-    const config = loadConfig(envOf(d), '/');
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    const config = loadConfig(env, '/');
     assert.equal(config.port, 8080);
     assert.deepEqual(config.storage, { backend: 'filesystem', path: STORAGE_MOUNT });
     assert.deepEqual(config.source, { type: 'git', url: 'https://example.org/pkgs.git' });
     assert.equal(config.nixTimeoutSeconds, 120);
   });
 
+  it('mounts the push token Secret and points the registry at it', () => {
+    const d = desiredInstance(instance());
+    assert.equal(envOf(d).NIXERY_PUSH_TOKEN_FILE, '/var/run/secrets/nixery/push/token');
+    assert.deepEqual(d.deployment.spec!.template.spec!.containers[0]!.volumeMounts![0], {
+      name: 'push-token',
+      mountPath: '/var/run/secrets/nixery/push',
+      readOnly: true,
+    });
+  });
+
   it('leaves the package source unset to use the set bundled in the registry image', () => {
-    assert.equal(loadConfig(envOf(desiredInstance(instance())), '/').sourceIsDefault, true);
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(desiredInstance(instance()));
+    assert.equal(loadConfig(env, '/').sourceIsDefault, true);
   });
 
   it('uses Recreate with a persistent volume and mounts the claim', () => {
     const d = desiredInstance(instance());
     assert.equal(d.deployment.spec!.strategy!.type, 'Recreate');
-    assert.deepEqual(d.deployment.spec!.template.spec!.volumes, [{ name: 'storage', persistentVolumeClaim: { claimName: 'nixery-storage' } }]);
+    assert.deepEqual(d.deployment.spec!.template.spec!.volumes, [
+      { name: 'push-token', secret: { secretName: 'nixery-push-token' } },
+      { name: 'storage', persistentVolumeClaim: { claimName: 'nixery-storage' } },
+    ]);
     assert.deepEqual(d.persistentVolumeClaim!.spec!.resources!.requests, { storage: '10Gi' });
   });
 
@@ -74,9 +89,10 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(d.persistentVolumeClaim, undefined);
     assert.equal(d.deployment.spec!.replicas, 3);
     assert.equal(d.deployment.spec!.strategy!.type, 'RollingUpdate');
-    const config = loadConfig(envOf(d), '/');
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    const config = loadConfig(env, '/');
     assert.deepEqual(config.storage, { backend: 'gcs', bucket: 'layers', credentialsFile: '/var/run/secrets/nixery/gcs/key.json' });
-    assert.deepEqual(d.deployment.spec!.template.spec!.volumes, [{ name: 'gcs-credentials', secret: { secretName: 'gcs-key' } }]);
+    assert.deepEqual(d.deployment.spec!.template.spec!.volumes![1], { name: 'gcs-credentials', secret: { secretName: 'gcs-key' } });
   });
 
   it('probes the registry on /healthz (its /v2/ may rightly answer 401)', () => {

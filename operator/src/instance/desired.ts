@@ -17,6 +17,13 @@ import { commonLabels, controllerReference, selectorLabels } from '../kube/label
 
 export const STORAGE_MOUNT = '/var/lib/nixery';
 export const GCS_KEY_MOUNT = '/var/run/secrets/nixery/gcs';
+export const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
+export const PUSH_TOKEN_KEY = 'token';
+
+/** The Secret holding the instance's push token; created once by the reconciler, never rewritten. */
+export function pushTokenSecretName(instanceName: string): string {
+  return `${instanceName}-push-token`;
+}
 
 export interface DesiredInstance {
   serviceAccount: V1ServiceAccount;
@@ -56,6 +63,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
       : { backend: 'filesystem', path: STORAGE_MOUNT },
     nixTimeoutSeconds: spec.nixTimeout,
     ...(spec.popularityUrl ? { popularityUrl: spec.popularityUrl } : {}),
+    pushTokenFile: `${PUSH_TOKEN_MOUNT}/${PUSH_TOKEN_KEY}`,
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
@@ -75,8 +83,9 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     ownerReferences: [owner],
   });
 
-  const volumes: V1Volume[] = [];
-  const mounts: V1VolumeMount[] = [];
+  // NixImage build Jobs push with this token; pulls stay anonymous.
+  const volumes: V1Volume[] = [{ name: 'push-token', secret: { secretName: pushTokenSecretName(name) } }];
+  const mounts: V1VolumeMount[] = [{ name: 'push-token', mountPath: PUSH_TOKEN_MOUNT, readOnly: true }];
   let persistentVolumeClaim: V1PersistentVolumeClaim | undefined;
   const pv = spec.storage.persistentVolume;
   if (pv) {
@@ -123,10 +132,10 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
               readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
               livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
               ...(spec.resources ? { resources: spec.resources } : {}),
-              ...(mounts.length ? { volumeMounts: mounts } : {}),
+              volumeMounts: mounts,
             },
           ],
-          ...(volumes.length ? { volumes } : {}),
+          volumes,
         },
       },
     },

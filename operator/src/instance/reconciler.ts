@@ -18,7 +18,10 @@ import { NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../controller/leader-election.ts';
 import type { Applier } from '../kube/applier.ts';
-import { desiredInstance, desiredObjects, pvcName } from './desired.ts';
+import { randomBytes } from 'node:crypto';
+import { API_VERSION } from '../api/types.ts';
+import { commonLabels, controllerReference } from '../kube/labels.ts';
+import { desiredInstance, desiredObjects, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
 
 export interface InstanceCaches {
@@ -72,6 +75,7 @@ export class InstanceReconciler {
     if (!instance || instance.metadata.deletionTimestamp) return {};
 
     const desired = desiredInstance(instance);
+    await this.ensurePushToken(instance);
     for (const object of desiredObjects(desired)) {
       await applier.apply(object, caches.owned[object.kind!]?.get(object.metadata!.name!, namespace));
     }
@@ -105,6 +109,33 @@ export class InstanceReconciler {
     const ready = status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
     return ready ? {} : { requeueAfterMs: this.deps.notReadyRequeueMs ?? 3000 };
   };
+
+  /** Created once with a random token; an existing Secret is never rewritten (running Jobs hold it). */
+  private async ensurePushToken(instance: NixeryInstance): Promise<void> {
+    const { namespace, name } = instance.metadata;
+    const secretName = pushTokenSecretName(name);
+    if (await this.secretExists(namespace, secretName)) return;
+    this.deps.onWrite('Secret');
+    try {
+      await this.core.createNamespacedSecret({
+        namespace,
+        body: {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          type: 'Opaque',
+          metadata: {
+            name: secretName,
+            namespace,
+            labels: commonLabels(name, 'push-token'),
+            ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata })],
+          },
+          stringData: { [PUSH_TOKEN_KEY]: randomBytes(32).toString('hex') },
+        },
+      });
+    } catch (error) {
+      if (statusOf(error) !== 409) throw error;
+    }
+  }
 
   private async secretExists(namespace: string, name: string): Promise<boolean> {
     try {

@@ -24,13 +24,29 @@ export const ENV = {
   layerBudget: 'NIXERY_LAYER_BUDGET',
   maxConcurrentBuilds: 'NIXERY_MAX_CONCURRENT_BUILDS',
   logLevel: 'NIXERY_LOG_LEVEL',
+  gcsRedirect: 'NIXERY_GCS_REDIRECT',
+  gcsSignedUrlExpiry: 'NIXERY_GCS_SIGNED_URL_EXPIRY',
+  gcsResumableThreshold: 'NIXERY_GCS_RESUMABLE_THRESHOLD',
   pushToken: 'NIXERY_PUSH_TOKEN',
   pushTokenFile: 'NIXERY_PUSH_TOKEN_FILE',
 } as const;
 
 export type StorageConfig =
   | { backend: 'filesystem'; path: string }
-  | { backend: 'gcs'; bucket: string; credentialsFile?: string };
+  | {
+      backend: 'gcs';
+      bucket: string;
+      credentialsFile?: string;
+      /**
+       * How blob GETs are answered: a redirect to a V4 signed URL, a redirect to the object's public
+       * URL, or the bytes streamed through the registry. Unset: signed when the credentials hold a
+       * private key, else streamed. Unset fields take the defaults of storage/gcs.ts.
+       */
+      redirect?: 'signed' | 'public' | 'stream';
+      signedUrlExpirySeconds?: number;
+      /** Blobs up to this size are uploaded in one request; larger ones through a resumable session. */
+      resumableThresholdBytes?: number;
+    };
 
 export interface Config {
   port: number;
@@ -95,6 +111,15 @@ const fields = {
   layerBudget: positiveInt('a number of layers').pipe(z.number().min(2, 'expected at least 2 layers (one for packages, one for customisation)')),
   maxConcurrentBuilds: positiveInt('a number of builds'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
+  gcsRedirect: z.enum(['signed', 'public', 'stream'], { error: 'expected signed, public or stream' }),
+  // V4 signed URLs live at most seven days.
+  gcsSignedUrlExpiry: positiveInt('seconds').pipe(z.number().max(604800, 'expected at most 604800 seconds (seven days)')),
+  gcsResumableThreshold: z
+    .string()
+    .trim()
+    .regex(/^[0-9]+$/, 'expected a number of bytes')
+    .transform(Number)
+    .pipe(z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
   pushToken: z.string().trim().min(16, 'expected a token of at least 16 characters'),
   pushTokenFile: nonEmpty,
 } satisfies Record<keyof typeof ENV, z.ZodType>;
@@ -133,7 +158,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   let storage: StorageConfig;
   if ((v.storageBackend ?? 'filesystem') === 'gcs') {
     if (v.gcsBucket === undefined) throw new ConfigError(ENV.gcsBucket, 'must be set when NIXERY_STORAGE_BACKEND is "gcs"');
-    storage = { backend: 'gcs', bucket: v.gcsBucket, ...(v.googleCredentials ? { credentialsFile: v.googleCredentials } : {}) };
+    storage = {
+      backend: 'gcs',
+      bucket: v.gcsBucket,
+      ...(v.googleCredentials ? { credentialsFile: v.googleCredentials } : {}),
+      ...(v.gcsRedirect ? { redirect: v.gcsRedirect } : {}),
+      ...(v.gcsSignedUrlExpiry !== undefined ? { signedUrlExpirySeconds: v.gcsSignedUrlExpiry } : {}),
+      ...(v.gcsResumableThreshold !== undefined ? { resumableThresholdBytes: v.gcsResumableThreshold } : {}),
+    };
   } else {
     storage = { backend: 'filesystem', path: path.resolve(cwd, v.storagePath ?? DEFAULT_STORAGE_PATH) };
   }
@@ -172,6 +204,7 @@ export interface RegistrySettings {
   nixTimeoutSeconds?: number;
   popularityUrl?: string;
   layerBudget?: number;
+  pushTokenFile?: string;
 }
 
 /**
@@ -195,9 +228,13 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
     env[ENV.storageBackend] = 'gcs';
     env[ENV.gcsBucket] = storage.bucket;
     if (storage.credentialsFile !== undefined) env[ENV.googleCredentials] = storage.credentialsFile;
+    if (storage.redirect !== undefined) env[ENV.gcsRedirect] = storage.redirect;
+    if (storage.signedUrlExpirySeconds !== undefined) env[ENV.gcsSignedUrlExpiry] = String(storage.signedUrlExpirySeconds);
+    if (storage.resumableThresholdBytes !== undefined) env[ENV.gcsResumableThreshold] = String(storage.resumableThresholdBytes);
   }
   if (settings.nixTimeoutSeconds !== undefined) env[ENV.nixTimeout] = String(settings.nixTimeoutSeconds);
   if (settings.popularityUrl !== undefined) env[ENV.popularityUrl] = settings.popularityUrl;
   if (settings.layerBudget !== undefined) env[ENV.layerBudget] = String(settings.layerBudget);
+  if (settings.pushTokenFile !== undefined) env[ENV.pushTokenFile] = settings.pushTokenFile;
   return env;
 }
