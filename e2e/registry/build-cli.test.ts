@@ -73,7 +73,7 @@ describe('nixery build --push (what a NixImage build Job runs)', () => {
     const registry = await startRegistry({ env: { NIXERY_PUSH_TOKEN: token } });
     dirs.push(registry.storagePath);
     try {
-      const env = { ...(await storageEnv()), NIXERY_PUSH_TOKEN: token };
+      const env: Record<string, string> = { ...(await storageEnv()), NIXERY_PUSH_TOKEN: token };
       const config = JSON.stringify({ entrypoint: ['/bin/hello'], env: [{ name: 'GREETING', value: 'hi' }], labels: { team: 'a' } });
       const { code, json, stderr } = await nixeryBuild(['--packages', 'hello', '--config-json', config, '--push', `${registry.host}/toolbox:v1`], env);
       assert.equal(code, 0, stderr);
@@ -88,10 +88,18 @@ describe('nixery build --push (what a NixImage build Job runs)', () => {
       assert.ok(imageConfig.Env.includes('GREETING=hi'));
       assert.deepEqual(imageConfig.Labels, { team: 'a' });
 
-      const again = await nixeryBuild(['--packages', 'hello', '--config-json', config, '--push', `${registry.host}/toolbox:v2`], env);
+      const resultFile = `${env.STORAGE_PATH}/termination-log`;
+      const again = await nixeryBuild(['--packages', 'hello', '--config-json', config, '--push', `${registry.host}/toolbox:v2`, '--result-file', resultFile], env);
+      const summary = JSON.parse(await fs.readFile(resultFile, 'utf8'));
+      assert.equal(summary.digest, json.digest);
+      assert.equal(summary.pushed, `${registry.host}/toolbox:v2`);
       assert.equal((again.json.pushed as { uploaded: number }).uploaded, 0, 'the registry has every blob already');
 
-      const denied = await nixeryBuild(['--packages', 'hello', '--push', `${registry.host}/toolbox:v3`], { ...env, NIXERY_PUSH_TOKEN: 'not-the-right-token-000' });
+      const denied = await nixeryBuild(['--packages', 'hello', '--push', `${registry.host}/toolbox:v3`, '--result-file', resultFile], {
+        ...env,
+        NIXERY_PUSH_TOKEN: 'not-the-right-token-000',
+      });
+      assert.equal(JSON.parse(await fs.readFile(resultFile, 'utf8')).error.outcome, 'push_failure');
       assert.equal(denied.code, 6);
       assert.equal((denied.json.error as { outcome: string }).outcome, 'push_failure');
       assert.match((denied.json.error as { message: string }).message, /401/);

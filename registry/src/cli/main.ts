@@ -1,6 +1,8 @@
 // `nixery serve` runs the registry; `nixery build` builds one image into storage and prints the
 // builder's JSON result. Both read Nixery's environment variables.
+import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { renderSummary, summarizeResult } from '../build/summary.ts';
 import { buildOutcome, EXIT_CODES } from '../build/errors.ts';
 import { ConfigError, loadConfig } from '../config/config.ts';
 import { imageFromName, InvalidNameError, InvalidTagError } from '../image/name.ts';
@@ -84,7 +86,8 @@ program
   .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
   .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE)')
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
-  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string }) => {
+  .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -97,12 +100,13 @@ program
       const result = await runtime.builder.build(image, options.configJson ? { config: options.configJson } : {});
       const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
       process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
+      if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeResult(result, pushed?.reference)));
     } catch (error) {
       const outcome = buildFailureOutcome(error);
       const packages = (error as { packages?: unknown }).packages;
-      process.stdout.write(
-        JSON.stringify({ error: { outcome, message: (error as Error).message, ...(Array.isArray(packages) ? { packages } : {}) } }) + '\n',
-      );
+      const failure = { outcome, message: (error as Error).message, ...(Array.isArray(packages) ? { packages: packages as string[] } : {}) };
+      process.stdout.write(JSON.stringify({ error: failure }) + '\n');
+      if (options.resultFile) await writeFile(options.resultFile, renderSummary({ error: failure })).catch(() => {});
       fail(log, error, EXIT_CODES[outcome]);
     }
   });

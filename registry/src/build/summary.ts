@@ -1,0 +1,40 @@
+// The compact form of a build's outcome, small enough for a Kubernetes termination message
+// (4096 bytes): what the operator copies into a NixImage's status.
+import type { BuildResult } from './result.ts';
+
+export interface BuildSummary {
+  digest?: string;
+  mediaType?: string;
+  /** Bytes of the config and every layer, compressed. */
+  size?: number;
+  layers?: number;
+  pushed?: string;
+  error?: { outcome: string; message: string; packages?: string[] };
+}
+
+export const TERMINATION_MESSAGE_LIMIT = 4096;
+
+export function summarizeResult(result: BuildResult, pushed?: string): BuildSummary {
+  return {
+    digest: result.digest,
+    mediaType: result.mediaType,
+    size: result.config.size + result.layers.reduce((sum, l) => sum + l.size, 0),
+    layers: result.layers.length,
+    ...(pushed ? { pushed } : {}),
+  };
+}
+
+/** Serialises a summary within the limit, shortening the error message (and then the package list) if needed. */
+export function renderSummary(summary: BuildSummary): string {
+  let text = JSON.stringify(summary);
+  if (text.length <= TERMINATION_MESSAGE_LIMIT || !summary.error) return text.slice(0, TERMINATION_MESSAGE_LIMIT);
+  const error = { ...summary.error };
+  const excess = text.length - TERMINATION_MESSAGE_LIMIT;
+  error.message = error.message.slice(0, Math.max(0, error.message.length - excess - 3)) + '...';
+  text = JSON.stringify({ ...summary, error });
+  if (text.length > TERMINATION_MESSAGE_LIMIT && error.packages) {
+    const { packages: _dropped, ...rest } = error;
+    text = JSON.stringify({ ...summary, error: rest });
+  }
+  return text.slice(0, TERMINATION_MESSAGE_LIMIT);
+}
