@@ -53,3 +53,38 @@ export interface NixeryInstance extends KubernetesObject {
 
 export const NIXERY_INSTANCE = { group: GROUP, version: VERSION, plural: 'nixeryinstances', kind: 'NixeryInstance' } as const;
 export const NIX_IMAGE = { group: GROUP, version: VERSION, plural: 'niximages', kind: 'NixImage' } as const;
+
+export interface NixImageSpec {
+  instanceRef: { name: string };
+  packages: string[];
+  name?: string;
+  tag: string;
+  config?: {
+    entrypoint?: string[];
+    cmd?: string[];
+    env?: { name: string; value: string }[];
+    workingDir?: string;
+    user?: string;
+    exposedPorts?: string[];
+    labels?: Record<string, string>;
+  };
+  packageSource?: PackageSourceSpec;
+  rebuildInterval?: string;
+}
+
+export interface NixImageStatus {
+  observedGeneration?: number;
+  image?: string;
+  digest?: string;
+  layers?: number;
+  size?: number;
+  jobName?: string;
+  lastBuildTime?: string;
+  conditions?: Condition[];
+}
+
+export interface NixImage extends KubernetesObject {
+  metadata: V1ObjectMeta & { name: string; namespace: string; uid: string };
+  spec: NixImageSpec;
+  status?: NixImageStatus;
+}

@@ -1,0 +1,122 @@
+// The build Job of a NixImage: pure, (image, instance) in, Job out. Its name carries a hash of
+// everything that decides the build, so a restarted operator finds the Job it started instead of
+// starting another, and a spec change starts a new one.
+import { createHash } from 'node:crypto';
+import type { V1Job } from '@kubernetes/client-node';
+import { renderEnvironment, type RegistrySettings } from '@nixery/registry/config/config.js';
+import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
+import { commonLabels, controllerReference } from '../kube/labels.ts';
+import { instanceEndpoint, packageSourceOf, pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
+
+export const IMAGE_LABEL = 'nixery.dev/image';
+export const BUILD_HASH_ANNOTATION = 'nixery.dev/build-hash';
+const BUILD_STORAGE = '/var/lib/nixery-build';
+const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
+/** Successful build Jobs go away on their own; the operator keeps the last failed one (see reconciler). */
+export const FINISHED_JOB_TTL_SECONDS = 600;
+
+export function repositoryName(image: NixImage): string {
+  return image.spec.name ?? image.metadata.name;
+}
+
+/** The git ref to build from, if the effective source is git: the image's own, else the instance's. */
+function effectiveSource(image: NixImage, instance: NixeryInstance) {
+  const spec = image.spec.packageSource ?? instance.spec.packageSource;
+  return { source: packageSourceOf(spec), ref: spec?.git?.ref };
+}
+
+export interface BuildInputs {
+  /** For images with a rebuildInterval: which interval this build belongs to. */
+  rebuildEpoch?: number;
+}
+
+export function buildHash(image: NixImage, instance: NixeryInstance, inputs: BuildInputs = {}): string {
+  const { source, ref } = effectiveSource(image, instance);
+  const identity = {
+    packages: image.spec.packages,
+    name: repositoryName(image),
+    tag: image.spec.tag,
+    config: image.spec.config ?? null,
+    source: source ?? null,
+    ref: ref ?? null,
+    builder: instance.spec.image,
+    target: instanceEndpoint(instance),
+    nixTimeout: instance.spec.nixTimeout,
+    rebuildEpoch: inputs.rebuildEpoch ?? null,
+  };
+  return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 10);
+}
+
+export function buildJobName(image: NixImage, hash: string): string {
+  // Job names become pod name prefixes and label values: at most 63 characters.
+  return `${image.metadata.name.slice(0, 63 - 'build-'.length - hash.length - 1)}-build-${hash}`;
+}
+
+export function desiredBuildJob(image: NixImage, instance: NixeryInstance, inputs: BuildInputs = {}): V1Job {
+  const hash = buildHash(image, instance, inputs);
+  const { source, ref } = effectiveSource(image, instance);
+  const settings: RegistrySettings = {
+    storage: { backend: 'filesystem', path: BUILD_STORAGE },
+    nixTimeoutSeconds: instance.spec.nixTimeout,
+    ...(instance.spec.popularityUrl ? { popularityUrl: instance.spec.popularityUrl } : {}),
+    pushTokenFile: `${PUSH_TOKEN_MOUNT}/${PUSH_TOKEN_KEY}`,
+    ...(source ? { source } : {}),
+  };
+  const env = Object.entries(renderEnvironment(settings))
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, value]) => ({ name, value }));
+  const args = [
+    'build',
+    '--packages',
+    image.spec.packages.join(','),
+    // For a git source the tag option selects the ref to build from.
+    '--tag',
+    ref ?? 'latest',
+    '--push',
+    `${instanceEndpoint(instance)}/${repositoryName(image)}:${image.spec.tag}`,
+    '--result-file',
+    '/dev/termination-log',
+    ...(image.spec.config ? ['--config-json', JSON.stringify(image.spec.config)] : []),
+  ];
+  const labels = { ...commonLabels(instance.metadata.name, 'build'), [IMAGE_LABEL]: image.metadata.name };
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: buildJobName(image, hash),
+      namespace: image.metadata.namespace,
+      labels,
+      annotations: { [BUILD_HASH_ANNOTATION]: hash },
+      ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: 'NixImage', metadata: image.metadata })],
+    },
+    spec: {
+      backoffLimit: 1,
+      ttlSecondsAfterFinished: FINISHED_JOB_TTL_SECONDS,
+      template: {
+        metadata: { labels },
+        spec: {
+          restartPolicy: 'Never',
+          containers: [
+            {
+              name: 'build',
+              image: instance.spec.image,
+              args,
+              env,
+              terminationMessagePath: '/dev/termination-log',
+              terminationMessagePolicy: 'FallbackToLogsOnError',
+              volumeMounts: [
+                { name: 'build-storage', mountPath: BUILD_STORAGE },
+                { name: 'push-token', mountPath: PUSH_TOKEN_MOUNT, readOnly: true },
+              ],
+              ...(instance.spec.resources ? { resources: instance.spec.resources } : {}),
+            },
+          ],
+          volumes: [
+            { name: 'build-storage', emptyDir: {} },
+            { name: 'push-token', secret: { secretName: pushTokenSecretName(instance.metadata.name) } },
+          ],
+        },
+      },
+    },
+  };
+}

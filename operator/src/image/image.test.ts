@@ -1,0 +1,131 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { getCondition } from '../api/conditions.ts';
+import type { NixeryInstance, NixImage } from '../api/types.ts';
+import { conflictingClaim } from './conflict.ts';
+import { buildHash, buildJobName, desiredBuildJob } from './desired-job.ts';
+import { computeImageStatus } from './status.ts';
+
+const instance: NixeryInstance = {
+  apiVersion: 'nixery.dev/v1alpha1',
+  kind: 'NixeryInstance',
+  metadata: { name: 'nixery', namespace: 'team-a', uid: 'i-uid' },
+  spec: {
+    image: 'ghcr.io/nixery-operator/nixery:0.1.0',
+    replicas: 1,
+    port: 8080,
+    storage: { persistentVolume: { size: '1Gi', accessModes: ['ReadWriteOnce'] } },
+    nixTimeout: 60,
+    service: { type: 'ClusterIP', port: 5000 },
+  },
+};
+
+function image(spec: Partial<NixImage['spec']> = {}, meta: Partial<NixImage['metadata']> = {}): NixImage {
+  return {
+    apiVersion: 'nixery.dev/v1alpha1',
+    kind: 'NixImage',
+    metadata: { name: 'toolbox', namespace: 'team-a', uid: 'img-uid', generation: 1, creationTimestamp: new Date('2026-01-01T00:00:00Z'), ...meta },
+    spec: { instanceRef: { name: 'nixery' }, packages: ['git', 'htop', 'hello'], tag: 'v1', ...spec },
+  };
+}
+
+describe('the build Job of a NixImage', () => {
+  it('runs nixery build with the instance image, pushing <name>:<tag> to the instance endpoint', () => {
+    const job = desiredBuildJob(image({ config: { entrypoint: ['/bin/hello'] } }), instance);
+    const container = job.spec!.template.spec!.containers[0]!;
+    assert.equal(container.image, instance.spec.image);
+    assert.deepEqual(container.args, [
+      'build', '--packages', 'git,htop,hello', '--tag', 'latest',
+      '--push', 'nixery.team-a.svc.cluster.local:5000/toolbox:v1',
+      '--result-file', '/dev/termination-log',
+      '--config-json', '{"entrypoint":["/bin/hello"]}',
+    ]);
+    assert.equal(container.terminationMessagePath, '/dev/termination-log');
+    assert.equal(job.spec!.template.spec!.restartPolicy, 'Never');
+    assert.equal(job.metadata!.ownerReferences![0]!.kind, 'NixImage');
+    assert.equal(job.metadata!.labels!['nixery.dev/image'], 'toolbox');
+    const env = Object.fromEntries(container.env!.map((e) => [e.name, e.value]));
+    assert.equal(env.NIXERY_PUSH_TOKEN_FILE, '/var/run/secrets/nixery/push/token');
+    assert.equal(env.NIXERY_STORAGE_BACKEND, 'filesystem');
+  });
+
+  it('builds from the image source, else the instance source, with the git ref as the build tag', () => {
+    const withInstanceGit = { ...instance, spec: { ...instance.spec, packageSource: { git: { url: 'https://e.org/p.git', ref: 'main' } } } };
+    const fromInstance = desiredBuildJob(image(), withInstanceGit).spec!.template.spec!.containers[0]!;
+    assert.equal(fromInstance.args![4], 'main');
+    assert.ok(fromInstance.env!.some((e) => e.name === 'NIXERY_PKGS_REPO' && e.value === 'https://e.org/p.git'));
+    const pinned = desiredBuildJob(image({ packageSource: { git: { url: 'https://e.org/p.git', ref: 'a'.repeat(40) } } }), instance);
+    assert.equal(pinned.spec!.template.spec!.containers[0]!.args![4], 'a'.repeat(40));
+  });
+
+  it('is named after the image and a hash of what it builds: stable, and new when the spec changes', () => {
+    const a = desiredBuildJob(image(), instance).metadata!.name!;
+    assert.equal(a, desiredBuildJob(image(), instance).metadata!.name);
+    assert.match(a, /^toolbox-build-[0-9a-f]{10}$/);
+    assert.notEqual(desiredBuildJob(image({ packages: ['hello'] }), instance).metadata!.name, a);
+    assert.notEqual(desiredBuildJob(image({ tag: 'v2' }), instance).metadata!.name, a);
+    assert.notEqual(buildHash(image(), { ...instance, spec: { ...instance.spec, image: 'other:1' } }), buildHash(image(), instance));
+    assert.notEqual(buildHash(image(), instance, { rebuildEpoch: 7 }), buildHash(image(), instance));
+    assert.ok(buildJobName(image({}, { name: 'x'.repeat(80) }), 'abcdef0123').length <= 63);
+  });
+});
+
+describe('NixImage status', () => {
+  const jobName = 'toolbox-build-abc';
+  const done = { status: { conditions: [{ type: 'Complete', status: 'True' }], completionTime: new Date('2026-01-02T00:00:00Z') } };
+  const failed = { status: { conditions: [{ type: 'Failed', status: 'True' }] } };
+
+  it('is Ready with the pullable digest reference once the Job succeeded', () => {
+    const status = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d', size: 42, layers: 5 } }, 't');
+    assert.equal(status.image, 'nixery.team-a.svc.cluster.local:5000/toolbox@sha256:d');
+    assert.equal(status.digest, 'sha256:d');
+    assert.equal(status.size, 42);
+    assert.equal(status.layers, 5);
+    assert.equal(status.jobName, jobName);
+    assert.equal(status.lastBuildTime, '2026-01-02T00:00:00.000Z');
+    assert.equal(getCondition(status.conditions, 'Ready')!.status, 'True');
+    assert.equal(getCondition(status.conditions, 'Building')!.status, 'False');
+  });
+
+  it('is Building while the Job runs, and Failed with the builder reason when it fails', () => {
+    const running = computeImageStatus(image(), { instance, jobName, job: { status: { active: 1 } } }, 't');
+    assert.equal(getCondition(running.conditions, 'Building')!.status, 'True');
+    assert.equal(getCondition(running.conditions, 'Ready')!.status, 'False');
+    const missing = computeImageStatus(
+      image(),
+      { instance, jobName, job: failed, summary: { error: { outcome: 'not_found', message: 'package not found: nope', packages: ['nope'] } } },
+      't',
+    );
+    assert.deepEqual(
+      [getCondition(missing.conditions, 'Failed')!.status, getCondition(missing.conditions, 'Failed')!.reason, getCondition(missing.conditions, 'Failed')!.message],
+      ['True', 'PackagesNotFound', 'package not found: nope'],
+    );
+    const push = computeImageStatus(image(), { instance, jobName, job: failed, summary: { error: { outcome: 'push_failure', message: 'HTTP 401' } } }, 't');
+    assert.equal(getCondition(push.conditions, 'Failed')!.reason, 'PushFailed');
+  });
+
+  it('keeps a built result after its Job was cleaned up', () => {
+    const built = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d' } }, 't');
+    const later = computeImageStatus({ ...image(), status: built }, { instance, jobName }, 't2');
+    assert.deepEqual(later, built);
+  });
+
+  it('says so when the instance is missing or another image claimed the tag', () => {
+    const orphan = computeImageStatus(image(), { jobName }, 't');
+    assert.equal(getCondition(orphan.conditions, 'Ready')!.reason, 'InstanceNotFound');
+    const conflict = computeImageStatus(image(), { instance, jobName, conflictWith: 'older' }, 't');
+    assert.equal(getCondition(conflict.conditions, 'Conflict')!.status, 'True');
+    assert.match(getCondition(conflict.conditions, 'Conflict')!.message!, /older already declares toolbox:v1/);
+  });
+});
+
+describe('claims on <name>:<tag>', () => {
+  it('go to the earliest NixImage, then by name', () => {
+    const first = image({}, { name: 'a', creationTimestamp: new Date('2026-01-01T00:00:00Z') });
+    const second = image({ name: 'a' }, { name: 'b', creationTimestamp: new Date('2026-01-02T00:00:00Z') });
+    assert.equal(conflictingClaim(second, [first, second]), 'a');
+    assert.equal(conflictingClaim(first, [first, second]), undefined);
+    const otherTag = image({ name: 'a', tag: 'v2' }, { name: 'c' });
+    assert.equal(conflictingClaim(otherTag, [first, second, otherTag]), undefined);
+  });
+});
