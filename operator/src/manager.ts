@@ -3,6 +3,7 @@ import http from 'node:http';
 import os from 'node:os';
 import {
   AppsV1Api,
+  BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
   makeInformer,
@@ -11,9 +12,12 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
   type ObjectCache,
+  type V1Job,
+  type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '@nixery/registry/log/logger.js';
-import { NIXERY_INSTANCE, type NixeryInstance } from './api/types.ts';
+import { NIX_IMAGE, NIXERY_INSTANCE, type NixeryInstance, type NixImage } from './api/types.ts';
+import { ImageReconciler } from './image/reconciler.ts';
 import { Controller } from './controller/controller.ts';
 import { LeaderElector } from './controller/leader-election.ts';
 import { Applier } from './kube/applier.ts';
@@ -115,15 +119,45 @@ export class Manager {
     };
     for (const informer of Object.values(owned)) for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, enqueueOwner);
 
+    const batch = kc.makeApiClient(BatchV1Api);
+    const images = this.informer<NixImage>(
+      `/apis/${NIX_IMAGE.group}/${NIX_IMAGE.version}/${NIX_IMAGE.plural}`,
+      () => custom.listClusterCustomObject(NIX_IMAGE) as Promise<KubernetesListObject<NixImage>>,
+    );
+    const jobs = this.informer<V1Job>('/apis/batch/v1/jobs', () => batch.listJobForAllNamespaces({ labelSelector: selector }), selector);
+    const imageReconciler = new ImageReconciler({
+      kc,
+      caches: { images, instances, jobs, services: owned.Service as unknown as ObjectCache<V1Service> },
+      log,
+      onWrite,
+    });
+    const imageController = new Controller('niximage', imageReconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
+    this.controllers.push(imageController);
+    const enqueueImage = (obj: KubernetesObject) => imageController.queue.add(`${obj.metadata!.namespace}/${obj.metadata!.name}`);
+    for (const verb of ['add', 'update', 'delete'] as const) {
+      images.on(verb, enqueueImage as never);
+      jobs.on(verb, (job: V1Job) => {
+        const owner = job.metadata?.ownerReferences?.find((r) => r.kind === NIX_IMAGE.kind && r.controller);
+        if (owner) imageController.queue.add(`${job.metadata!.namespace}/${owner.name}`);
+      });
+      // An instance that becomes Ready (or goes) concerns every image built into it.
+      instances.on(verb, (instance: NixeryInstance) => {
+        for (const image of images.list(instance.metadata.namespace)) {
+          if (image.spec.instanceRef.name === instance.metadata.name) enqueueImage(image);
+        }
+      });
+    }
+
     await Promise.all(this.informers.map((i) => i.start()));
     this.synced = true;
     log.info('caches synced; reconciling', { informers: this.informers.length });
     // Level-triggered safety net: look at every instance now and then even without events.
     this.resyncTimer = setInterval(() => {
       for (const instance of instances.list()) enqueueInstance(instance);
+      for (const image of images.list()) enqueueImage(image);
     }, this.options.resyncSeconds * 1000);
     this.resyncTimer.unref();
-    void controller.run();
+    for (const c of this.controllers) void c.run();
   }
 
   private informer<T extends KubernetesObject>(

@@ -1,0 +1,216 @@
+// Reconciles one NixImage: wait for its instance, run (or adopt) the build Job for the current
+// spec, copy the builder's result into status, and remove the pushed tag when the NixImage goes.
+import {
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type ObjectCache,
+  type V1Job,
+  type V1Service,
+} from '@kubernetes/client-node';
+import type { BuildSummary } from '@nixery/registry/build/summary.js';
+import type { Logger } from '@nixery/registry/log/logger.js';
+import { getCondition } from '../api/conditions.ts';
+import { NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
+import type { ReconcileResult } from '../controller/controller.ts';
+import { statusOf } from '../controller/leader-election.ts';
+import { pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
+import { recordEvent } from '../kube/events.ts';
+import { conflictingClaim } from './conflict.ts';
+import { desiredBuildJob, IMAGE_LABEL, repositoryName } from './desired-job.ts';
+import { parseDuration } from './duration.ts';
+import { computeImageStatus, jobState } from './status.ts';
+
+export const TAG_FINALIZER = 'nixery.dev/remove-tag';
+
+export interface ImageCaches {
+  images: ObjectCache<NixImage>;
+  instances: ObjectCache<NixeryInstance>;
+  jobs: ObjectCache<V1Job>;
+  services: ObjectCache<V1Service>;
+}
+
+export interface ImageReconcilerDeps {
+  kc: KubeConfig;
+  caches: ImageCaches;
+  log: Logger;
+  onWrite: (kind: string) => void;
+  now?: () => Date;
+}
+
+export class ImageReconciler {
+  private readonly deps: ImageReconcilerDeps;
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+
+  constructor(deps: ImageReconcilerDeps) {
+    this.deps = deps;
+    this.batch = deps.kc.makeApiClient(BatchV1Api);
+    this.core = deps.kc.makeApiClient(CoreV1Api);
+    this.custom = deps.kc.makeApiClient(CustomObjectsApi);
+  }
+
+  reconcile = async (key: string): Promise<ReconcileResult> => {
+    const [namespace, name] = key.split('/') as [string, string];
+    const { caches } = this.deps;
+    const image = caches.images.get(name, namespace);
+    if (!image) return {};
+    if (image.metadata.deletionTimestamp) return this.finalize(image);
+    if (!image.metadata.finalizers?.includes(TAG_FINALIZER)) await this.addFinalizer(image);
+
+    const now = (this.deps.now ?? (() => new Date()))();
+    const instance = caches.instances.get(image.spec.instanceRef.name, namespace);
+    const conflictWith = conflictingClaim(image, caches.images.list(namespace));
+    const interval = image.spec.rebuildInterval ? parseDuration(image.spec.rebuildInterval) : undefined;
+    const rebuildEpoch = interval ? Math.floor(now.getTime() / interval) : undefined;
+    let requeueAfterMs = interval ? (rebuildEpoch! + 1) * interval - now.getTime() + 1000 : undefined;
+
+    let jobName = image.status?.jobName ?? '';
+    let job: V1Job | undefined;
+    let summary: BuildSummary | undefined;
+    if (instance && !conflictWith) {
+      const desired = desiredBuildJob(image, instance, rebuildEpoch === undefined ? {} : { rebuildEpoch });
+      jobName = desired.metadata!.name!;
+      job = caches.jobs.get(jobName, namespace);
+      const alreadyBuilt = image.status?.jobName === jobName && getCondition(image.status.conditions, 'Ready')?.status === 'True';
+      const instanceReady = getCondition(instance.status?.conditions, 'Ready')?.status === 'True';
+      if (!job && !alreadyBuilt) {
+        if (!instanceReady) {
+          // The Job would only fail to push; look again soon.
+          requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, 3000);
+        } else {
+          job = await this.createJob(image, desired);
+        }
+      }
+      const state = jobState(job);
+      if (state === 'succeeded' || state === 'failed') summary = await this.readSummary(namespace, jobName);
+      if (state === 'failed') await this.keepForLogs(job!);
+      if (state !== 'none') await this.removeOlderJobs(image, jobName);
+    }
+
+    const status = computeImageStatus(image, { ...(instance ? { instance } : {}), ...(conflictWith ? { conflictWith } : {}), jobName, ...(job ? { job } : {}), ...(summary ? { summary } : {}) }, now.toISOString());
+    if (JSON.stringify(status) !== JSON.stringify(image.status ?? {})) {
+      await this.writeStatus(image, status);
+      this.announce(image, image.status, status);
+    }
+    return requeueAfterMs === undefined ? {} : { requeueAfterMs };
+  };
+
+  private async createJob(image: NixImage, desired: V1Job): Promise<V1Job | undefined> {
+    const namespace = image.metadata.namespace;
+    try {
+      this.deps.onWrite('Job');
+      const job = await this.batch.createNamespacedJob({ namespace, body: desired });
+      await recordEvent(this.core, image, 'Normal', 'BuildStarted', `started build Job ${desired.metadata!.name} for ${image.spec.packages.join(', ')}`, this.deps.onWrite);
+      return job;
+    } catch (error) {
+      // Created by a previous run of the operator whose cache had not seen it yet: adopt it.
+      if (statusOf(error) === 409) return this.batch.readNamespacedJob({ name: desired.metadata!.name!, namespace });
+      throw error;
+    }
+  }
+
+  /** The builder's summary from the termination message of the Job's newest finished pod. */
+  private async readSummary(namespace: string, jobName: string): Promise<BuildSummary | undefined> {
+    const pods = await this.core.listNamespacedPod({ namespace, labelSelector: `job-name=${jobName}` });
+    const finished = pods.items
+      .map((pod) => ({ pod, terminated: pod.status?.containerStatuses?.find((c) => c.name === 'build')?.state?.terminated }))
+      .filter((p) => p.terminated?.message)
+      .sort((a, b) => new Date(b.terminated!.finishedAt ?? 0).getTime() - new Date(a.terminated!.finishedAt ?? 0).getTime());
+    const message = finished[0]?.terminated?.message;
+    if (!message) return undefined;
+    try {
+      return JSON.parse(message) as BuildSummary;
+    } catch {
+      // FallbackToLogsOnError put the log tail there: the builder died before writing its summary.
+      return { error: { outcome: 'error', message: message.slice(-1000) } };
+    }
+  }
+
+  /** The last failed build stays for its logs: no TTL for it. */
+  private async keepForLogs(job: V1Job): Promise<void> {
+    if (job.spec?.ttlSecondsAfterFinished === undefined || job.spec.ttlSecondsAfterFinished === null) return;
+    this.deps.onWrite('Job');
+    await this.batch.patchNamespacedJob(
+      { name: job.metadata!.name!, namespace: job.metadata!.namespace!, body: { spec: { ttlSecondsAfterFinished: null } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Earlier builds of this image (older specs, kept failures) go once a newer one exists. */
+  private async removeOlderJobs(image: NixImage, current: string): Promise<void> {
+    for (const job of this.deps.caches.jobs.list(image.metadata.namespace)) {
+      if (job.metadata?.labels?.[IMAGE_LABEL] !== image.metadata.name || job.metadata.name === current) continue;
+      if (jobState(job) === 'running') continue;
+      this.deps.onWrite('Job');
+      await this.batch
+        .deleteNamespacedJob({ name: job.metadata.name!, namespace: image.metadata.namespace, propagationPolicy: 'Background' })
+        .catch((error: unknown) => {
+          if (statusOf(error) !== 404) throw error;
+        });
+    }
+  }
+
+  private async writeStatus(image: NixImage, status: NonNullable<NixImage['status']>): Promise<void> {
+    this.deps.onWrite('NixImage/status');
+    await this.custom.patchNamespacedCustomObjectStatus(
+      { ...NIX_IMAGE_PATH, namespace: image.metadata.namespace, name: image.metadata.name, body: { status } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  private announce(image: NixImage, before: NixImage['status'], after: NonNullable<NixImage['status']>): void {
+    const was = (type: string) => getCondition(before?.conditions, type)?.status === 'True';
+    const is = (type: string) => getCondition(after.conditions, type);
+    if (is('Ready')?.status === 'True' && !was('Ready')) {
+      void recordEvent(this.core, image, 'Normal', 'BuildSucceeded', `built ${after.image}`, this.deps.onWrite);
+    } else if (is('Failed')?.status === 'True' && !was('Failed')) {
+      void recordEvent(this.core, image, 'Warning', 'BuildFailed', is('Failed')!.message ?? 'the build failed', this.deps.onWrite);
+    }
+    this.deps.log.info('image status', { namespace: image.metadata.namespace, name: image.metadata.name, conditions: after.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
+  }
+
+  private async addFinalizer(image: NixImage): Promise<void> {
+    this.deps.onWrite('NixImage');
+    await this.custom.patchNamespacedCustomObject(
+      { ...NIX_IMAGE_PATH, namespace: image.metadata.namespace, name: image.metadata.name, body: { metadata: { finalizers: [...(image.metadata.finalizers ?? []), TAG_FINALIZER], resourceVersion: image.metadata.resourceVersion } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Deleting a NixImage removes its tag from the registry (blobs stay until garbage collection). */
+  private async finalize(image: NixImage): Promise<ReconcileResult> {
+    if (!image.metadata.finalizers?.includes(TAG_FINALIZER)) return {};
+    const { namespace } = image.metadata;
+    const instance = this.deps.caches.instances.get(image.spec.instanceRef.name, namespace);
+    const service = instance ? this.deps.caches.services.get(instance.metadata.name, namespace) : undefined;
+    const clusterIP = service?.spec?.clusterIP;
+    const claimedByOther = conflictingClaim(image, this.deps.caches.images.list(namespace)) !== undefined;
+    if (instance && clusterIP && !claimedByOther && image.status?.digest) {
+      const secret = await this.core.readNamespacedSecret({ name: pushTokenSecretName(instance.metadata.name), namespace });
+      const token = Buffer.from(secret.data?.[PUSH_TOKEN_KEY] ?? '', 'base64').toString('utf8');
+      const url = `http://${clusterIP}:${instance.spec.service.port}/v2/${repositoryName(image)}/manifests/${image.spec.tag}`;
+      const response = await fetch(url, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
+      if (response.status !== 202 && response.status !== 404) {
+        throw new Error(`DELETE ${url} answered ${response.status}: ${await response.text()}`);
+      }
+    }
+    this.deps.onWrite('NixImage');
+    await this.custom.patchNamespacedCustomObject(
+      {
+        ...NIX_IMAGE_PATH,
+        namespace,
+        name: image.metadata.name,
+        body: { metadata: { finalizers: image.metadata.finalizers.filter((f) => f !== TAG_FINALIZER), resourceVersion: image.metadata.resourceVersion } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    return {};
+  }
+}
+
+const NIX_IMAGE_PATH = { group: NIX_IMAGE.group, version: NIX_IMAGE.version, plural: NIX_IMAGE.plural };
