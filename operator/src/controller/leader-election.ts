@@ -2,6 +2,7 @@
 // The holder renews well inside the lease duration; others take over only after it expired.
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '@nixery/registry/log/logger.js';
+import { FIELD_MANAGER } from '../api/types.ts';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -65,7 +66,9 @@ export class LeaderElector {
     const lease = await this.read();
     if (lease?.spec?.holderIdentity !== this.options.identity) return;
     lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1 } as never;
-    await this.api.replaceNamespacedLease({ name: this.options.name, namespace: this.options.namespace, body: lease }).catch(() => {});
+    await this.api
+      .replaceNamespacedLease({ name: this.options.name, namespace: this.options.namespace, body: lease, fieldManager: FIELD_MANAGER })
+      .catch(() => {});
   }
 
   private async read(): Promise<V1Lease | undefined> {
@@ -85,6 +88,7 @@ export class LeaderElector {
       try {
         await this.api.createNamespacedLease({
           namespace,
+          fieldManager: FIELD_MANAGER,
           body: {
             metadata: { name, namespace },
             spec: { holderIdentity: identity, leaseDurationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
@@ -110,7 +114,7 @@ export class LeaderElector {
     };
     try {
       // The resourceVersion in `lease` makes this a compare-and-swap: two candidates cannot both win.
-      await this.api.replaceNamespacedLease({ name, namespace, body: lease });
+      await this.api.replaceNamespacedLease({ name, namespace, body: lease, fieldManager: FIELD_MANAGER });
       return true;
     } catch (error) {
       if (statusOf(error) === 409) return false;

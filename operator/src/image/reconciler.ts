@@ -14,7 +14,7 @@ import {
 import type { BuildSummary } from '@nixery/registry/build/summary.js';
 import type { Logger } from '@nixery/registry/log/logger.js';
 import { getCondition } from '../api/conditions.ts';
-import { NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
+import { FIELD_MANAGER, NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../controller/leader-election.ts';
 import { pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
@@ -104,7 +104,7 @@ export class ImageReconciler {
     const namespace = image.metadata.namespace;
     try {
       this.deps.onWrite('Job');
-      const job = await this.batch.createNamespacedJob({ namespace, body: desired });
+      const job = await this.batch.createNamespacedJob({ namespace, body: desired, fieldManager: FIELD_MANAGER });
       await recordEvent(this.core, image, 'Normal', 'BuildStarted', `started build Job ${desired.metadata!.name} for ${image.spec.packages.join(', ')}`, this.deps.onWrite);
       return job;
     } catch (error) {
@@ -136,7 +136,7 @@ export class ImageReconciler {
     if (job.spec?.ttlSecondsAfterFinished === undefined || job.spec.ttlSecondsAfterFinished === null) return;
     this.deps.onWrite('Job');
     await this.batch.patchNamespacedJob(
-      { name: job.metadata!.name!, namespace: job.metadata!.namespace!, body: { spec: { ttlSecondsAfterFinished: null } } },
+      { name: job.metadata!.name!, namespace: job.metadata!.namespace!, body: { spec: { ttlSecondsAfterFinished: null } }, fieldManager: FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
   }
@@ -158,7 +158,7 @@ export class ImageReconciler {
   private async writeStatus(image: NixImage, status: NonNullable<NixImage['status']>): Promise<void> {
     this.deps.onWrite('NixImage/status');
     await this.custom.patchNamespacedCustomObjectStatus(
-      { ...NIX_IMAGE_PATH, namespace: image.metadata.namespace, name: image.metadata.name, body: { status } },
+      { ...NIX_IMAGE_PATH, namespace: image.metadata.namespace, name: image.metadata.name, body: { status }, fieldManager: FIELD_MANAGER },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
   }
@@ -177,7 +177,13 @@ export class ImageReconciler {
   private async addFinalizer(image: NixImage): Promise<void> {
     this.deps.onWrite('NixImage');
     await this.custom.patchNamespacedCustomObject(
-      { ...NIX_IMAGE_PATH, namespace: image.metadata.namespace, name: image.metadata.name, body: { metadata: { finalizers: [...(image.metadata.finalizers ?? []), TAG_FINALIZER], resourceVersion: image.metadata.resourceVersion } } },
+      {
+        ...NIX_IMAGE_PATH,
+        namespace: image.metadata.namespace,
+        name: image.metadata.name,
+        body: { metadata: { finalizers: [...(image.metadata.finalizers ?? []), TAG_FINALIZER], resourceVersion: image.metadata.resourceVersion } },
+        fieldManager: FIELD_MANAGER,
+      },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
   }
@@ -206,6 +212,7 @@ export class ImageReconciler {
         namespace,
         name: image.metadata.name,
         body: { metadata: { finalizers: image.metadata.finalizers.filter((f) => f !== TAG_FINALIZER), resourceVersion: image.metadata.resourceVersion } },
+        fieldManager: FIELD_MANAGER,
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );

@@ -14,7 +14,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '@nixery/registry/log/logger.js';
-import { NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
+import { FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../controller/leader-election.ts';
 import type { Applier } from '../kube/applier.ts';
@@ -101,7 +101,7 @@ export class InstanceReconciler {
     if (JSON.stringify(status) !== JSON.stringify(instance.status ?? {})) {
       this.deps.onWrite('NixeryInstance/status');
       await this.customObjects.patchNamespacedCustomObjectStatus(
-        { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body: { status } },
+        { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       this.deps.log.info('instance status', { namespace, name, conditions: status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
@@ -119,6 +119,7 @@ export class InstanceReconciler {
     try {
       await this.core.createNamespacedSecret({
         namespace,
+        fieldManager: FIELD_MANAGER,
         body: {
           apiVersion: 'v1',
           kind: 'Secret',

@@ -17,6 +17,7 @@ export async function recordEvent(
   await core
     .createNamespacedEvent({
       namespace,
+      fieldManager: FIELD_MANAGER,
       body: {
         metadata: { name: `${object.metadata!.name}.${randomBytes(8).toString('hex')}`, namespace },
         involvedObject: {
