@@ -24,7 +24,7 @@ export interface Runtime {
 
 /** Everything a build needs, shared by `serve` and `build`. */
 export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean } = {}): Promise<Runtime> {
-  const storage = await openStorage(config.storage);
+  const storage = await openStorage(config.storage, log);
   const popularity = await loadPopularity(config.popularityUrl);
   const metrics = createMetrics(options);
   const builder = new ImageBuilder({

@@ -93,6 +93,8 @@ describe('desired objects of a NixeryInstance', () => {
     const config = loadConfig(env, '/');
     assert.deepEqual(config.storage, { backend: 'gcs', bucket: 'layers', credentialsFile: '/var/run/secrets/nixery/gcs/key.json' });
     assert.deepEqual(d.deployment.spec!.template.spec!.volumes![1], { name: 'gcs-credentials', secret: { secretName: 'gcs-key' } });
+    const streamed = desiredInstance(instance({ storage: { gcs: { bucket: 'layers', signedUrls: false } } }));
+    assert.equal(envOf(streamed).NIXERY_GCS_REDIRECT, 'stream');
   });
 
   it('probes the registry on /healthz (its /v2/ may rightly answer 401)', () => {

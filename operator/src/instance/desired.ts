@@ -59,6 +59,8 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
           backend: 'gcs',
           bucket: gcs.bucket,
           ...(gcs.credentialsSecret ? { credentialsFile: `${GCS_KEY_MOUNT}/${gcs.credentialsSecret.key}` } : {}),
+          // signedUrls: the registry signs when its credentials can; false streams every blob through it.
+          ...(gcs.signedUrls === false ? { redirect: 'stream' as const } : {}),
         }
       : { backend: 'filesystem', path: STORAGE_MOUNT },
     nixTimeoutSeconds: spec.nixTimeout,

@@ -59,6 +59,24 @@ describe('configuration from Nixery environment variables', () => {
     assert.throws(() => loadConfig({ NIXERY_STORAGE_BACKEND: 'gcs' }), { variable: 'GCS_BUCKET' });
   });
 
+  it('reads the GCS knobs: redirect mode, signed URL expiry, resumable upload threshold', () => {
+    const gcs = { NIXERY_STORAGE_BACKEND: 'gcs', GCS_BUCKET: 'my-bucket' };
+    assert.deepEqual(
+      loadConfig({ ...gcs, NIXERY_GCS_REDIRECT: 'public', NIXERY_GCS_SIGNED_URL_EXPIRY: '600', NIXERY_GCS_RESUMABLE_THRESHOLD: '0' }).storage,
+      { backend: 'gcs', bucket: 'my-bucket', redirect: 'public', signedUrlExpirySeconds: 600, resumableThresholdBytes: 0 },
+    );
+    assert.deepEqual(loadConfig(gcs).storage, { backend: 'gcs', bucket: 'my-bucket' }, 'unset knobs take the backend defaults');
+    for (const [env, variable] of [
+      [{ NIXERY_GCS_REDIRECT: 'proxy' }, ENV.gcsRedirect],
+      [{ NIXERY_GCS_SIGNED_URL_EXPIRY: '604801' }, ENV.gcsSignedUrlExpiry],
+      [{ NIXERY_GCS_SIGNED_URL_EXPIRY: '0' }, ENV.gcsSignedUrlExpiry],
+      [{ NIXERY_GCS_RESUMABLE_THRESHOLD: '-1' }, ENV.gcsResumableThreshold],
+      [{ NIXERY_GCS_RESUMABLE_THRESHOLD: '8MiB' }, ENV.gcsResumableThreshold],
+    ] as const) {
+      assert.throws(() => loadConfig({ ...gcs, ...env }), { variable }, JSON.stringify(env));
+    }
+  });
+
   it('rejects bad values with an error naming the variable and the value', () => {
     const cases: [Record<string, string>, string][] = [
       [{ PORT: 'http' }, ENV.port],
@@ -98,6 +116,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { source: { type: 'git', url: 'https://example.org/pkgs.git' }, nixTimeoutSeconds: 120, layerBudget: 40 },
       { source: { type: 'channel', channel: 'nixos-24.05', baseUrl: 'http://127.0.0.1:1/a' }, popularityUrl: 'https://example.org/p.json' },
       { storage: { backend: 'gcs', bucket: 'my-bucket', credentialsFile: '/var/run/secrets/gcs/key.json' } },
+      { storage: { backend: 'gcs', bucket: 'my-bucket', redirect: 'stream', signedUrlExpirySeconds: 60, resumableThresholdBytes: 1024 } },
     ];
     for (const settings of cases) {
       const config = loadConfig(renderEnvironment(settings), '/');

@@ -1,18 +1,28 @@
 import type { StorageConfig } from '../config/config.ts';
-import { StorageUnavailableError, type StorageBackend } from './backend.ts';
+import type { Logger } from '../log/logger.ts';
+import type { StorageBackend } from './backend.ts';
 import { FilesystemStorage } from './filesystem.ts';
+import { GcsStorage } from './gcs.ts';
 
 /** Builds and checks the configured backend; a backend that cannot work stops start-up with the reason. */
-export async function openStorage(config: StorageConfig): Promise<StorageBackend> {
+export async function openStorage(config: StorageConfig, log?: Logger): Promise<StorageBackend> {
   switch (config.backend) {
     case 'filesystem': {
       const storage = new FilesystemStorage(config.path);
       await storage.init();
       return storage;
     }
-    case 'gcs':
-      throw new StorageUnavailableError(
-        'NIXERY_STORAGE_BACKEND=gcs: the Google Cloud Storage backend is not available in this version; use "filesystem"',
-      );
+    case 'gcs': {
+      const storage = new GcsStorage({
+        bucket: config.bucket,
+        ...(config.credentialsFile !== undefined ? { credentialsFile: config.credentialsFile } : {}),
+        ...(config.redirect !== undefined ? { redirect: config.redirect } : {}),
+        ...(config.signedUrlExpirySeconds !== undefined ? { signedUrlExpirySeconds: config.signedUrlExpirySeconds } : {}),
+        ...(config.resumableThresholdBytes !== undefined ? { resumableThresholdBytes: config.resumableThresholdBytes } : {}),
+        ...(log ? { log: log.child({ component: 'storage' }) } : {}),
+      });
+      await storage.init();
+      return storage;
+    }
   }
 }
