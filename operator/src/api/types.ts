@@ -1,6 +1,7 @@
 // The nixery.dev/v1alpha1 API as the operator sees it. The CRDs in crds/ are the source of truth
 // for validation and defaults; these types describe objects after the API server defaulted them.
 import type { KubernetesObject, V1ObjectMeta } from '@kubernetes/client-node';
+import type { ImageConfigOverrides } from '@nixery/registry/oci/image.js';
 
 export const GROUP = 'nixery.dev';
 export const VERSION = 'v1alpha1';
@@ -59,15 +60,7 @@ export interface NixImageSpec {
   packages: string[];
   name?: string;
   tag: string;
-  config?: {
-    entrypoint?: string[];
-    cmd?: string[];
-    env?: { name: string; value: string }[];
-    workingDir?: string;
-    user?: string;
-    exposedPorts?: string[];
-    labels?: Record<string, string>;
-  };
+  config?: ImageConfigOverrides;
   packageSource?: PackageSourceSpec;
   rebuildInterval?: string;
 }

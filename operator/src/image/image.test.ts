@@ -2,23 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance, NixImage } from '../api/types.ts';
+import { testInstance } from '../test-support/fixtures.ts';
 import { conflictingClaim } from './conflict.ts';
 import { buildHash, buildJobName, desiredBuildJob } from './desired-job.ts';
 import { computeImageStatus } from './status.ts';
 
-const instance: NixeryInstance = {
-  apiVersion: 'nixery.dev/v1alpha1',
-  kind: 'NixeryInstance',
-  metadata: { name: 'nixery', namespace: 'team-a', uid: 'i-uid' },
-  spec: {
-    image: 'ghcr.io/nixery-operator/nixery:0.1.0',
-    replicas: 1,
-    port: 8080,
-    storage: { persistentVolume: { size: '1Gi', accessModes: ['ReadWriteOnce'] } },
-    nixTimeout: 60,
-    service: { type: 'ClusterIP', port: 5000 },
-  },
-};
+const instance: NixeryInstance = testInstance({}, { uid: 'i-uid' });
 
 function image(spec: Partial<NixImage['spec']> = {}, meta: Partial<NixImage['metadata']> = {}): NixImage {
   return {

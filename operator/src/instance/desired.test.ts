@@ -2,24 +2,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig } from '@nixery/registry/config/config.js';
 import type { NixeryInstance } from '../api/types.ts';
+import { testInstance } from '../test-support/fixtures.ts';
 import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from './desired.ts';
 
-function instance(spec: Partial<NixeryInstance['spec']> = {}): NixeryInstance {
-  return {
-    apiVersion: 'nixery.dev/v1alpha1',
-    kind: 'NixeryInstance',
-    metadata: { name: 'nixery', namespace: 'team-a', uid: 'uid-1', generation: 1 },
-    spec: {
-      image: 'ghcr.io/nixery-operator/nixery:0.1.0',
-      replicas: 1,
-      port: 8080,
-      storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] } },
-      nixTimeout: 60,
-      service: { type: 'ClusterIP', port: 5000 },
-      ...spec,
-    },
-  };
-}
+const instance = (spec: Partial<NixeryInstance['spec']> = {}) => testInstance(spec);
 
 const envOf = (d: ReturnType<typeof desiredInstance>) =>
   Object.fromEntries((d.deployment.spec!.template.spec!.containers[0]!.env ?? []).map((e) => [e.name, e.value!]));

@@ -2,21 +2,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance } from '../api/types.ts';
+import { testInstance } from '../test-support/fixtures.ts';
 import { computeInstanceStatus } from './status.ts';
 
-const instance: NixeryInstance = {
-  apiVersion: 'nixery.dev/v1alpha1',
-  kind: 'NixeryInstance',
-  metadata: { name: 'nixery', namespace: 'ns', uid: 'u', generation: 3 },
-  spec: {
-    image: 'img',
-    replicas: 1,
-    port: 8080,
-    storage: { persistentVolume: { size: '1Gi', accessModes: ['ReadWriteOnce'] } },
-    nixTimeout: 60,
-    service: { type: 'ClusterIP', port: 5000 },
-  },
-};
+const instance: NixeryInstance = testInstance({ storage: { persistentVolume: { size: '1Gi', accessModes: ['ReadWriteOnce'] } } }, { namespace: 'ns', generation: 3 });
 const bound = { metadata: { name: 'nixery-storage' }, status: { phase: 'Bound' } };
 const deployment = (ready: number) => ({ metadata: { generation: 1 }, status: { observedGeneration: 1, readyReplicas: ready, updatedReplicas: 1 } });
 
