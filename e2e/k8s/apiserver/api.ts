@@ -1,0 +1,681 @@
+// The semantics of the Kubernetes API over the store: create, get, list, update, patch, apply,
+// delete, with resourceVersion preconditions, generations, status subresources, finalizers,
+// validation and field ownership. HTTP lives in http.ts; controllers call these directly.
+import { randomUUID, randomInt } from 'node:crypto';
+import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound, STALE_OBJECT_MESSAGE, methodNotAllowed, unsupportedMediaType } from './errors.ts';
+import type { FieldError } from './errors.ts';
+import { applyBuiltinDefaults, GENERATION_KINDS, keepsStatusOnCreate, prepareBuiltinCreate, validateBuiltin, validateName } from './builtins.ts';
+import { CRD_CLEANUP_FINALIZER, crdResources, crdStatus, defaultCrd, validateCrd } from './crd.ts';
+import { eventFromCore, eventToCore } from './events.ts';
+import { normaliseFieldRequirements, objectFields } from './fields.ts';
+import { readPath, writePath } from './jsonpath.ts';
+import { recordUpdate, sameIgnoringTimestamps, serverSideApply } from './managedfields.ts';
+import type { WriteContext } from './managedfields.ts';
+import { jsonMergePatch, jsonPatch, strategicMergePatch } from './patch.ts';
+import { ResourceRegistry } from './registry.ts';
+import { apiVersionOf } from './resources.ts';
+import type { ResourceInfo } from './resources.ts';
+import { applyDefaults, prune, validateValue } from './schema.ts';
+import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
+import type { FieldRequirement, LabelRequirement } from './selectors.ts';
+import { Store } from './store.ts';
+import { builtinTypeNode, schemaTypeNode } from './typeinfo.ts';
+import type { TypeNode } from './typeinfo.ts';
+
+export type JsonObject = Record<string, unknown>;
+
+export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
+
+export interface WriteOptions {
+  dryRun: boolean;
+  fieldManager?: string;
+  fieldValidation: FieldValidation;
+  userAgent: string;
+}
+
+export interface WriteResult {
+  object: JsonObject;
+  status: number;
+  warnings: string[];
+}
+
+export interface DeleteOptions {
+  propagationPolicy?: 'Orphan' | 'Background' | 'Foreground';
+  orphanDependents?: boolean;
+  gracePeriodSeconds?: number;
+  preconditions?: { uid?: string; resourceVersion?: string };
+  dryRun?: boolean;
+}
+
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+}
+
+export type PatchType = 'json' | 'merge' | 'strategic' | 'apply';
+
+export function obj(v: unknown): JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {};
+}
+
+export function metaOf(o: JsonObject): JsonObject {
+  if (typeof o.metadata !== 'object' || o.metadata === null) o.metadata = {};
+  return o.metadata as JsonObject;
+}
+
+export function nowTimestamp(date = new Date()): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+const GENERATE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
+
+function generatedSuffix(): string {
+  let s = '';
+  for (let i = 0; i < 5; i++) s += GENERATE_ALPHABET[randomInt(GENERATE_ALPHABET.length)];
+  return s;
+}
+
+function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+
+function stable(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as JsonObject).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+}
+
+/** metadata fields only the server sets; a write keeps the stored values. */
+const SYSTEM_META = ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation', 'selfLink'];
+
+interface ContinueToken {
+  rv: number;
+  after: string;
+}
+
+export function encodeContinue(t: ContinueToken): string {
+  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv: t.rv, start: t.after })).toString('base64url');
+}
+
+function decodeContinue(token: string): ContinueToken {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { rv: number; start: string };
+    if (typeof parsed.rv !== 'number' || typeof parsed.start !== 'string') throw new Error('bad token');
+    return { rv: parsed.rv, after: parsed.start };
+  } catch {
+    throw badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
+  }
+}
+
+export interface Selection {
+  labels: LabelRequirement[];
+  fields: FieldRequirement[];
+}
+
+export type ChangeHook = (res: ResourceInfo, object: JsonObject, type: 'ADDED' | 'MODIFIED' | 'DELETED') => void;
+
+export class Api {
+  readonly store: Store;
+  readonly registry: ResourceRegistry;
+
+  constructor(store: Store, registry: ResourceRegistry) {
+    this.store = store;
+    this.registry = registry;
+    for (const crd of store.list('customresourcedefinitions.apiextensions.k8s.io')) this.registerCrd(crd);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Conversion between the stored shape and the version a client asked for
+
+  external(res: ResourceInfo, stored: JsonObject): JsonObject {
+    if (res.group === 'events.k8s.io') return eventFromCore(clone(stored));
+    const out = clone(stored);
+    out.apiVersion = apiVersionOf(res);
+    out.kind = res.kind;
+    return { apiVersion: out.apiVersion, kind: out.kind, ...out };
+  }
+
+  private internal(res: ResourceInfo, external: JsonObject): JsonObject {
+    if (res.group === 'events.k8s.io') return eventToCore(external);
+    const storage = this.registry.storageInfo(res.storageKey) ?? res;
+    const out = clone(external);
+    out.apiVersion = apiVersionOf(storage);
+    out.kind = res.kind;
+    return out;
+  }
+
+  typeNode(res: ResourceInfo): TypeNode {
+    return res.crd ? schemaTypeNode(res.crd.compiled?.schema) : builtinTypeNode(res.kind);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Reads
+
+  getStored(res: ResourceInfo, namespace: string, name: string): JsonObject {
+    const stored = this.store.get(res.storageKey, res.namespaced ? namespace : '', name);
+    if (!stored) throw notFound(res, name);
+    return stored;
+  }
+
+  get(res: ResourceInfo, namespace: string, name: string): JsonObject {
+    return this.external(res, this.getStored(res, namespace, name));
+  }
+
+  parseSelection(res: ResourceInfo, opts: { labelSelector?: string; fieldSelector?: string }): Selection {
+    return {
+      labels: opts.labelSelector ? parseLabelSelector(opts.labelSelector) : [],
+      fields: opts.fieldSelector ? normaliseFieldRequirements(res, parseFieldSelector(opts.fieldSelector)) : [],
+    };
+  }
+
+  matches(res: ResourceInfo, stored: JsonObject, sel: Selection): boolean {
+    if (!matchesLabels(sel.labels, obj(obj(stored.metadata).labels) as Record<string, string>)) return false;
+    return sel.fields.length === 0 || matchesFields(sel.fields, objectFields(res, stored));
+  }
+
+  list(res: ResourceInfo, namespace: string | undefined, opts: ListOptions): { items: JsonObject[]; metadata: JsonObject } {
+    const sel = this.parseSelection(res, opts);
+    const token = opts.continue ? decodeContinue(opts.continue) : undefined;
+    const all = this.store
+      .list(res.storageKey, res.namespaced ? namespace : undefined)
+      .filter((o) => this.matches(res, o, sel));
+    const keyOf = (o: JsonObject): string => `${String(obj(o.metadata).namespace ?? '')}/${String(obj(o.metadata).name)}`;
+    const remaining = token ? all.filter((o) => keyOf(o) > token.after) : all;
+    const rv = token?.rv ?? this.store.resourceVersion;
+    const limit = opts.limit && opts.limit > 0 ? opts.limit : undefined;
+    const page = limit ? remaining.slice(0, limit) : remaining;
+    const metadata: JsonObject = { resourceVersion: String(rv) };
+    if (limit && remaining.length > limit) {
+      const last = page[page.length - 1] as JsonObject;
+      metadata.continue = encodeContinue({ rv, after: keyOf(last) });
+      metadata.remainingItemCount = remaining.length - limit;
+    }
+    return { items: page.map((o) => this.external(res, o)), metadata };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Writes
+
+  private managerFor(opts: WriteOptions): string {
+    if (opts.fieldManager) return opts.fieldManager;
+    const agent = opts.userAgent.split('/')[0] ?? '';
+    return agent || 'unknown';
+  }
+
+  private writeContext(res: ResourceInfo, opts: WriteOptions, subresource: string | undefined): WriteContext {
+    return {
+      manager: this.managerFor(opts),
+      apiVersion: apiVersionOf(res),
+      now: nowTimestamp(),
+      ...(subresource ? { subresource } : {}),
+      type: this.typeNode(res),
+      hasStatus: res.hasStatus,
+    };
+  }
+
+  private checkNamespace(res: ResourceInfo, namespace: string): void {
+    if (!res.namespaced) return;
+    const ns = this.store.get('namespaces', '', namespace);
+    if (!ns) throw notFound({ group: '', plural: 'namespaces' }, namespace);
+    if (obj(ns.metadata).deletionTimestamp !== undefined) {
+      throw forbidden(res, '', `unable to create new content in namespace ${namespace} because it is being terminated`);
+    }
+  }
+
+  private checkCrdActive(res: ResourceInfo): void {
+    if (!res.crd) return;
+    const crd = this.store.get('customresourcedefinitions.apiextensions.k8s.io', '', res.crd.crdName);
+    if (crd && obj(crd.metadata).deletionTimestamp !== undefined) {
+      throw new ApiError(405, 'MethodNotAllowed', `create not allowed while custom resource definition is terminating`);
+    }
+  }
+
+  /**
+   * Decoding steps the apiserver applies to every written object of a kind: defaults, pruning of
+   * unknown fields (custom resources), validation. Returns warnings for dropped fields.
+   */
+  private admit(res: ResourceInfo, o: JsonObject, old: JsonObject | undefined, opts: WriteOptions, name: string): string[] {
+    const warnings: string[] = [];
+    const errors: FieldError[] = [];
+    const meta = metaOf(o);
+    if (!old) {
+      const nameProblem = typeof meta.name === 'string' ? validateName(res.kind, meta.name) : undefined;
+      if (nameProblem) errors.push({ type: 'FieldValueInvalid', field: 'metadata.name', value: meta.name, detail: nameProblem });
+    }
+    errors.push(...validateMetadata(meta));
+    if (res.crd) {
+      const compiled = res.crd.compiled;
+      if (compiled) {
+        const dropped = prune(o, compiled.schema, '', true);
+        if (dropped.length > 0) {
+          if (opts.fieldValidation === 'Strict') {
+            throw badRequest(`${res.kind} in version "${res.version}" cannot be handled as a ${res.kind}: strict decoding error: ${dropped.map((d) => `unknown field "${d}"`).join(', ')}`);
+          }
+          if (opts.fieldValidation === 'Warn') warnings.push(...dropped.map((d) => `unknown field "${d}"`));
+        }
+        applyDefaults(o, compiled.schema);
+        errors.push(...validateValue(compiled, o, old));
+      }
+    } else {
+      applyBuiltinDefaults(res.kind, o);
+      if (res.kind === 'CustomResourceDefinition') {
+        defaultCrd(o);
+        errors.push(...validateCrd(o));
+      } else errors.push(...validateBuiltin(res.kind, o, old));
+    }
+    if (errors.length > 0) throw invalid(res.kind, res.group, name, errors);
+    return warnings;
+  }
+
+  create(res: ResourceInfo, namespace: string, body: unknown, opts: WriteOptions, applied?: JsonObject): WriteResult {
+    const o = clone(applied ?? obj(body));
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('Object cannot be handled as a ' + res.kind + ': body must be a JSON object');
+    this.checkApiVersion(res, o);
+    const meta = metaOf(o);
+    if (res.namespaced) {
+      if (meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== namespace) {
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      }
+      meta.namespace = namespace;
+    } else delete meta.namespace;
+    if (meta.resourceVersion !== undefined && meta.resourceVersion !== '') throw badRequest('resourceVersion should not be set on objects to be created');
+    delete meta.resourceVersion;
+    if ((meta.name === undefined || meta.name === '') && typeof meta.generateName === 'string' && meta.generateName !== '') {
+      meta.name = `${meta.generateName}${generatedSuffix()}`;
+    }
+    if (typeof meta.name !== 'string' || meta.name === '') {
+      throw invalid(res.kind, res.group, '', [{ type: 'FieldValueRequired', field: 'metadata.name', detail: 'name or generateName is required' }]);
+    }
+    const name = meta.name;
+    this.checkNamespace(res, namespace);
+    this.checkCrdActive(res);
+    for (const f of SYSTEM_META) delete meta[f];
+    if (!applied) delete meta.managedFields;
+    meta.uid = randomUUID();
+    meta.creationTimestamp = nowTimestamp();
+    if (GENERATION_KINDS.has(res.kind) || res.crd) meta.generation = 1;
+    let internal = this.internal(res, o);
+    if (res.hasStatus && !keepsStatusOnCreate(res.kind)) delete internal.status;
+    const warnings = this.admit(res, internal, undefined, opts, name);
+    if (!res.crd) prepareBuiltinCreate(res.kind, internal, { list: (key) => this.store.list(key) });
+    if (res.kind === 'CustomResourceDefinition') {
+      metaOf(internal).finalizers = [...new Set([...((metaOf(internal).finalizers as string[] | undefined) ?? []), CRD_CLEANUP_FINALIZER])];
+      internal.status = crdStatus(internal, nowTimestamp(), undefined);
+    }
+    if (!applied) recordUpdate(undefined, internal, this.writeContext(res, opts, undefined));
+    if (this.store.get(res.storageKey, res.namespaced ? namespace : '', name)) throw alreadyExists(res, name);
+    if (opts.dryRun) return { object: this.external(res, internal), status: 201, warnings };
+    internal = this.store.create(res.storageKey, internal);
+    if (res.kind === 'CustomResourceDefinition') this.registerCrd(internal);
+    return { object: this.external(res, internal), status: 201, warnings };
+  }
+
+  private checkApiVersion(res: ResourceInfo, o: JsonObject): void {
+    const expected = apiVersionOf(res);
+    if (o.apiVersion !== undefined && o.apiVersion !== expected) {
+      throw badRequest(`the API version in the data (${String(o.apiVersion)}) does not match the expected API version (${expected})`);
+    }
+    if (o.kind !== undefined && o.kind !== res.kind) {
+      throw badRequest(`${res.kind} in version "${res.version}" cannot be handled as a ${res.kind}: the kind in the data (${String(o.kind)}) does not match the expected kind (${res.kind})`);
+    }
+    o.apiVersion = expected;
+    o.kind = res.kind;
+  }
+
+  update(res: ResourceInfo, namespace: string, name: string, body: unknown, opts: WriteOptions, subresource?: string): WriteResult {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('body must be a JSON object');
+    const o = clone(body as JsonObject);
+    const meta = metaOf(o);
+    if (meta.name !== undefined && meta.name !== name) throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${name})`);
+    const ns = res.namespaced ? namespace : '';
+    const existing = this.store.get(res.storageKey, ns, name);
+    if (!existing) {
+      if (res.allowCreateOnUpdate && !subresource) return this.create(res, namespace, o, opts);
+      throw notFound(res, name);
+    }
+    this.checkApiVersion(res, o);
+    if (res.namespaced && meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== namespace) {
+      throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    }
+    this.checkPreconditions(res, existing, meta);
+    return this.commitUpdate(res, existing, this.internal(res, o), opts, subresource, undefined);
+  }
+
+  private checkPreconditions(res: ResourceInfo, existing: JsonObject, meta: JsonObject): void {
+    const current = obj(existing.metadata);
+    if (meta.resourceVersion !== undefined && meta.resourceVersion !== '' && meta.resourceVersion !== current.resourceVersion) {
+      throw conflict(res, String(current.name), STALE_OBJECT_MESSAGE);
+    }
+    if (meta.uid !== undefined && meta.uid !== '' && meta.uid !== current.uid) {
+      throw conflict(res, String(current.name), `Precondition failed: UID in precondition: ${String(meta.uid)}, UID in object meta: ${String(current.uid)}`);
+    }
+  }
+
+  /**
+   * Turns a candidate (the full object a client wants, stored shape) into the stored next
+   * version of `old`: keeps system metadata, applies status-subresource rules, validates,
+   * bumps generation, records field ownership, and completes deletion when the last
+   * finalizer goes. A write that changes nothing is not stored (no new resourceVersion).
+   */
+  commitUpdate(res: ResourceInfo, old: JsonObject, candidate: JsonObject, opts: WriteOptions, subresource: string | undefined, appliedBy: WriteContext | undefined): WriteResult {
+    const oldMeta = obj(old.metadata);
+    let next: JsonObject;
+    if (subresource === 'status') {
+      next = clone(old);
+      if (candidate.status === undefined) delete next.status;
+      else next.status = candidate.status;
+      if (appliedBy) metaOf(next).managedFields = obj(candidate.metadata).managedFields;
+    } else {
+      next = candidate;
+      if (res.hasStatus) {
+        if (old.status === undefined) delete next.status;
+        else next.status = clone(old.status);
+      }
+    }
+    const meta = metaOf(next);
+    for (const f of SYSTEM_META) {
+      if (oldMeta[f] === undefined) delete meta[f];
+      else meta[f] = clone(oldMeta[f]);
+    }
+    meta.name = oldMeta.name;
+    if (res.namespaced) meta.namespace = oldMeta.namespace;
+    else delete meta.namespace;
+    meta.resourceVersion = oldMeta.resourceVersion;
+    if (!appliedBy) delete meta.managedFields;
+    if (!appliedBy && oldMeta.managedFields !== undefined) meta.managedFields = clone(oldMeta.managedFields);
+    const name = String(oldMeta.name);
+
+    const warnings = this.admit(res, next, old, opts, name);
+    if (oldMeta.deletionTimestamp !== undefined) {
+      const before = new Set((oldMeta.finalizers as string[] | undefined) ?? []);
+      const added = ((meta.finalizers as string[] | undefined) ?? []).filter((f) => !before.has(f));
+      if (added.length > 0) {
+        throw invalid(res.kind, res.group, name, [{ type: 'FieldValueForbidden', field: 'metadata.finalizers', detail: `no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}` }]);
+      }
+    }
+    if (meta.generation !== undefined) {
+      const specOf = (o: JsonObject): string => stable(Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'metadata' && k !== 'status')));
+      if (specOf(next) !== specOf(old)) meta.generation = Number(oldMeta.generation ?? 0) + 1;
+    }
+    if (res.kind === 'CustomResourceDefinition') next.status = crdStatus(next, nowTimestamp(), old);
+    if (!appliedBy) recordUpdate(old, next, this.writeContext(res, opts, subresource));
+    if (Array.isArray(meta.finalizers) && meta.finalizers.length === 0) delete meta.finalizers;
+    if (Array.isArray(meta.managedFields) && meta.managedFields.length === 0) delete meta.managedFields;
+
+    if (sameIgnoringTimestamps(next, old)) return { object: this.external(res, old), status: 200, warnings };
+    const finishing = meta.deletionTimestamp !== undefined && ((meta.finalizers as string[] | undefined) ?? []).length === 0 && !(res.kind === 'Namespace' && ((obj(next.spec).finalizers as string[] | undefined) ?? []).length > 0);
+    if (opts.dryRun) return { object: this.external(res, next), status: 200, warnings };
+    if (finishing) {
+      const removed = this.store.remove(res.storageKey, String(meta.namespace ?? ''), name) ?? next;
+      this.afterRemove(res, removed);
+      return { object: this.external(res, removed), status: 200, warnings };
+    }
+    const stored = this.store.update(res.storageKey, next);
+    if (res.kind === 'CustomResourceDefinition') this.registerCrd(stored);
+    return { object: this.external(res, stored), status: 200, warnings };
+  }
+
+  patch(res: ResourceInfo, namespace: string, name: string, type: PatchType, body: unknown, opts: WriteOptions, subresource: string | undefined, force: boolean): WriteResult {
+    const ns = res.namespaced ? namespace : '';
+    const existing = this.store.get(res.storageKey, ns, name);
+    if (type === 'apply') return this.apply(res, namespace, name, body, opts, subresource, force, existing);
+    if (!existing) throw notFound(res, name);
+    const current = this.external(res, existing);
+    let patched: unknown;
+    switch (type) {
+      case 'json':
+        patched = jsonPatch(current, body);
+        break;
+      case 'merge':
+        patched = jsonMergePatch(current, body);
+        break;
+      case 'strategic':
+        if (res.crd) throw unsupportedMediaType('application/strategic-merge-patch+json');
+        patched = strategicMergePatch(current, body, this.typeNode(res));
+        break;
+    }
+    const o = obj(patched);
+    const meta = metaOf(o);
+    if (meta.name !== name) throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${name})`);
+    this.checkApiVersion(res, o);
+    const currentRV = String(obj(existing.metadata).resourceVersion);
+    const patchRV = obj(obj(body).metadata).resourceVersion;
+    if (typeof patchRV === 'string' && patchRV !== '' && patchRV !== currentRV) throw conflict(res, name, STALE_OBJECT_MESSAGE);
+    meta.resourceVersion = currentRV;
+    this.checkPreconditions(res, existing, meta);
+    return this.commitUpdate(res, existing, this.internal(res, o), opts, subresource, undefined);
+  }
+
+  private apply(res: ResourceInfo, namespace: string, name: string, body: unknown, opts: WriteOptions, subresource: string | undefined, force: boolean, existing: JsonObject | undefined): WriteResult {
+    if (!opts.fieldManager) {
+      throw new ApiError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
+    }
+    const config = obj(body);
+    if (typeof body !== 'object' || body === null) throw badRequest('error decoding YAML: apply patch must be an object');
+    if (config.apiVersion === undefined || config.apiVersion === '') throw badRequest("invalid object type: /, Kind=: apiVersion must be set");
+    if (config.kind === undefined || config.kind === '') throw badRequest('invalid object type: kind must be set');
+    this.checkApiVersion(res, config);
+    const cmeta = metaOf(config);
+    if (cmeta.name !== undefined && cmeta.name !== name) throw badRequest(`the name of the object (${String(cmeta.name)}) does not match the name on the URL (${name})`);
+    if (res.namespaced && cmeta.namespace !== undefined && cmeta.namespace !== namespace) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    const ctx = this.writeContext(res, opts, subresource);
+    if (!existing) {
+      if (subresource) throw notFound(res, name);
+      const created = serverSideApply(undefined, config, ctx, force);
+      const meta = metaOf(created);
+      meta.name = name;
+      if (res.namespaced) meta.namespace = namespace;
+      return this.create(res, namespace, created, opts, created);
+    }
+    const current = this.external(res, existing);
+    if (cmeta.resourceVersion !== undefined && cmeta.resourceVersion !== obj(existing.metadata).resourceVersion) {
+      throw conflict(res, name, STALE_OBJECT_MESSAGE);
+    }
+    const merged = serverSideApply(current, config, ctx, force);
+    metaOf(merged).resourceVersion = obj(existing.metadata).resourceVersion;
+    return this.commitUpdate(res, existing, this.internal(res, merged), opts, subresource, ctx);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Deletion
+
+  delete(res: ResourceInfo, namespace: string, name: string, options: DeleteOptions): WriteResult {
+    const ns = res.namespaced ? namespace : '';
+    const existing = this.store.get(res.storageKey, ns, name);
+    if (!existing) throw notFound(res, name);
+    const meta = obj(existing.metadata);
+    const pre = options.preconditions ?? {};
+    if (pre.uid !== undefined && pre.uid !== meta.uid) {
+      throw conflict(res, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${String(meta.uid)}`);
+    }
+    if (pre.resourceVersion !== undefined && pre.resourceVersion !== meta.resourceVersion) {
+      throw conflict(res, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${String(meta.resourceVersion)}`);
+    }
+    const policy = options.propagationPolicy ?? (options.orphanDependents === true ? 'Orphan' : 'Background');
+    if (!['Orphan', 'Background', 'Foreground'].includes(policy)) {
+      throw invalid('DeleteOptions', 'meta.k8s.io', '', [{ type: 'FieldValueNotSupported', field: 'propagationPolicy', value: policy, detail: 'supported values: "Foreground", "Background", "Orphan", nil' }]);
+    }
+    const next = clone(existing);
+    const nmeta = metaOf(next);
+    const now = new Date();
+
+    if (res.kind === 'Namespace') {
+      if (nmeta.deletionTimestamp === undefined) {
+        nmeta.deletionTimestamp = nowTimestamp(now);
+        nmeta.deletionGracePeriodSeconds = 0;
+        next.status = { ...obj(next.status), phase: 'Terminating' };
+      }
+      if (options.dryRun) return { object: this.external(res, next), status: 200, warnings: [] };
+      const stored = sameIgnoringTimestamps(next, existing) ? existing : this.store.update(res.storageKey, next);
+      return { object: this.external(res, stored), status: 200, warnings: [] };
+    }
+
+    let finalizers = ((nmeta.finalizers as string[] | undefined) ?? []).filter((f) => nmeta.deletionTimestamp !== undefined || (f !== 'orphan' && f !== 'foregroundDeletion'));
+    if (nmeta.deletionTimestamp === undefined) {
+      if (policy === 'Orphan') finalizers = [...finalizers, 'orphan'];
+      if (policy === 'Foreground') finalizers = [...finalizers, 'foregroundDeletion'];
+    }
+    const graceful = this.podGracePeriod(res, existing, options);
+    if (finalizers.length > 0 || graceful > 0) {
+      if (nmeta.deletionTimestamp === undefined) {
+        nmeta.deletionTimestamp = nowTimestamp(new Date(now.getTime() + graceful * 1000));
+        nmeta.deletionGracePeriodSeconds = graceful;
+        if (nmeta.generation !== undefined) nmeta.generation = Number(nmeta.generation) + 1;
+      } else if (graceful < Number(nmeta.deletionGracePeriodSeconds ?? 0)) {
+        nmeta.deletionTimestamp = nowTimestamp(new Date(now.getTime() + graceful * 1000));
+        nmeta.deletionGracePeriodSeconds = graceful;
+      }
+      if (finalizers.length > 0) nmeta.finalizers = [...new Set(finalizers)];
+      if (graceful > 0 || finalizers.length > 0) {
+        if (options.dryRun) return { object: this.external(res, next), status: 200, warnings: [] };
+        const stored = sameIgnoringTimestamps(next, existing) ? existing : this.store.update(res.storageKey, next);
+        return { object: this.external(res, stored), status: 200, warnings: [] };
+      }
+    }
+    if (options.dryRun) return { object: this.deletedResponse(res, existing), status: 200, warnings: [] };
+    const removed = this.store.remove(res.storageKey, ns, name) ?? existing;
+    this.afterRemove(res, removed);
+    return { object: this.deletedResponse(res, removed), status: 200, warnings: [] };
+  }
+
+  /** Scheduled, running pods terminate gracefully: the kubelet deletes them when stopped. */
+  private podGracePeriod(res: ResourceInfo, pod: JsonObject, options: DeleteOptions): number {
+    if (res.kind !== 'Pod' || res.group !== '') return 0;
+    const phase = obj(pod.status).phase;
+    if (!obj(pod.spec).nodeName || phase === 'Succeeded' || phase === 'Failed') return 0;
+    const requested = options.gracePeriodSeconds ?? obj(pod.spec).terminationGracePeriodSeconds ?? 30;
+    const grace = Number(requested);
+    if (obj(pod.metadata).deletionTimestamp !== undefined && Number(obj(pod.metadata).deletionGracePeriodSeconds ?? 0) <= grace) {
+      return Number(obj(pod.metadata).deletionGracePeriodSeconds ?? 0);
+    }
+    return Number.isFinite(grace) && grace > 0 ? grace : 0;
+  }
+
+  private deletedResponse(res: ResourceInfo, removed: JsonObject): JsonObject {
+    if (res.returnDeletedObject) return this.external(res, removed);
+    return {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Success',
+      details: { name: obj(removed.metadata).name, group: res.group, kind: res.plural, uid: obj(removed.metadata).uid },
+    };
+  }
+
+  private afterRemove(res: ResourceInfo, removed: JsonObject): void {
+    if (res.kind === 'CustomResourceDefinition') this.registry.removeCustom(String(obj(removed.metadata).name));
+  }
+
+  deleteCollection(res: ResourceInfo, namespace: string | undefined, listOpts: ListOptions, options: DeleteOptions): JsonObject {
+    if (!res.verbs.includes('deletecollection')) throw methodNotAllowed('deletecollection');
+    const { items } = this.list(res, namespace, { ...listOpts, limit: 0 });
+    const deleted: JsonObject[] = [];
+    for (const item of items) {
+      const m = obj(item.metadata);
+      try {
+        const r = this.delete(res, String(m.namespace ?? ''), String(m.name), options);
+        deleted.push(r.object.kind === 'Status' ? item : r.object);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === 404)) throw err;
+      }
+    }
+    return { kind: res.listKind, apiVersion: apiVersionOf(res), metadata: { resourceVersion: String(this.store.resourceVersion) }, items: deleted };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Subresources: scale and pods/binding
+
+  getScale(res: ResourceInfo, namespace: string, name: string): JsonObject {
+    const scale = res.scale;
+    if (!scale) throw notFound(res, name);
+    const o = this.getStored(res, namespace, name);
+    const meta = obj(o.metadata);
+    const selector = scale.labelSelectorPath ? readPath(scale.labelSelectorPath, o) : undefined;
+    return {
+      kind: 'Scale',
+      apiVersion: 'autoscaling/v1',
+      metadata: { name: meta.name, ...(res.namespaced ? { namespace: meta.namespace } : {}), uid: meta.uid, resourceVersion: meta.resourceVersion, creationTimestamp: meta.creationTimestamp },
+      spec: { replicas: Number(readPath(scale.specReplicasPath, o) ?? 0) },
+      status: { replicas: Number(readPath(scale.statusReplicasPath, o) ?? 0), ...(typeof selector === 'string' ? { selector } : {}) },
+    };
+  }
+
+  updateScale(res: ResourceInfo, namespace: string, name: string, scaleObj: JsonObject, opts: WriteOptions): WriteResult {
+    const scale = res.scale;
+    if (!scale) throw notFound(res, name);
+    const existing = this.getStored(res, namespace, name);
+    const rv = obj(scaleObj.metadata).resourceVersion;
+    if (typeof rv === 'string' && rv !== '' && rv !== obj(existing.metadata).resourceVersion) throw conflict(res, name, STALE_OBJECT_MESSAGE);
+    const replicas = obj(scaleObj.spec).replicas;
+    if (typeof replicas !== 'number' || replicas < 0) {
+      throw invalid('Scale', 'autoscaling', name, [{ type: 'FieldValueInvalid', field: 'spec.replicas', value: replicas, detail: 'must be greater than or equal to 0' }]);
+    }
+    const candidate = clone(existing);
+    writePath(scale.specReplicasPath, candidate, replicas);
+    this.commitUpdate(res, existing, candidate, { ...opts, fieldManager: opts.fieldManager ?? this.managerFor(opts) }, undefined, undefined);
+    return { object: this.getScale(res, namespace, name), status: 200, warnings: [] };
+  }
+
+  patchScale(res: ResourceInfo, namespace: string, name: string, type: PatchType, body: unknown, opts: WriteOptions): WriteResult {
+    const current = this.getScale(res, namespace, name);
+    let patched: unknown;
+    if (type === 'json') patched = jsonPatch(current, body);
+    else if (type === 'merge' || type === 'strategic') patched = jsonMergePatch(current, body);
+    else patched = jsonMergePatch(current, { spec: obj(obj(body).spec) });
+    return this.updateScale(res, namespace, name, obj(patched), opts);
+  }
+
+  bindPod(namespace: string, name: string, binding: JsonObject, res: ResourceInfo): JsonObject {
+    const pod = this.getStored(res, namespace, name);
+    const target = obj(binding.target);
+    if (typeof target.name !== 'string' || target.name === '') {
+      throw invalid('Binding', '', name, [{ type: 'FieldValueRequired', field: 'target.name', detail: '' }]);
+    }
+    if (obj(pod.spec).nodeName) throw conflict(res, name, `pod ${name} is already assigned to node "${String(obj(pod.spec).nodeName)}"`);
+    if (obj(pod.metadata).deletionTimestamp !== undefined) throw conflict(res, name, `pod ${name} is being deleted, cannot be assigned to a host`);
+    const next = clone(pod);
+    obj(next.spec).nodeName = target.name;
+    const status = obj(next.status);
+    next.status = status;
+    const conditions = (Array.isArray(status.conditions) ? status.conditions : []).filter((c) => obj(c).type !== 'PodScheduled');
+    status.conditions = [...conditions, { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: nowTimestamp() }];
+    this.store.update(res.storageKey, next);
+    return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // CustomResourceDefinitions
+
+  registerCrd(crd: JsonObject): void {
+    const name = String(obj(crd.metadata).name);
+    this.registry.setCustom(name, crdResources(crd));
+  }
+}
+
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+function validateMetadata(meta: JsonObject): FieldError[] {
+  const errors: FieldError[] = [];
+  for (const [k, v] of Object.entries(obj(meta.labels))) {
+    if (!QUALIFIED_NAME.test(k) || (k.split('/').pop() ?? '').length > 63) errors.push({ type: 'FieldValueInvalid', field: 'metadata.labels', value: k, detail: "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')" });
+    if (typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v)) errors.push({ type: 'FieldValueInvalid', field: 'metadata.labels', value: v, detail: "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')" });
+  }
+  let annotationBytes = 0;
+  for (const [k, v] of Object.entries(obj(meta.annotations))) {
+    if (!QUALIFIED_NAME.test(k.toLowerCase())) errors.push({ type: 'FieldValueInvalid', field: 'metadata.annotations', value: k, detail: "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character" });
+    annotationBytes += k.length + (typeof v === 'string' ? Buffer.byteLength(v) : 0);
+  }
+  if (annotationBytes > 256 * 1024) errors.push({ type: 'FieldValueTooLong', field: 'metadata.annotations', detail: 'must have at most 262144 bytes', hasValue: false });
+  if (Array.isArray(meta.ownerReferences)) {
+    meta.ownerReferences.forEach((r, i) => {
+      const ref = obj(r);
+      for (const f of ['apiVersion', 'kind', 'name', 'uid']) {
+        if (typeof ref[f] !== 'string' || ref[f] === '') errors.push({ type: f === 'uid' || f === 'name' ? 'FieldValueInvalid' : 'FieldValueInvalid', field: `metadata.ownerReferences[${i}].${f}`, value: ref[f] ?? '', detail: `${f} must not be empty` });
+      }
+    });
+    const controllers = meta.ownerReferences.filter((r) => obj(r).controller === true);
+    if (controllers.length > 1) errors.push({ type: 'FieldValueInvalid', field: 'metadata.ownerReferences', value: meta.ownerReferences, detail: 'Only one reference can have Controller set to true' });
+  }
+  return errors;
+}

@@ -1,0 +1,113 @@
+// A small Kubernetes API server for tests: HTTPS with a generated CA, the built-in kinds this
+// project uses, CustomResourceDefinitions and their custom resources, watches, server-side
+// apply, garbage collection. See ../apiserver.md for what it does and does not emulate.
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Api } from './api.ts';
+import { servingCerts } from './certs.ts';
+import { Controllers } from './controllers.ts';
+import { createHandler } from './http.ts';
+import type { RequestLogEntry } from './http.ts';
+import { renderKubeconfig } from './kubeconfig.ts';
+import { ResourceRegistry } from './registry.ts';
+import { Store } from './store.ts';
+
+export type { RequestLogEntry, Verb } from './http.ts';
+
+export interface ApiServerOptions {
+  /** persist objects here; a restart with the same directory keeps them (and the CA) */
+  dataDir?: string;
+  /** default 0 (any free port) */
+  port?: number;
+  /** default 127.0.0.1 */
+  host?: string;
+  /** write a kubeconfig here; default `<dataDir>/kubeconfig` or a temporary file */
+  kubeconfigPath?: string;
+  /** change events kept for watches to resume from; older resourceVersions get 410 Gone. Default 1000 */
+  watchHistorySize?: number;
+  /** how often watches with allowWatchBookmarks=true get a BOOKMARK. Default 60000 */
+  bookmarkIntervalMs?: number;
+  /** watches without timeoutSeconds end after this many seconds (up to twice). Default 1800 */
+  minRequestTimeoutSeconds?: number;
+}
+
+export interface ApiServer {
+  url: string;
+  kubeconfigPath: string;
+  caCertPem: string;
+  stop(): Promise<void>;
+  /** every request, in arrival order */
+  requestLog: RequestLogEntry[];
+}
+
+export async function startApiServer(options: ApiServerOptions = {}): Promise<ApiServer> {
+  const host = options.host ?? '127.0.0.1';
+  const dataDir = options.dataDir ? path.resolve(options.dataDir) : undefined;
+  let tempDir: string | undefined;
+  if (dataDir) fs.mkdirSync(dataDir, { recursive: true });
+  const certs = servingCerts(dataDir ? path.join(dataDir, 'pki') : undefined);
+  const store = new Store({ ...(dataDir ? { dataDir: path.join(dataDir, 'store') } : {}), historySize: options.watchHistorySize ?? 1000 });
+  const api = new Api(store, new ResourceRegistry());
+  const controllers = new Controllers(api);
+  controllers.bootstrapNamespaces();
+
+  const requestLog: RequestLogEntry[] = [];
+  const openWatches = new Set<() => void>();
+  let address = '';
+  const server = https.createServer(
+    { key: certs.keyPem, cert: certs.certPem },
+    createHandler({
+      api,
+      requestLog,
+      serverAddress: () => address,
+      bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000,
+      minRequestTimeoutSeconds: options.minRequestTimeoutSeconds ?? 1800,
+      openWatches,
+    }),
+  );
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `https://${address}`;
+
+  let kubeconfigPath = options.kubeconfigPath;
+  if (!kubeconfigPath) {
+    if (dataDir) kubeconfigPath = path.join(dataDir, 'kubeconfig');
+    else {
+      tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixery-k8s-'));
+      kubeconfigPath = path.join(tempDir, 'kubeconfig');
+    }
+  }
+  fs.mkdirSync(path.dirname(kubeconfigPath), { recursive: true });
+  fs.writeFileSync(kubeconfigPath, renderKubeconfig(url, certs.caCertPem), { mode: 0o600 });
+
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    kubeconfigPath,
+    caCertPem: certs.caCertPem,
+    requestLog,
+    stop: () => {
+      stopped ??= (async () => {
+        controllers.stop();
+        for (const end of [...openWatches]) end();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}
