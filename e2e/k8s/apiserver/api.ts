@@ -4,7 +4,16 @@
 import { randomUUID, randomInt } from 'node:crypto';
 import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound, STALE_OBJECT_MESSAGE, methodNotAllowed, unsupportedMediaType } from './errors.ts';
 import type { FieldError } from './errors.ts';
-import { applyBuiltinDefaults, GENERATION_KINDS, keepsStatusOnCreate, prepareBuiltinCreate, validateBuiltin, validateName } from './builtins.ts';
+import {
+  applyBuiltinDefaults,
+  DEFAULT_SERVICE_CLUSTER_IP_RANGE,
+  GENERATION_KINDS,
+  keepsStatusOnCreate,
+  prepareBuiltinCreate,
+  serviceIpPrefix,
+  validateBuiltin,
+  validateName,
+} from './builtins.ts';
 import { CRD_CLEANUP_FINALIZER, crdResources, crdStatus, defaultCrd, validateCrd } from './crd.ts';
 import { eventFromCore, eventToCore } from './events.ts';
 import { normaliseFieldRequirements, objectFields } from './fields.ts';
@@ -118,7 +127,10 @@ export class Api {
   readonly store: Store;
   readonly registry: ResourceRegistry;
 
-  constructor(store: Store, registry: ResourceRegistry) {
+  private readonly serviceIpPrefix: string;
+
+  constructor(store: Store, registry: ResourceRegistry, options: { serviceClusterIpRange?: string } = {}) {
+    this.serviceIpPrefix = serviceIpPrefix(options.serviceClusterIpRange ?? DEFAULT_SERVICE_CLUSTER_IP_RANGE);
     this.store = store;
     this.registry = registry;
     for (const crd of store.list('customresourcedefinitions.apiextensions.k8s.io')) this.registerCrd(crd);
@@ -297,7 +309,7 @@ export class Api {
     let internal = this.internal(res, o);
     if (res.hasStatus && !keepsStatusOnCreate(res.kind)) delete internal.status;
     const warnings = this.admit(res, internal, undefined, opts, name);
-    if (!res.crd) prepareBuiltinCreate(res.kind, internal, { list: (key) => this.store.list(key) });
+    if (!res.crd) prepareBuiltinCreate(res.kind, internal, { list: (key) => this.store.list(key), serviceIpPrefix: this.serviceIpPrefix });
     if (res.kind === 'CustomResourceDefinition') {
       metaOf(internal).finalizers = [...new Set([...((metaOf(internal).finalizers as string[] | undefined) ?? []), CRD_CLEANUP_FINALIZER])];
       internal.status = crdStatus(internal, nowTimestamp(), undefined);

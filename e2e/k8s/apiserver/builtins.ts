@@ -60,18 +60,34 @@ function defaultTemplate(spec: JsonObject): void {
 
 let clusterIpCounter = 10;
 
+/** Where Service ClusterIPs come from unless told otherwise; the node agent's default range too. */
+export const DEFAULT_SERVICE_CLUSTER_IP_RANGE = '127.96.0.0/16';
+
 export interface StrategyContext {
   /** all current objects of a storage key, for allocations that must not collide */
   list(storageKey: string): JsonObject[];
+  /** the first two octets of the /16 Service ClusterIPs come from, e.g. `127.96` */
+  serviceIpPrefix: string;
 }
 
+/**
+ * ClusterIPs come from a loopback /16 (not 10.96/12 as on real clusters): Linux routes all of
+ * 127.0.0.0/8 to lo, so the node agent can listen on a Service's own spec.clusterIP.
+ */
 function allocateClusterIP(ctx: StrategyContext): string {
   const used = new Set(ctx.list('services').map((s) => obj(s.spec).clusterIP));
   for (;;) {
     clusterIpCounter += 1;
-    const ip = `10.96.${Math.floor(clusterIpCounter / 254) % 256}.${(clusterIpCounter % 254) + 1}`;
+    const ip = `${ctx.serviceIpPrefix}.${Math.floor(clusterIpCounter / 254) % 256}.${(clusterIpCounter % 254) + 1}`;
     if (!used.has(ip)) return ip;
   }
+}
+
+/** `127.96.0.0/16` → `127.96`; only loopback /16 ranges are usable here. */
+export function serviceIpPrefix(range: string): string {
+  const match = /^127\.([0-9]{1,3})\.0\.0\/16$/.exec(range);
+  if (!match || Number(match[1]) > 255) throw new Error(`the Service ClusterIP range must be a /16 inside 127.0.0.0/8, got ${range}`);
+  return `127.${match[1]}`;
 }
 
 /** Defaults applied on every decode of a request body (create and update alike). */

@@ -32,6 +32,8 @@ export interface ApiServerOptions {
   bookmarkIntervalMs?: number;
   /** watches without timeoutSeconds end after this many seconds (up to twice). Default 1800 */
   minRequestTimeoutSeconds?: number;
+  /** a /16 inside 127.0.0.0/8 that Service ClusterIPs come from; clusters running at once need different ones. Default 127.96.0.0/16 */
+  serviceClusterIpRange?: string;
 }
 
 export interface ApiServer {
@@ -50,7 +52,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   if (dataDir) fs.mkdirSync(dataDir, { recursive: true });
   const certs = servingCerts(dataDir ? path.join(dataDir, 'pki') : undefined);
   const store = new Store({ ...(dataDir ? { dataDir: path.join(dataDir, 'store') } : {}), historySize: options.watchHistorySize ?? 1000 });
-  const api = new Api(store, new ResourceRegistry());
+  const api = new Api(store, new ResourceRegistry(), options.serviceClusterIpRange ? { serviceClusterIpRange: options.serviceClusterIpRange } : {});
   const controllers = new Controllers(api);
   controllers.bootstrapNamespaces();
 

@@ -1,5 +1,6 @@
 // Reconciles one NixImage: wait for its instance, run (or adopt) the build Job for the current
 // spec, copy the builder's result into status, and remove the pushed tag when the NixImage goes.
+import { isDeepStrictEqual } from 'node:util';
 import {
   BatchV1Api,
   CoreV1Api,
@@ -93,7 +94,8 @@ export class ImageReconciler {
     }
 
     const status = computeImageStatus(image, { ...(instance ? { instance } : {}), ...(conflictWith ? { conflictWith } : {}), jobName, ...(job ? { job } : {}), ...(summary ? { summary } : {}) }, now.toISOString());
-    if (JSON.stringify(status) !== JSON.stringify(image.status ?? {})) {
+    // Key order does not matter: the API server need not keep ours.
+    if (!isDeepStrictEqual(status, image.status ?? {})) {
       await this.writeStatus(image, status);
       this.announce(image, image.status, status);
     }

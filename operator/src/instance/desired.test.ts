@@ -8,7 +8,7 @@ import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from
 const instance = (spec: Partial<NixeryInstance['spec']> = {}) => testInstance(spec);
 
 const envOf = (d: ReturnType<typeof desiredInstance>) =>
-  Object.fromEntries((d.deployment.spec!.template.spec!.containers[0]!.env ?? []).map((e) => [e.name, e.value!]));
+  Object.fromEntries((d.deployment.spec!.template.spec!.containers[0]!.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
 
 describe('desired objects of a NixeryInstance', () => {
   it('owns a ServiceAccount, a PVC, a Deployment and a Service, all labelled and owned by the instance', () => {
@@ -87,7 +87,8 @@ describe('desired objects of a NixeryInstance', () => {
     const container = desiredInstance(instance()).deployment.spec!.template.spec!.containers[0]!;
     assert.equal(container.readinessProbe!.httpGet!.path, '/healthz');
     assert.equal(container.livenessProbe!.httpGet!.path, '/healthz');
-    assert.deepEqual(container.args, ['serve']);
+    assert.deepEqual(container.args, ['serve', '--host', '$(POD_IP)']);
+    assert.deepEqual(container.env![0], { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
   });
 
   it('adds a host-network forwarder per node when nodeLocal is enabled', () => {

@@ -127,8 +127,10 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
             {
               name: 'registry',
               image: spec.image,
-              args: ['serve'],
-              env: registryEnvironment(instance),
+              // On the pod's own address: Services and probes reach it there, and registries of
+              // pods that share a network (host networking, the e2e test cluster) do not collide.
+              args: ['serve', '--host', '$(POD_IP)'],
+              env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }, ...registryEnvironment(instance)],
               ports: [{ name: 'http', containerPort: spec.port, protocol: 'TCP' }],
               // Not /v2/: with pushing enabled it challenges anonymous clients with 401, as token-auth registries do.
               readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },

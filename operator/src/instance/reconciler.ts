@@ -1,6 +1,7 @@
 // Reconciles one NixeryInstance: apply what differs from the desired objects, observe, and write
 // the status only when it changed. Deletion needs no code: owner references let the garbage
 // collector remove everything the instance owns.
+import { isDeepStrictEqual } from 'node:util';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -98,7 +99,8 @@ export class InstanceReconciler {
     }
 
     const status = computeInstanceStatus(instance, observed, (this.deps.now ?? (() => new Date().toISOString()))());
-    if (JSON.stringify(status) !== JSON.stringify(instance.status ?? {})) {
+    // Key order does not matter: the API server need not keep ours.
+    if (!isDeepStrictEqual(status, instance.status ?? {})) {
       this.deps.onWrite('NixeryInstance/status');
       await this.customObjects.patchNamespacedCustomObjectStatus(
         { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },

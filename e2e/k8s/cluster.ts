@@ -1,0 +1,75 @@
+// The Kubernetes test cluster: the API server and one node agent (kubelet, Deployment/Job
+// controllers, Service proxies), with this repository's programs standing in for its images.
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startApiServer, type ApiServer } from './apiserver/index.ts';
+import { startNodeAgent, type ImageMapping, type NodeAgent } from './node/index.ts';
+import { claimClusterIpRange } from './ip-range.ts';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The project's published image names, run from the built programs of this checkout. */
+export const PROJECT_IMAGES: ImageMapping[] = [
+  { image: 'ghcr.io/nixery-operator/nixery', command: [process.execPath, path.join(REPO_ROOT, 'registry/bin/nixery.js')] },
+  { image: 'ghcr.io/nixery-operator/operator', command: [process.execPath, path.join(REPO_ROOT, 'operator/bin/nixery-operator.js')] },
+];
+
+export interface ClusterOptions {
+  /** Objects, pod directories and volumes live here; a restart with the same directory keeps the objects. */
+  dataDir?: string;
+  kubeconfigPath?: string;
+  port?: number;
+  imageMap?: ImageMapping[];
+  /** A /16 inside 127.0.0.0/8 for Service ClusterIPs; default: the first one no other running cluster holds. */
+  clusterIpRange?: string;
+  log?: (line: object) => void;
+}
+
+export interface Cluster {
+  kubeconfigPath: string;
+  dataDir: string;
+  clusterIpRange: string;
+  apiServer: ApiServer;
+  node: NodeAgent;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const dataDir = options.dataDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-k8s-')));
+  const kubeconfigPath = options.kubeconfigPath ?? path.join(dataDir, 'kubeconfig');
+  const claimed = options.clusterIpRange ? { range: options.clusterIpRange, release: async () => {} } : await claimClusterIpRange();
+  const apiServer = await startApiServer({
+    dataDir: path.join(dataDir, 'apiserver'),
+    kubeconfigPath,
+    serviceClusterIpRange: claimed.range,
+    ...(options.port !== undefined ? { port: options.port } : {}),
+  });
+  let node: NodeAgent;
+  try {
+    node = await startNodeAgent({
+      kubeconfigPath,
+      dataDir: path.join(dataDir, 'node'),
+      imageMap: [...(options.imageMap ?? []), ...PROJECT_IMAGES],
+      clusterIpRange: claimed.range,
+      ...(options.log ? { log: options.log } : {}),
+    });
+  } catch (error) {
+    await apiServer.stop();
+    await claimed.release();
+    throw error;
+  }
+  return {
+    kubeconfigPath,
+    dataDir,
+    apiServer,
+    node,
+    clusterIpRange: claimed.range,
+    async stop() {
+      await node.stop();
+      await apiServer.stop();
+      await claimed.release();
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N]`: runs the test cluster until
+// killed, after printing one JSON line when it is ready.
+import { Command, InvalidArgumentError } from 'commander';
+import { startCluster } from './cluster.ts';
+
+const program = new Command()
+  .name('nixery-k8s-harness')
+  .description('a small Kubernetes (API server and a local node) for testing the operator, its CRDs and chart')
+  .requiredOption('--kubeconfig <file>', 'write the kubeconfig for the cluster here')
+  .option('--data-dir <dir>', 'keep objects, pods and volumes here (a restart with the same directory keeps the objects)')
+  .option('--port <port>', 'API server port (default: any free port)', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port');
+    return n;
+  })
+  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number }) => {
+    const cluster = await startCluster({
+      kubeconfigPath: options.kubeconfig,
+      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      log: (line) => process.stderr.write(JSON.stringify(line) + '\n'),
+    });
+    const stop = async () => {
+      await cluster.stop();
+      process.exit(0);
+    };
+    process.once('SIGTERM', () => void stop());
+    process.once('SIGINT', () => void stop());
+    process.stdout.write(JSON.stringify({ ready: true, url: cluster.apiServer.url, kubeconfig: cluster.kubeconfigPath, dataDir: cluster.dataDir }) + '\n');
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,143 @@
+// The pod runner's primitive without any API server: processes in private mount namespaces.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { BUSYBOX, findExecutable, launch, resolveInRoot, type LaunchSpec } from './launcher.ts';
+
+function collect(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (c: Buffer) => (text += c.toString()));
+  return { stream, text: () => text };
+}
+
+async function run(spec: LaunchSpec): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const out = collect();
+  const err = collect();
+  const proc = launch(spec, { stdout: out.stream, stderr: err.stream });
+  const exit = await proc.exited;
+  return { exitCode: exit.exitCode, stdout: out.text(), stderr: err.text() };
+}
+
+describe('launcher: a container process in a private mount namespace', () => {
+  let dir: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-launcher-'));
+  });
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('on the host root: sees its volume, hosts file and termination-message file; the host sees none of them', async () => {
+    const volume = path.join(dir, 'volume');
+    const mountPoint = path.join(dir, 'mountpoint');
+    const hosts = path.join(dir, 'hosts');
+    const termination = path.join(dir, 'termination-log');
+    await fs.mkdir(volume);
+    await fs.mkdir(mountPoint);
+    await fs.writeFile(path.join(volume, 'greeting'), 'from the volume\n');
+    await fs.writeFile(hosts, '127.96.0.7\tweb.shop.svc.cluster.local web\n');
+    await fs.writeFile(termination, '');
+    const hostHostsBefore = await fs.readFile('/etc/hosts', 'utf8');
+
+    const result = await run({
+      argv: [BUSYBOX, 'sh', '-c', `cat ${mountPoint}/greeting; cat /etc/hosts; hostname; pwd; echo done > /dev/termination-log; ls /dev`],
+      env: { PATH: '/usr/bin:/bin' },
+      workingDir: dir,
+      hostname: 'web-abc12',
+      mounts: [
+        { source: volume, target: mountPoint, readOnly: false, kind: 'dir' },
+        { source: hosts, target: '/etc/hosts', readOnly: true, kind: 'file' },
+        { source: termination, target: '/dev/termination-log', readOnly: false, kind: 'file' },
+      ],
+    });
+    assert.equal(result.exitCode, 0, result.stderr);
+    const lines = result.stdout.split('\n');
+    assert.equal(lines[0], 'from the volume');
+    assert.equal(lines[1], '127.96.0.7\tweb.shop.svc.cluster.local web');
+    assert.equal(lines[2], 'web-abc12');
+    assert.equal(lines[3], dir);
+    assert.ok(lines.includes('null') && lines.includes('termination-log'), 'a minimal /dev of its own');
+    assert.equal(await fs.readFile(termination, 'utf8'), 'done\n');
+
+    assert.deepEqual(await fs.readdir(mountPoint), [], 'the host does not see the bind mount');
+    assert.equal(await fs.readFile('/etc/hosts', 'utf8'), hostHostsBefore);
+    await assert.rejects(fs.access('/dev/termination-log'));
+    assert.notEqual(os.hostname(), 'web-abc12');
+  });
+
+  it('in an image root: copy-on-write overlay, chroot, working directory, read-only mounts', async () => {
+    const lower = path.join(dir, 'image');
+    await fs.mkdir(path.join(lower, 'bin'), { recursive: true });
+    await fs.mkdir(path.join(lower, 'etc'));
+    await fs.copyFile(BUSYBOX, path.join(lower, 'bin/busybox'));
+    await fs.chmod(path.join(lower, 'bin/busybox'), 0o755);
+    await fs.symlink('/bin/busybox', path.join(lower, 'bin/sh'));
+    await fs.writeFile(path.join(lower, 'etc/motd'), 'image\n');
+    const config = path.join(dir, 'config');
+    await fs.mkdir(config);
+    await fs.writeFile(path.join(config, 'mode'), 'fast');
+    const container = path.join(dir, 'container');
+    for (const d of ['upper', 'work', 'root']) await fs.mkdir(path.join(container, d), { recursive: true });
+
+    const result = await run({
+      argv: ['sh', '-c', 'busybox pwd; cat /etc/motd; cat /config/mode; echo; echo changed > /etc/motd; cat /etc/motd; busybox touch /config/x 2>&1 || echo read-only; busybox ls /proc/self/ >/dev/null && echo proc'],
+      env: { PATH: '/bin' },
+      workingDir: '/srv/app',
+      hostname: 'img',
+      image: { lower, upper: path.join(container, 'upper'), work: path.join(container, 'work'), root: path.join(container, 'root') },
+      mounts: [{ source: config, target: '/config', readOnly: true, kind: 'dir' }],
+    });
+    assert.equal(result.exitCode, 0, result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    assert.deepEqual([lines[0], lines[1], lines[2], lines[3]], ['/srv/app', 'image', 'fast', 'changed']);
+    assert.ok(result.stdout.includes('read-only'));
+    assert.ok(result.stdout.includes('proc'));
+    assert.equal(await fs.readFile(path.join(lower, 'etc/motd'), 'utf8'), 'image\n', 'the image stays untouched');
+    assert.equal(await fs.readFile(path.join(container, 'upper/etc/motd'), 'utf8'), 'changed\n');
+    assert.deepEqual(await fs.readdir(path.join(container, 'root')), [], 'the overlay is not mounted on the host');
+  });
+
+  it('reports a set-up failure as such, before the program ran', async () => {
+    const proc = launch(
+      { argv: ['true'], env: {}, workingDir: '/', hostname: 'x', mounts: [{ source: path.join(dir, 'missing'), target: path.join(dir, 'mp'), readOnly: false, kind: 'dir' }] },
+      { stdout: new PassThrough(), stderr: new PassThrough() },
+    );
+    await assert.rejects(proc.started, /missing/);
+    assert.notEqual((await proc.exited).exitCode, 0);
+  });
+
+  it('signals the whole process group and reports the signal', async () => {
+    const out = collect();
+    const proc = launch(
+      { argv: [BUSYBOX, 'sh', '-c', `${BUSYBOX} sleep 30 & echo started; wait`], env: {}, workingDir: '/', hostname: 'x', mounts: [] },
+      { stdout: out.stream, stderr: new PassThrough() },
+    );
+    await proc.started;
+    while (!out.text().includes('started')) await new Promise((r) => setTimeout(r, 20));
+    proc.kill('SIGKILL');
+    const exit = await proc.exited;
+    assert.deepEqual(exit, { exitCode: 137, signal: 'SIGKILL' });
+  });
+});
+
+describe('finding the program inside a root', () => {
+  it('follows absolute symlinks relative to the root and searches PATH', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-root-'));
+    try {
+      await fs.mkdir(path.join(root, 'store/x/bin'), { recursive: true });
+      await fs.mkdir(path.join(root, 'bin'));
+      await fs.writeFile(path.join(root, 'store/x/bin/hello'), '', { mode: 0o755 });
+      await fs.symlink('/store/x/bin/hello', path.join(root, 'bin/hello'));
+      assert.equal(await resolveInRoot(root, '/bin/hello'), '/store/x/bin/hello');
+      assert.equal(await findExecutable(root, 'hello', '/usr/bin:/bin'), '/bin/hello');
+      assert.equal(await findExecutable(root, '/bin/hello', undefined), '/bin/hello');
+      assert.equal(await findExecutable(root, 'nothere', '/bin'), undefined);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+});

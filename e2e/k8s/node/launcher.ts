@@ -1,0 +1,264 @@
+// Starts one container process: a private mount namespace (and UTS namespace for the hostname)
+// in which a small busybox script mounts the container's file system — overlay root for pulled
+// images, a minimal /dev, volumes, /etc/hosts, the termination-message file — and then execs the
+// program (chrooted for pulled images). Nothing is mounted in the host's namespace, so nothing
+// needs unmounting: the mounts go when the namespace's last process does.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+export const BUSYBOX = '/usr/bin/busybox';
+export const UNSHARE = '/usr/bin/unshare';
+export const SETPRIV = '/usr/bin/setpriv';
+export const NSENTER = '/usr/bin/nsenter';
+
+export interface BindMount {
+  source: string;
+  /** absolute path inside the container's root */
+  target: string;
+  readOnly: boolean;
+  /** what to create at the target when it is missing */
+  kind: 'dir' | 'file';
+}
+
+export interface LaunchSpec {
+  argv: string[];
+  env: Record<string, string>;
+  /** inside the container's root */
+  workingDir: string;
+  hostname: string;
+  /** a pulled image: its unpacked root file system, mounted copy-on-write at `root` */
+  image?: { lower: string; upper: string; work: string; root: string };
+  mounts: BindMount[];
+}
+
+export interface Exit {
+  exitCode: number;
+  signal?: NodeJS.Signals;
+}
+
+export interface RunningProcess {
+  pid: number;
+  child: ChildProcess;
+  /** resolves once the mounts are in place and the program is being executed; rejects with the set-up error */
+  started: Promise<void>;
+  exited: Promise<Exit>;
+  /** signals the whole process group */
+  kill(signal: NodeJS.Signals): void;
+}
+
+// The script runs as `sh -c SCRIPT launch <ops…> -- <root> <workdir> <hostname> <argv…>`.
+// Ops: `overlay LOWER UPPER WORK ROOT`, `dev ROOT`, `proc ROOT`, `bind SRC DST ro|rw dir|file ROOT`.
+// It reports "ok" on fd 3 just before exec, so a failure before that is a set-up failure.
+const SCRIPT = `
+set -e
+bb=${BUSYBOX}
+while [ "$1" != "--" ]; do
+  case "$1" in
+    overlay)
+      $bb mount -t overlay overlay -o "lowerdir=$2,upperdir=$3,workdir=$4" "$5"
+      shift 5 ;;
+    dev)
+      d="$2/dev"
+      $bb mkdir -p "$d"
+      $bb mount -t tmpfs -o mode=755,nosuid tmpfs "$d"
+      for n in null zero full random urandom tty; do
+        $bb touch "$d/$n"
+        $bb mount --bind "/dev/$n" "$d/$n"
+      done
+      $bb mkdir -p "$d/pts" "$d/shm"
+      $bb mount --bind /dev/pts "$d/pts"
+      $bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$d/shm"
+      $bb ln -s /proc/self/fd "$d/fd"
+      $bb ln -s /proc/self/fd/0 "$d/stdin"
+      $bb ln -s /proc/self/fd/1 "$d/stdout"
+      $bb ln -s /proc/self/fd/2 "$d/stderr"
+      $bb ln -s pts/ptmx "$d/ptmx"
+      shift 2 ;;
+    proc)
+      $bb mkdir -p "$2/proc" "$2/sys"
+      $bb mount -t proc proc "$2/proc"
+      $bb mount --rbind /sys "$2/sys"
+      shift 2 ;;
+    bind)
+      if [ "$5" = dir ]; then $bb mkdir -p "$3"; else $bb mkdir -p "$($bb dirname "$3")"; [ -e "$3" ] || $bb touch "$3"; fi
+      # Mount on the resolved path (e.g. /var/run is a link to /run on Debian): the read-only
+      # remount finds the mount by that name. A link must not lead out of the container root.
+      t=$($bb readlink -f "$3")
+      case "$t" in "$6"/*|"$6") ;; *) echo "launch: mount target $3 resolves to $t, outside the container root" >&2; exit 1 ;; esac
+      $bb mount --bind "$2" "$t"
+      if [ "$4" = ro ]; then $bb mount -o remount,bind,ro "$t"; fi
+      shift 6 ;;
+    *) echo "launch: unknown op $1" >&2; exit 1 ;;
+  esac
+done
+shift
+root="$1"; wd="$2"; $bb hostname "$3"; shift 3
+if [ -n "$root" ]; then $bb mkdir -p "$root$wd"; fi
+echo ok >&3
+exec 3>&-
+if [ -n "$root" ]; then exec ${UNSHARE} --root="$root" --wd="$wd" -- "$@"; fi
+exec ${UNSHARE} --wd="$wd" -- "$@"
+`;
+
+/** The script's operands for a spec: the order matters (root, then /dev, then volumes, parents first). */
+export function launchOps(spec: LaunchSpec): string[] {
+  const root = spec.image?.root ?? '';
+  const ops: string[] = [];
+  if (spec.image) ops.push('overlay', spec.image.lower, spec.image.upper, spec.image.work, spec.image.root);
+  ops.push('dev', root);
+  if (spec.image) ops.push('proc', root);
+  const mounts = [...spec.mounts].sort((a, b) => depth(a.target) - depth(b.target));
+  for (const m of mounts) ops.push('bind', m.source, `${root}${m.target}`, m.readOnly ? 'ro' : 'rw', m.kind, root);
+  ops.push('--', root, spec.workingDir || '/', spec.hostname, ...spec.argv);
+  return ops;
+}
+
+function depth(p: string): number {
+  return path.posix.normalize(p).split('/').filter(Boolean).length;
+}
+
+export function launch(spec: LaunchSpec, output: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): RunningProcess {
+  // setpriv's parent-death signal: if the agent dies, its containers die with it.
+  const child = spawn(
+    UNSHARE,
+    ['--mount', '--uts', '--propagation', 'private', '--', SETPRIV, '--pdeathsig', 'KILL', '--', BUSYBOX, 'sh', '-c', SCRIPT, 'launch', ...launchOps(spec)],
+    { env: spec.env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true },
+  );
+  const setupErrors: Buffer[] = [];
+  let ready = false;
+  child.stdout!.pipe(output.stdout, { end: false });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (!ready) setupErrors.push(chunk);
+  });
+  child.stderr!.pipe(output.stderr, { end: false });
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('error', () => resolve({ exitCode: 128 }));
+    child.once('exit', (code, signal) => {
+      // A container ends with its main process: what it left behind goes too (runc does this by
+      // tearing down the PID namespace), and its output is drained before the exit is reported.
+      killGroup(child.pid, 'SIGKILL');
+      const result: Exit = signal ? { exitCode: 128 + (SIGNAL_NUMBERS[signal] ?? 0), signal } : { exitCode: code ?? 0 };
+      const timer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, 2000);
+      void closed.then(() => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+    });
+  });
+  const started = new Promise<void>((resolve, reject) => {
+    const sync = child.stdio[3] as NodeJS.ReadableStream;
+    sync.on('data', () => {
+      ready = true;
+      resolve();
+    });
+    sync.on('error', () => {});
+    child.once('error', (error) => reject(error));
+    void exited.then(() => {
+      if (!ready) reject(new Error(Buffer.concat(setupErrors).toString().trim() || 'container set-up failed'));
+    });
+  });
+  started.catch(() => {});
+  return {
+    pid: child.pid ?? -1,
+    child,
+    started,
+    exited,
+    kill(signal) {
+      killGroup(child.pid, signal);
+    },
+  };
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+
+/**
+ * Where `file` resolves inside `root` (symlinks followed relative to that root, as the kernel will
+ * after chroot), or undefined when it does not exist.
+ */
+export async function resolveInRoot(root: string, file: string): Promise<string | undefined> {
+  let parts = file.split('/').filter(Boolean);
+  let current = '/';
+  for (let hops = 0; parts.length > 0 && hops < 64; ) {
+    const part = parts.shift()!;
+    if (part === '.') continue;
+    if (part === '..') {
+      current = path.posix.dirname(current);
+      continue;
+    }
+    const candidate = path.posix.join(current, part);
+    let stat;
+    try {
+      stat = await fs.lstat(path.join(root, candidate));
+    } catch {
+      return undefined;
+    }
+    if (stat.isSymbolicLink()) {
+      hops++;
+      const target = await fs.readlink(path.join(root, candidate));
+      parts = [...target.split('/').filter(Boolean), ...parts];
+      if (target.startsWith('/')) current = '/';
+      continue;
+    }
+    current = candidate;
+  }
+  return current;
+}
+
+/** The program `argv0` names, looked up on PATH as execvp would but inside `root`. */
+export async function findExecutable(root: string, argv0: string, pathVariable: string | undefined): Promise<string | undefined> {
+  const candidates = argv0.includes('/') ? [argv0] : (pathVariable ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(Boolean).map((d) => path.posix.join(d, argv0));
+  for (const candidate of candidates) {
+    const resolved = await resolveInRoot(root, path.posix.isAbsolute(candidate) ? candidate : path.posix.join('/', candidate));
+    if (resolved === undefined) continue;
+    try {
+      const stat = await fs.stat(path.join(root, resolved));
+      if (stat.isFile() && (stat.mode & 0o111) !== 0) return candidate;
+    } catch {
+      // dangling
+    }
+  }
+  return undefined;
+}
+
+/** Runs `argv` inside a running container's mount and UTS namespaces, root and working directory (exec probes). */
+export function execIn(pid: number, argv: string[], env: Record<string, string>, timeoutMs: number): Promise<{ exitCode: number; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(NSENTER, ['-t', String(pid), '-m', '-u', '-r', '-w', '--', ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    const collect = (c: Buffer) => {
+      if (output.length < 10_000) output += c.toString();
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      output += `\ncommand timed out after ${timeoutMs} ms`;
+    }, timeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ exitCode: 126, output: String(error) });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ exitCode: code ?? (signal ? 137 : 1), output });
+    });
+  });
+}

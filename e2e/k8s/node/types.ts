@@ -1,0 +1,39 @@
+// The node agent's public option types, kept apart so pure modules can use them without the I/O.
+
+export interface ImageMapping {
+  /**
+   * The image this entry stands for. Matching (first entry in array order wins): equal to the
+   * container's image; or, for an entry with neither tag nor digest, the same repository with any
+   * tag or digest; or, for an entry ending in `/`, any image below that prefix.
+   */
+  image: string;
+  /**
+   * The argv prefix run instead of pulling, e.g. `[process.execPath, '/work/main/registry/bin/nixery.js']`.
+   * It plays the image's ENTRYPOINT (the image has no CMD): a container's `command` replaces it,
+   * its `args` are appended.
+   */
+  command: string[];
+}
+
+export interface NodeAgentOptions {
+  kubeconfigPath: string;
+  /** pod directories, PVC directories, logs, pulled images */
+  dataDir: string;
+  imageMap: ImageMapping[];
+  /** default `nixery-node` */
+  nodeName?: string;
+  /**
+   * Inside 127.0.0.0/8; default `127.96.0.0/16`. Services are served here: a ClusterIP the API
+   * server left empty is allocated from it, one outside 127/8 is served at its twin with the same
+   * host bits. Pod addresses come from the same-size range in the other half of 127/8
+   * (127.224.0.0/16 for the default). Agents running at once on one machine need different ranges.
+   */
+  clusterIpRange?: string;
+  /** one JSON-able object per log line; default: none */
+  log?: (line: object) => void;
+}
+
+export interface NodeAgent {
+  /** stops the controllers, kills every pod process (their mount namespaces go with them), closes proxies */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,123 @@
+// Operator, part 1 (issue 7) end to end: kubectl applies the CRDs and an instance; the operator
+// brings up a registry; a pod pulls an image from it by the Service's DNS name.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { startCluster, type Cluster } from '../k8s/cluster.ts';
+import { eventually, kubectl, kubectlOk, startOperator, type OperatorProcess } from '../support/kube.ts';
+import { REPO_ROOT } from '../support/registry.ts';
+
+const NS = 'team-a';
+
+describe('operator: NixeryInstance', () => {
+  let cluster: Cluster;
+  let kubeconfig: string;
+  let operator: OperatorProcess | undefined;
+
+  before(async () => {
+    cluster = await startCluster();
+    kubeconfig = cluster.kubeconfigPath;
+  });
+  after(async () => {
+    await operator?.stop();
+    await cluster?.stop();
+    if (cluster) await fs.rm(cluster.dataDir, { recursive: true, force: true });
+  });
+
+  const get = async (args: string[]) => JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', NS, '-o', 'json', ...args]));
+
+  it('kubectl apply of the CRDs and the example brings up a Ready registry', async () => {
+    await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
+    await kubectlOk(kubeconfig, ['create', 'namespace', NS]);
+    operator = await startOperator(kubeconfig);
+    await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
+    await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
+    const instance = await get(['nixeryinstance', 'nixery']);
+    assert.equal(instance.status.endpoint, `nixery.${NS}.svc.cluster.local:5000`);
+    assert.equal(instance.status.observedGeneration, instance.metadata.generation);
+    assert.equal(instance.spec.image, 'ghcr.io/nixery-operator/nixery:0.1.0', 'defaulted by the CRD schema');
+    for (const [kind, name] of [['deployment', 'nixery'], ['service', 'nixery'], ['pvc', 'nixery-storage'], ['serviceaccount', 'nixery'], ['secret', 'nixery-push-token']]) {
+      const object = await get([kind!, name!]);
+      assert.equal(object.metadata.ownerReferences[0].kind, 'NixeryInstance', `${kind} is owned by the instance`);
+    }
+  });
+
+  it('runs a pod whose image is pulled from the registry by the Service DNS name', async () => {
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'hello', namespace: NS },
+      spec: {
+        restartPolicy: 'Never',
+        containers: [{ name: 'hello', image: `nixery.${NS}.svc.cluster.local:5000/shell/hello:latest`, command: ['/bin/hello'] }],
+      },
+    };
+    await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
+    await eventually('the pod to succeed', async () => ((await get(['pod', 'hello'])).status.phase === 'Succeeded' ? true : undefined), 240_000);
+    assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'hello'])).trim(), 'Hello, world!');
+  });
+
+  it('shows the printer columns', async () => {
+    const table = await kubectlOk(kubeconfig, ['get', '-n', NS, 'nixeryinstances']);
+    const [header, row] = table.trim().split('\n');
+    assert.match(header!, /^NAME\s+READY\s+ENDPOINT\s+AGE$/);
+    assert.match(row!, new RegExp(`^nixery\\s+True\\s+nixery\\.${NS}\\.svc\\.cluster\\.local:5000\\s+\\S+$`));
+  });
+
+  it('rejects schema violations with the CRD message', async () => {
+    const bad = (spec: object) => JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'bad', namespace: NS }, spec });
+    const replicas = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ replicas: 2 }));
+    assert.notEqual(replicas.code, 0);
+    assert.match(replicas.stderr, /more than one replica needs storage\.gcs/);
+    const both = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ storage: { persistentVolume: {}, gcs: { bucket: 'abc' } } }));
+    assert.match(both.stderr, /exactly one of persistentVolume and gcs/);
+    const enumValue = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ service: { type: 'Internal' } }));
+    assert.match(enumValue.stderr, /Unsupported value: "Internal"/);
+  });
+
+  it('makes no write request while nothing changes, and puts a manual change back', async () => {
+    // The operator resyncs every 2 s in this suite: a few resyncs of an unchanged instance.
+    const before = cluster.apiServer.requestLog.length;
+    await new Promise((r) => setTimeout(r, 6000));
+    const writes = cluster.apiServer.requestLog
+      .slice(before)
+      .filter((r) => ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(r.verb) && isOperatorWrite(r));
+    assert.deepEqual(writes, []);
+
+    await kubectlOk(kubeconfig, ['scale', '-n', NS, 'deployment/nixery', '--replicas=0']);
+    await eventually('the operator to restore the replica count', async () => ((await get(['deployment', 'nixery'])).spec.replicas === 1 ? true : undefined), 30_000);
+  });
+
+  it('converges without duplicates when killed mid-reconcile and started again', async () => {
+    const second = JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'second', namespace: NS }, spec: {} });
+    await kubectlOk(kubeconfig, ['apply', '-f', '-'], second);
+    await eventually('the operator to start on it', async () => ((await kubectl(kubeconfig, ['get', '-n', NS, 'deployment/second'])).code === 0 ? true : undefined), 30_000, 50);
+    await operator!.stop('SIGKILL');
+    operator = await startOperator(kubeconfig);
+    await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/second', '--timeout=180s']);
+    const owned = (kind: string) =>
+      get([kind, '-l', 'app.kubernetes.io/instance=second']).then((list: { items: unknown[] }) => list.items.length);
+    assert.deepEqual([await owned('deployments'), await owned('services'), await owned('pvc'), await owned('serviceaccounts')], [1, 1, 1, 1]);
+  });
+
+  it('removes the Deployment, Service and PVC with the instance', async () => {
+    await kubectlOk(kubeconfig, ['delete', '-n', NS, 'nixeryinstance/second', '--wait=true', '--timeout=60s']);
+    await eventually('garbage collection of the owned objects', async () => {
+      const remaining = await Promise.all(
+        [['deployment', 'second'], ['service', 'second'], ['pvc', 'second-storage']].map(async ([kind, name]) => (await kubectl(kubeconfig, ['get', '-n', NS, `${kind}/${name}`])).code === 0),
+      );
+      return remaining.some(Boolean) ? undefined : true;
+    }, 60_000);
+  });
+});
+
+/**
+ * The operator's reconcile writes: it passes fieldManager=nixery-operator on every write it makes
+ * (the node agent writes pod status and events of its own), and its deletes only concern build
+ * Jobs. Renewing the leader Lease is the leader's heartbeat, not a reconcile write.
+ */
+function isOperatorWrite(request: { path: string; verb: string; fieldManager?: string }): boolean {
+  if (request.path.endsWith('/leases/nixery-operator')) return false;
+  return request.fieldManager === 'nixery-operator' || (request.verb === 'delete' && request.path.includes('/jobs/'));
+}
