@@ -69,6 +69,19 @@ describe('launcher: a container process in a private mount namespace', () => {
     assert.notEqual(os.hostname(), 'web-abc12');
   });
 
+  it('on the host root: real devices in its /dev, and ptys of its own (Nix needs one per build)', async () => {
+    const script = [
+      '[ -c /dev/null ] && echo null-is-a-device',
+      'test "$(head -c 16 /dev/urandom | wc -c)" -eq 16 && echo urandom-gives-bytes',
+      '[ -c /dev/pts/ptmx ] && echo own-devpts',
+      // Opening the pty master through /dev/ptmx, as posix_openpt does.
+      'exec 3<>/dev/ptmx && echo ptmx-opens',
+    ].join('; ');
+    const result = await run({ argv: [BUSYBOX, 'sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, workingDir: '/', hostname: 'dev-test', mounts: [] });
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.deepEqual(result.stdout.trim().split('\n'), ['null-is-a-device', 'urandom-gives-bytes', 'own-devpts', 'ptmx-opens']);
+  });
+
   it('in an image root: copy-on-write overlay, chroot, working directory, read-only mounts', async () => {
     const lower = path.join(dir, 'image');
     await fs.mkdir(path.join(lower, 'bin'), { recursive: true });

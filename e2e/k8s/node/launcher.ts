@@ -50,6 +50,9 @@ export interface RunningProcess {
 // The script runs as `sh -c SCRIPT launch <ops…> -- <root> <workdir> <hostname> <argv…>`.
 // Ops: `overlay LOWER UPPER WORK ROOT`, `dev ROOT`, `proc ROOT`, `bind SRC DST ro|rw dir|file ROOT`.
 // It reports "ok" on fd 3 just before exec, so a failure before that is a set-up failure.
+/** An empty host directory each container mounts its new /dev on first (in its own mount namespace). */
+const DEV_STAGING = '/run/nixery-k8s-dev-staging';
+
 const SCRIPT = `
 set -e
 bb=${BUSYBOX}
@@ -59,21 +62,26 @@ while [ "$1" != "--" ]; do
       $bb mount -t overlay overlay -o "lowerdir=$2,upperdir=$3,workdir=$4" "$5"
       shift 5 ;;
     dev)
+      # Built in a staging mount while the host's /dev is still visible (a container of the host
+      # root gets its /dev over the host's), then moved into place. Its own devpts instance gives
+      # it working ptys (Nix opens one for every build).
       d="$2/dev"
-      $bb mkdir -p "$d"
-      $bb mount -t tmpfs -o mode=755,nosuid tmpfs "$d"
+      s=${DEV_STAGING}
+      $bb mkdir -p "$d" "$s"
+      $bb mount -t tmpfs -o mode=755,nosuid tmpfs "$s"
       for n in null zero full random urandom tty; do
-        $bb touch "$d/$n"
-        $bb mount --bind "/dev/$n" "$d/$n"
+        $bb touch "$s/$n"
+        $bb mount --bind "/dev/$n" "$s/$n"
       done
-      $bb mkdir -p "$d/pts" "$d/shm"
-      $bb mount --bind /dev/pts "$d/pts"
-      $bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$d/shm"
-      $bb ln -s /proc/self/fd "$d/fd"
-      $bb ln -s /proc/self/fd/0 "$d/stdin"
-      $bb ln -s /proc/self/fd/1 "$d/stdout"
-      $bb ln -s /proc/self/fd/2 "$d/stderr"
-      $bb ln -s pts/ptmx "$d/ptmx"
+      $bb mkdir -p "$s/pts" "$s/shm"
+      $bb mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$s/pts"
+      $bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$s/shm"
+      $bb ln -s /proc/self/fd "$s/fd"
+      $bb ln -s /proc/self/fd/0 "$s/stdin"
+      $bb ln -s /proc/self/fd/1 "$s/stdout"
+      $bb ln -s /proc/self/fd/2 "$s/stderr"
+      $bb ln -s pts/ptmx "$s/ptmx"
+      $bb mount --move "$s" "$d"
       shift 2 ;;
     proc)
       $bb mkdir -p "$2/proc" "$2/sys"
