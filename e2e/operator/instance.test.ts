@@ -101,6 +101,21 @@ describe('operator: NixeryInstance', () => {
     assert.deepEqual([await owned('deployments'), await owned('services'), await owned('pvc'), await owned('serviceaccounts')], [1, 1, 1, 1]);
   });
 
+  it('watches only the namespaces it is given', async () => {
+    await operator!.stop();
+    operator = await startOperator(kubeconfig, ['--namespaces', 'watched']);
+    for (const ns of ['watched', 'ignored']) {
+      await kubectlOk(kubeconfig, ['create', 'namespace', ns]);
+      await kubectlOk(kubeconfig, ['apply', '-n', ns, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
+    }
+    await kubectlOk(kubeconfig, ['wait', '-n', 'watched', '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
+    const ignored = JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', 'ignored', 'nixeryinstance/nixery', '-o', 'json']));
+    assert.equal(ignored.status, undefined);
+    assert.equal((await kubectl(kubeconfig, ['get', '-n', 'ignored', 'deployment/nixery'])).code, 1);
+    await operator!.stop();
+    operator = await startOperator(kubeconfig);
+  });
+
   it('removes the Deployment, Service and PVC with the instance', async () => {
     await kubectlOk(kubeconfig, ['delete', '-n', NS, 'nixeryinstance/second', '--wait=true', '--timeout=60s']);
     await eventually('garbage collection of the owned objects', async () => {

@@ -20,7 +20,12 @@ const program = new Command()
   .option('--lease-namespace <namespace>', 'namespace of the leader Lease (default: the pod namespace)')
   .option('--resync-seconds <n>', 'look at every resource this often even without events', int, 300)
   .option('--workers <n>', 'concurrent reconciles per controller', int, 2)
-  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number }) => {
+  .option('--namespaces <list>', 'watch only these comma-separated namespaces (default: all)', (v: string) => {
+    const list = v.split(',').map((n) => n.trim()).filter(Boolean);
+    if (list.length === 0 || list.some((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n))) throw new InvalidArgumentError('expected namespace names');
+    return list;
+  })
+  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[] }) => {
     const log = createLogger({ level: (process.env.NIXERY_LOG_LEVEL as 'info') ?? 'info', base: { component: 'operator' } });
     const manager = new Manager({
       kc: loadKubeConfig(),
@@ -30,6 +35,7 @@ const program = new Command()
       leaderElection: { enabled: options.leaderElect, namespace: options.leaseNamespace ?? operatorNamespace() },
       resyncSeconds: Math.max(1, options.resyncSeconds),
       workers: Math.max(1, options.workers),
+      ...(options.namespaces ? { namespaces: options.namespaces } : {}),
     });
     const shutdown = async (signal: string) => {
       log.info('shutting down', { signal });

@@ -1,30 +1,17 @@
 // Wires informers, controllers, leader election and the health/metrics server together.
 import http from 'node:http';
 import os from 'node:os';
-import {
-  AppsV1Api,
-  BatchV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  makeInformer,
-  type Informer,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type ObjectCache,
-  type V1Job,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, ObjectCache, V1Job, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '@nixery/registry/log/logger.js';
-import { NIX_IMAGE, NIXERY_INSTANCE, type NixeryInstance, type NixImage } from './api/types.ts';
-import { ImageReconciler } from './image/reconciler.ts';
+import { API_VERSION, FIELD_MANAGER, NIX_IMAGE, NIXERY_INSTANCE, type NixeryInstance, type NixImage } from './api/types.ts';
 import { Controller } from './controller/controller.ts';
 import { LeaderElector } from './controller/leader-election.ts';
+import { WatchedKind, type KindRef } from './controller/watched-kind.ts';
+import { ImageReconciler } from './image/reconciler.ts';
 import { Applier } from './kube/applier.ts';
 import { MANAGED_BY_LABEL } from './kube/labels.ts';
 import { InstanceReconciler } from './instance/reconciler.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
-import { FIELD_MANAGER } from './api/types.ts';
 
 export interface ManagerOptions {
   kc: KubeConfig;
@@ -34,14 +21,14 @@ export interface ManagerOptions {
   leaderElection: { enabled: boolean; namespace: string; identity?: string };
   resyncSeconds: number;
   workers: number;
+  /** Watch only these namespaces (the RBAC can then be namespaced Roles); all when unset. */
+  namespaces?: string[];
 }
-
-type AnyInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
 export class Manager {
   private readonly options: ManagerOptions;
   readonly metrics: OperatorMetrics = createOperatorMetrics();
-  private readonly informers: AnyInformer[] = [];
+  private readonly watched: WatchedKind<KubernetesObject>[] = [];
   private readonly controllers: Controller[] = [];
   private elector: LeaderElector | undefined;
   private server: http.Server | undefined;
@@ -78,7 +65,7 @@ export class Manager {
     this.abort.abort();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     for (const controller of this.controllers) controller.stop();
-    for (const informer of this.informers) await informer.stop();
+    for (const kind of this.watched) await kind.stop();
     await this.elector?.release();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
@@ -86,45 +73,22 @@ export class Manager {
   private async startControllers(): Promise<void> {
     const { kc, log } = this.options;
     const onWrite = (kind: string) => this.metrics.writes.inc({ kind });
-    const apps = kc.makeApiClient(AppsV1Api);
-    const core = kc.makeApiClient(CoreV1Api);
-    const custom = kc.makeApiClient(CustomObjectsApi);
     const selector = `${MANAGED_BY_LABEL}=${FIELD_MANAGER}`;
 
-    const instances = this.informer<NixeryInstance>(
-      `/apis/${NIXERY_INSTANCE.group}/${NIXERY_INSTANCE.version}/${NIXERY_INSTANCE.plural}`,
-      () => custom.listClusterCustomObject(NIXERY_INSTANCE) as Promise<KubernetesListObject<NixeryInstance>>,
-    );
-    const owned: Record<string, AnyInformer> = {
-      ServiceAccount: this.informer('/api/v1/serviceaccounts', () => core.listServiceAccountForAllNamespaces({ labelSelector: selector }), selector),
-      PersistentVolumeClaim: this.informer(
-        '/api/v1/persistentvolumeclaims',
-        () => core.listPersistentVolumeClaimForAllNamespaces({ labelSelector: selector }),
-        selector,
-      ),
-      Service: this.informer('/api/v1/services', () => core.listServiceForAllNamespaces({ labelSelector: selector }), selector),
-      Deployment: this.informer('/apis/apps/v1/deployments', () => apps.listDeploymentForAllNamespaces({ labelSelector: selector }), selector),
-      DaemonSet: this.informer('/apis/apps/v1/daemonsets', () => apps.listDaemonSetForAllNamespaces({ labelSelector: selector }), selector),
+    const instances = this.watch<NixeryInstance>({ apiVersion: API_VERSION, kind: NIXERY_INSTANCE.kind, plural: NIXERY_INSTANCE.plural });
+    const images = this.watch<NixImage>({ apiVersion: API_VERSION, kind: NIX_IMAGE.kind, plural: NIX_IMAGE.plural });
+    // Owned objects carry the managed-by label: the caches hold only what the operator made.
+    const owned: Record<string, WatchedKind<KubernetesObject>> = {
+      ServiceAccount: this.watch({ apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts' }, selector),
+      PersistentVolumeClaim: this.watch({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims' }, selector),
+      Service: this.watch({ apiVersion: 'v1', kind: 'Service', plural: 'services' }, selector),
+      Deployment: this.watch({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' }, selector),
+      DaemonSet: this.watch({ apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets' }, selector),
     };
+    const jobs = this.watch<V1Job>({ apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs' }, selector);
 
     const reconciler = new InstanceReconciler({ kc, applier: new Applier(kc, onWrite), caches: { instances, owned }, log, onWrite });
     const controller = new Controller('nixeryinstance', reconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
-    this.controllers.push(controller);
-
-    const enqueueInstance = (obj: KubernetesObject) => controller.queue.add(`${obj.metadata!.namespace}/${obj.metadata!.name}`);
-    for (const verb of ['add', 'update', 'delete'] as const) instances.on(verb, enqueueInstance as never);
-    const enqueueOwner = (obj: KubernetesObject) => {
-      const owner = obj.metadata?.ownerReferences?.find((r) => r.kind === NIXERY_INSTANCE.kind && r.controller);
-      if (owner) controller.queue.add(`${obj.metadata!.namespace}/${owner.name}`);
-    };
-    for (const informer of Object.values(owned)) for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, enqueueOwner);
-
-    const batch = kc.makeApiClient(BatchV1Api);
-    const images = this.informer<NixImage>(
-      `/apis/${NIX_IMAGE.group}/${NIX_IMAGE.version}/${NIX_IMAGE.plural}`,
-      () => custom.listClusterCustomObject(NIX_IMAGE) as Promise<KubernetesListObject<NixImage>>,
-    );
-    const jobs = this.informer<V1Job>('/apis/batch/v1/jobs', () => batch.listJobForAllNamespaces({ labelSelector: selector }), selector);
     const imageReconciler = new ImageReconciler({
       kc,
       caches: { images, instances, jobs, services: owned.Service as unknown as ObjectCache<V1Service> },
@@ -132,26 +96,40 @@ export class Manager {
       onWrite,
     });
     const imageController = new Controller('niximage', imageReconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
-    this.controllers.push(imageController);
-    const enqueueImage = (obj: KubernetesObject) => imageController.queue.add(`${obj.metadata!.namespace}/${obj.metadata!.name}`);
+    this.controllers.push(controller, imageController);
+
+    const key = (obj: KubernetesObject) => `${obj.metadata!.namespace}/${obj.metadata!.name}`;
+    const enqueueInstance = (obj: KubernetesObject) => controller.queue.add(key(obj));
+    const enqueueImage = (obj: KubernetesObject) => imageController.queue.add(key(obj));
+    const ownerKey = (obj: KubernetesObject, kind: string) => {
+      const owner = obj.metadata?.ownerReferences?.find((r) => r.kind === kind && r.controller);
+      return owner ? `${obj.metadata!.namespace}/${owner.name}` : undefined;
+    };
     for (const verb of ['add', 'update', 'delete'] as const) {
-      images.on(verb, enqueueImage as never);
-      jobs.on(verb, (job: V1Job) => {
-        const owner = job.metadata?.ownerReferences?.find((r) => r.kind === NIX_IMAGE.kind && r.controller);
-        if (owner) imageController.queue.add(`${job.metadata!.namespace}/${owner.name}`);
-      });
-      // An instance that becomes Ready (or goes) concerns every image built into it.
-      instances.on(verb, (instance: NixeryInstance) => {
+      instances.on(verb, (instance) => {
+        enqueueInstance(instance);
+        // An instance that becomes Ready (or goes) concerns every image built into it.
         for (const image of images.list(instance.metadata.namespace)) {
           if (image.spec.instanceRef.name === instance.metadata.name) enqueueImage(image);
         }
       });
+      for (const kind of Object.values(owned)) {
+        kind.on(verb, (obj) => {
+          const owner = ownerKey(obj, NIXERY_INSTANCE.kind);
+          if (owner) controller.queue.add(owner);
+        });
+      }
+      images.on(verb, enqueueImage);
+      jobs.on(verb, (job) => {
+        const owner = ownerKey(job, NIX_IMAGE.kind);
+        if (owner) imageController.queue.add(owner);
+      });
     }
 
-    await Promise.all(this.informers.map((i) => i.start()));
+    await Promise.all(this.watched.map((w) => w.start()));
     this.synced = true;
-    log.info('caches synced; reconciling', { informers: this.informers.length });
-    // Level-triggered safety net: look at every instance now and then even without events.
+    log.info('caches synced; reconciling', { kinds: this.watched.length, namespaces: this.options.namespaces ?? 'all' });
+    // Level-triggered safety net: look at every object now and then even without events.
     this.resyncTimer = setInterval(() => {
       for (const instance of instances.list()) enqueueInstance(instance);
       for (const image of images.list()) enqueueImage(image);
@@ -160,21 +138,20 @@ export class Manager {
     for (const c of this.controllers) void c.run();
   }
 
-  private informer<T extends KubernetesObject>(
-    path: string,
-    list: () => Promise<KubernetesListObject<T>>,
-    labelSelector?: string,
-  ): Informer<T> & ObjectCache<T> {
-    const informer = makeInformer<T>(this.options.kc, path, list, labelSelector);
-    informer.on('error', (error: unknown) => {
-      this.options.log.warn('watch failed; restarting', { path, error: (error as Error)?.message ?? String(error) });
-      // client-node's informer stops on error; start again after a pause, as client-go does.
-      setTimeout(() => {
-        if (!this.abort.signal.aborted) void informer.start();
-      }, 1000).unref();
+  private watch<T extends KubernetesObject>(ref: KindRef, labelSelector?: string): WatchedKind<T> {
+    const kind = new WatchedKind<T>(this.options.kc, ref, {
+      ...(this.options.namespaces ? { namespaces: this.options.namespaces } : {}),
+      ...(labelSelector ? { labelSelector } : {}),
+      onError: (informer, error) => {
+        this.options.log.warn('watch failed; restarting', { kind: ref.kind, error: (error as Error)?.message ?? String(error) });
+        // client-node's informer stops on error; start again after a pause, as client-go does.
+        setTimeout(() => {
+          if (!this.abort.signal.aborted) void informer.start();
+        }, 1000).unref();
+      },
     });
-    this.informers.push(informer as unknown as AnyInformer);
-    return informer;
+    this.watched.push(kind as unknown as WatchedKind<KubernetesObject>);
+    return kind;
   }
 
   private async startHealthServer(): Promise<void> {
