@@ -274,8 +274,16 @@ export function parsePathInfo(stdout: string): StorePath[] {
   } catch (cause) {
     throw new NixOutputError('nix path-info', 'not JSON', { cause });
   }
-  if (!Array.isArray(value)) throw new NixOutputError('nix path-info', 'expected an array');
-  const paths = value.map((entry: unknown): StorePath => {
+  // Nix up to 2.18 prints an array of entries with a `path`; 2.19 and later an object keyed by
+  // store path, with null for an invalid path.
+  let entries: unknown[];
+  if (Array.isArray(value)) entries = value;
+  else if (value !== null && typeof value === 'object') {
+    entries = Object.entries(value).map(([path, info]) =>
+      info === null ? { path, valid: false } : { ...(info as Record<string, unknown>), path },
+    );
+  } else throw new NixOutputError('nix path-info', 'expected an array or an object keyed by store path');
+  const paths = entries.map((entry: unknown): StorePath => {
     const e = entry as { path?: unknown; narSize?: unknown; references?: unknown; valid?: unknown };
     if (typeof e.path !== 'string' || e.valid === false) {
       throw new NixOutputError('nix path-info', `invalid entry ${JSON.stringify(entry)}`);

@@ -69,6 +69,21 @@ describe('reading Nix output', () => {
     ]);
   });
 
+  it('reads the object form of path-info that Nix 2.19 and later print', () => {
+    const a = '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a';
+    const b = '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b';
+    const json = JSON.stringify({
+      [a]: { narSize: 100, references: [a, b], narHash: 'sha256-x', ca: null, deriver: null, registrationTime: 1, signatures: [], ultimate: false },
+      [b]: { narSize: 50, references: [], narHash: 'sha256-y', ca: null, deriver: null, registrationTime: 1, signatures: [], ultimate: false },
+    });
+    assert.deepEqual(parsePathInfo(json), [
+      { path: a, narSize: 100, references: [b] },
+      { path: b, narSize: 50, references: [] },
+    ]);
+    assert.throws(() => parsePathInfo(JSON.stringify({ [a]: null })), /invalid entry/, 'an invalid path is null there');
+    assert.throws(() => parsePathInfo('"text"'), /expected an array or an object/);
+  });
+
   it('finds the derivation an error line blames', () => {
     assert.equal(
       failedDerivation("error: builder for '/nix/store/abc-broken-1.0.drv' failed with exit code 1"),
