@@ -4,7 +4,7 @@
 // process at a time can hold.
 import net from 'node:net';
 
-/** Second octets tried, in order; the node agent's own suites use 98 and 99, the default is 96. */
+/** Second octets tried, in order; the node agent's own suites use 97 to 99, the default is 96. */
 const CANDIDATES = Array.from({ length: 28 }, (_, i) => 100 + i);
 const SENTINEL_PORT = 65535;
 

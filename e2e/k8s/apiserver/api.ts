@@ -27,6 +27,7 @@ import type { ResourceInfo } from './resources.ts';
 import { applyDefaults, prune, validateValue } from './schema.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import type { FieldRequirement, LabelRequirement } from './selectors.ts';
+import { admitPodServiceAccount } from './serviceaccounts.ts';
 import { Store } from './store.ts';
 import { builtinTypeNode, schemaTypeNode } from './typeinfo.ts';
 import type { TypeNode } from './typeinfo.ts';
@@ -80,7 +81,7 @@ export function nowTimestamp(date = new Date()): string {
 
 const GENERATE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
-function generatedSuffix(): string {
+export function generatedSuffix(): string {
   let s = '';
   for (let i = 0; i < 5; i++) s += GENERATE_ALPHABET[randomInt(GENERATE_ALPHABET.length)];
   return s;
@@ -126,8 +127,15 @@ export type ChangeHook = (res: ResourceInfo, object: JsonObject, type: 'ADDED' |
 export class Api {
   readonly store: Store;
   readonly registry: ResourceRegistry;
+  /**
+   * Called after each stored create, before the client's answer: what a real control plane adds
+   * to a new namespace soon after (its `default` ServiceAccount, `kube-root-ca.crt`) is there at
+   * once, so a client's next request never races the controllers.
+   */
+  readonly afterCreate: ChangeHook[] = [];
 
-  private readonly serviceIpPrefix: string;
+  /** the first two octets of the Service ClusterIP range, e.g. `127.96` */
+  readonly serviceIpPrefix: string;
 
   constructor(store: Store, registry: ResourceRegistry, options: { serviceClusterIpRange?: string } = {}) {
     this.serviceIpPrefix = serviceIpPrefix(options.serviceClusterIpRange ?? DEFAULT_SERVICE_CLUSTER_IP_RANGE);
@@ -315,10 +323,16 @@ export class Api {
       internal.status = crdStatus(internal, nowTimestamp(), undefined);
     }
     if (!applied) recordUpdate(undefined, internal, this.writeContext(res, opts, undefined));
+    // Mutating admission runs after field tracking, so what it adds belongs to no manager (as upstream).
+    if (res.kind === 'Pod' && res.group === '') {
+      const account = String(obj(internal.spec).serviceAccountName ?? 'default');
+      admitPodServiceAccount(internal, this.store.get('serviceaccounts', namespace, account), generatedSuffix);
+    }
     if (this.store.get(res.storageKey, res.namespaced ? namespace : '', name)) throw alreadyExists(res, name);
     if (opts.dryRun) return { object: this.external(res, internal), status: 201, warnings };
     internal = this.store.create(res.storageKey, internal);
     if (res.kind === 'CustomResourceDefinition') this.registerCrd(internal);
+    for (const hook of this.afterCreate) hook(res, internal, 'ADDED');
     return { object: this.external(res, internal), status: 201, warnings };
   }
 

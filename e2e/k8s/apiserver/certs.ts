@@ -1,8 +1,10 @@
-// A certificate authority and a serving certificate for 127.0.0.1/localhost, made with the
-// openssl CLI (Node cannot issue X.509 certificates). client-node and kubectl both insist on
-// TLS they can verify, so the kubeconfig carries this CA. With a data directory the same
-// certificates are reused across restarts, so kubeconfigs written earlier stay valid.
+// A certificate authority and a serving certificate for 127.0.0.1/localhost and the in-cluster
+// names and address of the `kubernetes` Service, made with the openssl CLI (Node cannot issue
+// X.509 certificates). client-node and kubectl both insist on TLS they can verify, so the
+// kubeconfig and every pod's ca.crt carry this CA. With a data directory the same certificates
+// are reused across restarts, so kubeconfigs written earlier stay valid.
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,32 +32,56 @@ function openssl(args: string[], cwd: string): void {
   }
 }
 
-function generate(dir: string): void {
+const ecKey = (out: string): string[] => ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', out];
+
+function generateCa(dir: string): void {
+  openssl(ecKey('ca.key'), dir);
+  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=nixery-k8s-ca', '-days', '3650', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature', '-out', 'ca.crt'], dir);
+}
+
+function generateServer(dir: string, ips: readonly string[]): void {
+  const names = ['IP:127.0.0.1', 'IP:::1', ...ips.map((ip) => `IP:${ip}`), 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local'];
   const ext = [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
     'extendedKeyUsage=serverAuth',
-    'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
+    `subjectAltName=${[...new Set(names)].join(',')}`,
   ].join('\n');
   fs.writeFileSync(path.join(dir, 'server.ext'), `${ext}\n`);
-  const ecKey = (out: string): string[] => ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', out];
-  openssl(ecKey('ca.key'), dir);
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=nixery-k8s-ca', '-days', '3650', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature', '-out', 'ca.crt'], dir);
   openssl(ecKey('server.key'), dir);
   openssl(['req', '-new', '-key', 'server.key', '-subj', '/CN=kube-apiserver', '-out', 'server.csr'], dir);
   openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', `0x${Date.now().toString(16)}`, '-days', '3650', '-extfile', 'server.ext', '-out', 'server.crt'], dir);
 }
 
-/** Reads certificates from `dir` or creates them there; without a dir, uses a temporary one. */
-export function servingCerts(dir?: string): ServingCerts {
+/**
+ * Reads certificates from `dir` or creates them there; without a dir, uses a temporary one. The
+ * serving certificate is valid for localhost, 127.0.0.1, the `kubernetes.default.svc` names and
+ * `ips` (the `kubernetes` Service's ClusterIP): one that lacks an address is issued again by the
+ * same CA, so kubeconfigs written earlier stay valid.
+ */
+export function servingCerts(dir?: string, ips: readonly string[] = []): ServingCerts {
   const target = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'nixery-k8s-pki-'));
   try {
     fs.mkdirSync(target, { recursive: true });
-    const files = ['ca.crt', 'server.crt', 'server.key'].map((f) => path.join(target, f));
-    if (!files.every((f) => fs.existsSync(f))) generate(target);
-    const [ca, cert, key] = files.map((f) => fs.readFileSync(f, 'utf8'));
+    const file = (f: string) => path.join(target, f);
+    if (!fs.existsSync(file('ca.crt')) || !fs.existsSync(file('ca.key'))) {
+      generateCa(target);
+      generateServer(target, ips);
+    } else if (!fs.existsSync(file('server.crt')) || !fs.existsSync(file('server.key')) || !covers(fs.readFileSync(file('server.crt'), 'utf8'), ips)) {
+      generateServer(target, ips);
+    }
+    const [ca, cert, key] = ['ca.crt', 'server.crt', 'server.key'].map((f) => fs.readFileSync(file(f), 'utf8'));
     return { caCertPem: ca ?? '', certPem: cert ?? '', keyPem: key ?? '' };
   } finally {
     if (!dir) fs.rmSync(target, { recursive: true, force: true });
+  }
+}
+
+function covers(certPem: string, ips: readonly string[]): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    return ['127.0.0.1', ...ips].every((ip) => cert.checkIP(ip) !== undefined);
+  } catch {
+    return false;
   }
 }

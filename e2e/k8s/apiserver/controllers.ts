@@ -1,14 +1,42 @@
 // The control loops a real control plane runs next to the apiserver that the API's own
 // behaviour depends on: the garbage collector (owner references, foreground/orphan
 // deletion), the namespace controller (deleting a namespace's content), CRD instance
-// cleanup, and the service-account controller's `default` ServiceAccount.
+// cleanup, the service-account controller's `default` ServiceAccount, the root CA publisher's
+// `kube-root-ca.crt` ConfigMaps, and the apiserver's own `default/kubernetes` Service.
 import { ApiError } from './errors.ts';
 import { obj, metaOf } from './api.ts';
 import type { Api, JsonObject, WriteOptions } from './api.ts';
 import { CRD_CLEANUP_FINALIZER } from './crd.ts';
 import type { ResourceInfo } from './resources.ts';
+import { ROOT_CA_CONFIGMAP, rootCaConfigMap } from './serviceaccounts.ts';
 
 const CONTROLLER_WRITE: WriteOptions = { dryRun: false, fieldManager: 'kube-controller-manager', fieldValidation: 'Ignore', userAgent: 'kube-controller-manager' };
+const APISERVER_WRITE: WriteOptions = { dryRun: false, fieldManager: 'kube-apiserver', fieldValidation: 'Ignore', userAgent: 'kube-apiserver' };
+
+/** Where clients inside the cluster reach this server: the `kubernetes` Service's endpoint. */
+export interface ApiServerEndpoint {
+  ip: string;
+  port: number;
+}
+
+/** The `default/kubernetes` Service: the first address of the Service range, port 443 (`https`). */
+export function kubernetesService(clusterIP: string, endpoint: ApiServerEndpoint): JsonObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'kubernetes', namespace: 'default', labels: { component: 'apiserver', provider: 'kubernetes' } },
+    spec: { type: 'ClusterIP', clusterIP, sessionAffinity: 'None', ports: [{ name: 'https', protocol: 'TCP', port: 443, targetPort: endpoint.port }] },
+  };
+}
+
+export function kubernetesEndpoints(endpoint: ApiServerEndpoint): JsonObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Endpoints',
+    metadata: { name: 'kubernetes', namespace: 'default', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } },
+    subsets: [{ addresses: [{ ip: endpoint.ip }], ports: [{ name: 'https', port: endpoint.port, protocol: 'TCP' }] }],
+  };
+}
 
 interface Entry {
   res: ResourceInfo;
@@ -24,21 +52,40 @@ function ownerRefs(o: JsonObject): JsonObject[] {
   return Array.isArray(refs) ? refs.map(obj) : [];
 }
 
+/** Equal as JSON values, whatever the key order. */
+function same(a: unknown, b: unknown): boolean {
+  const canonical = (v: unknown): string =>
+    JSON.stringify(v, (_k, x: unknown) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as JsonObject).sort(([p], [q]) => (p < q ? -1 : 1))) : x));
+  return canonical(a) === canonical(b);
+}
+
 function isNotFound(err: unknown): boolean {
   return err instanceof ApiError && (err.code === 404 || err.code === 409);
 }
 
 export class Controllers {
   private readonly api: Api;
+  private readonly caCertPem: string;
+  private endpoint: ApiServerEndpoint | undefined;
   private scheduled = false;
   private stopped = false;
   private readonly unsubscribe: () => void;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(api: Api) {
+  constructor(api: Api, options: { caCertPem?: string } = {}) {
     this.api = api;
+    this.caCertPem = options.caCertPem ?? '';
     this.unsubscribe = api.store.subscribe(api.store.resourceVersion, () => this.schedule());
+    api.afterCreate.push((res, object) => {
+      if (res.kind === 'Namespace' && res.group === '') this.namespaceContent(String(meta(object).name));
+    });
     this.schedule();
+  }
+
+  /** Once the server listens: the `kubernetes` Service and its Endpoints point here from now on. */
+  serveAt(endpoint: ApiServerEndpoint): void {
+    this.endpoint = endpoint;
+    this.kubernetesService();
   }
 
   stop(): void {
@@ -66,6 +113,8 @@ export class Controllers {
   runOnce(): void {
     this.bootstrapNamespaces();
     this.serviceAccounts();
+    this.rootCaConfigMaps();
+    this.kubernetesService();
     this.namespaces();
     this.crdCleanup();
     this.garbageCollect();
@@ -85,12 +134,12 @@ export class Controllers {
     return out;
   }
 
-  private write(res: ResourceInfo, next: JsonObject): void {
+  private write(res: ResourceInfo, next: JsonObject, options: WriteOptions = CONTROLLER_WRITE): void {
     const m = meta(next);
     const current = this.api.store.get(res.storageKey, String(m.namespace ?? ''), String(m.name));
     if (!current) return;
     try {
-      this.api.commitUpdate(res, current, next, CONTROLLER_WRITE, undefined, undefined);
+      this.api.commitUpdate(res, current, next, options, undefined, undefined);
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -120,18 +169,77 @@ export class Controllers {
     }
   }
 
-  private serviceAccounts(): void {
+  private serviceAccounts(only?: string): void {
     const res = this.api.registry.find('', 'v1', 'serviceaccounts');
     if (!res) return;
     for (const ns of this.api.store.list('namespaces')) {
       const name = String(meta(ns).name);
-      if (meta(ns).deletionTimestamp !== undefined) continue;
+      if ((only !== undefined && name !== only) || meta(ns).deletionTimestamp !== undefined) continue;
       if (this.api.store.get('serviceaccounts', name, 'default')) continue;
       try {
         this.api.create(res, name, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: name } }, { ...CONTROLLER_WRITE, fieldManager: 'kube-controller-manager' });
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
       }
+    }
+  }
+
+  private namespaceContent(namespace: string): void {
+    this.serviceAccounts(namespace);
+    this.rootCaConfigMaps(namespace);
+  }
+
+  /** Every active namespace has `kube-root-ca.crt` holding exactly this server's CA. */
+  private rootCaConfigMaps(only?: string): void {
+    const res = this.api.registry.find('', 'v1', 'configmaps');
+    if (!res || !this.caCertPem) return;
+    for (const ns of this.api.store.list('namespaces')) {
+      const name = String(meta(ns).name);
+      if ((only !== undefined && name !== only) || meta(ns).deletionTimestamp !== undefined) continue;
+      const desired = rootCaConfigMap(name, this.caCertPem);
+      const current = this.api.store.get('configmaps', name, ROOT_CA_CONFIGMAP);
+      try {
+        if (!current) this.api.create(res, name, desired, CONTROLLER_WRITE);
+        else if (meta(current).deletionTimestamp === undefined && !same(current.data, desired.data)) {
+          this.write(res, { ...structuredClone(current), data: desired.data });
+        }
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+      }
+    }
+  }
+
+  /**
+   * The apiserver's own Service: created at the first address of the Service range, recreated if
+   * that range changed (a ClusterIP is immutable), its target port and Endpoints following the
+   * port this server listens on now.
+   */
+  private kubernetesService(): void {
+    const endpoint = this.endpoint;
+    const services = this.api.registry.find('', 'v1', 'services');
+    const endpointsRes = this.api.registry.find('', 'v1', 'endpoints');
+    const ns = this.api.store.get('namespaces', '', 'default');
+    if (!endpoint || !services || !endpointsRes || !ns || meta(ns).deletionTimestamp !== undefined) return;
+    const clusterIP = `${this.api.serviceIpPrefix}.0.1`;
+    const desired = kubernetesService(clusterIP, endpoint);
+    try {
+      let current = this.api.store.get('services', 'default', 'kubernetes');
+      if (current && obj(current.spec).clusterIP !== clusterIP) {
+        this.api.delete(services, 'default', 'kubernetes', { preconditions: { uid: String(meta(current).uid) } });
+        current = undefined;
+      }
+      if (!current) this.api.create(services, 'default', desired, APISERVER_WRITE);
+      else if (!same(obj(current.spec).ports, obj(desired.spec).ports)) {
+        this.write(services, { ...structuredClone(current), spec: { ...obj(current.spec), ports: obj(desired.spec).ports } }, APISERVER_WRITE);
+      }
+      const endpoints = kubernetesEndpoints(endpoint);
+      const currentEndpoints = this.api.store.get('endpoints', 'default', 'kubernetes');
+      if (!currentEndpoints) this.api.create(endpointsRes, 'default', endpoints, APISERVER_WRITE);
+      else if (!same(currentEndpoints.subsets, endpoints.subsets)) {
+        this.write(endpointsRes, { ...structuredClone(currentEndpoints), subsets: endpoints.subsets }, APISERVER_WRITE);
+      }
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
     }
   }
 

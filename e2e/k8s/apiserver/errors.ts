@@ -150,6 +150,10 @@ export function badRequest(message: string, causes?: StatusCause[]): ApiError {
   return new ApiError(400, 'BadRequest', message, causes ? { causes } : undefined);
 }
 
+export function unauthorized(): ApiError {
+  return new ApiError(401, 'Unauthorized', 'Unauthorized');
+}
+
 export function forbidden(gr: GroupResource, name: string, why: string): ApiError {
   return new ApiError(403, 'Forbidden', `${qualified(gr)} "${name}" is forbidden: ${why}`, { name, group: gr.group, kind: gr.plural });
 }

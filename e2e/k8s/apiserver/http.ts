@@ -1,31 +1,59 @@
-// HTTP: routes requests to discovery, OpenAPI, resource operations and watches; negotiates
-// Table and PartialObjectMetadata responses; turns errors into Status objects.
+// HTTP: authenticates and logs each request with its authorization attributes, routes it to
+// discovery, OpenAPI, resource operations and watches; negotiates Table and PartialObjectMetadata
+// responses; turns errors into Status objects.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { obj } from './api.ts';
 import type { Api, DeleteOptions, FieldValidation, JsonObject, PatchType, WriteOptions } from './api.ts';
 import { aggregatedDiscovery, aggregatedVersionAccepted, apiGroup, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.ts';
-import { ApiError, badRequest, internal, methodNotAllowed, resourceNotFound, unsupportedMediaType } from './errors.ts';
+import { authenticate } from './auth.ts';
+import { ApiError, badRequest, internal, methodNotAllowed, resourceNotFound, unauthorized, unsupportedMediaType } from './errors.ts';
 import { logTarget, proxyLogs } from './logs.ts';
 import { decodeProtobufObject, ProtobufError } from './protobuf.ts';
 import { openapiV2, openapiV3GroupVersion, openapiV3Root } from './openapi.ts';
 import { apiVersionOf } from './resources.ts';
 import type { ResourceInfo } from './resources.ts';
+import { createToken } from './serviceaccounts.ts';
 import type { StoreEvent } from './store.ts';
 import { toTable } from './table.ts';
+import type { TokenSigner } from './tokens.ts';
 
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
+/** Requests outside /api/<v>/… and /apis/<g>/<v>/… are authorized by their lower-case HTTP method. */
+export type NonResourceVerb = 'get' | 'post' | 'put' | 'patch' | 'delete' | 'head' | 'options';
 
+/**
+ * One request as kube-apiserver's authorizers see it (authorizer.Attributes): the user and, for
+ * resource requests, the API group, resource, subresource, namespace and name that RBAC rules
+ * are matched against (see rbac.ts).
+ */
 export interface RequestLogEntry {
   method: string;
   path: string;
-  verb: Verb;
+  verb: Verb | NonResourceVerb;
   /** The fieldManager query parameter, which tells whose write it was. */
   fieldManager?: string;
+  /** `admin` (the kubeconfig's token), `system:serviceaccount:<ns>:<name>`, `system:anonymous` (no credentials); '' when the credentials were rejected (401) */
+  user: string;
+  groups: string[];
+  /** false for discovery, OpenAPI, /version, /healthz…: RBAC matches those by `nonResourceURLs` and `path` */
+  resourceRequest: boolean;
+  /** '' for the core group */
+  apiGroup?: string;
+  apiVersion?: string;
+  resource?: string;
+  subresource?: string;
+  /** a namespace object's own name counts as its namespace, as upstream */
+  namespace?: string;
+  /** the object's name; for list and watch, the name a `metadata.name=` field selector pins */
+  name?: string;
+  /** a PUT or PATCH that created the object: a real API server also authorizes `create` for it */
+  created?: true;
 }
 
 export interface HttpOptions {
   api: Api;
+  signer: TokenSigner;
   requestLog: RequestLogEntry[];
   serverAddress: () => string;
   bookmarkIntervalMs: number;
@@ -73,7 +101,7 @@ export function parseResourcePath(pathname: string): ResourcePath | undefined {
   return { group, version, resource: rest[0] ?? '', namespace, name: rest[1], subresource: rest[2], legacyWatch };
 }
 
-function verbOf(method: string, p: ResourcePath | undefined, query: URLSearchParams): Verb {
+function resourceVerb(method: string, p: ResourcePath, query: URLSearchParams): Verb {
   switch (method) {
     case 'POST':
       return 'create';
@@ -82,9 +110,8 @@ function verbOf(method: string, p: ResourcePath | undefined, query: URLSearchPar
     case 'PATCH':
       return 'patch';
     case 'DELETE':
-      return p && !p.name ? 'deletecollection' : 'delete';
+      return p.name ? 'delete' : 'deletecollection';
     default:
-      if (!p) return 'get';
       if (p.legacyWatch || query.get('watch') === 'true' || query.get('watch') === '1') return 'watch';
       return p.name ? 'get' : 'list';
   }
@@ -197,25 +224,67 @@ function deleteOptions(query: URLSearchParams, body: unknown): DeleteOptions {
   return out;
 }
 
+/** The name a list or watch is limited to by `metadata.name=x` (or `==`) in its field selector. */
+function selectedName(fieldSelector: string | null): string | undefined {
+  for (const term of (fieldSelector ?? '').split(',')) {
+    const m = /^\s*metadata\.name\s*==?\s*([^\s=!]+)\s*$/.exec(term);
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+/** The resource attributes of a request, as upstream's RequestInfoFactory derives them from its URL. */
+function resourceAttributes(rp: ResourcePath | undefined, verb: Verb | NonResourceVerb, query: URLSearchParams): Pick<RequestLogEntry, 'resourceRequest' | 'apiGroup' | 'apiVersion' | 'resource' | 'subresource' | 'namespace' | 'name'> {
+  if (!rp) return { resourceRequest: false };
+  const name = rp.name ?? (verb === 'list' || verb === 'watch' ? selectedName(query.get('fieldSelector')) : undefined);
+  const namespace = rp.namespace ?? (rp.group === '' && rp.resource === 'namespaces' ? rp.name : undefined);
+  return {
+    resourceRequest: true,
+    apiGroup: rp.group,
+    apiVersion: rp.version,
+    resource: rp.resource,
+    ...(rp.subresource !== undefined ? { subresource: rp.subresource } : {}),
+    ...(namespace !== undefined ? { namespace } : {}),
+    ...(name !== undefined ? { name } : {}),
+  };
+}
+
 export function createHandler(options: HttpOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const lookup = (storageKey: string, namespace: string, name: string) => options.api.store.get(storageKey, namespace, name);
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'https://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
     const resourcePath = parseResourcePath(url.pathname);
-    const verb = verbOf(method, resourcePath, url.searchParams);
+    const verb = resourcePath ? resourceVerb(method, resourcePath, url.searchParams) : (method.toLowerCase() as NonResourceVerb);
     const fieldManager = url.searchParams.get('fieldManager');
-    options.requestLog.push({ method, path: url.pathname, verb, ...(fieldManager ? { fieldManager } : {}) });
-    handle(options, req, res, url, method, resourcePath, verb).catch((err: unknown) => sendError(res, err));
+    const user = authenticate(req.headers.authorization, options.signer, lookup);
+    const entry: RequestLogEntry = {
+      method,
+      path: url.pathname,
+      verb,
+      ...(fieldManager ? { fieldManager } : {}),
+      user: user?.username ?? '',
+      groups: user?.groups ?? [],
+      ...resourceAttributes(resourcePath, verb, url.searchParams),
+    };
+    options.requestLog.push(entry);
+    if (!user) {
+      req.resume();
+      sendError(res, unauthorized());
+      return;
+    }
+    handle(options, req, res, url, method, resourcePath, entry).catch((err: unknown) => sendError(res, err));
   };
 }
 
-async function handle(options: HttpOptions, req: IncomingMessage, res: ServerResponse, url: URL, method: string, rp: ResourcePath | undefined, verb: Verb): Promise<void> {
+async function handle(options: HttpOptions, req: IncomingMessage, res: ServerResponse, url: URL, method: string, rp: ResourcePath | undefined, entry: RequestLogEntry): Promise<void> {
   const { api } = options;
   const path = url.pathname.replace(/\/+$/, '') || '/';
   if (!rp) {
     if (method !== 'GET') throw methodNotAllowed('');
     return handleNonResource(options, req, res, path);
   }
+  const verb = resourceVerb(method, rp, url.searchParams);
   const found = api.registry.find(rp.group, rp.version, rp.resource);
   if (!found) throw resourceNotFound();
   const r: ResourceInfo = found;
@@ -260,6 +329,7 @@ async function handle(options: HttpOptions, req: IncomingMessage, res: ServerRes
     case 'update': {
       if (rp.name === undefined || namespace === undefined) throw methodNotAllowed('PUT to a collection');
       const result = api.update(r, namespace, rp.name, decodeBody(body ?? Buffer.alloc(0), contentType), writeOptions(query, req));
+      if (result.status === 201) entry.created = true;
       return send(res, result.status, result.object, 'application/json', result.warnings);
     }
     case 'patch': {
@@ -267,6 +337,7 @@ async function handle(options: HttpOptions, req: IncomingMessage, res: ServerRes
       const type = patchTypeOf(contentType);
       const decoded = decodeBody(body ?? Buffer.alloc(0), type === 'apply' ? 'application/yaml' : 'application/json');
       const result = api.patch(r, namespace, rp.name, type, decoded, writeOptions(query, req), undefined, query.get('force') === 'true');
+      if (result.status === 201) entry.created = true;
       return send(res, result.status, result.object, 'application/json', result.warnings);
     }
     case 'delete': {
@@ -334,6 +405,11 @@ async function handleSubresource(options: HttpOptions, req: IncomingMessage, res
     const controller = new AbortController();
     res.on('close', () => controller.abort());
     return proxyLogs(target, res, controller.signal);
+  }
+  if (sub === 'token' && r.specialSubresources.includes('token') && verb === 'create') {
+    const account = api.store.get(r.storageKey, namespace, name);
+    const lookup = (storageKey: string, ns: string, n: string) => api.store.get(storageKey, ns, n);
+    return send(res, 201, createToken({ namespace, name, body: obj(decodeBody(body ?? Buffer.alloc(0), contentType)), account, lookup, signer: options.signer }));
   }
   if (sub === 'binding' && r.specialSubresources.includes('binding') && verb === 'create') {
     return send(res, 201, api.bindPod(namespace, name, obj(decodeBody(body ?? Buffer.alloc(0), contentType)), r));

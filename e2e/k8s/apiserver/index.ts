@@ -6,7 +6,9 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 import { Api } from './api.ts';
+import { DEFAULT_SERVICE_CLUSTER_IP_RANGE, serviceIpPrefix } from './builtins.ts';
 import { servingCerts } from './certs.ts';
 import { Controllers } from './controllers.ts';
 import { createHandler } from './http.ts';
@@ -14,8 +16,11 @@ import type { RequestLogEntry } from './http.ts';
 import { renderKubeconfig } from './kubeconfig.ts';
 import { ResourceRegistry } from './registry.ts';
 import { Store } from './store.ts';
+import { TokenSigner } from './tokens.ts';
 
-export type { RequestLogEntry, Verb } from './http.ts';
+export type { NonResourceVerb, RequestLogEntry, Verb } from './http.ts';
+export type { AuthorizationRequest, Grant, PolicyRule } from './rbac.ts';
+export { rbacAllows, ruleAllows, unusedGrants } from './rbac.ts';
 
 export interface ApiServerOptions {
   /** persist objects here; a restart with the same directory keeps them (and the CA) */
@@ -40,6 +45,8 @@ export interface ApiServer {
   url: string;
   kubeconfigPath: string;
   caCertPem: string;
+  /** ClusterIP of the `default/kubernetes` Service (the first address of the Service range), which pods use as KUBERNETES_SERVICE_HOST */
+  kubernetesServiceIP: string;
   stop(): Promise<void>;
   /** every request, in arrival order */
   requestLog: RequestLogEntry[];
@@ -50,10 +57,13 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   const dataDir = options.dataDir ? path.resolve(options.dataDir) : undefined;
   let tempDir: string | undefined;
   if (dataDir) fs.mkdirSync(dataDir, { recursive: true });
-  const certs = servingCerts(dataDir ? path.join(dataDir, 'pki') : undefined);
+  const kubernetesServiceIP = `${serviceIpPrefix(options.serviceClusterIpRange ?? DEFAULT_SERVICE_CLUSTER_IP_RANGE)}.0.1`;
+  const pki = dataDir ? path.join(dataDir, 'pki') : undefined;
+  const certs = servingCerts(pki, [kubernetesServiceIP]);
+  const signer = TokenSigner.load(pki);
   const store = new Store({ ...(dataDir ? { dataDir: path.join(dataDir, 'store') } : {}), historySize: options.watchHistorySize ?? 1000 });
   const api = new Api(store, new ResourceRegistry(), options.serviceClusterIpRange ? { serviceClusterIpRange: options.serviceClusterIpRange } : {});
-  const controllers = new Controllers(api);
+  const controllers = new Controllers(api, { caCertPem: certs.caCertPem });
   controllers.bootstrapNamespaces();
 
   const requestLog: RequestLogEntry[] = [];
@@ -63,6 +73,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     { key: certs.keyPem, cert: certs.certPem },
     createHandler({
       api,
+      signer,
       requestLog,
       serverAddress: () => address,
       bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000,
@@ -81,6 +92,9 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   const port = (server.address() as AddressInfo).port;
   address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const url = `https://${address}`;
+  // In-cluster clients reach this server through the `kubernetes` Service, whose endpoint is the
+  // IPv4 address listened on (127.0.0.1 for a wildcard host).
+  controllers.serveAt({ ip: net.isIPv4(host) && host !== '0.0.0.0' ? host : '127.0.0.1', port });
 
   let kubeconfigPath = options.kubeconfigPath;
   if (!kubeconfigPath) {
@@ -98,6 +112,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     url,
     kubeconfigPath,
     caCertPem: certs.caCertPem,
+    kubernetesServiceIP,
     requestLog,
     stop: () => {
       stopped ??= (async () => {

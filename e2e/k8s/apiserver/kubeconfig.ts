@@ -1,6 +1,6 @@
-// The kubeconfig clients use: cluster, user and context all named `nixery-k8s`. The server
-// accepts any bearer token (or none) — there is no authentication or authorization — so the
-// token here only keeps clients that insist on credentials happy.
+// The kubeconfig clients use: cluster, user and context all named `nixery-k8s`. Its token is the
+// cluster admin's (user `admin`, see auth.ts); nothing is authorized by identity, but the request
+// log says who made each request.
 import { stringify } from 'yaml';
 
 export const KUBECONFIG_NAME = 'nixery-k8s';

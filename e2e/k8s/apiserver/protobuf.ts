@@ -1,6 +1,7 @@
 // Decoding of Kubernetes' protobuf request bodies (`application/vnd.kubernetes.protobuf`) for
 // the kinds clients send that way: client-go typed clients default to protobuf for built-in
-// kinds, and helm writes its release Secrets (and DeleteOptions) through one. Responses are
+// kinds, helm writes its release Secrets (and DeleteOptions) through one, and kubectl its
+// TokenRequests. Responses are
 // always JSON, which those clients accept. Kinds without a descriptor here are refused (415).
 import { unsupportedMediaType } from './errors.ts';
 
@@ -75,6 +76,18 @@ const KINDS: Record<string, Desc> = {
     1: { name: 'metadata', type: OBJECT_META },
     3: { name: 'imagePullSecrets', type: { 1: { name: 'name', type: 'string' } }, repeated: true },
     4: { name: 'automountServiceAccountToken', type: 'bool' },
+  },
+  // kubectl create token
+  TokenRequest: {
+    1: { name: 'metadata', type: OBJECT_META },
+    2: {
+      name: 'spec',
+      type: {
+        1: { name: 'audiences', type: 'string', repeated: true },
+        3: { name: 'boundObjectRef', type: { 1: { name: 'kind', type: 'string' }, 2: { name: 'apiVersion', type: 'string' }, 3: { name: 'name', type: 'string' }, 4: { name: 'uid', type: 'string' } } },
+        4: { name: 'expirationSeconds', type: 'int' },
+      },
+    },
   },
   DeleteOptions: {
     1: { name: 'gracePeriodSeconds', type: 'int' },

@@ -24,7 +24,7 @@ export interface ResourceInfo {
   storageKey: string;
   hasStatus: boolean;
   scale?: ScaleSubresource;
-  /** subresources served by special handlers (pods/log, pods/binding, namespaces/finalize) */
+  /** subresources served by special handlers (pods/log, pods/binding, namespaces/finalize, serviceaccounts/token) */
   specialSubresources: string[];
   /** built-in kinds whose DELETE answers with a Status instead of the object */
   returnDeletedObject: boolean;
@@ -58,7 +58,7 @@ const REPLICAS_SCALE: ScaleSubresource = { specReplicasPath: '.spec.replicas', s
 
 const BUILTINS: BuiltinSpec[] = [
   { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false, shortNames: ['ns'], status: true, special: ['finalize'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] },
-  { group: '', version: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true, shortNames: ['sa'] },
+  { group: '', version: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true, shortNames: ['sa'], special: ['token'] },
   { group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },
   { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true, shortNames: ['cm'] },
   { group: '', version: 'v1', kind: 'Service', plural: 'services', namespaced: true, shortNames: ['svc'], categories: ['all'], status: true, verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] },

@@ -20,7 +20,7 @@ import { eventRecorder } from './events.ts';
 import { registryAddress, serviceRecords } from './hosts.ts';
 import { intToIp, loopbackCidr, podRangeBeside } from './ipam.ts';
 import { startJobController } from './job-controller.ts';
-import { Cache, connect, isNotFound, type Kube, type WorkQueue } from './kube.ts';
+import { Cache, connect, errorMessage, isNotFound, type Kube, type WorkQueue } from './kube.ts';
 import { Kubelet } from './kubelet.ts';
 import { startLogServer } from './log-server.ts';
 import { registerNode } from './node-status.ts';
@@ -30,7 +30,7 @@ import { startReplicaSetController } from './replicaset-controller.ts';
 import { startServiceController } from './service-controller.ts';
 import { clusterAddress } from './services.ts';
 import type { NodeAgent, NodeAgentOptions } from './types.ts';
-import type { VolumeSources } from './volumes.ts';
+import { VolumeError, type VolumeSources } from './volumes.ts';
 
 export type { ImageMapping, NodeAgent, NodeAgentOptions } from './types.ts';
 
@@ -77,6 +77,28 @@ function volumeSources(kube: Kube, claims: Cache<V1PersistentVolumeClaim>): Volu
     },
     async claim(namespace, name) {
       return claims.get(namespace, name) ?? (await kube.core.readNamespacedPersistentVolumeClaim({ namespace, name }).catch(absentOnNotFound));
+    },
+    async serviceAccountToken(namespace, serviceAccount, request) {
+      try {
+        const answer = await kube.core.createNamespacedServiceAccountToken({
+          namespace,
+          name: serviceAccount,
+          body: {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenRequest',
+            spec: {
+              audiences: request.audiences,
+              expirationSeconds: request.expirationSeconds,
+              boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: request.pod.name, uid: request.pod.uid },
+            },
+          },
+        });
+        const token = answer.status?.token;
+        if (!token) throw new Error('the TokenRequest was answered without a token');
+        return { token, expirationTimestamp: new Date(answer.status?.expirationTimestamp ?? Date.now() + request.expirationSeconds * 1000) };
+      } catch (error) {
+        throw new VolumeError(errorMessage(error));
+      }
     },
   };
 }

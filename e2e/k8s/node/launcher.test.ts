@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { BUSYBOX, findExecutable, launch, resolveInRoot, type LaunchSpec } from './launcher.ts';
+import { BUSYBOX, findExecutable, launch, resolveInRoot, resolveMountTarget, type LaunchSpec } from './launcher.ts';
 
 function collect(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
@@ -149,6 +149,23 @@ describe('finding the program inside a root', () => {
       assert.equal(await findExecutable(root, 'hello', '/usr/bin:/bin'), '/bin/hello');
       assert.equal(await findExecutable(root, '/bin/hello', undefined), '/bin/hello');
       assert.equal(await findExecutable(root, 'nothere', '/bin'), undefined);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('mount targets inside an image root', () => {
+  it("resolve the image's own symlinks inside it (Debian's /var/run → /run) and keep what does not exist yet", async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-root-'));
+    try {
+      await fs.mkdir(path.join(root, 'var'));
+      await fs.mkdir(path.join(root, 'run'));
+      await fs.symlink('/run', path.join(root, 'var/run'));
+      await fs.symlink('../etc-real', path.join(root, 'etc'));
+      assert.equal(await resolveMountTarget(root, '/var/run/secrets/kubernetes.io/serviceaccount'), '/run/secrets/kubernetes.io/serviceaccount');
+      assert.equal(await resolveMountTarget(root, '/etc/hosts'), '/etc-real/hosts');
+      assert.equal(await resolveMountTarget(root, '/data/x'), '/data/x');
     } finally {
       await fs.rm(root, { recursive: true, force: true });
     }

@@ -226,6 +226,39 @@ export async function resolveInRoot(root: string, file: string): Promise<string 
   return current;
 }
 
+/**
+ * `target` with the symlinks that exist inside `root` resolved relative to that root (the rest of
+ * the path appended as it is): an image's absolute links, such as Debian's /var/run → /run, must
+ * not lead a mount onto the host, as a container runtime's secure join ensures.
+ */
+export async function resolveMountTarget(root: string, target: string): Promise<string> {
+  let parts = target.split('/').filter(Boolean);
+  let current = '/';
+  for (let hops = 0; parts.length > 0 && hops < 64; ) {
+    const part = parts.shift()!;
+    if (part === '.') continue;
+    if (part === '..') {
+      current = path.posix.dirname(current);
+      continue;
+    }
+    const candidate = path.posix.join(current, part);
+    let link: string | undefined;
+    try {
+      if ((await fs.lstat(path.join(root, candidate))).isSymbolicLink()) link = await fs.readlink(path.join(root, candidate));
+    } catch {
+      return path.posix.join(candidate, ...parts);
+    }
+    if (link === undefined) {
+      current = candidate;
+      continue;
+    }
+    hops++;
+    parts = [...link.split('/').filter(Boolean), ...parts];
+    if (link.startsWith('/')) current = '/';
+  }
+  return current;
+}
+
 /** The program `argv0` names, looked up on PATH as execvp would but inside `root`. */
 export async function findExecutable(root: string, argv0: string, pathVariable: string | undefined): Promise<string | undefined> {
   const candidates = argv0.includes('/') ? [argv0] : (pathVariable ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(Boolean).map((d) => path.posix.join(d, argv0));

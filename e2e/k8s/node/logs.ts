@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 /** A writable for one stream (stdout or stderr) of a container, appending CRI lines to `file`. */
 export function criWriter(file: fs.WriteStream, stream: 'stdout' | 'stderr'): Writable {
@@ -58,17 +59,19 @@ export function renderLogs(lines: readonly LogLine[], query: LogQuery): string {
   return out;
 }
 
-export async function readLogFile(file: string): Promise<LogLine[]> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch {
-    return [];
-  }
+function parseCriText(text: string): LogLine[] {
   return text.split('\n').flatMap((raw) => {
     const line = raw ? parseCriLine(raw) : undefined;
     return line ? [line] : [];
   });
+}
+
+export async function readLogFile(file: string): Promise<LogLine[]> {
+  try {
+    return parseCriText(await fsp.readFile(file, 'utf8'));
+  } catch {
+    return [];
+  }
 }
 
 /** The last lines of a log, for terminationMessagePolicy FallbackToLogsOnError (80 lines, 2 KiB). */
@@ -89,15 +92,20 @@ export async function followLog(
   done: () => boolean,
   signal: AbortSignal,
 ): Promise<void> {
-  const initial = await readLogFile(file);
-  write(renderLogs(initial, query));
-  let offset = 0;
+  // Where following starts is where this read ended, so a line appended meanwhile is not skipped;
+  // a line still being written is completed by the following.
+  const decoder = new StringDecoder('utf8');
+  let content: Buffer;
   try {
-    offset = (await fsp.stat(file)).size;
+    content = await fsp.readFile(file);
   } catch {
-    offset = 0;
+    content = Buffer.alloc(0);
   }
-  let pending = '';
+  let offset = content.length;
+  const text = decoder.write(content);
+  const complete = text.lastIndexOf('\n') + 1;
+  write(renderLogs(parseCriText(text.slice(0, complete)), query));
+  let pending = text.slice(complete);
   while (!signal.aborted) {
     const finished = done();
     let size = offset;
@@ -110,19 +118,15 @@ export async function followLog(
       const handle = await fsp.open(file, 'r');
       try {
         const buffer = Buffer.alloc(size - offset);
-        await handle.read(buffer, 0, buffer.length, offset);
-        offset = size;
-        pending += buffer.toString('utf8');
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+        offset += bytesRead;
+        pending += decoder.write(buffer.subarray(0, bytesRead));
       } finally {
         await handle.close();
       }
       const raws = pending.split('\n');
       pending = raws.pop() ?? '';
-      const lines = raws.flatMap((raw) => {
-        const line = raw ? parseCriLine(raw) : undefined;
-        return line ? [line] : [];
-      });
-      write(renderLogs(lines, { timestamps: query.timestamps ?? false }));
+      write(renderLogs(parseCriText(raws.join('\n')), { timestamps: query.timestamps ?? false }));
       continue;
     }
     if (finished) return;

@@ -42,4 +42,17 @@ describe('host mount points', () => {
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
+  it('creates permanent mount points and never removes them, not even with a neighbour', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-mp-'));
+    try {
+      const account = path.join(dir, 'secrets/kubernetes.io/serviceaccount');
+      const points = new HostMountPoints([account]);
+      await (await points.acquire(account, 'dir'))();
+      await (await points.acquire(path.join(dir, 'secrets/other'), 'dir'))();
+      assert.ok(await exists(account));
+      assert.ok(!(await exists(path.join(dir, 'secrets/other'))));
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
 });

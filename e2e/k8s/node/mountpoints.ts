@@ -1,6 +1,9 @@
 // Mount points a host-root container needs but the host lacks (a volume at /data, say) have to
 // exist on the host's file system for the bind mount. They are created on demand, shared by
 // reference count, and removed again — only while still empty — when the last user is done.
+// Permanent ones (the service-account directory every pod mounts) are created and left: removing
+// a directory detaches the mounts on it in every mount namespace, and another agent on this
+// machine, which cannot see this one's counts, may still have containers using it.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -8,9 +11,18 @@ export class HostMountPoints {
   readonly #created = new Map<string, number>();
   /** released roots that still held another pod's mount point when they were released */
   readonly #pending = new Set<string>();
+  readonly #permanent: ReadonlySet<string>;
+
+  constructor(permanent: readonly string[] = []) {
+    this.#permanent = new Set(permanent);
+  }
 
   /** Makes `target` exist; returns the release function. */
   async acquire(target: string, kind: 'dir' | 'file'): Promise<() => Promise<void>> {
+    if (this.#permanent.has(target) && kind === 'dir') {
+      await fs.mkdir(target, { recursive: true });
+      return async () => {};
+    }
     const missing = await topmostMissing(target);
     if (missing === undefined) return async () => {};
     if (kind === 'dir') await fs.mkdir(target, { recursive: true });
@@ -30,7 +42,7 @@ export class HostMountPoints {
       }
       this.#created.delete(missing);
       this.#pending.add(missing);
-      const held = new Set(this.#created.keys());
+      const held = new Set([...this.#created.keys(), ...this.#permanent]);
       for (const root of [...this.#pending]) {
         const gone = await removeEmptyTree(root, held);
         const holdsOthers = [...held].some((h) => h.startsWith(root + path.sep));

@@ -13,7 +13,7 @@ import type { EventRecorder } from './events.ts';
 import { hostsFile, podHostname, type ServiceRecord } from './hosts.ts';
 import { defaultPullPolicy, resolveImage } from './images.ts';
 import { errorMessage, isNotFound, mergePatch, type Kube } from './kube.ts';
-import { findExecutable, launch, type BindMount, type RunningProcess } from './launcher.ts';
+import { findExecutable, launch, resolveMountTarget, type BindMount, type RunningProcess } from './launcher.ts';
 import { criWriter, logTail } from './logs.ts';
 import type { HostMountPoints } from './mountpoints.ts';
 import { backoffDelay, comparable, nowSeconds } from './owners.ts';
@@ -21,7 +21,7 @@ import { podStatus, type ContainerRecord, type PodRecord } from './pod-status.ts
 import { ProbeWorker } from './probes.ts';
 import { PullError, type Puller, type PulledImage } from './puller.ts';
 import type { ImageMapping } from './types.ts';
-import { containerMounts, prepareVolumes, VolumeError, type PreparedVolume, type VolumeSources } from './volumes.ts';
+import { containerMounts, prepareVolumes, refreshTokens, VolumeError, type PreparedVolume, type VolumeSources } from './volumes.ts';
 
 /** Kubernetes backs off 10 s … 5 min between restarts; this node 1 s … 20 s, so suites stay short. */
 export const RESTART_BACKOFF_BASE_MS = 1000;
@@ -176,13 +176,18 @@ export class PodWorker {
     for (let attempt = 1; !this.signal.aborted; attempt++) {
       try {
         this.#volumes = await prepareVolumes(this.pod, this.dir, this.#deps.dataDir, this.#deps.volumeSources, this.record.podIP);
+        this.#waitingMessage(undefined);
         break;
       } catch (error) {
-        const message = error instanceof VolumeError ? error.message : errorMessage(error);
-        this.#deps.events.emit(this.ref, 'Warning', 'FailedMount', `MountVolume.SetUp failed: ${message}`);
+        const message = `MountVolume.SetUp failed: ${error instanceof VolumeError ? error.message : errorMessage(error)}`;
+        this.#deps.events.emit(this.ref, 'Warning', 'FailedMount', message);
+        // A kubelet only says this in events; the status says it too, so a stuck pod explains itself.
+        this.#waitingMessage(message);
         await sleep(backoffDelay(attempt, RESTART_BACKOFF_BASE_MS, RESTART_BACKOFF_CAP_MS), this.signal);
       }
     }
+    if (this.signal.aborted) return;
+    void this.#refreshTokens();
 
     for (const spec of this.pod.spec?.initContainers ?? []) {
       const runner = this.#runners.get(spec.name)!;
@@ -201,6 +206,31 @@ export class PodWorker {
     this.report();
     await Promise.all((this.pod.spec?.containers ?? []).map((spec) => this.#runners.get(spec.name)!.loop(restartPolicy)));
     this.report();
+  }
+
+  #waitingMessage(message: string | undefined): void {
+    for (const c of [...this.record.initContainers, ...this.record.containers]) {
+      const waiting = c.state.waiting;
+      if (!waiting || waiting.message === message) continue;
+      c.state = { waiting: { ...(waiting.reason ? { reason: waiting.reason } : {}), ...(message ? { message } : {}) } };
+    }
+    this.report();
+  }
+
+  /** Keeps the projected service-account tokens fresh while the pod lives (retrying every 10 s on failure). */
+  async #refreshTokens(): Promise<void> {
+    const volumes = [...this.volumes.values()];
+    while (!this.signal.aborted) {
+      let next: number | undefined;
+      try {
+        next = await refreshTokens(volumes, this.namespace, this.#deps.volumeSources);
+      } catch (error) {
+        this.#deps.log({ msg: 'token refresh failed', pod: `${this.namespace}/${this.name}`, error: errorMessage(error) });
+        next = Date.now() + 10_000;
+      }
+      if (next === undefined) return;
+      await sleep(Math.max(next - Date.now(), 1000), this.signal);
+    }
   }
 
   get hostsPath(): string {
@@ -490,6 +520,10 @@ class ContainerRunner {
     if (image.rootfs || fs.existsSync('/etc/hostname')) mounts.push({ source: this.pod.hostnamePath, target: '/etc/hostname', readOnly: false, kind: 'file' });
     mounts.push({ source: terminationLog, target: this.spec.terminationMessagePath || '/dev/termination-log', readOnly: false, kind: 'file' });
 
+    if (image.rootfs) {
+      const rootfs = image.rootfs;
+      mounts = await Promise.all(mounts.map(async (m) => ({ ...m, target: await resolveMountTarget(rootfs, m.target) })));
+    }
     const releases: Array<() => Promise<void>> = [];
     if (!image.rootfs) {
       // On the host root a missing mount point would be created on the host (and removed later);

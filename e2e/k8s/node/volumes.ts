@@ -1,5 +1,7 @@
 // A pod's volumes as directories on this node, and each container's mounts of them. Secret,
-// ConfigMap, downward API and projected volumes are written as files once, when the pod starts.
+// ConfigMap, downward API and projected volumes are written as files once, when the pod starts;
+// projected service-account tokens come from the API server's TokenRequest, bound to the pod, and
+// are renewed while the pod runs (see refreshTokens).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1KeyToPath, V1PersistentVolumeClaim, V1Pod, V1Volume } from '@kubernetes/client-node';
@@ -8,16 +10,44 @@ import type { BindMount } from './launcher.ts';
 
 export class VolumeError extends Error {}
 
+/** Where the API server's admission mounts a pod's service-account credentials. */
+export const SERVICE_ACCOUNT_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+export interface TokenRequest {
+  /** empty: the API server's own audience */
+  audiences: string[];
+  expirationSeconds: number;
+  pod: { name: string; uid: string };
+}
+
+export interface IssuedToken {
+  token: string;
+  expirationTimestamp: Date;
+}
+
 export interface VolumeSources {
   /** data by key (Secret data decoded; ConfigMap data and binaryData), undefined when absent */
   secret(namespace: string, name: string): Promise<Record<string, Buffer> | undefined>;
   configMap(namespace: string, name: string): Promise<Record<string, Buffer> | undefined>;
   claim(namespace: string, name: string): Promise<V1PersistentVolumeClaim | undefined>;
+  /** a token for the service account (TokenRequest); throws VolumeError with the API's reason when refused */
+  serviceAccountToken(namespace: string, serviceAccount: string, request: TokenRequest): Promise<IssuedToken>;
+}
+
+/** A token file of a projected volume, to be renewed before it expires. */
+export interface ProjectedToken {
+  file: string;
+  mode: number;
+  serviceAccount: string;
+  request: TokenRequest;
+  issuedAt: number;
+  expiresAt: number;
 }
 
 export interface PreparedVolume {
   path: string;
   readOnly: boolean;
+  tokens?: ProjectedToken[];
 }
 
 export interface ProjectedFile {
@@ -96,6 +126,7 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
     } else if (volume.projected) {
       const mode = volume.projected.defaultMode ?? 0o644;
       const files: ProjectedFile[] = [];
+      const tokens: ProjectedToken[] = [];
       for (const source of volume.projected.sources ?? []) {
         if (source.secret) {
           const data = await sources.secret(namespace, source.secret.name ?? '');
@@ -108,12 +139,25 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
         } else if (source.downwardAPI) {
           files.push(...downwardFiles(pod, source.downwardAPI.items ?? [], mode, podIP));
         } else if (source.serviceAccountToken) {
-          // This node issues no tokens; the file exists so programs that read it find it.
-          files.push({ path: source.serviceAccountToken.path, content: Buffer.from(''), mode });
+          const serviceAccount = pod.spec?.serviceAccountName || 'default';
+          const request: TokenRequest = {
+            audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : [],
+            expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3600,
+            pod: { name: pod.metadata?.name ?? '', uid: pod.metadata?.uid ?? '' },
+          };
+          let issued: IssuedToken;
+          try {
+            issued = await sources.serviceAccountToken(namespace, serviceAccount, request);
+          } catch (error) {
+            throw new VolumeError(`volume "${volume.name}": failed to fetch token: ${error instanceof Error ? error.message : String(error)}`);
+          }
+          files.push({ path: source.serviceAccountToken.path, content: Buffer.from(issued.token), mode });
+          const file = path.join(dir, source.serviceAccountToken.path);
+          tokens.push({ file, mode, serviceAccount, request, issuedAt: Date.now(), expiresAt: issued.expirationTimestamp.getTime() });
         }
       }
       await writeFiles(dir, files);
-      prepared.set(volume.name, { path: dir, readOnly: true });
+      prepared.set(volume.name, { path: dir, readOnly: true, ...(tokens.length > 0 ? { tokens } : {}) });
     } else if (volume.hostPath) {
       const type = volume.hostPath.type ?? '';
       if (type === 'DirectoryOrCreate') await fs.mkdir(volume.hostPath.path, { recursive: true });
@@ -129,6 +173,34 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
     }
   }
   return prepared;
+}
+
+/** Kubelets renew a projected token once 80% of its lifetime has passed, or once it is a day old. */
+export function tokenRefreshAt(token: Pick<ProjectedToken, 'issuedAt' | 'expiresAt'>): number {
+  return Math.min(token.issuedAt + 0.8 * (token.expiresAt - token.issuedAt), token.issuedAt + 24 * 3600_000);
+}
+
+/**
+ * Renews the tokens that are due (replacing each file by a rename, so a reader never sees half a
+ * token) and returns when the next one will be, or undefined when there are none.
+ */
+export async function refreshTokens(volumes: Iterable<PreparedVolume>, namespace: string, sources: VolumeSources, now = Date.now()): Promise<number | undefined> {
+  let next: number | undefined;
+  for (const volume of volumes) {
+    for (const token of volume.tokens ?? []) {
+      if (tokenRefreshAt(token) <= now) {
+        const issued = await sources.serviceAccountToken(namespace, token.serviceAccount, token.request);
+        const temporary = `${token.file}.${process.pid}.tmp`;
+        await fs.writeFile(temporary, issued.token, { mode: token.mode });
+        await fs.chmod(temporary, token.mode);
+        await fs.rename(temporary, token.file);
+        token.issuedAt = now;
+        token.expiresAt = issued.expirationTimestamp.getTime();
+      }
+      next = Math.min(next ?? Infinity, tokenRefreshAt(token));
+    }
+  }
+  return next;
 }
 
 /** A container's volume mounts as bind mounts (subPath: a directory inside the volume, made if missing). */
