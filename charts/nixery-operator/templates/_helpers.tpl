@@ -1,0 +1,55 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "nixery-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The operator's resource names: fullnameOverride, else the release name when it already says
+"nixery-operator", else <release>-operator (release "nixery" gives "nixery-operator").
+*/}}
+{{- define "nixery-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "nixery-operator.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "nixery-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "nixery-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nixery-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "nixery-operator.labels" -}}
+helm.sh/chart: {{ include "nixery-operator.chart" . }}
+{{ include "nixery-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: nixery-operator
+{{- end }}
+
+{{- define "nixery-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "nixery-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "nixery-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "nixery-operator.instanceImage" -}}
+{{- printf "%s:%s" .Values.instance.image.repository (default .Chart.AppVersion .Values.instance.image.tag) }}
+{{- end }}
+
+{{- define "nixery-operator.metricsServiceEnabled" -}}
+{{- if or .Values.metrics.service.enabled .Values.metrics.serviceMonitor.enabled }}true{{ end }}
+{{- end }}

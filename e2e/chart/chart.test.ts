@@ -1,0 +1,218 @@
+// The chart without a cluster: versions tied to the package, CRDs identical to crds/, `helm lint
+// --strict` of every documented values combination, the values schema rejecting bad values, and
+// what the templates render — with Helm 4 and Helm 3.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { KubernetesObject, V1ClusterRole, V1Deployment, V1Role } from '@kubernetes/client-node';
+import { run } from '../k8s/apiserver/testing.ts';
+import { CHART, HELM_VERSIONS, makeHelm, parseManifests, readYaml, REPO_ROOT, tempHome, VALUES_DIR, valuesFiles, type Helm } from './support.ts';
+
+const home = tempHome('nixery-chart-');
+after(() => fs.rmSync(home, { recursive: true, force: true }));
+
+const render = async (helm: Helm, args: string[] = []): Promise<KubernetesObject[]> =>
+  parseManifests(await helm.ok(['template', 'nixery', CHART, '--namespace', 'nixery', ...args]));
+const find = <T extends KubernetesObject>(objects: KubernetesObject[], kind: string, name?: string, namespace?: string): T[] =>
+  objects.filter((o) => o.kind === kind && (name === undefined || o.metadata?.name === name) && (namespace === undefined || o.metadata?.namespace === namespace)) as T[];
+
+describe('chart metadata', () => {
+  it('Chart.yaml version and appVersion are the package version', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const chart = readYaml<{ apiVersion: string; version: string; appVersion: string }>(path.join(CHART, 'Chart.yaml'));
+    assert.equal(chart.apiVersion, 'v2');
+    assert.equal(chart.version, pkg.version);
+    assert.equal(chart.appVersion, pkg.version);
+  });
+
+  it('documents every key of values.yaml in a comment right above it', () => {
+    const lines = fs.readFileSync(path.join(CHART, 'values.yaml'), 'utf8').split('\n');
+    const undocumented = lines.flatMap((line, i) => {
+      const key = /^(\s*)([A-Za-z][\w]*):/.exec(line);
+      if (!key) return [];
+      const above = lines[i - 1] ?? '';
+      return above.startsWith(`${key[1]}#`) ? [] : [`line ${i + 1}: ${key[2]}`];
+    });
+    assert.deepEqual(undocumented, []);
+  });
+
+  it('ships crds/ unchanged, and sync-chart-crds.sh --check catches drift', async () => {
+    const script = path.join(REPO_ROOT, 'scripts/sync-chart-crds.sh');
+    const check = await run('bash', [script, '--check']);
+    assert.equal(check.code, 0, `the chart's CRDs differ from crds/: ${check.stderr}`);
+    const source = fs.readdirSync(path.join(REPO_ROOT, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
+    assert.deepEqual(fs.readdirSync(path.join(CHART, 'crds')).sort(), source);
+    for (const file of source) {
+      assert.equal(fs.readFileSync(path.join(CHART, 'crds', file), 'utf8'), fs.readFileSync(path.join(REPO_ROOT, 'crds', file), 'utf8'), file);
+    }
+
+    // The same script in a scratch copy of the layout: an edited copy and a stray file are drift.
+    const scratch = path.join(home, 'sync');
+    fs.mkdirSync(path.join(scratch, 'scripts'), { recursive: true });
+    fs.copyFileSync(script, path.join(scratch, 'scripts/sync-chart-crds.sh'));
+    fs.cpSync(path.join(REPO_ROOT, 'crds'), path.join(scratch, 'crds'), { recursive: true });
+    fs.cpSync(path.join(CHART, 'crds'), path.join(scratch, 'charts/nixery-operator/crds'), { recursive: true });
+    const copied = path.join(scratch, 'charts/nixery-operator/crds', source[0]!);
+    fs.appendFileSync(copied, '# edited in the chart\n');
+    fs.writeFileSync(path.join(scratch, 'charts/nixery-operator/crds/stray.yaml'), 'kind: Stray\n');
+    const drift = await run('bash', [path.join(scratch, 'scripts/sync-chart-crds.sh'), '--check']);
+    assert.equal(drift.code, 1);
+    assert.match(drift.stderr, new RegExp(`out of date: charts/nixery-operator/crds/${source[0]!.replace(/\./g, '\\.')}`));
+    assert.match(drift.stderr, /not in crds\/: charts\/nixery-operator\/crds\/stray\.yaml/);
+    assert.equal((await run('bash', [path.join(scratch, 'scripts/sync-chart-crds.sh')])).code, 0);
+    assert.equal((await run('bash', [path.join(scratch, 'scripts/sync-chart-crds.sh'), '--check'])).code, 0);
+  });
+});
+
+/** Bad values and what each helm's schema validator says about them. */
+const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }[] = [
+  { name: 'a string for a number', values: { replicaCount: 'two' }, helm3: /replicaCount: Invalid type\. Expected: integer, given: string/, helm4: /at '\/replicaCount': got string, want integer/ },
+  { name: 'an unknown key', values: { replicas: 2 }, helm3: /Additional property replicas is not allowed/, helm4: /additional properties 'replicas' not allowed/ },
+  { name: 'a nested unknown key', values: { instance: { storage: { size: '1Gi' } } }, helm3: /instance\.storage: Additional property size is not allowed/, helm4: /at '\/instance\/storage': additional properties 'size' not allowed/ },
+  { name: 'a pull policy outside the enum', values: { image: { pullPolicy: 'Sometimes' } }, helm3: /image\.pullPolicy must be one of the following: "Always", "IfNotPresent", "Never"/, helm4: /at '\/image\/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'/ },
+  { name: 'a service type outside the enum', values: { instance: { service: { type: 'Internal' } } }, helm3: /instance\.service\.type must be one of the following/, helm4: /at '\/instance\/service\/type': value must be one of 'ClusterIP', 'NodePort', 'LoadBalancer'/ },
+  { name: 'a log level outside the enum', values: { operator: { logLevel: 'verbose' } }, helm3: /operator\.logLevel must be one of the following: "debug", "info", "warn", "error"/, helm4: /at '\/operator\/logLevel': value must be one of 'debug', 'info', 'warn', 'error'/ },
+  { name: 'gcs storage without a bucket', values: { instance: { storage: { type: 'gcs' } } }, helm3: /instance\.storage\.gcs\.bucket: String length must be greater than or equal to 3/, helm4: /at '\/instance\/storage\/gcs\/bucket': minLength: got 0, want 3/ },
+  { name: 'several registry pods on a persistent volume', values: { instance: { replicas: 2 } }, helm3: /instance\.storage\.type does not match: "gcs"/, helm4: /at '\/instance\/storage\/type': value must be 'gcs'/ },
+  { name: 'two operator replicas without leader election', values: { replicaCount: 2, leaderElection: { enabled: false } }, helm3: /leaderElection\.enabled does not match: true/, helm4: /at '\/leaderElection\/enabled': value must be true/ },
+  { name: 'two package sources', values: { instance: { packageSource: { channel: 'nixos-24.05', path: '/pkgs' } } }, helm3: /instance\.packageSource: Must have at most 1 properties/, helm4: /at '\/instance\/packageSource': maxProperties: got 2, want 1/ },
+  { name: 'a git source without url', values: { instance: { packageSource: { git: { ref: 'main' } } } }, helm3: /instance\.packageSource\.git: url is required/, helm4: /at '\/instance\/packageSource\/git': missing property 'url'/ },
+  { name: 'a namespace that is no DNS label', values: { watchNamespaces: ['Team_A'] }, helm3: /watchNamespaces\.0: Does not match pattern/, helm4: /at '\/watchNamespaces\/0': 'Team_A' does not match pattern/ },
+  { name: 'an existing service account without its name', values: { serviceAccount: { create: false } }, helm3: /serviceAccount\.name: String length must be greater than or equal to 1/, helm4: /at '\/serviceAccount\/name': minLength: got 0, want 1/ },
+  { name: 'a storage size that is no quantity', values: { instance: { storage: { persistentVolume: { size: 'lots' } } } }, helm3: /instance\.storage\.persistentVolume\.size: Does not match pattern/, helm4: /at '\/instance\/storage\/persistentVolume\/size': 'lots' does not match pattern/ },
+  { name: 'a port out of range', values: { operator: { healthPort: 70000 } }, helm3: /operator\.healthPort: Must be less than or equal to 65535/, helm4: /at '\/operator\/healthPort': maximum: got 70,?000, want 65,?535/ },
+];
+
+for (const version of HELM_VERSIONS) {
+  describe(`helm ${version}`, () => {
+    const helm = makeHelm(version, home);
+
+    it('lints every documented values combination with --strict', async () => {
+      const files = valuesFiles();
+      assert.ok(files.length >= 5, 'the values combinations are in e2e/chart/values/');
+      for (const file of files) {
+        const result = await helm(['lint', '--strict', CHART, '--namespace', 'nixery', '-f', file]);
+        assert.equal(result.code, 0, `helm lint --strict -f ${path.basename(file)}:\n${result.stdout}${result.stderr}`);
+        assert.match(result.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+      }
+    });
+
+    it('rejects bad values with the schema message', async () => {
+      for (const bad of BAD_VALUES) {
+        const file = path.join(home, `bad-${version}.json`);
+        fs.writeFileSync(file, JSON.stringify(bad.values));
+        const result = await helm(['template', 'nixery', CHART, '--namespace', 'nixery', '-f', file]);
+        assert.notEqual(result.code, 0, `${bad.name} was accepted`);
+        assert.match(result.stderr, /values don't meet the specifications of the schema/, bad.name);
+        assert.match(result.stderr, version === 3 ? bad.helm3 : bad.helm4, `${bad.name}:\n${result.stderr}`);
+        // lint reports the same through the schema.
+        assert.notEqual((await helm(['lint', '--strict', CHART, '-f', file])).code, 0, `lint accepted ${bad.name}`);
+      }
+    });
+
+    it('refuses a default instance in a namespace the operator does not watch', async () => {
+      const result = await helm(['template', 'nixery', CHART, '--namespace', 'nixery', '--set', 'instance.enabled=true', '--set', 'watchNamespaces={team-a}']);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /instance\.enabled creates the instance in nixery, which watchNamespaces leaves out/);
+    });
+
+    it('renders the operator Deployment: published image, leader election, probes, non-root', async () => {
+      const objects = await render(helm);
+      const [deployment] = find<V1Deployment>(objects, 'Deployment', 'nixery-operator', 'nixery');
+      assert.ok(deployment, 'the operator Deployment');
+      const pod = deployment.spec!.template.spec!;
+      const container = pod.containers[0]!;
+      assert.equal(container.image, 'ghcr.io/nixery-operator/operator:0.1.0');
+      assert.equal(deployment.spec!.replicas, 1);
+      assert.deepEqual(container.args, ['--health-port=8081', '--health-host=$(POD_IP)', '--resync-seconds=300', '--workers=2']);
+      assert.deepEqual(container.env?.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
+      assert.equal(container.livenessProbe?.httpGet?.path, '/healthz');
+      assert.equal(container.readinessProbe?.httpGet?.path, '/readyz');
+      assert.deepEqual(container.ports, [{ name: 'metrics', containerPort: 8081, protocol: 'TCP' }]);
+      assert.deepEqual(container.securityContext, {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      assert.equal(pod.securityContext?.runAsNonRoot, true);
+      assert.equal(pod.serviceAccountName, 'nixery-operator');
+      assert.deepEqual(find(objects, 'NixeryInstance'), []);
+      assert.deepEqual(find(objects, 'ServiceMonitor'), []);
+    });
+
+    it('renders cluster-wide RBAC by default and the same rules as Roles with watchNamespaces', async () => {
+      const clusterWide = await render(helm);
+      const [clusterRole] = find<V1ClusterRole>(clusterWide, 'ClusterRole', 'nixery-operator');
+      assert.ok(clusterRole);
+      const [binding] = find<KubernetesObject & { subjects: unknown[] }>(clusterWide, 'ClusterRoleBinding', 'nixery-operator');
+      assert.deepEqual(binding!.subjects, [{ kind: 'ServiceAccount', name: 'nixery-operator', namespace: 'nixery' }]);
+      const [lease] = find<V1Role>(clusterWide, 'Role', 'nixery-operator-leader-election', 'nixery');
+      assert.deepEqual(lease!.rules, [
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['nixery-operator'], verbs: ['get', 'update'] },
+      ]);
+
+      const confined = await render(helm, ['-f', path.join(VALUES_DIR, 'watch-namespaces.yaml')]);
+      assert.deepEqual(find(confined, 'ClusterRole'), []);
+      assert.deepEqual(find(confined, 'ClusterRoleBinding'), []);
+      for (const namespace of ['nixery', 'team-a']) {
+        const [role] = find<V1Role>(confined, 'Role', 'nixery-operator', namespace);
+        assert.deepEqual(role?.rules, clusterRole.rules, `the Role in ${namespace}`);
+        assert.equal(find(confined, 'RoleBinding', 'nixery-operator', namespace).length, 1);
+      }
+      const [deployment] = find<V1Deployment>(confined, 'Deployment', 'nixery-operator');
+      assert.ok(deployment!.spec!.template.spec!.containers[0]!.args!.includes('--namespaces=nixery,team-a'));
+    });
+
+    it('renders the default instance with the published registry image, kept on uninstall', async () => {
+      const objects = await render(helm, ['--set', 'instance.enabled=true']);
+      const [instance] = find<KubernetesObject & { spec: Record<string, unknown> }>(objects, 'NixeryInstance', 'nixery', 'nixery');
+      assert.ok(instance);
+      assert.equal(instance.metadata!.annotations!['helm.sh/resource-policy'], 'keep');
+      assert.deepEqual(instance.spec, {
+        image: 'ghcr.io/nixery-operator/nixery:0.1.0',
+        replicas: 1,
+        port: 8080,
+        storage: { persistentVolume: { size: '20Gi', accessModes: ['ReadWriteOnce'] } },
+        nixTimeout: 60,
+        service: { type: 'ClusterIP', port: 5000 },
+      });
+      const gcs = await render(helm, ['-f', path.join(VALUES_DIR, 'instance-gcs-ha.yaml')]);
+      assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(gcs, 'NixeryInstance')[0]!.spec.storage, {
+        gcs: { bucket: 'my-nixery-layers', credentialsSecret: { name: 'nixery-gcs-key', key: 'service-account.json' }, signedUrls: false },
+      });
+    });
+
+    it('leaves RBAC, the ServiceAccount and the Lease Role out when asked to', async () => {
+      const objects = await render(helm, ['-f', path.join(VALUES_DIR, 'bring-your-own-rbac.yaml')]);
+      assert.deepEqual(objects.map((o) => o.kind).sort(), ['Deployment', 'NixeryInstance']);
+      const [deployment] = find<V1Deployment>(objects, 'Deployment', 'nixery-controller');
+      assert.equal(deployment!.spec!.template.spec!.serviceAccountName, 'nixery-operator-managed');
+      assert.ok(deployment!.spec!.template.spec!.containers[0]!.args!.includes('--no-leader-elect'));
+      assert.equal(find(objects, 'NixeryInstance')[0]!.metadata!.annotations, undefined, 'keep: false');
+    });
+
+    it('renders the metrics Service and the ServiceMonitor together', async () => {
+      const objects = await render(helm, ['--set', 'metrics.serviceMonitor.enabled=true']);
+      const [service] = find<KubernetesObject & { spec: { ports: { name: string; targetPort: string }[]; selector: Record<string, string> } }>(objects, 'Service', 'nixery-operator-metrics');
+      assert.deepEqual(service!.spec.ports.map((p) => [p.name, p.targetPort]), [['metrics', 'metrics']]);
+      const [monitor] = find<KubernetesObject & { apiVersion: string; spec: { endpoints: { port: string; path: string }[] } }>(objects, 'ServiceMonitor');
+      assert.equal(monitor!.apiVersion, 'monitoring.coreos.com/v1');
+      assert.deepEqual(monitor!.spec.endpoints.map((e) => [e.port, e.path]), [['metrics', '/metrics']]);
+    });
+  });
+}
+
+describe('helm 3 and helm 4', () => {
+  it('render every values combination identically', async () => {
+    const [h4, h3] = HELM_VERSIONS.map((v) => makeHelm(v, home));
+    for (const file of valuesFiles()) {
+      const args = ['template', 'nixery', CHART, '--namespace', 'nixery', '-f', file];
+      assert.deepEqual(parseManifests(await h3!.ok(args)), parseManifests(await h4!.ok(args)), path.basename(file));
+    }
+  });
+});
