@@ -87,10 +87,6 @@ export function generatedSuffix(): string {
   return s;
 }
 
-function clone<T>(v: T): T {
-  return structuredClone(v);
-}
-
 function stable(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as JsonObject).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
 }
@@ -148,8 +144,8 @@ export class Api {
   // Conversion between the stored shape and the version a client asked for
 
   external(res: ResourceInfo, stored: JsonObject): JsonObject {
-    if (res.group === 'events.k8s.io') return eventFromCore(clone(stored));
-    const out = clone(stored);
+    if (res.group === 'events.k8s.io') return eventFromCore(structuredClone(stored));
+    const out = structuredClone(stored);
     out.apiVersion = apiVersionOf(res);
     out.kind = res.kind;
     return { apiVersion: out.apiVersion, kind: out.kind, ...out };
@@ -158,7 +154,7 @@ export class Api {
   private internal(res: ResourceInfo, external: JsonObject): JsonObject {
     if (res.group === 'events.k8s.io') return eventToCore(external);
     const storage = this.registry.storageInfo(res.storageKey) ?? res;
-    const out = clone(external);
+    const out = structuredClone(external);
     out.apiVersion = apiVersionOf(storage);
     out.kind = res.kind;
     return out;
@@ -288,7 +284,7 @@ export class Api {
   }
 
   create(res: ResourceInfo, namespace: string, body: unknown, opts: WriteOptions, applied?: JsonObject): WriteResult {
-    const o = clone(applied ?? obj(body));
+    const o = structuredClone(applied ?? obj(body));
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('Object cannot be handled as a ' + res.kind + ': body must be a JSON object');
     this.checkApiVersion(res, o);
     const meta = metaOf(o);
@@ -350,7 +346,7 @@ export class Api {
 
   update(res: ResourceInfo, namespace: string, name: string, body: unknown, opts: WriteOptions, subresource?: string): WriteResult {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('body must be a JSON object');
-    const o = clone(body as JsonObject);
+    const o = structuredClone(body as JsonObject);
     const meta = metaOf(o);
     if (meta.name !== undefined && meta.name !== name) throw badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${name})`);
     const ns = res.namespaced ? namespace : '';
@@ -387,7 +383,7 @@ export class Api {
     const oldMeta = obj(old.metadata);
     let next: JsonObject;
     if (subresource === 'status') {
-      next = clone(old);
+      next = structuredClone(old);
       if (candidate.status === undefined) delete next.status;
       else next.status = candidate.status;
       if (appliedBy) metaOf(next).managedFields = obj(candidate.metadata).managedFields;
@@ -395,20 +391,20 @@ export class Api {
       next = candidate;
       if (res.hasStatus) {
         if (old.status === undefined) delete next.status;
-        else next.status = clone(old.status);
+        else next.status = structuredClone(old.status);
       }
     }
     const meta = metaOf(next);
     for (const f of SYSTEM_META) {
       if (oldMeta[f] === undefined) delete meta[f];
-      else meta[f] = clone(oldMeta[f]);
+      else meta[f] = structuredClone(oldMeta[f]);
     }
     meta.name = oldMeta.name;
     if (res.namespaced) meta.namespace = oldMeta.namespace;
     else delete meta.namespace;
     meta.resourceVersion = oldMeta.resourceVersion;
     if (!appliedBy) delete meta.managedFields;
-    if (!appliedBy && oldMeta.managedFields !== undefined) meta.managedFields = clone(oldMeta.managedFields);
+    if (!appliedBy && oldMeta.managedFields !== undefined) meta.managedFields = structuredClone(oldMeta.managedFields);
     const name = String(oldMeta.name);
 
     const warnings = this.admit(res, next, old, opts, name);
@@ -521,7 +517,7 @@ export class Api {
     if (!['Orphan', 'Background', 'Foreground'].includes(policy)) {
       throw invalid('DeleteOptions', 'meta.k8s.io', '', [{ type: 'FieldValueNotSupported', field: 'propagationPolicy', value: policy, detail: 'supported values: "Foreground", "Background", "Orphan", nil' }]);
     }
-    const next = clone(existing);
+    const next = structuredClone(existing);
     const nmeta = metaOf(next);
     const now = new Date();
 
@@ -636,7 +632,7 @@ export class Api {
     if (typeof replicas !== 'number' || replicas < 0) {
       throw invalid('Scale', 'autoscaling', name, [{ type: 'FieldValueInvalid', field: 'spec.replicas', value: replicas, detail: 'must be greater than or equal to 0' }]);
     }
-    const candidate = clone(existing);
+    const candidate = structuredClone(existing);
     writePath(scale.specReplicasPath, candidate, replicas);
     this.commitUpdate(res, existing, candidate, { ...opts, fieldManager: opts.fieldManager ?? this.managerFor(opts) }, undefined, undefined);
     return { object: this.getScale(res, namespace, name), status: 200, warnings: [] };
@@ -659,7 +655,7 @@ export class Api {
     }
     if (obj(pod.spec).nodeName) throw conflict(res, name, `pod ${name} is already assigned to node "${String(obj(pod.spec).nodeName)}"`);
     if (obj(pod.metadata).deletionTimestamp !== undefined) throw conflict(res, name, `pod ${name} is being deleted, cannot be assigned to a host`);
-    const next = clone(pod);
+    const next = structuredClone(pod);
     obj(next.spec).nodeName = target.name;
     const status = obj(next.status);
     next.status = status;

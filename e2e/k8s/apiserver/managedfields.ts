@@ -5,17 +5,8 @@
 import { ApiError } from './errors.ts';
 import { KEY_DEFAULTS } from './typeinfo.ts';
 import type { TypeNode } from './typeinfo.ts';
+import { isObject, type Json, type JsonObject } from './json.ts';
 
-type Json = unknown;
-type JsonObject = Record<string, Json>;
-
-function isObject(v: Json): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function clone<T>(v: T): T {
-  return structuredClone(v);
-}
 
 function equal(a: Json, b: Json): boolean {
   return stableStringify(a) === stableStringify(b);
@@ -227,7 +218,7 @@ export interface ManagedFieldsEntry {
 
 function entries(obj: JsonObject): ManagedFieldsEntry[] {
   const meta = isObject(obj.metadata) ? obj.metadata : {};
-  return Array.isArray(meta.managedFields) ? (clone(meta.managedFields) as ManagedFieldsEntry[]) : [];
+  return Array.isArray(meta.managedFields) ? (structuredClone(meta.managedFields) as ManagedFieldsEntry[]) : [];
 }
 
 function sameOwner(e: ManagedFieldsEntry, manager: string, operation: string, subresource: string | undefined): boolean {
@@ -307,31 +298,31 @@ export function conflictError(conflicts: Conflict[]): ApiError {
 
 function mergeValue(live: Json, config: Json, type: TypeNode): Json {
   if (isObject(config) && isObject(live) && !type.atomicMap()) {
-    const out = clone(live);
+    const out = structuredClone(live);
     for (const [k, v] of Object.entries(config)) out[k] = mergeValue(live[k], v, type.field(k));
     return out;
   }
   if (Array.isArray(config) && Array.isArray(live)) {
     const lt = type.listType();
     if (lt.kind === 'set') {
-      const out = clone(live);
-      for (const item of config) if (!out.some((x) => equal(x, item))) out.push(clone(item));
+      const out = structuredClone(live);
+      for (const item of config) if (!out.some((x) => equal(x, item))) out.push(structuredClone(item));
       return out;
     }
     if (lt.kind === 'map') {
-      const out = clone(live);
+      const out = structuredClone(live);
       const el = type.elem();
       for (const item of config) {
         if (!isObject(item)) continue;
         const key = itemElement(item, lt.keys);
         const idx = out.findIndex((x) => isObject(x) && itemElement(x, lt.keys) === key);
         if (idx >= 0) out[idx] = mergeValue(out[idx], item, el);
-        else out.push(clone(item));
+        else out.push(structuredClone(item));
       }
       return out;
     }
   }
-  return clone(config);
+  return structuredClone(config);
 }
 
 /**
@@ -340,7 +331,7 @@ function mergeValue(live: Json, config: Json, type: TypeNode): Json {
  */
 export function serverSideApply(live: JsonObject | undefined, config: JsonObject, ctx: WriteContext, force: boolean): JsonObject {
   const scope = scopeOf(ctx);
-  const base = live ? clone(live) : { apiVersion: config.apiVersion, kind: config.kind, metadata: {} };
+  const base = live ? structuredClone(live) : { apiVersion: config.apiVersion, kind: config.kind, metadata: {} };
   const configSet = fieldsOf(config, ctx.type, scope);
   let list = entries(base);
   const mine = list.find((e) => sameOwner(e, ctx.manager, 'Apply', ctx.subresource));
@@ -406,7 +397,7 @@ function pruneEmptyParents(obj: JsonObject, removed: Path[]): void {
 /** Equality that ignores managedFields timestamps, which change on every write. */
 export function sameIgnoringTimestamps(a: JsonObject, b: JsonObject): boolean {
   const strip = (o: JsonObject): JsonObject => {
-    const c = clone(o);
+    const c = structuredClone(o);
     const meta = isObject(c.metadata) ? c.metadata : {};
     if (Array.isArray(meta.managedFields)) meta.managedFields = (meta.managedFields as JsonObject[]).map((e) => ({ ...e, time: '' }));
     return c;

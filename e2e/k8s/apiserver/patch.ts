@@ -2,25 +2,16 @@
 // JSON patch (RFC 6902) and Kubernetes' strategic merge patch for built-in kinds.
 import { ApiError } from './errors.ts';
 import type { TypeNode } from './typeinfo.ts';
+import { isObject, type Json, type JsonObject } from './json.ts';
 
-type Json = unknown;
-type JsonObject = Record<string, Json>;
-
-function isObject(v: Json): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function clone<T>(v: T): T {
-  return structuredClone(v);
-}
 
 function patchError(message: string): ApiError {
   return new ApiError(422, 'Invalid', message);
 }
 
 export function jsonMergePatch(target: Json, patch: Json): Json {
-  if (!isObject(patch)) return clone(patch);
-  const out: JsonObject = isObject(target) ? clone(target) : {};
+  if (!isObject(patch)) return structuredClone(patch);
+  const out: JsonObject = isObject(target) ? structuredClone(target) : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else out[k] = jsonMergePatch(out[k], v);
@@ -93,14 +84,14 @@ function addAt(doc: Json, pointer: string, value: Json, replace: boolean, op: st
 
 export function jsonPatch(target: Json, ops: Json): Json {
   if (!Array.isArray(ops)) throw new ApiError(400, 'BadRequest', 'json: cannot unmarshal object into Go value of type jsonpatch.Patch');
-  let doc = clone(target);
+  let doc = structuredClone(target);
   for (const raw of ops as JsonPatchOp[]) {
     switch (raw.op) {
       case 'add':
-        doc = addAt(doc, raw.path, clone(raw.value), false, 'add');
+        doc = addAt(doc, raw.path, structuredClone(raw.value), false, 'add');
         break;
       case 'replace':
-        doc = addAt(doc, raw.path, clone(raw.value), true, 'replace');
+        doc = addAt(doc, raw.path, structuredClone(raw.value), true, 'replace');
         break;
       case 'remove':
         removeAt(doc, raw.path, 'remove');
@@ -111,7 +102,7 @@ export function jsonPatch(target: Json, ops: Json): Json {
         break;
       }
       case 'copy':
-        doc = addAt(doc, raw.path, clone(getAt(doc, raw.from ?? '')), false, 'copy');
+        doc = addAt(doc, raw.path, structuredClone(getAt(doc, raw.from ?? '')), false, 'copy');
         break;
       case 'test':
         if (JSON.stringify(getAt(doc, raw.path)) !== JSON.stringify(raw.value)) throw patchError(`testing value ${raw.path} failed: test failed`);
@@ -131,13 +122,13 @@ const DELETE_PRIMITIVE = '$deleteFromPrimitiveList/';
 
 export function strategicMergePatch(original: Json, patch: Json, type: TypeNode): Json {
   if (!isObject(patch)) throw new ApiError(400, 'BadRequest', 'strategic merge patch must be a JSON object');
-  return mergeMap(isObject(original) ? clone(original) : {}, patch, type);
+  return mergeMap(isObject(original) ? structuredClone(original) : {}, patch, type);
 }
 
 function mergeMap(original: JsonObject, patch: JsonObject, type: TypeNode): JsonObject {
   const directive = patch.$patch;
   if (directive === 'replace') {
-    const out = clone(patch);
+    const out = structuredClone(patch);
     delete out.$patch;
     return out;
   }
@@ -172,7 +163,7 @@ function mergeMap(original: JsonObject, patch: JsonObject, type: TypeNode): Json
       continue;
     }
     if (isObject(value) && isObject(current) && !fieldType.atomicMap()) {
-      const merged = mergeMap(clone(current), value, fieldType);
+      const merged = mergeMap(structuredClone(current), value, fieldType);
       if (value.$patch === 'delete') delete out[key];
       else out[key] = merged;
       continue;
@@ -185,7 +176,7 @@ function mergeMap(original: JsonObject, patch: JsonObject, type: TypeNode): Json
       out[key] = stripDirectives(value);
       continue;
     }
-    out[key] = clone(value);
+    out[key] = structuredClone(value);
   }
   for (const [key, order] of Object.entries(patch)) {
     if (!key.startsWith(SET_ORDER) || !Array.isArray(order)) continue;
@@ -214,7 +205,7 @@ function mergeList(original: Json[], patch: Json[], type: TypeNode): Json[] {
     return patch.filter((p) => !(isObject(p) && p.$patch === 'replace')).map(stripDirectives);
   }
   if (key && patch.every((p) => isObject(p))) {
-    const out = original.map((o) => clone(o));
+    const out = original.map((o) => structuredClone(o));
     for (const item of patch as JsonObject[]) {
       const idx = out.findIndex((o) => isObject(o) && JSON.stringify(o[key]) === JSON.stringify(item[key]));
       if (item.$patch === 'delete') {

@@ -3,6 +3,7 @@
 import { compileCel, evaluateCel, CelCompileError, CelEvalError } from './cel.ts';
 import type { CompiledRule } from './cel.ts';
 import type { FieldError } from './errors.ts';
+import { isObject, type Json, type JsonObject } from './json.ts';
 
 export interface ValidationRule {
   rule: string;
@@ -50,16 +51,6 @@ export interface Schema {
   'x-kubernetes-validations'?: ValidationRule[];
 }
 
-type Json = unknown;
-type JsonObject = Record<string, Json>;
-
-function isObject(v: Json): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function clone<T>(v: T): T {
-  return structuredClone(v);
-}
 
 const OBJECT_META_FIELDS = new Set([
   'name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
@@ -75,7 +66,7 @@ export function applyDefaults(value: Json, schema: Schema): Json {
     for (const [name, prop] of Object.entries(schema.properties ?? {})) {
       const current = value[name];
       if ((current === undefined || (current === null && !prop.nullable)) && prop.default !== undefined) {
-        value[name] = clone(prop.default);
+        value[name] = structuredClone(prop.default);
       }
       if (value[name] !== undefined) value[name] = applyDefaults(value[name], prop);
     }
@@ -89,7 +80,7 @@ export function applyDefaults(value: Json, schema: Schema): Json {
   } else if (Array.isArray(value) && schema.items) {
     const items = schema.items;
     for (let i = 0; i < value.length; i++) {
-      if (value[i] === null && items.default !== undefined && !items.nullable) value[i] = clone(items.default);
+      if (value[i] === null && items.default !== undefined && !items.nullable) value[i] = structuredClone(items.default);
       value[i] = applyDefaults(value[i], items);
     }
   }
