@@ -13,6 +13,7 @@ import { claimClusterIpRange } from '../../k8s/ip-range.ts';
 import { OPERATOR_BIN, REPO_ROOT, type Context } from '../lib/context.ts';
 import { freePort, mapLimit, mkdirp, sleep, startDaemon, type Daemon } from '../lib/exec.ts';
 import type { Figures } from '../lib/figures.ts';
+import { eventually } from '../../support/kube.ts';
 
 const NS = 'bench';
 const FLOOR_NS = 'bench-floor';
@@ -126,31 +127,31 @@ export async function operatorSuite(ctx: Context, figures: Figures): Promise<voi
     );
 
     // Make the instance Ready: a ready replica, a registry answering on the Service, and the status.
-    const service = await eventually('the registry Service', 60_000, async () => {
+    const service = await eventually('the registry Service', async () => {
       const a = await k.request('GET', `/api/v1/namespaces/${NS}/services/nixery`);
       return a.status === 200 && (a.body.spec as { clusterIP?: string }).clusterIP ? a.body : undefined;
-    });
+    }, 60_000);
     const clusterIP = (service.spec as { clusterIP: string }).clusterIP;
     stub = http.createServer((_req, res) => res.writeHead(200, { 'Docker-Distribution-API-Version': 'registry/2.0' }).end('{}'));
     await new Promise<void>((resolve, reject) => {
       stub!.once('error', reject);
       stub!.listen(5000, clusterIP, resolve);
     });
-    const deployment = await eventually('the registry Deployment', 60_000, async () => {
+    const deployment = await eventually('the registry Deployment', async () => {
       const a = await k.request('GET', `/apis/apps/v1/namespaces/${NS}/deployments/nixery`);
       return a.status === 200 ? a.body : undefined;
-    });
+    }, 60_000);
     const generation = (deployment.metadata as { generation?: number }).generation ?? 1;
     await k.ok('PATCH', `/apis/apps/v1/namespaces/${NS}/deployments/nixery/status?fieldManager=${ME}`, { status: { observedGeneration: generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 } }, 'application/merge-patch+json');
     const now = new Date().toISOString();
     await k.ok('PATCH', `${instancePath}/status?fieldManager=${ME}`, {
       status: { observedGeneration: 1, readyReplicas: 1, conditions: [{ type: 'Ready', status: 'True', reason: 'RegistryAnswering', message: 'set by the benchmark', lastTransitionTime: now, observedGeneration: 1 }] },
     }, 'application/merge-patch+json');
-    await eventually('the NixeryInstance to be Ready', 60_000, async () => {
+    await eventually('the NixeryInstance to be Ready', async () => {
       const a = await k.ok('GET', instancePath);
       const conditions = ((a.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions) ?? [];
       return conditions.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
-    });
+    }, 60_000);
     await quiet(server, 1000, 30_000);
 
     // N NixImages at once.
@@ -169,7 +170,7 @@ export async function operatorSuite(ctx: Context, figures: Figures): Promise<voi
     });
     const appliedMs = performance.now() - started;
     const deadline = ctx.smoke ? 120_000 : 900_000;
-    await eventually(`${n} build Jobs`, deadline, async () => ((await k.count(`/apis/batch/v1/namespaces/${NS}/jobs`)) >= n ? true : undefined), 100);
+    await eventually(`${n} build Jobs`, async () => ((await k.count(`/apis/batch/v1/namespaces/${NS}/jobs`)) >= n ? true : undefined), deadline, 100);
     const jobsMs = performance.now() - started;
     const reconcilesAtJobs = await reconciles(metricsUrl);
     await quiet(server, 2000, deadline);
@@ -183,8 +184,8 @@ export async function operatorSuite(ctx: Context, figures: Figures): Promise<voi
     const resyncLogStart = server.requestLog.length;
     const resyncReconcilesStart = await reconciles(metricsUrl);
     const resyncStarted = performance.now();
-    const resynced = await eventually('a full resync', (ctx.sizes.resyncSeconds * 3 + 60) * 1000, async () =>
-      (await reconciles(metricsUrl)) - resyncReconcilesStart >= n + 1 ? true : undefined, 200).catch(() => false);
+    const resynced = await eventually('a full resync', async () =>
+      (await reconciles(metricsUrl)) - resyncReconcilesStart >= n + 1 ? true : undefined, (ctx.sizes.resyncSeconds * 3 + 60) * 1000, 200).catch(() => false);
     await quiet(server, 1500, 60_000);
     const resyncMs = performance.now() - resyncStarted;
     const resync = server.requestLog.slice(resyncLogStart).filter((r) => !isLease(r));
@@ -292,18 +293,4 @@ async function quiet(server: ApiServer, quietMs: number, timeoutMs: number): Pro
   }
 }
 
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, intervalMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(intervalMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
