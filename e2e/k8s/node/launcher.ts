@@ -194,10 +194,10 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
 
 /**
- * Where `file` resolves inside `root` (symlinks followed relative to that root, as the kernel will
- * after chroot), or undefined when it does not exist.
+ * Follows `file` inside `root`, symlinks resolved relative to that root (as the kernel will after
+ * chroot): the resolved part, and what remains from the first component that does not exist.
  */
-export async function resolveInRoot(root: string, file: string): Promise<string | undefined> {
+async function walkInRoot(root: string, file: string): Promise<{ resolved: string; missing: string[] }> {
   let parts = file.split('/').filter(Boolean);
   let current = '/';
   for (let hops = 0; parts.length > 0 && hops < 64; ) {
@@ -212,7 +212,7 @@ export async function resolveInRoot(root: string, file: string): Promise<string 
     try {
       stat = await fs.lstat(path.join(root, candidate));
     } catch {
-      return undefined;
+      return { resolved: current, missing: [part, ...parts] };
     }
     if (stat.isSymbolicLink()) {
       hops++;
@@ -223,7 +223,13 @@ export async function resolveInRoot(root: string, file: string): Promise<string 
     }
     current = candidate;
   }
-  return current;
+  return { resolved: current, missing: [] };
+}
+
+/** Where `file` resolves inside `root`, or undefined when it does not exist. */
+export async function resolveInRoot(root: string, file: string): Promise<string | undefined> {
+  const { resolved, missing } = await walkInRoot(root, file);
+  return missing.length ? undefined : resolved;
 }
 
 /**
@@ -232,31 +238,8 @@ export async function resolveInRoot(root: string, file: string): Promise<string 
  * not lead a mount onto the host, as a container runtime's secure join ensures.
  */
 export async function resolveMountTarget(root: string, target: string): Promise<string> {
-  let parts = target.split('/').filter(Boolean);
-  let current = '/';
-  for (let hops = 0; parts.length > 0 && hops < 64; ) {
-    const part = parts.shift()!;
-    if (part === '.') continue;
-    if (part === '..') {
-      current = path.posix.dirname(current);
-      continue;
-    }
-    const candidate = path.posix.join(current, part);
-    let link: string | undefined;
-    try {
-      if ((await fs.lstat(path.join(root, candidate))).isSymbolicLink()) link = await fs.readlink(path.join(root, candidate));
-    } catch {
-      return path.posix.join(candidate, ...parts);
-    }
-    if (link === undefined) {
-      current = candidate;
-      continue;
-    }
-    hops++;
-    parts = [...link.split('/').filter(Boolean), ...parts];
-    if (link.startsWith('/')) current = '/';
-  }
-  return current;
+  const { resolved, missing } = await walkInRoot(root, target);
+  return path.posix.join(resolved, ...missing);
 }
 
 /** The program `argv0` names, looked up on PATH as execvp would but inside `root`. */
