@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$NIXERY_ROOT"
 
 NODE_VERSION=24.21.0
-DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip wrk pigz nginx-light docker-registry)
+DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps wrk pigz nginx-light docker-registry)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
