@@ -249,7 +249,11 @@ describe('node agent: a one-node cluster of local processes', () => {
     const [webPod] = (await core().listNamespacedPod({ namespace: NS, labelSelector: 'app=web' })).items;
     assert.match(await logsOf(webPod?.metadata?.name ?? ''), /^listening on 127\.226\.\d+\.\d+:8080$/m);
     await core().createNamespacedPod({ namespace: NS, body: busyboxPod('counter', 'for i in 1 2 3; do echo line $i; busybox sleep 0.2; done') });
-    await waitFor('the counter to run', async () => ((await pod('counter')).status?.containerStatuses?.[0]?.state?.waiting ? undefined : true));
+    // Started means running or already done: right after creation there is no container status at all.
+    await waitFor('the counter to start', async () => {
+      const state = (await pod('counter')).status?.containerStatuses?.[0]?.state;
+      return state?.running || state?.terminated ? true : undefined;
+    });
     assert.equal(await logsOf('counter', ['-f']), 'line 1\nline 2\nline 3\n');
     assert.equal(await logsOf('counter', ['--tail=1']), 'line 3\n');
   });
