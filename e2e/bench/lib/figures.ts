@@ -150,10 +150,12 @@ export function renderMarkdown(info: RunInfo, figures: Figures): string {
   lines.push('');
   lines.push('| suite | figure | ours | baseline | ratio | better | target | met |');
   lines.push('| --- | --- | ---: | --- | ---: | --- | --- | --- |');
+  const cell = (text: string) => text.replaceAll('|', '\\|');
   for (const f of figures.list) {
     const baseline = f.baseline === null ? (f.baselineLabel ? f.baselineLabel : '—') : `${fmt(f.baseline, f.unit)} (${f.baselineLabel})`;
     const ratio = f.ratio === null ? '—' : `${f.ratio.toFixed(2)}×`;
-    lines.push(`| ${f.suite} | ${f.label} | ${fmt(f.ours, f.unit)} | ${baseline} | ${ratio} | ${f.better} | ${targetText(f.target, f.unit)} | ${metText(f)} |`);
+    const cells = [f.suite, f.label, fmt(f.ours, f.unit), baseline, ratio, f.better, targetText(f.target, f.unit), metText(f)];
+    lines.push(`| ${cells.map(cell).join(' | ')} |`);
   }
   const notes = figures.list.filter((f) => f.note);
   if (notes.length) {

@@ -83,3 +83,19 @@ in pkgs
   fs.writeFileSync(path.join(spec.dir, 'default.nix'), text);
   return spec.dir;
 }
+
+/**
+ * Deletes what a package set's attributes built (their runtime closures), so benchmark runs do
+ * not fill the store. Every path carries the set's nonce, so nothing else is touched.
+ */
+export async function forgetPackageSet(setDir: string, attrs: string[]): Promise<void> {
+  const { run } = await import('./exec.ts');
+  const drvs = await run('nix-instantiate', [setDir, ...attrs.flatMap((a) => ['-A', a])], { timeoutMs: 120_000 });
+  if (drvs.code !== 0) return;
+  const outputs = await run('nix-store', ['-q', '--outputs', ...drvs.stdout.trim().split('\n')], { timeoutMs: 60_000 });
+  const built = outputs.stdout.trim().split('\n').filter((p) => p && fs.existsSync(p));
+  if (built.length === 0) return;
+  const closure = await run('nix-store', ['-qR', ...built], { timeoutMs: 60_000 });
+  const paths = closure.stdout.trim().split('\n').filter((p) => /^\/nix\/store\/[a-z0-9]{32}-/.test(p) && !p.includes('busybox-static'));
+  if (paths.length) await run('nix-store', ['--delete', '--ignore-liveness', ...paths], { timeoutMs: 300_000 });
+}

@@ -260,7 +260,9 @@ function isLease(r: RequestLogEntry): boolean {
 function summarise(entries: RequestLogEntry[]): string {
   const counts = new Map<string, number>();
   for (const e of entries) {
-    const kind = e.path.replace(/^\/apis?\/(?:[^/]+\/)?[^/]+\/namespaces\/[^/]+\//, '').replace(/\/[^/]+(\/status)?$/, '$1').replace(/\/[^/]+$/, '');
+    // /api/v1/namespaces/ns/jobs[/name[/status]] or /apis/group/version/namespaces/ns/...
+    const [resource = e.path, , sub] = e.path.replace(/^\/apis?\/(?:[^/]+\/)?[^/]+\/namespaces\/[^/]+\//, '').split('/');
+    const kind = sub ? `${resource}/${sub}` : resource;
     const key = `${e.verb} ${kind}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }

@@ -8,7 +8,7 @@ import { ensureCorpus, type CorpusPackage } from '../lib/corpus.ts';
 import { MB, type Context } from '../lib/context.ts';
 import { mkdirp, run, runOk } from '../lib/exec.ts';
 import { median, type Figures } from '../lib/figures.ts';
-import { writePackageSet } from '../lib/pkgset.ts';
+import { forgetPackageSet, writePackageSet } from '../lib/pkgset.ts';
 import { startDockerRegistry, startNginx, startNixery, type Server } from '../lib/servers.ts';
 import { wrk, type WrkResult } from '../lib/wrk.ts';
 
@@ -168,6 +168,7 @@ export async function serveSuite(ctx: Context, figures: Figures): Promise<void> 
     await concurrency(ctx, figures, dir, ours, registry);
   } finally {
     for (const s of servers.reverse()) await s.stop();
+    await forgetPackageSet(setDir, ['benchblob', 'benchpull', 'benchcold']).catch(() => {});
   }
 }
 
