@@ -1,6 +1,13 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePushReference } from './client.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { BuildResult } from '../build/result.ts';
+import { createLogger } from '../log/logger.ts';
+import { FilesystemStorage } from '../storage/filesystem.ts';
+import { tempDirs } from '../test-support/temp-dirs.ts';
+import { parseChallenges, parsePushReference, PushError, pushImage, type PushTarget } from './client.ts';
 
 describe('push references', () => {
   it('split into registry, repository and tag', () => {
@@ -15,5 +22,231 @@ describe('push references', () => {
     assert.throws(() => parsePushReference('toolbox:v1'), /registry\/name:tag/);
     assert.throws(() => parsePushReference('host:5000/Bad..Name:v1'), /invalid repository name/);
     assert.throws(() => parsePushReference('host:5000/ok:-bad'), /invalid tag/);
+  });
+});
+
+describe('WWW-Authenticate challenges', () => {
+  it('are parsed one by one, also when a server sends several', () => {
+    assert.deepEqual(parseChallenges('Bearer realm="http://r:5000/v2/token",service="nixery", Basic realm="nixery"'), [
+      { scheme: 'bearer', params: { realm: 'http://r:5000/v2/token', service: 'nixery' } },
+      { scheme: 'basic', params: { realm: 'nixery' } },
+    ]);
+    assert.deepEqual(parseChallenges('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"'), [
+      { scheme: 'bearer', params: { realm: 'https://auth.example/token', service: 'registry.example', scope: 'repository:a/b:pull,push' } },
+    ]);
+    assert.deepEqual(parseChallenges(''), []);
+  });
+});
+
+const tempDir = tempDirs('nixery-push-client-');
+const quiet = createLogger({ write: () => {} });
+const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+/** An image in filesystem storage: a small config, a 3 MiB layer and a 1 MiB layer. */
+async function storedImage(): Promise<{ storage: FilesystemStorage; result: BuildResult; blobs: Map<string, Buffer> }> {
+  const storage = new FilesystemStorage(await tempDir());
+  await storage.init();
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', nonce: randomBytes(8).toString('hex') }));
+  const layers = [randomBytes(3 << 20), randomBytes(1 << 20)];
+  const blobs = new Map<string, Buffer>();
+  for (const blob of [config, ...layers]) {
+    const { digest } = await storage.putBlob(blob, { contentType: 'application/octet-stream' });
+    blobs.set(digest, blob);
+  }
+  const descriptor = (data: Buffer, mediaType: string) => ({ mediaType, digest: sha256(data), size: data.length });
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: descriptor(config, 'application/vnd.docker.container.image.v1+json'),
+      layers: layers.map((l) => descriptor(l, 'application/vnd.docker.image.rootfs.diff.tar.gzip')),
+    }),
+  );
+  await storage.putBlob(manifest, { contentType: 'application/vnd.docker.distribution.manifest.v2+json' });
+  const result = {
+    name: 'hello',
+    tag: 'latest',
+    digest: sha256(manifest),
+    mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+    size: manifest.length,
+    config: descriptor(config, 'application/vnd.docker.container.image.v1+json'),
+    layers: layers.map((l) => ({ ...descriptor(l, 'x'), diffId: sha256(l), storePaths: [], kind: 'store-paths', cached: false })),
+  } as unknown as BuildResult;
+  return { storage, result, blobs };
+}
+
+interface Seen {
+  method: string;
+  /** Path and query as the client sent them. */
+  url: string;
+  bytes: number;
+  authorization: string | undefined;
+}
+
+interface FakeRegistryOptions {
+  /** Whether a POST with ?digest= and the body stores the blob (201), or only opens a session (202). */
+  singlePost: boolean;
+  /** The Location of an upload session. */
+  location?: (origin: string, id: string) => string;
+  /** Every blob PUT is answered with this. */
+  failPut?: { status: number; body: unknown };
+  /** Blobs the registry has already. */
+  existing?: string[];
+  /** Token auth: requests need `Bearer <issued>`, which the realm gives for the push token. */
+  tokenAuth?: { pushToken: string; issued: string };
+}
+
+/** Just enough of a distribution registry, recording every request. */
+async function fakeRegistry(options: FakeRegistryOptions) {
+  const blobs = new Map<string, Buffer>();
+  for (const digest of options.existing ?? []) blobs.set(digest, Buffer.alloc(0));
+  const manifests = new Map<string, Buffer>();
+  const seen: Seen[] = [];
+  const tokenRequests: URLSearchParams[] = [];
+  let sessions = 0;
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const url = new URL(req.url!, origin);
+    seen.push({ method: req.method!, url: req.url!, bytes: body.length, authorization: req.headers.authorization });
+    const answer = (status: number, headers: Record<string, string> = {}, json?: unknown) => {
+      res.writeHead(status, { ...headers, ...(json === undefined ? { 'Content-Length': '0' } : { 'Content-Type': 'application/json' }) });
+      res.end(json === undefined ? undefined : JSON.stringify(json));
+    };
+    if (options.tokenAuth) {
+      const { pushToken, issued } = options.tokenAuth;
+      if (url.pathname === '/token') {
+        tokenRequests.push(url.searchParams);
+        const ok = req.headers.authorization === `Basic ${Buffer.from(`nixery:${pushToken}`).toString('base64')}`;
+        return ok ? answer(200, {}, { token: issued }) : answer(401, {}, { errors: [{ code: 'UNAUTHORIZED', message: 'bad credentials' }] });
+      }
+      if (req.headers.authorization !== `Bearer ${issued}`) {
+        return answer(401, { 'WWW-Authenticate': `Bearer realm="${origin}/token",service="fake-registry"` }, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] });
+      }
+    }
+    const store = (digest: string | null) => {
+      if (digest !== sha256(body)) return answer(400, {}, { errors: [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }] });
+      blobs.set(digest, body);
+      answer(201, { Location: `/v2/t/blobs/${digest}`, 'Docker-Content-Digest': digest });
+    };
+    const blob = /^\/v2\/t\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url.pathname);
+    if (req.method === 'HEAD' && blob) return answer(blobs.has(blob[1]!) ? 200 : 404);
+    if (req.method === 'POST' && url.pathname === '/v2/t/blobs/uploads/') {
+      if (options.singlePost && url.searchParams.has('digest')) return store(url.searchParams.get('digest'));
+      const id = `session-${++sessions}`;
+      return answer(202, { Location: (options.location ?? ((_, i) => `/v2/t/blobs/uploads/${i}`))(origin, id), Range: '0-0' });
+    }
+    if (req.method === 'PUT' && url.pathname.startsWith('/v2/t/blobs/uploads/session-')) {
+      if (options.failPut) return answer(options.failPut.status, {}, options.failPut.body);
+      return store(url.searchParams.get('digest'));
+    }
+    const manifest = /^\/v2\/t\/manifests\/([^/]+)$/.exec(url.pathname);
+    if (req.method === 'PUT' && manifest) {
+      manifests.set(manifest[1]!, body);
+      return answer(201, { 'Docker-Content-Digest': sha256(body) });
+    }
+    answer(404, {}, { errors: [{ code: 'NOT_FOUND', message: `${req.method} ${req.url}` }] });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const target: PushTarget = { registry: new URL(origin).host, name: 't', tag: 'v1', scheme: 'http', token: 'the-push-token-0123' };
+  return { origin, target, blobs, manifests, seen, tokenRequests };
+}
+
+describe('pushing an image', () => {
+  it('sends each blob in one POST to a registry that takes it so, then the manifest', async () => {
+    const { storage, result, blobs } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true });
+    const outcome = await pushImage(storage, result, registry.target, quiet);
+    assert.deepEqual(outcome, { reference: `${registry.target.registry}/t:v1`, digest: result.digest, uploaded: 3, skipped: 0 });
+    for (const [digest, data] of blobs) assert.ok(registry.blobs.get(digest)?.equals(data), digest);
+    assert.deepEqual(registry.seen.filter((r) => r.method === 'POST').map((r) => r.url).sort(), [...blobs.keys()].map((d) => `/v2/t/blobs/uploads/?digest=${d}`).sort());
+    assert.equal(registry.seen.filter((r) => r.method === 'PUT').length, 1, 'only the manifest is PUT');
+    assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
+  });
+
+  it('skips the blobs the registry has', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, existing: [result.config.digest, result.layers[0]!.digest] });
+    const outcome = await pushImage(storage, result, registry.target, quiet);
+    assert.equal(outcome.uploaded, 1);
+    assert.equal(outcome.skipped, 2);
+    assert.deepEqual(registry.seen.filter((r) => r.method === 'POST').map((r) => r.url), [`/v2/t/blobs/uploads/?digest=${result.layers[1]!.digest}`]);
+  });
+
+  it('after a 202 to the POST, PUTs the blob to the relative Location with ?digest=, and sends every blob once', async () => {
+    const { storage, result, blobs } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: false });
+    const outcome = await pushImage(storage, result, registry.target, quiet);
+    assert.equal(outcome.uploaded, 3);
+    for (const [digest, data] of blobs) assert.ok(registry.blobs.get(digest)?.equals(data), digest);
+    assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
+
+    const blobPuts = registry.seen.filter((r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
+    assert.equal(blobPuts.length, 3);
+    for (const put of blobPuts) assert.match(put.url, /^\/v2\/t\/blobs\/uploads\/session-\d+\?digest=sha256:[a-f0-9]{64}$/);
+    // Only the first, smallest blob (the config) was offered in a single POST; once the registry
+    // had said 202, the layers' bytes went in their PUT alone.
+    const posts = registry.seen.filter((r) => r.method === 'POST');
+    assert.deepEqual(posts.filter((r) => r.bytes > 0).map((r) => r.url), [`/v2/t/blobs/uploads/?digest=${result.config.digest}`]);
+    const sent = registry.seen.reduce((sum, r) => sum + (r.url.includes('/blobs/') ? r.bytes : 0), 0);
+    assert.equal(sent, [...blobs.values()].reduce((sum, b) => sum + b.length, 0) + result.config.size);
+  });
+
+  it('keeps the query of a Location and appends &digest= to it', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: false, location: (origin, id) => `${origin}/v2/t/blobs/uploads/${id}?_state=a%2Bb~c%3D%3D` });
+    await pushImage(storage, result, registry.target, quiet);
+    const blobPuts = registry.seen.filter((r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
+    assert.equal(blobPuts.length, 3);
+    for (const put of blobPuts) assert.match(put.url, /^\/v2\/t\/blobs\/uploads\/session-\d+\?_state=a%2Bb~c%3D%3D&digest=sha256:[a-f0-9]{64}$/);
+  });
+
+  it("turns a registry error on the PUT into a PushError with the registry's code and message, without retrying it", async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({
+      singlePost: false,
+      failPut: { status: 400, body: { errors: [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }] } },
+    });
+    const error = await pushImage(storage, result, registry.target, quiet).then(
+      () => assert.fail('the push succeeded'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof PushError, String(error));
+    assert.equal(error.status, 400);
+    assert.equal(error.registryCode, 'DIGEST_INVALID');
+    assert.deepEqual(error.registryErrors, [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }]);
+    assert.match(error.message, /^finishing the upload of blob sha256:[a-f0-9]{64} failed with HTTP 400: DIGEST_INVALID: provided digest did not match uploaded content$/);
+    assert.equal(registry.seen.filter((r) => r.method === 'PUT').length, 1, 'a 4xx is final');
+    assert.equal(registry.manifests.size, 0);
+  });
+
+  it('answers a Bearer challenge with a token from the realm, bought with the push token', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: false, tokenAuth: { pushToken: 'the-push-token-0123', issued: 'issued-registry-token' } });
+    const outcome = await pushImage(storage, result, registry.target, quiet);
+    assert.equal(outcome.uploaded, 3);
+    assert.equal(registry.tokenRequests.length, 1, 'one token serves the whole push');
+    assert.equal(registry.tokenRequests[0]!.get('service'), 'fake-registry');
+    assert.equal(registry.tokenRequests[0]!.get('scope'), 'repository:t:pull,push');
+    // The first HEADs (sent together) met the challenge; everything after the token carried it.
+    const tokenAt = registry.seen.findIndex((r) => r.url.startsWith('/token'));
+    assert.ok(registry.seen.slice(0, tokenAt).every((r) => r.method === 'HEAD'));
+    assert.ok(registry.seen.slice(tokenAt + 1).every((r) => r.authorization === 'Bearer issued-registry-token'));
+    assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
+  });
+
+  it('fails with the 401 and the realm named when the token endpoint refuses the push token', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, tokenAuth: { pushToken: 'another-token-00000', issued: 'issued-registry-token' } });
+    await assert.rejects(pushImage(storage, result, registry.target, quiet), (error: unknown) => {
+      assert.ok(error instanceof PushError);
+      assert.equal(error.status, 401);
+      assert.equal(error.registryCode, 'UNAUTHORIZED');
+      assert.match(error.message, /^getting a push token from http:\/\/127\.0\.0\.1:\d+\/token failed with HTTP 401: UNAUTHORIZED: bad credentials$/);
+      return true;
+    });
   });
 });
