@@ -1,0 +1,56 @@
+// `nixery build --push` into the CNCF distribution registry (Debian's docker-registry), which
+// answers a single-POST blob upload with 202 and a Location: the client must finish each upload
+// with a PUT there. What a NixImage build Job does when its push target is such a registry.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { startDockerRegistry } from '../support/docker-registry.ts';
+import { nixeryBuild } from '../support/nixery-cli.ts';
+import { skopeoInspect } from '../support/oci-client.ts';
+import { run } from '../support/process.ts';
+import { tempDir } from '../support/registry.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+describe('nixery build --push into docker-registry (CNCF distribution)', () => {
+  it('pushes an image that skopeo reads back under the digest nixery reported', async () => {
+    const registry = await startDockerRegistry();
+    try {
+      const storage = await tempDir('nixery-e2e-push-distribution-');
+      dirs.push(storage);
+      // docker-registry here has no authentication; the CLI sends the token and it is ignored.
+      const env = { STORAGE_PATH: storage, NIXERY_PUSH_TOKEN: 'unused-by-docker-registry-0123' };
+      const { code, json, stderr } = await nixeryBuild(['--packages', 'shell,hello', '--push', `${registry.host}/team/toolbox:v1`], env);
+      assert.equal(code, 0, `${stderr}\ndocker-registry:\n${registry.logs().slice(-4000)}`);
+      const layers = json.layers as { digest: string }[];
+      const pushed = json.pushed as { reference: string; digest: string; uploaded: number; skipped: number };
+      assert.deepEqual(pushed, { reference: `${registry.host}/team/toolbox:v1`, digest: json.digest, uploaded: layers.length + 1, skipped: 0 });
+
+      const info = await skopeoInspect(registry.host, 'team/toolbox:v1');
+      assert.equal(info.Digest, json.digest);
+      assert.deepEqual(info.Layers, layers.map((l) => l.digest));
+
+      // A full pull: skopeo fetches and verifies every blob against its digest.
+      const out = await tempDir('nixery-e2e-push-distribution-oci-');
+      dirs.push(out);
+      const layout = path.join(out, 'layout');
+      await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${registry.host}/team/toolbox:v1`, `oci:${layout}:v1`], { timeoutMs: 300_000 });
+      const index = JSON.parse(await fs.readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      assert.equal(index.manifests.length, 1);
+      const manifest = JSON.parse(await fs.readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+      assert.deepEqual(manifest.layers.map((l) => l.digest), layers.map((l) => l.digest));
+
+      // Pushed again under another tag, nothing is uploaded twice.
+      const again = await nixeryBuild(['--packages', 'shell,hello', '--push', `${registry.host}/team/toolbox:v2`], env);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(again.json.pushed, { reference: `${registry.host}/team/toolbox:v2`, digest: json.digest, uploaded: 0, skipped: layers.length + 1 });
+      assert.equal((await skopeoInspect(registry.host, 'team/toolbox:v2')).Digest, json.digest);
+    } finally {
+      await registry.stop();
+    }
+  });
+});
