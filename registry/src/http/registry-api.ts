@@ -2,7 +2,6 @@
 // Pushes are answered UNSUPPORTED until the push API exists.
 import type { Request, Response } from 'express';
 import { Router } from 'express';
-import rangeParser from 'range-parser';
 import { pipeline } from 'node:stream/promises';
 import type { ImageBuilder } from '../build/builder.ts';
 import type { BuildResult } from '../build/result.ts';
@@ -16,6 +15,7 @@ import { MANIFEST_MEDIA_TYPE, MediaType } from '../oci/media-types.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import type { PushedTags } from '../push/tag-store.ts';
 import { authorizePush, deleteManifest, handleUpload, issueToken, putManifest, versionCheck, type PushDeps } from './push-api.ts';
+import { resolveRange } from './byte-range.ts';
 import { RegistryError } from './errors.ts';
 import type { RecentErrors } from './recent-errors.ts';
 
@@ -182,17 +182,13 @@ async function serveBlob(deps: RegistryApiDeps, req: Request, res: Response, ref
 
   res.setHeader('Content-Type', info.contentType);
   res.setHeader('Accept-Ranges', 'bytes');
-  let range: { start: number; end: number } | undefined;
   const header = req.headers.range;
-  if (header !== undefined) {
-    const parsed = rangeParser(info.size, header, { combine: true });
-    if (parsed === -1) {
-      res.setHeader('Content-Range', `bytes */${info.size}`);
-      throw new RegistryError('RANGE_INVALID', `range ${header} cannot be satisfied for a blob of ${info.size} bytes`, undefined, 416);
-    }
-    // A malformed header (-2) or several ranges are answered with the whole blob, as HTTP allows.
-    if (parsed !== -2 && parsed.type === 'bytes' && parsed.length === 1) range = parsed[0];
+  const answer = resolveRange(header, info.size);
+  if (answer.kind === 'unsatisfiable') {
+    res.setHeader('Content-Range', `bytes */${info.size}`);
+    throw new RegistryError('RANGE_INVALID', `range ${header} cannot be satisfied for a blob of ${info.size} bytes`, undefined, 416);
   }
+  const range = answer.kind === 'partial' ? { start: answer.start, end: answer.end } : undefined;
   const length = range ? range.end - range.start + 1 : info.size;
   res.setHeader('Content-Length', length);
   if (range) {
