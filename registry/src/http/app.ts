@@ -111,7 +111,8 @@ function observe(deps: AppDeps, req: Request, res: Response, start: number, outc
     path: req.originalUrl,
     status,
     durationMs: Math.round(seconds * 1000),
-    bytes: Number(res.getHeader('Content-Length') ?? 0),
+    // What was sent when the route counted it (less than Content-Length after an abort).
+    bytes: (res.locals.bodyBytes as number | undefined) ?? Number(res.getHeader('Content-Length') ?? 0),
     userAgent: req.headers['user-agent'],
   });
 }

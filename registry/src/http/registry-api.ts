@@ -17,6 +17,7 @@ import type { PushedTags } from '../push/tag-store.ts';
 import { authorizePush, deleteManifest, handleUpload, issueToken, putManifest, versionCheck, type PushDeps } from './push-api.ts';
 import { resolveRange } from './byte-range.ts';
 import { RegistryError } from './errors.ts';
+import { openFileBody, sendFileBody } from './send-file.ts';
 import type { RecentErrors } from './recent-errors.ts';
 
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
@@ -164,12 +165,10 @@ function sendManifest(deps: RegistryApiDeps, req: Request, res: Response, body: 
 async function serveBlob(deps: RegistryApiDeps, req: Request, res: Response, reference: string): Promise<void> {
   const digest = checkDigest(reference);
   const delivery = await deps.storage.deliverBlob(digest);
-  if (!delivery) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not known`, { digest });
+  if (!delivery) throw blobUnknown(digest);
   const { info } = delivery;
-  res.setHeader('Docker-Content-Digest', digest);
-  res.setHeader('ETag', `"${digest}"`);
-  res.setHeader('Cache-Control', 'max-age=31536000');
   if (delivery.kind === 'redirect') {
+    setBlobHeaders(res, digest);
     if (req.method === 'HEAD') {
       res.setHeader('Content-Type', info.contentType);
       res.setHeader('Content-Length', info.size);
@@ -180,35 +179,69 @@ async function serveBlob(deps: RegistryApiDeps, req: Request, res: Response, ref
     return;
   }
 
-  res.setHeader('Content-Type', info.contentType);
-  res.setHeader('Accept-Ranges', 'bytes');
   const header = req.headers.range;
   const answer = resolveRange(header, info.size);
   if (answer.kind === 'unsatisfiable') {
+    setBlobHeaders(res, digest);
     res.setHeader('Content-Range', `bytes */${info.size}`);
     throw new RegistryError('RANGE_INVALID', `range ${header} cannot be satisfied for a blob of ${info.size} bytes`, undefined, 416);
   }
   const range = answer.kind === 'partial' ? { start: answer.start, end: answer.end } : undefined;
   const length = range ? range.end - range.start + 1 : info.size;
-  res.setHeader('Content-Length', length);
-  if (range) {
-    res.status(206);
-    res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
-  } else {
-    res.status(200);
+  // Opened before any header is set: a file deleted (garbage-collected) since the lookup is still
+  // a clean 404, without the year-long Cache-Control of a blob.
+  const handle = req.method === 'GET' && delivery.path !== undefined ? await openFileBody(delivery.path) : undefined;
+  if (handle === null) throw blobUnknown(digest);
+  try {
+    setBlobHeaders(res, digest);
+    res.setHeader('Content-Type', info.contentType);
+    res.setHeader('Accept-Ranges', 'bytes');
+    res.setHeader('Content-Length', length);
+    if (range) {
+      res.status(206);
+      res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+    } else {
+      res.status(200);
+    }
+  } catch (error) {
+    await handle?.close();
+    throw error;
   }
   if (req.method === 'HEAD') {
     res.end();
     return;
   }
+  res.locals.bodyBytes = 0;
+  if (handle) {
+    await sendFileBody(res, handle, delivery.path!, range?.start ?? 0, length, {
+      onSent: (bytes) => {
+        deps.metrics.bytesServed.inc({ kind: 'blob' }, bytes);
+        res.locals.bodyBytes += bytes;
+      },
+    });
+    return;
+  }
   const body = delivery.open(range);
   let sent = 0;
-  body.on('data', (chunk: Buffer) => (sent += chunk.length));
+  body.on('data', (chunk: Buffer) => {
+    sent += chunk.length;
+    res.locals.bodyBytes = sent;
+  });
   try {
     await pipeline(body, res);
   } finally {
     deps.metrics.bytesServed.inc({ kind: 'blob' }, sent);
   }
+}
+
+function setBlobHeaders(res: Response, digest: string): void {
+  res.setHeader('Docker-Content-Digest', digest);
+  res.setHeader('ETag', `"${digest}"`);
+  res.setHeader('Cache-Control', 'max-age=31536000');
+}
+
+function blobUnknown(digest: string): RegistryError {
+  return new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not known`, { digest });
 }
 
 function checkDigest(reference: string): string {

@@ -30,7 +30,13 @@ export interface ByteRange {
 
 /** How the HTTP layer should answer a blob GET. */
 export type BlobDelivery =
-  | { kind: 'stream'; info: BlobInfo; open(range?: ByteRange): Readable }
+  | {
+      kind: 'stream';
+      info: BlobInfo;
+      open(range?: ByteRange): Readable;
+      /** Set when the blob is a local file: the HTTP layer then sends it itself, faster than open() allows. */
+      path?: string;
+    }
   | { kind: 'redirect'; info: BlobInfo; url: string };
 
 export interface StorageBackend {
