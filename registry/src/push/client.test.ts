@@ -92,6 +92,8 @@ interface FakeRegistryOptions {
   failPut?: { status: number; body: unknown };
   /** Blobs the registry has already. */
   existing?: string[];
+  /** Blob HEADs are redirected to /storage/<digest>, as distribution on S3 does. */
+  redirectHeads?: boolean;
   /** Token auth: requests need `Bearer <issued>`, which the realm gives for the push token. */
   tokenAuth?: { pushToken: string; issued: string };
 }
@@ -131,7 +133,10 @@ async function fakeRegistry(options: FakeRegistryOptions) {
       answer(201, { Location: `/v2/t/blobs/${digest}`, 'Docker-Content-Digest': digest });
     };
     const blob = /^\/v2\/t\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url.pathname);
+    if (req.method === 'HEAD' && blob && options.redirectHeads) return answer(307, { Location: `/storage/${blob[1]}` });
     if (req.method === 'HEAD' && blob) return answer(blobs.has(blob[1]!) ? 200 : 404);
+    const stored = /^\/storage\/(sha256:[a-f0-9]{64})$/.exec(url.pathname);
+    if (req.method === 'HEAD' && stored) return answer(blobs.has(stored[1]!) ? 200 : 404);
     if (req.method === 'POST' && url.pathname === '/v2/t/blobs/uploads/') {
       if (options.singlePost && url.searchParams.has('digest')) return store(url.searchParams.get('digest'));
       const id = `session-${++sessions}`;
@@ -174,6 +179,15 @@ describe('pushing an image', () => {
     assert.equal(outcome.uploaded, 1);
     assert.equal(outcome.skipped, 2);
     assert.deepEqual(registry.seen.filter((r) => r.method === 'POST').map((r) => r.url), [`/v2/t/blobs/uploads/?digest=${result.layers[1]!.digest}`]);
+  });
+
+  it('follows a redirect of a blob HEAD', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, existing: [result.config.digest], redirectHeads: true });
+    const outcome = await pushImage(storage, result, registry.target, quiet);
+    assert.equal(outcome.skipped, 1);
+    assert.equal(outcome.uploaded, 2);
+    assert.equal(registry.seen.filter((r) => r.method === 'HEAD' && r.url.startsWith('/storage/')).length, 3);
   });
 
   it('after a 202 to the POST, PUTs the blob to the relative Location with ?digest=, and sends every blob once', async () => {

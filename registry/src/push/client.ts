@@ -85,6 +85,7 @@ const IDLE_TIMEOUT_MS = 300_000;
 const MAX_REPLY_BYTES = 1 << 20;
 const OCTETS = 'application/octet-stream';
 const USER_AGENT = 'nixery-push';
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 interface Blob {
   digest: string;
@@ -174,10 +175,19 @@ class RegistryConnection {
   }
 
   async hasBlob(digest: string): Promise<boolean> {
-    const reply = await this.request('HEAD', this.url(`/blobs/${digest}`));
-    if (reply.status === 200) return true;
-    if (reply.status === 404) return false;
-    throw failure(reply, `checking blob ${digest}`);
+    let url = this.url(`/blobs/${digest}`);
+    for (let hops = 0; ; hops++) {
+      const reply = await this.request('HEAD', url);
+      if (reply.status === 200) return true;
+      if (reply.status === 404) return false;
+      // Registries on object storage may send blob reads there (distribution with S3 does).
+      const location = header(reply, 'location');
+      if (REDIRECTS.has(reply.status) && location !== undefined && hops < 5) {
+        url = new URL(location, url);
+        continue;
+      }
+      throw failure(reply, `checking blob ${digest}`);
+    }
   }
 
   async uploadBlob(blob: Blob, open: () => Promise<Readable>, mode: UploadMode): Promise<UploadMode> {
