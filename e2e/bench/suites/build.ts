@@ -1,8 +1,9 @@
 // Cold build time, split by stage, against what a user would do by hand with the same Nix:
 // nix-build, nix-store -qR and tar | pigz -p 2 of the closure. Each side gets a package set
 // with its own nonce, so both realise derivations that were never built; both copy the same
-// corpus into the store and pack the same bytes. Upload: our push (nixery build --push) into a
-// registry against curl uploading the baseline's tarball to the same registry.
+// corpus into the store and pack the same bytes. Upload: our push (nixery build --push) into
+// docker-registry (the CNCF distribution registry, not ours, so neither side is favoured) against
+// curl uploading the baseline's tarball to the same registry the same way (POST, then PUT).
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { NIXERY_BIN, MB, type Context } from '../lib/context.ts';
 import { bash, mkdirp, run, runOk } from '../lib/exec.ts';
 import { median, type Figures } from '../lib/figures.ts';
 import { writePackageSet } from '../lib/pkgset.ts';
-import { startNixery } from '../lib/servers.ts';
+import { startDockerRegistry } from '../lib/servers.ts';
 
 interface OursRun {
   wallMs: number;
@@ -38,7 +39,8 @@ export async function buildSuite(ctx: Context, figures: Figures): Promise<void> 
   const runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
   const token = randomBytes(24).toString('hex');
   const dir = mkdirp(path.join(ctx.workDir, 'build'));
-  const target = await startNixery(mkdirp(path.join(dir, 'push-target')), { NIXERY_PUSH_TOKEN: token }, 'push-target');
+  // docker-registry has no authentication here; `nixery build --push` needs a token all the same.
+  const target = await startDockerRegistry(mkdirp(path.join(dir, 'push-target')));
   const setFor = (nonce: string) => writePackageSet({ dir: path.join(dir, `set-${nonce}`), nonce, corpusRoot: corpus.root, app: corpus.packages });
   try {
     // Nix's own first-use costs (importing busybox into the store, the eval of resolve.nix's
@@ -50,7 +52,7 @@ export async function buildSuite(ctx: Context, figures: Figures): Promise<void> 
     for (let i = 0; i < ctx.sizes.iterations; i++) {
       const steps = [
         async () => ours.push(await buildOurs(ctx, setFor(`ours-${runId}-${i}`), dir, target.host, token, i)),
-        async () => base.push(await buildBaseline(ctx, setFor(`base-${runId}-${i}`), dir, target.url, token, i)),
+        async () => base.push(await buildBaseline(ctx, setFor(`base-${runId}-${i}`), dir, target.url, i)),
       ];
       for (const s of i % 2 === 0 ? [1, 0] : [0, 1]) await steps[s]!();
       const o = ours.at(-1)!;
@@ -120,8 +122,9 @@ export async function buildSuite(ctx: Context, figures: Figures): Promise<void> 
       better: 'higher',
       ours: median(ours.map((r) => r.uploadedBytes / MB / s(r.uploadMs))),
       baseline: median(base.map((r) => r.uploadedBytes / MB / s(r.uploadMs))),
-      baselineLabel: 'curl, one monolithic blob upload',
-      note: `ours: \`nixery build --push\` (HEAD + POST per blob, then the manifest), ${m((r) => r.uploadMs).toFixed(2)} s; both into a \`nixery serve\` with pushing enabled (docker-registry rejects our single-POST upload, see findings).`,
+      baselineLabel: 'curl, one blob: POST, then PUT of the tarball',
+      samples: { ours: ours.map((r) => r.uploadedBytes / MB / s(r.uploadMs)), baseline: base.map((r) => r.uploadedBytes / MB / s(r.uploadMs)) },
+      note: `ours: \`nixery build --push\` (HEAD per blob; the config in a single POST, answered 202, then PUT; each layer an empty POST then PUT, 3 at a time; then the manifest), ${m((r) => r.uploadMs).toFixed(2)} s from the "image built" log line to the process's exit; both into docker-registry (CNCF distribution, filesystem storage).`,
     });
   } finally {
     await target.stop();
@@ -165,7 +168,7 @@ async function buildOurs(ctx: Context, setDir: string, dir: string, targetHost: 
   };
 }
 
-async function buildBaseline(ctx: Context, setDir: string, dir: string, targetUrl: string, token: string, i: number): Promise<BaselineRun> {
+async function buildBaseline(ctx: Context, setDir: string, dir: string, targetUrl: string, i: number): Promise<BaselineRun> {
   const tarball = path.join(dir, `baseline-${i}.tar.gz`);
   const built = await runOk('nix-build', ['--no-out-link', setDir, '-A', 'benchapp', '-A', 'cacert', '-A', 'iana-etc'], { timeoutMs: 1_200_000 });
   const outs = built.stdout.trim().split('\n');
@@ -176,8 +179,7 @@ async function buildBaseline(ctx: Context, setDir: string, dir: string, targetUr
   const packed = await bash(`tar -C / -c --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -T ${list} | pigz -p 2 -6 > ${tarball}`, { timeoutMs: 1_200_000 });
   const digest = (await runOk('sha256sum', [tarball])).stdout.split(' ')[0]!;
   const bytes = fs.statSync(tarball).size;
-  const upload = await run('curl', ['-sS', '-f', '-o', '/dev/null', '-X', 'POST', '-T', tarball, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/octet-stream', `${targetUrl}/v2/bench/baseline/blobs/uploads?digest=sha256:${digest}`], { timeoutMs: 600_000 });
-  if (upload.code !== 0) throw new Error(`curl upload failed: ${upload.stderr}`);
+  const upload = await curlUpload(targetUrl, `bench/baseline-${i}`, tarball, `sha256:${digest}`);
   fs.rmSync(tarball, { force: true });
   ctx.log(`build: baseline nix-build ${built.ms.toFixed(0)} ms, -qR ${closure.ms.toFixed(0)} ms, tar|pigz ${packed.ms.toFixed(0)} ms`);
   return {
@@ -189,6 +191,17 @@ async function buildBaseline(ctx: Context, setDir: string, dir: string, targetUr
     uploadedBytes: bytes,
     storePaths: paths,
   };
+}
+
+/** The spec's monolithic upload in two requests, as docker-registry takes it: POST for a session, PUT of the body. */
+async function curlUpload(registryUrl: string, repository: string, file: string, digest: string): Promise<{ ms: number }> {
+  const started = await run('curl', ['-sS', '-f', '-o', '/dev/null', '-D', '-', '-X', 'POST', `${registryUrl}/v2/${repository}/blobs/uploads/`], { timeoutMs: 60_000 });
+  const location = /^location:\s*(\S+)/im.exec(started.stdout)?.[1];
+  if (started.code !== 0 || location === undefined) throw new Error(`curl: starting an upload failed: ${started.stderr}${started.stdout}`);
+  const url = new URL(location, registryUrl).href;
+  const put = await run('curl', ['-sS', '-f', '-o', '/dev/null', '-X', 'PUT', '-T', file, '-H', 'Content-Type: application/octet-stream', `${url}${url.includes('?') ? '&' : '?'}digest=${digest}`], { timeoutMs: 600_000 });
+  if (put.code !== 0) throw new Error(`curl upload failed: ${put.stderr}`);
+  return { ms: started.ms + put.ms };
 }
 
 /** Removes this run's store paths again (they are only ours: every one carries the run's nonce). */
