@@ -25,6 +25,8 @@ export interface ClusterOptions {
   /** A /16 inside 127.0.0.0/8 for Service ClusterIPs; default: the first one no other running cluster holds. */
   clusterIpRange?: string;
   log?: (line: object) => void;
+  /** Append the API server's audit events here (JSON lines), as kube-apiserver's --audit-log-path. */
+  auditLogPath?: string;
 }
 
 export interface Cluster {
@@ -45,6 +47,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     kubeconfigPath,
     serviceClusterIpRange: claimed.range,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.auditLogPath ? { auditLogPath: options.auditLogPath } : {}),
   });
   let node: NodeAgent;
   try {

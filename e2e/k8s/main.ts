@@ -1,4 +1,4 @@
-// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N]`: runs the test cluster until
+// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N] [--audit-log-path FILE]`: runs the test cluster until
 // killed, after printing one JSON line when it is ready.
 import { Command, InvalidArgumentError } from 'commander';
 import { startCluster } from './cluster.ts';
@@ -13,11 +13,13 @@ const program = new Command()
     if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port');
     return n;
   })
-  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number }) => {
+  .option('--audit-log-path <file>', "append the API server's audit events here (audit.k8s.io/v1 Event JSON lines, level Metadata), as kube-apiserver's flag")
+  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number; auditLogPath?: string }) => {
     const cluster = await startCluster({
       kubeconfigPath: options.kubeconfig,
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       ...(options.port !== undefined ? { port: options.port } : {}),
+      ...(options.auditLogPath ? { auditLogPath: options.auditLogPath } : {}),
       log: (line) => process.stderr.write(JSON.stringify(line) + '\n'),
     });
     const stop = async () => {

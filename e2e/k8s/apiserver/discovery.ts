@@ -34,6 +34,7 @@ function subresources(r: ResourceInfo): Subresource[] {
     if (s === 'log') out.push({ name: 'log', kind: 'Pod', verbs: ['get'] });
     if (s === 'binding') out.push({ name: 'binding', kind: 'Binding', verbs: ['create'] });
     if (s === 'finalize') out.push({ name: 'finalize', kind: 'Namespace', verbs: ['update'] });
+    if (s === 'proxy') out.push({ name: 'proxy', kind: 'ServiceProxyOptions', verbs: ['create', 'delete', 'get', 'patch', 'update'] });
     if (s === 'token') out.push({ name: 'token', kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] });
   }
   return out;

@@ -6,14 +6,18 @@ import { parse as parseYaml } from 'yaml';
 import { obj } from './api.ts';
 import type { Api, DeleteOptions, FieldValidation, JsonObject, PatchType, WriteOptions } from './api.ts';
 import { aggregatedDiscovery, aggregatedVersionAccepted, apiGroup, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.ts';
+import { auditIdOf, auditRequest, recordRequestObject, recordResponseStatus } from './audit.ts';
+import type { AuditLog } from './audit.ts';
 import { authenticate } from './auth.ts';
 import { ApiError, badRequest, internal, methodNotAllowed, resourceNotFound, unauthorized, unsupportedMediaType } from './errors.ts';
 import { logTarget, proxyLogs } from './logs.ts';
 import { decodeProtobufObject, ProtobufError } from './protobuf.ts';
 import { openapiV2, openapiV3GroupVersion, openapiV3Root } from './openapi.ts';
+import { proxyHttp, proxySubpath } from './proxy-handler.ts';
 import { apiVersionOf } from './resources.ts';
 import type { ResourceInfo } from './resources.ts';
 import { createToken } from './serviceaccounts.ts';
+import { serviceLocation } from './service-location.ts';
 import type { StoreEvent } from './store.ts';
 import { toTable } from './table.ts';
 import type { TokenSigner } from './tokens.ts';
@@ -30,7 +34,8 @@ export type NonResourceVerb = 'get' | 'post' | 'put' | 'patch' | 'delete' | 'hea
 export interface RequestLogEntry {
   method: string;
   path: string;
-  verb: Verb | NonResourceVerb;
+  /** '' for an OPTIONS request to a proxy subresource: upstream maps no verb to that method */
+  verb: Verb | NonResourceVerb | '';
   /** The fieldManager query parameter, which tells whose write it was. */
   fieldManager?: string;
   /** `admin` (the kubeconfig's token), `system:serviceaccount:<ns>:<name>`, `system:anonymous` (no credentials); '' when the credentials were rejected (401) */
@@ -45,7 +50,8 @@ export interface RequestLogEntry {
   subresource?: string;
   /** a namespace object's own name counts as its namespace, as upstream */
   namespace?: string;
-  /** the object's name; for list and watch, the name a `metadata.name=` field selector pins */
+  /** the object's name; for list and watch, the name a `metadata.name=` field selector pins;
+   *  for services/proxy the id as in the URL (`web:http`, `https:web:443`), which RBAC resourceNames must match */
   name?: string;
   /** a PUT or PATCH that created the object: a real API server also authorizes `create` for it */
   created?: true;
@@ -60,6 +66,8 @@ export interface HttpOptions {
   /** watches without timeoutSeconds end after a random time between this and twice this */
   minRequestTimeoutSeconds: number;
   openWatches: Set<() => void>;
+  /** kube-apiserver's --audit-log-path */
+  auditLog?: AuditLog;
 }
 
 interface ResourcePath {
@@ -72,7 +80,10 @@ interface ResourcePath {
   legacyWatch: boolean;
 }
 
-/** Splits /api/v1/namespaces/ns/pods/name/log-style paths into their parts. */
+/**
+ * Splits /api/v1/namespaces/ns/pods/name/log-style paths into their parts. Only `proxy` takes a
+ * path after the subresource (…/services/web:http/proxy/some/path).
+ */
 export function parseResourcePath(pathname: string): ResourcePath | undefined {
   const segs = pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
   let group: string;
@@ -97,11 +108,13 @@ export function parseResourcePath(pathname: string): ResourcePath | undefined {
     namespace = rest[1];
     rest = rest.slice(2);
   }
-  if (rest.length === 0 || rest.length > 3) return undefined;
+  if (rest.length === 0 || (rest.length > 3 && rest[2] !== 'proxy')) return undefined;
   return { group, version, resource: rest[0] ?? '', namespace, name: rest[1], subresource: rest[2], legacyWatch };
 }
 
-function resourceVerb(method: string, p: ResourcePath, query: URLSearchParams): Verb {
+function resourceVerb(method: string, p: ResourcePath, query: URLSearchParams): Verb | '' {
+  // Connect subresources map methods to verbs without list/watch/deletecollection.
+  if (p.subresource === 'proxy') return PROXY_VERBS[method] ?? '';
   switch (method) {
     case 'POST':
       return 'create';
@@ -117,7 +130,16 @@ function resourceVerb(method: string, p: ResourcePath, query: URLSearchParams): 
   }
 }
 
+const PROXY_VERBS: Record<string, Verb> = { GET: 'get', HEAD: 'get', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
+const PROXY_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** kube-apiserver's long-running requests (its audit writes ResponseStarted for them too). */
+function longRunning(rp: ResourcePath | undefined, verb: string): boolean {
+  return verb === 'watch' || (rp !== undefined && ['proxy', 'log', 'attach', 'exec', 'portforward'].includes(rp.subresource ?? ''));
+}
+
 function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json', warnings: string[] = []): void {
+  if ((body as { kind?: unknown } | undefined)?.kind === 'Status') recordResponseStatus(res, body as Record<string, unknown>);
   const text = JSON.stringify(body);
   const headers: Record<string, string | string[]> = { 'Content-Type': contentType, 'Content-Length': String(Buffer.byteLength(text)), 'Cache-Control': 'no-cache, private' };
   if (warnings.length > 0) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
@@ -139,6 +161,15 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** For the audit log only: a body the handler will reject is simply not looked at. */
+function tryDecodeBody(buf: Buffer, contentType: string): unknown {
+  try {
+    return decodeBody(buf, contentType);
+  } catch {
+    return undefined;
+  }
 }
 
 function decodeBody(buf: Buffer, contentType: string): unknown {
@@ -234,7 +265,7 @@ function selectedName(fieldSelector: string | null): string | undefined {
 }
 
 /** The resource attributes of a request, as upstream's RequestInfoFactory derives them from its URL. */
-function resourceAttributes(rp: ResourcePath | undefined, verb: Verb | NonResourceVerb, query: URLSearchParams): Pick<RequestLogEntry, 'resourceRequest' | 'apiGroup' | 'apiVersion' | 'resource' | 'subresource' | 'namespace' | 'name'> {
+function resourceAttributes(rp: ResourcePath | undefined, verb: Verb | NonResourceVerb | '', query: URLSearchParams): Pick<RequestLogEntry, 'resourceRequest' | 'apiGroup' | 'apiVersion' | 'resource' | 'subresource' | 'namespace' | 'name'> {
   if (!rp) return { resourceRequest: false };
   const name = rp.name ?? (verb === 'list' || verb === 'watch' ? selectedName(query.get('fieldSelector')) : undefined);
   const namespace = rp.namespace ?? (rp.group === '' && rp.resource === 'namespaces' ? rp.name : undefined);
@@ -258,6 +289,21 @@ export function createHandler(options: HttpOptions): (req: IncomingMessage, res:
     const verb = resourcePath ? resourceVerb(method, resourcePath, url.searchParams) : (method.toLowerCase() as NonResourceVerb);
     const fieldManager = url.searchParams.get('fieldManager');
     const user = authenticate(req.headers.authorization, options.signer, lookup);
+    const auditID = auditIdOf(req);
+    res.setHeader('Audit-Id', auditID);
+    const attributes = resourceAttributes(resourcePath, verb, url.searchParams);
+    if (options.auditLog) {
+      auditRequest(options.auditLog, req, res, {
+        auditID,
+        verb,
+        user: user ? { username: user.username, groups: user.groups } : {},
+        ...(attributes.resourceRequest
+          ? { objectRef: { resource: attributes.resource, namespace: attributes.namespace, name: attributes.name, apiGroup: attributes.apiGroup, apiVersion: attributes.apiVersion, subresource: attributes.subresource } }
+          : {}),
+        longRunning: longRunning(resourcePath, verb),
+        ...(user ? {} : { failedAuthentication: true }),
+      });
+    }
     const entry: RequestLogEntry = {
       method,
       path: url.pathname,
@@ -265,7 +311,7 @@ export function createHandler(options: HttpOptions): (req: IncomingMessage, res:
       ...(fieldManager ? { fieldManager } : {}),
       user: user?.username ?? '',
       groups: user?.groups ?? [],
-      ...resourceAttributes(resourcePath, verb, url.searchParams),
+      ...attributes,
     };
     options.requestLog.push(entry);
     if (!user) {
@@ -284,16 +330,19 @@ async function handle(options: HttpOptions, req: IncomingMessage, res: ServerRes
     if (method !== 'GET') throw methodNotAllowed('');
     return handleNonResource(options, req, res, path);
   }
-  const verb = resourceVerb(method, rp, url.searchParams);
+  const verb = resourceVerb(method, rp, url.searchParams) as Verb;
   const found = api.registry.find(rp.group, rp.version, rp.resource);
   if (!found) throw resourceNotFound();
   const r: ResourceInfo = found;
   if (!r.namespaced && rp.namespace !== undefined) throw resourceNotFound();
   const namespace = r.namespaced ? rp.namespace : '';
   const query = url.searchParams;
+  // Proxied bodies stream through: they are not the API's to read (and may be large).
+  if (rp.subresource === 'proxy' && r.specialSubresources.includes('proxy')) return proxyService(options, req, res, url, method, rp, namespace);
   const accept = negotiate(req.headers.accept);
   const body = method === 'GET' || method === 'HEAD' ? undefined : await readBody(req);
   const contentType = req.headers['content-type'] ?? '';
+  if (body && (method === 'POST' || method === 'PUT')) recordRequestObject(res, tryDecodeBody(body, contentType));
 
   if (rp.subresource !== undefined) return handleSubresource(options, req, res, r, rp, verb, namespace ?? '', body, contentType, query);
 
@@ -423,6 +472,36 @@ async function handleSubresource(options: HttpOptions, req: IncomingMessage, res
     return send(res, 200, result.object);
   }
   throw resourceNotFound();
+}
+
+/** services/{[scheme:]name[:port]}/proxy[/path]: the request goes on to one of the Service's pods. */
+async function proxyService(options: HttpOptions, req: IncomingMessage, res: ServerResponse, url: URL, method: string, rp: ResourcePath, namespace: string | undefined): Promise<void> {
+  if (namespace === undefined) throw resourceNotFound();
+  if (!PROXY_METHODS.has(method)) throw methodNotAllowed('');
+  const { api } = options;
+  const kind = (plural: string): ResourceInfo => {
+    const r = api.registry.find('', 'v1', plural);
+    if (!r) throw internal(`no ${plural} resource`);
+    return r;
+  };
+  const id = rp.name ?? '';
+  const location = serviceLocation(namespace, id, {
+    service: (name) => api.getStored(kind('services'), namespace, name),
+    endpoints: (name) => api.getStored(kind('endpoints'), namespace, name),
+    pod: (name) => api.store.get(kind('pods').storageKey, namespace, name),
+  });
+  // Go's server decodes the whole path before the apiserver splits it, so an encoded slash in the
+  // proxied path (client-node encodes `{path}` as one component) is a slash for the backend.
+  let requestPath: string;
+  try {
+    requestPath = decodeURIComponent(url.pathname);
+  } catch {
+    throw badRequest(`invalid URL escape in ${url.pathname}`);
+  }
+  // api/v1 or apis/g/v, [watch,] namespaces/ns, services/id/proxy
+  const prefixSegments = (rp.group === '' ? 2 : 3) + (rp.legacyWatch ? 1 : 0) + 2 + 3;
+  const rawQuery = url.search.replace(/^\?/, '');
+  await proxyHttp({ location, path: proxySubpath(requestPath, prefixSegments) }, { req, res, requestPath, rawQuery, fail: (error) => sendError(res, error) });
 }
 
 function handleNonResource(options: HttpOptions, req: IncomingMessage, res: ServerResponse, path: string): void {

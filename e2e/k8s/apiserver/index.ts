@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { Api } from './api.ts';
+import { AuditLog } from './audit.ts';
 import { DEFAULT_SERVICE_CLUSTER_IP_RANGE, serviceIpPrefix } from './builtins.ts';
 import { servingCerts } from './certs.ts';
 import { Controllers } from './controllers.ts';
@@ -19,6 +20,7 @@ import { Store } from './store.ts';
 import { TokenSigner } from './tokens.ts';
 
 export type { NonResourceVerb, RequestLogEntry, Verb } from './http.ts';
+export type { AuditEvent, AuditObjectRef } from './audit.ts';
 export type { AuthorizationRequest, Grant, PolicyRule } from './rbac.ts';
 export { rbacAllows, ruleAllows, unusedGrants } from './rbac.ts';
 
@@ -39,6 +41,8 @@ export interface ApiServerOptions {
   minRequestTimeoutSeconds?: number;
   /** a /16 inside 127.0.0.0/8 that Service ClusterIPs come from; clusters running at once need different ones. Default 127.96.0.0/16 */
   serviceClusterIpRange?: string;
+  /** append an audit.k8s.io/v1 Event per request to this file (JSON lines, level Metadata), as kube-apiserver's --audit-log-path */
+  auditLogPath?: string;
 }
 
 export interface ApiServer {
@@ -67,6 +71,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   controllers.bootstrapNamespaces();
 
   const requestLog: RequestLogEntry[] = [];
+  const auditLog = options.auditLogPath ? new AuditLog(options.auditLogPath) : undefined;
   const openWatches = new Set<() => void>();
   let address = '';
   const server = https.createServer(
@@ -79,13 +84,17 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000,
       minRequestTimeoutSeconds: options.minRequestTimeoutSeconds ?? 1800,
       openWatches,
+      ...(auditLog ? { auditLog } : {}),
     }),
   );
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error) => {
+      auditLog?.close();
+      reject(error);
+    });
     server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });
@@ -122,6 +131,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
           server.close(() => resolve());
           server.closeAllConnections();
         });
+        auditLog?.close();
         if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
       })();
       return stopped;

@@ -1,16 +1,16 @@
-// `node e2e/k8s/apiserver/main.ts --kubeconfig FILE [--data-dir DIR] [--port N] [--host H]`:
+// `node e2e/k8s/apiserver/main.ts --kubeconfig FILE [--data-dir DIR] [--port N] [--host H] [--audit-log-path FILE]`:
 // runs the API server until killed, after printing one JSON line once it is ready.
 import { parseArgs } from 'node:util';
 import { startApiServer } from './index.ts';
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: main.ts --kubeconfig FILE [--data-dir DIR] [--port N] [--host H]\n`);
+  process.stderr.write(`${message}\nusage: main.ts --kubeconfig FILE [--data-dir DIR] [--port N] [--host H] [--audit-log-path FILE]\n`);
   process.exit(64);
 }
 
-let values: { kubeconfig?: string; 'data-dir'?: string; port?: string; host?: string };
+let values: { kubeconfig?: string; 'data-dir'?: string; port?: string; host?: string; 'audit-log-path'?: string };
 try {
-  ({ values } = parseArgs({ options: { kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } } }));
+  ({ values } = parseArgs({ options: { kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'audit-log-path': { type: 'string' } } }));
 } catch (err) {
   usage((err as Error).message);
 }
@@ -23,6 +23,7 @@ const server = await startApiServer({
   port,
   ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
   ...(values.host ? { host: values.host } : {}),
+  ...(values['audit-log-path'] ? { auditLogPath: values['audit-log-path'] } : {}),
 });
 process.stdout.write(`${JSON.stringify({ ready: true, url: server.url, kubeconfig: server.kubeconfigPath })}\n`);
 

@@ -24,7 +24,7 @@ export interface ResourceInfo {
   storageKey: string;
   hasStatus: boolean;
   scale?: ScaleSubresource;
-  /** subresources served by special handlers (pods/log, pods/binding, namespaces/finalize, serviceaccounts/token) */
+  /** subresources served by special handlers (pods/log, pods/binding, namespaces/finalize, serviceaccounts/token, services/proxy) */
   specialSubresources: string[];
   /** built-in kinds whose DELETE answers with a Status instead of the object */
   returnDeletedObject: boolean;
@@ -61,7 +61,7 @@ const BUILTINS: BuiltinSpec[] = [
   { group: '', version: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true, shortNames: ['sa'], special: ['token'] },
   { group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },
   { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true, shortNames: ['cm'] },
-  { group: '', version: 'v1', kind: 'Service', plural: 'services', namespaced: true, shortNames: ['svc'], categories: ['all'], status: true, verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] },
+  { group: '', version: 'v1', kind: 'Service', plural: 'services', namespaced: true, shortNames: ['svc'], categories: ['all'], status: true, special: ['proxy'], verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] },
   { group: '', version: 'v1', kind: 'Endpoints', plural: 'endpoints', namespaced: true, shortNames: ['ep'], allowCreateOnUpdate: true },
   { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true, shortNames: ['pvc'], status: true },
   { group: '', version: 'v1', kind: 'PersistentVolume', plural: 'persistentvolumes', namespaced: false, shortNames: ['pv'], status: true },
