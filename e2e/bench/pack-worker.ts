@@ -3,12 +3,11 @@
 //   node e2e/bench/pack-worker.ts '{"root":...,"layers":[[...paths]],"concurrency":2,"sink":"discard"}'
 // prints one JSON line: wall time of the packing, bytes in and out per layer, peak RSS.
 import { createWriteStream } from 'node:fs';
-import { Writable, type Readable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { mapLimited } from '../../registry/src/build/single-flight.ts';
 import { compressLayer, hashingPassThrough, storePathsTar } from '../../registry/src/pack/index.ts';
 import { FilesystemStorage } from '../../registry/src/storage/filesystem.ts';
-import { parallelGzip } from './proto/parallel-gzip.ts';
 
 export interface PackJob {
   /** /nix/store/x is read at <root>/nix/store/x */
@@ -18,8 +17,6 @@ export interface PackJob {
   /** discard: hash the gzip stream and drop it; storage: write it to the filesystem backend as the registry does. */
   sink: 'discard' | 'storage';
   storageDir?: string;
-  /** node: the registry's compressLayer (zlib's gzip on one thread per layer); parallel: the prototype in proto/parallel-gzip.ts. */
-  gzip?: 'node' | 'parallel';
   /** Where `discard` writes instead of dropping (for checking the output). */
   outFile?: string;
 }
@@ -32,14 +29,6 @@ export interface PackReport {
   systemMs: number;
 }
 
-/** compressLayer's contract (diff ID of the tar, gzip stream) with the prototype's parallel gzip. */
-function parallelLayer(tar: Readable): { stream: Readable; diffId: Promise<string>; uncompressedSize: Promise<number> } {
-  const hashing = hashingPassThrough();
-  tar.on('error', (error) => hashing.stream.destroy(error));
-  const stream = parallelGzip(tar.pipe(hashing.stream));
-  return { stream, diffId: hashing.result.then((r) => r.digest), uncompressedSize: hashing.result.then((r) => r.size) };
-}
-
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '{}') as PackJob;
   let storage: FilesystemStorage | undefined;
@@ -49,7 +38,7 @@ async function main(): Promise<void> {
   }
   const started = performance.now();
   const layers = await mapLimited(job.layers, job.concurrency, async (paths) => {
-    const compressed = job.gzip === 'parallel' ? parallelLayer(storePathsTar(paths, { root: job.root })) : compressLayer(storePathsTar(paths, { root: job.root }));
+    const compressed = compressLayer(storePathsTar(paths, { root: job.root }));
     let digest: string;
     let size: number;
     if (storage) {

@@ -4,8 +4,9 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Transform, pipeline } from 'node:stream';
-import { createGzip } from 'node:zlib';
+import type { DeflatePool } from './deflate-pool.ts';
 import { PackError } from './errors.ts';
+import { parallelGzip } from './parallel-gzip.ts';
 
 export interface Digested {
   /** `sha256:<hex>` of every byte that passed through. */
@@ -53,6 +54,8 @@ export function hashingPassThrough(): HashingPassThrough {
 export interface CompressOptions {
   /** Gzip level 0–9; default 6. */
   level?: number;
+  /** Threads that deflate; default the process-wide pool. The bytes do not depend on it. */
+  pool?: DeflatePool;
 }
 
 export interface CompressedLayer {
@@ -67,15 +70,16 @@ export interface CompressedLayer {
 }
 
 /**
- * Gzips `tar`, hashing the uncompressed bytes on the way. A failing tar
- * destroys `stream` with its error and rejects both promises, so a failed
- * pack cannot be mistaken for a complete layer. Node writes the gzip header
- * with mtime 0 and a fixed OS byte, so the output is a function of the input
- * (for a given zlib version).
+ * Gzips `tar` on the deflate pool's threads (see parallel-gzip.ts), hashing
+ * the uncompressed bytes on the way. A failing tar or deflate thread destroys
+ * `stream` with its error and rejects both promises, so a failed pack cannot
+ * be mistaken for a complete layer. The gzip header has mtime 0 and a fixed OS
+ * byte, and blocks are cut at fixed offsets, so the output is a function of
+ * the input and level (for a given zlib version), whatever the thread count.
  */
 export function compressLayer(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
   const hashing = hashingPassThrough();
-  const gzip = createGzip({ level: opts.level ?? 6 });
+  const gzip = parallelGzip({ level: opts.level ?? 6, ...(opts.pool ? { pool: opts.pool } : {}) });
   // pipeline destroys every stage with the first error, so the consumer of
   // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
   pipeline(tar, hashing.stream, gzip, () => {});

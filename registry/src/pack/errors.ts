@@ -71,3 +71,16 @@ export class NonUtf8NameError extends PackError {
     this.fsPath = fsPath;
   }
 }
+
+/** zlib failed to deflate a block (on libuv's thread pool); the layer's bytes are incomplete, so the pack fails. */
+export class DeflateError extends PackError {
+  readonly code = 'DEFLATE_FAILED';
+  /** Offset of the failed block in the uncompressed layer. */
+  readonly offset: number;
+  constructor(offset: number, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(`deflating the block at offset ${offset}: ${detail}`, { cause });
+    this.name = 'DeflateError';
+    this.offset = offset;
+  }
+}
