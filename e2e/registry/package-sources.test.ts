@@ -1,6 +1,7 @@
 // Every package source Nixery has, through the registry: a git repository (the tag is the git
-// ref) and a channel (a tarball from a configurable base URL), both local so nothing reaches
-// the network.
+// ref), a channel (a tarball from a configurable base URL) and a local path, all local so
+// nothing reaches the network. A moved source is looked at again within seconds, not at once
+// (the registry remembers a source's fingerprint for a moment): those checks poll, with a bound.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
@@ -8,6 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pullAndUnpack, runInRoot } from '../support/oci-client.ts';
+import { eventually } from '../support/kube.ts';
 import { run } from '../support/process.ts';
 import { REPO_ROOT, startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
 
@@ -27,6 +29,28 @@ after(async () => {
   for (const r of registries) await r.stop();
   for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
 });
+
+/** Generous next to the registry's 5 s bound on a stale fingerprint: the new image is also built. */
+const MOVE_SEEN_WITHIN_MS = 60_000;
+
+async function manifestDigest(r: RegistryProcess, tag: string): Promise<string> {
+  const response = await fetch(`${r.url}/v2/hello/manifests/${tag}`, { method: 'HEAD' });
+  assert.equal(response.status, 200);
+  return response.headers.get('docker-content-digest')!;
+}
+
+/** Polls until the manifest of hello:tag is no longer `before`, i.e. the registry rebuilt from the moved source. */
+function rebuiltFrom(r: RegistryProcess, tag: string, before: string): Promise<string> {
+  return eventually(
+    `hello:${tag} to be rebuilt from the moved source`,
+    async () => {
+      const digest = await manifestDigest(r, tag);
+      return digest === before ? undefined : digest;
+    },
+    MOVE_SEEN_WITHIN_MS,
+    250,
+  );
+}
 
 async function helloSays(r: RegistryProcess, tag: string, work: string): Promise<string> {
   const rootfs = await pullAndUnpack(r.host, `hello:${tag}`, path.join(work, `pull-${tag}-${Date.now()}`));
@@ -63,9 +87,11 @@ describe('package sources', () => {
     assert.equal(await helloSays(r, v1, work), 'hello from v1');
     assert.equal(await helloSays(r, 'latest', work), 'hello from v2');
 
-    // The default branch moves: the next pull of latest builds from the new commit.
+    // The default branch moves: latest is rebuilt from the new commit.
+    const v2Digest = await manifestDigest(r, 'latest');
     await fs.writeFile(path.join(repo, 'default.nix'), packageSet('hello from v3'));
     await git('commit', '-q', '-am', 'v3');
+    await rebuiltFrom(r, 'latest', v2Digest);
     assert.equal(await helloSays(r, 'latest', work), 'hello from v3');
 
     const missing = await fetch(`${r.url}/v2/hello/manifests/no-such-ref`);
@@ -114,8 +140,28 @@ describe('package sources', () => {
       registries.push(r);
       dirs.push(r.storagePath);
       assert.equal(await helloSays(r, 'latest', work), 'hello from the channel');
+      const before = await manifestDigest(r, 'latest');
       await publish('hello from the moved channel', '2');
+      await rebuiltFrom(r, 'latest', before);
       assert.equal(await helloSays(r, 'latest', work), 'hello from the moved channel');
     });
+  });
+
+  it('path: a file edited under NIXERY_PKGS_PATH is picked up', async () => {
+    const work = await tempDir('nixery-e2e-path-');
+    dirs.push(work);
+    const set = path.join(work, 'pkgs');
+    await fs.mkdir(set);
+    await fs.writeFile(path.join(set, 'default.nix'), packageSet('hello from the path'));
+    const r = await startRegistry({ env: { NIXERY_PKGS_PATH: set, NIX_CONFIG: 'substituters =' } });
+    registries.push(r);
+    dirs.push(r.storagePath);
+    assert.equal(await helloSays(r, 'latest', work), 'hello from the path');
+    const before = await manifestDigest(r, 'latest');
+    assert.equal(await manifestDigest(r, 'latest'), before, 'an unchanged source is served from the cache');
+
+    await fs.writeFile(path.join(set, 'default.nix'), packageSet('hello from the edited path'));
+    await rebuiltFrom(r, 'latest', before);
+    assert.equal(await helloSays(r, 'latest', work), 'hello from the edited path');
   });
 });

@@ -9,7 +9,8 @@ import { PackagesNotFoundError, type ImageRequest, type RealisedImage, type Stor
 import { MediaType } from '../oci/media-types.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { ImageBuilder, type Realise } from './builder.ts';
+import { ImageBuilder, MANIFEST_MEMO_TTL_MS, type Realise } from './builder.ts';
+import { FINGERPRINT_FRESH_MS } from './fingerprint-cache.ts';
 
 const tempDir = tempDirs('nixery-builder-');
 
@@ -34,7 +35,7 @@ async function fakeStore(packages: Record<string, string[]>): Promise<{ root: st
   return { root, closure };
 }
 
-async function setup(packages: Record<string, string[]>, options: { budget?: number; realise?: Realise; maxConcurrentBuilds?: number } = {}) {
+async function setup(packages: Record<string, string[]>, options: { budget?: number; realise?: Realise; maxConcurrentBuilds?: number; now?: () => number } = {}) {
   const { root, closure } = await fakeStore(packages);
   // The path source is hashed for the manifest cache key; any directory does.
   const sourceDir = await tempDir();
@@ -68,6 +69,7 @@ async function setup(packages: Record<string, string[]>, options: { budget?: num
     metrics,
     storeRoot: root,
     realise,
+    ...(options.now ? { now: options.now } : {}),
   });
   return { builder, storage, calls, metrics, sourceDir };
 }
@@ -119,16 +121,53 @@ describe('image builder', () => {
     assert.equal(hits?.value, 1);
   });
 
-  it('builds again when the package source changed, or when a cached blob is gone', async () => {
-    const { builder, calls, sourceDir, storage } = await setup({ ...base, hello: [] });
-    const first = await builder.build(imageFromName('hello', 'latest'));
+  it('builds again when the package source changed, or when a cached blob is gone, each once its memo is due', async () => {
+    let time = 0;
+    const { builder, calls, sourceDir, storage } = await setup({ ...base, hello: [] }, { now: () => time });
+    await builder.build(imageFromName('hello', 'latest'));
     await fs.writeFile(path.join(sourceDir, 'default.nix'), '{ ... }: { changed = true; }');
     await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 1, 'a fingerprint younger than FINGERPRINT_FRESH_MS is reused');
+    time += FINGERPRINT_FRESH_MS;
+    const second = await builder.build(imageFromName('hello', 'latest'));
     assert.equal(calls.length, 2, 'a changed source is a new fingerprint');
-    await storage.deleteBlob(first.manifests.oci.digest);
+
+    await storage.deleteBlob(second.manifests.oci.digest);
+    await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 2, 'a verified cache entry is reused for MANIFEST_MEMO_TTL_MS without reading storage');
+    time += MANIFEST_MEMO_TTL_MS;
     const rebuilt = await builder.build(imageFromName('hello', 'latest'));
     assert.equal(calls.length, 3, 'a cache entry whose blobs are gone is not used');
     assert.ok(await storage.statBlob(rebuilt.manifests.oci.digest));
+  });
+
+  it('remembers a verified manifest cache entry: storage is read once per MANIFEST_MEMO_TTL_MS, not per request', async () => {
+    let time = 0;
+    const { builder, storage, calls, sourceDir } = await setup({ ...base, hello: [] }, { now: () => time });
+    const first = await builder.build(imageFromName('hello', 'latest'));
+    // A second process over the same storage: its first request reads the cache entry, its next ones do not.
+    const reads: string[] = [];
+    const counting = Object.assign(Object.create(storage) as FilesystemStorage, {
+      getDocument: <T>(key: string) => (reads.push(key), storage.getDocument<T>(key)),
+    });
+    const other = new ImageBuilder({
+      storage: counting,
+      source: { type: 'path', path: sourceDir },
+      nixTimeoutSeconds: 5,
+      layerBudget: 94,
+      maxConcurrentBuilds: 1,
+      popularity: new Map(),
+      log: silentLogger,
+      metrics: createMetrics({ defaultMetrics: false }),
+      realise: () => Promise.reject(new Error('must be served from the cache')),
+      now: () => time,
+    });
+    for (let i = 0; i < 3; i++) assert.equal((await other.build(imageFromName('hello', 'latest'))).digest, first.digest);
+    assert.equal(reads.filter((k) => k.startsWith('manifests/')).length, 1);
+    time += MANIFEST_MEMO_TTL_MS;
+    await other.build(imageFromName('hello', 'latest'));
+    assert.equal(reads.filter((k) => k.startsWith('manifests/')).length, 2, 'read again once the memo expired');
+    assert.equal(calls.length, 1);
   });
 
   it('runs one build for concurrent requests of the same image', async () => {

@@ -17,10 +17,22 @@ import type { StorageBackend } from '../storage/backend.ts';
 import { buildOutcome, BuildStorageError } from './errors.ts';
 import type { BuildLayer, BuildResult } from './result.ts';
 import { Limiter, mapLimited, SingleFlight } from './single-flight.ts';
-import { fingerprintSource, type Fingerprint } from './source-fingerprint.ts';
+import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
+import type { Fingerprint } from './source-fingerprint.ts';
+import { TtlCache } from './ttl-cache.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
 export const BUILDER_VERSION = 1;
+
+/**
+ * How long a verified manifest cache entry (document read, every blob it names stat'ed) is reused
+ * without reading storage again. Nothing in the registry deletes blobs or cache documents, but
+ * storage may be pruned from outside (by hand, a bucket lifecycle rule): after this long a pruned
+ * entry is noticed and the image rebuilt, as before.
+ */
+export const MANIFEST_MEMO_TTL_MS = 5_000;
+/** Entries hold the layers' store paths (tens of KB for a big image): cap the memo's memory. */
+const MANIFEST_MEMO_ENTRIES = 256;
 
 export type Realise = (request: ImageRequest, options: NixOptions) => Promise<RealisedImage>;
 
@@ -42,6 +54,9 @@ export interface BuilderOptions {
   nixDir?: string;
   /** Extra `--option NAME VALUE` pairs for every Nix call. */
   nixOptions?: Record<string, string>;
+  /** Tests: the source lookup behind the fingerprint cache, and the clock of both caches. */
+  fingerprintLookup?: FingerprintLookup;
+  now?: () => number;
 }
 
 export interface BuildOptions {
@@ -60,30 +75,44 @@ export class ImageBuilder {
   private readonly flights = new SingleFlight<BuildResult>();
   private readonly limiter: Limiter;
   private readonly realise: Realise;
+  private readonly fingerprints: SourceFingerprints;
+  /** Verified manifest cache entries by cache key; misses are not remembered. */
+  private readonly manifests: TtlCache<BuildResult | null>;
 
   constructor(options: BuilderOptions) {
     if (options.layerBudget < 2) throw new RangeError('layerBudget must leave room for the customisation layer');
     this.options = options;
     this.limiter = new Limiter(options.maxConcurrentBuilds);
     this.realise = options.realise ?? realiseImage;
+    this.fingerprints = new SourceFingerprints(options.source, {
+      timeoutSeconds: options.nixTimeoutSeconds,
+      log: options.log,
+      ...(options.fingerprintLookup ? { lookup: options.fingerprintLookup } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    this.manifests = new TtlCache({
+      ttlMs: MANIFEST_MEMO_TTL_MS,
+      maxEntries: MANIFEST_MEMO_ENTRIES,
+      keep: (result) => result !== null,
+      ...(options.now ? { now: options.now } : {}),
+    });
   }
 
   /**
    * Returns the image, from the manifest cache when the source has not changed since it was
    * built, else by building it; concurrent calls for the same image share one build.
    */
-  build(image: ImageSpec, options: BuildOptions = {}): Promise<BuildResult> {
-    return this.flights.run(this.flightKey(image, options), async () => {
-      const fingerprint = await fingerprintSource(this.options.source, image.tag, {
-        timeoutSeconds: this.options.nixTimeoutSeconds,
-        log: this.options.log,
-      }).catch((error: unknown) => {
-        this.options.metrics.builds.inc({ result: buildOutcome(error) });
-        throw error;
-      });
+  async build(image: ImageSpec, options: BuildOptions = {}): Promise<BuildResult> {
+    // Outside the flight: requests served the previous fingerprint while one request waits for a
+    // refresh must not queue behind that request's flight.
+    const fingerprint = await this.fingerprints.get(image.tag).catch((error: unknown) => {
+      this.options.metrics.builds.inc({ result: buildOutcome(error) });
+      throw error;
+    });
+    return this.flights.run(this.flightKey(image, fingerprint, options), async () => {
       const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image, options.config);
       if (cacheKey !== undefined) {
-        const cached = await this.cachedManifest(cacheKey);
+        const cached = await this.manifests.get(cacheKey, () => this.cachedManifest(cacheKey));
         if (cached) {
           this.options.metrics.manifestCache.inc({ result: 'hit' });
           return { ...cached, name: image.name, tag: image.tag, fromCache: true };
@@ -93,6 +122,7 @@ export class ImageBuilder {
       const result = await this.limiter.run(() => this.buildNow(image, fingerprint, options));
       if (cacheKey !== undefined) {
         await this.storageStep('writing the manifest cache entry', () => this.options.storage.putDocument(cacheKey, result));
+        this.manifests.set(cacheKey, result);
       }
       return result;
     });
@@ -108,10 +138,10 @@ export class ImageBuilder {
     return present.every(Boolean) ? cached : null;
   }
 
-  private flightKey(image: ImageSpec, options: BuildOptions): string {
+  private flightKey(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions): string {
     // Only the git source reads the tag; for the others every tag names the same image.
     const ref = this.options.source.type === 'git' ? image.tag : '';
-    return JSON.stringify([image.packages, image.arch.system, ref, options.config ?? null]);
+    return JSON.stringify([image.packages, image.arch.system, ref, fingerprint.key ?? null, options.config ?? null]);
   }
 
   private async buildNow(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions): Promise<BuildResult> {
