@@ -4,11 +4,12 @@
 // up the default instance and builds a NixImage a pod then runs; `helm upgrade` changes it;
 // `helm uninstall` leaves the CRDs, the instance and its PVC. Every request the operator's service
 // account made is checked against the chart's RBAC, and every rule of it must have been needed.
+// Runs against the test cluster or, with NIXERY_E2E_CLUSTER=existing, a real one (see
+// support/cluster-under-test.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
-import { startCluster, type Cluster } from '../k8s/cluster.ts';
+import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
 import { eventually, kubectl, kubectlOk } from '../support/kube.ts';
 import { unusedGrants } from '../k8s/apiserver/rbac.ts';
 import { atomKey, deniedRequests, grantsFor, unusedPermissions, type Grant } from './rbac.ts';
@@ -44,20 +45,19 @@ const JUSTIFIED: Record<string, string> = {
 
 for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENARIOS) {
   describe(`${title}: the chart in the test cluster`, () => {
-    let cluster: Cluster;
+    let cluster: ClusterUnderTest;
     let kubeconfig: string;
     let helm: Helm;
     let releaseObjects: KubernetesObject[] = [];
 
     before(async () => {
-      cluster = await startCluster();
+      cluster = await acquireCluster({ namespaces: [NS, ...otherNamespaces] });
       kubeconfig = cluster.kubeconfigPath;
-      helm = makeHelm(version, cluster.dataDir, kubeconfig);
+      helm = makeHelm(version, cluster.workDir, kubeconfig);
       for (const namespace of otherNamespaces) await kubectlOk(kubeconfig, ['create', 'namespace', namespace]);
     });
     after(async () => {
-      await cluster?.stop();
-      if (cluster) fs.rmSync(cluster.dataDir, { recursive: true, force: true });
+      await cluster?.release();
     });
 
     const get = async (args: string[]) => JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', NS, '-o', 'json', ...args]));
@@ -90,7 +90,7 @@ for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENAR
       assert.equal(instance.spec.image, 'ghcr.io/nixery-operator/nixery:0.1.0');
       const pvc = await get(['pvc', 'nixery-storage']);
       assert.equal(pvc.metadata.ownerReferences[0].kind, 'NixeryInstance');
-      const requests = cluster.apiServer.requestLog.filter((r) => r.user === OPERATOR_USER);
+      const requests = (await cluster.requests()).filter((r) => r.user === OPERATOR_USER);
       assert.ok(requests.some((r) => r.verb === 'patch' && r.path.endsWith('/nixeryinstances/nixery/status')), 'the in-cluster operator wrote the status');
     });
 
@@ -175,10 +175,10 @@ for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENAR
       assert.ok(await exists(['-n', NS, 'nixeryinstance/nixery']), 'kept again');
     });
 
-    it('gave the operator exactly the permissions it used', () => {
+    it('gave the operator exactly the permissions it used', async () => {
       // Install and upgrade render the same RBAC; once is enough.
       const grants = grantsFor(dedupe(releaseObjects), { name: 'nixery-operator', namespace: NS });
-      const requests = cluster.apiServer.requestLog.filter((r) => r.user === OPERATOR_USER);
+      const requests = (await cluster.requests()).filter((r) => r.user === OPERATOR_USER);
       assert.ok(requests.length > 50, `the operator's requests are in the log (${requests.length})`);
       const denied = deniedRequests(grants, requests).map((r) => `${r.verb}${r.created ? '+create' : ''} ${r.path}`);
       assert.deepEqual([...new Set(denied)].sort(), [], "requests the chart's RBAC does not allow");

@@ -1,11 +1,12 @@
 // Operator, part 2 (issue 8) end to end: NixImages become build Jobs that run Nix and push to the
-// instance's registry; status says what to pull; pods pull the declared images.
+// instance's registry; status says what to pull; pods pull the declared images. Runs against the
+// test cluster or, with NIXERY_E2E_CLUSTER=existing, a real one (see support/cluster-under-test.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startCluster, type Cluster } from '../k8s/cluster.ts';
-import { eventually, kubectl, kubectlOk, startOperator, type OperatorProcess } from '../support/kube.ts';
+import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
+import { eventually, kubectl, kubectlOk } from '../support/kube.ts';
+import type { OperatorDeployment } from '../support/operator-deployment.ts';
 import { skopeoInspect } from '../support/oci-client.ts';
 import { REPO_ROOT } from '../support/registry.ts';
 
@@ -13,9 +14,10 @@ const NS = 'team-a';
 const EXAMPLES = path.join(REPO_ROOT, 'crds/examples');
 
 describe('operator: NixImage', () => {
-  let cluster: Cluster;
+  let cluster: ClusterUnderTest;
   let kubeconfig: string;
-  let operator: OperatorProcess | undefined;
+  let operator: OperatorDeployment;
+  /** The registry as this process reaches it: through the API server, as from outside any cluster. */
   let registryHost: string;
 
   const get = async (args: string[]) => JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', NS, '-o', 'json', ...args]));
@@ -24,20 +26,17 @@ describe('operator: NixImage', () => {
   const jobsOf = async (image: string) => (await get(['jobs', '-l', `nixery.dev/image=${image}`])).items as { metadata: { name: string } }[];
 
   before(async () => {
-    cluster = await startCluster();
+    cluster = await acquireCluster({ namespaces: [NS] });
     kubeconfig = cluster.kubeconfigPath;
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
     await kubectlOk(kubeconfig, ['create', 'namespace', NS]);
-    operator = await startOperator(kubeconfig);
+    operator = await cluster.installOperator();
     await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(EXAMPLES, 'instance.yaml')]);
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
-    const service = await get(['service', 'nixery']);
-    registryHost = `${service.spec.clusterIP}:5000`;
+    registryHost = await cluster.serviceHost(NS, 'nixery', 5000);
   });
   after(async () => {
-    await operator?.stop();
-    await cluster?.stop();
-    if (cluster) await fs.rm(cluster.dataDir, { recursive: true, force: true });
+    await cluster?.release();
   });
 
   it('builds both example images; status digests are what the registry serves', async () => {
@@ -115,8 +114,7 @@ describe('operator: NixImage', () => {
       const jobs = await jobsOf('slow-image');
       return jobs.length ? jobs : undefined;
     }, 60_000);
-    await operator!.stop('SIGKILL');
-    operator = await startOperator(kubeconfig);
+    await operator.kill();
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'niximage/slow-image', '--timeout=240s']);
     assert.deepEqual((await jobsOf('slow-image')).map((j) => j.metadata.name), [job!.metadata.name]);
     assert.equal((await get(['niximage', 'slow-image'])).status.jobName, job!.metadata.name);

@@ -1,28 +1,28 @@
 // Operator, part 1 (issue 7) end to end: kubectl applies the CRDs and an instance; the operator
-// brings up a registry; a pod pulls an image from it by the Service's DNS name.
+// (installed in the cluster with the chart) brings up a registry; a pod pulls an image from it by
+// the Service's DNS name. Runs against the test cluster or, with NIXERY_E2E_CLUSTER=existing, a
+// real one (see support/cluster-under-test.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startCluster, type Cluster } from '../k8s/cluster.ts';
-import { eventually, kubectl, kubectlOk, startOperator, type OperatorProcess } from '../support/kube.ts';
+import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
+import { eventually, kubectl, kubectlOk } from '../support/kube.ts';
+import type { OperatorDeployment } from '../support/operator-deployment.ts';
 import { REPO_ROOT } from '../support/registry.ts';
 
 const NS = 'team-a';
 
 describe('operator: NixeryInstance', () => {
-  let cluster: Cluster;
+  let cluster: ClusterUnderTest;
   let kubeconfig: string;
-  let operator: OperatorProcess | undefined;
+  let operator: OperatorDeployment;
 
   before(async () => {
-    cluster = await startCluster();
+    cluster = await acquireCluster({ namespaces: [NS, 'watched', 'ignored'] });
     kubeconfig = cluster.kubeconfigPath;
   });
   after(async () => {
-    await operator?.stop();
-    await cluster?.stop();
-    if (cluster) await fs.rm(cluster.dataDir, { recursive: true, force: true });
+    await cluster?.release();
   });
 
   const get = async (args: string[]) => JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', NS, '-o', 'json', ...args]));
@@ -30,7 +30,7 @@ describe('operator: NixeryInstance', () => {
   it('kubectl apply of the CRDs and the example brings up a Ready registry', async () => {
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
     await kubectlOk(kubeconfig, ['create', 'namespace', NS]);
-    operator = await startOperator(kubeconfig);
+    operator = await cluster.installOperator();
     await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
     const instance = await get(['nixeryinstance', 'nixery']);
@@ -78,11 +78,11 @@ describe('operator: NixeryInstance', () => {
 
   it('makes no write request while nothing changes, and puts a manual change back', async () => {
     // The operator resyncs every 2 s in this suite: a few resyncs of an unchanged instance.
-    const before = cluster.apiServer.requestLog.length;
+    const before = (await cluster.requests()).length;
     await new Promise((r) => setTimeout(r, 6000));
-    const writes = cluster.apiServer.requestLog
-      .slice(before)
-      .filter((r) => ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(r.verb) && isOperatorWrite(r));
+    const window = (await cluster.requests()).slice(before);
+    assert.ok(window.some((r) => r.path.endsWith('/leases/nixery-operator') && r.verb === 'update'), 'the log shows the leader renewing its Lease meanwhile');
+    const writes = window.filter((r) => ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(r.verb) && isOperatorWrite(r));
     assert.deepEqual(writes, []);
 
     await kubectlOk(kubeconfig, ['scale', '-n', NS, 'deployment/nixery', '--replicas=0']);
@@ -93,8 +93,7 @@ describe('operator: NixeryInstance', () => {
     const second = JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'second', namespace: NS }, spec: {} });
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], second);
     await eventually('the operator to start on it', async () => ((await kubectl(kubeconfig, ['get', '-n', NS, 'deployment/second'])).code === 0 ? true : undefined), 30_000, 50);
-    await operator!.stop('SIGKILL');
-    operator = await startOperator(kubeconfig);
+    await operator.kill();
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/second', '--timeout=180s']);
     const owned = (kind: string) =>
       get([kind, '-l', 'app.kubernetes.io/instance=second']).then((list: { items: unknown[] }) => list.items.length);
@@ -102,18 +101,17 @@ describe('operator: NixeryInstance', () => {
   });
 
   it('watches only the namespaces it is given', async () => {
-    await operator!.stop();
-    operator = await startOperator(kubeconfig, ['--namespaces', 'watched']);
+    // The chart grants Roles in the watched namespaces, so they exist before the operator is told.
+    for (const ns of ['watched', 'ignored']) await kubectlOk(kubeconfig, ['create', 'namespace', ns]);
+    await operator.reconfigure({ namespaces: ['watched'] });
     for (const ns of ['watched', 'ignored']) {
-      await kubectlOk(kubeconfig, ['create', 'namespace', ns]);
       await kubectlOk(kubeconfig, ['apply', '-n', ns, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
     }
     await kubectlOk(kubeconfig, ['wait', '-n', 'watched', '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
     const ignored = JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', 'ignored', 'nixeryinstance/nixery', '-o', 'json']));
     assert.equal(ignored.status, undefined);
     assert.equal((await kubectl(kubeconfig, ['get', '-n', 'ignored', 'deployment/nixery'])).code, 1);
-    await operator!.stop();
-    operator = await startOperator(kubeconfig);
+    await operator.reconfigure({});
   });
 
   it('removes the Deployment, Service and PVC with the instance', async () => {

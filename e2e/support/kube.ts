@@ -1,10 +1,5 @@
-// Driving the test cluster (or a real one) with the real clients, and running the operator.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { REPO_ROOT } from './registry.ts';
-import { exited, waitForOutput } from './process.ts';
-
-export const OPERATOR_BIN = path.join(REPO_ROOT, 'operator/bin/nixery-operator.js');
+// Driving the test cluster (or a real one) with the real clients.
+import { execFile } from 'node:child_process';
 
 export interface KubectlResult {
   code: number;
@@ -43,30 +38,4 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
-export interface OperatorProcess {
-  child: ChildProcess;
-  logs(): string;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-/** The operator as a process outside the cluster, as `nixery-operator` with KUBECONFIG. */
-export async function startOperator(kubeconfig: string, args: string[] = [], env: Record<string, string> = {}): Promise<OperatorProcess> {
-  const child = spawn(process.execPath, [OPERATOR_BIN, '--health-port', '0', '--health-host', '127.0.0.1', '--resync-seconds', '2', ...args], {
-    env: { ...process.env, KUBECONFIG: kubeconfig, POD_NAMESPACE: 'default', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  await waitForOutput(child, /caches synced|waiting for the leader lease/, 60_000);
-  return {
-    child,
-    logs: () => output,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited(child);
-    },
-  };
 }

@@ -1,0 +1,111 @@
+// The cluster a Kubernetes suite runs against: by default a test cluster of its own
+// (e2e/k8s), or, with NIXERY_E2E_CLUSTER=existing, the real cluster KUBECONFIG points at. The
+// suites use only what works on both: kubectl and helm with the kubeconfig, Services reached
+// through the API server's service proxy, the API server's audit log as the record of requests,
+// and namespaces the suite declares up front and removes again.
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { startCluster, type Cluster } from '../k8s/cluster.ts';
+import type { RequestLogEntry } from '../k8s/apiserver/http.ts';
+import { AuditLog } from './audit-log.ts';
+import { kubectl } from './kube.ts';
+import { installOperator, type OperatorDeployment, type OperatorOptions } from './operator-deployment.ts';
+import { forwardService, type ServiceForwarder } from './service-forwarder.ts';
+
+export type ClusterMode = 'test-cluster' | 'existing';
+
+export interface ClusterUnderTest {
+  mode: ClusterMode;
+  kubeconfigPath: string;
+  /** Scratch space on this machine for the suite (helm's home, manifests). */
+  workDir: string;
+  /** Every API request since the suite started, from the API server's audit log. */
+  requests(): Promise<RequestLogEntry[]>;
+  /** host:port on loopback that reaches the Service's port (through the API server). */
+  serviceHost(namespace: string, service: string, port: number | string): Promise<string>;
+  /** Installs the operator with the chart in its own namespace. */
+  installOperator(options?: OperatorOptions): Promise<OperatorDeployment>;
+  /** Removes what the suite made and, for a test cluster, the cluster itself. */
+  release(): Promise<void>;
+}
+
+export interface ClusterRequest {
+  /** Namespaces the suite creates (itself or through helm): they must not exist yet, and are deleted at the end. */
+  namespaces: string[];
+}
+
+const OPERATOR_NAMESPACE = 'nixery-e2e-operator';
+
+export function clusterMode(): ClusterMode {
+  const mode = process.env.NIXERY_E2E_CLUSTER ?? 'test-cluster';
+  if (mode !== 'test-cluster' && mode !== 'existing') throw new Error(`NIXERY_E2E_CLUSTER must be test-cluster or existing, not ${mode}`);
+  return mode;
+}
+
+export async function acquireCluster(request: ClusterRequest): Promise<ClusterUnderTest> {
+  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-e2e-'));
+  const namespaces = [...request.namespaces, OPERATOR_NAMESPACE];
+  let kubeconfigPath: string;
+  let auditLogPath: string;
+  let cluster: Cluster | undefined;
+  if (clusterMode() === 'existing') {
+    kubeconfigPath = requiredEnv('KUBECONFIG', 'the kubeconfig of the cluster to test against');
+    auditLogPath = requiredEnv('NIXERY_E2E_AUDIT_LOG', "the API server's audit log (--audit-log-path, Metadata level or more), readable here");
+    const version = await kubectl(kubeconfigPath, ['version', '-o', 'json']);
+    if (version.code !== 0) throw new Error(`the cluster of ${kubeconfigPath} does not answer: ${version.stderr}`);
+    for (const namespace of namespaces) {
+      if ((await kubectl(kubeconfigPath, ['get', 'namespace', namespace])).code === 0) {
+        throw new Error(`namespace ${namespace} already exists in the cluster of ${kubeconfigPath}: this suite creates and deletes it, so delete it first`);
+      }
+    }
+  } else {
+    auditLogPath = path.join(workDir, 'audit.log');
+    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath });
+    kubeconfigPath = cluster.kubeconfigPath;
+  }
+  const audit = await AuditLog.from(auditLogPath);
+  const forwarders = new Map<string, Promise<ServiceForwarder>>();
+  let operator: OperatorDeployment | undefined;
+
+  return {
+    mode: clusterMode(),
+    kubeconfigPath,
+    workDir,
+    requests: () => audit.requests(),
+    async serviceHost(namespace, service, port) {
+      const key = `${namespace}/${service}:${port}`;
+      if (!forwarders.has(key)) forwarders.set(key, forwardService(kubeconfigPath, namespace, service, port));
+      return (await forwarders.get(key)!).host;
+    },
+    async installOperator(options) {
+      if (operator) throw new Error('the operator is installed already: reconfigure it');
+      operator = await installOperator(kubeconfigPath, OPERATOR_NAMESPACE, workDir, options);
+      return operator;
+    },
+    async release() {
+      for (const forwarder of forwarders.values()) await (await forwarder.catch(() => undefined))?.close();
+      if (cluster) {
+        await cluster.stop();
+      } else {
+        // NixImages carry a finalizer the operator removes: delete them while it still runs.
+        for (const namespace of request.namespaces) {
+          await kubectl(kubeconfigPath, ['delete', 'niximages,nixeryinstances', '--all', '-n', namespace, '--timeout=120s']);
+        }
+        await operator?.uninstall();
+        for (const namespace of namespaces) {
+          const result = await kubectl(kubeconfigPath, ['delete', 'namespace', namespace, '--ignore-not-found', '--wait=true', '--timeout=300s']);
+          if (result.code !== 0) throw new Error(`could not delete namespace ${namespace}: ${result.stderr}`);
+        }
+      }
+      await fs.rm(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function requiredEnv(name: string, what: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`NIXERY_E2E_CLUSTER=existing needs ${name}: ${what}`);
+  return value;
+}
+
