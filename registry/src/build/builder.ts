@@ -22,7 +22,7 @@ import type { Fingerprint } from './source-fingerprint.ts';
 import { TtlCache } from './ttl-cache.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 /**
  * How long a verified manifest cache entry (document read, every blob it names stat'ed) is reused
