@@ -1,33 +1,47 @@
 // Every object `helm template` renders, for each documented values combination and both helm
 // versions, validated by the test API server (`kubectl apply --dry-run=server`): custom resources
 // against their CRD schemas (with CEL rules), built-in kinds against its defaulting and validation.
+// Runs against the test cluster or, with NIXERY_E2E_CLUSTER=existing, a real one (see
+// support/cluster-under-test.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { startTestServer, type TestServer } from '../k8s/apiserver/testing.ts';
+import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
+import { kubectl, kubectlOk } from '../support/kube.ts';
 import { CHART, HELM_VERSIONS, makeHelm, parseManifests, VALUES_DIR, valuesFiles } from './support.ts';
 
 const RELEASE_NAMESPACE = 'nixery';
+// watch-namespaces.yaml places Roles in team-a.
+const NAMESPACES = [RELEASE_NAMESPACE, 'team-a'];
+const SERVICE_MONITOR_CRD = 'customresourcedefinitions/servicemonitors.monitoring.coreos.com';
 
 describe('helm template, validated by the API server', () => {
-  let t: TestServer;
+  let cluster: ClusterUnderTest;
+  let kubeconfig: string;
+  /** A cluster running the Prometheus operator has the real CRD: it is used, not replaced. */
+  let createdServiceMonitorCrd = false;
 
   before(async () => {
-    t = await startTestServer();
-    await t.kubectlOk(['apply', '-f', path.join(CHART, 'crds'), '-f', path.join(import.meta.dirname, 'servicemonitor-crd.yaml')]);
-    // watch-namespaces.yaml places Roles in team-a.
-    for (const namespace of [RELEASE_NAMESPACE, 'team-a']) await t.kubectlOk(['create', 'namespace', namespace]);
+    cluster = await acquireCluster({ namespaces: NAMESPACES });
+    kubeconfig = cluster.kubeconfigPath;
+    await kubectlOk(kubeconfig, ['apply', '-f', path.join(CHART, 'crds')]);
+    if ((await kubectl(kubeconfig, ['get', SERVICE_MONITOR_CRD])).code !== 0) {
+      await kubectlOk(kubeconfig, ['create', '-f', path.join(import.meta.dirname, 'servicemonitor-crd.yaml')]);
+      createdServiceMonitorCrd = true;
+    }
+    for (const namespace of NAMESPACES) await kubectlOk(kubeconfig, ['create', 'namespace', namespace]);
   });
   after(async () => {
-    await t?.stop();
+    if (createdServiceMonitorCrd) await kubectl(kubeconfig, ['delete', SERVICE_MONITOR_CRD]);
+    await cluster?.release();
   });
 
-  const dryRun = (manifests: string) => t.kubectl(['apply', '--dry-run=server', '-f', '-'], manifests);
+  const dryRun = (manifests: string) => kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], manifests);
 
   for (const version of HELM_VERSIONS) {
     it(`accepts everything helm ${version} renders for each values combination`, async () => {
-      const helm = makeHelm(version, t.dir);
+      const helm = makeHelm(version, cluster.workDir);
       for (const file of valuesFiles()) {
         const manifests = await helm.ok(['template', 'nixery', CHART, '--namespace', RELEASE_NAMESPACE, '-f', file]);
         const objects = parseManifests(manifests);
@@ -41,7 +55,7 @@ describe('helm template, validated by the API server', () => {
   }
 
   it('is a real validation: a rendered instance with a bad field is refused by its CRD', async () => {
-    const helm = makeHelm(4, t.dir);
+    const helm = makeHelm(4, cluster.workDir);
     const objects = parseManifests(await helm.ok(['template', 'nixery', CHART, '--namespace', RELEASE_NAMESPACE, '-f', path.join(VALUES_DIR, 'instance-gcs-ha.yaml')]));
     const instance = objects.find((o) => o.kind === 'NixeryInstance') as { spec: { storage: Record<string, unknown> } };
     instance.spec.storage.persistentVolume = { size: '1Gi' };
@@ -51,6 +65,9 @@ describe('helm template, validated by the API server', () => {
   });
 
   it('keeps its objects out of the cluster (dry run only)', async () => {
-    assert.equal((await t.kubectlOk(['get', 'deployments,roles,nixeryinstances', '-A', '-o', 'name'])).trim(), '');
+    for (const namespace of NAMESPACES) {
+      assert.equal((await kubectlOk(kubeconfig, ['get', 'deployments,roles,nixeryinstances', '-n', namespace, '-o', 'name'])).trim(), '', namespace);
+    }
+    assert.equal((await kubectlOk(kubeconfig, ['get', 'clusterroles', '-l', 'app.kubernetes.io/name=nixery-operator', '-o', 'name'])).trim(), '');
   });
 });

@@ -66,12 +66,14 @@ describe('the e2e suites against an existing cluster', () => {
     await kubectlOk(env.KUBECONFIG!, ['delete', 'namespace', 'team-a', '--wait=true', '--timeout=60s']);
   });
 
-  it('runs the NixeryInstance suite and removes every namespace it made', async () => {
-    const result = await runSuites(['e2e/operator/instance.test.ts'], env);
+  it('runs the NixeryInstance and chart template suites and removes every namespace they made', async () => {
+    const result = await runSuites(['e2e/operator/instance.test.ts', 'e2e/chart/template.test.ts'], env);
     assert.equal(result.code, 0, result.output.slice(-6000));
+    assert.match(result.output, /\bpass 12\b/);
     assert.match(result.output, /\bfail 0\b/);
     const namespaces = JSON.parse(await kubectlOk(env.KUBECONFIG!, ['get', 'namespaces', '-o', 'json'])) as { items: { metadata: { name: string } }[] };
-    const left = namespaces.items.map((n) => n.metadata.name).filter((n) => ['team-a', 'watched', 'ignored', 'nixery-e2e-operator'].includes(n));
+    const left = namespaces.items.map((n) => n.metadata.name).filter((n) => ['team-a', 'watched', 'ignored', 'nixery', 'nixery-e2e-operator'].includes(n));
     assert.deepEqual(left, []);
+    assert.equal((await kubectl(env.KUBECONFIG!, ['get', 'crd', 'servicemonitors.monitoring.coreos.com'])).code, 1, 'the stand-in ServiceMonitor CRD is removed again');
   });
 });
