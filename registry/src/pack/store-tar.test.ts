@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdir, readlink, truncate, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -25,6 +26,7 @@ async function readAtLeast(stream: Readable, bytes: number): Promise<void> {
 }
 
 const longName = 'n'.repeat(120);
+const FIXED_DIGEST = 'efdc5b4589d98a132e2cea3d02156b1d26b578d2911bff740d4cbc2fa5cd1818';
 const deepDirs = ['d'.repeat(90), 'e'.repeat(90), 'f'.repeat(90)];
 
 describe('storePathsTar', () => {
@@ -131,16 +133,18 @@ describe('storePathsTar', () => {
   });
 
   it('errors the stream when a file disappears while packing', async () => {
-    const big = await store.add('ddd-big', dir({ a: file(Buffer.alloc(1 << 20, 1)), b: file('gone soon') }));
+    // `a` is larger than the read-ahead budget, so `b` is not opened until most of `a` is written.
+    const big = await store.add('ddd-big', dir({ a: file(Buffer.alloc(16 << 20, 1)), b: file('gone soon') }));
     const tar = storePathsTar([big], { root: store.root });
-    // Once `a`'s contents flow, `b` has been listed but the walk cannot reach it before `a`'s megabyte is read.
+    // Once `a`'s contents flow, `b` has been listed (and lstat'ed) but not opened.
     await readAtLeast(tar, 64 * 1024);
     await unlink(store.fsPath(`${big}/b`));
     await assert.rejects(collect(tar), StoreReadError);
   });
 
   it('errors the stream when a file shrinks while packing', async () => {
-    const shrinking = await store.add('eee-shrinking', dir({ a: file(Buffer.alloc(1 << 20, 1)) }));
+    // Larger than the read-ahead budget: most of it is read after the truncation.
+    const shrinking = await store.add('eee-shrinking', dir({ a: file(Buffer.alloc(16 << 20, 1)) }));
     const tar = storePathsTar([shrinking], { root: store.root });
     await readAtLeast(tar, 64 * 1024);
     await truncate(store.fsPath(`${shrinking}/a`), 1000);
@@ -148,15 +152,54 @@ describe('storePathsTar', () => {
   });
 
   it('stops reading the store when the consumer destroys the stream', async () => {
-    const big = await store.add('fff-big', dir({ a: file(Buffer.alloc(4 << 20, 1)) }));
+    const big = await store.add('fff-big', dir({ a: file(Buffer.alloc(16 << 20, 1)), b: file('next'), c: file('after') }));
     const tar = storePathsTar([big], { root: store.root });
     await readAtLeast(tar, 64 * 1024);
     tar.destroy();
     await new Promise((resolve) => tar.once('close', resolve));
     assert.equal(tar.destroyed, true);
     // The producer notices, stops and closes the file it was reading.
-    const contents = store.fsPath(`${big}/a`);
-    for (let i = 0; i < 50 && (await openFds()).includes(contents); i++) await sleep(10);
-    assert.equal((await openFds()).includes(contents), false);
+    // The producer notices, stops and closes the files it was reading, and those opened ahead.
+    const under = store.fsPath(big) + '/';
+    const inStore = async () => (await openFds()).filter((fd) => fd.startsWith(under));
+    for (let i = 0; i < 50 && (await inStore()).length > 0; i++) await sleep(10);
+    assert.deepEqual(await inStore(), []);
+  });
+
+  it('closes every file opened ahead when one of them fails', async () => {
+    // `a` is larger than the read-ahead budget; the small files after it are opened
+    // ahead only near its end, by which time `f00` has shrunk.
+    const files: Record<string, ReturnType<typeof file>> = { a: file(Buffer.alloc(16 << 20, 1)) };
+    for (let i = 0; i < 30; i++) files[`f${String(i).padStart(2, '0')}`] = file(Buffer.alloc(300_000 + i, i));
+    const many = await store.add('hhh-many', dir(files));
+    const under = store.fsPath(many) + '/';
+    const tar = storePathsTar([many], { root: store.root });
+    await readAtLeast(tar, 64 * 1024);
+    await truncate(store.fsPath(`${many}/f00`), 10);
+    await assert.rejects(collect(tar), (err: unknown) => {
+      assert.ok(err instanceof StoreFileChangedError);
+      assert.equal(err.fsPath, store.fsPath(`${many}/f00`));
+      return true;
+    });
+    const inStore = async () => (await openFds()).filter((fd) => fd.startsWith(under));
+    for (let i = 0; i < 50 && (await inStore()).length > 0; i++) await sleep(10);
+    assert.deepEqual(await inStore(), []);
+  });
+
+  it('gives the same bytes with any read-ahead, as before read-ahead existed', async () => {
+    const files: Record<string, ReturnType<typeof file>> = {};
+    for (let i = 0; i < 60; i++) files[`f${String(i).padStart(2, '0')}`] = file(Buffer.alloc((i * 37_111) % 700_000, i), i % 2 ? 0o555 : 0o444);
+    files['big'] = file(Buffer.alloc(5 << 20, 9));
+    files['sub'] = dir({ x: file('x'), l: link('../big'), e: file('') });
+    const mixed = await store.add('ggg-mixed', dir(files));
+    const paths = [hello, lib, single, mixed];
+    const sequential = await collect(storePathsTar(paths, { root: store.root, readAhead: { bytes: 0, files: 1, entries: 1 } }));
+    for (const readAhead of [undefined, { bytes: 1, files: 1, entries: 2 }, { bytes: 300_000, files: 3, entries: 8 }, { bytes: 64 << 20, files: 64, entries: 4096 }]) {
+      const tar = await collect(storePathsTar(paths, { root: store.root, ...(readAhead ? { readAhead } : {}) }));
+      assert.ok(tar.equals(sequential), JSON.stringify(readAhead));
+    }
+    // Fixed before read-ahead was written (at commit 234c549, which read each file when its turn came).
+    const small = await collect(storePathsTar([hello, lib, single], { root: store.root }));
+    assert.equal(createHash('sha256').update(small).digest('hex'), FIXED_DIGEST);
   });
 });

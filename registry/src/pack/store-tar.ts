@@ -1,12 +1,15 @@
 import type { Readable } from 'node:stream';
 import type { LayerEntry } from './entry.ts';
 import { canonicalStorePaths, storeFsPath } from './store-path.ts';
+import type { ReadAheadOptions } from './read-ahead.ts';
 import { entriesTar } from './tar-writer.ts';
 import { walkTree } from './walk.ts';
 
 export interface StoreTarOptions {
   /** Directory the store is read from: `/nix/store/x` is read at `<root>/nix/store/x`. Default `/`. */
   root?: string;
+  /** How far the store is read ahead of the tar; the bytes do not depend on it. */
+  readAhead?: ReadAheadOptions;
 }
 
 // The image's /nix and /nix/store are not read from this machine (whose store
@@ -22,7 +25,7 @@ const STORE_PARENT_MODE = 0o755;
  */
 export function storePathsTar(paths: string[], opts: StoreTarOptions = {}): Readable {
   const sorted = canonicalStorePaths(paths);
-  return entriesTar(storeEntries(sorted, opts.root ?? '/'));
+  return entriesTar(storeEntries(sorted, opts.root ?? '/'), { readAhead: opts.readAhead });
 }
 
 async function* storeEntries(sorted: string[], root: string): AsyncGenerator<LayerEntry> {

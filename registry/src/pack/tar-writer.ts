@@ -8,12 +8,13 @@
 // a node Readable and tells the producer when the packer has been read empty;
 // the producer stops after a fixed number of unread entries until it has.
 
-import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pack as createPack } from 'tar-stream';
 import type { Header, Pack } from 'tar-stream';
 import type { FileEntry, LayerEntry } from './entry.ts';
-import { PackError, StoreFileChangedError, StoreReadError } from './errors.ts';
+import { PackError, StoreFileChangedError } from './errors.ts';
+import { ReadAhead } from './read-ahead.ts';
+import type { FileContents, ReadAheadOptions } from './read-ahead.ts';
 
 const EPOCH = new Date(0);
 // Ownership is numeric only: names would be looked up in whatever passwd the
@@ -22,17 +23,21 @@ const OWNER = { uid: 0, gid: 0, uname: '', gname: '' } as const;
 const SYMLINK_MODE = 0o777;
 // Entries (headers of at most ~1.5 KiB each with PAX names) the packer may hold unread.
 const MAX_UNREAD_ENTRIES = 256;
-const FILE_CHUNK = 64 * 1024;
 
 type EntryHeader = Partial<Header> & Pick<Header, 'name'>;
 type Sink = ReturnType<Pack['entry']>;
 
+export interface EntriesTarOptions {
+  /** How far the store is read ahead of the tar (read-ahead.ts); the bytes do not depend on it. */
+  readAhead?: ReadAheadOptions;
+}
+
 /** A node Readable of the tar of `entries`, ended by the tar end-of-archive marker. */
-export function entriesTar(entries: AsyncIterable<LayerEntry>): Readable {
+export function entriesTar(entries: AsyncIterable<LayerEntry>, opts: EntriesTarOptions = {}): Readable {
   const pack = createPack();
   const pacer = new Pacer();
   const out = bridge(pack, pacer);
-  writeEntries(pack, entries, pacer).catch((err: unknown) => {
+  writeEntries(pack, new ReadAhead(entries, opts.readAhead), pacer).catch((err: unknown) => {
     pack.destroy(err instanceof Error ? err : new PackError(String(err)));
   });
   return out;
@@ -75,14 +80,19 @@ function bridge(pack: Pack, pacer: Pacer): Readable {
   return out;
 }
 
-async function writeEntries(pack: Pack, entries: AsyncIterable<LayerEntry>, pacer: Pacer): Promise<void> {
-  for await (const entry of entries) {
-    if (entry.type === 'file') {
-      await writeFile(pack, entry);
-    } else {
-      await writeEntry(pack, header(entry)).done;
+async function writeEntries(pack: Pack, entries: ReadAhead, pacer: Pacer): Promise<void> {
+  try {
+    for await (const { entry, contents } of entries) {
+      if (entry.type === 'file') {
+        await writeFile(pack, entry, contents);
+      } else {
+        await writeEntry(pack, header(entry)).done;
+      }
+      await pacer.entryWritten();
     }
-    await pacer.entryWritten();
+  } finally {
+    // Closes the files opened ahead when the tar fails or is abandoned.
+    entries.close();
   }
   pack.finalize();
 }
@@ -120,10 +130,10 @@ function writeEntry(pack: Pack, headers: EntryHeader): PendingEntry {
   return { sink, done };
 }
 
-async function writeFile(pack: Pack, entry: FileEntry): Promise<void> {
+async function writeFile(pack: Pack, entry: FileEntry, contents: FileContents | undefined): Promise<void> {
   const { sink, done } = writeEntry(pack, header(entry));
   try {
-    const read = entry.size > 0 ? await copyContents(entry, sink) : 0;
+    const read = contents ? await copyContents(contents, sink) : 0;
     if (read !== entry.size) throw new StoreFileChangedError(entry.fsPath, entry.size, read);
     sink.end(undefined);
     await done;
@@ -135,26 +145,14 @@ async function writeFile(pack: Pack, entry: FileEntry): Promise<void> {
 }
 
 /** Copies the file into the entry at the pace the tar is read; returns the bytes read. */
-async function copyContents(entry: FileEntry, sink: Sink): Promise<number> {
-  // Never more than the header promised, so a growing file cannot corrupt the archive.
-  const source = createReadStream(entry.fsPath, { start: 0, end: entry.size - 1, highWaterMark: FILE_CHUNK });
-  const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+async function copyContents(contents: FileContents, sink: Sink): Promise<number> {
   let read = 0;
-  try {
-    for (;;) {
-      let next: IteratorResult<Buffer>;
-      try {
-        next = await chunks.next();
-      } catch (err) {
-        throw new StoreReadError(entry.fsPath, err);
-      }
-      if (next.done) return read;
-      read += next.value.length;
-      if (!sink.write(next.value)) await drained(sink);
-    }
-  } finally {
-    // Closes the file when the tar is abandoned mid-file.
-    source.destroy();
+  for (;;) {
+    // Never more than the header promised, so a growing file cannot corrupt the archive.
+    const chunk = await contents.next();
+    if (chunk === undefined) return read;
+    read += chunk.length;
+    if (!sink.write(chunk)) await drained(sink);
   }
 }
 
