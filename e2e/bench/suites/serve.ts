@@ -125,7 +125,7 @@ export async function serveSuite(ctx: Context, figures: Figures): Promise<void> 
         baselineLabel: 'docker-registry',
         target: { kind: 'ratio-min', value: 1.0 },
         samples: { ours: o.map((x) => x.rps), baseline: r.map((x) => x.rps) },
-        note: 'NIXERY_PKGS_PATH pointing at a tree the size of a nixpkgs checkout: every manifest request walks it to fingerprint the source (see findings).',
+        note: 'NIXERY_PKGS_PATH pointing at a tree the size of a nixpkgs checkout: the registry walks it to fingerprint the source when its last fingerprint is over 1 s old; requests arriving during a walk use the previous one.',
         ...errorNote(o, r),
       });
     }
