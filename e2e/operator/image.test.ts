@@ -23,6 +23,14 @@ describe('operator: NixImage', () => {
   const get = async (args: string[]) => JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', NS, '-o', 'json', ...args]));
   const condition = (object: { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } }, type: string) =>
     object.status?.conditions?.find((c) => c.type === type);
+  /** What the cluster looks like, for a failure message that says why. */
+  const explain = async () => {
+    const state = await kubectl(kubeconfig, ['get', '-n', NS, 'niximages,jobs,pods', '-o', 'wide']);
+    const conditions = await kubectl(kubeconfig, ['get', '-n', NS, 'niximages', '-o', 'jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{"\\n"}{end}']);
+    const registry = await kubectl(kubeconfig, ['logs', '-n', NS, 'deployment/nixery', '--tail=-1']);
+    const registryErrors = registry.stdout.split('\n').filter((l) => /"level":"(warn|error)"/.test(l)).slice(-20).join('\n');
+    return `${state.stdout}${state.stderr}\n${conditions.stdout}\noperator:\n${(await operator.logs()).split('\n').slice(-40).join('\n')}\nregistry warnings and errors:\n${registryErrors}`;
+  };
   const jobsOf = async (image: string) => (await get(['jobs', '-l', `nixery.dev/image=${image}`])).items as { metadata: { name: string } }[];
 
   before(async () => {
@@ -115,7 +123,8 @@ describe('operator: NixImage', () => {
       return jobs.length ? jobs : undefined;
     }, 60_000);
     await operator.kill();
-    await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'niximage/slow-image', '--timeout=240s']);
+    const ready = await kubectl(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'niximage/slow-image', '--timeout=170s']);
+    if (ready.code !== 0) assert.fail(`slow-image is not Ready: ${ready.stderr}\n${await explain()}`);
     assert.deepEqual((await jobsOf('slow-image')).map((j) => j.metadata.name), [job!.metadata.name]);
     assert.equal((await get(['niximage', 'slow-image'])).status.jobName, job!.metadata.name);
   });

@@ -12,7 +12,7 @@ import { isTerminalPod } from './owners.ts';
 import { PodWorker, type PodWorkerDeps } from './pod-worker.ts';
 import type { Puller } from './puller.ts';
 import type { ImageMapping } from './types.ts';
-import { SERVICE_ACCOUNT_MOUNT_PATH, type VolumeSources } from './volumes.ts';
+import type { VolumeSources } from './volumes.ts';
 
 export interface KubeletOptions {
   kube: Kube;
@@ -35,7 +35,7 @@ export class Kubelet {
   readonly #workers = new Map<string, PodWorker>();
   readonly #binding = new Set<string>();
   readonly #ips = new Map<string, string>();
-  readonly #mountPoints = new HostMountPoints([SERVICE_ACCOUNT_MOUNT_PATH]);
+  readonly #mountPoints = new HostMountPoints();
   #lastIP: string | undefined;
   #records: ServiceRecord[] = [];
   #hostsTimer: NodeJS.Timeout | undefined;

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,50 +9,43 @@ import { HostMountPoints } from './mountpoints.ts';
 const exists = (p: string) => fs.access(p).then(() => true, () => false);
 
 describe('host mount points', () => {
-  it('creates a missing mount point and removes it after its last user, if still empty', async () => {
+  it('creates missing directories and files, and leaves existing paths as they are', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-mp-'));
     try {
       const points = new HostMountPoints();
-      const target = path.join(dir, 'a/b/data');
-      const first = await points.acquire(target, 'dir');
-      const second = await points.acquire(path.join(dir, 'a/b/other'), 'file');
-      assert.ok(await exists(target));
-      assert.deepEqual(points.held().sort(), [path.join(dir, 'a'), path.join(dir, 'a/b/other')].sort());
-      await first();
-      await first();
-      assert.ok(!(await exists(path.join(dir, 'a/b/data'))), 'released and empty: removed');
-      assert.ok(await exists(path.join(dir, 'a/b/other')), 'still used');
-      await second();
-      assert.ok(!(await exists(path.join(dir, 'a'))));
+      await fs.writeFile(path.join(dir, 'kept'), 'content');
+      await points.ensure(path.join(dir, 'a/b/data'), 'dir');
+      await points.ensure(path.join(dir, 'a/b/other'), 'file');
+      await points.ensure(path.join(dir, 'kept'), 'file');
+      assert.ok((await fs.stat(path.join(dir, 'a/b/data'))).isDirectory());
+      assert.equal((await fs.stat(path.join(dir, 'a/b/other'))).size, 0);
+      assert.equal(await fs.readFile(path.join(dir, 'kept'), 'utf8'), 'content');
+      assert.deepEqual(points.created().sort(), [path.join(dir, 'a/b/data'), path.join(dir, 'a/b/other')].sort());
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
-  it('leaves existing paths and anything that is no longer empty alone', async () => {
+
+  it('is right to never remove one: removing it would detach a mount on it in another namespace', async () => {
+    // The kernel behaviour the design rests on, shown with a bind mount in a private mount
+    // namespace standing in for another cluster's pod.
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-mp-'));
+    const volume = path.join(dir, 'volume');
+    const target = path.join(dir, 'mountpoint');
+    await fs.mkdir(volume);
+    await fs.writeFile(path.join(volume, 'data'), 'x');
+    await new HostMountPoints().ensure(target, 'dir');
+    const pod = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount --bind ${volume} ${target} && echo mounted && read line && ls ${target}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    pod.stdout.on('data', (c: Buffer) => (out += c.toString()));
     try {
-      const points = new HostMountPoints();
-      assert.deepEqual(points.held(), []);
-      await (await points.acquire(dir, 'dir'))();
-      assert.ok(await exists(dir));
-      const release = await points.acquire(path.join(dir, 'made'), 'dir');
-      await fs.writeFile(path.join(dir, 'made/someone-wrote'), 'x');
-      await release();
-      assert.ok(await exists(path.join(dir, 'made/someone-wrote')));
+      while (!out.includes('mounted')) await new Promise((r) => setTimeout(r, 20));
+      execFileSync('rmdir', [target]);
+      pod.stdin.end('go\n');
+      await new Promise((r) => pod.on('exit', r));
+      assert.ok(!out.includes('data'), `the pod lost its volume once the host directory was removed:\n${out}`);
     } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
-  });
-  it('creates permanent mount points and never removes them, not even with a neighbour', async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-mp-'));
-    try {
-      const account = path.join(dir, 'secrets/kubernetes.io/serviceaccount');
-      const points = new HostMountPoints([account]);
-      await (await points.acquire(account, 'dir'))();
-      await (await points.acquire(path.join(dir, 'secrets/other'), 'dir'))();
-      assert.ok(await exists(account));
-      assert.ok(!(await exists(path.join(dir, 'secrets/other'))));
-    } finally {
+      pod.kill();
       await fs.rm(dir, { recursive: true, force: true });
     }
   });

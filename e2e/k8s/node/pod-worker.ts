@@ -524,11 +524,10 @@ class ContainerRunner {
       const rootfs = image.rootfs;
       mounts = await Promise.all(mounts.map(async (m) => ({ ...m, target: await resolveMountTarget(rootfs, m.target) })));
     }
-    const releases: Array<() => Promise<void>> = [];
     if (!image.rootfs) {
-      // On the host root a missing mount point would be created on the host (and removed later);
+      // On the host root a missing mount point is created on the host (see mountpoints.ts);
       // /dev is the container's own tmpfs, so nothing below it is.
-      for (const m of mounts) if (!m.target.startsWith('/dev/')) releases.push(await deps.mountPoints.acquire(m.target, m.kind));
+      for (const m of mounts) if (!m.target.startsWith('/dev/')) await deps.mountPoints.ensure(m.target, m.kind);
     }
     const overlay = image.rootfs
       ? { lower: image.rootfs, upper: path.join(dir, 'upper'), work: path.join(dir, 'work'), root: path.join(dir, 'root') }
@@ -550,7 +549,6 @@ class ContainerRunner {
       ...(overlay ? { image: overlay } : {}),
     };
     if (this.pod.signal.aborted) {
-      for (const release of releases) await release().catch(() => {});
       logStream.end();
       return { kind: 'waiting', pull: false };
     }
@@ -577,7 +575,6 @@ class ContainerRunner {
     await new Promise<void>((r) => stdout.end(r));
     await new Promise<void>((r) => stderr.end(r));
     await new Promise<void>((r) => logStream.end(r));
-    for (const release of releases) await release().catch(() => {});
     this.#finished.add(instance);
     this.record.ready = false;
     this.record.started = false;
