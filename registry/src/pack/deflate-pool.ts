@@ -1,6 +1,15 @@
 // Limits how many blocks are deflated at once across every layer being packed
 // in this process, so packing several layers at once does not oversubscribe
-// the CPU, and leaves libuv's pool a thread for the tar's file reads.
+// the CPU by more than one thread, and leaves libuv's pool a thread for the
+// tar's file reads.
+//
+// One block more than there are cores: a thread that finishes a block sleeps
+// until the main thread has taken the result and started the next block, and
+// every such hand-off leaves its core idle for a moment. With one deflate per
+// core the cores were idle for over a quarter of a 355 MB layer's packing (2
+// cores, vmstat), the deflate threads busy about half the time; a third block
+// keeps a core busy through the hand-offs (measured on that layer: 6.7-6.9 s
+// against 7.1-7.5 s, the same bytes).
 //
 // Blocks run on libuv's thread pool (zlib's async API), not worker_threads:
 // measured on a 1 GiB layer into storage, worker threads peaked at 313 MB RSS
@@ -23,7 +32,7 @@ export interface DeflateJobOptions {
 export type RawDeflate = (input: Buffer, options: zlib.ZlibOptions, callback: (err: Error | null, output: Buffer) => void) => void;
 
 export interface DeflatePoolOptions {
-  /** Blocks deflated at once; default the number of cores, at most libuv's pool size less one. */
+  /** Blocks deflated at once; default one more than the number of cores, at most libuv's pool size less one. */
   threads?: number;
   /** zlib's deflateRaw; tests substitute one that fails. */
   deflateRaw?: RawDeflate;
@@ -37,7 +46,7 @@ export class DeflatePool {
 
   constructor(opts: DeflatePoolOptions = {}) {
     const uvThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    this.threads = Math.max(1, opts.threads ?? Math.min(os.availableParallelism(), uvThreads - 1));
+    this.threads = Math.max(1, opts.threads ?? Math.min(os.availableParallelism() + 1, uvThreads - 1));
     this.deflateRaw = opts.deflateRaw ?? zlib.deflateRaw;
   }
 

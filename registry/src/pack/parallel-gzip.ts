@@ -44,7 +44,8 @@ export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
 class ParallelGzip extends Transform {
   private readonly level: number;
   private readonly pool: DeflatePool;
-  // Enough blocks queued that every thread stays busy while one result waits to be emitted.
+  // One block beyond those being deflated, so the next one can start the moment a thread is free,
+  // without waiting for the tar; more only hold memory (the pool oversubscribes the cores by one).
   private readonly maxInFlight: number;
   private block: Buffer;
   private filled = 0;
@@ -65,7 +66,7 @@ class ParallelGzip extends Transform {
     super();
     this.level = level;
     this.pool = pool;
-    this.maxInFlight = pool.threads * 2;
+    this.maxInFlight = pool.threads + 1;
     this.block = this.newBlock();
     this.push(GZIP_HEADER);
   }
