@@ -1,6 +1,6 @@
 // Debian's docker-registry (the CNCF distribution registry) as a real process: filesystem
-// storage in a temporary directory, no authentication, on a free loopback port. The same
-// configuration as the benchmarks' (e2e/bench/lib/servers.ts).
+// storage in a temporary directory, no authentication, on a free loopback port. The benchmarks
+// (e2e/bench/lib/servers.ts) run it with the same configuration.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -15,26 +15,28 @@ export interface DockerRegistryProcess {
   stop(): Promise<void>;
 }
 
+/** config.yml of a registry storing under `rootDirectory`, listening on loopback at `port`. */
+export function dockerRegistryConfig(rootDirectory: string, port: number): string {
+  return [
+    'version: 0.1',
+    'log:',
+    '  level: info',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${rootDirectory}`,
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    '',
+  ].join('\n');
+}
+
 export async function startDockerRegistry(): Promise<DockerRegistryProcess> {
   const dir = await tempDir('nixery-e2e-docker-registry-');
   const port = await freePort();
   const config = path.join(dir, 'config.yml');
-  await fs.writeFile(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: info',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${path.join(dir, 'data')}`,
-      '  cache:',
-      '    blobdescriptor: inmemory',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '',
-    ].join('\n'),
-  );
+  await fs.writeFile(config, dockerRegistryConfig(path.join(dir, 'data'), port));
   const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-64_000)));

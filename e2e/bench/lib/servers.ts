@@ -3,6 +3,7 @@
 // each with its own temporary directory and its default per-request logging, into a file.
 import fs from 'node:fs';
 import path from 'node:path';
+import { dockerRegistryConfig } from '../../support/docker-registry.ts';
 import { NIXERY_BIN } from './context.ts';
 import { freePort, httpOk, mkdirp, startDaemon, type Daemon } from './exec.ts';
 
@@ -29,22 +30,7 @@ export async function startDockerRegistry(dir: string): Promise<Server> {
   const port = await freePort();
   const root = mkdirp(path.join(dir, 'data'));
   const config = path.join(dir, 'config.yml');
-  fs.writeFileSync(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: info',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${root}`,
-      '  cache:',
-      '    blobdescriptor: inmemory',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '',
-    ].join('\n'),
-  );
+  fs.writeFileSync(config, dockerRegistryConfig(root, port));
   const daemon = await startDaemon('docker-registry', 'docker-registry', ['serve', config], {
     logFile: path.join(dir, 'docker-registry.log'),
     ready: () => httpOk(`http://127.0.0.1:${port}/v2/`),
