@@ -44,12 +44,13 @@ export function clusterMode(): ClusterMode {
 }
 
 export async function acquireCluster(request: ClusterRequest): Promise<ClusterUnderTest> {
+  const mode = clusterMode();
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-e2e-'));
   const namespaces = [...request.namespaces, OPERATOR_NAMESPACE];
   let kubeconfigPath: string;
   let auditLogPath: string;
   let cluster: Cluster | undefined;
-  if (clusterMode() === 'existing') {
+  if (mode === 'existing') {
     kubeconfigPath = requiredEnv('KUBECONFIG', 'the kubeconfig of the cluster to test against');
     auditLogPath = requiredEnv('NIXERY_E2E_AUDIT_LOG', "the API server's audit log (--audit-log-path, Metadata level or more), readable here");
     const version = await kubectl(kubeconfigPath, ['version', '-o', 'json']);
@@ -69,7 +70,7 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
   let operator: OperatorDeployment | undefined;
 
   return {
-    mode: clusterMode(),
+    mode,
     kubeconfigPath,
     workDir,
     requests: () => audit.requests(),

@@ -1,7 +1,7 @@
 // The operator as users run it: installed with the chart, in the cluster, with its own service
 // account. It reaches registries by their ClusterIPs, which only works from inside a cluster, so
 // the suites run it there against the test cluster and a real one alike.
-import { CHART, makeHelm, type Helm } from '../chart/support.ts';
+import { CHART, makeHelm } from '../chart/support.ts';
 import { eventually, kubectl, kubectlOk } from './kube.ts';
 
 /** The operator image; the test cluster runs this checkout's operator for the published name. */
@@ -50,12 +50,10 @@ export async function installOperator(kubeconfig: string, namespace: string, wor
       await waitWorking(kubeconfig, namespace, before);
     },
     logs: async () => (await kubectl(kubeconfig, ['logs', '-n', namespace, '-l', SELECTOR, '--tail=-1'])).stdout,
-    uninstall: () => uninstall(helm, namespace),
+    uninstall: async () => {
+      await helm.ok(['uninstall', RELEASE, '--namespace', namespace, '--wait', '--timeout', '120s']);
+    },
   };
-}
-
-async function uninstall(helm: Helm, namespace: string): Promise<void> {
-  await helm.ok(['uninstall', RELEASE, '--namespace', namespace, '--wait', '--timeout', '120s']);
 }
 
 function splitImage(image: string): [string, string] {
@@ -64,9 +62,17 @@ function splitImage(image: string): [string, string] {
   return [image.slice(0, at), image.slice(at + 1)];
 }
 
+interface OperatorPod {
+  metadata: { name: string; deletionTimestamp?: string };
+  status?: { phase?: string };
+}
+
+async function operatorPods(kubeconfig: string, namespace: string): Promise<OperatorPod[]> {
+  return (JSON.parse(await kubectlOk(kubeconfig, ['get', 'pods', '-n', namespace, '-l', SELECTOR, '-o', 'json'])) as { items: OperatorPod[] }).items;
+}
+
 async function podNames(kubeconfig: string, namespace: string): Promise<string[]> {
-  const list = JSON.parse(await kubectlOk(kubeconfig, ['get', 'pods', '-n', namespace, '-l', SELECTOR, '-o', 'json'])) as { items: { metadata: { name: string } }[] };
-  return list.items.map((p) => p.metadata.name);
+  return (await operatorPods(kubeconfig, namespace)).map((p) => p.metadata.name);
 }
 
 /**
@@ -75,10 +81,7 @@ async function podNames(kubeconfig: string, namespace: string): Promise<string[]
  */
 async function waitWorking(kubeconfig: string, namespace: string, previous: string[]): Promise<void> {
   await eventually('the operator pod to lead with synced caches', async () => {
-    const list = JSON.parse(await kubectlOk(kubeconfig, ['get', 'pods', '-n', namespace, '-l', SELECTOR, '-o', 'json'])) as {
-      items: { metadata: { name: string; deletionTimestamp?: string }; status?: { phase?: string } }[];
-    };
-    for (const pod of list.items) {
+    for (const pod of await operatorPods(kubeconfig, namespace)) {
       if (previous.includes(pod.metadata.name) || pod.metadata.deletionTimestamp || pod.status?.phase !== 'Running') continue;
       const logs = await kubectl(kubeconfig, ['logs', '-n', namespace, pod.metadata.name]);
       if (/caches synced/.test(logs.stdout)) return true;

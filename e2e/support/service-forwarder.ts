@@ -72,15 +72,14 @@ function rewrite(name: string, value: string | string[], prefix: string, self: s
   if (Array.isArray(value)) return value.map((v) => rewrite(name, v, prefix, self) as string);
   if (name === 'location') {
     const url = new URL(value, 'http://service.invalid');
-    if (url.pathname.startsWith(`${prefix}/`) || url.pathname === prefix) {
-      return `${url.pathname.slice(prefix.length) || '/'}${url.search}`;
-    }
-    return value;
+    const local = stripPrefix(url.pathname, prefix);
+    return local === url.pathname ? value : `${local}${url.search}`;
   }
   if (name === 'www-authenticate') return value.replace(/realm="https?:\/\/[^/"]+(\/[^"]*)?"/g, (_m, rest: string | undefined) => `realm="${self}${stripPrefix(rest ?? '/', prefix)}"`);
   return value;
 }
 
+/** The path as the service sees it, if `pathname` is under the proxy prefix; else `pathname`. */
 function stripPrefix(pathname: string, prefix: string): string {
-  return pathname.startsWith(prefix) ? pathname.slice(prefix.length) || '/' : pathname;
+  return pathname === prefix || pathname.startsWith(`${prefix}/`) ? pathname.slice(prefix.length) || '/' : pathname;
 }
