@@ -4,8 +4,10 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { nixeryBuild } from '../support/nixery-cli.ts';
-import { tempDir } from '../support/registry.ts';
+import { NIXERY_BIN, tempDir } from '../support/registry.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -62,6 +64,65 @@ describe('nixery build', () => {
     assert.equal(badConfig.code, 64);
     assert.equal((badConfig.json.error as { outcome: string }).outcome, 'usage');
     assert.match((badConfig.json.error as { message: string }).message, /^NIX_TIMEOUT: /);
+  });
+});
+
+/** The direct children of a process, from /proc. */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function descendantsOf(pid: number): number[] {
+  return childrenOf(pid).flatMap((child) => [child, ...descendantsOf(child)]);
+}
+
+function commandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+describe('nixery build runs in a child Node.js', () => {
+  it('started with a 128 MB initial old generation, and stopped by the SIGTERM sent to the command', async () => {
+    const env = await storageEnv();
+    // `slow` sleeps 30 s in its builder: long enough to find the processes and stop them.
+    const command = spawn(process.execPath, [NIXERY_BIN, 'build', '--packages', 'slow'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => command.on('exit', (code) => resolve(code)));
+    let leftovers: number[] = [];
+    try {
+      let build: number | undefined;
+      for (let i = 0; i < 200 && leftovers.every((pid) => !/^nix/.test(path.basename(commandLine(pid)[0] ?? ''))); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        build = childrenOf(command.pid!)[0];
+        leftovers = build === undefined ? [] : descendantsOf(build);
+      }
+      assert.ok(build !== undefined, 'the command started a child');
+      const argv = commandLine(build);
+      assert.equal(argv[0], process.execPath);
+      assert.ok(argv.includes('--initial-old-space-size=128'), argv.join(' '));
+      assert.deepEqual(argv.slice(-3), ['build', '--packages', 'slow']);
+      assert.ok(leftovers.length > 0, 'the build started Nix');
+
+      command.kill('SIGTERM');
+      assert.equal(await exited, 128 + 15, 'the exit status of a process ended by SIGTERM');
+      assert.deepEqual(commandLine(build), [], 'the build process is gone');
+    } finally {
+      command.kill('SIGKILL');
+      // Nix runs in a process group of its own and outlives a killed build outside a container.
+      for (const pid of leftovers) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
   });
 });
 
