@@ -1,14 +1,23 @@
 // Sends a byte range of a local file as a response body with as little work per byte as Node
-// allows (it has no sendfile): reads into pooled buffers, the next chunk read while the current
-// one is written, each write straight to the response with no stream plumbing in between.
+// allows (it has no sendfile): reads into pooled buffers, later chunks read while earlier ones are
+// written, each write straight to the response with no stream plumbing in between.
 // A stream pipeline here measured at a third of nginx's throughput on one connection: reads and
 // writes took turns, and a fresh 1 MiB buffer per chunk spent a quarter of the main thread in GC.
 import type { ServerResponse } from 'node:http';
 import fs, { type FileHandle } from 'node:fs/promises';
 import { BufferPool } from './buffer-pool.ts';
 
-/** 512 KiB chunks, two per response in flight: the best of 256 KiB–4 MiB × 2–3 on loopback. */
+/** 512 KiB chunks: the best of 256 KiB–4 MiB on loopback. */
 const CHUNK_SIZE = 512 * 1024;
+// Buffers per response: a lone download gets 4, so a write is queued behind the one the kernel is
+// taking while the next chunk is read (wrk, 1 connection, 100 MB blob, 5 alternating rounds:
+// median 2.22 GB/s against 2.06 GB/s with 2). Once several share the server, each gets 2: they
+// fill each other's gaps, and more buffers only crowd the CPU caches (8 connections: 2.43 GB/s
+// with 4 each against 2.65 GB/s with 2).
+const LONE_WINDOW = 4;
+const SHARED_WINDOW = 2;
+/** Bodies being sent by this process, for the window. */
+let activeBodies = 0;
 const sharedPool = new BufferPool(CHUNK_SIZE, 32);
 
 export interface SendResult {
@@ -44,11 +53,18 @@ export interface SendOptions {
   /** Called as the kernel takes each chunk: counts stay right when the client aborts mid-body. */
   onSent?: (bytes: number) => void;
   pool?: BufferPool;
+  /** Buffers this response may hold (reads ahead plus writes not yet taken by the kernel), at least 2; default 4 alone, 2 when shared. */
+  window?: number;
 }
 
 /**
  * Writes `length` bytes of the file from `start` as the body of `res` (status and headers set by
  * the caller) and ends it. Always closes `handle`, also when the client aborts mid-body.
+ *
+ * Up to `window` buffers (4, or 2 while other bodies are being sent) are in use at once: chunks
+ * being read ahead and chunks written but not yet taken by the kernel. A chunk is written as soon
+ * as it is read, without waiting for the write before it, so the socket never runs dry between
+ * two writes.
  */
 export async function sendFileBody(
   res: ServerResponse,
@@ -59,39 +75,79 @@ export async function sendFileBody(
   options: SendOptions = {},
 ): Promise<SendResult> {
   const pool = options.pool ?? sharedPool;
+  const window = () => Math.max(2, options.window ?? (activeBodies > 1 ? SHARED_WINDOW : LONE_WINDOW));
   const end = start + length;
   let next = start;
   let bytes = 0;
-  let pending: Promise<Chunk> | undefined;
-  const readNext = () => {
-    if (next >= end) return undefined;
-    const size = Math.min(pool.chunkSize, end - next);
-    const read = readChunk(handle, file, pool.take(), size, next);
-    next += size;
-    // Settled in `finally` if the loop stops early; never an unhandled rejection.
-    read.catch(() => {});
-    return read;
+  /** Reads issued and not yet written, in file order. */
+  const reads: Promise<Chunk>[] = [];
+  let held = 0;
+  let writing = 0;
+  let gone = res.destroyed;
+  let wake: (() => void) | undefined;
+  const signal = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
   };
-  try {
-    pending = readNext();
-    while (pending) {
-      const chunk = await pending;
-      pending = readNext();
-      if (!(await write(res, chunk.buffer.subarray(0, chunk.size)))) {
-        // The socket may still hold this buffer: it is left to the garbage collector.
-        return { bytes, complete: false };
-      }
-      bytes += chunk.size;
-      options.onSent?.(chunk.size);
-      pool.give(chunk.buffer);
+  const onClose = () => {
+    gone = true;
+    signal();
+  };
+  res.once('close', onClose);
+  const readAhead = () => {
+    while (next < end && held < window()) {
+      const size = Math.min(pool.chunkSize, end - next);
+      const read = readChunk(handle, file, pool.take(), size, next);
+      // Settled in `finally` if the loop stops early; never an unhandled rejection.
+      read.catch(() => {});
+      reads.push(read);
+      next += size;
+      held += 1;
     }
-    if (res.destroyed) return { bytes, complete: false };
+  };
+  const written = () => new Promise<void>((resolve) => (wake = resolve));
+  activeBodies += 1;
+  try {
+    for (;;) {
+      readAhead();
+      const read = reads.shift();
+      if (read === undefined) {
+        // Every buffer is in a write: wait for the kernel to take one, or for the end.
+        if (gone || (next >= end && writing === 0)) break;
+        await written();
+        continue;
+      }
+      const chunk = await read;
+      if (gone || res.destroyed) {
+        pool.give(chunk.buffer);
+        held -= 1;
+        break;
+      }
+      writing += 1;
+      res.write(chunk.buffer.subarray(0, chunk.size), (error) => {
+        writing -= 1;
+        if (error) {
+          // The socket may still hold this buffer: it is left to the garbage collector.
+          gone = true;
+        } else {
+          bytes += chunk.size;
+          options.onSent?.(chunk.size);
+          pool.give(chunk.buffer);
+          held -= 1;
+        }
+        signal();
+      });
+    }
+    if (gone || res.destroyed) return { bytes, complete: false };
     res.end();
     return { bytes, complete: true };
   } finally {
-    if (pending) {
-      const last = await pending.catch(() => null);
-      if (last) pool.give(last.buffer);
+    activeBodies -= 1;
+    res.off('close', onClose);
+    for (const read of reads) {
+      const chunk = await read.catch(() => null);
+      if (chunk) pool.give(chunk.buffer);
     }
     await handle.close();
   }
@@ -115,17 +171,4 @@ async function readChunk(handle: FileHandle, file: string, buffer: Buffer, size:
     filled += bytesRead;
   }
   return { buffer, size };
-}
-
-/** Resolves once the kernel has the bytes (the buffer is free again), or false if the client is gone. */
-function write(res: ServerResponse, data: Buffer): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onClose = () => resolve(false);
-    res.once('close', onClose);
-    res.write(data, (error) => {
-      res.off('close', onClose);
-      resolve(!error);
-    });
-  });
 }
