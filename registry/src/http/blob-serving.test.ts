@@ -20,7 +20,7 @@ import { createApp } from './app.ts';
 const tempDir = tempDirs('nixery-blob-serving-');
 const LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 /** The sender's chunk size; ranges are checked on both sides of its boundaries. */
-const CHUNK = 512 * 1024;
+const CHUNK = 1024 * 1024;
 
 interface Served {
   url: string;

@@ -7,8 +7,10 @@ import type { ServerResponse } from 'node:http';
 import fs, { type FileHandle } from 'node:fs/promises';
 import { BufferPool } from './buffer-pool.ts';
 
-/** 512 KiB chunks: the best of 256 KiB–4 MiB on loopback. */
-const CHUNK_SIZE = 512 * 1024;
+// 1 MiB chunks: with writes queued ahead, half as many reads and writes per byte beat 512 KiB
+// (wrk on a 100 MB blob, 4 alternating rounds: 1 connection 2.33-2.41 against 2.14-2.21 GB/s,
+// 8 connections 2.72-2.81 against 2.46-2.58 GB/s); 2 MiB measured the same as 1 MiB.
+const CHUNK_SIZE = 1024 * 1024;
 // Buffers per response: a lone download gets 4, so a write is queued behind the one the kernel is
 // taking while the next chunk is read (wrk, 1 connection, 100 MB blob, 5 alternating rounds:
 // median 2.22 GB/s against 2.06 GB/s with 2). Once several share the server, each gets 2: they
@@ -18,7 +20,8 @@ const LONE_WINDOW = 4;
 const SHARED_WINDOW = 2;
 /** Bodies being sent by this process, for the window. */
 let activeBodies = 0;
-const sharedPool = new BufferPool(CHUNK_SIZE, 32);
+// At most 16 MiB of idle buffers kept for the next responses.
+const sharedPool = new BufferPool(CHUNK_SIZE, 16);
 
 export interface SendResult {
   /** Body bytes the kernel accepted. */
