@@ -89,33 +89,40 @@ function commandLine(pid: number): string[] {
 }
 
 describe('nixery build runs in a child Node.js', () => {
-  it('started with a 128 MB initial old generation, and stopped by the SIGTERM sent to the command', async () => {
+  it('started with a 128 MB initial old generation; SIGTERM to the command stops Nix and ends the build with 143', async () => {
     const env = await storageEnv();
     // `slow` sleeps 30 s in its builder: long enough to find the processes and stop them.
-    const command = spawn(process.execPath, [NIXERY_BIN, 'build', '--packages', 'slow'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    const command = spawn(process.execPath, [NIXERY_BIN, 'build', '--packages', 'slow'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    command.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    command.stderr.resume();
     const exited = new Promise<number | null>((resolve) => command.on('exit', (code) => resolve(code)));
-    let leftovers: number[] = [];
+    let started: number[] = [];
     try {
       let build: number | undefined;
-      for (let i = 0; i < 200 && leftovers.every((pid) => !/^nix/.test(path.basename(commandLine(pid)[0] ?? ''))); i++) {
+      // Until Nix is building: a process below Nix's whose program is not Nix itself (the builder's shell or sleep).
+      const building = () => started.some((pid) => !/^nix/.test(path.basename(commandLine(pid)[0] ?? 'nix')));
+      for (let i = 0; i < 300 && !building(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         build = childrenOf(command.pid!)[0];
-        leftovers = build === undefined ? [] : descendantsOf(build);
+        started = build === undefined ? [] : descendantsOf(build);
       }
       assert.ok(build !== undefined, 'the command started a child');
       const argv = commandLine(build);
       assert.equal(argv[0], process.execPath);
       assert.ok(argv.includes('--initial-old-space-size=128'), argv.join(' '));
       assert.deepEqual(argv.slice(-3), ['build', '--packages', 'slow']);
-      assert.ok(leftovers.length > 0, 'the build started Nix');
+      assert.ok(building(), `Nix is building (processes ${started.map((pid) => commandLine(pid).join(' ')).join('; ')})`);
 
       command.kill('SIGTERM');
       assert.equal(await exited, 128 + 15, 'the exit status of a process ended by SIGTERM');
+      assert.deepEqual(JSON.parse(stdout), { error: { outcome: 'error', message: 'interrupted by SIGTERM; Nix was stopped' } });
       assert.deepEqual(commandLine(build), [], 'the build process is gone');
+      const left = started.filter((pid) => commandLine(pid).length > 0);
+      assert.deepEqual(left.map((pid) => commandLine(pid).join(' ')), [], 'Nix and its builder were stopped');
     } finally {
       command.kill('SIGKILL');
-      // Nix runs in a process group of its own and outlives a killed build outside a container.
-      for (const pid of leftovers) {
+      for (const pid of started) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

@@ -23,11 +23,12 @@ export interface Runtime {
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
-export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean } = {}): Promise<Runtime> {
+export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean; signal?: AbortSignal } = {}): Promise<Runtime> {
   const storage = await openStorage(config.storage, log);
   const popularity = await loadPopularity(config.popularityUrl);
-  const metrics = createMetrics(options);
+  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
   const builder = new ImageBuilder({
+    ...(options.signal ? { signal: options.signal } : {}),
     storage,
     source: config.source,
     nixTimeoutSeconds: config.nixTimeoutSeconds,

@@ -54,6 +54,8 @@ export interface BuilderOptions {
   nixDir?: string;
   /** Extra `--option NAME VALUE` pairs for every Nix call. */
   nixOptions?: Record<string, string>;
+  /** Aborting stops every Nix call of this builder (its whole process group) and fails the build with the reason. */
+  signal?: AbortSignal;
   /** Tests: the source lookup behind the fingerprint cache, and the clock of both caches. */
   fingerprintLookup?: FingerprintLookup;
   now?: () => number;
@@ -180,6 +182,7 @@ export class ImageBuilder {
       {
         timeoutSeconds: this.options.nixTimeoutSeconds,
         log: this.options.log,
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
         ...(this.options.nixDir ? { nixDir: this.options.nixDir } : {}),
         nixOptions: {
           ...this.options.nixOptions,

@@ -1,6 +1,7 @@
 // `nixery serve` runs the registry; `nixery build` builds one image into storage and prints the
 // builder's JSON result. Both read Nixery's environment variables.
 import { writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { renderSummary, summarizeResult } from '../build/summary.ts';
 import { buildOutcome, EXIT_CODES } from '../build/errors.ts';
@@ -32,6 +33,10 @@ function configOrExit(): ReturnType<typeof loadConfig> {
     throw error;
   }
 }
+
+const INTERRUPTING_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+/** Longer than Nix is given to stop (3 s, then SIGKILL) and its pipes to close (1 s). */
+const INTERRUPT_GRACE_MS = 5_000;
 
 /** Nice value of libuv's pool threads in `nixery build`; the lowest priority, measured fastest. */
 const POOL_NICE = 19;
@@ -95,26 +100,59 @@ program
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
-    try {
-      const config = loadConfig();
-      log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
-      const image = imageFromName(options.packages.join('/'), options.tag);
-      const target = options.push ? pushTarget(options.push, options.pushScheme, config.pushToken) : undefined;
-      const runtime = await createRuntime(config, log, { defaultMetrics: false });
-      await yieldPoolToEventLoop(log);
-      const result = await runtime.builder.build(image, options.configJson ? { config: options.configJson } : {});
-      const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
-      process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
-      if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeResult(result, pushed?.reference)));
-    } catch (error) {
+    let reported = false;
+    const report = async (error: unknown, code?: number): Promise<never> => {
+      // Once: an interruption and the failure it causes must not both print a document.
+      if (reported) return new Promise<never>(() => {});
+      reported = true;
       const outcome = buildFailureOutcome(error);
       const packages = (error as { packages?: unknown }).packages;
       const failure = { outcome, message: (error as Error).message, ...(Array.isArray(packages) ? { packages: packages as string[] } : {}) };
       process.stdout.write(JSON.stringify({ error: failure }) + '\n');
       if (options.resultFile) await writeFile(options.resultFile, renderSummary({ error: failure })).catch(() => {});
-      fail(log, error, EXIT_CODES[outcome]);
+      fail(log, error, code ?? EXIT_CODES[outcome]);
+    };
+    // SIGTERM (a Job being stopped) or Ctrl-C: Nix runs in a process group of its own, out of
+    // reach of the terminal and of a signal to this process, so it is stopped through the builder.
+    // Packing does not watch the signal; the process does not wait for it beyond Nix's grace.
+    const interruption = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (interruption.signal.aborted) return;
+      const error = new BuildInterruptedError(signal);
+      interruption.abort(error);
+      setTimeout(() => void report(error, 128 + (constants.signals[signal] ?? 0)), INTERRUPT_GRACE_MS);
+    };
+    // `on`, not `once`: Ctrl-C reaches this process twice (from the terminal and from
+    // bin/nixery.js, which forwards it), and a second signal must not kill it before Nix stopped.
+    for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal);
+    try {
+      const config = loadConfig();
+      log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
+      const image = imageFromName(options.packages.join('/'), options.tag);
+      const target = options.push ? pushTarget(options.push, options.pushScheme, config.pushToken) : undefined;
+      const runtime = await createRuntime(config, log, { defaultMetrics: false, signal: interruption.signal });
+      await yieldPoolToEventLoop(log);
+      const result = await runtime.builder.build(image, options.configJson ? { config: options.configJson } : {});
+      interruption.signal.throwIfAborted();
+      const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
+      process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
+      if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeResult(result, pushed?.reference)));
+    } catch (error) {
+      const reason: unknown = interruption.signal.reason;
+      if (reason instanceof BuildInterruptedError) await report(reason, 128 + (constants.signals[reason.signal] ?? 0));
+      await report(error);
     }
   });
+
+/** Stops the build: Nix gets SIGTERM, then SIGKILL after its grace (nix/run.ts). */
+class BuildInterruptedError extends Error {
+  readonly signal: NodeJS.Signals;
+  constructor(signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}; Nix was stopped`);
+    this.name = 'BuildInterruptedError';
+    this.signal = signal;
+  }
+}
 
 /** Packing is faster with the pool threads below the event loop (pack/pool-priority.ts); only speed depends on it. */
 async function yieldPoolToEventLoop(log: Logger): Promise<void> {
