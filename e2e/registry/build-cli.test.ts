@@ -116,7 +116,7 @@ describe('nixery build runs in a child Node.js', () => {
 
       command.kill('SIGTERM');
       assert.equal(await exited, 128 + 15, 'the exit status of a process ended by SIGTERM');
-      assert.deepEqual(JSON.parse(stdout), { error: { outcome: 'error', message: 'interrupted by SIGTERM; Nix was stopped' } });
+      assert.deepEqual(JSON.parse(stdout), { error: { outcome: 'error', message: 'interrupted by SIGTERM' } });
       assert.deepEqual(commandLine(build), [], 'the build process is gone');
       const left = started.filter((pid) => commandLine(pid).length > 0);
       assert.deepEqual(left.map((pid) => commandLine(pid).join(' ')), [], 'Nix and its builder were stopped');

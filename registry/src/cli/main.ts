@@ -148,7 +148,7 @@ program
 class BuildInterruptedError extends Error {
   readonly signal: NodeJS.Signals;
   constructor(signal: NodeJS.Signals) {
-    super(`interrupted by ${signal}; Nix was stopped`);
+    super(`interrupted by ${signal}`);
     this.name = 'BuildInterruptedError';
     this.signal = signal;
   }
