@@ -49,7 +49,11 @@ export async function buildSuite(ctx: Context, figures: Figures): Promise<void> 
 
     const ours: OursRun[] = [];
     const base: BaselineRun[] = [];
-    for (let i = 0; i < ctx.sizes.iterations; i++) {
+    // Each side goes first equally often: with an odd count one side went second twice, and the
+    // second build and upload of an iteration were the slow ones for both sides (full run of
+    // 2026-11-25: uploads 149-162 MB/s second against 235-248 MB/s first).
+    const iterations = ctx.sizes.iterations > 1 ? ctx.sizes.iterations + (ctx.sizes.iterations % 2) : 1;
+    for (let i = 0; i < iterations; i++) {
       const steps = [
         async () => ours.push(await buildOurs(ctx, setFor(`ours-${runId}-${i}`), dir, target.host, token, i)),
         async () => base.push(await buildBaseline(ctx, setFor(`base-${runId}-${i}`), dir, target.url, i)),
