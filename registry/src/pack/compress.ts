@@ -78,13 +78,12 @@ export interface CompressedLayer {
  * the input and level (for a given zlib version), whatever the thread count.
  */
 export function compressLayer(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
-  const hashing = hashingPassThrough();
   const gzip = parallelGzip({ level: opts.level ?? 6, ...(opts.pool ? { pool: opts.pool } : {}) });
   // pipeline destroys every stage with the first error, so the consumer of
   // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
-  pipeline(tar, hashing.stream, gzip, () => {});
-  const diffId = hashing.result.then((r) => r.digest);
-  const uncompressedSize = hashing.result.then((r) => r.size);
+  pipeline(tar, gzip, () => {});
+  const diffId = gzip.input.then((r) => r.digest);
+  const uncompressedSize = gzip.input.then((r) => r.size);
   diffId.catch(() => {});
   uncompressedSize.catch(() => {});
   return { stream: gzip, diffId, uncompressedSize };

@@ -9,6 +9,7 @@
 // pieces are emitted in input order between a fixed gzip header and the
 // CRC-32/ISIZE trailer: one ordinary gzip member that any gunzip reads.
 
+import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { crc32 } from 'node:zlib';
@@ -36,12 +37,26 @@ interface Pending {
   error: Error | undefined;
 }
 
+/** What went in: the SHA-256 and size of the uncompressed bytes. */
+export interface GzipInput {
+  /** `sha256:<hex>` */
+  digest: string;
+  size: number;
+}
+
 /** A Transform from bytes to one gzip member of them, deflated block by block on the pool. */
-export function parallelGzip(opts: ParallelGzipOptions = {}): Transform {
+export function parallelGzip(opts: ParallelGzipOptions = {}): ParallelGzip {
   return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedDeflatePool());
 }
 
-class ParallelGzip extends Transform {
+export class ParallelGzip extends Transform {
+  /**
+   * Resolves once the input ended, with its digest (hashed block by block as the blocks are cut,
+   * which spares a stream stage of its own per chunk); rejects if the stream failed first.
+   */
+  readonly input: Promise<GzipInput>;
+  private readonly hash = createHash('sha256');
+  private settleInput: { resolve: (value: GzipInput) => void; reject: (err: Error) => void } | undefined;
   private readonly level: number;
   private readonly pool: DeflatePool;
   // One block beyond those being deflated, so the next one can start the moment a thread is free,
@@ -67,6 +82,9 @@ class ParallelGzip extends Transform {
     this.level = level;
     this.pool = pool;
     this.maxInFlight = pool.threads + 1;
+    this.input = new Promise<GzipInput>((resolve, reject) => (this.settleInput = { resolve, reject }));
+    // Callers may only watch the stream; its error is reported there too.
+    this.input.catch(() => {});
     this.block = this.newBlock();
     this.push(GZIP_HEADER);
   }
@@ -84,6 +102,7 @@ class ParallelGzip extends Transform {
 
   override _flush(callback: TransformCallback): void {
     this.submit(true);
+    this.settleInput?.resolve({ digest: `sha256:${this.hash.digest('hex')}`, size: this.size });
     this.whenBelow(1).then(() => {
       const trailer = Buffer.alloc(8);
       trailer.writeUInt32LE(this.crc >>> 0, 0);
@@ -95,6 +114,8 @@ class ParallelGzip extends Transform {
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     // Jobs already on the pool finish there; their results are dropped.
     this.failed ??= err ?? new PackError('gzip stream destroyed');
+    // After the input ended this is a no-op: the promise is already settled.
+    this.settleInput?.reject(this.failed);
     this.wake?.();
     callback(err);
   }
@@ -102,6 +123,7 @@ class ParallelGzip extends Transform {
   private submit(last: boolean): void {
     const input = this.filled === BLOCK_SIZE ? this.block : this.block.subarray(0, this.filled);
     this.crc = crc32(input, this.crc);
+    this.hash.update(input);
     this.size += input.length;
     const offset = this.size - input.length;
     const dictionary = this.dictionary;
