@@ -26,9 +26,10 @@ export interface Runtime {
 export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean; signal?: AbortSignal } = {}): Promise<Runtime> {
   const storage = await openStorage(config.storage, log);
   const popularity = await loadPopularity(config.popularityUrl);
-  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+  const { signal, ...metricsOptions } = options;
+  const metrics = createMetrics(metricsOptions);
   const builder = new ImageBuilder({
-    ...(options.signal ? { signal: options.signal } : {}),
+    ...(signal ? { signal } : {}),
     storage,
     source: config.source,
     nixTimeoutSeconds: config.nixTimeoutSeconds,

@@ -120,7 +120,7 @@ program
       if (interruption.signal.aborted) return;
       const error = new BuildInterruptedError(signal);
       interruption.abort(error);
-      setTimeout(() => void report(error, 128 + (constants.signals[signal] ?? 0)), INTERRUPT_GRACE_MS);
+      setTimeout(() => void report(error, error.exitCode), INTERRUPT_GRACE_MS);
     };
     // `on`, not `once`: Ctrl-C reaches this process twice (from the terminal and from
     // bin/nixery.js, which forwards it), and a second signal must not kill it before Nix stopped.
@@ -139,7 +139,7 @@ program
       if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeResult(result, pushed?.reference)));
     } catch (error) {
       const reason: unknown = interruption.signal.reason;
-      if (reason instanceof BuildInterruptedError) await report(reason, 128 + (constants.signals[reason.signal] ?? 0));
+      if (reason instanceof BuildInterruptedError) await report(reason, reason.exitCode);
       await report(error);
     }
   });
@@ -151,6 +151,11 @@ class BuildInterruptedError extends Error {
     super(`interrupted by ${signal}`);
     this.name = 'BuildInterruptedError';
     this.signal = signal;
+  }
+
+  /** The shell's status for a process ended by the signal. */
+  get exitCode(): number {
+    return 128 + (constants.signals[this.signal] ?? 0);
   }
 }
 
