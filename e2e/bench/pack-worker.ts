@@ -1,13 +1,15 @@
 // Packs layers with the registry's own pipeline (registry/src/pack: deterministic tar → gzip →
-// SHA-256) in a process of its own, so its time and peak RSS are the packer's alone.
+// SHA-256) in a process of its own, so its time and peak RSS are the packer's alone. It loads the
+// compiled modules (registry/dist, which run.ts rebuilds first), as the registry runs them: from
+// the TypeScript sources the tar thread would also load Node's type stripper (~30 MB).
 //   node e2e/bench/pack-worker.ts '{"root":...,"layers":[[...paths]],"concurrency":2,"sink":"discard"}'
 // prints one JSON line: wall time of the packing, bytes in and out per layer, peak RSS.
 import { createWriteStream } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { mapLimited } from '../../registry/src/build/single-flight.ts';
-import { compressLayer, hashingPassThrough, storePathsTar } from '../../registry/src/pack/index.ts';
-import { FilesystemStorage } from '../../registry/src/storage/filesystem.ts';
+import { mapLimited } from '../../registry/dist/build/single-flight.js';
+import { compressLayer, hashingPassThrough, storePathsTar } from '../../registry/dist/pack/index.js';
+import { FilesystemStorage } from '../../registry/dist/storage/filesystem.js';
 
 export interface PackJob {
   /** /nix/store/x is read at <root>/nix/store/x */

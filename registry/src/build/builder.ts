@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { realiseImage, type ImageRequest, type NixOptions, type RealisedImage } from '../nix/index.ts';
 import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type ImageConfigOverrides, type LayerBlob } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
-import { compressLayer, customisationTar, PackError, storePathsTar } from '../pack/index.ts';
+import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import { buildOutcome, BuildStorageError } from './errors.ts';
 import type { BuildLayer, BuildResult } from './result.ts';
@@ -170,6 +170,8 @@ export class ImageBuilder {
   }
 
   private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions, started: number): Promise<BuildResult> {
+    // The tar thread starts while Nix works, not when the first layer is due.
+    startTarThread();
     const realised = await this.realise(
       {
         source: this.options.source,

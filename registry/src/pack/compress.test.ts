@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { open, writeFile } from 'node:fs/promises';
+import { open, readdir, readlink, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -46,6 +47,39 @@ describe('compressLayer', () => {
     assert.equal(await one.diffId, sha256(tar));
     assert.equal(await two.diffId, sha256(tar));
     assert.equal(await one.uncompressedSize, tar.length);
+  });
+
+  it('gives the tar thread\'s blocks the bytes any tar stream gets, up to a tar of whole blocks', async () => {
+    // nix/, nix/store/, the directory and the file's header are 4 records, the end 2: 256 KiB in all.
+    const exact = await store.add('ccc-exact', dir({ f: file(Buffer.alloc(2 * 128 * 1024 - 6 * 512, 7)) }));
+    for (const layer of [paths, [exact], [...paths, exact]]) {
+      const tar = await collect(storePathsTar(layer, { root: store.root }));
+      const fromBlocks = compressLayer(storePathsTar(layer, { root: store.root }));
+      const fromStream = compressLayer(Readable.from([tar]));
+      const [a, b] = await Promise.all([collect(fromBlocks.stream), collect(fromStream.stream)]);
+      assert.ok(a.equals(b), `${layer.length} paths, tar of ${tar.length} bytes`);
+      assert.equal(await fromBlocks.diffId, sha256(tar));
+      assert.equal(await fromBlocks.uncompressedSize, tar.length);
+    }
+    assert.equal((await collect(storePathsTar([exact], { root: store.root }))).length, 2 * 128 * 1024);
+  });
+
+  it('stops reading the store when the gzip stream is destroyed', async () => {
+    const big = await store.add('ddd-stop', dir({ a: file(Buffer.alloc(32 << 20, 5)), b: file('after') }));
+    const under = store.fsPath(big) + '/';
+    const layer = compressLayer(storePathsTar([big], { root: store.root }), { level: 1 });
+    for await (const chunk of layer.stream) {
+      if ((chunk as Buffer).length > 0) break;
+    }
+    assert.equal(layer.stream.destroyed, true);
+    await assert.rejects(layer.diffId);
+    const inStore = async () => {
+      const fds = await readdir('/proc/self/fd');
+      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+      return targets.filter((t) => t.startsWith(under));
+    };
+    for (let i = 0; i < 50 && (await inStore()).length > 0; i++) await sleep(10);
+    assert.deepEqual(await inStore(), []);
   });
 
   it('honours the compression level', async () => {

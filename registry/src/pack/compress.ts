@@ -6,7 +6,8 @@ import type { Readable } from 'node:stream';
 import { Transform, pipeline } from 'node:stream';
 import type { DeflatePool } from './deflate-pool.ts';
 import { PackError } from './errors.ts';
-import { parallelGzip } from './parallel-gzip.ts';
+import { LayerTar } from './layer-tar.ts';
+import { gzipTarBlocks, parallelGzip } from './parallel-gzip.ts';
 
 export interface Digested {
   /** `sha256:<hex>` of every byte that passed through. */
@@ -78,13 +79,25 @@ export interface CompressedLayer {
  * the input and level (for a given zlib version), whatever the thread count.
  */
 export function compressLayer(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
-  const gzip = parallelGzip({ level: opts.level ?? 6, ...(opts.pool ? { pool: opts.pool } : {}) });
-  // pipeline destroys every stage with the first error, so the consumer of
-  // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
-  pipeline(tar, gzip, () => {});
-  const diffId = gzip.input.then((r) => r.digest);
-  const uncompressedSize = gzip.input.then((r) => r.size);
+  const gzipOptions = { level: opts.level ?? 6, ...(opts.pool ? { pool: opts.pool } : {}) };
+  let stream: Readable;
+  let input: Promise<{ digest: string; size: number }>;
+  if (tar instanceof LayerTar && !tar.readableDidRead && !tar.destroyed) {
+    // The layer tar arrives cut into blocks and hashed by the tar thread: nothing to copy or hash here.
+    const gzipped = gzipTarBlocks(tar.blocks(), gzipOptions);
+    stream = gzipped.stream;
+    input = gzipped.input;
+  } else {
+    const gzip = parallelGzip(gzipOptions);
+    // pipeline destroys every stage with the first error, so the consumer of
+    // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
+    pipeline(tar, gzip, () => {});
+    stream = gzip;
+    input = gzip.input;
+  }
+  const diffId = input.then((r) => r.digest);
+  const uncompressedSize = input.then((r) => r.size);
   diffId.catch(() => {});
   uncompressedSize.catch(() => {});
-  return { stream: gzip, diffId, uncompressedSize };
+  return { stream, diffId, uncompressedSize };
 }

@@ -2,13 +2,12 @@
 // file system. The requested packages appear at `/` (so `/bin/hello` exists),
 // `/tmp` is writable by everyone, and `/usr/bin/env` exists for `#!` lines.
 
-import type { Readable } from 'node:stream';
 import type { LayerEntry } from './entry.ts';
 import { FOREST_DIR_MODE, forestEntries } from './forest.ts';
 import type { SkeletonDir, SkeletonNode, SourceDir } from './forest.ts';
 import { lstatIfExists, lstatStore } from './store-fs.ts';
 import { assertStorePath, canonicalStorePaths, storeFsPath } from './store-path.ts';
-import { entriesTar } from './tar-writer.ts';
+import { LayerTar } from './layer-tar.ts';
 
 export interface CustomisationSpec {
   /** Top-level store paths of the requested packages, in priority order (first wins on conflicts). */
@@ -30,37 +29,38 @@ const TMP_MODE = 0o1777;
  * Throws InvalidStorePathError synchronously for a malformed path; read
  * errors destroy the returned stream.
  */
-export function customisationTar(spec: CustomisationSpec, opts: CustomisationOptions = {}): Readable {
+export function customisationTar(spec: CustomisationSpec, opts: CustomisationOptions = {}): LayerTar {
   for (const p of spec.contents) assertStorePath(p);
   // First occurrence keeps its priority; later repeats add nothing.
   const contents = [...new Set(spec.contents)];
   const closure = canonicalStorePaths(spec.closure);
-  return entriesTar(customisationEntries(contents, closure, opts.root ?? '/'));
+  return new LayerTar({ kind: 'customisation', contents, closure, root: opts.root ?? '/' });
 }
 
-async function* customisationEntries(contents: string[], closure: string[], root: string): AsyncGenerator<LayerEntry> {
-  const sources = await packageDirs(contents, root);
-  const env = (await forestEnv(sources)) ?? (await closureEnv(closure, root));
+/** The layer's entries, read from the store as they are taken (on the tar thread). */
+export function* customisationEntries(contents: string[], closure: string[], root: string): Generator<LayerEntry> {
+  const sources = packageDirs(contents, root);
+  const env = forestEnv(sources) ?? closureEnv(closure, root);
   yield* forestEntries('', sources, skeleton(env));
 }
 
 /** The requested packages that are directories; a package that is a single file has no tree to join. */
-async function packageDirs(contents: string[], root: string): Promise<SourceDir[]> {
+function packageDirs(contents: string[], root: string): SourceDir[] {
   const dirs: SourceDir[] = [];
   for (const storePath of contents) {
     const fsPath = storeFsPath(root, storePath);
-    if ((await lstatStore(fsPath)).isDirectory()) dirs.push({ storePath, fsPath });
+    if (lstatStore(fsPath).isDirectory()) dirs.push({ storePath, fsPath });
   }
   return dirs;
 }
 
 /** The target the forest's `bin/env` would link to, by the forest's own conflict rule. */
-async function forestEnv(sources: SourceDir[]): Promise<string | undefined> {
+function forestEnv(sources: SourceDir[]): string | undefined {
   let env: string | undefined;
   for (const source of sources) {
-    const bin = await lstatIfExists(`${source.fsPath}/bin`);
+    const bin = lstatIfExists(`${source.fsPath}/bin`);
     if (!bin?.isDirectory()) continue;
-    const stats = await lstatIfExists(`${source.fsPath}/bin/env`);
+    const stats = lstatIfExists(`${source.fsPath}/bin/env`);
     if (stats === undefined) continue;
     // A directory at bin/env anywhere wins the path, and a directory is no env.
     if (stats.isDirectory()) return undefined;
@@ -70,9 +70,9 @@ async function forestEnv(sources: SourceDir[]): Promise<string | undefined> {
 }
 
 /** The first store path of the image, in byte order, that has a non-directory `bin/env`. */
-async function closureEnv(closure: string[], root: string): Promise<string | undefined> {
+function closureEnv(closure: string[], root: string): string | undefined {
   for (const storePath of closure) {
-    const stats = await lstatIfExists(`${storeFsPath(root, storePath)}/bin/env`);
+    const stats = lstatIfExists(`${storeFsPath(root, storePath)}/bin/env`);
     if (stats !== undefined && !stats.isDirectory()) return `${storePath}/bin/env`;
   }
   return undefined;

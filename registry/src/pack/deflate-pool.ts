@@ -1,7 +1,7 @@
 // Limits how many blocks are deflated at once across every layer being packed
 // in this process, so packing several layers at once does not oversubscribe
 // the CPU by more than one thread, and leaves libuv's pool a thread for the
-// tar's file reads.
+// file system work of storage and serving (the tar thread reads the store itself).
 //
 // One block more than there are cores: a thread that finishes a block sleeps
 // until the main thread has taken the result and started the next block, and

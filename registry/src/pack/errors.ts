@@ -84,3 +84,53 @@ export class DeflateError extends PackError {
     this.offset = offset;
   }
 }
+
+/** A packing error as it crosses from the tar thread to the event loop (structured clone keeps no classes). */
+export interface PackErrorData {
+  name: string;
+  message: string;
+  fsPath?: string;
+  expectedSize?: number;
+  actualSize?: number;
+  /** For StoreReadError: the system error, with its code (ENOENT, EACCES…). */
+  cause?: { message: string; code?: string; errno?: number; syscall?: string; path?: string };
+}
+
+export function packErrorData(err: unknown): PackErrorData {
+  if (!(err instanceof Error)) return { name: 'PackError', message: String(err) };
+  const data: PackErrorData = { name: err.name, message: err.message };
+  if ('fsPath' in err && typeof err.fsPath === 'string') data.fsPath = err.fsPath;
+  if (err instanceof StoreFileChangedError) {
+    data.expectedSize = err.expectedSize;
+    data.actualSize = err.actualSize;
+  }
+  if (err.cause instanceof Error) {
+    const cause = err.cause as NodeJS.ErrnoException;
+    data.cause = { message: cause.message };
+    if (cause.code !== undefined) data.cause.code = cause.code;
+    if (cause.errno !== undefined) data.cause.errno = cause.errno;
+    if (cause.syscall !== undefined) data.cause.syscall = cause.syscall;
+    if (cause.path !== undefined) data.cause.path = cause.path;
+  }
+  return data;
+}
+
+/** The error `packErrorData` described, as an instance of the same class. */
+export function packErrorFrom(data: PackErrorData): PackError {
+  const fsPath = data.fsPath ?? '';
+  switch (data.name) {
+    case 'StoreReadError': {
+      const cause = Object.assign(new Error(data.cause?.message ?? data.message), data.cause ?? {});
+      return new StoreReadError(fsPath, cause);
+    }
+    case 'StoreFileChangedError':
+      return new StoreFileChangedError(fsPath, data.expectedSize ?? 0, data.actualSize ?? 0);
+    case 'UnsupportedFileTypeError':
+      return new UnsupportedFileTypeError(fsPath);
+    case 'NonUtf8NameError':
+      return new NonUtf8NameError(fsPath);
+    default:
+      // Anything else is a bug on the tar thread; its message is all there is to keep.
+      return new PackError(`${data.name}: ${data.message}`);
+  }
+}

@@ -37,12 +37,8 @@ export const FOREST_DIR_MODE = 0o755;
  * The entries below one forest directory, depth first, siblings in byte order.
  * `prefix` is the directory's entry name with a trailing `/`, or '' at the top.
  */
-export async function* forestEntries(
-  prefix: string,
-  sources: readonly SourceDir[],
-  skeleton: SkeletonDir | undefined,
-): AsyncGenerator<LayerEntry> {
-  const listings = await Promise.all(sources.map(async (source) => new Set(await readDirSorted(source.fsPath))));
+export function* forestEntries(prefix: string, sources: readonly SourceDir[], skeleton: SkeletonDir | undefined): Generator<LayerEntry> {
+  const listings = sources.map((source) => new Set(readDirSorted(source.fsPath)));
   const names = new Set<string>(skeleton?.children.keys() ?? []);
   for (const listing of listings) for (const name of listing) names.add(name);
 
@@ -54,7 +50,7 @@ export async function* forestEntries(
     for (const [i, source] of sources.entries()) {
       if (!listings[i]?.has(name)) continue;
       const fsPath = path.join(source.fsPath, name);
-      const stats = await lstatStore(fsPath);
+      const stats = lstatStore(fsPath);
       const storePath = `${source.storePath}/${name}`;
       if (stats.isDirectory()) subdirs.push({ storePath, fsPath });
       else firstLink ??= storePath;

@@ -8,17 +8,24 @@
 // leaves it on a byte boundary; the last block ends the stream instead. The
 // pieces are emitted in input order between a fixed gzip header and the
 // CRC-32/ISIZE trailer: one ordinary gzip member that any gunzip reads.
+//
+// Two front ends share that: a Transform for any byte stream, which cuts the
+// blocks itself, and `gzipTarBlocks` for a layer tar that arrives already cut
+// and hashed by the tar thread (layer-tar.ts), which leaves the event loop
+// nothing to do per byte.
 
 import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { sharedDeflatePool } from './deflate-pool.ts';
 import type { DeflatePool } from './deflate-pool.ts';
 import { DeflateError, PackError } from './errors.ts';
+import { TAR_BLOCK_SIZE } from './layer-tar.ts';
+import type { TarBlocks } from './layer-tar.ts';
 
 /** Part of the output format: changing it changes every layer's bytes. */
-export const BLOCK_SIZE = 128 * 1024;
+export const BLOCK_SIZE = TAR_BLOCK_SIZE;
 const WINDOW = 32 * 1024;
 // mtime 0, no flags, XFL 0, OS 3 (Unix): the header Node's createGzip writes, so it carries no time.
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03]);
@@ -30,13 +37,6 @@ export interface ParallelGzipOptions {
   pool?: DeflatePool;
 }
 
-interface Pending {
-  /** The block's input buffer, reused once neither this block's job nor the next one's (its dictionary) reads it. */
-  input: Buffer;
-  output: Buffer | undefined;
-  error: Error | undefined;
-}
-
 /** What went in: the SHA-256 and size of the uncompressed bytes. */
 export interface GzipInput {
   /** `sha256:<hex>` */
@@ -44,97 +44,50 @@ export interface GzipInput {
   size: number;
 }
 
-/** A Transform from bytes to one gzip member of them, deflated block by block on the pool. */
-export function parallelGzip(opts: ParallelGzipOptions = {}): ParallelGzip {
-  return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedDeflatePool());
+interface Pending {
+  /** Called once neither this block's job nor the next one's (its dictionary) reads the block. */
+  release: () => void;
+  output: Buffer | undefined;
+  error: Error | undefined;
 }
 
-export class ParallelGzip extends Transform {
-  /**
-   * Resolves once the input ended, with its digest (hashed block by block as the blocks are cut,
-   * which spares a stream stage of its own per chunk); rejects if the stream failed first.
-   */
-  readonly input: Promise<GzipInput>;
-  private readonly hash = createHash('sha256');
-  private settleInput: { resolve: (value: GzipInput) => void; reject: (err: Error) => void } | undefined;
+/** Deflates blocks on the pool and hands their output on in input order. */
+class BlockDeflater {
   private readonly level: number;
   private readonly pool: DeflatePool;
+  private readonly output: (chunk: Buffer) => void;
+  private readonly onError: (err: Error) => void;
+  private readonly inFlight: Pending[] = [];
+  private dictionary: Buffer | undefined;
+  /** The last emitted block's release: the next block's job may still read its tail as dictionary. */
+  private releaseEmitted: (() => void) | undefined;
+  private offset = 0;
+  private wake: (() => void) | undefined;
+  failed: Error | undefined;
   // One block beyond those being deflated, so the next one can start the moment a thread is free,
   // without waiting for the tar; more only hold memory (the pool oversubscribes the cores by one).
-  private readonly maxInFlight: number;
-  private block: Buffer;
-  private filled = 0;
-  // Block buffers are reused: a fresh 128 KiB buffer per block is external memory that only a
-  // mark-compact frees, and V8 starts one for every so many MB of it (packing 355 MB into
-  // storage: 11-16 mark-compacts with reuse, 17-19 without).
-  private readonly spare: Buffer[] = [];
-  /** The last emitted block's buffer: the next block's job may still read its tail as dictionary. */
-  private emittedInput: Buffer | undefined;
-  private dictionary: Buffer | undefined;
-  private crc = 0;
-  private size = 0;
-  private readonly inFlight: Pending[] = [];
-  private wake: (() => void) | undefined;
-  private failed: Error | undefined;
+  readonly maxInFlight: number;
 
-  constructor(level: number, pool: DeflatePool) {
-    super();
+  constructor(level: number, pool: DeflatePool, output: (chunk: Buffer) => void, onError: (err: Error) => void) {
     this.level = level;
     this.pool = pool;
+    this.output = output;
+    this.onError = onError;
     this.maxInFlight = pool.threads + 1;
-    this.input = new Promise<GzipInput>((resolve, reject) => (this.settleInput = { resolve, reject }));
-    // Callers may only watch the stream; its error is reported there too.
-    this.input.catch(() => {});
-    this.block = this.newBlock();
-    this.push(GZIP_HEADER);
+    output(GZIP_HEADER);
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const copied = chunk.copy(this.block, this.filled, offset);
-      this.filled += copied;
-      offset += copied;
-      if (this.filled === BLOCK_SIZE) this.submit(false);
-    }
-    this.whenBelow(this.maxInFlight).then(() => callback(), callback);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.submit(true);
-    this.settleInput?.resolve({ digest: `sha256:${this.hash.digest('hex')}`, size: this.size });
-    this.whenBelow(1).then(() => {
-      const trailer = Buffer.alloc(8);
-      trailer.writeUInt32LE(this.crc >>> 0, 0);
-      trailer.writeUInt32LE(this.size % 2 ** 32, 4);
-      callback(null, trailer);
-    }, callback);
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // Jobs already on the pool finish there; their results are dropped.
-    this.failed ??= err ?? new PackError('gzip stream destroyed');
-    // After the input ended this is a no-op: the promise is already settled.
-    this.settleInput?.reject(this.failed);
-    this.wake?.();
-    callback(err);
-  }
-
-  private submit(last: boolean): void {
-    const input = this.filled === BLOCK_SIZE ? this.block : this.block.subarray(0, this.filled);
-    this.crc = crc32(input, this.crc);
-    this.hash.update(input);
-    this.size += input.length;
-    const offset = this.size - input.length;
+  /** Deflates `input` (full, except for the last block); `release` once the block is no longer read. */
+  submit(input: Buffer, last: boolean, release: () => void): void {
+    const offset = this.offset;
+    this.offset += input.length;
     const dictionary = this.dictionary;
     // Every block but the last is full, so its tail is the whole window; a view suffices (a block is
-    // reused only once the next block, whose dictionary this is, has been deflated).
+    // released only once the next block, whose dictionary this is, has been deflated).
     this.dictionary = input.length >= WINDOW ? input.subarray(input.length - WINDOW) : undefined;
-    const pending: Pending = { input: this.block, output: undefined, error: undefined };
+    const pending: Pending = { release, output: undefined, error: undefined };
     this.inFlight.push(pending);
     const job = this.pool.deflate(input, { level: this.level, last, ...(dictionary ? { dictionary } : {}) });
-    if (!last) this.block = this.newBlock();
-    this.filled = 0;
     job.then(
       (output) => {
         pending.output = output;
@@ -147,31 +100,24 @@ export class ParallelGzip extends Transform {
     );
   }
 
-  /** Emits finished blocks in input order; a failed block fails the stream. */
-  private emitDone(): void {
-    while (this.inFlight.length > 0 && this.failed === undefined) {
-      const head = this.inFlight[0]!;
-      if (head.error) {
-        this.failed = head.error;
-        this.destroy(head.error);
-        break;
-      }
-      if (!head.output) break;
-      this.inFlight.shift();
-      // Blocks finish in order here, so this block's job, which read the previous block's tail, is done.
-      if (this.emittedInput) this.spare.push(this.emittedInput);
-      this.emittedInput = head.input;
-      this.push(head.output);
-    }
+  /** The trailer, once every block is out. */
+  trailer(crc: number, size: number): Buffer {
+    this.releaseEmitted?.();
+    this.releaseEmitted = undefined;
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc >>> 0, 0);
+    trailer.writeUInt32LE(size % 2 ** 32, 4);
+    return trailer;
+  }
+
+  fail(err: Error): void {
+    // Jobs already on the pool finish there; their results are dropped.
+    this.failed ??= err;
     this.wake?.();
   }
 
-  private newBlock(): Buffer {
-    return this.spare.pop() ?? Buffer.allocUnsafeSlow(BLOCK_SIZE);
-  }
-
   /** Resolves once fewer than `limit` blocks are unemitted; rejects once the stream failed. */
-  private whenBelow(limit: number): Promise<void> {
+  whenBelow(limit: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = () => {
         if (this.failed) {
@@ -187,4 +133,167 @@ export class ParallelGzip extends Transform {
       check();
     });
   }
+
+  /** Emits finished blocks in input order; a failed block fails the stream. */
+  private emitDone(): void {
+    while (this.inFlight.length > 0 && this.failed === undefined) {
+      const head = this.inFlight[0]!;
+      if (head.error) {
+        this.failed = head.error;
+        this.onError(head.error);
+        break;
+      }
+      if (!head.output) break;
+      this.inFlight.shift();
+      // Blocks finish in order here, so this block's job, which read the previous block's tail, is done.
+      this.releaseEmitted?.();
+      this.releaseEmitted = head.release;
+      this.output(head.output);
+    }
+    this.wake?.();
+  }
+}
+
+/** A Transform from bytes to one gzip member of them, deflated block by block on the pool. */
+export function parallelGzip(opts: ParallelGzipOptions = {}): ParallelGzip {
+  return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedDeflatePool());
+}
+
+export class ParallelGzip extends Transform {
+  /**
+   * Resolves once the input ended, with its digest (hashed block by block as the blocks are cut,
+   * which spares a stream stage of its own per chunk); rejects if the stream failed first.
+   */
+  readonly input: Promise<GzipInput>;
+  private readonly hash = createHash('sha256');
+  private settleInput: { resolve: (value: GzipInput) => void; reject: (err: Error) => void } | undefined;
+  private readonly deflater: BlockDeflater;
+  private block: Buffer;
+  private filled = 0;
+  // Block buffers are reused: a fresh 128 KiB buffer per block is external memory that only a
+  // mark-compact frees, and V8 starts one for every so many MB of it (packing 355 MB into
+  // storage: 11-16 mark-compacts with reuse, 17-19 without).
+  private readonly spare: Buffer[] = [];
+  private crc = 0;
+  private size = 0;
+
+  constructor(level: number, pool: DeflatePool) {
+    super();
+    this.input = new Promise<GzipInput>((resolve, reject) => (this.settleInput = { resolve, reject }));
+    // Callers may only watch the stream; its error is reported there too.
+    this.input.catch(() => {});
+    this.deflater = new BlockDeflater(level, pool, (chunk) => this.push(chunk), (err) => this.destroy(err));
+    this.block = this.newBlock();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const copied = chunk.copy(this.block, this.filled, offset);
+      this.filled += copied;
+      offset += copied;
+      if (this.filled === BLOCK_SIZE) this.submit(false);
+    }
+    this.deflater.whenBelow(this.deflater.maxInFlight).then(() => callback(), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.submit(true);
+    this.settleInput?.resolve({ digest: `sha256:${this.hash.digest('hex')}`, size: this.size });
+    this.deflater.whenBelow(1).then(() => callback(null, this.deflater.trailer(this.crc, this.size)), callback);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    const failure = this.deflater.failed ?? err ?? new PackError('gzip stream destroyed');
+    this.deflater.fail(failure);
+    // After the input ended this is a no-op: the promise is already settled.
+    this.settleInput?.reject(failure);
+    callback(err);
+  }
+
+  private submit(last: boolean): void {
+    const buffer = this.block;
+    const input = this.filled === BLOCK_SIZE ? buffer : buffer.subarray(0, this.filled);
+    this.crc = crc32(input, this.crc);
+    this.hash.update(input);
+    this.size += input.length;
+    this.deflater.submit(input, last, () => this.spare.push(buffer));
+    if (!last) this.block = this.newBlock();
+    this.filled = 0;
+  }
+
+  private newBlock(): Buffer {
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(BLOCK_SIZE);
+  }
+}
+
+export interface GzippedTar {
+  /** One gzip member of the tar; errors with the tar's error. Destroying it abandons the tar. */
+  stream: Readable;
+  /** The uncompressed tar's digest and size, from the tar thread; rejects if the stream failed first. */
+  input: Promise<GzipInput>;
+}
+
+/** Gzips a layer tar taken as blocks (LayerTar.blocks()); the same bytes `parallelGzip` would give. */
+export function gzipTarBlocks(blocks: TarBlocks, opts: ParallelGzipOptions = {}): GzippedTar {
+  const level = opts.level ?? 6;
+  const pool = opts.pool ?? sharedDeflatePool();
+  let wanted = true;
+  let wakeReader: (() => void) | undefined;
+  const stream = new Readable({
+    read() {
+      wanted = true;
+      wakeReader?.();
+    },
+    destroy(err, callback) {
+      const failure = deflater.failed ?? err ?? new PackError('gzip stream destroyed');
+      deflater.fail(failure);
+      blocks.stop(failure);
+      wakeReader?.();
+      callback(err);
+    },
+  });
+  const deflater = new BlockDeflater(
+    level,
+    pool,
+    (chunk) => {
+      if (!stream.push(chunk)) wanted = false;
+    },
+    (err) => stream.destroy(err),
+  );
+  /** Waits while the consumer has enough: blocks stop being taken, so the tar thread stops too. */
+  const whenWanted = () =>
+    new Promise<void>((resolve) => {
+      if (wanted || stream.destroyed) resolve();
+      else wakeReader = () => ((wakeReader = undefined), resolve());
+    });
+
+  const input = blocks.summary.then(({ digest, size }) => ({ digest, size }));
+  input.catch(() => {});
+  void (async () => {
+    for (;;) {
+      await deflater.whenBelow(deflater.maxInFlight);
+      await whenWanted();
+      if (stream.destroyed) return;
+      const block = await blocks.next();
+      if (stream.destroyed) {
+        block.release();
+        return;
+      }
+      if (block.last && block.data.length === BLOCK_SIZE) {
+        // The stream cuts an empty last block after a full one; the same bytes here.
+        deflater.submit(block.data, false, block.release);
+        deflater.submit(Buffer.alloc(0), true, () => {});
+      } else {
+        deflater.submit(block.data, block.last, block.release);
+      }
+      if (block.last) break;
+    }
+    const { crc, size } = await blocks.summary;
+    await deflater.whenBelow(1);
+    if (stream.destroyed) return;
+    stream.push(deflater.trailer(crc, size));
+    stream.push(null);
+  })().catch((err: Error) => stream.destroy(err));
+  return { stream, input };
 }

@@ -1,24 +1,25 @@
 // File system reads of the store, with every failure turned into a typed error
 // naming the path, and names decoded strictly so nothing is silently renamed.
+// Synchronous: they run on the tar thread (tar-thread.ts), never on the event loop.
 
 import type { Stats } from 'node:fs';
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import { NonUtf8NameError, StoreReadError } from './errors.ts';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export async function lstatStore(fsPath: string): Promise<Stats> {
+export function lstatStore(fsPath: string): Stats {
   try {
-    return await fs.lstat(fsPath);
+    return fs.lstatSync(fsPath);
   } catch (err) {
     throw new StoreReadError(fsPath, err);
   }
 }
 
 /** Like lstatStore, but a missing path (or a non-directory on the way) is `undefined` instead of an error. */
-export async function lstatIfExists(fsPath: string): Promise<Stats | undefined> {
+export function lstatIfExists(fsPath: string): Stats | undefined {
   try {
-    return await fs.lstat(fsPath);
+    return fs.lstatSync(fsPath);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -27,10 +28,10 @@ export async function lstatIfExists(fsPath: string): Promise<Stats | undefined> 
 }
 
 /** A directory's entry names, sorted by byte order. */
-export async function readDirSorted(fsPath: string): Promise<string[]> {
+export function readDirSorted(fsPath: string): string[] {
   let raw: Buffer[];
   try {
-    raw = await fs.readdir(fsPath, { encoding: 'buffer' });
+    raw = fs.readdirSync(fsPath, { encoding: 'buffer' });
   } catch (err) {
     throw new StoreReadError(fsPath, err);
   }
@@ -38,10 +39,10 @@ export async function readDirSorted(fsPath: string): Promise<string[]> {
   return raw.map((name) => decodeName(name, fsPath));
 }
 
-export async function readLinkTarget(fsPath: string): Promise<string> {
+export function readLinkTarget(fsPath: string): string {
   let raw: Buffer;
   try {
-    raw = await fs.readlink(fsPath, { encoding: 'buffer' });
+    raw = fs.readlinkSync(fsPath, { encoding: 'buffer' });
   } catch (err) {
     throw new StoreReadError(fsPath, err);
   }

@@ -1,15 +1,11 @@
-import type { Readable } from 'node:stream';
 import type { LayerEntry } from './entry.ts';
+import { LayerTar } from './layer-tar.ts';
 import { canonicalStorePaths, storeFsPath } from './store-path.ts';
-import type { ReadAheadOptions } from './read-ahead.ts';
-import { entriesTar } from './tar-writer.ts';
 import { walkTree } from './walk.ts';
 
 export interface StoreTarOptions {
   /** Directory the store is read from: `/nix/store/x` is read at `<root>/nix/store/x`. Default `/`. */
   root?: string;
-  /** How far the store is read ahead of the tar; the bytes do not depend on it. */
-  readAhead?: ReadAheadOptions;
 }
 
 // The image's /nix and /nix/store are not read from this machine (whose store
@@ -23,12 +19,12 @@ const STORE_PARENT_MODE = 0o755;
  * synchronously for a path that is not `/nix/store/<name>`; read errors
  * destroy the returned stream.
  */
-export function storePathsTar(paths: string[], opts: StoreTarOptions = {}): Readable {
-  const sorted = canonicalStorePaths(paths);
-  return entriesTar(storeEntries(sorted, opts.root ?? '/'), { readAhead: opts.readAhead });
+export function storePathsTar(paths: string[], opts: StoreTarOptions = {}): LayerTar {
+  return new LayerTar({ kind: 'store-paths', paths: canonicalStorePaths(paths), root: opts.root ?? '/' });
 }
 
-async function* storeEntries(sorted: string[], root: string): AsyncGenerator<LayerEntry> {
+/** The layer's entries, read from the store as they are taken (on the tar thread). */
+export function* storeEntries(sorted: string[], root: string): Generator<LayerEntry> {
   yield { type: 'directory', name: 'nix', mode: STORE_PARENT_MODE };
   yield { type: 'directory', name: 'nix/store', mode: STORE_PARENT_MODE };
   for (const storePath of sorted) {

@@ -1,0 +1,20 @@
+// What a layer is made of, in a form that can be posted to the tar thread.
+
+import { customisationEntries } from './customisation.ts';
+import type { LayerEntry } from './entry.ts';
+import { storeEntries } from './store-tar.ts';
+
+export type LayerSpec =
+  /** Store paths, canonical (sorted, unique, validated), and the directory the store is read under. */
+  | { kind: 'store-paths'; paths: string[]; root: string }
+  /** The customisation layer: contents in priority order, closure canonical. */
+  | { kind: 'customisation'; contents: string[]; closure: string[]; root: string };
+
+export function layerEntries(spec: LayerSpec): Generator<LayerEntry> {
+  switch (spec.kind) {
+    case 'store-paths':
+      return storeEntries(spec.paths, spec.root);
+    case 'customisation':
+      return customisationEntries(spec.contents, spec.closure, spec.root);
+  }
+}
