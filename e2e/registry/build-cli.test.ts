@@ -88,8 +88,8 @@ function commandLine(pid: number): string[] {
   }
 }
 
-describe('nixery build runs in a child Node.js', () => {
-  it('started with a 128 MB initial old generation; SIGTERM to the command stops Nix and ends the build with 143', async () => {
+describe('nixery build stopped by a signal', () => {
+  it('stops Nix and its builder on SIGTERM and exits with 143', async () => {
     const env = await storageEnv();
     // `slow` sleeps 30 s in its builder: long enough to find the processes and stop them.
     const command = spawn(process.execPath, [NIXERY_BIN, 'build', '--packages', 'slow'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -99,25 +99,17 @@ describe('nixery build runs in a child Node.js', () => {
     const exited = new Promise<number | null>((resolve) => command.on('exit', (code) => resolve(code)));
     let started: number[] = [];
     try {
-      let build: number | undefined;
       // Until Nix is building: a process below Nix's whose program is not Nix itself (the builder's shell or sleep).
       const building = () => started.some((pid) => !/^nix/.test(path.basename(commandLine(pid)[0] ?? 'nix')));
       for (let i = 0; i < 300 && !building(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
-        build = childrenOf(command.pid!)[0];
-        started = build === undefined ? [] : descendantsOf(build);
+        started = descendantsOf(command.pid!);
       }
-      assert.ok(build !== undefined, 'the command started a child');
-      const argv = commandLine(build);
-      assert.equal(argv[0], process.execPath);
-      assert.ok(argv.includes('--initial-old-space-size=128'), argv.join(' '));
-      assert.deepEqual(argv.slice(-3), ['build', '--packages', 'slow']);
       assert.ok(building(), `Nix is building (processes ${started.map((pid) => commandLine(pid).join(' ')).join('; ')})`);
 
       command.kill('SIGTERM');
       assert.equal(await exited, 128 + 15, 'the exit status of a process ended by SIGTERM');
       assert.deepEqual(JSON.parse(stdout), { error: { outcome: 'error', message: 'interrupted by SIGTERM' } });
-      assert.deepEqual(commandLine(build), [], 'the build process is gone');
       const left = started.filter((pid) => commandLine(pid).length > 0);
       assert.deepEqual(left.map((pid) => commandLine(pid).join(' ')), [], 'Nix and its builder were stopped');
     } finally {

@@ -122,8 +122,7 @@ program
       interruption.abort(error);
       setTimeout(() => void report(error, error.exitCode), INTERRUPT_GRACE_MS);
     };
-    // `on`, not `once`: Ctrl-C reaches this process twice (from the terminal and from
-    // bin/nixery.js, which forwards it), and a second signal must not kill it before Nix stopped.
+    // `on`, not `once`: a second signal (Ctrl-C pressed twice) must not kill it before Nix stopped.
     for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal);
     try {
       const config = loadConfig();

@@ -1,14 +1,13 @@
 // Lowers the scheduling priority of libuv's pool threads relative to the event loop, for a
 // process whose only job is to pack (`nixery build`).
 //
-// The event loop is the packing pipeline's single producer: it walks the store, writes the tar
-// and cuts it into blocks, while the pool threads deflate the blocks and read the files. With the
-// same priority the three deflating threads and the loop share two cores fairly, so the loop gets
-// about half a core, the pipeline runs at its pace and the cores sit idle a sixth of the time
-// (vmstat while packing 355 MB: 15-23 % idle with 3-5 threads runnable; the loop spent 2.5 s of
-// CPU in a 7.3 s pack, and its V8 CPU profile put a further 1.3 s in `handle.write` of zlib, i.e.
-// preempted right after waking a deflate thread). With the pool threads at nice 19 the same
-// pack took 6.3 s instead of 7.3-7.5 s (nice 5: 6.7-6.9 s, nice 10: 6.4-6.7 s).
+// The deflating pool threads are the pipeline's consumers; its producers are the tar thread
+// (pack/tar-thread.ts), which writes the tar into blocks, and the event loop, which hands the
+// blocks to zlib. With the same priority three deflating threads share two cores fairly with the
+// producers, which then run at their pace while the cores wait on them. Measured before the tar
+// thread existed, when the loop also wrote the tar (vmstat while packing 355 MB: 15-23 % idle
+// with 3-5 threads runnable): with the pool threads at nice 19 the same pack took 6.3 s instead
+// of 7.3-7.5 s (nice 5: 6.7-6.9 s, nice 10: 6.4-6.7 s). The tar thread keeps the loop's nice value.
 //
 // Not for `nixery serve`: an unprivileged process cannot lower a nice value again, and a server's
 // pool also reads the blobs it sends, which must not wait behind other processes on the node.
