@@ -29,7 +29,10 @@ export class TarThreadError extends PackError {
 export interface TarBlock {
   /** The next bytes of the tar; valid until `release()`. */
   data: Buffer;
-  /** The archive's last block (possibly empty); `summary` is then known. */
+  /**
+   * The archive's last block; `summary` is then known. Never full: a tar that ends on a block
+   * boundary ends with an empty last block, as parallelGzip's Transform cuts it.
+   */
   last: boolean;
   /** Gives the memory back to the tar thread to fill again. */
   release(): void;

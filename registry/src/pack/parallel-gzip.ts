@@ -280,13 +280,8 @@ export function gzipTarBlocks(blocks: TarBlocks, opts: ParallelGzipOptions = {})
         block.release();
         return;
       }
-      if (block.last && block.data.length === BLOCK_SIZE) {
-        // The stream cuts an empty last block after a full one; the same bytes here.
-        deflater.submit(block.data, false, block.release);
-        deflater.submit(Buffer.alloc(0), true, () => {});
-      } else {
-        deflater.submit(block.data, block.last, block.release);
-      }
+      // A last block is never full (see TarBlock), so the blocks are cut as the Transform cuts them.
+      deflater.submit(block.data, block.last, block.release);
       if (block.last) break;
     }
     const { crc, size } = await blocks.summary;

@@ -35,7 +35,9 @@ export class TarBlockWriter {
 
   /**
    * Fills `block` with the next bytes of the tar and returns how many were
-   * written: all of it, except for the archive's last block. Throws the walk's
+   * written: all of it, except for the archive's last block, which is never
+   * full (`done` turns true only on a fill that runs out, so a tar ending on a
+   * block boundary ends with an empty block). Throws the walk's
    * errors, StoreReadError and StoreFileChangedError; the writer is then closed.
    */
   fill(block: Buffer): number {
@@ -53,10 +55,7 @@ export class TarBlockWriter {
     if (this.file) {
       const { fd } = this.file;
       this.file = undefined;
-      // Only read from: closing cannot lose data, and the layer has failed or ended anyway.
-      try {
-        fs.closeSync(fd);
-      } catch {}
+      closeQuietly(fd);
     }
   }
 
@@ -112,13 +111,18 @@ export class TarBlockWriter {
     file.position += read;
     if (file.position === file.entry.size) {
       this.file = undefined;
-      try {
-        fs.closeSync(file.fd);
-      } catch {}
+      closeQuietly(file.fd);
       this.zeros = paddingAfter(file.entry.size);
     }
     return read;
   }
+}
+
+/** Store files are only read from: closing cannot lose data, so a failure to close changes nothing. */
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {}
 }
 
 function openStoreFile(fsPath: string): number {

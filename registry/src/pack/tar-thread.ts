@@ -38,7 +38,8 @@ port.on('message', (message: ToTarThread) => {
     case 'start':
       jobs.set(message.id, {
         id: message.id,
-        writer: new TarBlockWriter({ [Symbol.iterator]: () => layerEntries(message.spec) }),
+        // A generator: nothing is read from the store until the first block is filled.
+        writer: new TarBlockWriter(layerEntries(message.spec)),
         memory: message.memory,
         blockSize: message.blockSize,
         free: [],
