@@ -289,11 +289,16 @@ describe('the registry image (ghcr.io/nixery-operator/nixery)', () => {
     for (const name of ['SSL_CERT_FILE', 'NIX_SSL_CERT_FILE', 'GIT_SSL_CAINFO']) assert.equal(env.get(name), bundle, name);
   });
 
-  it('runs single-user Nix: a registered store (Nix database), no sandbox, no build users, a binary cache', () => {
+  it('runs single-user Nix: a registered store (Nix database), the product\'s Nix settings, a binary cache', async () => {
     assert.equal(image.includeNixDB, true);
     const conf = envOf(image).get('NIX_CONFIG') ?? '';
     assert.match(conf, /^sandbox = false$/m);
     assert.match(conf, /^build-users-group =\s*$/m);
+    const productSettings = (await fs.readFile(path.join(repo, 'nix/nix.conf'), 'utf8'))
+      .split('\n')
+      .filter((line) => line.trim() && !line.trim().startsWith('#'));
+    assert.ok(productSettings.length >= 5);
+    for (const line of productSettings) assert.ok(conf.split('\n').includes(line), `the image's nix.conf has '${line}' from nix/nix.conf`);
     assert.match(conf, /^substituters = https:\/\/cache\.nixos\.org$/m);
     assert.match(conf, /^trusted-public-keys = cache\.nixos\.org-1:/m);
     assert.equal(envOf(image).get('HOME'), '/root');

@@ -39,12 +39,15 @@ let
 
   certFile = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
 
-  # Single-user Nix as root in a container: no build users, no sandbox (it
-  # needs privileges a pod does not have); the registry passes
-  # `--option sandbox false` as well.
+  # The product's own Nix settings (../nix.conf: single-user, no build users,
+  # no sandbox, local builds), which the registry also passes on every Nix
+  # call, so that Nix run by hand in the container (`kubectl exec`) behaves the
+  # same; plus the binary cache, which is this image's choice.
+  productSettings = concatStringsSep "\n" (builtins.filter
+    (line: builtins.isString line && line != "" && builtins.match "[[:space:]]*(#.*)?" line == null)
+    (builtins.split "\n" (builtins.readFile ../nix.conf)));
   nixConf = ''
-    build-users-group =
-    sandbox = false
+    ${productSettings}
     substituters = ${concatStringsSep " " substituters}
     trusted-public-keys = ${concatStringsSep " " trustedPublicKeys}
   '';

@@ -16,6 +16,7 @@ import {
 import { resolveGitRef, type GitRefOptions, type GitSpec } from './git-ref.ts';
 import { defaultNixDir } from './nix-dir.ts';
 import { run, type RunOptions, type RunResult } from './run.ts';
+import { productNixArgs } from './settings.ts';
 
 export interface ImageRequest {
   source: PackageSource;
@@ -96,7 +97,8 @@ export async function realiseImage(req: ImageRequest, opts: NixOptions): Promise
     log,
     ...(opts.signal ? { signal: opts.signal } : {}),
     commonArgs: [
-      ...option('sandbox', 'false'),
+      // The product's settings, so the host's Nix configuration cannot break a build.
+      ...productNixArgs(nixDir),
       // Nix's own limit on a build, so a hung builder is reported by Nix as
       // timed out even if it outlives the process-group kill.
       ...option('timeout', String(Math.ceil(opts.timeoutSeconds))),
