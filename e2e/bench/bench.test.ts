@@ -2,11 +2,11 @@
 // is ever asserted here; the numbers of a smoke run mean nothing.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawn, stopChild } from '@nixery/test-support';
 import type { Figure } from './lib/figures.ts';
 
 const RUN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'run.ts');
@@ -51,11 +51,11 @@ describe('benchmarks (smoke)', () => {
 
   it('produces every figure with its baseline, as JSON and Markdown', async () => {
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [RUN, '--smoke', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [RUN, '--smoke', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let output = '';
       child.stdout.on('data', (c: Buffer) => (output += c.toString()));
       child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-      const timer = setTimeout(() => child.kill('SIGTERM'), 280_000);
+      const timer = setTimeout(() => void stopChild(child).catch(reject), 280_000);
       child.on('error', reject);
       child.on('close', (c) => {
         clearTimeout(timer);

@@ -4,11 +4,12 @@
 // the TypeScript sources the tar thread would also load Node's type stripper (~30 MB).
 //   node e2e/bench/pack-worker.ts '{"root":...,"layers":[[...paths]],"concurrency":2,"sink":"discard"}'
 // prints one JSON line: wall time of the packing, bytes in and out per layer, peak RSS.
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { Writable } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { mapLimited } from '../../registry/dist/build/single-flight.js';
-import { compressLayer, hashingPassThrough, storePathsTar } from '../../registry/dist/pack/index.js';
+import { mapLimited } from '../../registry/dist/cache/single-flight.js';
+import { compressLayer, storePathsTar } from '../../registry/dist/pack/index.js';
 import { FilesystemStorage } from '../../registry/dist/storage/filesystem.js';
 
 export interface PackJob {
@@ -48,9 +49,17 @@ async function main(): Promise<void> {
       digest = stored.digest;
       size = stored.size;
     } else {
-      const hashing = hashingPassThrough();
-      await pipeline(compressed.stream, hashing.stream, job.outFile ? createWriteStream(job.outFile) : new Writable({ write: (_chunk, _enc, cb) => cb() }));
-      ({ digest, size } = await hashing.result);
+      const hash = createHash('sha256');
+      size = 0;
+      const hashing = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      await pipeline(compressed.stream, hashing, job.outFile ? createWriteStream(job.outFile) : new Writable({ write: (_chunk, _enc, cb) => cb() }));
+      digest = `sha256:${hash.digest('hex')}`;
     }
     return { uncompressed: await compressed.uncompressedSize, compressed: size, digest };
   });

@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FULL, REPO_ROOT, SMOKE, type Context } from './lib/context.ts';
+import { REPO_ROOT } from '@nixery/test-support';
+import { FULL, SMOKE, type Context } from './lib/context.ts';
 import { run, runOk, stopAllDaemons } from './lib/exec.ts';
 import { Figures, renderMarkdown, renderText, type RunInfo } from './lib/figures.ts';
 import { buildSuite } from './suites/build.ts';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KubernetesObject, V1ClusterRole, V1Deployment, V1Role } from '@kubernetes/client-node';
-import { run } from '../k8s/apiserver/testing.ts';
+import { run } from '@nixery/test-support';
 import { CHART, HELM_VERSIONS, makeHelm, parseManifests, readYaml, REPO_ROOT, tempHome, VALUES_DIR, valuesFiles, type Helm } from './support.ts';
 
 const home = tempHome('nixery-chart-');

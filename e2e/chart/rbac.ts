@@ -1,10 +1,10 @@
 // The least-privilege check of the chart: the Roles and ClusterRoles a rendered release binds to
 // the operator's service account, applied to the requests the test API server logged for it.
-// Rule matching is the API server harness's (../k8s/apiserver/rbac.ts); this adds the bindings'
+// Rule matching is rbac-rules.ts (independent of the test API server); this adds the bindings'
 // scopes (a RoleBinding's rules count only in its namespace) and the default discovery access.
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { rbacAllows, unusedGrants, type Grant as Atom, type PolicyRule } from '../k8s/apiserver/rbac.ts';
-import type { RequestLogEntry } from '../k8s/apiserver/index.ts';
+import type { RequestLogEntry } from '@nixery/k8s-harness';
+import { allowed, unusedPermissionsOf, type Permission, type PolicyRule } from './rbac-rules.ts';
 
 export interface Grant {
   /** Where the rules apply: a namespace, or undefined for everywhere (a ClusterRoleBinding). */
@@ -44,16 +44,16 @@ const applies = (grant: Grant, request: RequestLogEntry) => grant.namespace === 
 
 /** Requests no grant allows (with `create` too for a PUT or PATCH that created its object). */
 export function deniedRequests(grants: readonly Grant[], requests: readonly RequestLogEntry[]): RequestLogEntry[] {
-  return requests.filter((request) => !rbacAllows([...DISCOVERY.rules, ...grants.filter((g) => applies(g, request)).flatMap((g) => g.rules)], request));
+  return requests.filter((request) => !allowed([...DISCOVERY.rules, ...grants.filter((g) => applies(g, request)).flatMap((g) => g.rules)], request));
 }
 
 /** What each grant allows that none of the requests in its scope used. */
-export function unusedPermissions(grants: readonly Grant[], requests: readonly RequestLogEntry[]): { source: string; atom: Atom }[] {
-  return grants.flatMap((grant) => unusedGrants(grant.rules, requests.filter((r) => applies(grant, r))).map((atom) => ({ source: grant.source, atom })));
+export function unusedPermissions(grants: readonly Grant[], requests: readonly RequestLogEntry[]): { source: string; atom: Permission }[] {
+  return grants.flatMap((grant) => unusedPermissionsOf(grant.rules, requests.filter((r) => applies(grant, r))).map((atom) => ({ source: grant.source, atom })));
 }
 
 /** `verb resource[.group]` (with `name` when the atom is limited to one object). */
-export function atomKey(atom: Atom): string {
+export function atomKey(atom: Permission): string {
   if ('nonResourceURL' in atom) return `${atom.verb} ${atom.nonResourceURL}`;
   return `${atom.verb} ${atom.resource}${atom.apiGroup ? `.${atom.apiGroup}` : ''}${atom.resourceName ? ` ${atom.resourceName}` : ''}`;
 }

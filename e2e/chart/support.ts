@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { helm as helmBinary, REPO_ROOT, run, type CommandResult } from '../k8s/apiserver/testing.ts';
+import { helm as helmBinary, REPO_ROOT, run, type RunResult } from '@nixery/test-support';
 
 export { REPO_ROOT };
 export const CHART = path.join(REPO_ROOT, 'charts/nixery-operator');
@@ -23,7 +23,7 @@ export function valuesFiles(): string[] {
 }
 
 export interface Helm {
-  (args: string[], options?: { timeoutMs?: number }): Promise<CommandResult>;
+  (args: string[], options?: { timeoutMs?: number }): Promise<RunResult>;
   /** helm that must succeed; returns stdout. */
   ok(args: string[], options?: { timeoutMs?: number }): Promise<string>;
   version: HelmVersion;

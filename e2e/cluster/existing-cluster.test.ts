@@ -4,30 +4,38 @@
 // already, and leave none of theirs behind.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { kubectl, kubectlOk } from '../support/kube.ts';
-import { exited, waitForOutput } from '../support/process.ts';
-import { REPO_ROOT } from '../support/registry.ts';
+import { REPO_ROOT, spawn, stopChild, waitForOutput, within } from '@nixery/test-support';
 
-const HARNESS = path.join(REPO_ROOT, 'e2e/k8s/bin/nixery-k8s-harness.js');
+/** The harness as `npx nixery-k8s-harness` runs it: the bin the workspace install links. */
+const HARNESS = path.join(REPO_ROOT, 'node_modules/.bin/nixery-k8s-harness');
+
+/** Longer than the suites run here take, within this file's own time limit. */
+const SUITES_MS = 540_000;
 
 /** Runs test files in a child `node --test`, as CI would with these variables set. */
-function runSuites(files: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
-      cwd: REPO_ROOT,
-      // Without NODE_TEST_CONTEXT the child reports as a run of its own, not as a subtest of ours.
-      env: Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    child.on('exit', (code) => resolve({ code, output }));
+async function runSuites(files: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-force-exit', ...files], {
+    cwd: REPO_ROOT,
+    // Without NODE_TEST_CONTEXT the child reports as a run of its own, not as a subtest of ours.
+    env: Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    return { code: await within(SUITES_MS, `node --test ${files.join(' ')}`, exit), output };
+  } catch (error) {
+    await stopChild(child);
+    throw new Error(`${(error as Error).message}:\n${output.slice(-6000)}`, { cause: error });
+  }
 }
 
 describe('the e2e suites against an existing cluster', () => {
@@ -39,15 +47,12 @@ describe('the e2e suites against an existing cluster', () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-existing-'));
     const kubeconfig = path.join(dir, 'kubeconfig');
     const auditLog = path.join(dir, 'audit.log');
-    harness = spawn(process.execPath, [HARNESS, '--kubeconfig', kubeconfig, '--data-dir', path.join(dir, 'data'), '--audit-log-path', auditLog], { stdio: ['ignore', 'pipe', 'pipe'] });
+    harness = spawn(process.execPath, [HARNESS, '--kubeconfig', kubeconfig, '--data-dir', path.join(dir, 'data'), '--audit-log-path', auditLog], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     await waitForOutput(harness, /"ready":true/, 60_000);
     env = { NIXERY_E2E_CLUSTER: 'existing', KUBECONFIG: kubeconfig, NIXERY_E2E_AUDIT_LOG: auditLog };
   });
   after(async () => {
-    if (harness && harness.exitCode === null) {
-      harness.kill('SIGTERM');
-      await exited(harness);
-    }
+    if (harness) await stopChild(harness);
     if (dir) await fs.rm(dir, { recursive: true, force: true });
   });
 

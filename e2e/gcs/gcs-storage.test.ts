@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createLogger, silentLogger } from '../../registry/src/log/logger.ts';
 import { StorageUnavailableError } from '../../registry/src/storage/backend.ts';
-import { failingStream, sha256, storageContract } from '../../registry/src/storage/contract.ts';
+import { failingStream, sha256, storageContract } from '../../registry/src/storage/test-support.ts';
 import { GcsIntegrityError, GcsStorage, GcsStorageError, type GcsStorageOptions } from '../../registry/src/storage/gcs.ts';
 import { publicObjectUrl, signedGetUrl } from '../../registry/src/storage/gcs-signer.ts';
 import { crc32cBase64 } from './crc32c.ts';

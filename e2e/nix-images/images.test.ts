@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import { constants as fsConstants, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run } from '../support/process.ts';
+import { runOk } from '@nixery/test-support';
 
 const here = import.meta.dirname;
 const repo = path.resolve(here, '../..');
@@ -63,7 +63,7 @@ interface ImageArgs {
 
 /** nix-instantiate --eval --strict --json, from this folder, with the stand-in nixpkgs. */
 async function evalImages<T>(attr: string, extra: string[] = []): Promise<T> {
-  const { stdout } = await run(
+  const { stdout } = await runOk(
     'nix-instantiate',
     ['--eval', '--strict', '--json', path.relative(here, imagesDir), '-A', attr, '--arg', 'pkgs', 'import ./fake-pkgs.nix', ...extra],
     { cwd: here, timeoutMs: 60_000 },
@@ -74,7 +74,7 @@ async function evalImages<T>(attr: string, extra: string[] = []): Promise<T> {
 /** npm-lock.nix's `kind` (build or runtime) of `workspaces` for a lockfile given as JSON text or a file. */
 async function evalLock(kind: 'build' | 'runtime', workspaces: string[], lock: { file: string } | { json: unknown }): Promise<Layout> {
   const read = 'file' in lock ? 'builtins.readFile lockSource' : 'lockSource';
-  const { stdout } = await run(
+  const { stdout } = await runOk(
     'nix-instantiate',
     [
       '--eval', '--strict', '--json', '--expr',
@@ -90,7 +90,7 @@ async function evalLock(kind: 'build' | 'runtime', workspaces: string[], lock: {
 
 /** The installed packages npm itself finds for a workspace in package-lock.json (no node_modules read). */
 async function npmRuntime(workspace: string): Promise<string[]> {
-  const { stdout } = await run('npm', ['ls', '--package-lock-only', '--omit=dev', '--all', '--parseable', '-w', workspace], { cwd: repo });
+  const { stdout } = await runOk('npm', ['ls', '--package-lock-only', '--omit=dev', '--all', '--parseable', '-w', workspace], { cwd: repo });
   return stdout
     .split('\n')
     .filter((l) => l.startsWith(repo + path.sep))
@@ -107,7 +107,7 @@ function envOf(image: ImageArgs): Map<string, string> {
 async function runExtraCommands(image: ImageArgs): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nix-images-root-'));
   cleanup.push(dir);
-  await run('bash', ['-euo', 'pipefail', '-c', image.extraCommands], { cwd: dir });
+  await runOk('bash', ['-euo', 'pipefail', '-c', image.extraCommands], { cwd: dir });
   return dir;
 }
 
@@ -139,7 +139,7 @@ describe('nix/images expressions', () => {
     for (const name of ['default.nix', 'registry.nix', 'operator.nix', 'program.nix', 'npm-lock.nix']) {
       assert.ok(files.includes(path.join(imagesDir, name)), `nix/images/${name} exists`);
     }
-    for (const file of files) await run('nix-instantiate', ['--parse', file]);
+    for (const file of files) await runOk('nix-instantiate', ['--parse', file]);
   });
 });
 
@@ -147,7 +147,9 @@ describe('npm-lock.nix: node_modules from package-lock.json', () => {
   it('gives every package the build needs a registry URL and its sha512 hash from the lockfile', async () => {
     const lock = JSON.parse(await fs.readFile(lockFile, 'utf8')) as { packages: Record<string, { version?: string; integrity?: string }> };
     const build = await evalLock('build', ['registry', 'operator'], { file: lockFile });
-    assert.deepEqual(build.workspaces, ['operator', 'registry']);
+    // test-support is a development dependency of the registry's tests; the image's build links
+    // only registry and operator, and compiles no test.
+    assert.deepEqual(build.workspaces, ['operator', 'registry', 'test-support']);
     assert.ok(build.tarballs.length > 100);
     for (const t of build.tarballs) {
       const entry = lock.packages[t.path];
@@ -163,7 +165,10 @@ describe('npm-lock.nix: node_modules from package-lock.json', () => {
       assert.ok(paths.includes(p), `the build has ${p}`);
     }
     assert.deepEqual(build.tarballs.filter((t) => t.hasInstallScript).map((t) => t.path), ['node_modules/fs-xattr']);
-    assert.deepEqual(build.links, [{ path: 'node_modules/@nixery/registry', target: 'registry' }]);
+    assert.deepEqual(build.links, [
+      { path: 'node_modules/@nixery/registry', target: 'registry' },
+      { path: 'node_modules/@nixery/test-support', target: 'test-support' },
+    ]);
   });
 
   for (const workspace of ['registry', 'operator']) {
@@ -470,22 +475,35 @@ describe('the program layouts run', () => {
 
   const env = { ...process.env, NODE_PATH: '', NODE_OPTIONS: '' };
 
+  it('copies dist/ with product code only: no test, no test helper, nothing that loads node:test', async () => {
+    for (const ws of ['registry', 'operator']) {
+      const dist = path.join(repo, ws, 'dist');
+      assert.ok(existsSync(dist), `${ws}/dist is missing: build the workspaces first (npm run build)`);
+      for (const f of await fs.readdir(dist, { recursive: true })) {
+        // The build leaves the output of files it no longer compiles in place.
+        const stale = `(stale output? rm -rf registry/dist operator/dist && npm run build)`;
+        assert.doesNotMatch(f, /\.test\.|(^|\/)test-support(\/|\.)/, `${ws}/dist/${f} ${stale}`);
+        if (f.endsWith('.js')) assert.doesNotMatch(await fs.readFile(path.join(dist, f), 'utf8'), /["']node:test["']/, `${ws}/dist/${f} ${stale}`);
+      }
+    }
+  });
+
   it('registry: the CLI starts, and finds nix/ and the offline package set beside itself', async () => {
     const dest = await recreate('registry');
-    const { stdout } = await run(process.execPath, [path.join(dest, 'registry/bin/nixery.js'), '--help'], { env, cwd: os.tmpdir() });
+    const { stdout } = await runOk(process.execPath, [path.join(dest, 'registry/bin/nixery.js'), '--help'], { env, cwd: os.tmpdir() });
     assert.match(stdout, /Usage: nixery/);
     const probe = [
       `const { defaultNixDir } = await import(${JSON.stringify(path.join(dest, 'registry/dist/nix/nix-dir.js'))});`,
       `const { bundledPackageSetPath } = await import(${JSON.stringify(path.join(dest, 'registry/dist/config/config.js'))});`,
       'console.log(JSON.stringify([defaultNixDir(), bundledPackageSetPath()]));',
     ].join('\n');
-    const dirs = await run(process.execPath, ['--input-type=module', '-e', probe], { env, cwd: os.tmpdir() });
+    const dirs = await runOk(process.execPath, ['--input-type=module', '-e', probe], { env, cwd: os.tmpdir() });
     assert.deepEqual(JSON.parse(dirs.stdout), [path.join(dest, 'nix'), path.join(dest, 'nix/offline')]);
   });
 
   it('operator: the CLI starts, importing @nixery/registry through the workspace link', async () => {
     const dest = await recreate('operator');
-    const { stdout } = await run(process.execPath, [path.join(dest, 'operator/bin/nixery-operator.js'), '--help'], { env, cwd: os.tmpdir() });
+    const { stdout } = await runOk(process.execPath, [path.join(dest, 'operator/bin/nixery-operator.js'), '--help'], { env, cwd: os.tmpdir() });
     assert.match(stdout, /Usage: nixery-operator/);
     assert.ok(!existsSync(path.join(dest, 'nix')), 'the operator image has no nix/');
     assert.ok(!existsSync(path.join(dest, 'node_modules/typescript')));

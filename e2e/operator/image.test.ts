@@ -5,10 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
-import { eventually, kubectl, kubectlOk } from '../support/kube.ts';
+import { eventually, REPO_ROOT } from '@nixery/test-support';
+import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
 import { skopeoInspect } from '../support/oci-client.ts';
-import { REPO_ROOT } from '../support/registry.ts';
 
 const NS = 'team-a';
 const EXAMPLES = path.join(REPO_ROOT, 'crds/examples');
@@ -75,7 +75,7 @@ describe('operator: NixImage', () => {
       await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: p.name, namespace: NS }, spec: { restartPolicy: 'Never', containers: [container] } }));
     }
     for (const p of pods) {
-      await eventually(`pod ${p.name} to succeed`, async () => ((await get(['pod', p.name])).status.phase === 'Succeeded' ? true : undefined), 120_000);
+      await eventually(`pod ${p.name} to succeed`, async () => ((await get(['pod', p.name])).status.phase === 'Succeeded' ? true : undefined), 120_000, 500);
     }
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'by-tag'])).trim(), 'Hello, world!');
     assert.match(await kubectlOk(kubeconfig, ['logs', '-n', NS, 'by-digest']), /^git version 2\.40\.1/);
@@ -90,7 +90,7 @@ describe('operator: NixImage', () => {
       return image.status.observedGeneration === image.metadata.generation && condition(image, 'Ready')?.status === 'True' && image.status.digest !== before.status.digest
         ? image
         : undefined;
-    }, 240_000);
+    }, 240_000, 500);
     assert.notEqual(after.status.jobName, before.status.jobName);
     assert.equal((await skopeoInspect(registryHost, 'toolbox:v1')).Digest, after.status.digest);
   });
@@ -121,7 +121,7 @@ describe('operator: NixImage', () => {
     const [job] = await eventually('the build Job', async () => {
       const jobs = await jobsOf('slow-image');
       return jobs.length ? jobs : undefined;
-    }, 60_000);
+    }, 60_000, 500);
     await operator.kill();
     const ready = await kubectl(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'niximage/slow-image', '--timeout=170s']);
     if (ready.code !== 0) assert.fail(`slow-image is not Ready: ${ready.stderr}\n${await explain()}`);

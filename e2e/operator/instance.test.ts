@@ -6,9 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
-import { eventually, kubectl, kubectlOk } from '../support/kube.ts';
+import { eventually, REPO_ROOT } from '@nixery/test-support';
+import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
-import { REPO_ROOT } from '../support/registry.ts';
 
 const NS = 'team-a';
 
@@ -54,7 +54,7 @@ describe('operator: NixeryInstance', () => {
       },
     };
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
-    await eventually('the pod to succeed', async () => ((await get(['pod', 'hello'])).status.phase === 'Succeeded' ? true : undefined), 240_000);
+    await eventually('the pod to succeed', async () => ((await get(['pod', 'hello'])).status.phase === 'Succeeded' ? true : undefined), 240_000, 500);
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'hello'])).trim(), 'Hello, world!');
   });
 
@@ -86,7 +86,7 @@ describe('operator: NixeryInstance', () => {
     assert.deepEqual(writes, []);
 
     await kubectlOk(kubeconfig, ['scale', '-n', NS, 'deployment/nixery', '--replicas=0']);
-    await eventually('the operator to restore the replica count', async () => ((await get(['deployment', 'nixery'])).spec.replicas === 1 ? true : undefined), 30_000);
+    await eventually('the operator to restore the replica count', async () => ((await get(['deployment', 'nixery'])).spec.replicas === 1 ? true : undefined), 30_000, 500);
   });
 
   it('converges without duplicates when killed mid-reconcile and started again', async () => {
@@ -121,7 +121,7 @@ describe('operator: NixeryInstance', () => {
         [['deployment', 'second'], ['service', 'second'], ['pvc', 'second-storage']].map(async ([kind, name]) => (await kubectl(kubeconfig, ['get', '-n', NS, `${kind}/${name}`])).code === 0),
       );
       return remaining.some(Boolean) ? undefined : true;
-    }, 60_000);
+    }, 60_000, 500);
   });
 });
 

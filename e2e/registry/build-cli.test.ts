@@ -4,9 +4,8 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { nixeryBuild } from '../support/nixery-cli.ts';
+import { commandLine, descendantsOf, spawn, stopChild, within } from '@nixery/test-support';
 import { NIXERY_BIN, tempDir } from '../support/registry.ts';
 
 const dirs: string[] = [];
@@ -67,27 +66,6 @@ describe('nixery build', () => {
   });
 });
 
-/** The direct children of a process, from /proc. */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function descendantsOf(pid: number): number[] {
-  return childrenOf(pid).flatMap((child) => [child, ...descendantsOf(child)]);
-}
-
-function commandLine(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
 describe('nixery build stopped by a signal', () => {
   it('stops Nix and its builder on SIGTERM and exits with 143', async () => {
     const env = await storageEnv();
@@ -108,12 +86,12 @@ describe('nixery build stopped by a signal', () => {
       assert.ok(building(), `Nix is building (processes ${started.map((pid) => commandLine(pid).join(' ')).join('; ')})`);
 
       command.kill('SIGTERM');
-      assert.equal(await exited, 128 + 15, 'the exit status of a process ended by SIGTERM');
+      assert.equal(await within(20_000, 'nixery build to exit after SIGTERM', exited), 128 + 15, 'the exit status of a process ended by SIGTERM');
       assert.deepEqual(JSON.parse(stdout), { error: { outcome: 'error', message: 'interrupted by SIGTERM' } });
       const left = started.filter((pid) => commandLine(pid).length > 0);
       assert.deepEqual(left.map((pid) => commandLine(pid).join(' ')), [], 'Nix and its builder were stopped');
     } finally {
-      command.kill('SIGKILL');
+      await stopChild(command, 'SIGKILL');
       for (const pid of started) {
         try {
           process.kill(pid, 'SIGKILL');

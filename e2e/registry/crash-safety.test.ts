@@ -35,6 +35,9 @@ async function waitForStagingBytes(storagePath: string, minBytes: number, timeou
   throw new Error(`no staging file reached ${minBytes} bytes within ${timeoutMs} ms`);
 }
 
+/** Building `bigdata` takes a while; a server that has not answered after this will not. */
+const ANSWER_MS = 240_000;
+
 describe('registry: crash safety', () => {
   const dirs: string[] = [];
   after(async () => {
@@ -46,19 +49,19 @@ describe('registry: crash safety', () => {
     dirs.push(storagePath);
     const first = await startRegistry({ storagePath });
     // `bigdata` holds tens of MB of incompressible bytes, so packing its layer takes a while.
-    const pending = fetch(`${first.url}/v2/bigdata/hello/manifests/latest`).catch((error: unknown) => error);
-    await waitForStagingBytes(storagePath, 1024 * 1024, 240_000);
+    const pending = fetch(`${first.url}/v2/bigdata/hello/manifests/latest`, { signal: AbortSignal.timeout(ANSWER_MS) }).catch((error: unknown) => error);
+    await waitForStagingBytes(storagePath, 1024 * 1024, ANSWER_MS);
     await first.stop('SIGKILL');
     assert.ok((await pending) instanceof Error, 'the client sees the connection drop, not a manifest');
     await assertEveryBlobComplete(storagePath);
 
     const second = await startRegistry({ storagePath });
     try {
-      const response = await fetch(`${second.url}/v2/bigdata/hello/manifests/latest`);
+      const response = await fetch(`${second.url}/v2/bigdata/hello/manifests/latest`, { signal: AbortSignal.timeout(ANSWER_MS) });
       assert.equal(response.status, 200);
       const manifest = (await response.json()) as { layers: { digest: string; size: number }[] };
       for (const layer of manifest.layers) {
-        const blob = await fetch(`${second.url}/v2/bigdata/hello/blobs/${layer.digest}`);
+        const blob = await fetch(`${second.url}/v2/bigdata/hello/blobs/${layer.digest}`, { signal: AbortSignal.timeout(ANSWER_MS) });
         const body = Buffer.from(await blob.arrayBuffer());
         assert.equal(body.length, layer.size);
         assert.equal(`sha256:${createHash('sha256').update(body).digest('hex')}`, layer.digest);

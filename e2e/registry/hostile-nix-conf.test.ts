@@ -10,8 +10,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { nixeryBuild } from '../support/nixery-cli.ts';
 import { pullAndUnpack, runInRoot } from '../support/oci-client.ts';
-import { run } from '../support/process.ts';
-import { REPO_ROOT, startRegistry, tempDir } from '../support/registry.ts';
+import { REPO_ROOT, runOk } from '@nixery/test-support';
+import { startRegistry, tempDir } from '../support/registry.ts';
 
 const OFFLINE_SET = path.join(REPO_ROOT, 'nix/offline');
 
@@ -66,7 +66,7 @@ in base // { hello = base.writeShellScriptBin "hello" "echo ${'$'}{builtins.read
   it('the configuration is hostile: plain nix-build fails under it', async () => {
     await freshGreeting();
     await assert.rejects(
-      run('nix-build', ['--no-out-link', path.join(work, 'pkgs'), '-A', 'hello'], {
+      runOk('nix-build', ['--no-out-link', path.join(work, 'pkgs'), '-A', 'hello'], {
         env: { ...process.env, ...hostileEnv },
         timeoutMs: 120_000,
       }),

@@ -9,9 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pullAndUnpack, runInRoot } from '../support/oci-client.ts';
-import { eventually } from '../support/kube.ts';
-import { run } from '../support/process.ts';
-import { REPO_ROOT, startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
+import { eventually, REPO_ROOT, runOk } from '@nixery/test-support';
+import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
 
 const OFFLINE_SET = path.join(REPO_ROOT, 'nix/offline');
 
@@ -63,7 +62,7 @@ describe('package sources', () => {
     dirs.push(work);
     const repo = path.join(work, 'pkgs');
     await fs.mkdir(repo);
-    const git = (...args: string[]) => run('git', ['-C', repo, '-c', 'user.email=e2e@example.org', '-c', 'user.name=e2e', ...args]);
+    const git = (...args: string[]) => runOk('git', ['-C', repo, '-c', 'user.email=e2e@example.org', '-c', 'user.name=e2e', ...args]);
     await git('init', '-q', '-b', 'main');
     await fs.writeFile(path.join(repo, 'default.nix'), packageSet('hello from v1'));
     await git('add', '.');
@@ -113,7 +112,7 @@ describe('package sources', () => {
       await fs.mkdir(path.join(tree, 'nixpkgs-test'), { recursive: true });
       await fs.writeFile(path.join(tree, 'nixpkgs-test', 'default.nix'), packageSet(greeting));
       const file = path.join(work, `channel-${version}.tar.gz`);
-      await run('tar', ['-czf', file, '-C', tree, 'nixpkgs-test']);
+      await runOk('tar', ['-czf', file, '-C', tree, 'nixpkgs-test']);
       tarball = await fs.readFile(file);
       etag = `"${version}"`;
     }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { startDockerRegistry } from '../support/docker-registry.ts';
 import { nixeryBuild } from '../support/nixery-cli.ts';
 import { skopeoInspect } from '../support/oci-client.ts';
-import { run } from '../support/process.ts';
+import { runOk } from '@nixery/test-support';
 import { tempDir } from '../support/registry.ts';
 
 const dirs: string[] = [];
@@ -38,7 +38,7 @@ describe('nixery build --push into docker-registry (CNCF distribution)', () => {
       const out = await tempDir('nixery-e2e-push-distribution-oci-');
       dirs.push(out);
       const layout = path.join(out, 'layout');
-      await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${registry.host}/team/toolbox:v1`, `oci:${layout}:v1`], { timeoutMs: 300_000 });
+      await runOk('skopeo', ['copy', '--src-tls-verify=false', `docker://${registry.host}/team/toolbox:v1`, `oci:${layout}:v1`], { timeoutMs: 300_000 });
       const index = JSON.parse(await fs.readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
       assert.equal(index.manifests.length, 1);
       const manifest = JSON.parse(await fs.readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };

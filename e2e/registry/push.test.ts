@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pullAndUnpack, runInRoot } from '../support/oci-client.ts';
-import { run } from '../support/process.ts';
+import { runOk } from '@nixery/test-support';
 import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
 
 const TOKEN = 'e2e-push-token-0123456789';
@@ -30,11 +30,11 @@ describe('registry: pushing with the push token', () => {
     const src = `docker://${registry.host}/shell/hello:latest`;
     const dest = `docker://${registry.host}/toolbox:v1`;
     await assert.rejects(
-      run('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', src, dest]),
+      runOk('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', src, dest]),
       /401|unauthorized|authentication required/i,
       'no token, no push',
     );
-    await run('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--dest-registry-token', TOKEN, src, dest], {
+    await runOk('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--dest-registry-token', TOKEN, src, dest], {
       timeoutMs: 300_000,
     });
     // `toolbox` is not a package: only the pushed tag can answer.
@@ -134,7 +134,7 @@ describe('registry: pushing with the push token', () => {
     const { token } = (await issued.json()) as { token: string };
     const wrong = await fetch(`${registry.url}/v2/token`, { headers: { Authorization: `Basic ${Buffer.from('ci:wrong').toString('base64')}` } });
     assert.equal(wrong.status, 401);
-    await run('skopeo', [
+    await runOk('skopeo', [
       'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--dest-creds', `ci:${TOKEN}`,
       `docker://${registry.host}/hello:latest`, `docker://${registry.host}/with-creds:v1`,
     ]);

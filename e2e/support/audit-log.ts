@@ -2,7 +2,7 @@
 // lines of audit.k8s.io/v1 Events). The test cluster writes one as a real API server does, so the
 // same evidence (who wrote what, with which field manager) is available against either.
 import fs from 'node:fs/promises';
-import type { RequestLogEntry, Verb, NonResourceVerb } from '../k8s/apiserver/http.ts';
+import type { RequestLogEntry, Verb, NonResourceVerb } from '@nixery/k8s-harness';
 
 interface AuditEvent {
   kind?: string;

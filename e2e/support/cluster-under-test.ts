@@ -1,13 +1,12 @@
 // The cluster a Kubernetes suite runs against: by default a test cluster of its own
-// (e2e/k8s), or, with NIXERY_E2E_CLUSTER=existing, the real cluster KUBECONFIG points at. The
+// (k8s-harness/), or, with NIXERY_E2E_CLUSTER=existing, the real cluster KUBECONFIG points at. The
 // suites use only what works on both: kubectl and helm with the kubeconfig, Services reached
 // through the API server's service proxy, the API server's audit log as the record of requests,
 // and namespaces the suite declares up front and removes again.
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startCluster, type Cluster } from '../k8s/cluster.ts';
-import type { RequestLogEntry } from '../k8s/apiserver/http.ts';
+import { startCluster, type Cluster, type RequestLogEntry } from '@nixery/k8s-harness';
 import { AuditLog } from './audit-log.ts';
 import { kubectl } from './kube.ts';
 import { installOperator, type OperatorDeployment, type OperatorOptions } from './operator-deployment.ts';

@@ -4,8 +4,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { exited, spawn } from './process.ts';
-import { freePort, tempDir } from './registry.ts';
+import { freePort, spawn, stopChild } from '@nixery/test-support';
+import { tempDir } from './registry.ts';
 
 export interface DockerRegistryProcess {
   host: string;
@@ -37,7 +37,7 @@ export async function startDockerRegistry(): Promise<DockerRegistryProcess> {
   const port = await freePort();
   const config = path.join(dir, 'config.yml');
   await fs.writeFile(config, dockerRegistryConfig(path.join(dir, 'data'), port));
-  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-64_000)));
   child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-64_000)));
@@ -48,8 +48,7 @@ export async function startDockerRegistry(): Promise<DockerRegistryProcess> {
     dir,
     logs: () => output,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited(child);
+      await stopChild(child);
       await fs.rm(dir, { recursive: true, force: true });
     },
   };
@@ -73,7 +72,7 @@ async function untilReady(child: ChildProcess, url: string, logs: () => string):
     if (spawnError) throw spawnError;
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}) before serving:\n${logs()}`);
     try {
-      const response = await fetch(`${url}/v2/`);
+      const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
       await response.body?.cancel();
       if (response.status === 200) return;
     } catch {

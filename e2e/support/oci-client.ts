@@ -1,16 +1,16 @@
 // Pulling with real clients: skopeo copies into an OCI layout, umoci unpacks a root file system.
 import path from 'node:path';
 import fs from 'node:fs/promises';
-import { run } from './process.ts';
+import { runOk } from '@nixery/test-support';
 
 export async function skopeoInspect(host: string, reference: string): Promise<Record<string, unknown>> {
-  const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${host}/${reference}`], { timeoutMs: 300_000 });
+  const { stdout } = await runOk('skopeo', ['inspect', '--tls-verify=false', `docker://${host}/${reference}`], { timeoutMs: 300_000 });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
 export async function skopeoInspectRaw(host: string, reference: string, what: 'manifest' | 'config'): Promise<Record<string, unknown>> {
   const args = ['inspect', '--tls-verify=false', '--raw', ...(what === 'config' ? ['--config'] : []), `docker://${host}/${reference}`];
-  const { stdout } = await run('skopeo', args, { timeoutMs: 300_000 });
+  const { stdout } = await runOk('skopeo', args, { timeoutMs: 300_000 });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
@@ -19,8 +19,8 @@ export async function pullAndUnpack(host: string, reference: string, workDir: st
   const layout = path.join(workDir, 'layout');
   const bundle = path.join(workDir, 'bundle');
   await fs.mkdir(workDir, { recursive: true });
-  await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${host}/${reference}`, `oci:${layout}:img`], { timeoutMs: 300_000 });
-  await run('umoci', ['unpack', '--image', `${layout}:img`, bundle]);
+  await runOk('skopeo', ['copy', '--src-tls-verify=false', `docker://${host}/${reference}`, `oci:${layout}:img`], { timeoutMs: 300_000 });
+  await runOk('umoci', ['unpack', '--image', `${layout}:img`, bundle]);
   const rootfs = path.join(bundle, 'rootfs');
   await fs.access(rootfs);
   return rootfs;
@@ -28,7 +28,7 @@ export async function pullAndUnpack(host: string, reference: string, workDir: st
 
 /** Runs a program inside an unpacked root file system, as a container runtime would (without isolation). */
 export async function runInRoot(rootfs: string, argv: string[], env: Record<string, string> = {}): Promise<string> {
-  const { stdout } = await run('chroot', [rootfs, ...argv], {
+  const { stdout } = await runOk('chroot', [rootfs, ...argv], {
     env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...env },
   });
   return stdout;

@@ -2,7 +2,8 @@
 // account. It reaches registries by their ClusterIPs, which only works from inside a cluster, so
 // the suites run it there against the test cluster and a real one alike.
 import { CHART, makeHelm } from '../chart/support.ts';
-import { eventually, kubectl, kubectlOk } from './kube.ts';
+import { eventually } from '@nixery/test-support';
+import { kubectl, kubectlOk } from './kube.ts';
 
 /** The operator image; the test cluster runs this checkout's operator for the published name. */
 export const OPERATOR_IMAGE = process.env.NIXERY_E2E_OPERATOR_IMAGE ?? 'ghcr.io/nixery-operator/operator:0.1.0';
@@ -87,5 +88,5 @@ async function waitWorking(kubeconfig: string, namespace: string, previous: stri
       if (/caches synced/.test(logs.stdout)) return true;
     }
     return undefined;
-  }, 180_000);
+  }, 180_000, 500);
 }

@@ -1,25 +1,11 @@
 // The registry as a real process (`nixery serve` from the built bin), on a free port.
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { exited, spawn, waitForOutput } from './process.ts';
+import { freePort, REPO_ROOT, spawn, stopChild, waitForOutput } from '@nixery/test-support';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const NIXERY_BIN = path.join(REPO_ROOT, 'registry/bin/nixery.js');
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 export async function tempDir(prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
@@ -41,11 +27,17 @@ export async function startRegistry(options: { env?: Record<string, string>; sto
   const child = spawn(process.execPath, [NIXERY_BIN, 'serve', '--host', '127.0.0.1'], {
     env: { ...process.env, PORT: String(port), STORAGE_PATH: storagePath, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  await waitForOutput(child, /nixery is listening/, 30_000);
+  try {
+    await waitForOutput(child, /nixery is listening/, 30_000);
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
@@ -53,9 +45,6 @@ export async function startRegistry(options: { env?: Record<string, string>; sto
     storagePath,
     child,
     logs: () => output,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited(child);
-    },
+    stop: (signal = 'SIGTERM') => stopChild(child, signal),
   };
 }

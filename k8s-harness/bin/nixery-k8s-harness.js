@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// Node 24 runs the TypeScript sources directly (type stripping); the e2e workspace is not compiled.
-import '../main.ts';
+// Node 24 runs the TypeScript sources directly (type stripping); this package is not compiled.
+import '../src/main.ts';

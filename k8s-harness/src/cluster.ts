@@ -3,12 +3,10 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '@nixery/test-support';
 import { startApiServer, type ApiServer } from './apiserver/index.ts';
 import { startNodeAgent, type ImageMapping, type NodeAgent } from './node/index.ts';
 import { claimClusterIpRange } from './ip-range.ts';
-
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** The project's published image names, run from the built programs of this checkout. */
 export const PROJECT_IMAGES: ImageMapping[] = [

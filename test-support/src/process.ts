@@ -1,31 +1,50 @@
-// Running real programs from the e2e suites. A missing tool is a failure with the install hint,
-// never a skipped check.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+// Running real programs from the suites. A missing tool is a failure with the install hint, never
+// a skipped check. Every program starts through children.ts, which stops what is left.
+import type { ChildProcess, ExecFileException } from 'node:child_process';
+import { execFile, exitedWithin, spawn, stopChild } from './children.ts';
 
-const execFileAsync = promisify(execFile);
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** What the program reads on its standard input (none: it reads end of file). */
+  input?: string;
+  /** Default 120 s; then the program is stopped. */
+  timeoutMs?: number;
+}
 
 export interface RunResult {
+  /** The exit code; 1 for a program stopped by a signal or the time limit. */
+  code: number;
   stdout: string;
   stderr: string;
 }
 
-export async function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  try {
-    const { stdout, stderr } = await execFileAsync(command, args, {
-      env: options.env ?? process.env,
-      cwd: options.cwd,
-      timeout: options.timeoutMs ?? 120_000,
-      maxBuffer: 64 * 1024 * 1024,
+/**
+ * Runs a program to its end and resolves with its exit code and output, whatever the code. A
+ * program that is not installed fails with the install hint.
+ */
+export function run(command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return ran(command, args, options).then(({ result }) => result);
+}
+
+/** Runs a program that must succeed; a non-zero exit or the time limit fails with its output. */
+export async function runOk(command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const { result, error, timeout } = await ran(command, args, options);
+  if (!error) return result;
+  const why = error.killed ? `did not finish within ${timeout} ms` : `failed (${String(error.code)})`;
+  throw new Error(`${command} ${args.join(' ')} ${why}:\n${result.stderr}${result.stdout}`, { cause: error });
+}
+
+function ran(command: string, args: string[], options: RunOptions): Promise<{ result: RunResult; error: ExecFileException | null; timeout: number }> {
+  const timeout = options.timeoutMs ?? 120_000;
+  return new Promise((resolve, reject) => {
+    const child = execFile(command, args, { env: options.env ?? process.env, cwd: options.cwd, timeout, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error?.code === 'ENOENT') return reject(new Error(`${command} is not installed; scripts/setup.sh installs it (see README)`));
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ result: { code, stdout, stderr }, error, timeout });
     });
-    return { stdout, stderr };
-  } catch (error) {
-    const e = error as NodeJS.ErrnoException & { stdout?: string; stderr?: string; code?: unknown };
-    if (e.code === 'ENOENT') {
-      throw new Error(`${command} is not installed; scripts/setup.sh installs it (see README)`);
-    }
-    throw new Error(`${command} ${args.join(' ')} failed (${String(e.code)}):\n${e.stderr ?? ''}${e.stdout ?? ''}`, { cause: error });
-  }
+    child.stdin?.end(options.input ?? '');
+  });
 }
 
 /** Waits for a child's output to contain a line matching `pattern`, or fails when it exits first. */
@@ -60,9 +79,9 @@ export function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs: n
   });
 }
 
-export function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
+/** Waits for a child to exit by itself, failing after `timeoutMs`. */
+export async function exited(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (!(await exitedWithin(child, timeoutMs))) throw new Error(`${child.spawnfile} (pid ${child.pid}) did not exit within ${timeoutMs} ms`);
 }
 
-export { spawn };
+export { execFile, spawn, stopChild };

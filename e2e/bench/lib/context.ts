@@ -1,8 +1,7 @@
 // What every suite gets: the mode and its sizes, a work directory, and a logger.
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '@nixery/test-support';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** NIXERY_BENCH_REGISTRY_BIN runs the registry from elsewhere, e.g. a patched copy, to measure a change. */
 export const NIXERY_BIN = process.env.NIXERY_BENCH_REGISTRY_BIN ?? path.join(REPO_ROOT, 'registry/bin/nixery.js');
 export const OPERATOR_BIN = path.join(REPO_ROOT, 'operator/bin/nixery-operator.js');

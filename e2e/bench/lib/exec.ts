@@ -2,7 +2,6 @@
 // straight to a log file (never through this process, which must not compete for the CPU).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 export interface Ran {
@@ -168,17 +167,6 @@ export async function httpOk(url: string, init: RequestInit = {}): Promise<boole
   const response = await fetch(url, { ...init, signal: AbortSignal.timeout(2000) });
   await response.body?.cancel();
   return response.status < 500;
-}
-
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 export function mkdirp(dir: string): string {

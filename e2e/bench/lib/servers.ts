@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { dockerRegistryConfig } from '../../support/docker-registry.ts';
 import { NIXERY_BIN } from './context.ts';
-import { freePort, httpOk, mkdirp, startDaemon, type Daemon } from './exec.ts';
+import { freePort } from '@nixery/test-support';
+import { httpOk, mkdirp, startDaemon, type Daemon } from './exec.ts';
 
 export interface Server {
   daemon: Daemon;

@@ -8,12 +8,11 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { startApiServer, type ApiServer, type RequestLogEntry } from '../../k8s/apiserver/index.ts';
-import { claimClusterIpRange } from '../../k8s/ip-range.ts';
-import { OPERATOR_BIN, REPO_ROOT, type Context } from '../lib/context.ts';
-import { freePort, mapLimit, mkdirp, sleep, startDaemon, type Daemon } from '../lib/exec.ts';
+import { claimClusterIpRange, startApiServer, type ApiServer, type RequestLogEntry } from '@nixery/k8s-harness';
+import { OPERATOR_BIN, type Context } from '../lib/context.ts';
+import { mapLimit, mkdirp, sleep, startDaemon, type Daemon } from '../lib/exec.ts';
 import type { Figures } from '../lib/figures.ts';
-import { eventually } from '../../support/kube.ts';
+import { eventually, freePort, REPO_ROOT } from '@nixery/test-support';
 
 const NS = 'bench';
 const FLOOR_NS = 'bench-floor';
@@ -130,7 +129,7 @@ export async function operatorSuite(ctx: Context, figures: Figures): Promise<voi
     const service = await eventually('the registry Service', async () => {
       const a = await k.request('GET', `/api/v1/namespaces/${NS}/services/nixery`);
       return a.status === 200 && (a.body.spec as { clusterIP?: string }).clusterIP ? a.body : undefined;
-    }, 60_000);
+    }, 60_000, 500);
     const clusterIP = (service.spec as { clusterIP: string }).clusterIP;
     stub = http.createServer((_req, res) => res.writeHead(200, { 'Docker-Distribution-API-Version': 'registry/2.0' }).end('{}'));
     await new Promise<void>((resolve, reject) => {
@@ -140,7 +139,7 @@ export async function operatorSuite(ctx: Context, figures: Figures): Promise<voi
     const deployment = await eventually('the registry Deployment', async () => {
       const a = await k.request('GET', `/apis/apps/v1/namespaces/${NS}/deployments/nixery`);
       return a.status === 200 ? a.body : undefined;
-    }, 60_000);
+    }, 60_000, 500);
     const generation = (deployment.metadata as { generation?: number }).generation ?? 1;
     await k.ok('PATCH', `/apis/apps/v1/namespaces/${NS}/deployments/nixery/status?fieldManager=${ME}`, { status: { observedGeneration: generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 } }, 'application/merge-patch+json');
     const now = new Date().toISOString();
@@ -151,7 +150,7 @@ export async function operatorSuite(ctx: Context, figures: Figures): Promise<voi
       const a = await k.ok('GET', instancePath);
       const conditions = ((a.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions) ?? [];
       return conditions.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
-    }, 60_000);
+    }, 60_000, 500);
     await quiet(server, 1000, 30_000);
 
     // N NixImages at once.

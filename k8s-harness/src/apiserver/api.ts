@@ -1,8 +1,10 @@
 // The semantics of the Kubernetes API over the store: create, get, list, update, patch, apply,
-// delete, with resourceVersion preconditions, generations, status subresources, finalizers,
-// validation and field ownership. HTTP lives in http.ts; controllers call these directly.
-import { randomUUID, randomInt } from 'node:crypto';
-import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound, STALE_OBJECT_MESSAGE, methodNotAllowed, unsupportedMediaType } from './errors.ts';
+// with resourceVersion preconditions, generations, status subresources, validation and field
+// ownership. Deletion is in deletion.ts, the scale and binding subresources in subresources.ts,
+// ObjectMeta's rules in object-meta.ts. HTTP lives in http.ts; controllers call these directly.
+import { randomUUID } from 'node:crypto';
+import type { ChangeHook, ListOptions, PatchType, Selection, WriteOptions, WriteResult } from './api-options.ts';
+import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound, STALE_OBJECT_MESSAGE, unsupportedMediaType } from './errors.ts';
 import type { FieldError } from './errors.ts';
 import {
   applyBuiltinDefaults,
@@ -14,111 +16,28 @@ import {
   validateBuiltin,
   validateName,
 } from './builtins.ts';
+import { decodeContinue, encodeContinue } from './continue-token.ts';
 import { CRD_CLEANUP_FINALIZER, crdResources, crdStatus, defaultCrd, validateCrd } from './crd.ts';
 import { eventFromCore, eventToCore } from './events.ts';
 import { normaliseFieldRequirements, objectFields } from './fields.ts';
-import { readPath, writePath } from './jsonpath.ts';
+import { metaOf, obj, type JsonObject } from './json.ts';
 import { recordUpdate, sameIgnoringTimestamps, serverSideApply } from './managedfields.ts';
 import type { WriteContext } from './managedfields.ts';
+import { generatedSuffix, managerFor, nowTimestamp, SYSTEM_META, validateMetadata } from './object-meta.ts';
 import { jsonMergePatch, jsonPatch, strategicMergePatch } from './patch.ts';
 import { ResourceRegistry } from './registry.ts';
 import { apiVersionOf } from './resources.ts';
 import type { ResourceInfo } from './resources.ts';
 import { applyDefaults, prune, validateValue } from './schema.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.ts';
-import type { FieldRequirement, LabelRequirement } from './selectors.ts';
 import { admitPodServiceAccount } from './serviceaccounts.ts';
 import { Store } from './store.ts';
 import { builtinTypeNode, schemaTypeNode } from './typeinfo.ts';
 import type { TypeNode } from './typeinfo.ts';
 
-export type JsonObject = Record<string, unknown>;
-
-export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
-
-export interface WriteOptions {
-  dryRun: boolean;
-  fieldManager?: string;
-  fieldValidation: FieldValidation;
-  userAgent: string;
-}
-
-export interface WriteResult {
-  object: JsonObject;
-  status: number;
-  warnings: string[];
-}
-
-export interface DeleteOptions {
-  propagationPolicy?: 'Orphan' | 'Background' | 'Foreground';
-  orphanDependents?: boolean;
-  gracePeriodSeconds?: number;
-  preconditions?: { uid?: string; resourceVersion?: string };
-  dryRun?: boolean;
-}
-
-export interface ListOptions {
-  labelSelector?: string;
-  fieldSelector?: string;
-  limit?: number;
-  continue?: string;
-}
-
-export type PatchType = 'json' | 'merge' | 'strategic' | 'apply';
-
-export function obj(v: unknown): JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {};
-}
-
-export function metaOf(o: JsonObject): JsonObject {
-  if (typeof o.metadata !== 'object' || o.metadata === null) o.metadata = {};
-  return o.metadata as JsonObject;
-}
-
-export function nowTimestamp(date = new Date()): string {
-  return date.toISOString().replace(/\.\d+Z$/, 'Z');
-}
-
-const GENERATE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
-
-export function generatedSuffix(): string {
-  let s = '';
-  for (let i = 0; i < 5; i++) s += GENERATE_ALPHABET[randomInt(GENERATE_ALPHABET.length)];
-  return s;
-}
-
 function stable(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'object' && x !== null && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as JsonObject).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
 }
-
-/** metadata fields only the server sets; a write keeps the stored values. */
-const SYSTEM_META = ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation', 'selfLink'];
-
-interface ContinueToken {
-  rv: number;
-  after: string;
-}
-
-export function encodeContinue(t: ContinueToken): string {
-  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv: t.rv, start: t.after })).toString('base64url');
-}
-
-function decodeContinue(token: string): ContinueToken {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { rv: number; start: string };
-    if (typeof parsed.rv !== 'number' || typeof parsed.start !== 'string') throw new Error('bad token');
-    return { rv: parsed.rv, after: parsed.start };
-  } catch {
-    throw badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
-  }
-}
-
-export interface Selection {
-  labels: LabelRequirement[];
-  fields: FieldRequirement[];
-}
-
-export type ChangeHook = (res: ResourceInfo, object: JsonObject, type: 'ADDED' | 'MODIFIED' | 'DELETED') => void;
 
 export class Api {
   readonly store: Store;
@@ -212,15 +131,9 @@ export class Api {
   // ---------------------------------------------------------------------------------------
   // Writes
 
-  private managerFor(opts: WriteOptions): string {
-    if (opts.fieldManager) return opts.fieldManager;
-    const agent = opts.userAgent.split('/')[0] ?? '';
-    return agent || 'unknown';
-  }
-
   private writeContext(res: ResourceInfo, opts: WriteOptions, subresource: string | undefined): WriteContext {
     return {
-      manager: this.managerFor(opts),
+      manager: managerFor(opts),
       apiVersion: apiVersionOf(res),
       now: nowTimestamp(),
       ...(subresource ? { subresource } : {}),
@@ -498,171 +411,9 @@ export class Api {
     return this.commitUpdate(res, existing, this.internal(res, merged), opts, subresource, ctx);
   }
 
-  // ---------------------------------------------------------------------------------------
-  // Deletion
-
-  delete(res: ResourceInfo, namespace: string, name: string, options: DeleteOptions): WriteResult {
-    const ns = res.namespaced ? namespace : '';
-    const existing = this.store.get(res.storageKey, ns, name);
-    if (!existing) throw notFound(res, name);
-    const meta = obj(existing.metadata);
-    const pre = options.preconditions ?? {};
-    if (pre.uid !== undefined && pre.uid !== meta.uid) {
-      throw conflict(res, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${String(meta.uid)}`);
-    }
-    if (pre.resourceVersion !== undefined && pre.resourceVersion !== meta.resourceVersion) {
-      throw conflict(res, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${String(meta.resourceVersion)}`);
-    }
-    const policy = options.propagationPolicy ?? (options.orphanDependents === true ? 'Orphan' : 'Background');
-    if (!['Orphan', 'Background', 'Foreground'].includes(policy)) {
-      throw invalid('DeleteOptions', 'meta.k8s.io', '', [{ type: 'FieldValueNotSupported', field: 'propagationPolicy', value: policy, detail: 'supported values: "Foreground", "Background", "Orphan", nil' }]);
-    }
-    const next = structuredClone(existing);
-    const nmeta = metaOf(next);
-    const now = new Date();
-
-    if (res.kind === 'Namespace') {
-      if (nmeta.deletionTimestamp === undefined) {
-        nmeta.deletionTimestamp = nowTimestamp(now);
-        nmeta.deletionGracePeriodSeconds = 0;
-        next.status = { ...obj(next.status), phase: 'Terminating' };
-      }
-      if (options.dryRun) return { object: this.external(res, next), status: 200, warnings: [] };
-      const stored = sameIgnoringTimestamps(next, existing) ? existing : this.store.update(res.storageKey, next);
-      return { object: this.external(res, stored), status: 200, warnings: [] };
-    }
-
-    let finalizers = ((nmeta.finalizers as string[] | undefined) ?? []).filter((f) => nmeta.deletionTimestamp !== undefined || (f !== 'orphan' && f !== 'foregroundDeletion'));
-    if (nmeta.deletionTimestamp === undefined) {
-      if (policy === 'Orphan') finalizers = [...finalizers, 'orphan'];
-      if (policy === 'Foreground') finalizers = [...finalizers, 'foregroundDeletion'];
-    }
-    const graceful = this.podGracePeriod(res, existing, options);
-    if (finalizers.length > 0 || graceful > 0) {
-      if (nmeta.deletionTimestamp === undefined) {
-        nmeta.deletionTimestamp = nowTimestamp(new Date(now.getTime() + graceful * 1000));
-        nmeta.deletionGracePeriodSeconds = graceful;
-        if (nmeta.generation !== undefined) nmeta.generation = Number(nmeta.generation) + 1;
-      } else if (graceful < Number(nmeta.deletionGracePeriodSeconds ?? 0)) {
-        nmeta.deletionTimestamp = nowTimestamp(new Date(now.getTime() + graceful * 1000));
-        nmeta.deletionGracePeriodSeconds = graceful;
-      }
-      if (finalizers.length > 0) nmeta.finalizers = [...new Set(finalizers)];
-      if (graceful > 0 || finalizers.length > 0) {
-        if (options.dryRun) return { object: this.external(res, next), status: 200, warnings: [] };
-        const stored = sameIgnoringTimestamps(next, existing) ? existing : this.store.update(res.storageKey, next);
-        return { object: this.external(res, stored), status: 200, warnings: [] };
-      }
-    }
-    if (options.dryRun) return { object: this.deletedResponse(res, existing), status: 200, warnings: [] };
-    const removed = this.store.remove(res.storageKey, ns, name) ?? existing;
-    this.afterRemove(res, removed);
-    return { object: this.deletedResponse(res, removed), status: 200, warnings: [] };
-  }
-
-  /** Scheduled, running pods terminate gracefully: the kubelet deletes them when stopped. */
-  private podGracePeriod(res: ResourceInfo, pod: JsonObject, options: DeleteOptions): number {
-    if (res.kind !== 'Pod' || res.group !== '') return 0;
-    const phase = obj(pod.status).phase;
-    if (!obj(pod.spec).nodeName || phase === 'Succeeded' || phase === 'Failed') return 0;
-    const requested = options.gracePeriodSeconds ?? obj(pod.spec).terminationGracePeriodSeconds ?? 30;
-    const grace = Number(requested);
-    if (obj(pod.metadata).deletionTimestamp !== undefined && Number(obj(pod.metadata).deletionGracePeriodSeconds ?? 0) <= grace) {
-      return Number(obj(pod.metadata).deletionGracePeriodSeconds ?? 0);
-    }
-    return Number.isFinite(grace) && grace > 0 ? grace : 0;
-  }
-
-  private deletedResponse(res: ResourceInfo, removed: JsonObject): JsonObject {
-    if (res.returnDeletedObject) return this.external(res, removed);
-    return {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Success',
-      details: { name: obj(removed.metadata).name, group: res.group, kind: res.plural, uid: obj(removed.metadata).uid },
-    };
-  }
-
-  private afterRemove(res: ResourceInfo, removed: JsonObject): void {
+  /** What goes with a removed object: a CustomResourceDefinition's resources are no longer served. */
+  afterRemove(res: ResourceInfo, removed: JsonObject): void {
     if (res.kind === 'CustomResourceDefinition') this.registry.removeCustom(String(obj(removed.metadata).name));
-  }
-
-  deleteCollection(res: ResourceInfo, namespace: string | undefined, listOpts: ListOptions, options: DeleteOptions): JsonObject {
-    if (!res.verbs.includes('deletecollection')) throw methodNotAllowed('deletecollection');
-    const { items } = this.list(res, namespace, { ...listOpts, limit: 0 });
-    const deleted: JsonObject[] = [];
-    for (const item of items) {
-      const m = obj(item.metadata);
-      try {
-        const r = this.delete(res, String(m.namespace ?? ''), String(m.name), options);
-        deleted.push(r.object.kind === 'Status' ? item : r.object);
-      } catch (err) {
-        if (!(err instanceof ApiError && err.code === 404)) throw err;
-      }
-    }
-    return { kind: res.listKind, apiVersion: apiVersionOf(res), metadata: { resourceVersion: String(this.store.resourceVersion) }, items: deleted };
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Subresources: scale and pods/binding
-
-  getScale(res: ResourceInfo, namespace: string, name: string): JsonObject {
-    const scale = res.scale;
-    if (!scale) throw notFound(res, name);
-    const o = this.getStored(res, namespace, name);
-    const meta = obj(o.metadata);
-    const selector = scale.labelSelectorPath ? readPath(scale.labelSelectorPath, o) : undefined;
-    return {
-      kind: 'Scale',
-      apiVersion: 'autoscaling/v1',
-      metadata: { name: meta.name, ...(res.namespaced ? { namespace: meta.namespace } : {}), uid: meta.uid, resourceVersion: meta.resourceVersion, creationTimestamp: meta.creationTimestamp },
-      spec: { replicas: Number(readPath(scale.specReplicasPath, o) ?? 0) },
-      status: { replicas: Number(readPath(scale.statusReplicasPath, o) ?? 0), ...(typeof selector === 'string' ? { selector } : {}) },
-    };
-  }
-
-  updateScale(res: ResourceInfo, namespace: string, name: string, scaleObj: JsonObject, opts: WriteOptions): WriteResult {
-    const scale = res.scale;
-    if (!scale) throw notFound(res, name);
-    const existing = this.getStored(res, namespace, name);
-    const rv = obj(scaleObj.metadata).resourceVersion;
-    if (typeof rv === 'string' && rv !== '' && rv !== obj(existing.metadata).resourceVersion) throw conflict(res, name, STALE_OBJECT_MESSAGE);
-    const replicas = obj(scaleObj.spec).replicas;
-    if (typeof replicas !== 'number' || replicas < 0) {
-      throw invalid('Scale', 'autoscaling', name, [{ type: 'FieldValueInvalid', field: 'spec.replicas', value: replicas, detail: 'must be greater than or equal to 0' }]);
-    }
-    const candidate = structuredClone(existing);
-    writePath(scale.specReplicasPath, candidate, replicas);
-    this.commitUpdate(res, existing, candidate, { ...opts, fieldManager: opts.fieldManager ?? this.managerFor(opts) }, undefined, undefined);
-    return { object: this.getScale(res, namespace, name), status: 200, warnings: [] };
-  }
-
-  patchScale(res: ResourceInfo, namespace: string, name: string, type: PatchType, body: unknown, opts: WriteOptions): WriteResult {
-    const current = this.getScale(res, namespace, name);
-    let patched: unknown;
-    if (type === 'json') patched = jsonPatch(current, body);
-    else if (type === 'merge' || type === 'strategic') patched = jsonMergePatch(current, body);
-    else patched = jsonMergePatch(current, { spec: obj(obj(body).spec) });
-    return this.updateScale(res, namespace, name, obj(patched), opts);
-  }
-
-  bindPod(namespace: string, name: string, binding: JsonObject, res: ResourceInfo): JsonObject {
-    const pod = this.getStored(res, namespace, name);
-    const target = obj(binding.target);
-    if (typeof target.name !== 'string' || target.name === '') {
-      throw invalid('Binding', '', name, [{ type: 'FieldValueRequired', field: 'target.name', detail: '' }]);
-    }
-    if (obj(pod.spec).nodeName) throw conflict(res, name, `pod ${name} is already assigned to node "${String(obj(pod.spec).nodeName)}"`);
-    if (obj(pod.metadata).deletionTimestamp !== undefined) throw conflict(res, name, `pod ${name} is being deleted, cannot be assigned to a host`);
-    const next = structuredClone(pod);
-    obj(next.spec).nodeName = target.name;
-    const status = obj(next.status);
-    next.status = status;
-    const conditions = (Array.isArray(status.conditions) ? status.conditions : []).filter((c) => obj(c).type !== 'PodScheduled');
-    status.conditions = [...conditions, { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: nowTimestamp() }];
-    this.store.update(res.storageKey, next);
-    return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
   }
 
   // ---------------------------------------------------------------------------------------
@@ -672,32 +423,4 @@ export class Api {
     const name = String(obj(crd.metadata).name);
     this.registry.setCustom(name, crdResources(crd));
   }
-}
-
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-
-function validateMetadata(meta: JsonObject): FieldError[] {
-  const errors: FieldError[] = [];
-  for (const [k, v] of Object.entries(obj(meta.labels))) {
-    if (!QUALIFIED_NAME.test(k) || (k.split('/').pop() ?? '').length > 63) errors.push({ type: 'FieldValueInvalid', field: 'metadata.labels', value: k, detail: "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')" });
-    if (typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v)) errors.push({ type: 'FieldValueInvalid', field: 'metadata.labels', value: v, detail: "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')" });
-  }
-  let annotationBytes = 0;
-  for (const [k, v] of Object.entries(obj(meta.annotations))) {
-    if (!QUALIFIED_NAME.test(k.toLowerCase())) errors.push({ type: 'FieldValueInvalid', field: 'metadata.annotations', value: k, detail: "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character" });
-    annotationBytes += k.length + (typeof v === 'string' ? Buffer.byteLength(v) : 0);
-  }
-  if (annotationBytes > 256 * 1024) errors.push({ type: 'FieldValueTooLong', field: 'metadata.annotations', detail: 'must have at most 262144 bytes', hasValue: false });
-  if (Array.isArray(meta.ownerReferences)) {
-    meta.ownerReferences.forEach((r, i) => {
-      const ref = obj(r);
-      for (const f of ['apiVersion', 'kind', 'name', 'uid']) {
-        if (typeof ref[f] !== 'string' || ref[f] === '') errors.push({ type: f === 'uid' || f === 'name' ? 'FieldValueInvalid' : 'FieldValueInvalid', field: `metadata.ownerReferences[${i}].${f}`, value: ref[f] ?? '', detail: `${f} must not be empty` });
-      }
-    });
-    const controllers = meta.ownerReferences.filter((r) => obj(r).controller === true);
-    if (controllers.length > 1) errors.push({ type: 'FieldValueInvalid', field: 'metadata.ownerReferences', value: meta.ownerReferences, detail: 'Only one reference can have Controller set to true' });
-  }
-  return errors;
 }

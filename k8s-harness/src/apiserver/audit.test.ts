@@ -1,14 +1,14 @@
 // The audit log (--audit-log-path) as suites read it against a real cluster: one audit.k8s.io/v1
 // Event per line, written as requests complete, with what kubectl did and who did it.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { eventually, exited, spawn, stopChild, waitForOutput } from '@nixery/test-support';
 import { KUBECONFIG_TOKEN } from './kubeconfig.ts';
-import { eventually, REPO_ROOT, startTestServer } from './testing.ts';
+import { startTestServer } from './testing.ts';
 import type { TestServer } from './testing.ts';
 import type { AuditEvent } from './audit.ts';
 
@@ -143,7 +143,7 @@ describe('audit log', () => {
         .on('error', reject);
     });
     assert.equal(echoed, 'chosen-by-client');
-    await eventually('the event', () => completed().find((e) => e.auditID === 'chosen-by-client'));
+    await eventually('the event', () => completed().find((e) => e.auditID === 'chosen-by-client'), 5000, 25);
   });
 
   it('failed authentication: one ResponseStarted event with no user', async () => {
@@ -181,26 +181,20 @@ describe('audit log', () => {
 describe('audit log from the command line', () => {
   it('main.ts --audit-log-path writes events', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'audit-cli-test-'));
+    const file = path.join(dir, 'audit.log');
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, 'main.ts'), '--kubeconfig', path.join(dir, 'kubeconfig'), '--audit-log-path', file], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
     try {
-      const file = path.join(dir, 'audit.log');
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'e2e/k8s/apiserver/main.ts'), '--kubeconfig', path.join(dir, 'kubeconfig'), '--audit-log-path', file], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const ready = await new Promise<{ url: string }>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (c: Buffer) => {
-          out += c.toString();
-          if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] ?? '') as { url: string });
-        });
-        child.on('exit', (code) => reject(new Error(`main.ts exited with ${code}`)));
-      });
+      const ready = JSON.parse(await waitForOutput(child, /"ready":true/, 30_000)) as { url: string };
       const url = new URL(ready.url);
       await new Promise<void>((resolve, reject) => {
-        https.get({ host: url.hostname, port: url.port, path: '/version', rejectUnauthorized: false }, (res) => res.resume().on('end', resolve)).on('error', reject);
+        https.get({ host: url.hostname, port: url.port, path: '/version', rejectUnauthorized: false, signal: AbortSignal.timeout(10_000) }, (res) => res.resume().on('end', resolve)).on('error', reject);
       });
       const events = readEvents(file);
       assert.deepEqual(events.map((e) => [e.requestURI, e.user.username, e.responseStatus.code]), [['/version', 'system:anonymous', 200]]);
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await exited(child, 10_000);
     } finally {
+      await stopChild(child);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

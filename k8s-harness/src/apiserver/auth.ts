@@ -3,8 +3,7 @@
 // long as the account and the object it is bound to still exist), no credentials is anonymous,
 // and anything else is rejected (401). Nothing is authorized differently by identity: the user
 // is recorded so that tests can tell what each client used.
-import { obj } from './api.ts';
-import type { JsonObject } from './api.ts';
+import { obj, type JsonObject } from './json.ts';
 import { KUBECONFIG_TOKEN } from './kubeconfig.ts';
 import { API_AUDIENCE, type TokenSigner } from './tokens.ts';
 

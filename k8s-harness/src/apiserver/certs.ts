@@ -24,7 +24,8 @@ export class CertificateError extends Error {
 
 function openssl(args: string[], cwd: string): void {
   try {
-    execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    // Synchronous, so it blocks every timer of this process while it runs: bounded here.
+    execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000, killSignal: 'SIGKILL' });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
     if (e.code === 'ENOENT') throw new CertificateError('openssl not found on PATH: install it (Debian: apt-get install openssl)');

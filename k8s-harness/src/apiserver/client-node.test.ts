@@ -6,7 +6,8 @@ import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, Watch } from '@kubernetes/client-node';
 import type { V1ConfigMap, V1OwnerReference } from '@kubernetes/client-node';
-import { eventually, startTestServer, WIDGET_CRD } from './testing.ts';
+import { eventually } from '@nixery/test-support';
+import { startTestServer, WIDGET_CRD } from './testing.ts';
 import type { TestServer } from './testing.ts';
 import { parse as parseYaml } from 'yaml';
 
@@ -61,7 +62,7 @@ describe('client-node against the API server', () => {
         await c.core.replaceNamespacedConfigMap({ name: 'counter', namespace: 'watched', body: { ...current, data: { n: String(i) } } });
       }
       await c.core.deleteNamespacedConfigMap({ name: 'counter', namespace: 'watched' });
-      await eventually('all events', () => events.length === 5 && bookmarks > 0);
+      await eventually('all events', () => (events.length === 5 && bookmarks > 0) || undefined, 5000, 25);
       assert.deepEqual(events.map((e) => `${e.type}:${e.value ?? ''}`), ['ADDED:0', 'MODIFIED:1', 'MODIFIED:2', 'MODIFIED:3', 'DELETED:3']);
       assert.ok(events.every((e, i) => i === 0 || e.rv > (events[i - 1]?.rv ?? 0)), 'resourceVersions increase');
     } finally {
@@ -112,7 +113,7 @@ describe('client-node against the API server', () => {
       const errors: unknown[] = [];
       informer.on('error', (err) => errors.push(err));
       await informer.start();
-      await eventually('informer to catch up', () => informer.list('default').filter((o) => o.metadata?.name?.startsWith('late-')).length === 5);
+      await eventually('informer to catch up', () => informer.list('default').filter((o) => o.metadata?.name?.startsWith('late-')).length === 5 || undefined, 5000, 25);
       await informer.stop();
       assert.equal(lists, 2);
       assert.deepEqual(errors, []);
@@ -137,7 +138,7 @@ describe('client-node against the API server', () => {
     const owner = await c.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'owner-bg' } } });
     await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'dep-bg', ownerReferences: [ownedBy(owner)] } } });
     await c.core.deleteNamespacedConfigMap({ name: 'owner-bg', namespace: 'default' });
-    await eventually('background dependent deleted', async () => (await status(c.core.readNamespacedSecret({ name: 'dep-bg', namespace: 'default' }))) === 404);
+    await eventually('background dependent deleted', async () => (await status(c.core.readNamespacedSecret({ name: 'dep-bg', namespace: 'default' }))) === 404 || undefined, 5000, 25);
 
     const fg = await c.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'owner-fg' } } });
     await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'dep-fg', finalizers: ['example.com/hold'], ownerReferences: [ownedBy(fg, true)] } } });
@@ -145,17 +146,17 @@ describe('client-node against the API server', () => {
     const dependent = await eventually('dependent marked for deletion', async () => {
       const d = await c.core.readNamespacedSecret({ name: 'dep-fg', namespace: 'default' });
       return d.metadata?.deletionTimestamp ? d : undefined;
-    });
+    }, 5000, 25);
     const waitingOwner = await c.core.readNamespacedConfigMap({ name: 'owner-fg', namespace: 'default' });
     assert.deepEqual(waitingOwner.metadata?.finalizers, ['foregroundDeletion'], 'the owner waits for its blocking dependent');
     assert.ok(dependent.metadata?.deletionTimestamp);
     await c.core.patchNamespacedSecret({ name: 'dep-fg', namespace: 'default', body: [{ op: 'remove', path: '/metadata/finalizers' }] });
-    await eventually('foreground owner deleted', async () => (await status(c.core.readNamespacedConfigMap({ name: 'owner-fg', namespace: 'default' }))) === 404);
+    await eventually('foreground owner deleted', async () => (await status(c.core.readNamespacedConfigMap({ name: 'owner-fg', namespace: 'default' }))) === 404 || undefined, 5000, 25);
 
     const orphaning = await c.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'owner-orphan' } } });
     await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'dep-orphan', ownerReferences: [ownedBy(orphaning)] } } });
     await c.core.deleteNamespacedConfigMap({ name: 'owner-orphan', namespace: 'default', propagationPolicy: 'Orphan' });
-    await eventually('orphaning owner deleted', async () => (await status(c.core.readNamespacedConfigMap({ name: 'owner-orphan', namespace: 'default' }))) === 404);
+    await eventually('orphaning owner deleted', async () => (await status(c.core.readNamespacedConfigMap({ name: 'owner-orphan', namespace: 'default' }))) === 404 || undefined, 5000, 25);
     const orphan = await c.core.readNamespacedSecret({ name: 'dep-orphan', namespace: 'default' });
     assert.equal(orphan.metadata?.ownerReferences, undefined);
   });
@@ -172,10 +173,10 @@ describe('client-node against the API server', () => {
     await c.core.deleteNamespace({ name: 'doomed' });
     assert.equal((await c.core.readNamespace({ name: 'doomed' })).status?.phase, 'Terminating');
     assert.equal(await status(c.core.createNamespacedConfigMap({ namespace: 'doomed', body: { metadata: { name: 'late' } } })), 403);
-    await eventually('content deleted', async () => (await status(c.core.readNamespacedConfigMap({ name: 'inside', namespace: 'doomed' }))) === 404);
+    await eventually('content deleted', async () => (await status(c.core.readNamespacedConfigMap({ name: 'inside', namespace: 'doomed' }))) === 404 || undefined, 5000, 25);
     assert.equal((await c.core.readNamespace({ name: 'doomed' })).status?.phase, 'Terminating');
     await c.core.patchNamespacedSecret({ name: 'held', namespace: 'doomed', body: [{ op: 'remove', path: '/metadata/finalizers' }] });
-    await eventually('namespace gone', async () => (await status(c.core.readNamespace({ name: 'doomed' }))) === 404);
+    await eventually('namespace gone', async () => (await status(c.core.readNamespace({ name: 'doomed' }))) === 404 || undefined, 5000, 25);
     assert.equal((await c.core.listConfigMapForAllNamespaces({ fieldSelector: 'metadata.namespace=doomed' })).items.length, 0);
   });
 

@@ -4,8 +4,10 @@
 // cleanup, the service-account controller's `default` ServiceAccount, the root CA publisher's
 // `kube-root-ca.crt` ConfigMaps, and the apiserver's own `default/kubernetes` Service.
 import { ApiError } from './errors.ts';
-import { obj, metaOf } from './api.ts';
-import type { Api, JsonObject, WriteOptions } from './api.ts';
+import type { Api } from './api.ts';
+import type { WriteOptions } from './api-options.ts';
+import { deleteObject } from './deletion.ts';
+import { metaOf, obj, type JsonObject } from './json.ts';
 import { CRD_CLEANUP_FINALIZER } from './crd.ts';
 import type { ResourceInfo } from './resources.ts';
 import { ROOT_CA_CONFIGMAP, rootCaConfigMap } from './serviceaccounts.ts';
@@ -147,7 +149,7 @@ export class Controllers {
 
   private remove(res: ResourceInfo, o: JsonObject, policy: 'Background' | 'Foreground'): void {
     try {
-      this.api.delete(res, String(meta(o).namespace ?? ''), String(meta(o).name), { propagationPolicy: policy, preconditions: { uid: String(meta(o).uid) } });
+      deleteObject(this.api, res, String(meta(o).namespace ?? ''), String(meta(o).name), { propagationPolicy: policy, preconditions: { uid: String(meta(o).uid) } });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -225,7 +227,7 @@ export class Controllers {
     try {
       let current = this.api.store.get('services', 'default', 'kubernetes');
       if (current && obj(current.spec).clusterIP !== clusterIP) {
-        this.api.delete(services, 'default', 'kubernetes', { preconditions: { uid: String(meta(current).uid) } });
+        deleteObject(this.api, services, 'default', 'kubernetes', { preconditions: { uid: String(meta(current).uid) } });
         current = undefined;
       }
       if (!current) this.api.create(services, 'default', desired, APISERVER_WRITE);

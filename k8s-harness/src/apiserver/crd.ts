@@ -1,32 +1,11 @@
 // CustomResourceDefinitions: their defaulting and validation on write, the status the
 // apiextensions controllers would set, and the resources they make the server serve.
 import { compileSchema } from './schema.ts';
-import type { CompiledSchema, Schema } from './schema.ts';
+import type { Schema } from './schema.ts';
+import { obj, type JsonObject } from './json.ts';
 import type { FieldError } from './errors.ts';
 import { compareVersions, storageKeyOf, STANDARD_VERBS } from './resources.ts';
 import type { ResourceInfo, ScaleSubresource } from './resources.ts';
-
-export interface PrinterColumn {
-  name: string;
-  type: string;
-  format?: string;
-  description?: string;
-  priority?: number;
-  jsonPath: string;
-}
-
-export interface CrdVersionSchema {
-  crdName: string;
-  compiled?: CompiledSchema;
-  printerColumns: PrinterColumn[];
-  selectableFields: string[];
-}
-
-type JsonObject = Record<string, unknown>;
-
-function obj(v: unknown): JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {};
-}
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { helm, run, startTestServer } from './testing.ts';
+import { helm, run } from '@nixery/test-support';
+import { startTestServer } from './testing.ts';
 import type { TestServer } from './testing.ts';
 
 function writeChart(dir: string): string {

@@ -6,8 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { ServerResponse } from 'node:http';
 import { ApiError, badRequest } from './errors.ts';
-import { obj } from './api.ts';
-import type { JsonObject } from './api.ts';
+import { obj, type JsonObject } from './json.ts';
 
 const FORWARDED_PARAMS = ['follow', 'tailLines', 'timestamps', 'sinceSeconds', 'sinceTime', 'limitBytes', 'previous'];
 

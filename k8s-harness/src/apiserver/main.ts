@@ -1,4 +1,4 @@
-// `node e2e/k8s/apiserver/main.ts --kubeconfig FILE [--data-dir DIR] [--port N] [--host H] [--audit-log-path FILE]`:
+// `node k8s-harness/src/apiserver/main.ts --kubeconfig FILE [--data-dir DIR] [--port N] [--host H] [--audit-log-path FILE]`:
 // runs the API server until killed, after printing one JSON line once it is ready.
 import { parseArgs } from 'node:util';
 import { startApiServer } from './index.ts';

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { startApiServer } from './index.ts';
-import { run, KUBECTL, WIDGET_CRD } from './testing.ts';
+import { KUBECTL, run } from '@nixery/test-support';
+import { WIDGET_CRD } from './testing.ts';
 
 function clients(kubeconfig: string): { core: CoreV1Api; custom: CustomObjectsApi } {
   const kc = new KubeConfig();

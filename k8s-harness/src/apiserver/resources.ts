@@ -1,7 +1,7 @@
 // What the server knows about each kind it serves: names used in URLs and discovery, scope,
 // subresources. Built-in kinds are listed here; custom resources get the same shape from their
 // CustomResourceDefinition (see crd.ts).
-import type { CrdVersionSchema } from './crd.ts';
+import type { CompiledSchema } from './schema.ts';
 
 export interface ScaleSubresource {
   specReplicasPath: string;
@@ -34,6 +34,23 @@ export interface ResourceInfo {
   crd?: CrdVersionSchema;
   /** served by this version but not the storage version of a custom resource */
   storageVersion: boolean;
+}
+
+export interface PrinterColumn {
+  name: string;
+  type: string;
+  format?: string;
+  description?: string;
+  priority?: number;
+  jsonPath: string;
+}
+
+/** What a custom resource's version adds (from its CustomResourceDefinition, see crd.ts). */
+export interface CrdVersionSchema {
+  crdName: string;
+  compiled?: CompiledSchema;
+  printerColumns: PrinterColumn[];
+  selectableFields: string[];
 }
 
 export const STANDARD_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];

@@ -3,8 +3,7 @@
 // port's name, or its number (translated to that port's name). The target is a ready address of
 // the Service's Endpoints that carries the port name and still belongs to a pod of the namespace,
 // picked at random as upstream does.
-import { obj } from './api.ts';
-import type { JsonObject } from './api.ts';
+import { obj, type JsonObject } from './json.ts';
 import { badRequest, serviceUnavailable } from './errors.ts';
 
 export interface ServiceProxyId {

@@ -3,8 +3,7 @@
 // volume unless automountServiceAccountToken says no) and the TokenRequest subresource
 // (`POST .../serviceaccounts/<name>/token`) that kubelets call to fill that volume.
 import { randomUUID } from 'node:crypto';
-import { obj } from './api.ts';
-import type { JsonObject } from './api.ts';
+import { obj, type JsonObject } from './json.ts';
 import type { Lookup } from './auth.ts';
 import { serviceAccountUsername } from './auth.ts';
 import { ApiError, badRequest, conflict, forbidden, invalid, notFound } from './errors.ts';

@@ -6,7 +6,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1Deployment, V1Job, V1Pod } from '@kubernetes/client-node';
 import { mergePatch } from './kube.ts';
-import { BUSYBOX_IMAGE, startCluster, TINY_HTTP, waitFor, type Cluster } from './testing.ts';
+import { eventually } from '@nixery/test-support';
+import { BUSYBOX_IMAGE, startCluster, TINY_HTTP, type Cluster } from './testing.ts';
 
 const NS = 'agent-it';
 
@@ -59,6 +60,7 @@ function busyboxJob(name: string, script: string, spec: Partial<NonNullable<V1Jo
 describe('node agent: a one-node cluster of local processes', () => {
   let cluster: Cluster;
   const core = () => cluster.kube.core;
+  const podCount = async (labelSelector: string) => (await core().listNamespacedPod({ namespace: NS, labelSelector })).items.length;
   const apps = () => cluster.kube.apps;
   const batch = () => cluster.kube.batch;
   const pod = (name: string) => core().readNamespacedPod({ name, namespace: NS });
@@ -79,7 +81,7 @@ describe('node agent: a one-node cluster of local processes', () => {
   });
 
   it('registers a Ready node that publishes its kubelet endpoint', async () => {
-    const node = await waitFor('the node', async () => core().readNode({ name: 'nixery-node' }));
+    const node = await eventually('the node', async () => core().readNode({ name: 'nixery-node' }), 60_000, 100);
     assert.equal(node.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
     assert.deepEqual({ ...node.status?.addresses?.[0] }, { type: 'InternalIP', address: '127.0.0.1' });
     const port = node.status?.daemonEndpoints?.kubeletEndpoint?.Port ?? 0;
@@ -90,11 +92,11 @@ describe('node agent: a one-node cluster of local processes', () => {
   it('runs a Deployment through a ReplicaSet; its Service answers at the ClusterIP from the host', async () => {
     await apps().createNamespacedDeployment({ namespace: NS, body: webDeployment('v1') });
     await core().createNamespacedService({ namespace: NS, body: { metadata: { name: 'web', namespace: NS }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } } });
-    const deployment = await waitFor('the Deployment to be available', async () => {
+    const deployment = await eventually('the Deployment to be available', async () => {
       const d = await apps().readNamespacedDeployment({ name: 'web', namespace: NS });
       const progressing = d.status?.conditions?.find((c) => c.type === 'Progressing');
       return d.status?.availableReplicas === 1 && progressing?.reason === 'NewReplicaSetAvailable' ? d : undefined;
-    });
+    }, 60_000, 100);
     assert.equal(deployment.status?.observedGeneration, deployment.metadata?.generation);
     assert.equal(deployment.status?.updatedReplicas, 1);
     assert.equal(deployment.status?.readyReplicas, 1);
@@ -112,22 +114,22 @@ describe('node agent: a one-node cluster of local processes', () => {
       'ContainersReady', 'Initialized', 'PodReadyToStartContainers', 'PodScheduled', 'Ready',
     ]);
 
-    const endpoints = await waitFor('endpoints', async () => {
+    const endpoints = await eventually('endpoints', async () => {
       const ep = await core().readNamespacedEndpoints({ name: 'web', namespace: NS });
       return ep.subsets?.[0]?.addresses?.length ? ep : undefined;
-    });
+    }, 60_000, 100);
     assert.deepEqual(endpoints.subsets?.[0]?.ports?.map((p) => ({ ...p })), [{ name: 'http', port: 8080, protocol: 'TCP' }]);
     assert.equal(endpoints.subsets?.[0]?.addresses?.[0]?.ip, webPod?.status?.podIP);
 
     const address = await serviceAddress('web');
-    const body = await waitFor('the Service to answer', async () => (await fetch(`http://${address}/from-host`)).json() as Promise<{ pod: string; path: string }>);
+    const body = await eventually('the Service to answer', async () => (await fetch(`http://${address}/from-host`)).json() as Promise<{ pod: string; path: string }>, 60_000, 100);
     assert.deepEqual(body, { pod: webPod?.metadata?.name, message: 'v1', path: '/from-host' });
   });
 
   it('a pod reaches the Service by its cluster DNS names (busybox wget through /etc/hosts)', async () => {
     const script = `busybox wget -q -O- http://web.${NS}.svc.cluster.local/fqdn && busybox wget -q -O- http://web/short && busybox wget -q -O- http://web.${NS}:80/ns`;
     await core().createNamespacedPod({ namespace: NS, body: busyboxPod('client', script) });
-    await waitFor('the client pod to succeed', () => podPhase('client', 'Succeeded'));
+    await eventually('the client pod to succeed', () => podPhase('client', 'Succeeded'), 60_000, 100);
     const lines = (await logsOf('client')).trim().split('\n').map((l) => JSON.parse(l) as { path: string; message: string });
     assert.deepEqual(lines.map((l) => l.path), ['/fqdn', '/short', '/ns']);
     const status = (await pod('client')).status?.containerStatuses?.[0];
@@ -138,9 +140,9 @@ describe('node agent: a one-node cluster of local processes', () => {
   it('a running pod resolves a Service created after it started (its hosts file is rewritten in place)', async () => {
     const script = 'for i in $(busybox seq 150); do busybox wget -q -O- http://late/ && exit 0; busybox sleep 0.2; done; exit 1';
     await core().createNamespacedPod({ namespace: NS, body: busyboxPod('early', script) });
-    await waitFor('the early pod to run', () => podPhase('early', 'Running'));
+    await eventually('the early pod to run', () => podPhase('early', 'Running'), 60_000, 100);
     await core().createNamespacedService({ namespace: NS, body: { metadata: { name: 'late', namespace: NS }, spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 'http' }] } } });
-    await waitFor('the early pod to reach the late Service', () => podPhase('early', 'Succeeded'));
+    await eventually('the early pod to reach the late Service', () => podPhase('early', 'Succeeded'), 60_000, 100);
   });
 
   it('rolls the Deployment to a new template and scales it', async () => {
@@ -149,12 +151,12 @@ describe('node agent: a one-node cluster of local processes', () => {
       mergePatch,
     );
     const address = await serviceAddress('web');
-    await waitFor('the new version behind the Service', async () => {
+    await eventually('the new version behind the Service', async () => {
       const d = await apps().readNamespacedDeployment({ name: 'web', namespace: NS });
       if (d.status?.observedGeneration !== d.metadata?.generation || d.status?.updatedReplicas !== 1 || d.status?.replicas !== 1) return undefined;
       const body = (await (await fetch(`http://${address}/`)).json()) as { message: string };
       return body.message === 'v2' ? true : undefined;
-    });
+    }, 60_000, 100);
     const rollout = await cluster.kubectl(['rollout', 'status', 'deployment/web', '-n', NS, '--timeout=60s']);
     assert.equal(rollout.code, 0, rollout.stderr);
     assert.match(rollout.stdout, /successfully rolled out/);
@@ -164,41 +166,38 @@ describe('node agent: a one-node cluster of local processes', () => {
     assert.deepEqual(revisions, { '1': 0, '2': 1 });
 
     await apps().patchNamespacedDeployment({ name: 'web', namespace: NS, body: { spec: { replicas: 2 } } }, mergePatch);
-    const endpoints = await waitFor('two ready endpoints', async () => {
+    const endpoints = await eventually('two ready endpoints', async () => {
       const ep = await core().readNamespacedEndpoints({ name: 'web', namespace: NS });
       return ep.subsets?.[0]?.addresses?.length === 2 ? ep : undefined;
-    });
+    }, 60_000, 100);
     const ips = new Set(endpoints.subsets?.[0]?.addresses?.map((a) => a.ip));
     assert.equal(ips.size, 2, 'every pod has an address of its own');
     await apps().patchNamespacedDeployment({ name: 'web', namespace: NS, body: { spec: { replicas: 1 } } }, mergePatch);
-    await waitFor('one pod again', async () => {
-      const pods = (await core().listNamespacedPod({ namespace: NS, labelSelector: 'app=web' })).items;
-      return pods.length === 1 ? true : undefined;
-    });
+    await eventually('one pod again', async () => ((await podCount('app=web')) === 1 ? true : undefined), 60_000, 100);
   });
 
   it('deleting a pod stops its process and the ReplicaSet replaces it', async () => {
     const [victim] = (await core().listNamespacedPod({ namespace: NS, labelSelector: 'app=web' })).items;
     const ip = victim?.status?.podIP;
     await core().deleteNamespacedPod({ name: victim?.metadata?.name ?? '', namespace: NS });
-    await waitFor('the pod to be gone', async () => {
+    await eventually('the pod to be gone', async () => {
       const pods = (await core().listNamespacedPod({ namespace: NS, labelSelector: 'app=web' })).items;
       return pods.some((p) => p.metadata?.uid === victim?.metadata?.uid) ? undefined : true;
-    });
+    }, 60_000, 100);
     await assert.rejects(fetch(`http://${ip}:8080/`), 'its process no longer listens');
-    await waitFor('a replacement', async () => {
+    await eventually('a replacement', async () => {
       const d = await apps().readNamespacedDeployment({ name: 'web', namespace: NS });
       return d.status?.availableReplicas === 1 ? true : undefined;
-    });
+    }, 60_000, 100);
   });
 
   it('a Job completes; the termination message lands in the pod status', async () => {
     const script = `echo building; echo '{"digest":"sha256:0123"}' > /dev/termination-log`;
     const created = await batch().createNamespacedJob({ namespace: NS, body: busyboxJob('build', script) });
-    const job = await waitFor('the Job to complete', async () => {
+    const job = await eventually('the Job to complete', async () => {
       const j = await batch().readNamespacedJob({ name: 'build', namespace: NS });
       return j.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True') ? j : undefined;
-    });
+    }, 60_000, 100);
     assert.equal(job.status?.succeeded, 1);
     assert.ok(job.status?.startTime && job.status?.completionTime);
     const [jobPod] = (await core().listNamespacedPod({ namespace: NS, labelSelector: 'job-name=build' })).items;
@@ -215,10 +214,10 @@ describe('node agent: a one-node cluster of local processes', () => {
       namespace: NS,
       body: busyboxJob('broken', 'echo "package missing" >&2; exit 3', { backoffLimit: 1 }, { terminationMessagePolicy: 'FallbackToLogsOnError' }),
     });
-    const job = await waitFor('the Job to fail', async () => {
+    const job = await eventually('the Job to fail', async () => {
       const j = await batch().readNamespacedJob({ name: 'broken', namespace: NS });
       return j.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True') ? j : undefined;
-    });
+    }, 60_000, 100);
     assert.equal(job.status?.conditions?.find((c) => c.type === 'Failed')?.reason, 'BackoffLimitExceeded');
     assert.equal(job.status?.failed, 2);
     assert.equal(job.status?.completionTime, undefined);
@@ -235,14 +234,11 @@ describe('node agent: a one-node cluster of local processes', () => {
 
   it('ttlSecondsAfterFinished deletes a finished Job, and its pods go with it', async () => {
     await batch().createNamespacedJob({ namespace: NS, body: busyboxJob('short-lived', 'true', { ttlSecondsAfterFinished: 1 }) });
-    await waitFor('the Job to be deleted', async () => {
+    await eventually('the Job to be deleted', async () => {
       const jobs = (await batch().listNamespacedJob({ namespace: NS })).items;
       return jobs.some((j) => j.metadata?.name === 'short-lived') ? undefined : true;
-    });
-    await waitFor('its pods to be collected', async () => {
-      const pods = (await core().listNamespacedPod({ namespace: NS, labelSelector: 'job-name=short-lived' })).items;
-      return pods.length === 0 ? true : undefined;
-    });
+    }, 60_000, 100);
+    await eventually('its pods to be collected', async () => ((await podCount('job-name=short-lived')) === 0 ? true : undefined), 60_000, 100);
   });
 
   it('kubectl logs reads a container log through the API server, also following it', async () => {
@@ -250,10 +246,10 @@ describe('node agent: a one-node cluster of local processes', () => {
     assert.match(await logsOf(webPod?.metadata?.name ?? ''), /^listening on 127\.226\.\d+\.\d+:8080$/m);
     await core().createNamespacedPod({ namespace: NS, body: busyboxPod('counter', 'for i in 1 2 3; do echo line $i; busybox sleep 0.2; done') });
     // Started means running or already done: right after creation there is no container status at all.
-    await waitFor('the counter to start', async () => {
+    await eventually('the counter to start', async () => {
       const state = (await pod('counter')).status?.containerStatuses?.[0]?.state;
       return state?.running || state?.terminated ? true : undefined;
-    });
+    }, 60_000, 100);
     assert.equal(await logsOf('counter', ['-f']), 'line 1\nline 2\nline 3\n');
     assert.equal(await logsOf('counter', ['--tail=1']), 'line 3\n');
   });
@@ -263,10 +259,10 @@ describe('node agent: a one-node cluster of local processes', () => {
       namespace: NS,
       body: { metadata: { name: 'data', namespace: NS }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
     });
-    const claim = await waitFor('the claim to be Bound', async () => {
+    const claim = await eventually('the claim to be Bound', async () => {
       const c = await core().readNamespacedPersistentVolumeClaim({ name: 'data', namespace: NS });
       return c.status?.phase === 'Bound' ? c : undefined;
-    });
+    }, 60_000, 100);
     assert.deepEqual(claim.status?.capacity, { storage: '1Gi' });
     await core().createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'creds', namespace: NS }, stringData: { password: 's3cret' } } });
     await core().createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'settings', namespace: NS }, data: { greeting: 'hi' } } });
@@ -311,7 +307,7 @@ describe('node agent: a one-node cluster of local processes', () => {
     };
     body.spec!.containers[0]!.env!.push({ name: 'GREETING', value: '$(greeting)!' });
     await core().createNamespacedPod({ namespace: NS, body });
-    await waitFor('the volumes pod to succeed', () => podPhase('volumes', 'Succeeded'));
+    await eventually('the volumes pod to succeed', () => podPhase('volumes', 'Succeeded'), 60_000, 100);
     assert.equal(await logsOf('volumes'), 'from-init\ns3crethi\ns3cret hi! volumes volumes\n400\nsecret volume is read-only\n');
     assert.equal(await logsOf('volumes', ['-c', 'init']), '');
     assert.equal(await fs.readFile(path.join(cluster.dataDir, 'volumes/pvc', NS, 'data/file'), 'utf8'), 'persisted\n');
@@ -338,10 +334,10 @@ describe('node agent: a one-node cluster of local processes', () => {
         },
       },
     });
-    const status = await waitFor('a restart', async () => {
+    const status = await eventually('a restart', async () => {
       const s = (await pod('unhealthy')).status?.containerStatuses?.[0];
       return (s?.restartCount ?? 0) >= 1 && s?.lastState?.terminated ? s : undefined;
-    }, 30_000);
+    }, 30_000, 100);
     assert.equal(status.lastState?.terminated?.reason, 'Error');
     const events = (await core().listNamespacedEvent({ namespace: NS })).items.filter((e) => e.involvedObject.name === 'unhealthy');
     assert.ok(events.some((e) => e.reason === 'Unhealthy' && /Liveness probe failed/.test(e.message ?? '')));
@@ -352,10 +348,10 @@ describe('node agent: a one-node cluster of local processes', () => {
 
   it('an image that is neither mapped nor a registry reference waits in ErrImagePull / ImagePullBackOff', async () => {
     await core().createNamespacedPod({ namespace: NS, body: { metadata: { name: 'unmapped', namespace: NS }, spec: { containers: [{ name: 'main', image: 'nginx:1.27' }] } } });
-    const waiting = await waitFor('the pull to fail', async () => {
+    const waiting = await eventually('the pull to fail', async () => {
       const w = (await pod('unmapped')).status?.containerStatuses?.[0]?.state?.waiting;
       return w?.reason === 'ErrImagePull' || w?.reason === 'ImagePullBackOff' ? w : undefined;
-    });
+    }, 60_000, 100);
     assert.match(waiting.message ?? '', /"nginx:1\.27" is not mapped to a local program .* does not name a registry/);
     assert.equal((await pod('unmapped')).status?.phase, 'Pending');
     await core().deleteNamespacedPod({ name: 'unmapped', namespace: NS });
@@ -363,7 +359,7 @@ describe('node agent: a one-node cluster of local processes', () => {
 
   it('a missing executable is a StartError, and under Never the pod fails', async () => {
     await core().createNamespacedPod({ namespace: NS, body: busyboxPod('nothing-to-run', '', { command: ['/no/such/program'], args: [] }) });
-    await waitFor('the pod to fail', () => podPhase('nothing-to-run', 'Failed'));
+    await eventually('the pod to fail', () => podPhase('nothing-to-run', 'Failed'), 60_000, 100);
     const terminated = (await pod('nothing-to-run')).status?.containerStatuses?.[0]?.state?.terminated;
     assert.equal(terminated?.reason, 'StartError');
     assert.match(terminated?.message ?? '', /"\/no\/such\/program": executable file not found/);

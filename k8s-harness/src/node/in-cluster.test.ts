@@ -8,7 +8,8 @@ import crypto from 'node:crypto';
 import https from 'node:https';
 import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import { BUSYBOX_IMAGE, HERE, startCluster, TEST_IMAGES, waitFor, type Cluster } from './testing.ts';
+import { BUSYBOX_IMAGE, HERE, startCluster, TEST_IMAGES, type Cluster } from './testing.ts';
+import { eventually, KUBECTL } from '@nixery/test-support';
 
 const NS = 'in-cluster';
 const IN_CLUSTER_CLIENT = 'example.org/in-cluster-client';
@@ -31,18 +32,18 @@ describe('node agent: pods use the API as in a real cluster', () => {
     return result.stdout;
   };
   const succeeds = async (name: string) => {
-    await waitFor(`pod ${name} to succeed`, async () => {
+    await eventually(`pod ${name} to succeed`, async () => {
       const p = await core().readNamespacedPod({ name, namespace: NS });
       if (p.status?.phase === 'Failed') throw new Error(`pod ${name} failed: ${await logsOf(name)}`);
       return p.status?.phase === 'Succeeded' ? true : undefined;
-    });
+    }, 60_000, 100);
   };
 
   before(async () => {
     cluster = await startCluster('127.97.0.0/16', [
       ...TEST_IMAGES,
       { image: IN_CLUSTER_CLIENT, command: [process.execPath, path.join(HERE, 'fixtures/in-cluster.mjs')] },
-      { image: KUBECTL_IMAGE, command: ['/usr/bin/kubectl'] },
+      { image: KUBECTL_IMAGE, command: [KUBECTL] },
     ]);
     await cluster.namespace(NS);
   });
@@ -56,7 +57,7 @@ describe('node agent: pods use the API as in a real cluster', () => {
     assert.equal(service.spec?.clusterIP, cluster.api.kubernetesServiceIP);
     const endpoints = await core().readNamespacedEndpoints({ namespace: 'default', name: 'kubernetes' });
     assert.deepEqual(endpoints.subsets?.map((s) => ({ ip: s.addresses?.[0]?.ip, port: s.ports?.[0]?.port })), [{ ip: '127.0.0.1', port: Number(new URL(cluster.api.url).port) }]);
-    const version = await waitFor('the Service proxy', () =>
+    const version = await eventually('the Service proxy', () =>
       new Promise<{ gitVersion: string } | undefined>((resolve, reject) => {
         https
           .get({ host: '127.97.0.1', port: 443, path: '/version', ca: cluster.api.caCertPem }, (res) => {
@@ -65,7 +66,7 @@ describe('node agent: pods use the API as in a real cluster', () => {
             res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(body) as { gitVersion: string }) : undefined));
           })
           .on('error', reject);
-      }),
+      }), 60_000, 100,
     );
     assert.match(version.gitVersion, /^v1\./);
   });
@@ -159,12 +160,12 @@ describe('node agent: pods use the API as in a real cluster', () => {
         },
       },
     });
-    await waitFor('a FailedCreate event', async () => {
+    await eventually('a FailedCreate event', async () => {
       const events = await core().listNamespacedEvent({ namespace: NS, fieldSelector: 'reason=FailedCreate' });
       return events.items.find((e) => /serviceaccount "late" not found/.test(e.message ?? ''));
-    });
+    }, 60_000, 100);
     await core().createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'late' } } });
-    await waitFor('the Deployment to be available', async () => ((await cluster.kube.apps.readNamespacedDeployment({ namespace: NS, name: 'late-account' })).status?.availableReplicas === 1 ? true : undefined));
+    await eventually('the Deployment to be available', async () => ((await cluster.kube.apps.readNamespacedDeployment({ namespace: NS, name: 'late-account' })).status?.availableReplicas === 1 ? true : undefined), 60_000, 100);
   });
 
   it('a ServiceAccount deleted after its pod was admitted: the pod waits, saying the token cannot be fetched', async () => {
@@ -173,10 +174,10 @@ describe('node agent: pods use the API as in a real cluster', () => {
     await core().createNamespacedPod({ namespace: NS, body: pod('orphaned', { serviceAccountName: 'fleeting', schedulerName: 'manual', containers: busybox('true') }) });
     await core().deleteNamespacedServiceAccount({ namespace: NS, name: 'fleeting' });
     await core().createNamespacedPodBinding({ namespace: NS, name: 'orphaned', body: { metadata: { name: 'orphaned' }, target: { kind: 'Node', name: 'nixery-node' } } });
-    const waiting = await waitFor('the pod to report the failed mount', async () => {
+    const waiting = await eventually('the pod to report the failed mount', async () => {
       const state = (await core().readNamespacedPod({ namespace: NS, name: 'orphaned' })).status?.containerStatuses?.[0]?.state?.waiting;
       return state?.message ? state : undefined;
-    });
+    }, 60_000, 100);
     assert.equal(waiting.reason, 'ContainerCreating');
     assert.match(waiting.message ?? '', /^MountVolume\.SetUp failed: volume "kube-api-access-\w+": failed to fetch token: serviceaccounts "fleeting" not found$/);
     assert.equal(await phase('orphaned', 'Pending'), true);

@@ -5,7 +5,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { eventually, within } from '@nixery/test-support';
 import { BUSYBOX, findExecutable, launch, resolveInRoot, resolveMountTarget, type LaunchSpec } from './launcher.ts';
+
+/** Every program these tests launch ends within seconds. */
+const EXIT_MS = 30_000;
 
 function collect(): { stream: PassThrough; text: () => string } {
   const stream = new PassThrough();
@@ -18,7 +22,7 @@ async function run(spec: LaunchSpec): Promise<{ exitCode: number; stdout: string
   const out = collect();
   const err = collect();
   const proc = launch(spec, { stdout: out.stream, stderr: err.stream });
-  const exit = await proc.exited;
+  const exit = await within(EXIT_MS, `${spec.argv.join(' ')} to exit`, proc.exited);
   return { exitCode: exit.exitCode, stdout: out.text(), stderr: err.text() };
 }
 
@@ -120,7 +124,7 @@ describe('launcher: a container process in a private mount namespace', () => {
       { stdout: new PassThrough(), stderr: new PassThrough() },
     );
     await assert.rejects(proc.started, /missing/);
-    assert.notEqual((await proc.exited).exitCode, 0);
+    assert.notEqual((await within(EXIT_MS, 'the failed launch to exit', proc.exited)).exitCode, 0);
   });
 
   it('signals the whole process group and reports the signal', async () => {
@@ -130,9 +134,9 @@ describe('launcher: a container process in a private mount namespace', () => {
       { stdout: out.stream, stderr: new PassThrough() },
     );
     await proc.started;
-    while (!out.text().includes('started')) await new Promise((r) => setTimeout(r, 20));
+    await eventually('the shell to start its sleep', async () => out.text().includes('started') || undefined, 10_000, 20);
     proc.kill('SIGKILL');
-    const exit = await proc.exited;
+    const exit = await within(EXIT_MS, 'the killed group to exit', proc.exited);
     assert.deepEqual(exit, { exitCode: 137, signal: 'SIGKILL' });
   });
 });

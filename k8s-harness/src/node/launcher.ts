@@ -3,9 +3,10 @@
 // images, a minimal /dev, volumes, /etc/hosts, the termination-message file — and then execs the
 // program (chrooted for pulled images). Nothing is mounted in the host's namespace, so nothing
 // needs unmounting: the mounts go when the namespace's last process does.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { spawn } from '@nixery/test-support';
 
 export const BUSYBOX = '/usr/bin/busybox';
 export const UNSHARE = '/usr/bin/unshare';

@@ -1,9 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { exited, spawn, stopChild, waitForOutput } from '@nixery/test-support';
 import { HostMountPoints } from './mountpoints.ts';
 
 const exists = (p: string) => fs.access(p).then(() => true, () => false);
@@ -39,13 +40,13 @@ describe('host mount points', () => {
     let out = '';
     pod.stdout.on('data', (c: Buffer) => (out += c.toString()));
     try {
-      while (!out.includes('mounted')) await new Promise((r) => setTimeout(r, 20));
-      execFileSync('rmdir', [target]);
+      await waitForOutput(pod, /^mounted$/, 10_000);
+      execFileSync('rmdir', [target], { timeout: 10_000 });
       pod.stdin.end('go\n');
-      await new Promise((r) => pod.on('exit', r));
+      await exited(pod, 10_000);
       assert.ok(!out.includes('data'), `the pod lost its volume once the host directory was removed:\n${out}`);
     } finally {
-      pod.kill();
+      await stopChild(pod);
       await fs.rm(dir, { recursive: true, force: true });
     }
   });

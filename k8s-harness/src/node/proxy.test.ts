@@ -1,18 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { freePort } from '@nixery/test-support';
 import { ServiceProxy } from './proxy.ts';
 import type { Listener } from './services.ts';
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** Connects, sends `hello`, returns what came back (or the error code). */
 function exchange(host: string, port: number): Promise<string> {

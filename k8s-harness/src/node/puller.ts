@@ -1,9 +1,9 @@
 // Pulling a registry image for real: skopeo copies it into an OCI layout, umoci unpacks its root
 // file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { execFile } from '@nixery/test-support';
 import { repositoryAndVersion, type RegistryReference } from './images.ts';
 
 export interface PulledImage {

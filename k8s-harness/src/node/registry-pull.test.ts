@@ -5,7 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT, startCluster, TEST_IMAGES, waitFor, type Cluster } from './testing.ts';
+import { eventually, REPO_ROOT } from '@nixery/test-support';
+import { startCluster, TEST_IMAGES, type Cluster } from './testing.ts';
 
 const NS = 'nixery';
 const NIXERY_BIN = path.join(REPO_ROOT, 'registry/bin/nixery.js');
@@ -58,10 +59,10 @@ describe('node agent: pulling images from the Nixery registry running as a pod',
       namespace: NS,
       body: { metadata: { name: 'registry', namespace: NS }, spec: { selector: { app: 'registry' }, ports: [{ port: 80, targetPort: 'http' }] } },
     });
-    await waitFor('the registry to be available', async () => {
+    await eventually('the registry to be available', async () => {
       const d = await cluster.kube.apps.readNamespacedDeployment({ name: 'registry', namespace: NS });
       return d.status?.availableReplicas === 1 ? true : undefined;
-    }, 60_000);
+    }, 60_000, 100);
   });
   after(async () => {
     await cluster?.stop();
@@ -72,7 +73,7 @@ describe('node agent: pulling images from the Nixery registry running as a pod',
       namespace: NS,
       body: { metadata: { name: 'hello', namespace: NS }, spec: { restartPolicy: 'Never', containers: [{ name: 'hello', image: `${REGISTRY}/shell/hello:latest`, command: ['/bin/hello'] }] } },
     });
-    const done = await waitFor('hello to finish', async () => {
+    const done = await eventually('hello to finish', async () => {
       const p = await pod('hello');
       return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
     }, 240_000, 250);
@@ -91,7 +92,7 @@ describe('node agent: pulling images from the Nixery registry running as a pod',
       body: { metadata: { name: 'missing', namespace: NS }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `${REGISTRY}/shell/nosuchpackage:latest` }] } },
     });
     const seen = new Map<string, string>();
-    await waitFor('ErrImagePull and ImagePullBackOff', async () => {
+    await eventually('ErrImagePull and ImagePullBackOff', async () => {
       const waiting = (await pod('missing')).status?.containerStatuses?.[0]?.state?.waiting;
       if (waiting?.reason) seen.set(waiting.reason, waiting.message ?? '');
       return seen.has('ErrImagePull') && seen.has('ImagePullBackOff') ? true : undefined;

@@ -8,7 +8,8 @@ import https from 'node:https';
 import path from 'node:path';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
-import { HERE, startCluster, TEST_IMAGES, waitFor, type Cluster } from './testing.ts';
+import { eventually } from '@nixery/test-support';
+import { HERE, startCluster, TEST_IMAGES, type Cluster } from './testing.ts';
 
 const NS = 'proxy-it';
 const ECHO = 'example.org/echo-http';
@@ -93,10 +94,10 @@ describe('the Service proxy subresource', () => {
       namespace: NS,
       body: { metadata: { name: 'echo' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'alt', port: 81, targetPort: 'alt' }] } },
     });
-    const endpoints = await waitFor('a ready echo endpoint', async () => {
+    const endpoints = await eventually('a ready echo endpoint', async () => {
       const ep = await cluster.kube.core.readNamespacedEndpoints({ namespace: NS, name: 'echo' });
       return ep.subsets?.[0]?.addresses?.length ? ep : undefined;
-    });
+    }, 60_000, 100);
     podIP = endpoints.subsets?.[0]?.addresses?.[0]?.ip ?? '';
   });
   after(async () => {
@@ -234,7 +235,7 @@ describe('the Service proxy subresource', () => {
     assert.equal(JSON.parse(byName.body.toString()).message, 'endpoints "missing" not found');
 
     await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'idle' }, spec: { selector: { app: 'nobody' }, ports: [{ name: 'http', port: 80 }] } } });
-    await waitFor('the idle Service\'s Endpoints', () => cluster.kube.core.readNamespacedEndpoints({ namespace: NS, name: 'idle' }));
+    await eventually('the idle Service\'s Endpoints', () => cluster.kube.core.readNamespacedEndpoints({ namespace: NS, name: 'idle' }), 60_000, 100);
     const idle = await cluster.kubectl(['get', '--raw', `${PREFIX}/idle:http/proxy/`]);
     assert.notEqual(idle.code, 0);
     assert.match(idle.stderr, /ServiceUnavailable.*no endpoints available for service "idle"/);
@@ -242,10 +243,10 @@ describe('the Service proxy subresource', () => {
     assert.deepEqual(status, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'no endpoints available for service "idle"', reason: 'ServiceUnavailable', code: 503 });
 
     await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'closed' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: 9999 }] } } });
-    await waitFor('the closed Service\'s endpoint', async () => {
+    await eventually('the closed Service\'s endpoint', async () => {
       const ep = await cluster.kube.core.readNamespacedEndpoints({ namespace: NS, name: 'closed' });
       return ep.subsets?.[0]?.addresses?.length ? ep : undefined;
-    });
+    }, 60_000, 100);
     const refused = await call('POST', `${PREFIX}/closed:http/proxy/`, { body: Buffer.from('x') });
     assert.equal(refused.status, 503);
     assert.equal(JSON.parse(refused.body.toString()).message, `error trying to reach service: dial tcp ${podIP}:9999: connect: connection refused`);

@@ -1,17 +1,15 @@
 // A one-node cluster for the integration tests: the API server and this agent in a temporary
-// directory, client-node and kubectl pointed at it, and a bounded wait.
-import { execFile } from 'node:child_process';
+// directory, with client-node and kubectl pointed at it.
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { run } from '@nixery/test-support';
 import { startApiServer, type ApiServer } from '../apiserver/index.ts';
 import { serviceAddress, startNodeAgent } from './index.ts';
 import { connect, type Kube } from './kube.ts';
 import type { ImageMapping, NodeAgent } from './types.ts';
 
-export const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = path.resolve(HERE, '../../..');
+export const HERE = import.meta.dirname;
 export const TINY_HTTP = 'example.org/tiny-http';
 export const BUSYBOX_IMAGE = 'example.org/busybox';
 
@@ -60,13 +58,7 @@ export async function startCluster(clusterIpRange: string, imageMap: ImageMappin
     dataDir,
     logs,
     kubectl(args, input) {
-      return new Promise((resolve) => {
-        const child = execFile('kubectl', ['--kubeconfig', api.kubeconfigPath, '--cache-dir', path.join(dir, 'kube-cache'), ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
-          const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
-          resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-        });
-        child.stdin?.end(input ?? '');
-      });
+      return run('kubectl', ['--kubeconfig', api.kubeconfigPath, '--cache-dir', path.join(dir, 'kube-cache'), ...args], { timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) });
     },
     async namespace(name) {
       await kube.core.createNamespace({ body: { metadata: { name } } });
@@ -84,20 +76,4 @@ export async function startCluster(clusterIpRange: string, imageMap: ImageMappin
       await fs.rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Polls `probe` until it returns a value (not undefined), failing with `what` and the last value after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
