@@ -1,8 +1,9 @@
 // `nixery-operator`: reconciles NixeryInstance resources. In a pod it uses the pod's service
 // account; outside one, KUBECONFIG.
 import { Command, InvalidArgumentError } from 'commander';
-import { createLogger } from '@nixery/registry/log/logger.js';
+import { ConfigError, createLogger, type Level } from '@nixery/registry/operator-api';
 import { loadKubeConfig, operatorNamespace } from './kube/client.ts';
+import { logLevelFrom } from './log-level.ts';
 import { Manager } from './manager.ts';
 
 const int = (value: string): number => {
@@ -26,7 +27,7 @@ const program = new Command()
     return list;
   })
   .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[] }) => {
-    const log = createLogger({ level: (process.env.NIXERY_LOG_LEVEL as 'info') ?? 'info', base: { component: 'operator' } });
+    const log = createLogger({ level: logLevelOrExit(), base: { component: 'operator' } });
     const manager = new Manager({
       kc: loadKubeConfig(),
       log,
@@ -46,5 +47,15 @@ const program = new Command()
     process.once('SIGINT', () => void shutdown('SIGINT'));
     await manager.start();
   });
+
+/** A bad variable ends start-up as a bad option does: one line on stderr, exit status 1. */
+function logLevelOrExit(): Level {
+  try {
+    return logLevelFrom(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) program.error(`error: invalid configuration: ${error.message}`);
+    throw error;
+  }
+}
 
 await program.parseAsync(process.argv);

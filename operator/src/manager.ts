@@ -2,13 +2,14 @@
 import http from 'node:http';
 import os from 'node:os';
 import type { KubeConfig, KubernetesObject, ObjectCache, V1Job, V1Service } from '@kubernetes/client-node';
-import type { Logger } from '@nixery/registry/log/logger.js';
+import type { Logger } from '@nixery/registry/operator-api';
 import { API_VERSION, FIELD_MANAGER, NIX_IMAGE, NIXERY_INSTANCE, type NixeryInstance, type NixImage } from './api/types.ts';
 import { Controller } from './controller/controller.ts';
 import { LeaderElector } from './controller/leader-election.ts';
 import { WatchedKind, type KindRef } from './controller/watched-kind.ts';
 import { ImageReconciler } from './image/reconciler.ts';
 import { Applier } from './kube/applier.ts';
+import { makeApiClients } from './kube/client.ts';
 import { MANAGED_BY_LABEL } from './kube/labels.ts';
 import { InstanceReconciler } from './instance/reconciler.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
@@ -87,10 +88,11 @@ export class Manager {
     };
     const jobs = this.watch<V1Job>({ apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs' }, selector);
 
-    const reconciler = new InstanceReconciler({ kc, applier: new Applier(kc, onWrite), caches: { instances, owned }, log, onWrite });
+    const clients = makeApiClients(kc);
+    const reconciler = new InstanceReconciler({ clients, applier: new Applier(kc, onWrite), caches: { instances, owned }, log, onWrite });
     const controller = new Controller('nixeryinstance', reconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
     const imageReconciler = new ImageReconciler({
-      kc,
+      clients,
       caches: { images, instances, jobs, services: owned.Service as unknown as ObjectCache<V1Service> },
       log,
       onWrite,

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Uploads } from './push/uploads.ts';
-import { ImageBuilder } from './build/builder.ts';
+import { ImageBuilder } from './builder/builder.ts';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
 import { describeSource } from './http/index-page.ts';

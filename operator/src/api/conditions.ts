@@ -13,3 +13,8 @@ export function setCondition(conditions: readonly Condition[] | undefined, next:
 export function getCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/** Whether the condition is there and True: missing, False and Unknown all count as not (meta.IsStatusConditionTrue). */
+export function isConditionTrue(conditions: readonly Condition[] | undefined, type: string): boolean {
+  return getCondition(conditions, type)?.status === 'True';
+}

@@ -1,7 +1,7 @@
 // The nixery.dev/v1alpha1 API as the operator sees it. The CRDs in crds/ are the source of truth
 // for validation and defaults; these types describe objects after the API server defaulted them.
 import type { KubernetesObject, V1ObjectMeta } from '@kubernetes/client-node';
-import type { ImageConfigOverrides } from '@nixery/registry/oci/image.js';
+import type { ImageConfigOverrides } from '@nixery/registry/operator-api';
 
 export const GROUP = 'nixery.dev';
 export const VERSION = 'v1alpha1';

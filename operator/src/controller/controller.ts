@@ -1,7 +1,7 @@
 // Runs a reconciler: workers take keys from a rate-limited queue; success forgets the key's
 // failures and honours a requested requeue, failure retries with backoff. Level-triggered: the
 // reconciler reads the current state every time, so a lost or duplicate event does no harm.
-import type { Logger } from '@nixery/registry/log/logger.js';
+import type { Logger } from '@nixery/registry/operator-api';
 import type { OperatorMetrics } from '../metrics.ts';
 import { WorkQueue } from './work-queue.ts';
 

@@ -1,8 +1,9 @@
 // Leader election through a coordination.k8s.io Lease, so two replicas never reconcile at once.
 // The holder renews well inside the lease duration; others take over only after it expired.
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
-import type { Logger } from '@nixery/registry/log/logger.js';
+import type { Logger } from '@nixery/registry/operator-api';
 import { FIELD_MANAGER } from '../api/types.ts';
+import { statusOf } from '../kube/http-status.ts';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -121,10 +122,4 @@ export class LeaderElector {
       throw error;
     }
   }
-}
-
-export function statusOf(error: unknown): number | undefined {
-  const e = error as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } };
-  for (const candidate of [e.code, e.statusCode, e.response?.statusCode]) if (typeof candidate === 'number') return candidate;
-  return undefined;
 }

@@ -3,7 +3,7 @@
 // starting another, and a spec change starts a new one.
 import { createHash } from 'node:crypto';
 import type { V1Job } from '@kubernetes/client-node';
-import { renderEnvironment, type RegistrySettings } from '@nixery/registry/config/config.js';
+import { buildArgs, containerEnv, PUSH_TOKEN_MOUNT, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import { instanceEndpoint, packageSourceOf, pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
@@ -11,7 +11,6 @@ import { instanceEndpoint, packageSourceOf, pushTokenSecretName, PUSH_TOKEN_KEY 
 export const IMAGE_LABEL = 'nixery.dev/image';
 export const BUILD_HASH_ANNOTATION = 'nixery.dev/build-hash';
 const BUILD_STORAGE = '/var/lib/nixery-build';
-const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
 /** Successful build Jobs go away on their own; the operator keeps the last failed one (see reconciler). */
 export const FINISHED_JOB_TTL_SECONDS = 600;
 
@@ -62,22 +61,15 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     pushTokenFile: `${PUSH_TOKEN_MOUNT}/${PUSH_TOKEN_KEY}`,
     ...(source ? { source } : {}),
   };
-  const env = Object.entries(renderEnvironment(settings))
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, value]) => ({ name, value }));
-  const args = [
-    'build',
-    '--packages',
-    image.spec.packages.join(','),
+  const env = containerEnv(settings);
+  const args = buildArgs({
+    packages: image.spec.packages,
     // For a git source the tag option selects the ref to build from.
-    '--tag',
-    ref ?? 'latest',
-    '--push',
-    `${instanceEndpoint(instance)}/${repositoryName(image)}:${image.spec.tag}`,
-    '--result-file',
-    '/dev/termination-log',
-    ...(image.spec.config ? ['--config-json', JSON.stringify(image.spec.config)] : []),
-  ];
+    tag: ref ?? 'latest',
+    push: `${instanceEndpoint(instance)}/${repositoryName(image)}:${image.spec.tag}`,
+    resultFile: '/dev/termination-log',
+    ...(image.spec.config ? { config: image.spec.config } : {}),
+  });
   const labels = { ...commonLabels(instance.metadata.name, 'build'), [IMAGE_LABEL]: image.metadata.name };
   return {
     apiVersion: 'batch/v1',

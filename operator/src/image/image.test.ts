@@ -1,22 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getCondition } from '../api/conditions.ts';
-import type { NixeryInstance, NixImage } from '../api/types.ts';
-import { testInstance } from '../test-support/fixtures.ts';
+import type { NixeryInstance } from '../api/types.ts';
+import { testImage as image, testInstance } from '../test-support/fixtures.ts';
 import { conflictingClaim } from './conflict.ts';
 import { buildHash, buildJobName, desiredBuildJob } from './desired-job.ts';
 import { computeImageStatus } from './status.ts';
 
 const instance: NixeryInstance = testInstance({}, { uid: 'i-uid' });
-
-function image(spec: Partial<NixImage['spec']> = {}, meta: Partial<NixImage['metadata']> = {}): NixImage {
-  return {
-    apiVersion: 'nixery.dev/v1alpha1',
-    kind: 'NixImage',
-    metadata: { name: 'toolbox', namespace: 'team-a', uid: 'img-uid', generation: 1, creationTimestamp: new Date('2026-01-01T00:00:00Z'), ...meta },
-    spec: { instanceRef: { name: 'nixery' }, packages: ['git', 'htop', 'hello'], tag: 'v1', ...spec },
-  };
-}
 
 describe('the build Job of a NixImage', () => {
   it('runs nixery build with the instance image, pushing <name>:<tag> to the instance endpoint', () => {

@@ -2,24 +2,22 @@
 // spec, copy the builder's result into status, and remove the pushed tag when the NixImage goes.
 import { isDeepStrictEqual } from 'node:util';
 import {
-  BatchV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
-  type KubeConfig,
+  type BatchV1Api,
+  type CoreV1Api,
+  type CustomObjectsApi,
   type ObjectCache,
   type V1Job,
   type V1Service,
 } from '@kubernetes/client-node';
-import type { BuildSummary } from '@nixery/registry/build/summary.js';
-import type { Logger } from '@nixery/registry/log/logger.js';
-import { getCondition } from '../api/conditions.ts';
+import { deleteTag, type BuildSummary, type Logger, type TagReference } from '@nixery/registry/operator-api';
+import { getCondition, isConditionTrue } from '../api/conditions.ts';
 import { FIELD_MANAGER, NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
-import { statusOf } from '../controller/leader-election.ts';
+import { statusOf } from '../kube/http-status.ts';
 import { pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
-import { recordEvent } from '../kube/events.ts';
+import { recordEvent, type EventClient } from '../kube/events.ts';
 import { conflictingClaim } from './conflict.ts';
 import { desiredBuildJob, IMAGE_LABEL, repositoryName } from './desired-job.ts';
 import { parseDuration } from './duration.ts';
@@ -34,25 +32,36 @@ export interface ImageCaches {
   services: ObjectCache<V1Service>;
 }
 
+/** The API calls of a reconcile: manager.ts passes the real clients, tests fakes. */
+export interface ImageClients {
+  batch: Pick<BatchV1Api, 'createNamespacedJob' | 'readNamespacedJob' | 'patchNamespacedJob' | 'deleteNamespacedJob'>;
+  core: Pick<CoreV1Api, 'listNamespacedPod' | 'readNamespacedSecret'> & EventClient;
+  customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObject' | 'patchNamespacedCustomObjectStatus'>;
+}
+
+/** Removes a tag from the registry with the instance's push token; a tag already gone is no error. */
+export type TagDeleter = (tag: TagReference, pushToken: string) => Promise<void>;
+
 export interface ImageReconcilerDeps {
-  kc: KubeConfig;
+  clients: ImageClients;
   caches: ImageCaches;
   log: Logger;
   onWrite: (kind: string) => void;
+  deleteTag?: TagDeleter;
   now?: () => Date;
 }
 
 export class ImageReconciler {
   private readonly deps: ImageReconcilerDeps;
-  private readonly batch: BatchV1Api;
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
+  private readonly batch: ImageClients['batch'];
+  private readonly core: ImageClients['core'];
+  private readonly custom: ImageClients['customObjects'];
 
   constructor(deps: ImageReconcilerDeps) {
     this.deps = deps;
-    this.batch = deps.kc.makeApiClient(BatchV1Api);
-    this.core = deps.kc.makeApiClient(CoreV1Api);
-    this.custom = deps.kc.makeApiClient(CustomObjectsApi);
+    this.batch = deps.clients.batch;
+    this.core = deps.clients.core;
+    this.custom = deps.clients.customObjects;
   }
 
   reconcile = async (key: string): Promise<ReconcileResult> => {
@@ -77,8 +86,8 @@ export class ImageReconciler {
       const desired = desiredBuildJob(image, instance, rebuildEpoch === undefined ? {} : { rebuildEpoch });
       jobName = desired.metadata!.name!;
       job = caches.jobs.get(jobName, namespace);
-      const alreadyBuilt = image.status?.jobName === jobName && getCondition(image.status.conditions, 'Ready')?.status === 'True';
-      const instanceReady = getCondition(instance.status?.conditions, 'Ready')?.status === 'True';
+      const alreadyBuilt = image.status?.jobName === jobName && isConditionTrue(image.status.conditions, 'Ready');
+      const instanceReady = isConditionTrue(instance.status?.conditions, 'Ready');
       if (!job && !alreadyBuilt) {
         if (!instanceReady) {
           // The Job would only fail to push; look again soon.
@@ -166,12 +175,11 @@ export class ImageReconciler {
   }
 
   private announce(image: NixImage, before: NixImage['status'], after: NonNullable<NixImage['status']>): void {
-    const was = (type: string) => getCondition(before?.conditions, type)?.status === 'True';
-    const is = (type: string) => getCondition(after.conditions, type);
-    if (is('Ready')?.status === 'True' && !was('Ready')) {
+    const became = (type: string) => isConditionTrue(after.conditions, type) && !isConditionTrue(before?.conditions, type);
+    if (became('Ready')) {
       void recordEvent(this.core, image, 'Normal', 'BuildSucceeded', `built ${after.image}`, this.deps.onWrite);
-    } else if (is('Failed')?.status === 'True' && !was('Failed')) {
-      void recordEvent(this.core, image, 'Warning', 'BuildFailed', is('Failed')!.message ?? 'the build failed', this.deps.onWrite);
+    } else if (became('Failed')) {
+      void recordEvent(this.core, image, 'Warning', 'BuildFailed', getCondition(after.conditions, 'Failed')!.message ?? 'the build failed', this.deps.onWrite);
     }
     this.deps.log.info('image status', { namespace: image.metadata.namespace, name: image.metadata.name, conditions: after.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
   }
@@ -201,11 +209,8 @@ export class ImageReconciler {
     if (instance && clusterIP && !claimedByOther && image.status?.digest) {
       const secret = await this.core.readNamespacedSecret({ name: pushTokenSecretName(instance.metadata.name), namespace });
       const token = Buffer.from(secret.data?.[PUSH_TOKEN_KEY] ?? '', 'base64').toString('utf8');
-      const url = `http://${clusterIP}:${instance.spec.service.port}/v2/${repositoryName(image)}/manifests/${image.spec.tag}`;
-      const response = await fetch(url, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
-      if (response.status !== 202 && response.status !== 404) {
-        throw new Error(`DELETE ${url} answered ${response.status}: ${await response.text()}`);
-      }
+      const tag = { registry: `${clusterIP}:${instance.spec.service.port}`, name: repositoryName(image), tag: image.spec.tag };
+      await (this.deps.deleteTag ?? deleteTag)(tag, token);
     }
     this.deps.onWrite('NixImage');
     await this.custom.patchNamespacedCustomObject(

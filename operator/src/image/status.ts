@@ -1,8 +1,8 @@
 // A NixImage's status from what was observed: the instance, a conflicting claim, the build Job
 // and the builder's summary from the pod's termination message. Pure; every rule is a test.
 import type { V1Job } from '@kubernetes/client-node';
-import type { BuildSummary } from '@nixery/registry/build/summary.js';
-import { getCondition, setCondition } from '../api/conditions.ts';
+import type { BuildSummary, FailureOutcome } from '@nixery/registry/operator-api';
+import { isConditionTrue, setCondition } from '../api/conditions.ts';
 import type { Condition, NixeryInstance, NixImage, NixImageStatus } from '../api/types.ts';
 import { instanceEndpoint } from '../instance/desired.ts';
 import { repositoryName } from './desired-job.ts';
@@ -26,13 +26,15 @@ export function jobState(job: V1Job | undefined): JobState {
   return 'running';
 }
 
-const FAILURE_REASONS: Record<string, string> = {
+/** The condition reason for each way a build fails: the builder's one classification, typed. */
+const FAILURE_REASONS: Record<FailureOutcome, string> = {
   not_found: 'PackagesNotFound',
   nix_failure: 'NixBuildFailed',
   timeout: 'NixTimeout',
   push_failure: 'PushFailed',
   storage_failure: 'StorageFailed',
   usage: 'InvalidSpec',
+  error: 'BuildFailed',
 };
 
 type Conditions = Record<'Ready' | 'Building' | 'Failed' | 'Conflict', Omit<Condition, 'type' | 'observedGeneration'>>;
@@ -64,18 +66,19 @@ export function computeImageStatus(image: NixImage, observed: ImageObservation, 
     c = { Ready: yes('Built', `pull ${base.image}`), Building: no('Built'), Failed: no('Built'), Conflict: no('NoConflict') };
   } else if (state === 'failed' || (state === 'succeeded' && !observed.summary?.digest)) {
     const error = observed.summary?.error;
+    // The summary is JSON from a Job's termination message, possibly written by another registry version.
     const reason = error ? (FAILURE_REASONS[error.outcome] ?? 'BuildFailed') : 'BuildFailed';
     const message = error?.message ?? `build Job ${observed.jobName} failed without a result; see its logs`;
     base.jobName = observed.jobName;
     c = { Ready: no(reason, message), Building: no(reason), Failed: yes(reason, message), Conflict: no('NoConflict') };
-  } else if (state === 'none' && previous.jobName === observed.jobName && getCondition(previous.conditions, 'Ready')?.status === 'True') {
+  } else if (state === 'none' && previous.jobName === observed.jobName && isConditionTrue(previous.conditions, 'Ready')) {
     // The Job of this very build finished and was cleaned up: the result in status stands.
     return { ...previous, observedGeneration: generation };
   } else {
     const message = `build Job ${observed.jobName} ${state === 'running' ? 'is running' : 'is being created'}`;
     base.jobName = observed.jobName;
     // A scheduled rebuild of an unchanged spec keeps serving the image it has.
-    const keepsReady = previous.observedGeneration === generation && getCondition(previous.conditions, 'Ready')?.status === 'True';
+    const keepsReady = previous.observedGeneration === generation && isConditionTrue(previous.conditions, 'Ready');
     c = {
       Ready: keepsReady ? yes('Built', `pull ${previous.image}; a rebuild is running`) : no('Building', message),
       Building: yes(state === 'running' ? 'JobRunning' : 'JobPending', message),

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig } from '@nixery/registry/config/config.js';
+import { loadConfig } from '@nixery/registry/operator-api';
 import type { NixeryInstance } from '../api/types.ts';
 import { testInstance } from '../test-support/fixtures.ts';
 import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from './desired.ts';

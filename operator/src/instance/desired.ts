@@ -10,14 +10,12 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { renderEnvironment, type RegistrySettings } from '@nixery/registry/config/config.js';
-import { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from '@nixery/registry/config/package-source.js';
+import { containerEnv, DEFAULT_CHANNEL_BASE_URL, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, type PackageSource, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 
 export const STORAGE_MOUNT = '/var/lib/nixery';
 export const GCS_KEY_MOUNT = '/var/run/secrets/nixery/gcs';
-export const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
 export const PUSH_TOKEN_KEY = 'token';
 
 /** The Secret holding the instance's push token; created once by the reconciler, never rewritten. */
@@ -69,9 +67,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
-  return Object.entries(renderEnvironment(settings))
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, value]) => ({ name, value }));
+  return containerEnv(settings);
 }
 
 export function desiredInstance(instance: NixeryInstance): DesiredInstance {
@@ -129,7 +125,7 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
               image: spec.image,
               // On the pod's own address: Services and probes reach it there, and registries of
               // pods that share a network (host networking, the e2e test cluster) do not collide.
-              args: ['serve', '--host', '$(POD_IP)'],
+              args: serveArgs('$(POD_IP)'),
               env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }, ...registryEnvironment(instance)],
               ports: [{ name: 'http', containerPort: spec.port, protocol: 'TCP' }],
               // Not /v2/: with pushing enabled it challenges anonymous clients with 401, as token-auth registries do.
@@ -178,7 +174,7 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
               {
                 name: 'forward',
                 image: spec.image,
-                args: ['forward', '--listen', `127.0.0.1:${spec.nodeLocal.hostPort}`, '--target', instanceEndpoint(instance)],
+                args: forwardArgs(`127.0.0.1:${spec.nodeLocal.hostPort}`, instanceEndpoint(instance)),
                 ports: [{ name: 'pull', containerPort: spec.nodeLocal.hostPort, hostPort: spec.nodeLocal.hostPort, protocol: 'TCP' }],
               },
             ],

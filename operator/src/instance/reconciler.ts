@@ -1,26 +1,25 @@
 // Reconciles one NixeryInstance: apply what differs from the desired objects, observe, and write
 // the status only when it changed. Deletion needs no code: owner references let the garbage
 // collector remove everything the instance owns.
+import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import {
-  CoreV1Api,
-  CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
-  type KubeConfig,
+  type CoreV1Api,
+  type CustomObjectsApi,
   type KubernetesObject,
   type ObjectCache,
   type V1Deployment,
   type V1PersistentVolumeClaim,
   type V1Service,
 } from '@kubernetes/client-node';
-import type { Logger } from '@nixery/registry/log/logger.js';
-import { FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
+import type { Logger } from '@nixery/registry/operator-api';
+import { isConditionTrue } from '../api/conditions.ts';
+import { API_VERSION, FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
-import { statusOf } from '../controller/leader-election.ts';
 import type { Applier } from '../kube/applier.ts';
-import { randomBytes } from 'node:crypto';
-import { API_VERSION } from '../api/types.ts';
+import { statusOf } from '../kube/http-status.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import { desiredInstance, desiredObjects, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
@@ -32,9 +31,15 @@ export interface InstanceCaches {
 
 export type RegistryProbe = (url: string) => Promise<{ ok: boolean; error?: string }>;
 
+/** The API calls of a reconcile besides applying: manager.ts passes the real clients, tests fakes. */
+export interface InstanceClients {
+  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret'>;
+  customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus'>;
+}
+
 export interface InstanceReconcilerDeps {
-  kc: KubeConfig;
-  applier: Applier;
+  clients: InstanceClients;
+  applier: Pick<Applier, 'apply'>;
   caches: InstanceCaches;
   log: Logger;
   onWrite: (kind: string) => void;
@@ -60,13 +65,13 @@ export const probeRegistry: RegistryProbe = async (url) => {
 
 export class InstanceReconciler {
   private readonly deps: InstanceReconcilerDeps;
-  private readonly core: CoreV1Api;
-  private readonly customObjects: CustomObjectsApi;
+  private readonly core: InstanceClients['core'];
+  private readonly customObjects: InstanceClients['customObjects'];
 
   constructor(deps: InstanceReconcilerDeps) {
     this.deps = deps;
-    this.core = deps.kc.makeApiClient(CoreV1Api);
-    this.customObjects = deps.kc.makeApiClient(CustomObjectsApi);
+    this.core = deps.clients.core;
+    this.customObjects = deps.clients.customObjects;
   }
 
   reconcile = async (key: string): Promise<ReconcileResult> => {
@@ -108,8 +113,7 @@ export class InstanceReconciler {
       );
       this.deps.log.info('instance status', { namespace, name, conditions: status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
     }
-    const ready = status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-    return ready ? {} : { requeueAfterMs: this.deps.notReadyRequeueMs ?? 3000 };
+    return isConditionTrue(status.conditions, 'Ready') ? {} : { requeueAfterMs: this.deps.notReadyRequeueMs ?? 3000 };
   };
 
   /** Created once with a random token; an existing Secret is never rewritten (running Jobs hold it). */

@@ -1,5 +1,5 @@
 // Cluster access: in-cluster configuration inside a pod, KUBECONFIG (or ~/.kube/config) outside.
-import { KubeConfig } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import fs from 'node:fs';
 
 export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
@@ -20,4 +20,15 @@ export function operatorNamespace(env: NodeJS.ProcessEnv = process.env): string 
   } catch {
     return 'default';
   }
+}
+
+/** The generated API clients the reconcilers call, made once by the manager and shared. */
+export interface ApiClients {
+  core: CoreV1Api;
+  batch: BatchV1Api;
+  customObjects: CustomObjectsApi;
+}
+
+export function makeApiClients(kc: KubeConfig): ApiClients {
+  return { core: kc.makeApiClient(CoreV1Api), batch: kc.makeApiClient(BatchV1Api), customObjects: kc.makeApiClient(CustomObjectsApi) };
 }

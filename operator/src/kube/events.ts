@@ -3,8 +3,10 @@ import { randomBytes } from 'node:crypto';
 import type { CoreV1Api, KubernetesObject } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/types.ts';
 
+export type EventClient = Pick<CoreV1Api, 'createNamespacedEvent'>;
+
 export async function recordEvent(
-  core: CoreV1Api,
+  core: EventClient,
   object: KubernetesObject,
   type: 'Normal' | 'Warning',
   reason: string,

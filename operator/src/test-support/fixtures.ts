@@ -1,5 +1,6 @@
-// The NixeryInstance the unit tests start from, as the API server returns it after defaulting.
-import type { NixeryInstance } from '../api/types.ts';
+// The NixeryInstance and NixImage the unit tests start from, as the API server returns them
+// after defaulting.
+import type { NixeryInstance, NixImage } from '../api/types.ts';
 
 export function testInstance(spec: Partial<NixeryInstance['spec']> = {}, metadata: Partial<NixeryInstance['metadata']> = {}): NixeryInstance {
   return {
@@ -15,5 +16,14 @@ export function testInstance(spec: Partial<NixeryInstance['spec']> = {}, metadat
       service: { type: 'ClusterIP', port: 5000 },
       ...spec,
     },
+  };
+}
+
+export function testImage(spec: Partial<NixImage['spec']> = {}, metadata: Partial<NixImage['metadata']> = {}): NixImage {
+  return {
+    apiVersion: 'nixery.dev/v1alpha1',
+    kind: 'NixImage',
+    metadata: { name: 'toolbox', namespace: 'team-a', uid: 'img-uid', generation: 1, creationTimestamp: new Date('2026-01-01T00:00:00Z'), ...metadata },
+    spec: { instanceRef: { name: 'nixery' }, packages: ['git', 'htop', 'hello'], tag: 'v1', ...spec },
   };
 }

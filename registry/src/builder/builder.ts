@@ -14,12 +14,13 @@ import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type ImageConf
 import { MediaType } from '../oci/media-types.ts';
 import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
-import { buildOutcome, BuildStorageError } from './errors.ts';
+import { BuildStorageError } from './errors.ts';
+import { classifyFailure } from './outcome.ts';
 import type { BuildLayer, BuildResult } from './result.ts';
-import { Limiter, mapLimited, SingleFlight } from './single-flight.ts';
+import { Limiter, mapLimited, SingleFlight } from '../cache/single-flight.ts';
 import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
 import type { Fingerprint } from './source-fingerprint.ts';
-import { TtlCache } from './ttl-cache.ts';
+import { TtlCache } from '../cache/ttl-cache.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
 export const BUILDER_VERSION = 2;
@@ -108,7 +109,7 @@ export class ImageBuilder {
     // Outside the flight: requests served the previous fingerprint while one request waits for a
     // refresh must not queue behind that request's flight.
     const fingerprint = await this.fingerprints.get(image.tag).catch((error: unknown) => {
-      this.options.metrics.builds.inc({ result: buildOutcome(error) });
+      this.options.metrics.builds.inc({ result: classifyFailure(error).outcome });
       throw error;
     });
     return this.flights.run(this.flightKey(image, fingerprint, options), async () => {
@@ -159,7 +160,7 @@ export class ImageBuilder {
       buildLog.info('image built', { result });
       return result;
     } catch (error) {
-      const outcome = buildOutcome(error);
+      const { outcome } = classifyFailure(error);
       metrics.builds.inc({ result: outcome });
       metrics.buildDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
       buildLog.warn('image build failed', { outcome, error });

@@ -5,7 +5,7 @@
 import type { PackageSource } from '../config/package-source.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { isCommitHash } from '../nix/git-ref.ts';
-import { RevalidatingCache } from './revalidating-cache.ts';
+import { RevalidatingCache } from '../cache/revalidating-cache.ts';
 import { fingerprintSource, type Fingerprint, type FingerprintOptions } from './source-fingerprint.ts';
 
 /** A fingerprint younger than this is used without looking at the source again. */

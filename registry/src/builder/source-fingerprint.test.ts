@@ -1,10 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { outputOf } from '../test-support/programs.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { ChannelUnavailableError, fingerprintSource, hashTree } from './source-fingerprint.ts';
 
@@ -100,7 +100,7 @@ describe('channel sources are fingerprinted by the tarball validator', () => {
 describe('git sources are fingerprinted by the commit the tag names', () => {
   it('resolves branches, tags and latest to commits', async () => {
     const repo = await tempDir();
-    const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim();
+    const git = (...args: string[]) => outputOf('git', ['-C', repo, ...args]).trim();
     git('init', '-q', '-b', 'main');
     git('-c', 'user.email=t@example.org', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'one');
     const one = git('rev-parse', 'HEAD');

@@ -9,7 +9,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { PackageSource } from '../config/package-source.ts';
 import { silentLogger, type Logger } from '../log/logger.ts';
 import { isCommitHash, resolveGitRef, type GitSpec } from '../nix/git-ref.ts';
-import { BoundedMap } from './ttl-cache.ts';
+import { BoundedMap } from '../cache/ttl-cache.ts';
 
 export interface Fingerprint {
   /** Stable identity of the source's current content; undefined when it cannot be known (never cached). */

@@ -1,6 +1,9 @@
 // The compact form of a build's outcome, small enough for a Kubernetes termination message
 // (4096 bytes): what the operator copies into a NixImage's status.
+import type { Failure, FailureOutcome } from './outcome.ts';
 import type { BuildResult } from './result.ts';
+
+export type { FailureOutcome } from './outcome.ts';
 
 export interface BuildSummary {
   digest?: string;
@@ -9,7 +12,14 @@ export interface BuildSummary {
   size?: number;
   layers?: number;
   pushed?: string;
-  error?: { outcome: string; message: string; packages?: string[] };
+  error?: BuildFailureSummary;
+}
+
+/** A failed build: how it failed (builder/outcome.ts), the error's message, and the packages it names, if any. */
+export interface BuildFailureSummary {
+  outcome: FailureOutcome;
+  message: string;
+  packages?: string[];
 }
 
 export const TERMINATION_MESSAGE_LIMIT = 4096;
@@ -22,6 +32,10 @@ export function summarizeResult(result: BuildResult, pushed?: string): BuildSumm
     layers: result.layers.length,
     ...(pushed ? { pushed } : {}),
   };
+}
+
+export function summarizeFailure(failure: Failure): BuildFailureSummary {
+  return { outcome: failure.outcome, message: failure.message, ...('packages' in failure ? { packages: failure.packages } : {}) };
 }
 
 /** Serialises a summary within the limit, shortening the error message (and then the package list) if needed. */

@@ -3,18 +3,29 @@
 import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { renderSummary, summarizeResult } from '../build/summary.ts';
-import { buildOutcome, EXIT_CODES } from '../build/errors.ts';
+import { classifyFailure, UsageError, type Outcome } from '../builder/outcome.ts';
+import { renderSummary, summarizeFailure, summarizeResult } from '../builder/summary.ts';
 import { ConfigError, loadConfig } from '../config/config.ts';
-import { imageFromName, InvalidNameError, InvalidTagError } from '../image/name.ts';
+import { imageFromName } from '../image/name.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createRuntime, startServer } from '../server.ts';
 import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
 import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
-import { parsePushReference, PushError, pushImage, type PushTarget } from '../push/client.ts';
-import { StorageUnavailableError } from '../storage/backend.ts';
+import { parsePushReference, pushImage, type PushTarget } from '../push/client.ts';
+
+/** Exit codes of `nixery build` (and `serve` at start-up), one per outcome so scripts and the operator can tell them apart. */
+const EXIT_CODES: Record<Outcome, number> = {
+  success: 0,
+  error: 1,
+  usage: 64,
+  not_found: 2,
+  nix_failure: 3,
+  timeout: 4,
+  storage_failure: 5,
+  push_failure: 6,
+};
 
 function fail(log: Logger, error: unknown, code: number): never {
   log.error((error as Error).message, { error });
@@ -57,7 +68,7 @@ program
     try {
       runtime = await createRuntime(config, log);
     } catch (error) {
-      fail(log, error, error instanceof StorageUnavailableError ? EXIT_CODES.storage_failure : EXIT_CODES.error);
+      fail(log, error, EXIT_CODES[classifyFailure(error).outcome]);
     }
     const server = await startServer(runtime, options.host);
     const stop = (signal: string) => {
@@ -105,12 +116,10 @@ program
       // Once: an interruption and the failure it causes must not both print a document.
       if (reported) return new Promise<never>(() => {});
       reported = true;
-      const outcome = buildFailureOutcome(error);
-      const packages = (error as { packages?: unknown }).packages;
-      const failure = { outcome, message: (error as Error).message, ...(Array.isArray(packages) ? { packages: packages as string[] } : {}) };
+      const failure = summarizeFailure(classifyFailure(error));
       process.stdout.write(JSON.stringify({ error: failure }) + '\n');
       if (options.resultFile) await writeFile(options.resultFile, renderSummary({ error: failure })).catch(() => {});
-      fail(log, error, code ?? EXIT_CODES[outcome]);
+      fail(log, error, code ?? EXIT_CODES[failure.outcome]);
     };
     // SIGTERM (a Job being stopped) or Ctrl-C: Nix runs in a process group of its own, out of
     // reach of the terminal and of a signal to this process, so it is stopped through the builder.
@@ -184,15 +193,6 @@ function parseImageConfig(value: string): ImageConfigOverrides {
   } catch (error) {
     throw new InvalidArgumentError(`expected the image config as JSON: ${(error as Error).message}`);
   }
-}
-
-class UsageError extends Error {}
-
-function buildFailureOutcome(error: unknown): keyof typeof EXIT_CODES {
-  if (error instanceof PushError) return 'push_failure';
-  if (error instanceof ConfigError || error instanceof InvalidNameError || error instanceof InvalidTagError || error instanceof UsageError) return 'usage';
-  if (error instanceof StorageUnavailableError) return 'storage_failure';
-  return buildOutcome(error);
 }
 
 await program.parseAsync(process.argv);

@@ -1,6 +1,6 @@
 // The HTTP server: the registry API, the index page, health and metrics, one log line per request.
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { ImageBuilder } from '../build/builder.ts';
+import type { ImageBuilder } from '../builder/builder.ts';
 import type { PackageSource } from '../config/package-source.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -8,10 +8,12 @@ import type { StorageBackend } from '../storage/backend.ts';
 import { errorBody, RegistryError } from './errors.ts';
 import { renderIndexPage } from './index-page.ts';
 import { RecentErrors } from './recent-errors.ts';
-import { registryApi } from './registry-api.ts';
-import { TagIndex } from '../build/tag-index.ts';
+import { registryApi } from './dispatch.ts';
 import { PushedTags } from '../push/tag-store.ts';
 import type { Uploads } from '../push/uploads.ts';
+import { Blobs } from '../service/blobs.ts';
+import { Manifests } from '../service/manifests.ts';
+import { TagIndex } from '../service/tags.ts';
 
 export interface AppDeps {
   storage: StorageBackend;
@@ -52,9 +54,9 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   const tags = new TagIndex(deps.storage);
-  const pushedTags = new PushedTags(deps.storage);
-  const push = { storage: deps.storage, uploads: deps.uploads, pushedTags, tags, pushToken: deps.pushToken };
-  app.use(registryApi({ storage: deps.storage, builder: deps.builder, metrics: deps.metrics, recentErrors, tags, pushedTags, push }));
+  const manifests = new Manifests({ storage: deps.storage, builder: deps.builder, pushedTags: new PushedTags(deps.storage), tags });
+  const blobs = new Blobs(deps.storage, deps.uploads);
+  app.use(registryApi({ manifests, blobs, uploads: deps.uploads, tags, metrics: deps.metrics, recentErrors, pushToken: deps.pushToken }));
 
   if (deps.webDir) {
     // Nixery's WEB_DIR: a static website served in place of the built-in index page.

@@ -8,7 +8,8 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { ImageBuilder } from '../build/builder.ts';
+import { eventually } from '@nixery/test-support';
+import type { ImageBuilder } from '../builder/builder.ts';
 import { createLogger } from '../log/logger.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import { Uploads } from '../push/uploads.ts';
@@ -72,14 +73,6 @@ async function openFiles(): Promise<string[]> {
   const fds = await fs.readdir('/proc/self/fd');
   const targets = await Promise.all(fds.map((fd) => fs.readlink(`/proc/self/fd/${fd}`).catch(() => '')));
   return targets;
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('blob serving from filesystem storage', () => {
@@ -253,10 +246,10 @@ describe('blob serving from filesystem storage', () => {
     });
     assert.ok(received < huge.length);
     // While sending, the server holds the blob open; afterwards nothing may point at it.
-    await eventually(async () => !(await openFiles()).includes(file), `no descriptor of ${file} is open`);
+    await eventually(`no descriptor of ${file} to be open`, async () => !(await openFiles()).includes(file) || undefined, 5000, 20);
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(gcCloses, [], 'the descriptor was closed by the server, not by the garbage collector');
-    await eventually(async () => served.logs.some((l) => l.msg === 'request' && l.path === `/v2/some/image/blobs/${digest}`), 'the request is logged');
+    await eventually('the request to be logged', () => served.logs.some((l) => l.msg === 'request' && l.path === `/v2/some/image/blobs/${digest}`) || undefined, 5000, 20);
     const line = served.logs.find((l) => l.msg === 'request' && l.path === `/v2/some/image/blobs/${digest}`)!;
     assert.equal(line.status, 'aborted');
     assert.ok((line.bytes as number) < huge.length, `logged ${String(line.bytes)} bytes, fewer than the blob's ${huge.length}`);
@@ -294,7 +287,7 @@ describe('blob serving: storage oddities', () => {
       const response = await fetch(`${served.url}/v2/x/blobs/${digest}`);
       assert.equal(response.status, 200, 'the headers went out before the short read');
       await assert.rejects(response.arrayBuffer(), 'the body ends early with an error, never silently short');
-      await eventually(async () => !(await openFiles()).includes(file), 'the file is closed');
+      await eventually('the file to be closed', async () => !(await openFiles()).includes(file) || undefined, 5000, 20);
       const failure = served.logs.find((l) => l.msg === 'request failed');
       assert.ok(failure, 'the failure is logged');
       assert.match(JSON.stringify(failure.error), /FileBodyError/);

@@ -21,7 +21,9 @@
 // depends on which other groups the image has; (3) images built with different
 // popularity data (or none) draw the root edges differently.
 
-import { storePathName } from './popularity.ts';
+import { storePathName, type Popularity } from './popularity.ts';
+
+export type { Popularity };
 
 export interface StorePathNode {
   path: string;
@@ -30,8 +32,6 @@ export interface StorePathNode {
   references: string[];
 }
 
-/** Keyed by store path name without `/nix/store/<hash>-`, as in Nixery's popularity data. */
-export type Popularity = ReadonlyMap<string, number>;
 
 export interface LayerGroup {
   /** Sorted. */

@@ -5,7 +5,9 @@
 
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { Popularity } from './group.ts';
+
+/** Keyed by store path name without `/nix/store/<hash>-`, as in Nixery's popularity data. */
+export type Popularity = ReadonlyMap<string, number>;
 
 export interface LoadPopularityOptions {
   fetch?: typeof fetch;

@@ -1,12 +1,11 @@
 // Prometheus metrics. Each server gets its own registry so tests can run several side by side.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type BuildOutcome = 'success' | 'not_found' | 'nix_failure' | 'timeout' | 'storage_failure' | 'error';
-
 export interface Metrics {
   registry: Registry;
   httpRequests: Counter<'route' | 'method' | 'status'>;
   httpDuration: Histogram<'route'>;
+  /** `result`: an Outcome of builder/outcome.ts ('success', 'not_found', 'nix_failure', ...). */
   builds: Counter<'result'>;
   buildDuration: Histogram<'result'>;
   buildsInFlight: Gauge;

@@ -1,12 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GitRefNotFoundError, NixEvaluationError, realiseImage, resolveGitRef } from './index.ts';
 import { pickRef } from './git-ref.ts';
 import { offlineSetPath, testOptions } from './test-support.ts';
+import { outputOf } from '../test-support/programs.ts';
 
 // A package set kept in git, as NIXERY_PKGS_REPO points at: `greeting`
 // changes from commit to commit, so its store path tells which commit Nix used.
@@ -27,9 +27,7 @@ describe('a git package source', () => {
   const commits: Record<string, string> = {};
 
   const git = (...args: string[]) =>
-    execFileSync('git', ['-C', repo, '-c', 'user.name=test', '-c', 'user.email=test@example.com', ...args], {
-      encoding: 'utf8',
-    }).trim();
+    outputOf('git', ['-C', repo, '-c', 'user.name=test', '-c', 'user.email=test@example.com', ...args]).trim();
   const commit = (version: string) => {
     fs.writeFileSync(path.join(repo, 'default.nix'), packageSet(version));
     git('add', 'default.nix');
@@ -53,7 +51,7 @@ describe('a git package source', () => {
     fs.writeFileSync(path.join(repo, 'default.nix'), packageSet('dirty'));
     // A bare copy takes Nix's path for remote repositories (fetch into its cache) rather than the local one.
     bare = path.join(dir, 'bare.git');
-    execFileSync('git', ['clone', '--quiet', '--bare', repo, bare]);
+    outputOf('git', ['clone', '--quiet', '--bare', repo, bare]);
   });
 
   after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -1,6 +1,5 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +12,9 @@ import {
   type ImageRequest,
   type RealisedImage,
 } from './index.ts';
-import { eventually, offlineSetPath, processesMatching, testOptions } from './test-support.ts';
+import { eventually } from '@nixery/test-support';
+import { noProcessMatching, offlineSetPath, testOptions } from './test-support.ts';
+import { outputOf } from '../test-support/programs.ts';
 
 const source = { type: 'path', path: offlineSetPath } as const;
 
@@ -35,7 +36,7 @@ describe('realiseImage against the offline set', () => {
     assert.deepEqual(hello?.attrPath, ['hello']);
     assert.equal(hello?.outPaths.length, 1);
     const out = hello!.outPaths[0]!;
-    assert.equal(execFileSync(path.join(out, 'bin', 'hello'), { encoding: 'utf8' }), 'Hello, world!\n');
+    assert.equal(outputOf(path.join(out, 'bin', 'hello'), []), 'Hello, world!\n');
     assert.deepEqual(image.closure.map((p) => storeName(p.path)).sort(), ['busybox-1.35', 'hello-2.12']);
     for (const key of ['evaluateMs', 'realiseMs', 'graphMs'] as const) assert.ok(image.timings[key] >= 0);
   });
@@ -135,11 +136,11 @@ describe('realiseImage against the offline set', () => {
   it('builds shell packages whose scripts run', async () => {
     const image = await realise(['bashInteractive', 'coreutils', 'moreutils', 'nano', 'cacert', 'iana-etc', 'git', 'htop']);
     const out = (name: string) => image.packages.find((p) => p.name === name)!.outPaths[0]!;
-    assert.equal(execFileSync(path.join(out('bashInteractive'), 'bin/bash'), ['-c', 'echo hi'], { encoding: 'utf8' }), 'hi\n');
-    assert.equal(execFileSync(path.join(out('coreutils'), 'bin/echo'), ['x'], { encoding: 'utf8' }), 'x\n');
-    assert.match(execFileSync(path.join(out('git'), 'bin/git'), ['--version'], { encoding: 'utf8' }), /^git version/);
+    assert.equal(outputOf(path.join(out('bashInteractive'), 'bin/bash'), ['-c', 'echo hi']), 'hi\n');
+    assert.equal(outputOf(path.join(out('coreutils'), 'bin/echo'), ['x']), 'x\n');
+    assert.match(outputOf(path.join(out('git'), 'bin/git'), ['--version']), /^git version/);
     assert.equal(
-      execFileSync(path.join(out('moreutils'), 'bin/sponge'), { input: 'soaked\n', encoding: 'utf8' }),
+      outputOf(path.join(out('moreutils'), 'bin/sponge'), [], { input: 'soaked\n' }),
       'soaked\n',
     );
     assert.ok(fs.statSync(path.join(out('cacert'), 'etc/ssl/certs/ca-bundle.crt')).isFile());
@@ -184,7 +185,7 @@ describe('realiseImage against the offline set', () => {
       return true;
     });
     assert.ok(performance.now() - started < 10_000, 'the timeout ends the build promptly');
-    assert.ok(await eventually(() => processesMatching('slow-1.0').length === 0, 3000), processesMatching('slow-1.0').join('\n'));
+    await eventually('Nix to be gone', () => noProcessMatching('slow-1.0'), 3000, 50);
   });
 
   it('stops Nix when the caller aborts', async () => {
@@ -195,6 +196,6 @@ describe('realiseImage against the offline set', () => {
       assert.equal(error, reason);
       return true;
     });
-    assert.ok(await eventually(() => processesMatching('slow-1.0').length === 0, 3000), processesMatching('slow-1.0').join('\n'));
+    await eventually('Nix to be gone', () => noProcessMatching('slow-1.0'), 3000, 50);
   });
 });

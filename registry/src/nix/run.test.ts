@@ -4,7 +4,8 @@ import { silentLogger } from '../log/logger.ts';
 import { NixSpawnError, NixTimeoutError } from './errors.ts';
 import { failedDerivation, parsePathInfo } from './realise.ts';
 import { LogTail, run } from './run.ts';
-import { eventually, processesMatching } from './test-support.ts';
+import { eventually } from '@nixery/test-support';
+import { noProcessMatching } from './test-support.ts';
 
 const base = { phase: 'realise', timeoutSeconds: 1, log: silentLogger } as const;
 
@@ -31,8 +32,7 @@ describe('run', () => {
       (error: unknown) => error instanceof NixTimeoutError && error.seconds === 1 && error.phase === 'realise',
     );
     assert.ok(performance.now() - started < 5000);
-    const left = () => processesMatching(`sleep ${marker}`);
-    assert.ok(await eventually(() => left().length === 0, 2000), left().join('\n'));
+    await eventually('the group to be gone', () => noProcessMatching(`sleep ${marker}`), 2000, 50);
   });
 
   it('rejects with a typed error when the program does not exist', async () => {

@@ -34,12 +34,9 @@ export function processesMatching(needle: string): string[] {
   return found;
 }
 
-/** Polls until `check` holds or `ms` pass; returns whether it held. */
-export async function eventually(check: () => boolean, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  for (;;) {
-    if (check()) return true;
-    if (Date.now() > until) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/** For `eventually`: true once no process matches `needle`; until then it throws, listing them. */
+export function noProcessMatching(needle: string): true {
+  const left = processesMatching(needle);
+  if (left.length > 0) throw new Error(`still running:\n${left.join('\n')}`);
+  return true;
 }

@@ -48,6 +48,11 @@ export function sha256Digest(data: Buffer | string): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
 }
 
+/** Whether a digest is sha256 in the canonical form: 64 lower-case hex digits. */
+export function isSha256Digest(digest: string): boolean {
+  return /^sha256:[a-f0-9]{64}$/.test(digest);
+}
+
 /** The image config blob. Docker and OCI share the same JSON shape; only the media type differs. */
 export function renderConfig(input: ImageConfigInput): Buffer {
   const o = input.overrides ?? {};

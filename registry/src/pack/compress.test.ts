@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { open, readdir, readlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,11 +8,12 @@ import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { gunzipSync } from 'node:zlib';
-import { compressLayer, hashingPassThrough } from './compress.ts';
+import { runSync } from '../test-support/programs.ts';
+import { compressLayer } from './compress.ts';
 import { customisationTar } from './customisation.ts';
-import { StoreReadError } from './errors.ts';
+import { PackError, StoreReadError } from './errors.ts';
 import { storePathsTar } from './store-tar.ts';
-import { collect, dir, exe, fakeStore, file, link } from './test-support.ts';
+import { collect, dir, exe, fakeStore, file, gzipStream, hashingPassThrough, link } from './test-support.ts';
 import type { FakeStore } from './test-support.ts';
 
 setFlagsFromString('--expose-gc');
@@ -49,13 +49,13 @@ describe('compressLayer', () => {
     assert.equal(await one.uncompressedSize, tar.length);
   });
 
-  it('gives the tar thread\'s blocks the bytes any tar stream gets, up to a tar of whole blocks', async () => {
+  it('gives the tar thread\'s blocks the bytes the reference gives any tar stream, up to a tar of whole blocks', async () => {
     // nix/, nix/store/, the directory and the file's header are 4 records, the end 2: 256 KiB in all.
     const exact = await store.add('ccc-exact', dir({ f: file(Buffer.alloc(2 * 128 * 1024 - 6 * 512, 7)) }));
     for (const layer of [paths, [exact], [...paths, exact]]) {
       const tar = await collect(storePathsTar(layer, { root: store.root }));
       const fromBlocks = compressLayer(storePathsTar(layer, { root: store.root }));
-      const fromStream = compressLayer(Readable.from([tar]));
+      const fromStream = gzipStream(Readable.from([tar]));
       const [a, b] = await Promise.all([collect(fromBlocks.stream), collect(fromStream.stream)]);
       assert.ok(a.equals(b), `${layer.length} paths, tar of ${tar.length} bytes`);
       assert.equal(await fromBlocks.diffId, sha256(tar));
@@ -97,19 +97,19 @@ describe('compressLayer', () => {
     await assert.rejects(layer.uncompressedSize, StoreReadError);
   });
 
-  it('errors the stream when the source fails after some data', async () => {
-    const failure = new Error('source broke');
-    const source = new Readable({ read() {} });
-    const layer = compressLayer(source);
-    source.push(Buffer.alloc(10_000, 1));
-    setImmediate(() => source.destroy(failure));
-    await assert.rejects(collect(layer.stream), (err) => err === failure);
-    await assert.rejects(layer.diffId, (err) => err === failure);
+  it('takes only a layer tar that nobody has read yet', async () => {
+    assert.throws(() => compressLayer(Readable.from([Buffer.alloc(1024)])), PackError);
+    const read = storePathsTar(paths, { root: store.root });
+    await collect(read);
+    assert.throws(() => compressLayer(read), PackError);
+    const destroyed = storePathsTar(paths, { root: store.root });
+    destroyed.destroy();
+    assert.throws(() => compressLayer(destroyed), PackError);
   });
 
   it('is readable by GNU tar', async () => {
-    const probe = spawnSync('tar', ['--version'], { encoding: 'utf8' });
-    assert.ok(probe.status === 0 && probe.stdout.includes('GNU tar'), 'GNU tar is installed (Debian: essential; scripts/setup.sh runs on Debian)');
+    const probe = runSync('tar', ['--version']);
+    assert.ok(probe.status === 0 && probe.stdout.toString().includes('GNU tar'), 'GNU tar is installed (Debian: essential; scripts/setup.sh runs on Debian)');
     const customisation = await store.add('ccc-env', dir({ bin: dir({ env: exe('env') }) }));
     for (const [label, tar] of [
       ['store paths', storePathsTar(paths, { root: store.root })],
@@ -117,17 +117,18 @@ describe('compressLayer', () => {
     ] as const) {
       const gz = path.join(store.root, 'layer.tar.gz');
       await writeFile(gz, await collect(compressLayer(tar).stream));
-      const listed = spawnSync('tar', ['-tvzf', gz, '--numeric-owner'], { encoding: 'utf8' });
+      const listed = runSync('tar', ['-tvzf', gz, '--numeric-owner']);
       assert.equal(listed.status, 0, `${label}: ${listed.stderr}`);
       assert.equal(listed.stderr, '', label);
-      const lines = listed.stdout.trim().split('\n');
+      const listing = listed.stdout.toString();
+      const lines = listing.trim().split('\n');
       for (const line of lines) assert.match(line, / 0\/0 .* 1970-01-01 00:00 /, label);
       if (label === 'store paths') {
         assert.ok(lines.some((l) => l.includes(`nix/store/aaa-data/share/${'long-'.repeat(30)}name`)));
         assert.ok(lines.some((l) => /^lrwxrwxrwx .* nix\/store\/bbb-hello\/bin\/hi -> hello$/.test(l)));
       } else {
-        assert.ok(lines.some((l) => /^drwxrwxrwt .* tmp\/$/.test(l)), listed.stdout);
-        assert.ok(lines.some((l) => l.endsWith('usr/bin/env -> /nix/store/ccc-env/bin/env')), listed.stdout);
+        assert.ok(lines.some((l) => /^drwxrwxrwt .* tmp\/$/.test(l)), listing);
+        assert.ok(lines.some((l) => l.endsWith('usr/bin/env -> /nix/store/ccc-env/bin/env')), listing);
       }
     }
   });
@@ -161,6 +162,18 @@ describe('compressLayer', () => {
     assert.ok((await layer.uncompressedSize) > size);
     const growth = (peak - before) / 1024 / 1024;
     assert.ok(growth < 32, `live memory grew by ${growth.toFixed(1)} MiB while packing 200 MiB`);
+  });
+});
+
+describe('gzipStream (the reference, test-support.ts)', () => {
+  it('errors the stream when the source fails after some data', async () => {
+    const failure = new Error('source broke');
+    const source = new Readable({ read() {} });
+    const layer = gzipStream(source);
+    source.push(Buffer.alloc(10_000, 1));
+    setImmediate(() => source.destroy(failure));
+    await assert.rejects(collect(layer.stream), (err) => err === failure);
+    await assert.rejects(layer.diffId, (err) => err === failure);
   });
 });
 

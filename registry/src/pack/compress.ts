@@ -1,56 +1,12 @@
 // Gzip a layer tar and compute its diff ID on the way through, in one pass,
 // so a layer is never held in memory or read twice.
 
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Transform, pipeline } from 'node:stream';
 import type { DeflatePool } from './deflate-pool.ts';
 import { PackError } from './errors.ts';
 import { LayerTar } from './layer-tar.ts';
-import { gzipTarBlocks, parallelGzip } from './parallel-gzip.ts';
-
-export interface Digested {
-  /** `sha256:<hex>` of every byte that passed through. */
-  digest: string;
-  size: number;
-}
-
-export interface HashingPassThrough {
-  stream: Transform;
-  /** Resolves when the stream's input ended; rejects if it was destroyed first. */
-  result: Promise<Digested>;
-}
-
-/** A pass-through that hashes and counts what flows through it. */
-export function hashingPassThrough(): HashingPassThrough {
-  const hash = createHash('sha256');
-  let size = 0;
-  let resolve: (value: Digested) => void = () => {};
-  let reject: (err: Error) => void = () => {};
-  const result = new Promise<Digested>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Callers may only watch the stream; its error is reported there too.
-  result.catch(() => {});
-  const stream = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      size += chunk.length;
-      callback(null, chunk);
-    },
-    flush(callback) {
-      resolve({ digest: `sha256:${hash.digest('hex')}`, size });
-      callback();
-    },
-    destroy(err, callback) {
-      // After a normal end this is a no-op: the promise is already resolved.
-      reject(err ?? new PackError('stream destroyed before its end; digest incomplete'));
-      callback(err);
-    },
-  });
-  return { stream, result };
-}
+import { gzipTarBlocks } from './parallel-gzip.ts';
+import type { GzipInput } from './parallel-gzip.ts';
 
 export interface CompressOptions {
   /** Gzip level 0–9; default 6. */
@@ -71,30 +27,26 @@ export interface CompressedLayer {
 }
 
 /**
- * Gzips `tar` on the deflate pool's threads (see parallel-gzip.ts), hashing
- * the uncompressed bytes on the way. A failing tar or deflate thread destroys
- * `stream` with its error and rejects both promises, so a failed pack cannot
- * be mistaken for a complete layer. The gzip header has mtime 0 and a fixed OS
- * byte, and blocks are cut at fixed offsets, so the output is a function of
- * the input and level (for a given zlib version), whatever the thread count.
+ * Gzips a layer tar (storePathsTar, customisationTar) on the deflate pool's
+ * threads (see parallel-gzip.ts); the tar thread hashes the uncompressed bytes
+ * on the way. A failing tar or deflate thread destroys `stream` with its error
+ * and rejects both promises, so a failed pack cannot be mistaken for a complete
+ * layer. The gzip header has mtime 0 and a fixed OS byte, and blocks are cut
+ * at fixed offsets, so the output is a function of the input and level (for a
+ * given zlib version), whatever the thread count. Throws PackError for
+ * anything but a layer tar nobody has read yet.
  */
 export function compressLayer(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
-  const gzipOptions = { level: opts.level ?? 6, ...(opts.pool ? { pool: opts.pool } : {}) };
-  let stream: Readable;
-  let input: Promise<{ digest: string; size: number }>;
-  if (tar instanceof LayerTar && !tar.readableDidRead && !tar.destroyed) {
-    // The layer tar arrives cut into blocks and hashed by the tar thread: nothing to copy or hash here.
-    const gzipped = gzipTarBlocks(tar.blocks(), gzipOptions);
-    stream = gzipped.stream;
-    input = gzipped.input;
-  } else {
-    const gzip = parallelGzip(gzipOptions);
-    // pipeline destroys every stage with the first error, so the consumer of
-    // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
-    pipeline(tar, gzip, () => {});
-    stream = gzip;
-    input = gzip.input;
+  if (!(tar instanceof LayerTar) || tar.readableDidRead || tar.destroyed) {
+    throw new PackError('compressLayer takes a layer tar (storePathsTar, customisationTar) that has not been read');
   }
+  // The layer tar arrives cut into blocks and hashed by the tar thread: nothing to copy or hash here.
+  const gzipped = gzipTarBlocks(tar.blocks(), { level: opts.level ?? 6, ...(opts.pool ? { pool: opts.pool } : {}) });
+  return compressedLayer(gzipped.stream, gzipped.input);
+}
+
+/** A CompressedLayer of a gzip stream and what went into it. */
+export function compressedLayer(stream: Readable, input: Promise<GzipInput>): CompressedLayer {
   const diffId = input.then((r) => r.digest);
   const uncompressedSize = input.then((r) => r.size);
   diffId.catch(() => {});

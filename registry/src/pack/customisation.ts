@@ -2,12 +2,8 @@
 // file system. The requested packages appear at `/` (so `/bin/hello` exists),
 // `/tmp` is writable by everyone, and `/usr/bin/env` exists for `#!` lines.
 
-import type { LayerEntry } from './entry.ts';
-import { FOREST_DIR_MODE, forestEntries } from './forest.ts';
-import type { SkeletonDir, SkeletonNode, SourceDir } from './forest.ts';
-import { lstatIfExists, lstatStore } from './store-fs.ts';
-import { assertStorePath, canonicalStorePaths, storeFsPath } from './store-path.ts';
 import { LayerTar } from './layer-tar.ts';
+import { assertStorePath, canonicalStorePaths } from './store-path.ts';
 
 export interface CustomisationSpec {
   /** Top-level store paths of the requested packages, in priority order (first wins on conflicts). */
@@ -21,11 +17,10 @@ export interface CustomisationOptions {
   root?: string;
 }
 
-const TMP_MODE = 0o1777;
-
 /**
  * The customisation layer: a symlink forest of `spec.contents` (see forest.ts
- * for the conflict rule), `tmp/` (1777), `usr/`, `usr/bin/` and `usr/bin/env`.
+ * for the conflict rule), `tmp/` (1777), `usr/`, `usr/bin/` and `usr/bin/env`
+ * (the entries are read on the tar thread: customisation-entries.ts).
  * Throws InvalidStorePathError synchronously for a malformed path; read
  * errors destroy the returned stream.
  */
@@ -35,58 +30,4 @@ export function customisationTar(spec: CustomisationSpec, opts: CustomisationOpt
   const contents = [...new Set(spec.contents)];
   const closure = canonicalStorePaths(spec.closure);
   return new LayerTar({ kind: 'customisation', contents, closure, root: opts.root ?? '/' });
-}
-
-/** The layer's entries, read from the store as they are taken (on the tar thread). */
-export function* customisationEntries(contents: string[], closure: string[], root: string): Generator<LayerEntry> {
-  const sources = packageDirs(contents, root);
-  const env = forestEnv(sources) ?? closureEnv(closure, root);
-  yield* forestEntries('', sources, skeleton(env));
-}
-
-/** The requested packages that are directories; a package that is a single file has no tree to join. */
-function packageDirs(contents: string[], root: string): SourceDir[] {
-  const dirs: SourceDir[] = [];
-  for (const storePath of contents) {
-    const fsPath = storeFsPath(root, storePath);
-    if (lstatStore(fsPath).isDirectory()) dirs.push({ storePath, fsPath });
-  }
-  return dirs;
-}
-
-/** The target the forest's `bin/env` would link to, by the forest's own conflict rule. */
-function forestEnv(sources: SourceDir[]): string | undefined {
-  let env: string | undefined;
-  for (const source of sources) {
-    const bin = lstatIfExists(`${source.fsPath}/bin`);
-    if (!bin?.isDirectory()) continue;
-    const stats = lstatIfExists(`${source.fsPath}/bin/env`);
-    if (stats === undefined) continue;
-    // A directory at bin/env anywhere wins the path, and a directory is no env.
-    if (stats.isDirectory()) return undefined;
-    env ??= `${source.storePath}/bin/env`;
-  }
-  return env;
-}
-
-/** The first store path of the image, in byte order, that has a non-directory `bin/env`. */
-function closureEnv(closure: string[], root: string): string | undefined {
-  for (const storePath of closure) {
-    const stats = lstatIfExists(`${storeFsPath(root, storePath)}/bin/env`);
-    if (stats !== undefined && !stats.isDirectory()) return `${storePath}/bin/env`;
-  }
-  return undefined;
-}
-
-function skeleton(env: string | undefined): SkeletonDir {
-  const dir = (mode: number, children: Array<[string, SkeletonNode]>): SkeletonDir => ({
-    kind: 'directory',
-    mode,
-    children: new Map(children),
-  });
-  const usrBin: Array<[string, SkeletonNode]> = env === undefined ? [] : [['env', { kind: 'symlink', target: env }]];
-  return dir(FOREST_DIR_MODE, [
-    ['tmp', dir(TMP_MODE, [])],
-    ['usr', dir(FOREST_DIR_MODE, [['bin', dir(FOREST_DIR_MODE, usrBin)]])],
-  ]);
 }

@@ -5,9 +5,9 @@ export { storePathsTar } from './store-tar.ts';
 export type { StoreTarOptions } from './store-tar.ts';
 export { customisationTar } from './customisation.ts';
 export type { CustomisationOptions, CustomisationSpec } from './customisation.ts';
-export { compressLayer, hashingPassThrough } from './compress.ts';
+export { compressLayer } from './compress.ts';
 export { LayerTar, startTarThread, TarThreadError } from './layer-tar.ts';
-export type { CompressedLayer, CompressOptions, Digested, HashingPassThrough } from './compress.ts';
+export type { CompressedLayer, CompressOptions } from './compress.ts';
 export {
   InvalidStorePathError,
   NonUtf8NameError,

@@ -9,7 +9,7 @@ import { PackError, packErrorFrom } from './errors.ts';
 import type { LayerSpec } from './layer-spec.ts';
 import type { FromTarThread, TarSummary, ToTarThread } from './tar-protocol.ts';
 
-/** Part of the gzip output format (parallel-gzip.ts cuts its input the same way). */
+/** Part of the gzip output format (parallel-gzip.ts). */
 export const TAR_BLOCK_SIZE = 128 * 1024;
 // Blocks the tar thread may fill ahead of the deflaters: enough for every deflating thread, the
 // one held as the next block's dictionary and a few ready, so a deflater never waits for the tar.
@@ -31,7 +31,7 @@ export interface TarBlock {
   data: Buffer;
   /**
    * The archive's last block; `summary` is then known. Never full: a tar that ends on a block
-   * boundary ends with an empty last block, as parallelGzip's Transform cuts it.
+   * boundary ends with an empty last block, as the tests' reference Transform cuts it (test-support.ts).
    */
   last: boolean;
   /** Gives the memory back to the tar thread to fill again. */

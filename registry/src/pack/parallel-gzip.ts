@@ -9,15 +9,12 @@
 // pieces are emitted in input order between a fixed gzip header and the
 // CRC-32/ISIZE trailer: one ordinary gzip member that any gunzip reads.
 //
-// Two front ends share that: a Transform for any byte stream, which cuts the
-// blocks itself, and `gzipTarBlocks` for a layer tar that arrives already cut
-// and hashed by the tar thread (layer-tar.ts), which leaves the event loop
-// nothing to do per byte.
+// A layer tar arrives already cut into blocks and hashed by the tar thread
+// (layer-tar.ts), which leaves the event loop nothing to do per byte:
+// `gzipTarBlocks` only hands the blocks to the pool. The tests check its bytes
+// against a Transform that cuts any byte stream itself (test-support.ts).
 
-import { createHash } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
-import type { TransformCallback } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import { Readable } from 'node:stream';
 import { sharedDeflatePool } from './deflate-pool.ts';
 import type { DeflatePool } from './deflate-pool.ts';
 import { DeflateError, PackError } from './errors.ts';
@@ -52,7 +49,7 @@ interface Pending {
 }
 
 /** Deflates blocks on the pool and hands their output on in input order. */
-class BlockDeflater {
+export class BlockDeflater {
   private readonly level: number;
   private readonly pool: DeflatePool;
   private readonly output: (chunk: Buffer) => void;
@@ -154,79 +151,6 @@ class BlockDeflater {
   }
 }
 
-/** A Transform from bytes to one gzip member of them, deflated block by block on the pool. */
-export function parallelGzip(opts: ParallelGzipOptions = {}): ParallelGzip {
-  return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedDeflatePool());
-}
-
-export class ParallelGzip extends Transform {
-  /**
-   * Resolves once the input ended, with its digest (hashed block by block as the blocks are cut,
-   * which spares a stream stage of its own per chunk); rejects if the stream failed first.
-   */
-  readonly input: Promise<GzipInput>;
-  private readonly hash = createHash('sha256');
-  private settleInput: { resolve: (value: GzipInput) => void; reject: (err: Error) => void } | undefined;
-  private readonly deflater: BlockDeflater;
-  private block: Buffer;
-  private filled = 0;
-  // Block buffers are reused: a fresh 128 KiB buffer per block is external memory that only a
-  // mark-compact frees, and V8 starts one for every so many MB of it (packing 355 MB into
-  // storage: 11-16 mark-compacts with reuse, 17-19 without).
-  private readonly spare: Buffer[] = [];
-  private crc = 0;
-  private size = 0;
-
-  constructor(level: number, pool: DeflatePool) {
-    super();
-    this.input = new Promise<GzipInput>((resolve, reject) => (this.settleInput = { resolve, reject }));
-    // Callers may only watch the stream; its error is reported there too.
-    this.input.catch(() => {});
-    this.deflater = new BlockDeflater(level, pool, (chunk) => this.push(chunk), (err) => this.destroy(err));
-    this.block = this.newBlock();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const copied = chunk.copy(this.block, this.filled, offset);
-      this.filled += copied;
-      offset += copied;
-      if (this.filled === BLOCK_SIZE) this.submit(false);
-    }
-    this.deflater.whenBelow(this.deflater.maxInFlight).then(() => callback(), callback);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.submit(true);
-    this.settleInput?.resolve({ digest: `sha256:${this.hash.digest('hex')}`, size: this.size });
-    this.deflater.whenBelow(1).then(() => callback(null, this.deflater.trailer(this.crc, this.size)), callback);
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    const failure = this.deflater.failed ?? err ?? new PackError('gzip stream destroyed');
-    this.deflater.fail(failure);
-    // After the input ended this is a no-op: the promise is already settled.
-    this.settleInput?.reject(failure);
-    callback(err);
-  }
-
-  private submit(last: boolean): void {
-    const buffer = this.block;
-    const input = this.filled === BLOCK_SIZE ? buffer : buffer.subarray(0, this.filled);
-    this.crc = crc32(input, this.crc);
-    this.hash.update(input);
-    this.size += input.length;
-    this.deflater.submit(input, last, () => this.spare.push(buffer));
-    if (!last) this.block = this.newBlock();
-    this.filled = 0;
-  }
-
-  private newBlock(): Buffer {
-    return this.spare.pop() ?? Buffer.allocUnsafeSlow(BLOCK_SIZE);
-  }
-}
-
 export interface GzippedTar {
   /** One gzip member of the tar; errors with the tar's error. Destroying it abandons the tar. */
   stream: Readable;
@@ -234,7 +158,7 @@ export interface GzippedTar {
   input: Promise<GzipInput>;
 }
 
-/** Gzips a layer tar taken as blocks (LayerTar.blocks()); the same bytes `parallelGzip` would give. */
+/** Gzips a layer tar taken as blocks (LayerTar.blocks()); the same bytes the reference Transform gives (test-support.ts). */
 export function gzipTarBlocks(blocks: TarBlocks, opts: ParallelGzipOptions = {}): GzippedTar {
   const level = opts.level ?? 6;
   const pool = opts.pool ?? sharedDeflatePool();

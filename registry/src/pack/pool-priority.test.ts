@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runSync } from '../test-support/programs.ts';
 
 const MODULE = fileURLToPath(new URL('./pool-priority.ts', import.meta.url));
 
@@ -25,9 +25,9 @@ function inChild(nice: number, env: NodeJS.ProcessEnv = {}): ThreadReport {
     });
     process.stdout.write(JSON.stringify({ changed, threads, uvThreads: Number(process.env.UV_THREADPOOL_SIZE) || 4 }));
   `;
-  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const run = runSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env } });
   assert.equal(run.status, 0, run.stderr);
-  return JSON.parse(run.stdout) as ThreadReport;
+  return JSON.parse(run.stdout.toString()) as ThreadReport;
 }
 
 describe('lowering the pool threads below the event loop', () => {

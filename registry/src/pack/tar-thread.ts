@@ -6,6 +6,9 @@
 // One thread serves every layer of the process, a block at a time per layer
 // in turn. It needs about a tenth of the CPU the deflaters need, and the
 // number of blocks granted to each layer bounds its memory.
+//
+// The thread loads this module and what it imports, none of which is the event
+// loop's side (layer-tar.ts, the gzip stage): registry/src/architecture.test.ts checks.
 
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';

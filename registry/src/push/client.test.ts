@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { BuildResult } from '../build/result.ts';
+import type { BuildResult } from '../builder/result.ts';
 import { createLogger } from '../log/logger.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';

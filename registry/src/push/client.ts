@@ -8,7 +8,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
-import type { BuildResult } from '../build/result.ts';
+import type { BuildResult } from '../builder/result.ts';
 import { isValidRepositoryName, validateTag } from '../image/name.ts';
 import type { Logger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';

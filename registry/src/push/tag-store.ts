@@ -5,7 +5,7 @@
 // answers (misses included) are remembered for PUSHED_TAG_TTL_MS. A push or delete through this
 // process is seen by its next request at once; one through another replica sharing the storage
 // is seen here at most PUSHED_TAG_TTL_MS later.
-import { TtlCache } from '../build/ttl-cache.ts';
+import { TtlCache } from '../cache/ttl-cache.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 
 export interface PushedTag {

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { paginate, RECORDED_TAG_TTL_MS, TagIndex } from './tag-index.ts';
+import { paginate, RECORDED_TAG_TTL_MS, TagIndex } from './tags.ts';
 
 const tempDir = tempDirs('nixery-tags-');
 

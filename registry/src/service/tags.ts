@@ -1,7 +1,8 @@
-// Which tags have been served for a repository, for the distribution API's tag listing. Every
-// package list is a potential image, so this lists what exists, not what could.
+// The tags service: which tags have been served (built or pushed) for a repository, for the
+// distribution API's tag listing. Every package list is a potential image, so this lists what
+// exists, not what could.
 import type { StorageBackend } from '../storage/backend.ts';
-import { BoundedMap } from './ttl-cache.ts';
+import { BoundedMap } from '../cache/ttl-cache.ts';
 
 /**
  * Every manifest request records its tag; a tag known to be in the document needs no read.
@@ -39,6 +40,11 @@ export class TagIndex {
 
   async list(name: string): Promise<string[]> {
     return (await this.storage.getDocument<TagDocument>(key(name)))?.tags ?? [];
+  }
+
+  /** A page of the listing: the tags after `last`, at most `n`, and whether more follow. */
+  async page(name: string, n: number | undefined, last: string | undefined): Promise<{ tags: string[]; more: boolean }> {
+    return paginate(await this.list(name), n, last);
   }
 
   record(name: string, tag: string): Promise<void> {

@@ -1,12 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { getAttribute } from 'fs-xattr';
 import { StorageUnavailableError } from './backend.ts';
-import { failingStream, sha256, storageContract } from './contract.ts';
+import { failingStream, sha256, storageContract } from './test-support.ts';
 import { FilesystemStorage } from './filesystem.ts';
+import { outputOf } from '../test-support/programs.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 
 const tempDir = tempDirs('nixery-fs-storage-');
@@ -50,7 +50,7 @@ describe('filesystem storage', () => {
     const mountPoint = await tempDir();
     // ramfs has no xattrs at all (tmpfs gained user xattrs in Linux 6.6). Needs root and
     // mount(8), which CI has; a failure to mount fails this test loudly.
-    execFileSync('mount', ['-t', 'ramfs', 'ramfs', mountPoint]);
+    outputOf('mount', ['-t', 'ramfs', 'ramfs', mountPoint]);
     try {
       const storage = new FilesystemStorage(path.join(mountPoint, 'store'));
       await assert.rejects(storage.init(), (error: unknown) => {
@@ -59,7 +59,7 @@ describe('filesystem storage', () => {
         return true;
       });
     } finally {
-      execFileSync('umount', [mountPoint]);
+      outputOf('umount', [mountPoint]);
     }
   });
 });

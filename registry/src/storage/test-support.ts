@@ -1,4 +1,5 @@
-// The storage contract as a test suite, run against every backend with the same expectations.
+// The storage contract as a test suite, run against every backend with the same expectations
+// (filesystem.test.ts here, e2e/gcs/gcs-storage.test.ts against the GCS emulator).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';

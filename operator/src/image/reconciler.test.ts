@@ -1,0 +1,275 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1Job, V1Pod, V1Service } from '@kubernetes/client-node';
+import { silentLogger, tagUrl, type BuildSummary } from '@nixery/registry/operator-api';
+import { getCondition } from '../api/conditions.ts';
+import type { NixeryInstance, NixImage, NixImageStatus } from '../api/types.ts';
+import { apiError, cacheOf } from '../test-support/fakes.ts';
+import { testImage, testInstance } from '../test-support/fixtures.ts';
+import { desiredBuildJob } from './desired-job.ts';
+import { ImageReconciler, TAG_FINALIZER } from './reconciler.ts';
+
+const NOW = new Date('2026-01-01T12:15:00Z');
+const instance: NixeryInstance = {
+  ...testInstance(),
+  status: { conditions: [{ type: 'Ready', status: 'True', reason: 'RegistryAnswering' }] },
+};
+const service: V1Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'nixery', namespace: 'team-a' }, spec: { clusterIP: '10.0.0.7' } };
+/** A NixImage that already carries the operator's finalizer, as after its first reconcile. */
+const image = (spec: Partial<NixImage['spec']> = {}, metadata: Partial<NixImage['metadata']> = {}) =>
+  testImage(spec, { finalizers: [TAG_FINALIZER], resourceVersion: '5', ...metadata });
+const buildJob = (of: NixImage, status: V1Job['status'], ttlSecondsAfterFinished = 600): V1Job => {
+  const desired = desiredBuildJob(of, instance);
+  return { ...desired, spec: { ...desired.spec!, ttlSecondsAfterFinished }, status };
+};
+const complete = { conditions: [{ type: 'Complete', status: 'True' }], completionTime: new Date('2026-01-01T12:10:00Z') };
+const failed = { conditions: [{ type: 'Failed', status: 'True' }] };
+/** The finished pod of a build Job, its termination message holding what the builder wrote. */
+const buildPod = (job: V1Job, message: string): V1Pod => ({
+  metadata: { name: `${job.metadata!.name}-x7k2p`, namespace: 'team-a', labels: { 'job-name': job.metadata!.name! } },
+  status: {
+    containerStatuses: [
+      { name: 'build', image: '', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 0, message, finishedAt: new Date('2026-01-01T12:10:00Z') } } },
+    ],
+  },
+});
+const summary = (value: BuildSummary) => JSON.stringify(value);
+
+interface World {
+  images?: NixImage[];
+  instances?: NixeryInstance[];
+  jobs?: V1Job[];
+  pods?: V1Pod[];
+  /** What creating the build Job answers; by default the Job as sent. */
+  createJob?: (body: V1Job) => Promise<V1Job>;
+  /** A Job the API server has but the cache has not seen yet. */
+  serverJob?: V1Job;
+  deleteTag?: () => Promise<void>;
+}
+
+/**
+ * A reconciler against fakes. `requests` lists what it changed, in the cluster and in the registry,
+ * one line each; `statuses` the status bodies it wrote; `events` the Events it recorded.
+ */
+function reconcilerFor(subject: NixImage, world: World = {}) {
+  const requests: string[] = [];
+  const statuses: NixImageStatus[] = [];
+  const events: string[] = [];
+  const reconciler = new ImageReconciler({
+    clients: {
+      batch: {
+        createNamespacedJob: async ({ body }) => {
+          requests.push(`create Job ${body.metadata!.name}`);
+          return world.createJob ? world.createJob(body) : body;
+        },
+        readNamespacedJob: async ({ name }) => {
+          if (world.serverJob?.metadata?.name !== name) throw apiError(404);
+          return world.serverJob;
+        },
+        patchNamespacedJob: async ({ name, body }) => {
+          requests.push(`patch Job ${name} ${JSON.stringify(body)}`);
+          return {};
+        },
+        deleteNamespacedJob: async ({ name }) => {
+          requests.push(`delete Job ${name}`);
+          return {};
+        },
+      },
+      core: {
+        listNamespacedPod: async ({ labelSelector }) => ({
+          items: (world.pods ?? []).filter((pod) => `job-name=${pod.metadata!.labels!['job-name']}` === labelSelector),
+        }),
+        readNamespacedSecret: async ({ name }) => {
+          if (name !== 'nixery-push-token') throw apiError(404);
+          return { data: { token: Buffer.from('the-push-token').toString('base64') } };
+        },
+        createNamespacedEvent: async ({ body }) => {
+          events.push(`${body.type} ${body.reason}: ${body.message}`);
+          return body;
+        },
+      },
+      customObjects: {
+        patchNamespacedCustomObject: async ({ plural, name, body }) => {
+          requests.push(`patch ${plural}/${name} finalizers=[${(body as NixImage).metadata.finalizers!.join(' ')}]`);
+          return {};
+        },
+        patchNamespacedCustomObjectStatus: async ({ plural, name, body }) => {
+          requests.push(`patch ${plural}/${name}/status`);
+          statuses.push((body as { status: NixImageStatus }).status);
+          return {};
+        },
+      },
+    },
+    caches: {
+      images: cacheOf(...(world.images ?? [subject])),
+      instances: cacheOf(...(world.instances ?? [instance])),
+      jobs: cacheOf(...(world.jobs ?? [])),
+      services: cacheOf(service),
+    },
+    log: silentLogger,
+    onWrite: () => {},
+    deleteTag: async (tag, token) => {
+      requests.push(`DELETE ${tagUrl(tag)} (${token})`);
+      await world.deleteTag?.();
+    },
+    now: () => NOW,
+  });
+  const status = () => statuses.at(-1)!;
+  const condition = (type: string) => {
+    const c = getCondition(status().conditions, type);
+    return c && `${c.status} ${c.reason}`;
+  };
+  return { reconcile: () => reconciler.reconcile(`team-a/${subject.metadata.name}`), requests, statuses, events, status, condition };
+}
+
+describe('reconciling a NixImage', () => {
+  it('adds its finalizer first, so that a deletion waits for the tag to go', async () => {
+    const { reconcile, requests } = reconcilerFor(testImage({}, { resourceVersion: '5' }));
+    await reconcile();
+    assert.equal(requests[0], `patch niximages/toolbox finalizers=[${TAG_FINALIZER}]`);
+  });
+
+  it('starts the build Job when there is none and the instance is Ready', async () => {
+    const subject = image();
+    const { reconcile, requests, condition, status, events } = reconcilerFor(subject);
+    assert.deepEqual(await reconcile(), {});
+    const jobName = desiredBuildJob(subject, instance).metadata!.name!;
+    assert.deepEqual(requests, [`create Job ${jobName}`, 'patch niximages/toolbox/status']);
+    assert.equal(status().jobName, jobName);
+    assert.equal(condition('Building'), 'True JobRunning');
+    assert.equal(condition('Ready'), 'False Building');
+    assert.deepEqual(events, [`Normal BuildStarted: started build Job ${jobName} for git, htop, hello`]);
+  });
+
+  it('starts no Job while the instance is not Ready, and looks again soon', async () => {
+    const starting = { ...instance, status: { conditions: [{ type: 'Ready', status: 'False' as const, reason: 'WaitingForPods' }] } };
+    const { reconcile, requests, condition } = reconcilerFor(image(), { instances: [starting] });
+    assert.deepEqual(await reconcile(), { requeueAfterMs: 3000 });
+    assert.deepEqual(requests, ['patch niximages/toolbox/status']);
+    assert.equal(condition('Building'), 'True JobPending');
+  });
+
+  it('adopts the Job an earlier run created instead of starting another', async () => {
+    const subject = image();
+    const running = buildJob(subject, { active: 1 });
+    const { reconcile, requests, condition } = reconcilerFor(subject, { createJob: () => Promise.reject(apiError(409)), serverJob: running });
+    await reconcile();
+    assert.deepEqual(requests.filter((r) => r.includes(' Job ')), [`create Job ${running.metadata!.name}`]);
+    assert.equal(condition('Building'), 'True JobRunning');
+  });
+
+  it("turns a finished Job's summary into the status image and digest, and Ready", async () => {
+    const subject = image();
+    const job = buildJob(subject, complete);
+    const digest = `sha256:${'d'.repeat(64)}`;
+    const built = reconcilerFor(subject, { jobs: [job], pods: [buildPod(job, summary({ digest, layers: 5, size: 4096 }))] });
+    await built.reconcile();
+    assert.deepEqual(built.requests, ['patch niximages/toolbox/status'], 'no new Job, and a succeeded one keeps its TTL');
+    const { image: pull, layers, size, jobName, lastBuildTime } = built.status();
+    assert.deepEqual(
+      { pull, digest: built.status().digest, layers, size, jobName, lastBuildTime },
+      { pull: `nixery.team-a.svc.cluster.local:5000/toolbox@${digest}`, digest, layers: 5, size: 4096, jobName: job.metadata!.name, lastBuildTime: '2026-01-01T12:10:00.000Z' },
+    );
+    assert.equal(built.condition('Ready'), 'True Built');
+    assert.deepEqual(built.events, [`Normal BuildSucceeded: built ${pull}`]);
+
+    const later = reconcilerFor({ ...subject, status: built.status() }, { jobs: [] });
+    await later.reconcile();
+    assert.deepEqual(later.requests, [], 'the Job went after its TTL: the result stands and nothing is built again');
+  });
+
+  it("fails with the builder's reason when the Job failed, and keeps that Job for its logs", async () => {
+    const subject = image({ packages: ['hello', 'nosuchpackage'] });
+    const job = buildJob(subject, failed);
+    const error: BuildSummary['error'] = { outcome: 'not_found', message: 'package not found: nosuchpackage', packages: ['nosuchpackage'] };
+    const { reconcile, requests, condition, status, events } = reconcilerFor(subject, { jobs: [job], pods: [buildPod(job, summary({ error }))] });
+    await reconcile();
+    assert.deepEqual(requests, [`patch Job ${job.metadata!.name} {"spec":{"ttlSecondsAfterFinished":null}}`, 'patch niximages/toolbox/status']);
+    assert.equal(condition('Failed'), 'True PackagesNotFound');
+    assert.equal(getCondition(status().conditions, 'Failed')!.message, 'package not found: nosuchpackage');
+    assert.deepEqual(events, ['Warning BuildFailed: package not found: nosuchpackage']);
+  });
+
+  it('fails with the log tail when the builder died before writing its summary', async () => {
+    const subject = image();
+    const job = buildJob(subject, failed);
+    const { reconcile, condition, status } = reconcilerFor(subject, { jobs: [job], pods: [buildPod(job, 'fatal: out of memory')] });
+    await reconcile();
+    assert.equal(condition('Failed'), 'True BuildFailed');
+    assert.equal(getCondition(status().conditions, 'Failed')!.message, 'fatal: out of memory');
+  });
+
+  it('removes the earlier build Jobs of the image once the current one exists, unless they still run', async () => {
+    const subject = image();
+    const earlier = (name: string, jobStatus: V1Job['status']) => {
+      const job = buildJob(subject, jobStatus);
+      return { ...job, metadata: { ...job.metadata, name } };
+    };
+    const jobs = [buildJob(subject, { active: 1 }), earlier('toolbox-build-old', failed), earlier('toolbox-build-older', { active: 1 })];
+    const { reconcile, requests } = reconcilerFor(subject, { jobs });
+    await reconcile();
+    assert.deepEqual(requests.filter((r) => r.startsWith('delete')), ['delete Job toolbox-build-old']);
+  });
+
+  it('gives the later of two claims on one tag Conflict and builds nothing for it', async () => {
+    const first = image({}, { name: 'toolbox' });
+    const copy = image({ name: 'toolbox', packages: ['git'] }, { name: 'toolbox-copy', creationTimestamp: new Date('2026-01-02T00:00:00Z') });
+    const { reconcile, requests, condition } = reconcilerFor(copy, { images: [first, copy] });
+    await reconcile();
+    assert.deepEqual(requests, ['patch niximages/toolbox-copy/status']);
+    assert.equal(condition('Conflict'), 'True TagClaimed');
+    assert.equal(condition('Ready'), 'False Conflict');
+  });
+
+  it('says InstanceNotFound and builds nothing without its instance', async () => {
+    const { reconcile, requests, condition } = reconcilerFor(image(), { instances: [] });
+    await reconcile();
+    assert.deepEqual(requests, ['patch niximages/toolbox/status']);
+    assert.equal(condition('Ready'), 'False InstanceNotFound');
+  });
+
+  it('with a rebuildInterval, builds once per interval and looks again when the next one begins', async () => {
+    const subject = image({ rebuildInterval: '1h' });
+    const { reconcile, requests } = reconcilerFor(subject);
+    // 12:15 now: the next interval begins at 13:00, and a second later the operator looks.
+    assert.deepEqual(await reconcile(), { requeueAfterMs: 45 * 60_000 + 1000 });
+    const epoch = Math.floor(NOW.getTime() / 3_600_000);
+    assert.equal(requests[0], `create Job ${desiredBuildJob(subject, instance, { rebuildEpoch: epoch }).metadata!.name}`);
+  });
+});
+
+describe('deleting a NixImage', () => {
+  const built = (metadata: Partial<NixImage['metadata']> = {}) =>
+    image({ name: 'greeter', tag: '1.0' }, { name: 'greeter', deletionTimestamp: NOW, finalizers: ['example.com/keep', TAG_FINALIZER], ...metadata });
+  const withDigest = (subject: NixImage): NixImage => ({ ...subject, status: { digest: `sha256:${'e'.repeat(64)}` } });
+
+  it('removes its tag from the registry, then its finalizer', async () => {
+    const { reconcile, requests } = reconcilerFor(withDigest(built()));
+    assert.deepEqual(await reconcile(), {});
+    assert.deepEqual(requests, ['DELETE http://10.0.0.7:5000/v2/greeter/manifests/1.0 (the-push-token)', 'patch niximages/greeter finalizers=[example.com/keep]']);
+  });
+
+  it('keeps the finalizer while the registry does not take the tag away', async () => {
+    const { reconcile, requests } = reconcilerFor(withDigest(built()), { deleteTag: () => Promise.reject(new Error('DELETE answered 503')) });
+    await assert.rejects(reconcile(), /503/);
+    assert.ok(!requests.some((r) => r.includes('finalizers')));
+  });
+
+  it('goes without touching the registry when it pushed nothing, or the tag is another image’s', async () => {
+    const unbuilt = reconcilerFor(built());
+    await unbuilt.reconcile();
+    assert.deepEqual(unbuilt.requests, ['patch niximages/greeter finalizers=[example.com/keep]']);
+
+    const owner = image({ name: 'greeter', tag: '1.0' }, { name: 'greeter-first', creationTimestamp: new Date('2025-12-01T00:00:00Z') });
+    const loser = withDigest(built());
+    const claimed = reconcilerFor(loser, { images: [owner, loser] });
+    await claimed.reconcile();
+    assert.deepEqual(claimed.requests, ['patch niximages/greeter finalizers=[example.com/keep]']);
+  });
+
+  it('is left alone once the finalizer is gone', async () => {
+    const { reconcile, requests } = reconcilerFor(withDigest(built({ finalizers: ['example.com/keep'] })));
+    await reconcile();
+    assert.deepEqual(requests, []);
+  });
+});

@@ -1,0 +1,141 @@
+// /v2/<name>/manifests/<reference>: GET and HEAD by tag or digest, PUT by tag or digest, DELETE by
+// tag. What a reference names is service/manifests.ts's business; this module translates requests,
+// answers and errors, including how a failed build is answered (builder/outcome.ts).
+import type { Request, Response } from 'express';
+import type { Readable } from 'node:stream';
+import type { Failure } from '../builder/outcome.ts';
+import { InvalidNameError, InvalidTagError } from '../image/name.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { negotiateManifestFormat } from '../oci/image.ts';
+import {
+  ImageBuildFailedError,
+  ManifestBlobsUnknownError,
+  ManifestDigestMismatchError,
+  ManifestInvalidError,
+  ManifestUnknownError,
+} from '../service/errors.ts';
+import type { Manifest, Manifests } from '../service/manifests.ts';
+import { checkDigest } from './digests.ts';
+import { RegistryError } from './errors.ts';
+import type { RecentErrors } from './recent-errors.ts';
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+export interface ManifestsDeps {
+  manifests: Manifests;
+  metrics: Metrics;
+  /** Failed builds, for the index page. */
+  recentErrors: RecentErrors;
+}
+
+export async function getManifest(deps: ManifestsDeps, req: Request, res: Response, name: string, reference: string): Promise<void> {
+  let manifest: Manifest;
+  try {
+    manifest = reference.includes(':')
+      ? await deps.manifests.byDigest(checkDigest(reference))
+      : await deps.manifests.byTag(name, reference, negotiateManifestFormat(req.headers.accept));
+  } catch (error) {
+    throw registryError(deps, error);
+  }
+  res.status(200);
+  res.setHeader('Content-Type', manifest.mediaType);
+  res.setHeader('Docker-Content-Digest', manifest.digest);
+  res.setHeader('ETag', `"${manifest.digest}"`);
+  res.setHeader('Content-Length', manifest.body.length);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  deps.metrics.bytesServed.inc({ kind: 'manifest' }, manifest.body.length);
+  res.end(manifest.body);
+}
+
+export async function putManifest(deps: ManifestsDeps, req: Request, res: Response, name: string, reference: string): Promise<void> {
+  const body = await readLimited(req, MAX_MANIFEST_BYTES);
+  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+  let digest: string;
+  try {
+    digest = await deps.manifests.put(name, reference, body, contentType);
+  } catch (error) {
+    throw registryError(deps, error);
+  }
+  res.status(201);
+  res.setHeader('Location', `/v2/${name}/manifests/${digest}`);
+  res.setHeader('Docker-Content-Digest', digest);
+  res.setHeader('Content-Length', 0);
+  res.end();
+}
+
+export async function deleteManifest(deps: ManifestsDeps, res: Response, name: string, reference: string): Promise<void> {
+  if (reference.includes(':')) {
+    throw new RegistryError('UNSUPPORTED', 'manifests are deleted by tag here; blobs stay until garbage collection');
+  }
+  try {
+    await deps.manifests.deleteTag(name, reference);
+  } catch (error) {
+    throw registryError(deps, error);
+  }
+  res.status(202).end();
+}
+
+/** The service's refusals as distribution errors; anything else stays as it is (a 500 from the app). */
+function registryError(deps: ManifestsDeps, error: unknown): unknown {
+  if (error instanceof ManifestUnknownError) {
+    return new RegistryError('MANIFEST_UNKNOWN', error.message, error.digest === undefined ? undefined : { digest: error.digest });
+  }
+  if (error instanceof ManifestInvalidError) return new RegistryError('MANIFEST_INVALID', error.message);
+  if (error instanceof ManifestBlobsUnknownError) return new RegistryError('MANIFEST_BLOB_UNKNOWN', error.message, { missing: error.missing });
+  if (error instanceof ManifestDigestMismatchError) return new RegistryError('DIGEST_INVALID', error.message);
+  if (error instanceof InvalidNameError) return new RegistryError('NAME_INVALID', error.message);
+  if (error instanceof InvalidTagError) return new RegistryError('TAG_INVALID', error.message);
+  if (error instanceof ImageBuildFailedError) {
+    const answer = buildFailure(error.failure);
+    deps.recentErrors.add(error.image, answer.summary);
+    return answer.error;
+  }
+  return error;
+}
+
+/** How a failed build is answered, and the line the index page lists for it. */
+function buildFailure(failure: Failure): { error: RegistryError; summary: string } {
+  switch (failure.kind) {
+    case 'packages_not_found':
+      return { error: new RegistryError('MANIFEST_UNKNOWN', failure.message, { packages: failure.packages }), summary: failure.message };
+    case 'git_ref_not_found': {
+      const message = `${failure.message}: the tag names the git branch, tag or commit to build from`;
+      return { error: new RegistryError('MANIFEST_UNKNOWN', message, { ref: failure.ref }), summary: failure.message };
+    }
+    case 'channel_unavailable':
+      return { error: new RegistryError('UNAVAILABLE', failure.message), summary: failure.message };
+    case 'nix_build_failed':
+      return { error: new RegistryError('UNKNOWN', failure.message, { packages: failure.packages }), summary: failure.message };
+    case 'nix_evaluation_failed':
+      return {
+        error: new RegistryError('UNKNOWN', 'the package source failed to evaluate; see the registry log'),
+        summary: 'the package source failed to evaluate',
+      };
+    case 'nix_timeout': {
+      const message = `Nix did not finish within ${failure.seconds} s (${failure.phase})`;
+      return { error: new RegistryError('UNAVAILABLE', message, { timeoutSeconds: failure.seconds, phase: failure.phase }), summary: message };
+    }
+    case 'storage_failure':
+    case 'push_failure':
+    case 'usage':
+    case 'internal':
+      return {
+        error: new RegistryError('UNKNOWN', 'internal error while building the image; see the registry log'),
+        summary: 'internal error',
+      };
+  }
+}
+
+async function readLimited(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new RegistryError('SIZE_INVALID', `manifests are limited to ${limit} bytes`, undefined, 413);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

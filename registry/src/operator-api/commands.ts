@@ -1,0 +1,51 @@
+// How a container runs the registry's three commands, for whoever deploys it (the operator):
+// the command lines, the environment in a stable order, and where mounted secrets are read.
+// The CLI (cli/main.ts) is the other side of these argv lists; the operator's end-to-end suites
+// run them for real.
+import { renderEnvironment, type RegistrySettings } from '../config/config.ts';
+import type { ImageConfigOverrides } from '../oci/image.ts';
+
+/** Where a registry or build container finds the push-token Secret's files. */
+export const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
+
+/** The settings as a container's `env`, sorted by name so a rendered object never changes order. */
+export function containerEnv(settings: RegistrySettings): { name: string; value: string }[] {
+  return Object.entries(renderEnvironment(settings))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, value]) => ({ name, value }));
+}
+
+/** `nixery serve`, listening on `host` (e.g. `$(POD_IP)`, expanded by the kubelet). */
+export function serveArgs(host: string): string[] {
+  return ['serve', '--host', host];
+}
+
+export interface BuildCommand {
+  packages: readonly string[];
+  /** The image tag; with a git package source, the branch, tag or commit to build from. */
+  tag: string;
+  /** `host:port/name:tag` to push the image to, with the push token. */
+  push?: string;
+  /** Where the summary goes, e.g. `/dev/termination-log`. */
+  resultFile?: string;
+  config?: ImageConfigOverrides;
+}
+
+/** `nixery build`. */
+export function buildArgs(command: BuildCommand): string[] {
+  return [
+    'build',
+    '--packages',
+    command.packages.join(','),
+    '--tag',
+    command.tag,
+    ...(command.push ? ['--push', command.push] : []),
+    ...(command.resultFile ? ['--result-file', command.resultFile] : []),
+    ...(command.config ? ['--config-json', JSON.stringify(command.config)] : []),
+  ];
+}
+
+/** `nixery forward`: TCP from `listen` to `target`, both `host:port`. */
+export function forwardArgs(listen: string, target: string): string[] {
+  return ['forward', '--listen', listen, '--target', target];
+}

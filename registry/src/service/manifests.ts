@@ -1,0 +1,133 @@
+// Manifests by digest and by tag, pushed and deleted. The registry's rules for them live here: a
+// pushed tag wins over reading the name as a package list, a served build records its tag, a
+// pushed manifest may only name stored blobs.
+import type { ImageBuilder } from '../builder/builder.ts';
+import { classifyFailure } from '../builder/outcome.ts';
+import type { BuildResult } from '../builder/result.ts';
+import { imageFromName, validateTag } from '../image/name.ts';
+import { isSha256Digest, renderManifest, sha256Digest } from '../oci/image.ts';
+import { MANIFEST_MEDIA_TYPE, MediaType, type ManifestFormat } from '../oci/media-types.ts';
+import type { PushedTags } from '../push/tag-store.ts';
+import type { StorageBackend } from '../storage/backend.ts';
+import {
+  ImageBuildFailedError,
+  ManifestBlobsUnknownError,
+  ManifestDigestMismatchError,
+  ManifestInvalidError,
+  ManifestUnknownError,
+} from './errors.ts';
+import type { TagIndex } from './tags.ts';
+
+const IMAGE_MANIFESTS = new Set<string>([MediaType.dockerManifest, MediaType.ociManifest]);
+const INDEXES = new Set<string>([MediaType.dockerManifestList, MediaType.ociIndex]);
+const MANIFEST_TYPES = new Set<string>([...IMAGE_MANIFESTS, ...INDEXES]);
+
+export interface Manifest {
+  body: Buffer;
+  mediaType: string;
+  digest: string;
+}
+
+export interface ManifestsDeps {
+  storage: StorageBackend;
+  builder: ImageBuilder;
+  pushedTags: PushedTags;
+  tags: TagIndex;
+}
+
+interface PushedManifest {
+  mediaType?: unknown;
+  config?: { digest?: unknown };
+  layers?: { digest?: unknown }[];
+  manifests?: { digest?: unknown }[];
+}
+
+export class Manifests {
+  private readonly deps: ManifestsDeps;
+
+  constructor(deps: ManifestsDeps) {
+    this.deps = deps;
+  }
+
+  /** Any stored manifest, built or pushed, by its digest. Throws ManifestUnknownError. */
+  async byDigest(digest: string): Promise<Manifest> {
+    const info = await this.deps.storage.statBlob(digest);
+    if (!info || !MANIFEST_TYPES.has(info.contentType)) throw new ManifestUnknownError(`manifest ${digest} is not known`, digest);
+    return { body: await this.deps.storage.readBlob(digest), mediaType: info.contentType, digest };
+  }
+
+  /**
+   * What a tag names: a pushed tag (a declared NixImage) wins over reading the name as a package
+   * list; otherwise the image is built, or found in the builder's cache, and the tag recorded.
+   * Throws InvalidNameError or InvalidTagError for a name that is no package list, and
+   * ImageBuildFailedError when the build fails.
+   */
+  async byTag(name: string, tag: string, format: ManifestFormat): Promise<Manifest> {
+    const pushed = await this.deps.pushedTags.get(name, tag);
+    if (pushed) {
+      const body = await this.deps.storage.readBlob(pushed.digest).catch(() => null);
+      if (body) return { body, mediaType: pushed.mediaType, digest: pushed.digest };
+    }
+    const image = imageFromName(name, tag);
+    let result: BuildResult;
+    try {
+      result = await this.deps.builder.build(image);
+    } catch (error) {
+      throw new ImageBuildFailedError(`${name}:${tag}`, classifyFailure(error), { cause: error });
+    }
+    await this.deps.tags.record(name, tag);
+    // Rendered again rather than read from storage: rendering is pure, the same inputs give the
+    // bytes the builder stored (so the digest matches), and it costs no storage round trip.
+    return {
+      body: renderManifest(format, result.config, result.layers),
+      mediaType: MANIFEST_MEDIA_TYPE[format],
+      digest: result.manifests[format].digest,
+    };
+  }
+
+  /**
+   * Stores a pushed manifest (`contentType` is the request's, used when the manifest names no
+   * media type) and returns its digest. By tag, the tag then names it; by digest, the digest
+   * must be the manifest's.
+   */
+  async put(name: string, reference: string, body: Buffer, contentType: string): Promise<string> {
+    let manifest: PushedManifest;
+    try {
+      manifest = JSON.parse(body.toString('utf8')) as PushedManifest;
+    } catch {
+      throw new ManifestInvalidError('the manifest is not valid JSON');
+    }
+    const mediaType = typeof manifest.mediaType === 'string' ? manifest.mediaType : contentType;
+    if (!IMAGE_MANIFESTS.has(mediaType) && !INDEXES.has(mediaType)) {
+      throw new ManifestInvalidError(`unsupported manifest media type ${JSON.stringify(mediaType)}`);
+    }
+    const referenced = IMAGE_MANIFESTS.has(mediaType)
+      ? [manifest.config?.digest, ...(manifest.layers ?? []).map((l) => l.digest)]
+      : (manifest.manifests ?? []).map((m) => m.digest);
+    if (IMAGE_MANIFESTS.has(mediaType) && typeof manifest.config?.digest !== 'string') {
+      throw new ManifestInvalidError('an image manifest needs a config descriptor');
+    }
+    const missing: string[] = [];
+    for (const digest of referenced) {
+      if (typeof digest !== 'string' || !isSha256Digest(digest)) throw new ManifestInvalidError(`invalid descriptor digest ${JSON.stringify(digest)}`);
+      if (!(await this.deps.storage.statBlob(digest))) missing.push(digest);
+    }
+    if (missing.length) throw new ManifestBlobsUnknownError(missing);
+
+    const digest = sha256Digest(body);
+    const byDigest = reference.includes(':');
+    if (byDigest && reference !== digest) throw new ManifestDigestMismatchError(digest, reference);
+    await this.deps.storage.putBlob(body, { contentType: mediaType, expectedDigest: digest });
+    if (!byDigest) {
+      validateTag(reference);
+      await this.deps.pushedTags.set(name, reference, { digest, mediaType, size: body.length });
+      await this.deps.tags.record(name, reference);
+    }
+    return digest;
+  }
+
+  /** Removes a pushed tag; the manifest and its blobs stay until garbage collection. Throws ManifestUnknownError. */
+  async deleteTag(name: string, tag: string): Promise<void> {
+    if (!(await this.deps.pushedTags.delete(name, tag))) throw new ManifestUnknownError(`no pushed tag ${name}:${tag}`);
+  }
+}
