@@ -22,7 +22,7 @@ BASE="$CACHE_DIR/bookworm-minbase.tar"
 PROJECT_DIR=/root/nixery-operator
 if (($# == 0)); then set -- bash scripts/test.sh; fi
 
-log() { printf '[fresh-root] %s\n' "$*" >&2; }
+log() { printf '[fresh-root %4ds] %s\n' "$SECONDS" "$*" >&2; }
 
 if [ "$(id -u)" != 0 ]; then log 'run as root: it bootstraps a root file system and enters it with chroot'; exit 1; fi
 if ! command -v mmdebstrap >/dev/null; then

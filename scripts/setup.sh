@@ -17,7 +17,7 @@ NPM_VERSION=11.19.1
 DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
   python3 make g++ wrk pigz nginx-light docker-registry)
 
-log() { printf '[setup] %s\n' "$*" >&2; }
+log() { printf '[setup %3ds] %s\n' "$SECONDS" "$*" >&2; }
 
 apt_updated=
 apt_install() {
