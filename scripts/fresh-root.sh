@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command of this project on a fresh Debian 12 machine: a new bookworm root file system
-# made by mmdebstrap from Debian's packages, with a copy of this checkout in it, entered with
-# chroot and a clean environment. Whatever the project needs must then be installed by its own
+# made by mmdebstrap from Debian's packages, with a copy of this checkout in it, entered as the
+# root of its own namespaces with a clean environment. Whatever the project needs must then be installed by its own
 # scripts, so a missing install step fails here instead of on a new user's machine.
 #
 #   bash scripts/fresh-root.sh                  # runs the README's test command: bash scripts/test.sh
@@ -9,8 +9,8 @@
 #
 # Run as root (CI does). The root lives in .fresh-root/ and is made anew every run; a pristine
 # tarball of what mmdebstrap produced is kept in /var/cache/nixery-operator for up to a week,
-# since bootstrapping takes ~40 s. Everything runs in a mount namespace of its own, so /proc, /sys
-# and /dev are unmounted when it ends, also on failure, and processes left in the root are killed.
+# since bootstrapping takes ~40 s. Everything runs in mount and PID namespaces of its own, so /proc,
+# /sys and /dev are unmounted when it ends, also on failure, and no process outlives it.
 # Carried in from this machine, and nothing else: its DNS configuration and the extra CA
 # certificates in /usr/local/share/ca-certificates (this network's trust: without them npm
 # cannot reach its registry where HTTPS is intercepted).
@@ -39,17 +39,9 @@ if [ ! -s "$BASE" ] || [ -n "$(find "$BASE" -mtime +7)" ]; then
   mv "$CACHE_DIR/incomplete.tar" "$BASE"
 fi
 
-kill_root_processes() {
-  local pid killed=0
-  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-    if [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$ROOT" ]; then kill -KILL "$pid" 2>/dev/null && killed=$((killed + 1)); fi
-  done
-  ((killed == 0)) || log "killed $killed process(es) left in the root"
-}
 
-# A root left by an interrupted run: nothing may still run in it or be mounted below it.
+# A root left by an earlier run: nothing may still be mounted below it.
 if [ -e "$ROOT" ]; then
-  kill_root_processes
   if findmnt -rn -o TARGET | grep -q "^$ROOT/"; then log "something is still mounted below $ROOT"; exit 1; fi
   rm -rf "$ROOT"
 fi
@@ -59,7 +51,7 @@ tar -xf "$BASE" -C "$ROOT"
 # This machine's part: name resolution and this network's certificate authorities (the
 # ca-certificates package, which setup.sh installs, adds them to the system's bundle). A new
 # Debian machine has /etc/hosts; a bootstrapped root has none. policy-rc.d keeps package
-# scripts from starting services (nginx, docker-registry) that would outlive the chroot.
+# scripts from starting services (nginx, docker-registry) during the setup.
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$ROOT/etc/hosts"
 mkdir -p "$ROOT/usr/local/share/ca-certificates"
@@ -76,20 +68,27 @@ mkdir -p "$ROOT$PROJECT_DIR"
   | tar --null -T - -cf -) | tar -xf - -C "$ROOT$PROJECT_DIR"
 
 log "running in the fresh root: $*"
-trap kill_root_processes EXIT
 status=0
-# A private mount namespace: the mounts below vanish with it, however the command ends.
-unshare --mount --propagation private -- /bin/bash -c '
+# Namespaces of its own: mounts and processes vanish with the command, however it ends (PID 1 of
+# the PID namespace is killed with unshare, and takes every process left in the root with it).
+# pivot_root, not chroot: Nix re-enters its mount namespace (setns) for the programs it runs, such
+# as git for fetchGit, and that puts a chrooted process back at the namespace's real root.
+unshare --mount --pid --fork --kill-child --propagation private -- /bin/bash -c '
   set -e
   root=$1; dir=$2; shift 2
-  # A mount point as its root, as on a real machine: `unshare --propagation` (the test
-  # cluster runs pods with it) fails with EINVAL on a root that is a plain directory.
+  # A mount point as its root, as on a real machine (pivot_root needs one, and so does
+  # `unshare --propagation`, which the test cluster runs pods with).
   mount --bind "$root" "$root"
   mount -t proc proc "$root/proc"
   mount -t sysfs sysfs "$root/sys"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs -o mode=0755 tmpfs "$root/run"
-  exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  cd "$root"
+  mkdir -p .host-root
+  pivot_root . .host-root
+  umount -l /.host-root
+  rmdir /.host-root
+  exec /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 TERM=dumb ${CI:+CI=$CI} /bin/bash -c "cd \"\$0\" && exec \"\$@\"" "$dir" "$@"
 ' fresh-root "$ROOT" "$PROJECT_DIR" "$@" || status=$?
 log "exit status $status"
