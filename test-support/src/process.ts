@@ -43,6 +43,11 @@ function ran(command: string, args: string[], options: RunOptions): Promise<{ re
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
       resolve({ result: { code, stdout, stderr }, error, timeout });
     });
+    // A program that exits without reading its input closes the pipe first: EPIPE then only
+    // means it did not want it, and its exit status tells the rest.
+    child.stdin?.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') reject(error);
+    });
     child.stdin?.end(options.input ?? '');
   });
 }
