@@ -3,7 +3,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import type { PackageSource } from '../config/package-source.ts';
 import type { ImageSpec } from '../image/name.ts';
 import { groupLayers, type Popularity } from '../layers/index.ts';
@@ -12,7 +11,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { realiseImage, type ImageRequest, type NixOptions, type RealisedImage } from '../nix/index.ts';
 import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type ImageConfigOverrides, type LayerBlob } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
-import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar } from '../pack/index.ts';
+import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar, type LayerTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import { BuildStorageError } from './errors.ts';
 import { classifyFailure } from './outcome.ts';
@@ -263,7 +262,7 @@ export class ImageBuilder {
     kind: BuildLayer['kind'],
     identity: unknown,
     storePaths: string[],
-    tar: () => Readable,
+    tar: () => LayerTar,
   ): Promise<BuildLayer> {
     const { storage, metrics } = this.options;
     const key = `layers/${createHash('sha256').update(JSON.stringify({ v: BUILDER_VERSION, kind, identity })).digest('hex')}`;

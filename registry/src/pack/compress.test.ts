@@ -12,6 +12,7 @@ import { runSync } from '../test-support/programs.ts';
 import { compressLayer } from './compress.ts';
 import { customisationTar } from './customisation.ts';
 import { PackError, StoreReadError } from './errors.ts';
+import type { LayerTar } from './layer-tar.ts';
 import { storePathsTar } from './store-tar.ts';
 import { collect, dir, exe, fakeStore, file, gzipStream, hashingPassThrough, link } from './test-support.ts';
 import type { FakeStore } from './test-support.ts';
@@ -98,7 +99,8 @@ describe('compressLayer', () => {
   });
 
   it('takes only a layer tar that nobody has read yet', async () => {
-    assert.throws(() => compressLayer(Readable.from([Buffer.alloc(1024)])), PackError);
+    // A plain stream, as an untyped caller could pass one.
+    assert.throws(() => compressLayer(Readable.from([Buffer.alloc(1024)]) as unknown as LayerTar), PackError);
     const read = storePathsTar(paths, { root: store.root });
     await collect(read);
     assert.throws(() => compressLayer(read), PackError);

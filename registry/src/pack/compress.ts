@@ -33,10 +33,10 @@ export interface CompressedLayer {
  * and rejects both promises, so a failed pack cannot be mistaken for a complete
  * layer. The gzip header has mtime 0 and a fixed OS byte, and blocks are cut
  * at fixed offsets, so the output is a function of the input and level (for a
- * given zlib version), whatever the thread count. Throws PackError for
- * anything but a layer tar nobody has read yet.
+ * given zlib version), whatever the thread count. Throws PackError for a
+ * layer tar that has been read (and, from untyped callers, anything else).
  */
-export function compressLayer(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
+export function compressLayer(tar: LayerTar, opts: CompressOptions = {}): CompressedLayer {
   if (!(tar instanceof LayerTar) || tar.readableDidRead || tar.destroyed) {
     throw new PackError('compressLayer takes a layer tar (storePathsTar, customisationTar) that has not been read');
   }
