@@ -4,7 +4,7 @@
 export { eventually } from './eventually.ts';
 export { within } from './within.ts';
 export { execFile, exited, run, runOk, spawn, stopChild, waitForOutput, type RunOptions, type RunResult } from './process.ts';
-export { commandLine, descendantsOf, identify, isRunning, type ProcessIdentity } from './proc.ts';
+export { commandLine, descendantsOf, identify, isRunning, noProcessMatching, processesMatching, type ProcessIdentity } from './proc.ts';
 export { freePort } from './ports.ts';
 export { REPO_ROOT } from './repo.ts';
 export { HELM3, HELM4, KUBECTL, helm, kubectlBinary, requireTool } from './tools.ts';

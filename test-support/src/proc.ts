@@ -58,3 +58,22 @@ export function commandLine(pid: number): string[] {
     return [];
   }
 }
+
+/** Running processes other than this one whose command line contains `needle`, as `pid command line`. */
+export function processesMatching(needle: string): string[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
+    .flatMap((entry) => {
+      const pid = Number(entry);
+      const line = commandLine(pid).join(' ');
+      return line.includes(needle) && identify(pid) ? [`${pid} ${line}`] : [];
+    });
+}
+
+/** For `eventually`: true once no process matches `needle`; until then it throws, listing them. */
+export function noProcessMatching(needle: string): true {
+  const left = processesMatching(needle);
+  if (left.length > 0) throw new Error(`still running:\n${left.join('\n')}`);
+  return true;
+}

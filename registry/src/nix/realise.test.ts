@@ -12,8 +12,8 @@ import {
   type ImageRequest,
   type RealisedImage,
 } from './index.ts';
-import { eventually } from '@nixery/test-support';
-import { noProcessMatching, offlineSetPath, testOptions } from './test-support.ts';
+import { eventually, noProcessMatching } from '@nixery/test-support';
+import { offlineSetPath, testOptions } from './test-support.ts';
 import { outputOf } from '../test-support/programs.ts';
 
 const source = { type: 'path', path: offlineSetPath } as const;

@@ -4,8 +4,7 @@ import { silentLogger } from '../log/logger.ts';
 import { NixSpawnError, NixTimeoutError } from './errors.ts';
 import { failedDerivation, parsePathInfo } from './realise.ts';
 import { LogTail, run } from './run.ts';
-import { eventually } from '@nixery/test-support';
-import { noProcessMatching } from './test-support.ts';
+import { eventually, noProcessMatching } from '@nixery/test-support';
 
 const base = { phase: 'realise', timeoutSeconds: 1, log: silentLogger } as const;
 
