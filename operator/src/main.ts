@@ -1,9 +1,8 @@
 // `nixery-operator`: reconciles NixeryInstance resources. In a pod it uses the pod's service
 // account; outside one, KUBECONFIG.
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, createLogger, type Level } from '@nixery/registry/operator-api';
+import { ConfigError, createLogger, loadLogLevel, type Level } from '@nixery/registry/operator-api';
 import { loadKubeConfig, operatorNamespace } from './kube/client.ts';
-import { logLevelFrom } from './log-level.ts';
 import { Manager } from './manager.ts';
 
 const int = (value: string): number => {
@@ -51,7 +50,7 @@ const program = new Command()
 /** A bad variable ends start-up as a bad option does: one line on stderr, exit status 1. */
 function logLevelOrExit(): Level {
   try {
-    return logLevelFrom(process.env);
+    return loadLogLevel(process.env);
   } catch (error) {
     if (error instanceof ConfigError) program.error(`error: invalid configuration: ${error.message}`);
     throw error;

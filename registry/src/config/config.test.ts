@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig, renderEnvironment, type RegistrySettings } from './config.ts';
+import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig, loadLogLevel, renderEnvironment, type RegistrySettings } from './config.ts';
 
 describe('configuration from Nixery environment variables', () => {
   it('uses the embedded defaults when nothing is set: port 8080, local filesystem storage, the bundled set', () => {
@@ -157,5 +157,39 @@ describe('the push token', () => {
     assert.throws(() => loadConfig({ NIXERY_PUSH_TOKEN: 'a'.repeat(20), NIXERY_PUSH_TOKEN_FILE: file }), { variable: 'NIXERY_PUSH_TOKEN_FILE' });
     assert.throws(() => loadConfig({ NIXERY_PUSH_TOKEN_FILE: '/nonexistent/token' }), /cannot read/);
     fs.rmSync(path.dirname(file), { recursive: true });
+  });
+});
+
+describe('NIXERY_LOG_LEVEL alone (the operator logs like the registry)', () => {
+  it('is info when unset or empty', () => {
+    assert.equal(loadLogLevel({}), 'info');
+    assert.equal(loadLogLevel({ NIXERY_LOG_LEVEL: ' ' }), 'info');
+  });
+
+  it('takes debug, info, warn or error', () => {
+    for (const level of ['debug', 'info', 'warn', 'error']) assert.equal(loadLogLevel({ NIXERY_LOG_LEVEL: level }), level);
+  });
+
+  it('rejects anything else with an error naming the variable and the value', () => {
+    assert.throws(() => loadLogLevel({ NIXERY_LOG_LEVEL: 'verbose' }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.variable, 'NIXERY_LOG_LEVEL');
+      assert.equal(error.message, 'NIXERY_LOG_LEVEL: expected debug, info, warn or error (got "verbose")');
+      return true;
+    });
+  });
+
+  it('reads exactly as loadConfig does', () => {
+    const outcome = (read: () => unknown) => {
+      try {
+        return read();
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    for (const value of ['', 'debug', 'info', 'warn', 'error', 'INFO', ' info', 'trace', 'constructor']) {
+      const env = { NIXERY_LOG_LEVEL: value };
+      assert.equal(outcome(() => loadLogLevel(env)), outcome(() => loadConfig(env).logLevel), `NIXERY_LOG_LEVEL=${JSON.stringify(value)}`);
+    }
   });
 });

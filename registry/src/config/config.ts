@@ -133,14 +133,8 @@ type Parsed = { [K in keyof typeof fields]?: z.output<(typeof fields)[K]> };
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Config {
   const v: Parsed = {};
   for (const key of Object.keys(fields) as (keyof typeof fields)[]) {
-    const name = ENV[key];
-    const raw = env[name];
-    if (raw === undefined || raw.trim() === '') continue;
-    const result = fields[key].safeParse(raw);
-    if (!result.success) {
-      throw new ConfigError(name, `${result.error.issues[0]?.message ?? 'invalid value'} (got ${JSON.stringify(raw)})`);
-    }
-    (v as Record<string, unknown>)[key] = result.data;
+    const value = readField(key, env);
+    if (value !== undefined) (v as Record<string, unknown>)[key] = value;
   }
 
   const channelBaseUrl = (v.channelBaseUrl ?? DEFAULT_CHANNEL_BASE_URL).replace(/\/+$/, '');
@@ -194,6 +188,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     maxConcurrentBuilds: v.maxConcurrentBuilds ?? 2,
     logLevel: v.logLevel ?? 'info',
   };
+}
+
+/** One variable: undefined when unset or empty, else its parsed value; throws ConfigError naming it. */
+function readField<K extends keyof typeof fields>(key: K, env: NodeJS.ProcessEnv): Parsed[K] {
+  const name = ENV[key];
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const result = fields[key].safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(name, `${result.error.issues[0]?.message ?? 'invalid value'} (got ${JSON.stringify(raw)})`);
+  }
+  return result.data as Parsed[K];
+}
+
+/**
+ * NIXERY_LOG_LEVEL alone, exactly as loadConfig reads it: for a program (the operator) that logs
+ * like the registry without being configured like it.
+ */
+export function loadLogLevel(env: NodeJS.ProcessEnv = process.env): Config['logLevel'] {
+  return readField('logLevel', env) ?? 'info';
 }
 
 /** What a registry deployment is told, in the terms of this module; rendered to Nixery's variables. */
