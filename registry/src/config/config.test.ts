@@ -109,6 +109,55 @@ describe('configuration from Nixery environment variables', () => {
   });
 });
 
+describe('on-demand builds and the package lists', () => {
+  it('builds on demand, and every package, by default', () => {
+    const config = loadConfig({});
+    assert.equal(config.onDemand, true);
+    assert.equal(config.allowedPackages, undefined, 'no allow list: everything allowed');
+    assert.deepEqual(config.deniedPackages, []);
+    assert.equal(loadConfig({ NIXERY_ON_DEMAND: '', NIXERY_ALLOWED_PACKAGES: ' ', NIXERY_DENIED_PACKAGES: '' }).allowedPackages, undefined, 'empty is unset');
+  });
+
+  it('reads NIXERY_ON_DEMAND as true or false', () => {
+    assert.equal(loadConfig({ NIXERY_ON_DEMAND: 'false' }).onDemand, false);
+    assert.equal(loadConfig({ NIXERY_ON_DEMAND: 'true' }).onDemand, true);
+  });
+
+  it('reads the lists as comma-separated attribute paths with * as a glob, in their order', () => {
+    const config = loadConfig({ NIXERY_ALLOWED_PACKAGES: 'hello, python3Packages.* ,_7zip', NIXERY_DENIED_PACKAGES: 'python3Packages.requests' });
+    assert.deepEqual(config.allowedPackages, ['hello', 'python3Packages.*', '_7zip']);
+    assert.deepEqual(config.deniedPackages, ['python3Packages.requests']);
+  });
+
+  it('rejects anything else with an error naming the variable and the value', () => {
+    const cases: [Record<string, string>, string, RegExp][] = [
+      [{ NIXERY_ON_DEMAND: 'no' }, ENV.onDemand, /expected true or false/],
+      [{ NIXERY_ON_DEMAND: 'False' }, ENV.onDemand, /expected true or false/],
+      [{ NIXERY_ON_DEMAND: '0' }, ENV.onDemand, /expected true or false/],
+      [{ NIXERY_ALLOWED_PACKAGES: 'hello,,git' }, ENV.allowedPackages, /an empty entry/],
+      [{ NIXERY_ALLOWED_PACKAGES: 'hello,' }, ENV.allowedPackages, /an empty entry/],
+      [{ NIXERY_DENIED_PACKAGES: 'hello git' }, ENV.deniedPackages, /"hello git" is no attribute path/],
+      [{ NIXERY_DENIED_PACKAGES: 'shell/git' }, ENV.deniedPackages, /"shell\/git" is no attribute path/],
+      [{ NIXERY_DENIED_PACKAGES: 'a..b' }, ENV.deniedPackages, /is no attribute path/],
+      [{ NIXERY_DENIED_PACKAGES: 'x'.repeat(129) }, ENV.deniedPackages, /longer than 128 characters/],
+      [{ NIXERY_DENIED_PACKAGES: Array.from({ length: 257 }, (_, i) => `p${i}`).join(',') }, ENV.deniedPackages, /at most 256 comma-separated attribute paths, got 257/],
+    ];
+    for (const [env, variable, message] of cases) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, JSON.stringify(env));
+          assert.equal(error.variable, variable);
+          assert.ok(error.message.startsWith(`${variable}: `), error.message);
+          assert.match(error.message, message);
+          assert.ok(error.message.includes(JSON.stringify(Object.values(env)[0])), error.message);
+          return true;
+        },
+      );
+    }
+  });
+});
+
 describe('rendering a registry environment (what the operator puts in a Deployment)', () => {
   it('round-trips through loadConfig for every source and storage', () => {
     const cases: RegistrySettings[] = [
@@ -117,6 +166,8 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { source: { type: 'channel', channel: 'nixos-24.05', baseUrl: 'http://127.0.0.1:1/a' }, popularityUrl: 'https://example.org/p.json' },
       { storage: { backend: 'gcs', bucket: 'my-bucket', credentialsFile: '/var/run/secrets/gcs/key.json' } },
       { storage: { backend: 'gcs', bucket: 'my-bucket', redirect: 'stream', signedUrlExpirySeconds: 60, resumableThresholdBytes: 1024 } },
+      { onDemand: false },
+      { onDemand: true, allowedPackages: ['hello', 'python3Packages.*'], deniedPackages: ['python3Packages.requests', '_7zip'] },
     ];
     for (const settings of cases) {
       const config = loadConfig(renderEnvironment(settings), '/');
@@ -126,7 +177,15 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       if (settings.nixTimeoutSeconds) assert.equal(config.nixTimeoutSeconds, settings.nixTimeoutSeconds);
       if (settings.popularityUrl) assert.equal(config.popularityUrl, settings.popularityUrl);
       if (settings.layerBudget) assert.equal(config.layerBudget, settings.layerBudget);
+      if (settings.onDemand !== undefined) assert.equal(config.onDemand, settings.onDemand);
+      if (settings.allowedPackages) assert.deepEqual(config.allowedPackages, settings.allowedPackages);
+      if (settings.deniedPackages) assert.deepEqual(config.deniedPackages, settings.deniedPackages);
     }
+  });
+
+  it('leaves empty package lists out: an empty allow list is no allow list', () => {
+    assert.deepEqual(renderEnvironment({ allowedPackages: [], deniedPackages: [] }), {});
+    assert.equal(loadConfig(renderEnvironment({ allowedPackages: [] })).allowedPackages, undefined);
   });
 
   it('uses only the variable names of this module', () => {
@@ -137,6 +196,9 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       nixTimeoutSeconds: 1,
       popularityUrl: 'file:///p',
       layerBudget: 3,
+      onDemand: false,
+      allowedPackages: ['a'],
+      deniedPackages: ['b'],
     });
     const known = new Set<string>(Object.values(ENV));
     for (const name of Object.keys(env)) assert.ok(known.has(name), name);

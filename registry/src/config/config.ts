@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { MAX_PACKAGE_PATTERNS, packagePatternProblem } from '../image/package-policy.ts';
 import { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from './package-source.ts';
 
 export const ENV = {
@@ -29,6 +30,9 @@ export const ENV = {
   gcsResumableThreshold: 'NIXERY_GCS_RESUMABLE_THRESHOLD',
   pushToken: 'NIXERY_PUSH_TOKEN',
   pushTokenFile: 'NIXERY_PUSH_TOKEN_FILE',
+  onDemand: 'NIXERY_ON_DEMAND',
+  allowedPackages: 'NIXERY_ALLOWED_PACKAGES',
+  deniedPackages: 'NIXERY_DENIED_PACKAGES',
 } as const;
 
 export type StorageConfig =
@@ -63,6 +67,15 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The secret a push must present; pushing is disabled without one. */
   pushToken?: string;
+  /** False: the registry serves pushed tags only and builds nothing (`nixery serve` only). */
+  onDemand: boolean;
+  /**
+   * Attribute-path patterns (image/package-policy.ts) of the packages the registry may build on
+   * demand; unset: every package. `nixery build` does not apply them, nor deniedPackages.
+   */
+  allowedPackages?: string[];
+  /** Patterns of packages the registry never builds on demand. */
+  deniedPackages: string[];
 }
 
 /** Nixery keeps room under Docker's historical limit of 125 layers. */
@@ -122,7 +135,27 @@ const fields = {
     .pipe(z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
   pushToken: z.string().trim().min(16, 'expected a token of at least 16 characters'),
   pushTokenFile: nonEmpty,
+  onDemand: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true'),
+  allowedPackages: z.string().transform(packagePatterns),
+  deniedPackages: z.string().transform(packagePatterns),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
+
+/** A comma-separated list of package patterns, each checked; whitespace around entries is ignored. */
+function packagePatterns(raw: string, ctx: z.RefinementCtx): string[] {
+  const entries = raw.split(',').map((e) => e.trim());
+  if (entries.length > MAX_PACKAGE_PATTERNS) {
+    ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_PACKAGE_PATTERNS} comma-separated attribute paths, got ${entries.length}` });
+    return z.NEVER;
+  }
+  for (const entry of entries) {
+    const problem = packagePatternProblem(entry);
+    if (problem) {
+      ctx.addIssue({ code: 'custom', message: `expected comma-separated attribute paths with * as a glob, but found ${problem}` });
+      return z.NEVER;
+    }
+  }
+  return entries;
+}
 
 type Parsed = { [K in keyof typeof fields]?: z.output<(typeof fields)[K]> };
 
@@ -187,6 +220,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     layerBudget: v.layerBudget ?? DEFAULT_LAYER_BUDGET,
     maxConcurrentBuilds: v.maxConcurrentBuilds ?? 2,
     logLevel: v.logLevel ?? 'info',
+    onDemand: v.onDemand ?? true,
+    ...(v.allowedPackages ? { allowedPackages: v.allowedPackages } : {}),
+    deniedPackages: v.deniedPackages ?? [],
   };
 }
 
@@ -219,6 +255,10 @@ export interface RegistrySettings {
   popularityUrl?: string;
   layerBudget?: number;
   pushTokenFile?: string;
+  onDemand?: boolean;
+  /** Empty or unset: no allow list (every package allowed). */
+  allowedPackages?: readonly string[];
+  deniedPackages?: readonly string[];
 }
 
 /**
@@ -250,5 +290,8 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.popularityUrl !== undefined) env[ENV.popularityUrl] = settings.popularityUrl;
   if (settings.layerBudget !== undefined) env[ENV.layerBudget] = String(settings.layerBudget);
   if (settings.pushTokenFile !== undefined) env[ENV.pushTokenFile] = settings.pushTokenFile;
+  if (settings.onDemand !== undefined) env[ENV.onDemand] = String(settings.onDemand);
+  if (settings.allowedPackages?.length) env[ENV.allowedPackages] = settings.allowedPackages.join(',');
+  if (settings.deniedPackages?.length) env[ENV.deniedPackages] = settings.deniedPackages.join(',');
   return env;
 }
