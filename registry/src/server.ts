@@ -7,6 +7,7 @@ import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './builder/builder.ts';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
+import { compilePackagePolicy } from './image/package-policy.ts';
 import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
 import type { Logger } from './log/logger.ts';
@@ -59,6 +60,8 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     source: config.source,
     sourceIsDefault: config.sourceIsDefault,
     ...(config.webDir ? { webDir: config.webDir } : {}),
+    onDemand: config.onDemand,
+    packagePolicy: compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages }),
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const done = (error?: Error) => (error ? reject(error) : resolve(s));
@@ -75,6 +78,9 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
     pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
+    onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
+    ...(config.allowedPackages ? { allowedPackages: config.allowedPackages } : {}),
+    ...(config.deniedPackages.length ? { deniedPackages: config.deniedPackages } : {}),
   });
   return server;
 }

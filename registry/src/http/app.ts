@@ -2,6 +2,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { ImageBuilder } from '../builder/builder.ts';
 import type { PackageSource } from '../config/package-source.ts';
+import type { CompiledPackagePolicy } from '../image/package-policy.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { StorageBackend } from '../storage/backend.ts';
@@ -25,6 +26,10 @@ export interface AppDeps {
   webDir?: string;
   uploads: Uploads;
   pushToken?: string;
+  /** False: pushed tags only, no builds (NIXERY_ON_DEMAND); default true. */
+  onDemand?: boolean;
+  /** Which packages are built on demand; default: all. */
+  packagePolicy?: CompiledPackagePolicy;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -54,7 +59,14 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   const tags = new TagIndex(deps.storage);
-  const manifests = new Manifests({ storage: deps.storage, builder: deps.builder, pushedTags: new PushedTags(deps.storage), tags });
+  const manifests = new Manifests({
+    storage: deps.storage,
+    builder: deps.builder,
+    pushedTags: new PushedTags(deps.storage),
+    tags,
+    ...(deps.onDemand === undefined ? {} : { onDemand: deps.onDemand }),
+    ...(deps.packagePolicy ? { packagePolicy: deps.packagePolicy } : {}),
+  });
   const blobs = new Blobs(deps.storage, deps.uploads);
   app.use(registryApi({ manifests, blobs, uploads: deps.uploads, tags, metrics: deps.metrics, recentErrors, pushToken: deps.pushToken }));
 

@@ -13,6 +13,7 @@ import {
   ManifestDigestMismatchError,
   ManifestInvalidError,
   ManifestUnknownError,
+  PackagesRefusedError,
 } from '../service/errors.ts';
 import type { Manifest, Manifests } from '../service/manifests.ts';
 import { checkDigest } from './digests.ts';
@@ -88,6 +89,9 @@ function registryError(deps: ManifestsDeps, error: unknown): unknown {
   if (error instanceof ManifestDigestMismatchError) return new RegistryError('DIGEST_INVALID', error.message);
   if (error instanceof InvalidNameError) return new RegistryError('NAME_INVALID', error.message);
   if (error instanceof InvalidTagError) return new RegistryError('TAG_INVALID', error.message);
+  if (error instanceof PackagesRefusedError) {
+    return new RegistryError('DENIED', error.message, { packages: error.refused.map((r) => r.name), refused: error.refused });
+  }
   if (error instanceof ImageBuildFailedError) {
     const answer = buildFailure(error.failure);
     deps.recentErrors.add(error.image, answer.summary);

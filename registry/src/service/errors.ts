@@ -1,6 +1,7 @@
 // What the service layer refuses, as types with the facts they carry; the HTTP layer maps each
 // to its distribution error code.
 import type { Failure } from '../builder/outcome.ts';
+import type { RefusedPackage } from '../image/package-policy.ts';
 
 /** No manifest under that digest, or no pushed tag of that name. */
 export class ManifestUnknownError extends Error {
@@ -36,6 +37,17 @@ export class ManifestDigestMismatchError extends Error {
   constructor(digest: string, reference: string) {
     super(`the manifest's digest is ${digest}, not ${reference}`);
     this.name = 'ManifestDigestMismatchError';
+  }
+}
+
+/** The registry's package policy refuses some packages of a name (image/package-policy.ts). */
+export class PackagesRefusedError extends Error {
+  readonly refused: RefusedPackage[];
+  constructor(refused: RefusedPackage[]) {
+    const describe = (r: RefusedPackage) => `${r.name} (${r.reason === 'denied' ? 'denied' : 'not in the allow list'})`;
+    super(`this registry does not build ${refused.length === 1 ? 'the package' : 'the packages'} ${refused.map(describe).join(', ')}`);
+    this.name = 'PackagesRefusedError';
+    this.refused = refused;
   }
 }
 

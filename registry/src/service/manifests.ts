@@ -1,10 +1,12 @@
 // Manifests by digest and by tag, pushed and deleted. The registry's rules for them live here: a
-// pushed tag wins over reading the name as a package list, a served build records its tag, a
+// pushed tag wins over reading the name as a package list, which happens only with on-demand
+// builds on and for packages the package policy allows; a served build records its tag; a
 // pushed manifest may only name stored blobs.
 import type { ImageBuilder } from '../builder/builder.ts';
 import { classifyFailure } from '../builder/outcome.ts';
 import type { BuildResult } from '../builder/result.ts';
-import { imageFromName, validateTag } from '../image/name.ts';
+import { ALWAYS_INCLUDED, imageFromName, validateTag } from '../image/name.ts';
+import { ALLOW_EVERYTHING, refusedPackages, type CompiledPackagePolicy } from '../image/package-policy.ts';
 import { isSha256Digest, renderManifest, sha256Digest } from '../oci/image.ts';
 import { MANIFEST_MEDIA_TYPE, MediaType, type ManifestFormat } from '../oci/media-types.ts';
 import type { PushedTags } from '../push/tag-store.ts';
@@ -15,6 +17,7 @@ import {
   ManifestDigestMismatchError,
   ManifestInvalidError,
   ManifestUnknownError,
+  PackagesRefusedError,
 } from './errors.ts';
 import type { TagIndex } from './tags.ts';
 
@@ -33,6 +36,10 @@ export interface ManifestsDeps {
   builder: ImageBuilder;
   pushedTags: PushedTags;
   tags: TagIndex;
+  /** False: only pushed tags are served and nothing is built (NIXERY_ON_DEMAND). Default true. */
+  onDemand?: boolean;
+  /** Which packages may be built on demand (NIXERY_ALLOWED_PACKAGES/_DENIED_PACKAGES). Default: all. */
+  packagePolicy?: CompiledPackagePolicy;
 }
 
 interface PushedManifest {
@@ -59,8 +66,10 @@ export class Manifests {
   /**
    * What a tag names: a pushed tag (a declared NixImage) wins over reading the name as a package
    * list; otherwise the image is built, or found in the builder's cache, and the tag recorded.
-   * Throws InvalidNameError or InvalidTagError for a name that is no package list, and
-   * ImageBuildFailedError when the build fails.
+   * Throws ManifestUnknownError when on-demand builds are off, InvalidNameError or
+   * InvalidTagError for a name that is no package list, PackagesRefusedError for packages the
+   * policy refuses (meta-packages expanded; the always-included ones are part of every image and
+   * not checked), and ImageBuildFailedError when the build fails.
    */
   async byTag(name: string, tag: string, format: ManifestFormat): Promise<Manifest> {
     const pushed = await this.deps.pushedTags.get(name, tag);
@@ -68,7 +77,15 @@ export class Manifests {
       const body = await this.deps.storage.readBlob(pushed.digest).catch(() => null);
       if (body) return { body, mediaType: pushed.mediaType, digest: pushed.digest };
     }
+    if (this.deps.onDemand === false) {
+      throw new ManifestUnknownError(`${name}:${tag} is no pushed tag, and on-demand builds are off on this registry: it serves pushed tags only`);
+    }
     const image = imageFromName(name, tag);
+    const refused = refusedPackages(
+      this.deps.packagePolicy ?? ALLOW_EVERYTHING,
+      image.packages.filter((p) => !(ALWAYS_INCLUDED as readonly string[]).includes(p)),
+    );
+    if (refused.length) throw new PackagesRefusedError(refused);
     let result: BuildResult;
     try {
       result = await this.deps.builder.build(image);

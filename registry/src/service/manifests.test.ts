@@ -1,0 +1,127 @@
+// The switches for clusters that must not build arbitrary packages, at the service: with on-demand
+// builds off only pushed tags answer, and the package policy refuses before anything is built.
+// The builder here records what reaches it; the e2e suite (e2e/registry/package-policy.test.ts)
+// shows the same with real Nix.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ImageBuilder } from '../builder/builder.ts';
+import type { ImageSpec } from '../image/name.ts';
+import { compilePackagePolicy, type PackagePolicy } from '../image/package-policy.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { PushedTags } from '../push/tag-store.ts';
+import { FilesystemStorage } from '../storage/filesystem.ts';
+import { sha256 } from '../storage/test-support.ts';
+import { tempDirs } from '../test-support/temp-dirs.ts';
+import { ImageBuildFailedError, ManifestUnknownError, PackagesRefusedError } from './errors.ts';
+import { Manifests } from './manifests.ts';
+import { TagIndex } from './tags.ts';
+
+const tempDir = tempDirs('nixery-manifests-');
+
+class BuilderReached extends Error {}
+
+async function setup(options: { onDemand?: boolean; policy?: PackagePolicy } = {}) {
+  const storage = new FilesystemStorage(await tempDir());
+  await storage.init();
+  const built: string[][] = [];
+  const builder = {
+    build: async (image: ImageSpec) => {
+      built.push(image.packages);
+      throw new BuilderReached(`builder reached for ${image.packages.join(',')}`);
+    },
+  } as unknown as ImageBuilder;
+  const pushedTags = new PushedTags(storage);
+  const manifests = new Manifests({
+    storage,
+    builder,
+    pushedTags,
+    tags: new TagIndex(storage),
+    ...(options.onDemand === undefined ? {} : { onDemand: options.onDemand }),
+    ...(options.policy ? { packagePolicy: compilePackagePolicy(options.policy) } : {}),
+  });
+  const push = async (name: string, tag: string) => {
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, name, tag }));
+    await storage.putBlob(body, { contentType: MediaType.ociManifest, expectedDigest: sha256(body) });
+    await pushedTags.set(name, tag, { digest: sha256(body), mediaType: MediaType.ociManifest, size: body.length });
+    return sha256(body);
+  };
+  return { manifests, built, push };
+}
+
+/** Whether the request got past the service's checks to the builder. */
+const reachedBuilder = (error: unknown) => error instanceof ImageBuildFailedError && error.cause instanceof BuilderReached;
+
+describe('manifests by tag with on-demand builds off', () => {
+  it('serves a pushed tag, also one whose name is a package list', async () => {
+    const { manifests, built, push } = await setup({ onDemand: false });
+    for (const [name, tag] of [['toolbox', 'v1'], ['shell/hello', 'latest']] as const) {
+      const digest = await push(name, tag);
+      const manifest = await manifests.byTag(name, tag, 'oci');
+      assert.equal(manifest.digest, digest);
+    }
+    assert.deepEqual(built, []);
+  });
+
+  it('answers any other name with ManifestUnknownError saying on-demand builds are off, building nothing', async () => {
+    const { manifests, built, push } = await setup({ onDemand: false });
+    await push('toolbox', 'v1');
+    for (const [name, tag] of [['hello', 'latest'], ['shell/git', 'latest'], ['toolbox', 'v2'], ['Not..A/Name', 'x']] as const) {
+      await assert.rejects(manifests.byTag(name, tag, 'oci'), (error: unknown) => {
+        assert.ok(error instanceof ManifestUnknownError, `${name}:${tag}: ${String(error)}`);
+        assert.match(error.message, /on-demand builds are off/);
+        assert.ok(error.message.includes(`${name}:${tag}`), error.message);
+        return true;
+      });
+    }
+    assert.deepEqual(built, []);
+  });
+
+  it('builds on demand by default and with on-demand builds on', async () => {
+    for (const onDemand of [undefined, true]) {
+      const { manifests, built } = await setup(onDemand === undefined ? {} : { onDemand });
+      await assert.rejects(manifests.byTag('hello', 'latest', 'oci'), reachedBuilder);
+      assert.deepEqual(built, [['cacert', 'hello', 'iana-etc']]);
+    }
+  });
+});
+
+describe('manifests by tag under a package policy', () => {
+  const policy: PackagePolicy = { allow: ['hello', 'git', 'bashInteractive', 'coreutils', 'moreutils', 'nano', 'haskellPackages.*'], deny: ['nano', 'myTool', 'haskellPackages.pandoc'] };
+
+  it('refuses a denied package with PackagesRefusedError naming it, before the builder', async () => {
+    const { manifests, built } = await setup({ policy });
+    for (const [name, refused] of [
+      ['hello/mytool', [{ name: 'mytool', reason: 'denied' }]],
+      ['MYTOOL', [{ name: 'MYTOOL', reason: 'denied' }]],
+      ['haskellpackages.pandoc', [{ name: 'haskellpackages.pandoc', reason: 'denied' }]],
+      ['htop/hello', [{ name: 'htop', reason: 'not_allowed' }]],
+      ['shell/hello', [{ name: 'nano', reason: 'denied' }]],
+      ['arm64/shell/htop', [{ name: 'htop', reason: 'not_allowed' }, { name: 'nano', reason: 'denied' }]],
+    ] as const) {
+      await assert.rejects(manifests.byTag(name, 'latest', 'oci'), (error: unknown) => {
+        assert.ok(error instanceof PackagesRefusedError, `${name}: ${String(error)}`);
+        assert.deepEqual(error.refused, refused, name);
+        for (const r of refused) assert.ok(error.message.includes(r.name), error.message);
+        return true;
+      });
+    }
+    assert.deepEqual(built, []);
+  });
+
+  it('builds allowed packages; cacert and iana-etc, in every image, need no allow entry', async () => {
+    const { manifests, built } = await setup({ policy });
+    await assert.rejects(manifests.byTag('git/hello', 'latest', 'oci'), reachedBuilder);
+    await assert.rejects(manifests.byTag('haskellpackages.shellcheck', 'latest', 'oci'), reachedBuilder);
+    assert.deepEqual(built, [
+      ['cacert', 'git', 'hello', 'iana-etc'],
+      ['cacert', 'haskellpackages.shellcheck', 'iana-etc'],
+    ]);
+  });
+
+  it('serves a pushed tag whatever the policy says: NixImages are declared, not requested', async () => {
+    const { manifests, built, push } = await setup({ policy: { allow: ['hello'], deny: ['*'] } });
+    const digest = await push('shell/htop', 'v1');
+    assert.equal((await manifests.byTag('shell/htop', 'v1', 'oci')).digest, digest);
+    assert.deepEqual(built, []);
+  });
+});
