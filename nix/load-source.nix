@@ -3,15 +3,17 @@
 #
 #   path     { "path": "/abs/dir" }
 #   channel  { "channel": "nixos-24.05", "baseUrl": "https://github.com/NixOS/nixpkgs/archive" }
-#   git      { "url": "...", "ref": "...", "rev": "<40 hex>" }   (ref and rev optional)
+#   git      { "url": "...", "ref": "...", "rev": "<40 hex>" }   (rev optional)
 #
-# For git, `ref` may be a full ref name (refs/heads/x, refs/tags/x) or the raw
-# image tag: a 40-hex tag is a commit, `latest` or empty is the default branch,
-# any other name is taken as a branch, which is what Nix itself assumes of a
-# bare name. Nix cannot tell branches from tags without asking the remote, and
-# without a rev it reuses a fetched branch for tarball-ttl (an hour), so the
-# registry resolves the tag with `git ls-remote` first and passes a full ref
-# plus the commit it points to; see registry/src/nix/git-ref.ts.
+# For git, `ref` is a full ref name (refs/heads/x, refs/tags/x, HEAD) or a
+# branch name; `latest` or empty is the default branch. Nix cannot tell
+# branches from tags without asking the remote, and without a rev it reuses a
+# fetched branch for tarball-ttl (an hour), so the registry resolves the tag
+# with `git ls-remote` first and passes a full ref plus the commit it points
+# to; see registry/src/nix/git-ref.ts. A commit comes with the trusted ref that
+# reaches it (registry/src/nix/git-trust.ts): Nix fetches only that ref, never
+# every ref of the repository (`allRefs`, which on GitHub includes every pull
+# request's commits), and a bare commit as `ref` is refused.
 { srcType, srcArgs, system }:
 
 let
@@ -34,22 +36,18 @@ let
   # Without a ref, Nix 2.8 fetches `master` from a remote (not the remote's
   # HEAD) and takes a local repository's work tree, uncommitted changes and
   # all; `ref = "HEAD"` means the default branch's commit in both cases. With
-  # a bare rev it only looks on `master`; allRefs makes it fetch every ref, so
-  # a commit anywhere in the repository is found.
+  # a rev, Nix fetches the ref and checks out the rev.
   gitSpec =
     let
       ref = args.ref or "";
       rev = args.rev or "";
       url = { inherit (args) url; };
+      fullRef = if ref == "" || ref == "latest" then "HEAD" else gitRef ref;
     in
-    if rev != "" then
-      url // { inherit rev; } // (if ref != "" && !(isCommit ref) then { ref = gitRef ref; } else { allRefs = true; })
-    else if isCommit ref then
-      url // { rev = ref; allRefs = true; }
-    else if ref == "" || ref == "latest" then
-      url // { ref = "HEAD"; }
+    if isCommit ref then
+      throw "a commit is built only with the trusted ref that reaches it, got the bare commit '${ref}'"
     else
-      url // { ref = gitRef ref; };
+      url // { ref = fullRef; } // (if rev != "" then { inherit rev; } else { });
 
 in
 if srcType == "path" then

@@ -32,6 +32,7 @@ export async function fingerprintSource(source: PackageSource, tag: string, opti
         deadline: performance.now() + options.timeoutSeconds * 1000,
         timeoutSeconds: options.timeoutSeconds,
         log: options.log ?? silentLogger,
+        ...(source.trustedRefs ? { trustedRefs: source.trustedRefs } : {}),
       });
       return { key: `git:${source.url}#${spec.rev}`, gitSpec: spec };
     }

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { DEFAULT_TRUSTED_REFS, isTrustedRef, trustedRefPatternProblem } from './package-source.ts';
 import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig, loadLogLevel, renderEnvironment, type RegistrySettings } from './config.ts';
 
 describe('configuration from Nixery environment variables', () => {
@@ -158,11 +159,56 @@ describe('on-demand builds and the package lists', () => {
   });
 });
 
+describe('the trusted refs of a git source (NIXERY_PKGS_REPO_TRUSTED_REFS)', () => {
+  it('are left to the default, every branch and tag, when unset', () => {
+    assert.deepEqual(loadConfig({ NIXERY_PKGS_REPO: '/pkgs' }).source, { type: 'git', url: '/pkgs' });
+    assert.deepEqual(DEFAULT_TRUSTED_REFS, ['refs/heads/*', 'refs/tags/*']);
+  });
+
+  it('are read as comma-separated ref patterns, in their order', () => {
+    const source = loadConfig({ NIXERY_PKGS_REPO: '/pkgs', NIXERY_PKGS_REPO_TRUSTED_REFS: 'refs/heads/main, refs/heads/release-*,refs/tags/v*' }).source;
+    assert.deepEqual(source, { type: 'git', url: '/pkgs', trustedRefs: ['refs/heads/main', 'refs/heads/release-*', 'refs/tags/v*'] });
+  });
+
+  it('reject anything that is no full ref pattern, naming the variable and the value', () => {
+    for (const bad of ['heads/*', 'refs/heads/*,', 'refs/*/*', 'refs/heads/a..b', 'refs/heads/x.lock', 'refs//x', 'refs/heads/ x y', 'refs/heads/.hidden', 'refs/heads/']) {
+      assert.throws(
+        () => loadConfig({ NIXERY_PKGS_REPO: '/pkgs', NIXERY_PKGS_REPO_TRUSTED_REFS: bad }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, bad);
+          assert.equal(error.variable, 'NIXERY_PKGS_REPO_TRUSTED_REFS');
+          assert.ok(error.message.includes(JSON.stringify(bad)), error.message);
+          return true;
+        },
+      );
+    }
+  });
+});
+
+describe('matching refs against trusted patterns', () => {
+  it('matches whole ref names; * matches any characters, / included, as in git refspecs', () => {
+    const patterns = ['refs/heads/*', 'refs/tags/v*', 'refs/heads/exact'];
+    for (const ref of ['refs/heads/main', 'refs/heads/feature/x', 'refs/tags/v1.2', 'refs/heads/exact']) assert.ok(isTrustedRef(ref, patterns), ref);
+    for (const ref of ['refs/pull/1/head', 'refs/tags/release', 'refs/heads', 'refs/remotes/origin/main', 'HEAD', 'refs/notes/commits']) {
+      assert.ok(!isTrustedRef(ref, patterns), ref);
+    }
+    assert.ok(!isTrustedRef('refs/heads/exactly', ['refs/heads/exact']));
+    assert.ok(isTrustedRef('refs/heads/release-1-stable', ['refs/heads/release-*-stable']));
+    assert.ok(!isTrustedRef('refs/heads/release-stable', ['refs/heads/release-*-stable-x']));
+    assert.ok(!DEFAULT_TRUSTED_REFS.some((p) => isTrustedRef('refs/pull/1/head', [p])));
+  });
+
+  it('knows a pattern from a problem', () => {
+    for (const good of ['refs/heads/*', 'refs/tags/v*', 'refs/heads/main', 'refs/*', 'refs/heads/release-*-stable']) assert.equal(trustedRefPatternProblem(good), undefined, good);
+  });
+});
+
 describe('rendering a registry environment (what the operator puts in a Deployment)', () => {
   it('round-trips through loadConfig for every source and storage', () => {
     const cases: RegistrySettings[] = [
       { port: 5000, source: { type: 'path', path: '/pkgs' }, storage: { backend: 'filesystem', path: '/var/lib/nixery' } },
       { source: { type: 'git', url: 'https://example.org/pkgs.git' }, nixTimeoutSeconds: 120, layerBudget: 40 },
+      { source: { type: 'git', url: 'https://example.org/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*'] } },
       { source: { type: 'channel', channel: 'nixos-24.05', baseUrl: 'http://127.0.0.1:1/a' }, popularityUrl: 'https://example.org/p.json' },
       { storage: { backend: 'gcs', bucket: 'my-bucket', credentialsFile: '/var/run/secrets/gcs/key.json' } },
       { storage: { backend: 'gcs', bucket: 'my-bucket', redirect: 'stream', signedUrlExpirySeconds: 60, resumableThresholdBytes: 1024 } },

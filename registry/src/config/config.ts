@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { MAX_PACKAGE_PATTERNS, packagePatternProblem } from '../image/package-policy.ts';
-import { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from './package-source.ts';
+import { DEFAULT_CHANNEL_BASE_URL, trustedRefPatternProblem, type PackageSource } from './package-source.ts';
 
 export const ENV = {
   port: 'PORT',
@@ -22,6 +22,7 @@ export const ENV = {
   webDir: 'WEB_DIR',
   // Not Nixery's: knobs this implementation adds, named in Nixery's style.
   channelBaseUrl: 'NIXERY_CHANNEL_BASE_URL',
+  pkgsRepoTrustedRefs: 'NIXERY_PKGS_REPO_TRUSTED_REFS',
   layerBudget: 'NIXERY_LAYER_BUDGET',
   maxConcurrentBuilds: 'NIXERY_MAX_CONCURRENT_BUILDS',
   logLevel: 'NIXERY_LOG_LEVEL',
@@ -121,6 +122,7 @@ const fields = {
   popularityUrl: z.url({ protocol: /^(https?|file)$/, error: 'expected an http(s):// or file:// URL' }),
   webDir: nonEmpty,
   channelBaseUrl: z.url({ protocol: /^https?$/, error: 'expected an http(s):// URL' }),
+  pkgsRepoTrustedRefs: z.string().transform(trustedRefPatterns),
   layerBudget: positiveInt('a number of layers').pipe(z.number().min(2, 'expected at least 2 layers (one for packages, one for customisation)')),
   maxConcurrentBuilds: positiveInt('a number of builds'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
@@ -157,6 +159,26 @@ function packagePatterns(raw: string, ctx: z.RefinementCtx): string[] {
   return entries;
 }
 
+/** Most trusted-ref patterns: each is a refspec of every mirror fetch. */
+const MAX_TRUSTED_REF_PATTERNS = 64;
+
+/** A comma-separated list of trusted-ref patterns (package-source.ts), each checked. */
+function trustedRefPatterns(raw: string, ctx: z.RefinementCtx): string[] {
+  const entries = raw.split(',').map((e) => e.trim());
+  if (entries.length > MAX_TRUSTED_REF_PATTERNS) {
+    ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_TRUSTED_REF_PATTERNS} comma-separated ref patterns, got ${entries.length}` });
+    return z.NEVER;
+  }
+  for (const entry of entries) {
+    const problem = trustedRefPatternProblem(entry);
+    if (problem) {
+      ctx.addIssue({ code: 'custom', message: `expected comma-separated ref patterns such as refs/heads/*,refs/tags/v*, but ${problem}` });
+      return z.NEVER;
+    }
+  }
+  return entries;
+}
+
 type Parsed = { [K in keyof typeof fields]?: z.output<(typeof fields)[K]> };
 
 /**
@@ -175,7 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   let sourceIsDefault = false;
   // Nixery's precedence: channel, then git repository, then local path.
   if (v.channel !== undefined) source = { type: 'channel', channel: v.channel, baseUrl: channelBaseUrl };
-  else if (v.pkgsRepo !== undefined) source = { type: 'git', url: v.pkgsRepo };
+  else if (v.pkgsRepo !== undefined) source = { type: 'git', url: v.pkgsRepo, ...(v.pkgsRepoTrustedRefs ? { trustedRefs: v.pkgsRepoTrustedRefs } : {}) };
   else if (v.pkgsPath !== undefined) source = { type: 'path', path: path.resolve(cwd, v.pkgsPath) };
   else {
     source = { type: 'path', path: bundledPackageSetPath() };
@@ -272,7 +294,10 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (source?.type === 'channel') {
     env[ENV.channel] = source.channel;
     if (source.baseUrl !== DEFAULT_CHANNEL_BASE_URL) env[ENV.channelBaseUrl] = source.baseUrl;
-  } else if (source?.type === 'git') env[ENV.pkgsRepo] = source.url;
+  } else if (source?.type === 'git') {
+    env[ENV.pkgsRepo] = source.url;
+    if (source.trustedRefs) env[ENV.pkgsRepoTrustedRefs] = source.trustedRefs.join(',');
+  }
   else if (source?.type === 'path') env[ENV.pkgsPath] = source.path;
   const storage = settings.storage;
   if (storage?.backend === 'filesystem') {

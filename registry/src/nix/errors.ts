@@ -60,6 +60,23 @@ export class GitRefNotFoundError extends NixEvaluationError {
   }
 }
 
+/**
+ * The image tag names a commit no trusted branch or tag reaches (e.g. one only a pull request's
+ * ref has), or a ref that is not trusted: reported like a ref that does not exist, never built.
+ */
+export class GitRefUntrustedError extends GitRefNotFoundError {
+  readonly trustedRefs: readonly string[];
+  constructor(url: string, ref: string, trustedRefs: readonly string[], kind: 'commit' | 'ref') {
+    super(url, ref);
+    this.name = 'GitRefUntrustedError';
+    this.trustedRefs = trustedRefs;
+    this.message =
+      kind === 'commit'
+        ? `commit ${ref} is not reachable from a trusted branch or tag of ${url} (trusted refs: ${trustedRefs.join(', ')})`
+        : `${ref} of ${url} is not a trusted branch or tag (trusted refs: ${trustedRefs.join(', ')})`;
+  }
+}
+
 /** Nix ran longer than NIX_TIMEOUT; it has been stopped. */
 export class NixTimeoutError extends Error {
   readonly code = 'NIX_TIMEOUT';

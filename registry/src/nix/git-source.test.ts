@@ -95,6 +95,23 @@ describe('a git package source', () => {
     assert.equal(fs.readFileSync(path.join(image.packages[0]!.outPaths[0]!, 'version'), 'utf8').trim(), 'three');
   });
 
+  it('has Nix fetch only the trusted ref it is given, never every ref of the repository', async () => {
+    // A pull request's commit, as GitHub keeps it, in a copy Nix has not fetched before.
+    const pull = git('commit-tree', '-p', commits.two!, '-m', 'pull', `${commits.three}^{tree}`);
+    git('update-ref', 'refs/pull/1/head', pull);
+    const remote = path.join(dir, 'with-pull.git');
+    outputOf('git', ['clone', '--quiet', '--mirror', repo, remote]);
+    const realise = (gitSpec: { url: string; ref: string; rev: string }) =>
+      realiseImage({ source: { type: 'git', url: gitSpec.url }, gitSpec, packages: ['greeting'], system: 'x86_64-linux' }, testOptions());
+    await assert.rejects(realise({ url: `file://${remote}`, ref: 'refs/heads/main', rev: pull }), NixEvaluationError);
+    // load-source.nix refuses a bare commit rather than fetch every ref to find it.
+    await assert.rejects(realise({ url: `file://${remote}`, ref: pull, rev: pull }), (error: unknown) => {
+      assert.ok(error instanceof NixEvaluationError);
+      assert.match(error.logTail, /only with the trusted ref that reaches it/);
+      return true;
+    });
+  });
+
   it('says which ref does not exist', async () => {
     await assert.rejects(greetingFor(repo, 'no-such-branch'), (error: unknown) => {
       assert.ok(error instanceof GitRefNotFoundError);

@@ -25,8 +25,8 @@ export interface ImageRequest {
   /**
    * For the git source: `ref` already resolved by resolveGitRef (e.g. while
    * fingerprinting the source), so that Nix evaluates exactly that commit
-   * and the remote is not asked twice. Passing the bare commit as `ref`
-   * works too, but then Nix has to fetch every ref to find it.
+   * and the remote is not asked twice. It must come from resolveGitRef:
+   * that is where a commit is checked against the trusted refs.
    */
   gitSpec?: GitSpec;
   /** Attribute names as the image name gives them, already expanded and sorted by the caller. */
@@ -172,7 +172,10 @@ export async function sourceArguments(
         srcArgs: JSON.stringify({ channel: source.channel, baseUrl: source.baseUrl.replace(/\/+$/, '') }),
       };
     case 'git': {
-      const spec = req.gitSpec?.url === source.url ? req.gitSpec : await resolveGitRef(source.url, req.ref, options);
+      const spec =
+        req.gitSpec?.url === source.url
+          ? req.gitSpec
+          : await resolveGitRef(source.url, req.ref, { ...options, ...(source.trustedRefs ? { trustedRefs: source.trustedRefs } : {}) });
       return { srcType: 'git', srcArgs: JSON.stringify(spec) };
     }
   }
