@@ -48,7 +48,8 @@ export class SourceFingerprints {
   get(tag: string): Promise<Fingerprint> {
     const lookup = () =>
       this.lookup(this.source, tag, { timeoutSeconds: this.options.timeoutSeconds, log: this.options.log ?? silentLogger });
-    // Only git reads the tag; a commit hash names itself and needs no lookup to remember.
+    // Only git reads the tag. A commit hash names itself, but whether a trusted ref still reaches
+    // it is looked up every time (nix/git-trust.ts remembers that by its own rules).
     if (this.source.type !== 'git') return this.cache.get('', lookup);
     if (isCommitHash(tag)) return lookup();
     return this.cache.get(tag, lookup);
