@@ -64,6 +64,38 @@ describe('helm template, validated by the API server', () => {
     assert.match(result.stderr, /storage takes exactly one of persistentVolume and gcs/);
   });
 
+  it('the NixeryInstance CRD defaults onDemand to true and validates the package lists', async () => {
+    const instance = (spec: object) =>
+      JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'policy', namespace: RELEASE_NAMESPACE }, spec });
+    const accepted = async (spec: object) => {
+      const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], instance(spec));
+      assert.equal(result.code, 0, `${JSON.stringify(spec)}: ${result.stderr}`);
+      return (JSON.parse(result.stdout) as { spec: Record<string, unknown> }).spec;
+    };
+    assert.equal((await accepted({})).onDemand, true, 'on demand unless told otherwise');
+    assert.equal((await accepted({ onDemand: false })).onDemand, false);
+    const lists = { allow: ['hello', 'python3Packages.*', '_7zip', 'nerd-fonts.*', '*'], deny: ['haskellPackages.pandoc', 'a'.repeat(128)] };
+    assert.deepEqual((await accepted({ packages: lists })).packages, lists);
+    assert.deepEqual((await accepted({ packages: { allow: Array.from({ length: 256 }, (_, i) => `p${i}`) } })).packages, {
+      allow: Array.from({ length: 256 }, (_, i) => `p${i}`),
+    });
+
+    const refused: [spec: object, message: RegExp][] = [
+      [{ onDemand: 'no' }, /spec\.onDemand: Invalid value: "string": spec\.onDemand in body must be of type boolean/],
+      [{ packages: { allow: ['shell/git'] } }, /spec\.packages\.allow\[0\]: Invalid value: "shell\/git": spec\.packages\.allow\[0\] in body should match/],
+      [{ packages: { deny: ['hello', 'a..b'] } }, /spec\.packages\.deny\[1\]: Invalid value: "a\.\.b"/],
+      [{ packages: { deny: ['hello git'] } }, /spec\.packages\.deny\[0\]: Invalid value: "hello git"/],
+      [{ packages: { deny: ['a'.repeat(129)] } }, /spec\.packages\.deny\[0\]: Too long: may not be (longer|more) than 128/],
+      [{ packages: { deny: Array.from({ length: 257 }, (_, i) => `p${i}`) } }, /spec\.packages\.deny: Too many: 257: must have at most 256 items/],
+      [{ packages: { allow: [] } }, /packages\.allow: an empty list would allow nothing/],
+    ];
+    for (const [spec, message] of refused) {
+      const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], instance(spec));
+      assert.notEqual(result.code, 0, `${JSON.stringify(spec).slice(0, 200)} was accepted`);
+      assert.match(result.stderr, message, JSON.stringify(spec).slice(0, 200));
+    }
+  });
+
   it('keeps its objects out of the cluster (dry run only)', async () => {
     for (const namespace of NAMESPACES) {
       assert.equal((await kubectlOk(kubeconfig, ['get', 'deployments,roles,nixeryinstances', '-n', namespace, '-o', 'name'])).trim(), '', namespace);

@@ -37,6 +37,10 @@ export interface NixeryInstanceSpec {
   popularityUrl?: string;
   service: { type: 'ClusterIP' | 'NodePort' | 'LoadBalancer'; port: number };
   nodeLocal?: { enabled: boolean; hostPort: number };
+  /** False: the registry serves NixImages' pushed tags only and builds nothing on demand. */
+  onDemand: boolean;
+  /** Attribute-path patterns (`*` a glob) of packages built on demand; NixImages are not subject to them. */
+  packages?: { allow?: string[]; deny?: string[] };
 }
 
 export interface NixeryInstanceStatus {

@@ -38,6 +38,14 @@ describe('the build Job of a NixImage', () => {
     assert.equal(pinned.spec!.template.spec!.containers[0]!.args![4], 'a'.repeat(40));
   });
 
+  it('builds a NixImage whatever the instance says about on-demand builds and packages: NixImages are declared', () => {
+    const locked = testInstance({ onDemand: false, packages: { allow: ['hello'], deny: ['git', 'htop'] } }, { uid: 'i-uid' });
+    const job = desiredBuildJob(image(), locked);
+    const env = job.spec!.template.spec!.containers[0]!.env!.map((e) => e.name);
+    for (const name of ['NIXERY_ON_DEMAND', 'NIXERY_ALLOWED_PACKAGES', 'NIXERY_DENIED_PACKAGES']) assert.ok(!env.includes(name), name);
+    assert.deepEqual(job, desiredBuildJob(image(), instance), 'the same Job, under the same name');
+  });
+
   it('is named after the image and a hash of what it builds: stable, and new when the spec changes', () => {
     const a = desiredBuildJob(image(), instance).metadata!.name!;
     assert.equal(a, desiredBuildJob(image(), instance).metadata!.name);

@@ -83,6 +83,35 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(envOf(streamed).NIXERY_GCS_REDIRECT, 'stream');
   });
 
+  it('turns off on-demand builds and passes the package lists to the registry, as it reads them', () => {
+    const d = desiredInstance(
+      instance({ onDemand: false, packages: { allow: ['hello', 'python3Packages.*'], deny: ['python3Packages.requests', '_7zip'] } }),
+    );
+    const env = envOf(d);
+    assert.equal(env.NIXERY_ON_DEMAND, 'false');
+    assert.equal(env.NIXERY_ALLOWED_PACKAGES, 'hello,python3Packages.*');
+    assert.equal(env.NIXERY_DENIED_PACKAGES, 'python3Packages.requests,_7zip');
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
+    const config = loadConfig(rest, '/');
+    assert.equal(config.onDemand, false);
+    assert.deepEqual(config.allowedPackages, ['hello', 'python3Packages.*']);
+    assert.deepEqual(config.deniedPackages, ['python3Packages.requests', '_7zip']);
+    assert.deepEqual(envOf(desiredInstance(instance({ packages: { deny: ['htop'] } }))).NIXERY_DENIED_PACKAGES, 'htop');
+  });
+
+  it('leaves the registry defaults (on demand, every package) out of the environment, so existing pods stay', () => {
+    for (const spec of [{}, { onDemand: true }, { packages: {} }, { packages: { allow: [], deny: [] } }]) {
+      const env = envOf(desiredInstance(instance(spec)));
+      for (const name of ['NIXERY_ON_DEMAND', 'NIXERY_ALLOWED_PACKAGES', 'NIXERY_DENIED_PACKAGES']) assert.equal(env[name], undefined, `${name} for ${JSON.stringify(spec)}`);
+      const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
+      const config = loadConfig(rest, '/');
+      assert.equal(config.onDemand, true);
+      assert.equal(config.allowedPackages, undefined);
+      assert.deepEqual(config.deniedPackages, []);
+    }
+    assert.deepEqual(desiredInstance(instance({ onDemand: true })), desiredInstance(instance()));
+  });
+
   it('probes the registry on /healthz (its /v2/ may rightly answer 401)', () => {
     const container = desiredInstance(instance()).deployment.spec!.template.spec!.containers[0]!;
     assert.equal(container.readinessProbe!.httpGet!.path, '/healthz');

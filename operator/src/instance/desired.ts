@@ -64,6 +64,11 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     nixTimeoutSeconds: spec.nixTimeout,
     ...(spec.popularityUrl ? { popularityUrl: spec.popularityUrl } : {}),
     pushTokenFile: `${PUSH_TOKEN_MOUNT}/${PUSH_TOKEN_KEY}`,
+    // Only what differs from the registry's defaults, so instances that leave them alone keep
+    // the environment (and pods) they had.
+    ...(spec.onDemand === false ? { onDemand: false } : {}),
+    ...(spec.packages?.allow?.length ? { allowedPackages: spec.packages.allow } : {}),
+    ...(spec.packages?.deny?.length ? { deniedPackages: spec.packages.deny } : {}),
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;

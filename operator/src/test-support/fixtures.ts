@@ -14,6 +14,7 @@ export function testInstance(spec: Partial<NixeryInstance['spec']> = {}, metadat
       storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] } },
       nixTimeout: 60,
       service: { type: 'ClusterIP', port: 5000 },
+      onDemand: true,
       ...spec,
     },
   };
