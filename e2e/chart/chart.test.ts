@@ -82,6 +82,9 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'an existing service account without its name', values: { serviceAccount: { create: false } }, helm3: /serviceAccount\.name: String length must be greater than or equal to 1/, helm4: /at '\/serviceAccount\/name': minLength: got 0, want 1/ },
   { name: 'a storage size that is no quantity', values: { instance: { storage: { persistentVolume: { size: 'lots' } } } }, helm3: /instance\.storage\.persistentVolume\.size: Does not match pattern/, helm4: /at '\/instance\/storage\/persistentVolume\/size': 'lots' does not match pattern/ },
   { name: 'a port out of range', values: { operator: { healthPort: 70000 } }, helm3: /operator\.healthPort: Must be less than or equal to 65535/, helm4: /at '\/operator\/healthPort': maximum: got 70,?000, want 65,?535/ },
+  { name: 'onDemand as a string', values: { instance: { onDemand: 'no' } }, helm3: /instance\.onDemand: Invalid type\. Expected: boolean, given: string/, helm4: /at '\/instance\/onDemand': got string, want boolean/ },
+  { name: 'a package entry that is no attribute path', values: { instance: { packages: { allow: ['hello', 'shell/git'] } } }, helm3: /instance\.packages\.allow\.1: Does not match pattern/, helm4: /at '\/instance\/packages\/allow\/1': 'shell\/git' does not match pattern/ },
+  { name: 'packages as a comma-separated string', values: { instance: { packages: { deny: 'nano,htop' } } }, helm3: /instance\.packages\.deny: Invalid type\. Expected: array, given: string/, helm4: /at '\/instance\/packages\/deny': got string, want array/ },
 ];
 
 for (const version of HELM_VERSIONS) {
@@ -180,11 +183,27 @@ for (const version of HELM_VERSIONS) {
         storage: { persistentVolume: { size: '20Gi', accessModes: ['ReadWriteOnce'] } },
         nixTimeout: 60,
         service: { type: 'ClusterIP', port: 5000 },
+        onDemand: true,
       });
       const gcs = await render(helm, ['-f', path.join(VALUES_DIR, 'instance-gcs-ha.yaml')]);
       assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(gcs, 'NixeryInstance')[0]!.spec.storage, {
         gcs: { bucket: 'my-nixery-layers', credentialsSecret: { name: 'nixery-gcs-key', key: 'service-account.json' }, signedUrls: false },
       });
+    });
+
+    it('renders the on-demand switch and the package lists into the instance, lists only when set', async () => {
+      const spec = async (args: string[]) =>
+        find<KubernetesObject & { spec: Record<string, unknown> }>(await render(helm, ['--set', 'instance.enabled=true', ...args]), 'NixeryInstance')[0]!.spec;
+      const off = await spec(['--set', 'instance.onDemand=false']);
+      assert.equal(off.onDemand, false);
+      assert.equal(off.packages, undefined, 'empty lists are no lists');
+      const lists = await spec(['-f', path.join(VALUES_DIR, 'instance-package-lists.yaml')]);
+      assert.equal(lists.onDemand, true);
+      assert.deepEqual(lists.packages, {
+        allow: ['hello', 'git', 'bashInteractive', 'coreutils', 'moreutils', 'nano', 'python3Packages.*'],
+        deny: ['python3Packages.requests', '_7zip'],
+      });
+      assert.deepEqual((await spec(['--set', 'instance.packages.deny={nano}'])).packages, { deny: ['nano'] });
     });
 
     it('leaves RBAC, the ServiceAccount and the Lease Role out when asked to', async () => {
