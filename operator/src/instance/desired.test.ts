@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { loadConfig } from '@nixery/registry/operator-api';
 import type { NixeryInstance } from '../api/types.ts';
 import { testInstance } from '../test-support/fixtures.ts';
-import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from './desired.ts';
+import { desiredInstance, desiredObjects, instanceEndpoint, REGISTRY_FS_GROUP, STORAGE_MOUNT } from './desired.ts';
 
 const instance = (spec: Partial<NixeryInstance['spec']> = {}) => testInstance(spec);
 
@@ -66,6 +66,12 @@ describe('desired objects of a NixeryInstance', () => {
       { name: 'storage', persistentVolumeClaim: { claimName: 'nixery-storage' } },
     ]);
     assert.deepEqual(d.persistentVolumeClaim!.spec!.resources!.requests, { storage: '10Gi' });
+  });
+
+  it("makes the volume writable by the registry image's non-root user (fsGroup), with no other demand on the image", () => {
+    const pod = desiredInstance(instance()).deployment.spec!.template.spec!;
+    assert.deepEqual(pod.securityContext, { fsGroup: REGISTRY_FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' });
+    assert.equal(REGISTRY_FS_GROUP, 10000, 'the group scripts/build-images.sh gives the registry user');
   });
 
   it('wires GCS: no PVC, the bucket and the mounted key in the environment, rolling updates', () => {

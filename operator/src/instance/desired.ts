@@ -15,6 +15,12 @@ import { API_VERSION, type NixeryInstance, type PackageSourceSpec } from '../api
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 
 export const STORAGE_MOUNT = '/var/lib/nixery';
+/**
+ * The group of the registry image's user (scripts/build-images.sh runs it as 10000:10000). As the
+ * pods' fsGroup it makes a freshly provisioned volume, owned by root, writable by that user; with
+ * an image that runs as some other user the group is simply one more it belongs to.
+ */
+export const REGISTRY_FS_GROUP = 10000;
 export const GCS_KEY_MOUNT = '/var/run/secrets/nixery/gcs';
 export const PUSH_TOKEN_KEY = 'token';
 
@@ -124,6 +130,7 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
         metadata: { labels: commonLabels(name, 'registry') },
         spec: {
           serviceAccountName: name,
+          securityContext: { fsGroup: REGISTRY_FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' },
           containers: [
             {
               name: 'registry',
