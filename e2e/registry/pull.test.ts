@@ -143,7 +143,13 @@ describe('registry: pulling Nix-built images with real clients', () => {
     const cases: [string, RequestInit, number, string][] = [
       ['/v2/Bad..Name/manifests/latest', {}, 400, 'NAME_INVALID'],
       ['/v2/hello/arm64/manifests/latest', {}, 400, 'NAME_INVALID'],
-      ['/v2/hello/manifests/-bad-tag', {}, 400, 'TAG_INVALID'],
+      // A tag no manifest can have names no manifest: the spec's 404, never a 500 from storage
+      // (fetch normalises `..` away; hostile-requests.test.ts sends it as it is).
+      ['/v2/hello/manifests/-bad-tag', {}, 404, 'MANIFEST_UNKNOWN'],
+      [`/v2/hello/manifests/${'a'.repeat(129)}`, {}, 404, 'MANIFEST_UNKNOWN'],
+      ['/v2/hello/manifests/a+b', {}, 404, 'MANIFEST_UNKNOWN'],
+      ['/v2/hello/manifests/a%zz', {}, 404, 'MANIFEST_UNKNOWN'],
+      ['/v2/a%zz/manifests/latest', {}, 400, 'NAME_INVALID'],
       ['/v2/hello/blobs/sha256:1234', {}, 400, 'DIGEST_INVALID'],
       ['/v2/hello/manifests/sha256:xyz', {}, 400, 'DIGEST_INVALID'],
       [`/v2/hello/blobs/sha256:${'0'.repeat(64)}`, {}, 404, 'BLOB_UNKNOWN'],

@@ -96,8 +96,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
     const registryError =
-      error instanceof RegistryError ? error : new RegistryError('UNKNOWN', 'internal server error; see the registry log');
-    if (!(error instanceof RegistryError) || registryError.status >= 500) {
+      error instanceof RegistryError ? error : (clientError(error) ?? new RegistryError('UNKNOWN', 'internal server error; see the registry log'));
+    if (registryError.status >= 500) {
       deps.log.error('request failed', { method: req.method, path: req.path, error });
     }
     if (res.headersSent) {
@@ -112,6 +112,16 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   return app;
+}
+
+/**
+ * A request Express or its middleware refused as the client's fault (an http-errors error with a
+ * 4xx status it may show, e.g. a path that does not percent-decode): that status, not a 500.
+ */
+function clientError(error: unknown): RegistryError | undefined {
+  const { status, expose, message } = (error ?? {}) as { status?: unknown; expose?: unknown; message?: unknown };
+  if (typeof status !== 'number' || status < 400 || status > 499 || expose !== true) return undefined;
+  return new RegistryError('UNSUPPORTED', typeof message === 'string' ? message : 'bad request', undefined, status);
 }
 
 function observe(deps: AppDeps, req: Request, res: Response, start: number, outcome: 'finish' | 'aborted'): void {

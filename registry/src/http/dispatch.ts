@@ -46,7 +46,9 @@ export function registryApi(deps: RegistryApiDeps): Router {
 
   router.get('/v2/token', (req, res) => issueToken(deps, req, res));
 
-  router.all('/v2/{*rest}', async (req, res) => {
+  // A RegExp without groups: a named wildcard would be percent-decoded by the router, and a path
+  // that does not decode (`/v2/a%zz/…`) would fail there as a 500 before this code could answer.
+  router.all(/^\/v2\/./, async (req, res) => {
     const route = parseRoute(req.path);
     if (!route) throw new RegistryError('NAME_UNKNOWN', `no registry endpoint at ${req.path}`, undefined, 404);
     if (!isValidRepositoryName(route.name)) {

@@ -41,7 +41,9 @@ export class InvalidNameError extends Error {
 export class InvalidTagError extends Error {
   readonly code = 'TAG_INVALID';
   constructor(tag: string) {
-    super(`invalid tag ${JSON.stringify(tag)}: expected up to 128 characters of letters, digits, _ . and -, not starting with . or -`);
+    // Tags come from clients: an over-long one is not echoed whole.
+    const shown = tag.length > 140 ? `${tag.slice(0, 128)}…` : tag;
+    super(`invalid tag ${JSON.stringify(shown)}: expected up to 128 characters of letters, digits, _ . and -, not starting with . or -`);
     this.name = 'InvalidTagError';
   }
 }

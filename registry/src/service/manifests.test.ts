@@ -5,14 +5,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ImageBuilder } from '../builder/builder.ts';
-import type { ImageSpec } from '../image/name.ts';
+import { InvalidNameError, InvalidTagError, type ImageSpec } from '../image/name.ts';
 import { compilePackagePolicy, type PackagePolicy } from '../image/package-policy.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { PushedTags } from '../push/tag-store.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { sha256 } from '../storage/test-support.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { ImageBuildFailedError, ManifestUnknownError, PackagesRefusedError } from './errors.ts';
+import { ImageBuildFailedError, ManifestInvalidError, ManifestUnknownError, PackagesRefusedError } from './errors.ts';
 import { Manifests } from './manifests.ts';
 import { TagIndex } from './tags.ts';
 
@@ -45,7 +45,7 @@ async function setup(options: { onDemand?: boolean; policy?: PackagePolicy } = {
     await pushedTags.set(name, tag, { digest: sha256(body), mediaType: MediaType.ociManifest, size: body.length });
     return sha256(body);
   };
-  return { manifests, built, push };
+  return { manifests, built, push, storage };
 }
 
 /** Whether the request got past the service's checks to the builder. */
@@ -123,5 +123,61 @@ describe('manifests by tag under a package policy', () => {
     const digest = await push('shell/htop', 'v1');
     assert.equal((await manifests.byTag('shell/htop', 'v1', 'oci')).digest, digest);
     assert.deepEqual(built, []);
+  });
+});
+
+// Names, tags and manifests from hostile clients: refused as the client's fault before they reach
+// storage, never as a storage error (a 500). e2e/registry/hostile-requests.test.ts sends 10,000.
+describe('names, tags and pushed manifests that cannot be', () => {
+  const badTags = ['a'.repeat(129), 'a+b', '..', '.', '-x', '.x', '', 'a/b', 'a%zz', 'ä'];
+
+  it('answers a tag no manifest can have with ManifestUnknownError, before any lookup or build', async () => {
+    for (const onDemand of [true, false]) {
+      const { manifests, built } = await setup({ onDemand });
+      for (const tag of badTags) {
+        await assert.rejects(manifests.byTag('hello', tag, 'oci'), (error: unknown) => {
+          assert.ok(error instanceof ManifestUnknownError, `${JSON.stringify(tag)}: ${String(error)}`);
+          assert.match(error.message, /invalid tag/);
+          assert.ok(error.message.length < 400, 'an over-long tag is not echoed whole');
+          return true;
+        });
+      }
+      assert.deepEqual(built, []);
+    }
+  });
+
+  it('refuses a name that is no repository name with InvalidNameError', async () => {
+    const { manifests } = await setup();
+    for (const name of ['..', 'a/../b', 'a+b', 'A'.repeat(256)]) await assert.rejects(manifests.byTag(name, 'latest', 'oci'), InvalidNameError);
+  });
+
+  it('answers a DELETE of a tag no manifest can have with ManifestUnknownError', async () => {
+    const { manifests } = await setup();
+    for (const tag of badTags) await assert.rejects(manifests.deleteTag('hello', tag), ManifestUnknownError, JSON.stringify(tag));
+  });
+
+  it('refuses a push to a tag that cannot be before storing anything', async () => {
+    const { manifests, storage } = await setup();
+    const config = Buffer.from('{}');
+    await storage.putBlob(config, { contentType: MediaType.ociConfig, expectedDigest: sha256(config) });
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { digest: sha256(config) }, layers: [] }));
+    await assert.rejects(manifests.put('hello', 'a+b', body, MediaType.ociManifest), InvalidTagError);
+    assert.equal(await storage.statBlob(sha256(body)), null, 'the manifest was stored');
+  });
+
+  it('refuses a pushed manifest of the wrong shape with ManifestInvalidError', async () => {
+    const { manifests } = await setup();
+    const digest = sha256(Buffer.from('x'));
+    const bodies = [
+      'null',
+      '[]',
+      '5',
+      JSON.stringify({ mediaType: MediaType.ociManifest, config: { digest }, layers: 5 }),
+      JSON.stringify({ mediaType: MediaType.ociManifest, config: { digest }, layers: [null] }),
+      JSON.stringify({ mediaType: MediaType.ociManifest, config: null, layers: [] }),
+      JSON.stringify({ mediaType: MediaType.ociIndex, manifests: { digest } }),
+      JSON.stringify({ mediaType: MediaType.ociIndex, manifests: [null, 5] }),
+    ];
+    for (const body of bodies) await assert.rejects(manifests.put('hello', 'v1', Buffer.from(body), MediaType.ociManifest), ManifestInvalidError, body);
   });
 });

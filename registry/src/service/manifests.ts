@@ -5,7 +5,7 @@
 import type { ImageBuilder } from '../builder/builder.ts';
 import { classifyFailure } from '../builder/outcome.ts';
 import type { BuildResult } from '../builder/result.ts';
-import { ALWAYS_INCLUDED, imageFromName, validateTag } from '../image/name.ts';
+import { ALWAYS_INCLUDED, imageFromName, InvalidTagError, isValidRepositoryName, validateTag } from '../image/name.ts';
 import { ALLOW_EVERYTHING, refusedPackages, type CompiledPackagePolicy } from '../image/package-policy.ts';
 import { isSha256Digest, renderManifest, sha256Digest } from '../oci/image.ts';
 import { MANIFEST_MEDIA_TYPE, MediaType, type ManifestFormat } from '../oci/media-types.ts';
@@ -42,11 +42,12 @@ export interface ManifestsDeps {
   packagePolicy?: CompiledPackagePolicy;
 }
 
+/** What a pushed manifest may hold, as far as this module reads it; every field is the client's. */
 interface PushedManifest {
   mediaType?: unknown;
-  config?: { digest?: unknown };
-  layers?: { digest?: unknown }[];
-  manifests?: { digest?: unknown }[];
+  config?: { digest?: unknown } | null;
+  layers?: unknown;
+  manifests?: unknown;
 }
 
 export class Manifests {
@@ -66,13 +67,16 @@ export class Manifests {
   /**
    * What a tag names: a pushed tag (a declared NixImage) wins over reading the name as a package
    * list; otherwise the image is built, or found in the builder's cache, and the tag recorded.
-   * Throws ManifestUnknownError when on-demand builds are off, InvalidNameError or
-   * InvalidTagError for a name that is no package list, PackagesRefusedError for packages the
-   * policy refuses (meta-packages expanded; the always-included ones are part of every image and
-   * not checked), and ImageBuildFailedError when the build fails.
+   * Throws ManifestUnknownError for a tag no manifest can have (before any lookup) and when
+   * on-demand builds are off, InvalidNameError for a name that is no package list,
+   * PackagesRefusedError for packages the policy refuses (meta-packages expanded; the
+   * always-included ones are part of every image and not checked), and ImageBuildFailedError
+   * when the build fails.
    */
   async byTag(name: string, tag: string, format: ManifestFormat): Promise<Manifest> {
-    const pushed = await this.deps.pushedTags.get(name, tag);
+    checkTag(tag);
+    // A name that is no repository name was never pushed, and would make no storage key.
+    const pushed = isValidRepositoryName(name) ? await this.deps.pushedTags.get(name, tag) : null;
     if (pushed) {
       const body = await this.deps.storage.readBlob(pushed.digest).catch(() => null);
       if (body) return { body, mediaType: pushed.mediaType, digest: pushed.digest };
@@ -114,13 +118,14 @@ export class Manifests {
     } catch {
       throw new ManifestInvalidError('the manifest is not valid JSON');
     }
+    if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) throw new ManifestInvalidError('the manifest is not a JSON object');
     const mediaType = typeof manifest.mediaType === 'string' ? manifest.mediaType : contentType;
     if (!IMAGE_MANIFESTS.has(mediaType) && !INDEXES.has(mediaType)) {
       throw new ManifestInvalidError(`unsupported manifest media type ${JSON.stringify(mediaType)}`);
     }
     const referenced = IMAGE_MANIFESTS.has(mediaType)
-      ? [manifest.config?.digest, ...(manifest.layers ?? []).map((l) => l.digest)]
-      : (manifest.manifests ?? []).map((m) => m.digest);
+      ? [manifest.config?.digest, ...descriptors(manifest.layers, 'layers').map((l) => l?.digest)]
+      : descriptors(manifest.manifests, 'manifests').map((m) => m?.digest);
     if (IMAGE_MANIFESTS.has(mediaType) && typeof manifest.config?.digest !== 'string') {
       throw new ManifestInvalidError('an image manifest needs a config descriptor');
     }
@@ -134,9 +139,10 @@ export class Manifests {
     const digest = sha256Digest(body);
     const byDigest = reference.includes(':');
     if (byDigest && reference !== digest) throw new ManifestDigestMismatchError(digest, reference);
+    // Before anything is stored: a tag that cannot be is refused with nothing written.
+    if (!byDigest) validateTag(reference);
     await this.deps.storage.putBlob(body, { contentType: mediaType, expectedDigest: digest });
     if (!byDigest) {
-      validateTag(reference);
       await this.deps.pushedTags.set(name, reference, { digest, mediaType, size: body.length });
       await this.deps.tags.record(name, reference);
     }
@@ -145,6 +151,28 @@ export class Manifests {
 
   /** Removes a pushed tag; the manifest and its blobs stay until garbage collection. Throws ManifestUnknownError. */
   async deleteTag(name: string, tag: string): Promise<void> {
-    if (!(await this.deps.pushedTags.delete(name, tag))) throw new ManifestUnknownError(`no pushed tag ${name}:${tag}`);
+    checkTag(tag);
+    if (!isValidRepositoryName(name) || !(await this.deps.pushedTags.delete(name, tag))) throw new ManifestUnknownError(`no pushed tag ${name}:${tag}`);
+  }
+}
+
+/** A list of descriptors in a pushed manifest, as far as its shape goes; absent is empty. */
+function descriptors(value: unknown, field: string): ({ digest?: unknown } | null)[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ManifestInvalidError(`${field} must be an array of descriptors`);
+  return value.map((d: unknown) => (d !== null && typeof d === 'object' ? (d as { digest?: unknown }) : null));
+}
+
+/**
+ * A tag no manifest can have is refused before it reaches storage, where it would be part of a
+ * document key: as ManifestUnknownError, since the spec answers a GET, HEAD or DELETE of a manifest
+ * that cannot exist with 404 MANIFEST_UNKNOWN.
+ */
+function checkTag(tag: string): void {
+  try {
+    validateTag(tag);
+  } catch (error) {
+    if (error instanceof InvalidTagError) throw new ManifestUnknownError(`manifest unknown: ${error.message}`);
+    throw error;
   }
 }
