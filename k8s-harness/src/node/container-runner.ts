@@ -1,5 +1,5 @@
-// One container of a pod: its image resolved and pulled, its environment and mounts, its process
-// launched, probed, restarted by the pod's restartPolicy with back-off, and stopped.
+// One container of a pod: its image resolved and pulled, its environment, identity and mounts, its
+// process launched, probed, restarted by the pod's restartPolicy with back-off, and stopped.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -9,8 +9,9 @@ import { containerArgv, type ImageProcess } from './command.ts';
 import { referencedSources, resolveEnv, serviceLinkEnv } from './env.ts';
 import { podHostname } from './hosts.ts';
 import { defaultPullPolicy, resolveImage } from './images.ts';
+import { effectiveSecurity, resolveIdentity, type Identity } from './identity.ts';
 import { errorMessage } from './kube.ts';
-import { findExecutable, launch, resolveMountTarget, type BindMount, type RunningProcess } from './launcher.ts';
+import { findExecutable, launch, resolveInRoot, resolveMountTarget, type BindMount, type ExecContext, type LaunchSpec, type RunningProcess } from './launcher.ts';
 import { criWriter, logTail } from './logs.ts';
 import { backoffDelay } from './owners.ts';
 import type { ContainerRecord, PodRecord } from './pod-status.ts';
@@ -18,6 +19,17 @@ import { ProbeWorker } from './probes.ts';
 import { PullError, type PulledImage } from './puller.ts';
 import { containerMounts, type PreparedVolume } from './volumes.ts';
 import { at, GRACE_CAP_MS, RESTART_BACKOFF_BASE_MS, RESTART_BACKOFF_CAP_MS, sleep, type PodWorkerDeps } from './pod-shared.ts';
+
+/** A file of an image root (symlinks resolved inside it), or undefined when it has none. */
+async function readInRoot(root: string, file: string): Promise<string | undefined> {
+  const resolved = await resolveInRoot(root, file);
+  if (resolved === undefined) return undefined;
+  try {
+    return await fsp.readFile(path.join(root, resolved), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
 
 /** What a container runner needs of its pod (pod-worker.ts's PodWorker is one). */
 export interface ContainerPod {
@@ -37,7 +49,7 @@ export interface ContainerPod {
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_TERMINATION_MESSAGE = 4096;
 
-type Image = (ImageProcess & { env: Record<string, string>; workingDir?: string; imageID: string; rootfs?: string });
+type Image = (ImageProcess & { env: Record<string, string>; workingDir?: string; imageID: string; rootfs?: string; user?: string });
 
 type Outcome = { kind: 'exited'; exitCode: number } | { kind: 'waiting'; pull: boolean };
 
@@ -152,8 +164,10 @@ export class ContainerRunner {
     try {
       const pulled: PulledImage = await deps.puller.pull(imageName, resolved.reference, policy);
       this.#event('Normal', 'Pulled', `Successfully pulled image "${imageName}" in ${Date.now() - began}ms`);
-      const image: Image = { entrypoint: pulled.entrypoint, cmd: pulled.cmd, env: { PATH: DEFAULT_PATH, HOME: '/root', ...pulled.env }, imageID: pulled.imageID, rootfs: pulled.rootfs };
+      // HOME, unless the image or the container sets it, comes from the user's passwd entry (#runOnce).
+      const image: Image = { entrypoint: pulled.entrypoint, cmd: pulled.cmd, env: { PATH: DEFAULT_PATH, ...pulled.env }, imageID: pulled.imageID, rootfs: pulled.rootfs };
       if (pulled.workingDir) image.workingDir = pulled.workingDir;
+      if (pulled.user) image.user = pulled.user;
       return image;
     } catch (error) {
       return { error: error instanceof PullError ? error.message : errorMessage(error) };
@@ -196,12 +210,30 @@ export class ContainerRunner {
       this.#setState({ waiting: { reason: 'CreateContainerConfigError', message: containerEnv.message } });
       return { kind: 'waiting', pull: false };
     }
+    // Who a pulled image runs as (mapped programs run as root on the host root, whatever the pod says).
+    let identity: Identity | undefined;
+    if (image.rootfs) {
+      const resolved = resolveIdentity({
+        pod: this.pod.pod,
+        container: this.spec,
+        user: image.user,
+        passwd: await readInRoot(image.rootfs, '/etc/passwd'),
+        group: await readInRoot(image.rootfs, '/etc/group'),
+      });
+      if (!resolved.ok) {
+        this.#event('Warning', 'Failed', `Error: ${resolved.message}`);
+        this.#setState({ waiting: { reason: resolved.reason, message: resolved.message } });
+        return { kind: 'waiting', pull: false };
+      }
+      identity = resolved.identity;
+    }
     const env: Record<string, string> = {
       ...image.env,
       HOSTNAME: podHostname(this.pod.pod).hostname,
       ...serviceLinkEnv(deps.services(), this.pod.namespace, this.pod.pod.spec?.enableServiceLinks ?? true, deps.serviceAddress),
       ...containerEnv.env,
     };
+    if (identity && env.HOME === undefined) env.HOME = identity.home;
     const argv = containerArgv(image, this.spec, containerEnv.env);
     const root = image.rootfs ?? '/';
     const containerID = `nixery-node://${randomBytes(16).toString('hex')}`;
@@ -223,6 +255,8 @@ export class ContainerRunner {
     await fsp.mkdir(dir, { recursive: true });
     const terminationLog = path.join(dir, 'termination-log');
     await fsp.writeFile(terminationLog, '');
+    // Writable whoever the container runs as, as kubelet makes it.
+    await fsp.chmod(terminationLog, 0o666);
     let mounts: BindMount[];
     try {
       mounts = await containerMounts(this.spec, this.pod.volumes);
@@ -253,14 +287,21 @@ export class ContainerRunner {
     const stdout = criWriter(logStream, 'stdout');
     const stderr = criWriter(logStream, 'stderr');
     this.#event('Normal', 'Created', `Created container ${this.spec.name}`);
-    const processSpec = {
+    const processSpec: LaunchSpec = {
       argv,
       env,
       workingDir: this.spec.workingDir || image.workingDir || (image.rootfs ? '/' : this.pod.dir),
       hostname: podHostname(this.pod.pod).hostname,
       mounts,
-      ...(overlay ? { image: overlay } : {}),
     };
+    let execContext: ExecContext | undefined;
+    if (overlay && identity) {
+      const security = effectiveSecurity(this.pod.pod, this.spec);
+      const user = { uid: identity.uid, gid: identity.gid, groups: identity.groups };
+      const noNewPrivileges = security.allowPrivilegeEscalation === false;
+      Object.assign(processSpec, { image: overlay, user, readOnlyRoot: security.readOnlyRootFilesystem === true, noNewPrivileges });
+      execContext = { root: overlay.root, workingDir: processSpec.workingDir, user, noNewPrivileges };
+    }
     if (this.pod.signal.aborted) {
       logStream.end();
       return { kind: 'waiting', pull: false };
@@ -279,7 +320,7 @@ export class ContainerRunner {
       this.record.ready = false;
       this.#setState({ running: { startedAt } });
       this.#event('Normal', 'Started', `Started container ${this.spec.name}`);
-      this.#startProbes(proc, env);
+      this.#startProbes(proc, env, execContext);
     }
     const exit = await proc.exited;
     this.#process = undefined;
@@ -320,8 +361,8 @@ export class ContainerRunner {
     return { kind: 'exited', exitCode: exit.exitCode };
   }
 
-  #startProbes(proc: RunningProcess, env: Record<string, string>): void {
-    const target = { podIP: this.pod.record.podIP ?? '127.0.0.1', ports: this.spec.ports ?? [], pid: proc.pid, env };
+  #startProbes(proc: RunningProcess, env: Record<string, string>, exec: ExecContext | undefined): void {
+    const target = { podIP: this.pod.record.podIP ?? '127.0.0.1', ports: this.spec.ports ?? [], pid: proc.pid, env, ...(exec ? { exec } : {}) };
     const onFailure = (kind: string) => (message: string) => {
       this.#event('Warning', 'Unhealthy', `${kind} probe failed: ${message}`);
       if (kind === 'Readiness') return;

@@ -5,8 +5,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { eventually, within } from '@nixery/test-support';
-import { BUSYBOX, findExecutable, launch, resolveInRoot, resolveMountTarget, type LaunchSpec } from './launcher.ts';
+import { eventually, identify, isRunning, spawn, stopChild, waitForOutput, within } from '@nixery/test-support';
+import { BUSYBOX, execIn, findExecutable, launch, resolveInRoot, resolveMountTarget, type ExecContext, type LaunchSpec } from './launcher.ts';
 
 /** Every program these tests launch ends within seconds. */
 const EXIT_MS = 30_000;
@@ -138,6 +138,135 @@ describe('launcher: a container process in a private mount namespace', () => {
     proc.kill('SIGKILL');
     const exit = await within(EXIT_MS, 'the killed group to exit', proc.exited);
     assert.deepEqual(exit, { exitCode: 137, signal: 'SIGKILL' });
+  });
+});
+
+/** A minimal image root: busybox and links for the applets the tests use. */
+async function busyboxRoot(lower: string): Promise<void> {
+  await fs.mkdir(path.join(lower, 'bin'), { recursive: true });
+  await fs.mkdir(path.join(lower, 'etc'));
+  await fs.copyFile(BUSYBOX, path.join(lower, 'bin/busybox'));
+  await fs.chmod(path.join(lower, 'bin/busybox'), 0o755);
+  for (const applet of ['sh', 'cat', 'grep', 'id', 'pwd', 'sleep', 'stat', 'touch', 'env']) await fs.symlink('/bin/busybox', path.join(lower, 'bin', applet));
+}
+
+async function containerDirs(parent: string, name: string): Promise<NonNullable<LaunchSpec['image']> & { dir: string }> {
+  const dir = path.join(parent, name);
+  for (const d of ['upper', 'work', 'root']) await fs.mkdir(path.join(dir, d), { recursive: true });
+  return { dir, lower: '', upper: path.join(dir, 'upper'), work: path.join(dir, 'work'), root: path.join(dir, 'root') };
+}
+
+describe('launcher: who a pulled image runs as', () => {
+  let dir: string;
+  let lower: string;
+  const user = { uid: 1234, gid: 2345, groups: [2345, 3456] };
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-user-'));
+    lower = path.join(dir, 'image');
+    await busyboxRoot(lower);
+  });
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('takes the uid, gid and groups, enters the working directory, has exactly its environment; read-only root and no_new_privs on request', async () => {
+    const volume = path.join(dir, 'volume');
+    await fs.mkdir(volume);
+    await fs.chown(volume, 0, 3456);
+    await fs.chmod(volume, 0o2770);
+    const c = await containerDirs(dir, 'c1');
+    const script = [
+      'grep -E "^(Uid|Gid|Groups|NoNewPrivs):" /proc/self/status',
+      'pwd',
+      'echo "FOO=$FOO HOME=$HOME"',
+      'env | grep -c PERL || true',
+      'touch /data/by-user && stat -c "%u:%g" /data/by-user',
+      'touch /etc/x 2>/dev/null || echo root-read-only',
+    ].join('; ');
+    const result = await run({
+      argv: ['sh', '-c', script],
+      env: { PATH: '/bin', HOME: '/home/app', FOO: 'bar baz' },
+      workingDir: '/work',
+      hostname: 'u',
+      image: { ...c, lower },
+      mounts: [{ source: volume, target: '/data', readOnly: false, kind: 'dir' }],
+      user,
+      readOnlyRoot: true,
+      noNewPrivileges: true,
+    });
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.deepEqual(result.stdout.trim().split('\n').map((l) => l.replace(/\s+/g, ' ').trim()), [
+      'Uid: 1234 1234 1234 1234',
+      'Gid: 2345 2345 2345 2345',
+      'Groups: 2345 3456',
+      'NoNewPrivs: 1',
+      '/work',
+      'FOO=bar baz HOME=/home/app',
+      '0',
+      '1234:3456',
+      'root-read-only',
+    ]);
+    assert.equal((await fs.stat(path.join(volume, 'by-user'))).uid, 1234, 'the file is the user\'s on the host too');
+  });
+
+  it('without a user, root with only group 0; without readOnlyRoot, a writable root', async () => {
+    const c = await containerDirs(dir, 'c2');
+    const result = await run({
+      argv: ['sh', '-c', 'grep -E "^(Uid|Gid|Groups|NoNewPrivs):" /proc/self/status; touch /etc/x && echo root-writable'],
+      env: { PATH: '/bin' },
+      workingDir: '/',
+      hostname: 'r',
+      image: { ...c, lower },
+      mounts: [],
+    });
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.deepEqual(result.stdout.trim().split('\n').map((l) => l.replace(/\s+/g, ' ').trim()), ['Uid: 0 0 0 0', 'Gid: 0 0 0 0', 'Groups: 0', 'NoNewPrivs: 0', 'root-writable']);
+  });
+
+  it('exec probes run in the container root and working directory, as its user, with its environment', async () => {
+    const c = await containerDirs(dir, 'c3');
+    const out = collect();
+    const proc = launch(
+      { argv: ['sleep', '30'], env: { PATH: '/bin' }, workingDir: '/srv', hostname: 'p', image: { ...c, lower }, mounts: [], user, noNewPrivileges: true },
+      { stdout: out.stream, stderr: out.stream },
+    );
+    try {
+      await within(EXIT_MS, 'the container to start', proc.started);
+      const context: ExecContext = { root: c.root, workingDir: '/srv', user, noNewPrivileges: true };
+      const result = await execIn(proc.pid, ['sh', '-c', 'id -u; id -g; id -G; pwd; echo $FOO; grep NoNewPrivs /proc/self/status; ls /bin/busybox'], { PATH: '/bin', FOO: 'probe' }, 10_000, context);
+      assert.equal(result.exitCode, 0, result.output);
+      assert.deepEqual(result.output.trim().split('\n').map((l) => l.replace(/\s+/g, ' ').trim()), ['1234', '2345', '2345 3456', '/srv', 'probe', 'NoNewPrivs: 1', '/bin/busybox']);
+      const failing = await execIn(proc.pid, ['sh', '-c', 'exit 3'], { PATH: '/bin' }, 10_000, context);
+      assert.equal(failing.exitCode, 3);
+    } finally {
+      proc.kill('SIGKILL');
+      await within(EXIT_MS, 'the container to exit', proc.exited);
+    }
+  });
+
+  it('a container whose user was switched still dies with the process that launched it (parent-death signal set again)', async () => {
+    const c = await containerDirs(dir, 'c4');
+    const spec: LaunchSpec = { argv: ['sleep', '300'], env: { PATH: '/bin' }, workingDir: '/', hostname: 'd', image: { ...c, lower }, mounts: [], user };
+    const launcherUrl = new URL('./launcher.ts', import.meta.url).href;
+    const code = [
+      `const { launch } = await import(${JSON.stringify(launcherUrl)});`,
+      `const proc = launch(${JSON.stringify(spec)}, { stdout: process.stdout, stderr: process.stderr });`,
+      'await proc.started;',
+      'console.log(`container ${proc.pid}`);',
+      'setInterval(() => {}, 1000);',
+    ].join('\n');
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let container: ReturnType<typeof identify>;
+    try {
+      const line = await waitForOutput(parent, /^container \d+$/, EXIT_MS);
+      container = identify(Number(line.split(' ')[1]));
+      assert.ok(container, 'the container runs');
+      process.kill(parent.pid!, 'SIGKILL');
+      await eventually('the container to die with its parent', () => (isRunning(container!) ? undefined : true), 10_000, 50);
+    } finally {
+      if (container! && isRunning(container)) process.kill(container.pid, 'SIGKILL');
+      await stopChild(parent, 'SIGKILL');
+    }
   });
 });
 

@@ -1,8 +1,11 @@
 // Starts one container process: a private mount namespace (and UTS namespace for the hostname)
 // in which a small busybox script mounts the container's file system — overlay root for pulled
 // images, a minimal /dev, volumes, /etc/hosts, the termination-message file — and then execs the
-// program (chrooted for pulled images). Nothing is mounted in the host's namespace, so nothing
-// needs unmounting: the mounts go when the namespace's last process does.
+// program. Nothing is mounted in the host's namespace, so nothing needs unmounting: the mounts go
+// when the namespace's last process does. A pulled image's program is started by a Perl helper
+// (the host's perl-base) that chroots, enters the working directory, takes the container's
+// uid/gid/groups and environment, and execs it — what runc does for a container process; exec
+// probes enter the same way. Host-root (imageMap) programs run as root in the host's root.
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -12,6 +15,17 @@ export const BUSYBOX = '/usr/bin/busybox';
 export const UNSHARE = '/usr/bin/unshare';
 export const SETPRIV = '/usr/bin/setpriv';
 export const NSENTER = '/usr/bin/nsenter';
+export const PERL = '/usr/bin/perl';
+
+/** Who a pulled image's process runs as. */
+export interface UserIdentity {
+  uid: number;
+  gid: number;
+  /** supplementary groups (containerd puts the primary gid first) */
+  groups: number[];
+}
+
+export const ROOT_USER: UserIdentity = { uid: 0, gid: 0, groups: [0] };
 
 export interface BindMount {
   source: string;
@@ -31,6 +45,20 @@ export interface LaunchSpec {
   /** a pulled image: its unpacked root file system, mounted copy-on-write at `root` */
   image?: { lower: string; upper: string; work: string; root: string };
   mounts: BindMount[];
+  /** a pulled image's process identity (default root); host-root programs always run as root */
+  user?: UserIdentity;
+  /** a pulled image's root mounted read-only once the mounts are in place (readOnlyRootFilesystem) */
+  readOnlyRoot?: boolean;
+  /** no_new_privs for the process (allowPrivilegeEscalation: false) */
+  noNewPrivileges?: boolean;
+}
+
+/** How an exec probe enters a pulled image's container: its root (as mounted in its mount namespace), working directory and identity. */
+export interface ExecContext {
+  root: string;
+  workingDir: string;
+  user: UserIdentity;
+  noNewPrivileges?: boolean;
 }
 
 export interface Exit {
@@ -48,15 +76,69 @@ export interface RunningProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
-// The script runs as `sh -c SCRIPT launch <ops…> -- <root> <workdir> <hostname> <argv…>`.
+// Perl, run on the host before the chroot (POSIX is loaded at compile time), as
+// `perl -e HELPER -- SYNC ROOT WD UID GID GROUPS N ENV×N ARGV…` (GROUPS comma-separated; SYNC an
+// fd to report "ok" on just before exec, or -). It gets an empty environment, so that nothing of
+// the container's (PERL5LIB, PERL5OPT, a locale the host lacks) affects Perl itself, and sets the
+// container's for the program. Changing credentials clears the parent-death signal, so it is set
+// again afterwards (prctl by syscall number, known for the architectures listed: perl-base has no
+// syscall.ph).
+const PERL_HELPER = `
+use strict;
+use POSIX ();
+my ($sync, $root, $wd, $uid, $gid, $groups, $count) = splice(@ARGV, 0, 7);
+my @env = splice(@ARGV, 0, $count);
+my @argv = @ARGV;
+sub fail { print STDERR "launch: $_[0]\n"; exit 127 }
+my $parent = getppid();
+chroot($root) or fail("chroot $root: $!");
+chdir($wd) or fail("chdir $wd: $!");
+my @groups = split(/,/, $groups);
+@groups = ($gid) unless @groups;
+$) = join(" ", $gid, @groups);
+POSIX::setgid($gid) or fail("setgid $gid: $!");
+POSIX::setuid($uid) or fail("setuid $uid: $!");
+my @have = split(/ /, $));
+shift @have;
+my %have = map { $_ => 1 } @have;
+my %want = map { $_ => 1 } @groups;
+fail("switching to uid $uid gid $gid groups $groups left uid $< euid $> gid $( egid $)")
+  unless $< == $uid && $> == $uid && $( == $gid && $) == $gid
+  && join(",", sort keys %have) eq join(",", sort keys %want);
+my %prctl = (x86_64 => 157, i686 => 172, i386 => 172, aarch64 => 167, riscv64 => 167, armv7l => 172);
+my $nr = $prctl{(POSIX::uname())[4]};
+if (defined $nr && $sync ne "-") {
+  syscall($nr, 1, 9) == 0 or fail("prctl(PR_SET_PDEATHSIG): $!");
+  exit 137 if getppid() != $parent;
+}
+%ENV = ();
+for (@env) { my ($k, $v) = split(/=/, $_, 2); $ENV{$k} = $v; }
+if ($sync ne "-") {
+  open(my $fh, ">&=", $sync) or fail("sync fd $sync: $!");
+  print $fh "ok\n";
+  close($fh);
+}
+{ no warnings; exec { $argv[0] } @argv; }
+fail("exec $argv[0]: $!");
+`;
+
+/** The helper's operands after SYNC ROOT WD: identity, environment, argv. */
+function helperOperands(user: UserIdentity, env: Record<string, string>, argv: string[]): string[] {
+  const entries = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return [String(user.uid), String(user.gid), user.groups.join(','), String(entries.length), ...entries, ...argv];
+}
+
+// The script runs as `sh -c SCRIPT launch HELPER <ops…> -- <root> <workdir> <hostname> <rest…>`:
+// for the host root, <rest> is the argv; for an image root, `ro|rw` and the helper's operands.
 // Ops: `overlay LOWER UPPER WORK ROOT`, `dev ROOT`, `proc ROOT`, `bind SRC DST ro|rw dir|file ROOT`.
-// It reports "ok" on fd 3 just before exec, so a failure before that is a set-up failure.
+// It (or the helper) reports "ok" on fd 3 just before exec, so a failure before that is a set-up failure.
 /** An empty host directory each container mounts its new /dev on first (in its own mount namespace). */
 const DEV_STAGING = '/run/nixery-k8s-dev-staging';
 
 const SCRIPT = `
 set -e
 bb=${BUSYBOX}
+helper="$1"; shift
 while [ "$1" != "--" ]; do
   case "$1" in
     overlay)
@@ -103,10 +185,15 @@ while [ "$1" != "--" ]; do
 done
 shift
 root="$1"; wd="$2"; $bb hostname "$3"; shift 3
-if [ -n "$root" ]; then $bb mkdir -p "$root$wd"; fi
+if [ -n "$root" ]; then
+  $bb mkdir -p "$root$wd"
+  # Read-only as runc makes it: the root mount only; /dev, /proc, volumes and /etc/hosts stay as they are.
+  if [ "$1" = ro ]; then $bb mount -o remount,bind,ro "$root"; fi
+  shift
+  exec ${PERL} -e "$helper" -- 3 "$root" "$wd" "$@"
+fi
 echo ok >&3
 exec 3>&-
-if [ -n "$root" ]; then exec ${UNSHARE} --root="$root" --wd="$wd" -- "$@"; fi
 exec ${UNSHARE} --wd="$wd" -- "$@"
 `;
 
@@ -119,7 +206,10 @@ export function launchOps(spec: LaunchSpec): string[] {
   if (spec.image) ops.push('proc', root);
   const mounts = [...spec.mounts].sort((a, b) => depth(a.target) - depth(b.target));
   for (const m of mounts) ops.push('bind', m.source, `${root}${m.target}`, m.readOnly ? 'ro' : 'rw', m.kind, root);
-  ops.push('--', root, spec.workingDir || '/', spec.hostname, ...spec.argv);
+  const workingDir = spec.workingDir || '/';
+  ops.push('--', root, workingDir, spec.hostname);
+  if (spec.image) ops.push(spec.readOnlyRoot ? 'ro' : 'rw', ...helperOperands(spec.user ?? ROOT_USER, spec.env, spec.argv));
+  else ops.push(...spec.argv);
   return ops;
 }
 
@@ -128,11 +218,16 @@ function depth(p: string): number {
 }
 
 export function launch(spec: LaunchSpec, output: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): RunningProcess {
-  // setpriv's parent-death signal: if the agent dies, its containers die with it.
+  // setpriv's parent-death signal: if the agent dies, its containers die with it. A pulled
+  // image's environment travels as operands of the helper, which sets it for the program.
   const child = spawn(
     UNSHARE,
-    ['--mount', '--uts', '--propagation', 'private', '--', SETPRIV, '--pdeathsig', 'KILL', '--', BUSYBOX, 'sh', '-c', SCRIPT, 'launch', ...launchOps(spec)],
-    { env: spec.env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true },
+    [
+      '--mount', '--uts', '--propagation', 'private', '--',
+      SETPRIV, '--pdeathsig', 'KILL', ...(spec.noNewPrivileges && spec.image ? ['--no-new-privs'] : []), '--',
+      BUSYBOX, 'sh', '-c', SCRIPT, 'launch', PERL_HELPER, ...launchOps(spec),
+    ],
+    { env: spec.image ? {} : spec.env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true },
   );
   const setupErrors: Buffer[] = [];
   let ready = false;
@@ -259,10 +354,17 @@ export async function findExecutable(root: string, argv0: string, pathVariable: 
   return undefined;
 }
 
-/** Runs `argv` inside a running container's mount and UTS namespaces, root and working directory (exec probes). */
-export function execIn(pid: number, argv: string[], env: Record<string, string>, timeoutMs: number): Promise<{ exitCode: number; output: string }> {
+/**
+ * Runs `argv` inside a running container's mount and UTS namespaces (exec probes): for a host-root
+ * container in its root and working directory, as root; for a pulled image (`context`) through the
+ * helper, in its root and working directory as its user, as runc exec would.
+ */
+export function execIn(pid: number, argv: string[], env: Record<string, string>, timeoutMs: number, context?: ExecContext): Promise<{ exitCode: number; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(NSENTER, ['-t', String(pid), '-m', '-u', '-r', '-w', '--', ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const args = context
+      ? ['-t', String(pid), '-m', '-u', '--', ...(context.noNewPrivileges ? [SETPRIV, '--no-new-privs', '--'] : []), PERL, '-e', PERL_HELPER, '--', '-', context.root, context.workingDir, ...helperOperands(context.user, env, argv)]
+      : ['-t', String(pid), '-m', '-u', '-r', '-w', '--', ...argv];
+    const child = spawn(NSENTER, args, { env: context ? {} : env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
     const collect = (c: Buffer) => {
       if (output.length < 10_000) output += c.toString();

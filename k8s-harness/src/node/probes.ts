@@ -4,7 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { V1ContainerPort, V1Probe } from '@kubernetes/client-node';
-import { execIn } from './launcher.ts';
+import { execIn, type ExecContext } from './launcher.ts';
 
 export interface ProbeTarget {
   podIP: string;
@@ -12,6 +12,8 @@ export interface ProbeTarget {
   /** the container's main process, for exec probes */
   pid: number;
   env: Record<string, string>;
+  /** a pulled image's container: exec probes run in its root, as its user */
+  exec?: ExecContext;
 }
 
 export interface ProbeResult {
@@ -30,7 +32,7 @@ export function resolvePort(port: number | string | undefined, ports: readonly V
 export async function probeOnce(probe: V1Probe, target: ProbeTarget): Promise<ProbeResult> {
   const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
   if (probe.exec) {
-    const result = await execIn(target.pid, probe.exec.command ?? [], target.env, timeoutMs);
+    const result = await execIn(target.pid, probe.exec.command ?? [], target.env, timeoutMs, target.exec);
     return { ok: result.exitCode === 0, message: result.exitCode === 0 ? '' : `command ${JSON.stringify(probe.exec.command)} exited with ${result.exitCode}: ${result.output.trim()}` };
   }
   if (probe.httpGet) {

@@ -1,5 +1,5 @@
 // Pulling a registry image for real: skopeo copies it into an OCI layout, umoci unpacks its root
-// file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir.
+// file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir/User.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -13,11 +13,22 @@ export interface PulledImage {
   cmd: string[];
   env: Record<string, string>;
   workingDir?: string;
+  /** the config's `User` (`uid`, `uid:gid`, `name`, `name:group`), when it has one */
+  user?: string;
   /** `<registry>/<repository>@<manifest digest>`, as the runtime reports imageID */
   imageID: string;
 }
 
 export class PullError extends Error {}
+
+/** The fields of an OCI image config's `config` this node uses. */
+interface ImageConfig {
+  Env?: string[];
+  Entrypoint?: string[];
+  Cmd?: string[];
+  WorkingDir?: string;
+  User?: string;
+}
 
 /** Where a registry host is reached from this node, or an error saying why it cannot be. */
 export type HostResolver = (registry: string) => string | PullError;
@@ -98,6 +109,7 @@ export class Puller {
       imageID: `${reference.registry}/${reference.repository}@${digest}`,
     };
     if (config.WorkingDir) pulled.workingDir = config.WorkingDir;
+    if (config.User) pulled.user = config.User;
     return pulled;
   }
 
@@ -115,11 +127,11 @@ export class Puller {
     return JSON.parse(await fs.readFile(path.join(layout, 'blobs', algorithm ?? 'sha256', hex ?? ''), 'utf8'));
   }
 
-  async #config(layout: string, manifestDigest: string): Promise<{ Env?: string[]; Entrypoint?: string[]; Cmd?: string[]; WorkingDir?: string }> {
+  async #config(layout: string, manifestDigest: string): Promise<ImageConfig> {
     const manifest = (await this.#blob(layout, manifestDigest)) as { config?: Descriptor };
     if (!manifest.config) throw new PullError('the image manifest names no config');
     const config = (await this.#blob(layout, manifest.config.digest)) as { config?: Record<string, unknown> };
-    return (config.config ?? {}) as { Env?: string[]; Entrypoint?: string[]; Cmd?: string[]; WorkingDir?: string };
+    return (config.config ?? {}) as ImageConfig;
   }
 
   /** One unpacked root per manifest digest, made under a temporary name and renamed when complete. */
@@ -135,7 +147,11 @@ export class Puller {
     await fs.mkdir(path.dirname(bundle), { recursive: true });
     const staging = `${bundle}.tmp-${process.pid}-${Date.now()}`;
     try {
-      await run('umoci', ['unpack', '--image', `${layout}:img`, staging], 600_000);
+      // Only the root file system: `umoci unpack` would also write a runtime config.json, which
+      // resolves the config's User in the image's passwd file and fails the pull for a name it
+      // lacks — a runtime fails that container at creation instead (identity.ts).
+      await fs.mkdir(staging);
+      await run('umoci', ['raw', 'unpack', '--image', `${layout}:img`, path.join(staging, 'rootfs')], 600_000);
       await fs.rename(staging, bundle);
     } catch (error) {
       await fs.rm(staging, { recursive: true, force: true });

@@ -1,11 +1,13 @@
 // A pod's volumes as directories on this node, and each container's mounts of them. Secret,
 // ConfigMap, downward API and projected volumes are written as files once, when the pod starts;
 // projected service-account tokens come from the API server's TokenRequest, bound to the pod, and
-// are renewed while the pod runs (see refreshTokens).
+// are renewed while the pod runs (see refreshTokens). With a pod fsGroup, volumes are made the
+// group's as kubelet's SetVolumeOwnership makes them (see setVolumeOwnership).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1KeyToPath, V1PersistentVolumeClaim, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { fieldPath } from './env.ts';
+import { podFsUser } from './identity.ts';
 import type { BindMount } from './launcher.ts';
 
 export class VolumeError extends Error {}
@@ -38,6 +40,9 @@ export interface VolumeSources {
 export interface ProjectedToken {
   file: string;
   mode: number;
+  /** owner and group of the file, when not root's: kubelet's fsUser and fsGroup */
+  uid?: number;
+  gid?: number;
   serviceAccount: string;
   request: TokenRequest;
   issuedAt: number;
@@ -80,6 +85,39 @@ function downwardFiles(pod: V1Pod, items: NonNullable<NonNullable<V1Volume['down
   });
 }
 
+// kubelet's volume_linux.go: with an fsGroup, every file and directory of a volume gets that group
+// and these permission bits added; directories also get the setgid bit, so what is created in
+// them later belongs to the group too.
+const RW_MASK = 0o660;
+const RO_MASK = 0o440;
+const EXEC_MASK = 0o110;
+const SETGID = 0o2000;
+
+function ownershipMask(isDirectory: boolean, readOnly: boolean): number {
+  return (readOnly ? RO_MASK : RW_MASK) | (isDirectory ? EXEC_MASK | SETGID : 0);
+}
+
+/**
+ * kubelet's SetVolumeOwnership: `dir` and everything below it (symlinks not followed) get group
+ * `fsGroup` and group read (+write unless read-only) permission, directories group search and the
+ * setgid bit. With `OnRootMismatch`, nothing is done when the root already has them.
+ */
+export async function setVolumeOwnership(dir: string, fsGroup: number, readOnly: boolean, changePolicy?: string): Promise<void> {
+  if (changePolicy === 'OnRootMismatch') {
+    const root = await fs.stat(dir);
+    const wanted = ownershipMask(root.isDirectory(), readOnly);
+    if (root.gid === fsGroup && (root.mode & wanted) === wanted) return;
+  }
+  const visit = async (file: string): Promise<void> => {
+    const stat = await fs.lstat(file);
+    await fs.lchown(file, -1, fsGroup);
+    if (stat.isSymbolicLink()) return;
+    await fs.chmod(file, (stat.mode & 0o7777) | ownershipMask(stat.isDirectory(), readOnly));
+    if (stat.isDirectory()) for (const name of await fs.readdir(file)) await visit(path.join(file, name));
+  };
+  await visit(dir);
+}
+
 async function writeFiles(dir: string, files: readonly ProjectedFile[]): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   for (const file of files) {
@@ -95,10 +133,16 @@ async function writeFiles(dir: string, files: readonly ProjectedFile[]): Promise
 export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string, sources: VolumeSources, podIP: string): Promise<Map<string, PreparedVolume>> {
   const namespace = pod.metadata?.namespace ?? 'default';
   const prepared = new Map<string, PreparedVolume>();
+  const securityContext = pod.spec?.securityContext;
+  const fsGroup = securityContext?.fsGroup;
+  const fsUser = podFsUser(pod);
   for (const volume of pod.spec?.volumes ?? []) {
     const dir = path.join(podDir, 'volumes', volume.name);
     if (volume.emptyDir) {
-      await fs.mkdir(dir, { recursive: true, mode: 0o777 });
+      // World-writable, as kubelet makes it (chmod after mkdir: the umask would take bits off).
+      await fs.mkdir(dir, { recursive: true });
+      await fs.chmod(dir, 0o777);
+      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, false);
       prepared.set(volume.name, { path: dir, readOnly: false });
     } else if (volume.persistentVolumeClaim) {
       const name = volume.persistentVolumeClaim.claimName;
@@ -107,21 +151,26 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
       if (claim.metadata?.deletionTimestamp) throw new VolumeError(`persistentvolumeclaim "${name}" is being deleted`);
       const storage = claimDir(dataDir, namespace, name);
       await fs.mkdir(storage, { recursive: true });
-      prepared.set(volume.name, { path: storage, readOnly: volume.persistentVolumeClaim.readOnly ?? false });
+      const readOnly = volume.persistentVolumeClaim.readOnly ?? false;
+      if (fsGroup !== undefined) await setVolumeOwnership(storage, fsGroup, readOnly, securityContext?.fsGroupChangePolicy);
+      prepared.set(volume.name, { path: storage, readOnly });
     } else if (volume.secret) {
       const name = volume.secret.secretName ?? '';
       const data = await sources.secret(namespace, name);
       if (!data && !volume.secret.optional) throw new VolumeError(`secret "${name}" not found`);
       await writeFiles(dir, data ? projectKeys(data, volume.secret.items, volume.secret.defaultMode ?? 0o644, `secret ${name}`) : []);
+      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
       prepared.set(volume.name, { path: dir, readOnly: true });
     } else if (volume.configMap) {
       const name = volume.configMap.name ?? '';
       const data = await sources.configMap(namespace, name);
       if (!data && !volume.configMap.optional) throw new VolumeError(`configmap "${name}" not found`);
       await writeFiles(dir, data ? projectKeys(data, volume.configMap.items, volume.configMap.defaultMode ?? 0o644, `configmap ${name}`) : []);
+      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
       prepared.set(volume.name, { path: dir, readOnly: true });
     } else if (volume.downwardAPI) {
       await writeFiles(dir, downwardFiles(pod, volume.downwardAPI.items ?? [], volume.downwardAPI.defaultMode ?? 0o644, podIP));
+      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
       prepared.set(volume.name, { path: dir, readOnly: true });
     } else if (volume.projected) {
       const mode = volume.projected.defaultMode ?? 0o644;
@@ -153,10 +202,14 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
           }
           files.push({ path: source.serviceAccountToken.path, content: Buffer.from(issued.token), mode });
           const file = path.join(dir, source.serviceAccountToken.path);
-          tokens.push({ file, mode, serviceAccount, request, issuedAt: Date.now(), expiresAt: issued.expirationTimestamp.getTime() });
+          // Owned by the pod's one runAsUser, if it has one (kubelet's fsUser), so that a 0600 token is readable.
+          const owner = { ...(fsUser !== undefined ? { uid: fsUser } : {}), ...(fsGroup !== undefined ? { gid: fsGroup } : {}) };
+          tokens.push({ file, mode: fsGroup !== undefined ? mode | RO_MASK : mode, ...owner, serviceAccount, request, issuedAt: Date.now(), expiresAt: issued.expirationTimestamp.getTime() });
         }
       }
       await writeFiles(dir, files);
+      for (const token of tokens) if (token.uid !== undefined) await fs.chown(token.file, token.uid, -1);
+      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
       prepared.set(volume.name, { path: dir, readOnly: true, ...(tokens.length > 0 ? { tokens } : {}) });
     } else if (volume.hostPath) {
       const type = volume.hostPath.type ?? '';
@@ -192,6 +245,7 @@ export async function refreshTokens(volumes: Iterable<PreparedVolume>, namespace
         const issued = await sources.serviceAccountToken(namespace, token.serviceAccount, token.request);
         const temporary = `${token.file}.${process.pid}.tmp`;
         await fs.writeFile(temporary, issued.token, { mode: token.mode });
+        if (token.uid !== undefined || token.gid !== undefined) await fs.chown(temporary, token.uid ?? -1, token.gid ?? -1);
         await fs.chmod(temporary, token.mode);
         await fs.rename(temporary, token.file);
         token.issuedAt = now;
@@ -216,7 +270,10 @@ export async function containerMounts(container: V1Container, volumes: ReadonlyM
       try {
         await fs.access(source);
       } catch {
-        await fs.mkdir(source, { recursive: true });
+        // As kubelet makes it: with the volume root's permissions (an fsGroup's g+rwx and setgid too).
+        const mode = (await fs.stat(volume.path)).mode & 0o7777;
+        await fs.mkdir(source, { recursive: true, mode: mode & 0o777 });
+        await fs.chmod(source, mode);
       }
     }
     const isFile = (await fs.stat(source)).isFile();
