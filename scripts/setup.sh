@@ -13,9 +13,10 @@ NODE_VERSION=24.21.0
 NPM_VERSION=11.19.1
 # nix-bin for the builder; busybox-static for the offline package set; skopeo and umoci as
 # independent registry clients; python3, make and g++ for the native addon fs-xattr; wrk, pigz,
-# nginx-light and docker-registry are the benchmarks' baselines.
+# nginx-light and docker-registry are the benchmarks' baselines; mmdebstrap and binutils (strip)
+# build the project's images (build-images.sh).
 DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
-  python3 make g++ wrk pigz nginx-light docker-registry)
+  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils)
 
 log() { printf '[setup %3ds] %s\n' "$SECONDS" "$*" >&2; }
 
