@@ -2,7 +2,9 @@
 // namespaces, with Roles instead of a ClusterRole): `helm install` gives a running operator
 // (the chart's Deployment, run by the node agent with the pod's service-account token) that brings
 // up the default instance and builds a NixImage a pod then runs; `helm upgrade` changes it;
-// `helm uninstall` leaves the CRDs, the instance and its PVC. Every request the operator's service
+// `helm uninstall` leaves the CRDs, the instance and its PVC. The operator, the registry and the
+// build Jobs run the project's real images (scripts/build-images.sh), pushed to a registry on this
+// machine and pulled by the node agent: what users install, as the users those images run as. Every request the operator's service
 // account made is checked against the chart's RBAC, and every rule of it must have been needed.
 // Runs against the test cluster or, with NIXERY_E2E_CLUSTER=existing, a real one (see
 // support/cluster-under-test.ts).
@@ -10,7 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
-import { eventually } from '@nixery/test-support';
+import { projectImages, type ProjectImages } from '../support/project-images.ts';
+import fs from 'node:fs';
+import { eventually, processesMatching } from '@nixery/test-support';
 import { kubectl, kubectlOk } from '../support/kube.ts';
 import { permissionsOf } from './rbac-rules.ts';
 import { atomKey, deniedRequests, grantsFor, unusedPermissions, type Grant } from './rbac.ts';
@@ -44,21 +48,26 @@ const JUSTIFIED: Record<string, string> = {
   'get jobs.batch': 'image/reconciler.ts createJob → readNamespacedJob (adopting a Job after 409)',
 };
 
-for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENARIOS) {
+for (const { title, version, values, otherNamespaces } of SCENARIOS) {
   describe(`${title}: the chart in the test cluster`, () => {
     let cluster: ClusterUnderTest;
     let kubeconfig: string;
     let helm: Helm;
     let releaseObjects: KubernetesObject[] = [];
+    let images: ProjectImages;
+    let INSTALL_VALUES: string[];
 
     before(async () => {
       cluster = await acquireCluster({ namespaces: [NS, ...otherNamespaces] });
+      images = await projectImages(cluster.mode);
+      INSTALL_VALUES = [...values, ...images.chartValues];
       kubeconfig = cluster.kubeconfigPath;
       helm = makeHelm(version, cluster.workDir, kubeconfig);
       for (const namespace of otherNamespaces) await kubectlOk(kubeconfig, ['create', 'namespace', namespace]);
     });
     after(async () => {
       await cluster?.release();
+      await images?.stop();
     });
 
     const get = async (args: string[]) => JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', NS, '-o', 'json', ...args]));
@@ -70,9 +79,9 @@ for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENAR
       const result = await kubectl(kubeconfig, ['wait', '-n', NS, ...args]);
       if (result.code === 0) return;
       const state = await kubectl(kubeconfig, ['get', '-n', NS, 'nixeryinstances,niximages,jobs,pods', '-o', 'wide']);
-      const images = await kubectl(kubeconfig, ['get', '-n', NS, 'niximages', '-o', 'jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{"\\n"}{end}']);
+      const conditions = await kubectl(kubeconfig, ['get', '-n', NS, 'niximages', '-o', 'jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{"\\n"}{end}']);
       const logs = await kubectl(kubeconfig, ['logs', '-n', NS, '-l', 'app.kubernetes.io/name=nixery-operator', '--tail=40']);
-      assert.fail(`kubectl wait ${args.join(' ')}: ${result.stderr}\n${state.stdout}\n${images.stdout}\noperator:\n${logs.stdout}${logs.stderr}`);
+      assert.fail(`kubectl wait ${args.join(' ')}: ${result.stderr}\n${state.stdout}\n${conditions.stdout}\noperator:\n${logs.stdout}${logs.stderr}`);
     };
 
     it('installs the CRDs, the operator and the default instance, which becomes Ready', async () => {
@@ -88,11 +97,17 @@ for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENAR
       await waitOrExplain(['--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=120s']);
       const instance = await get(['nixeryinstance', 'nixery']);
       assert.equal(instance.status.endpoint, `nixery.${NS}.svc.cluster.local:5000`);
-      assert.equal(instance.spec.image, 'ghcr.io/nixery-operator/nixery:0.1.0');
+      assert.equal(instance.spec.image, `${images.registry.repository}:${images.registry.tag}`);
+      assert.equal(pod!.spec!.containers[0]!.image, `${images.operator.repository}:${images.operator.tag}`);
       const pvc = await get(['pvc', 'nixery-storage']);
       assert.equal(pvc.metadata.ownerReferences[0].kind, 'NixeryInstance');
       const requests = (await cluster.requests()).filter((r) => r.user === OPERATOR_USER);
       assert.ok(requests.some((r) => r.verb === 'patch' && r.path.endsWith('/nixeryinstances/nixery/status')), 'the in-cluster operator wrote the status');
+      if (cluster.mode === 'test-cluster') {
+        // The node runs the pulled images' own programs, as the images' users.
+        assert.deepEqual(uidsOf('/opt/nixery/operator/bin/nixery-operator.js'), [65532]);
+        assert.deepEqual(uidsOf('/opt/nixery/registry/bin/nixery.js serve'), [10000]);
+      }
     });
 
     it('builds a NixImage that a pod pulls by tag and runs', async () => {
@@ -200,6 +215,19 @@ for (const { title, version, values: INSTALL_VALUES, otherNamespaces } of SCENAR
       assert.deepEqual(Object.keys(JUSTIFIED).filter((key) => !granted.has(key)), [], 'justified but no longer granted');
     });
   });
+}
+
+/** The distinct real user IDs of the processes whose command line contains `needle`. */
+function uidsOf(needle: string): number[] {
+  const uids = processesMatching(needle).flatMap((line) => {
+    try {
+      const status = fs.readFileSync(`/proc/${line.split(' ')[0]}/status`, 'utf8');
+      return [Number(/^Uid:\s+(\d+)/m.exec(status)![1])];
+    } catch {
+      return []; // gone meanwhile
+    }
+  });
+  return [...new Set(uids)].sort();
 }
 
 function dedupe(objects: KubernetesObject[]): KubernetesObject[] {
