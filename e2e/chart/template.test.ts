@@ -96,6 +96,33 @@ describe('helm template, validated by the API server', () => {
     }
   });
 
+  it('both CRDs take trusted refs for a git source, and refuse what the registry would refuse', async () => {
+    const objects = (git: object) => [
+      { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'refs', namespace: RELEASE_NAMESPACE }, spec: { packageSource: { git } } },
+      { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', metadata: { name: 'refs', namespace: RELEASE_NAMESPACE }, spec: { instanceRef: { name: 'refs' }, packages: ['hello'], tag: 'v1', packageSource: { git } } },
+    ];
+    const good = { url: 'https://example.com/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*', 'refs/heads/release-*-stable'] };
+    for (const object of objects(good)) {
+      const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], JSON.stringify(object));
+      assert.equal(result.code, 0, `${object.kind}: ${result.stderr}`);
+      assert.deepEqual((JSON.parse(result.stdout) as { spec: { packageSource: { git: object } } }).spec.packageSource.git, good);
+    }
+    const refused: [trustedRefs: unknown, message: RegExp][] = [
+      [['heads/main'], /trustedRefs\[0\]: Invalid value: "heads\/main": .* should match/],
+      [['refs/heads/*/*'], /at most one \*/],
+      [['refs/heads/a..b'], /no '\.\.'/],
+      [['refs/heads/x.lock'], /'\.lock'/],
+      [[], /trustedRefs: Invalid value: 0: .*at least 1 items|should have at least 1 items/],
+    ];
+    for (const [trustedRefs, message] of refused) {
+      for (const object of objects({ url: 'https://example.com/pkgs.git', trustedRefs })) {
+        const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], JSON.stringify(object));
+        assert.notEqual(result.code, 0, `${object.kind} ${JSON.stringify(trustedRefs)} was accepted`);
+        assert.match(result.stderr, message, `${object.kind} ${JSON.stringify(trustedRefs)}`);
+      }
+    }
+  });
+
   it('keeps its objects out of the cluster (dry run only)', async () => {
     for (const namespace of NAMESPACES) {
       assert.equal((await kubectlOk(kubeconfig, ['get', 'deployments,roles,nixeryinstances', '-n', namespace, '-o', 'name'])).trim(), '', namespace);

@@ -19,7 +19,7 @@ export interface Condition {
 
 export interface PackageSourceSpec {
   channel?: string;
-  git?: { url: string; ref?: string };
+  git?: { url: string; ref?: string; trustedRefs?: string[] };
   path?: string;
 }
 

@@ -43,6 +43,14 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(config.nixTimeoutSeconds, 120);
   });
 
+  it("passes a git source's trusted refs to the registry, and nothing when the default applies", () => {
+    const trusted = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*'] } } }));
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(trusted);
+    assert.deepEqual(loadConfig(env, '/').source, { type: 'git', url: 'https://example.org/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*'] });
+    const plain = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git' } } }));
+    assert.equal(envOf(plain).NIXERY_PKGS_REPO_TRUSTED_REFS, undefined);
+  });
+
   it('mounts the push token Secret and points the registry at it', () => {
     const d = desiredInstance(instance());
     assert.equal(envOf(d).NIXERY_PUSH_TOKEN_FILE, '/var/run/secrets/nixery/push/token');

@@ -48,7 +48,7 @@ export function instanceEndpoint(instance: NixeryInstance): string {
 
 export function packageSourceOf(spec: PackageSourceSpec | undefined): PackageSource | undefined {
   if (spec?.channel) return { type: 'channel', channel: spec.channel, baseUrl: DEFAULT_CHANNEL_BASE_URL };
-  if (spec?.git) return { type: 'git', url: spec.git.url };
+  if (spec?.git) return { type: 'git', url: spec.git.url, ...(spec.git.trustedRefs?.length ? { trustedRefs: spec.git.trustedRefs } : {}) };
   if (spec?.path) return { type: 'path', path: spec.path };
   return undefined;
 }
