@@ -1,6 +1,9 @@
 // The registry's view of Nix: a package list in, a realised runtime closure out.
 export {
+  evaluateImage,
   realiseImage,
+  type EvaluatedImage,
+  type EvaluatedPackage,
   type ImageRequest,
   type NixOptions,
   type RealisedImage,

@@ -8,6 +8,7 @@ import {
   NixEvaluationError,
   NixTimeoutError,
   PackagesNotFoundError,
+  evaluateImage,
   realiseImage,
   type ImageRequest,
   type RealisedImage,
@@ -54,6 +55,26 @@ describe('realiseImage against the offline set', () => {
         ['perlpackages.Json', ['perlPackages', 'Json']],
       ],
     );
+  });
+
+  it('evaluates alone: case variants resolve to one derivation, and realising that evaluation runs no evaluation again', async () => {
+    const evaluated = await evaluateImage(request(['Hello', 'hELLO', 'MYTOOL']), testOptions());
+    assert.deepEqual(evaluated.packages.map((p) => [p.name, p.attrPath.join('.')]), [['Hello', 'hello'], ['hELLO', 'hello'], ['MYTOOL', 'myTool']]);
+    assert.equal(evaluated.packages[0]!.drvPath, evaluated.packages[1]!.drvPath);
+    assert.match(evaluated.packages[0]!.drvPath, /^\/nix\/store\/[a-z0-9]{32}-hello-2\.12\.drv$/);
+    assert.deepEqual(Object.keys(evaluated.packages[0]!.outputs), ['out']);
+    // A source that cannot be evaluated: only an evaluation would notice.
+    const image = await realiseImage(
+      { source: { type: 'path', path: path.join(os.tmpdir(), 'no-such-package-set') }, packages: ['hello'], system: 'x86_64-linux', evaluated },
+      testOptions(),
+    );
+    assert.deepEqual(image.packages.map((p) => p.name), ['Hello', 'hELLO', 'MYTOOL']);
+    assert.equal(image.timings.evaluateMs, evaluated.evaluateMs);
+    await assert.rejects(evaluateImage(request(['hello', 'nope']), testOptions()), (error: unknown) => {
+      assert.ok(error instanceof PackagesNotFoundError);
+      assert.deepEqual(error.packages, ['nope']);
+      return true;
+    });
   });
 
   it('gives the outputs an environment would get (meta.outputsToInstall), or the one asked for', async () => {

@@ -1,5 +1,5 @@
 // From a package list to a realised runtime closure, in three Nix calls:
-//   evaluate  nix-instantiate resolve.nix     names → derivations (or the missing names)
+//   evaluate  nix-instantiate resolve.nix     names → derivations (or the missing names); also alone: evaluateImage
 //   realise   nix-store --realise             builds or substitutes what is not in the store
 //   graph     nix path-info --recursive       the closure: paths, sizes, references
 import path from 'node:path';
@@ -32,6 +32,11 @@ export interface ImageRequest {
   /** Attribute names as the image name gives them, already expanded and sorted by the caller. */
   packages: string[];
   system: 'x86_64-linux' | 'aarch64-linux';
+  /**
+   * What evaluateImage found for these packages: realiseImage then runs no evaluation and
+   * realises these derivations, in this order (the order of the image's contents).
+   */
+  evaluated?: EvaluatedImage;
 }
 
 export interface NixOptions {
@@ -65,8 +70,24 @@ export interface ResolvedPackage {
   outPaths: string[];
 }
 
-export interface RealisedImage {
+/** A requested name resolved to its derivation. */
+export interface EvaluatedPackage {
+  /** The name as requested. */
+  name: string;
+  attrPath: string[];
+  drvPath: string;
+  /** The outputs an environment would get, by output name. */
+  outputs: Record<string, string>;
+}
+
+export interface EvaluatedImage {
   /** In request order. */
+  packages: EvaluatedPackage[];
+  evaluateMs: number;
+}
+
+export interface RealisedImage {
+  /** In request order (with `evaluated`: in its order). */
   packages: ResolvedPackage[];
   /** The runtime closure of every package's outPaths, sorted by path. */
   closure: StorePath[];
@@ -76,7 +97,7 @@ export interface RealisedImage {
 interface Evaluated {
   missing: string[];
   failed: string[];
-  packages: { name: string; attrPath: string[]; drvPath: string; outputs: Record<string, string> }[];
+  packages: EvaluatedPackage[];
 }
 
 interface Context {
@@ -86,13 +107,55 @@ interface Context {
   commonArgs: string[];
 }
 
+/**
+ * Resolves the requested names to derivations, without building anything. Throws
+ * PackagesNotFoundError naming every name that addresses nothing (or fails to evaluate).
+ */
+export async function evaluateImage(req: ImageRequest, opts: NixOptions): Promise<EvaluatedImage> {
+  const nixDir = opts.nixDir ?? defaultNixDir();
+  const ctx = context(req, opts, nixDir);
+  const t0 = performance.now();
+  const evaluated = await evaluate(req, nixDir, ctx);
+  const notFound = [...new Set([...evaluated.missing, ...evaluated.failed])].sort();
+  if (notFound.length) {
+    throw new PackagesNotFoundError(notFound, [...new Set(evaluated.failed)].sort());
+  }
+  const evaluateMs = Math.round(performance.now() - t0);
+  ctx.log.debug('evaluated', { packages: evaluated.packages, ms: evaluateMs });
+  return { packages: evaluated.packages, evaluateMs };
+}
+
 export async function realiseImage(req: ImageRequest, opts: NixOptions): Promise<RealisedImage> {
+  const nixDir = opts.nixDir ?? defaultNixDir();
+  const ctx = context(req, opts, nixDir);
+  const { log } = ctx;
+
+  const t0 = performance.now();
+  const evaluated = req.evaluated ?? (await evaluateImage(req, opts));
+  const packages: ResolvedPackage[] = evaluated.packages.map((p) => ({
+    name: p.name,
+    attrPath: p.attrPath,
+    outPaths: Object.values(p.outputs),
+  }));
+  const t1 = performance.now();
+
+  await realise(evaluated.packages, ctx);
+  const t2 = performance.now();
+
+  const closure = await graph(unique(packages.flatMap((p) => p.outPaths)), ctx);
+  const t3 = performance.now();
+
+  const timings = { evaluateMs: req.evaluated ? req.evaluated.evaluateMs : Math.round(t1 - t0), realiseMs: Math.round(t2 - t1), graphMs: Math.round(t3 - t2) };
+  log.info('realised', { packages: req.packages, paths: closure.length, timings });
+  return { packages, closure, timings };
+}
+
+function context(req: ImageRequest, opts: NixOptions, nixDir: string): Context {
   if (!(opts.timeoutSeconds > 0) || !Number.isFinite(opts.timeoutSeconds)) {
     throw new RangeError(`timeoutSeconds must be a positive number, got ${opts.timeoutSeconds}`);
   }
-  const nixDir = opts.nixDir ?? defaultNixDir();
   const log = (opts.log ?? silentLogger).child({ component: 'nix', system: req.system });
-  const ctx: Context = {
+  return {
     timeoutSeconds: opts.timeoutSeconds,
     log,
     ...(opts.signal ? { signal: opts.signal } : {}),
@@ -105,30 +168,6 @@ export async function realiseImage(req: ImageRequest, opts: NixOptions): Promise
       ...Object.entries(opts.nixOptions ?? {}).flatMap(([name, value]) => option(name, value)),
     ],
   };
-
-  const t0 = performance.now();
-  const evaluated = await evaluate(req, nixDir, ctx);
-  const notFound = [...new Set([...evaluated.missing, ...evaluated.failed])].sort();
-  if (notFound.length) {
-    throw new PackagesNotFoundError(notFound, [...new Set(evaluated.failed)].sort());
-  }
-  const packages: ResolvedPackage[] = evaluated.packages.map((p) => ({
-    name: p.name,
-    attrPath: p.attrPath,
-    outPaths: Object.values(p.outputs),
-  }));
-  const t1 = performance.now();
-  log.debug('evaluated', { packages: evaluated.packages, ms: Math.round(t1 - t0) });
-
-  await realise(evaluated, ctx);
-  const t2 = performance.now();
-
-  const closure = await graph(unique(packages.flatMap((p) => p.outPaths)), ctx);
-  const t3 = performance.now();
-
-  const timings = { evaluateMs: Math.round(t1 - t0), realiseMs: Math.round(t2 - t1), graphMs: Math.round(t3 - t2) };
-  log.info('realised', { packages: req.packages, paths: closure.length, timings });
-  return { packages, closure, timings };
 }
 
 async function evaluate(req: ImageRequest, nixDir: string, ctx: Context): Promise<Evaluated> {
@@ -203,8 +242,8 @@ export function parseEvaluated(stdout: string): Evaluated {
   return v as Evaluated;
 }
 
-async function realise(evaluated: Evaluated, ctx: Context): Promise<void> {
-  const targets = unique(evaluated.packages.flatMap((p) => Object.keys(p.outputs).map((o) => `${p.drvPath}!${o}`)));
+async function realise(evaluated: EvaluatedPackage[], ctx: Context): Promise<void> {
+  const targets = unique(evaluated.flatMap((p) => Object.keys(p.outputs).map((o) => `${p.drvPath}!${o}`)));
   if (targets.length === 0) return;
   const phase: NixPhase = 'realise';
   const deadline = deadlineFor(ctx);
@@ -230,7 +269,7 @@ async function realise(evaluated: Evaluated, ctx: Context): Promise<void> {
 
   // With --keep-going, what is still missing afterwards is exactly what
   // failed, whether the package itself or one of its dependencies broke.
-  const outPaths = unique(evaluated.packages.flatMap((p) => Object.values(p.outputs)));
+  const outPaths = unique(evaluated.flatMap((p) => Object.values(p.outputs)));
   const check = await run('nix-store', ['--check-validity', '--print-invalid', ...outPaths], {
     ...runOptions(ctx, phase),
     deadline,
@@ -238,7 +277,7 @@ async function realise(evaluated: Evaluated, ctx: Context): Promise<void> {
   const invalid = new Set(check.exitCode === 0 ? check.stdout.split('\n').filter(Boolean) : outPaths);
   // Empty when Nix failed without leaving anything unbuilt (a store or
   // database problem): then no package in particular is to blame.
-  const failed = evaluated.packages.filter((p) => Object.values(p.outputs).some((o) => invalid.has(o))).map((p) => p.name);
+  const failed = evaluated.filter((p) => Object.values(p.outputs).some((o) => invalid.has(o))).map((p) => p.name);
   ctx.log.warn('nix build failed', { packages: failed, failedDerivations: [...failedDrvs], exitCode: result.exitCode });
   throw new NixBuildError(unique(failed).sort(), result.logTail, [...failedDrvs].sort());
 }
