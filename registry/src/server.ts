@@ -12,6 +12,7 @@ import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
 import type { Logger } from './log/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
+import { TagIndex } from './service/tags.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
 
@@ -21,6 +22,8 @@ export interface Runtime {
   builder: ImageBuilder;
   metrics: Metrics;
   log: Logger;
+  /** `serve` only: served tags, flushed to storage in batches; close() it at shutdown. */
+  tags: TagIndex;
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
@@ -43,7 +46,13 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     // Nix's retries (seconds per call) on machines without network access.
     ...(config.sourceIsDefault ? { nixOptions: { substituters: '' } } : {}),
   });
-  return { config, storage, builder, metrics, log };
+  const tags = new TagIndex(storage, {
+    flushIntervalMs: config.tagFlushIntervalSeconds * 1000,
+    maxRecorded: config.maxRecordedTags,
+    log,
+    onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
+  });
+  return { config, storage, builder, metrics, log, tags };
 }
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
@@ -55,6 +64,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     ...(config.pushToken ? { pushToken: config.pushToken } : {}),
     storage: runtime.storage,
     builder: runtime.builder,
+    tags: runtime.tags,
     metrics: runtime.metrics,
     log,
     source: config.source,

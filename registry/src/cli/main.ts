@@ -73,7 +73,9 @@ program
     const server = await startServer(runtime, options.host);
     const stop = (signal: string) => {
       log.info('shutting down', { signal });
-      server.close(() => process.exit(0));
+      // Pulled tags not yet written are written now, and again once the last request is answered.
+      void runtime.tags.flush();
+      server.close(() => void runtime.tags.close().then(() => process.exit(0)));
       server.closeIdleConnections();
       setTimeout(() => process.exit(0), 10_000).unref();
     };

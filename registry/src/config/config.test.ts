@@ -108,6 +108,22 @@ describe('configuration from Nixery environment variables', () => {
   it('treats empty variables as unset, as Nixery does', () => {
     assert.equal(loadConfig({ PORT: '', NIX_TIMEOUT: '  ' }).port, 8080);
   });
+
+  it('reads the tag index bounds: flush interval and most recorded pulled tags', () => {
+    assert.equal(loadConfig({}).tagFlushIntervalSeconds, 30);
+    assert.equal(loadConfig({}).maxRecordedTags, 10_000);
+    const config = loadConfig({ NIXERY_TAG_FLUSH_INTERVAL: '5', NIXERY_MAX_RECORDED_TAGS: '100000' });
+    assert.equal(config.tagFlushIntervalSeconds, 5);
+    assert.equal(config.maxRecordedTags, 100_000);
+    for (const [env, variable] of [
+      [{ NIXERY_TAG_FLUSH_INTERVAL: '0' }, ENV.tagFlushInterval],
+      [{ NIXERY_TAG_FLUSH_INTERVAL: '0.5' }, ENV.tagFlushInterval],
+      [{ NIXERY_MAX_RECORDED_TAGS: '0' }, ENV.maxRecordedTags],
+      [{ NIXERY_MAX_RECORDED_TAGS: 'many' }, ENV.maxRecordedTags],
+    ] as const) {
+      assert.throws(() => loadConfig(env), { variable }, JSON.stringify(env));
+    }
+  });
 });
 
 describe('on-demand builds and the package lists', () => {

@@ -25,6 +25,8 @@ export const ENV = {
   pkgsRepoTrustedRefs: 'NIXERY_PKGS_REPO_TRUSTED_REFS',
   layerBudget: 'NIXERY_LAYER_BUDGET',
   maxConcurrentBuilds: 'NIXERY_MAX_CONCURRENT_BUILDS',
+  tagFlushInterval: 'NIXERY_TAG_FLUSH_INTERVAL',
+  maxRecordedTags: 'NIXERY_MAX_RECORDED_TAGS',
   logLevel: 'NIXERY_LOG_LEVEL',
   gcsRedirect: 'NIXERY_GCS_REDIRECT',
   gcsSignedUrlExpiry: 'NIXERY_GCS_SIGNED_URL_EXPIRY',
@@ -65,6 +67,10 @@ export interface Config {
   /** Upper bound on layers per image, the customisation layer included. */
   layerBudget: number;
   maxConcurrentBuilds: number;
+  /** How often the tags pulls noted are written to storage (service/tags.ts); a pull writes nothing itself. */
+  tagFlushIntervalSeconds: number;
+  /** Most pulled tags the tag index stores (and keeps waiting in memory); beyond it pulls are served, not listed. */
+  maxRecordedTags: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The secret a push must present; pushing is disabled without one. */
   pushToken?: string;
@@ -84,6 +90,8 @@ export const DEFAULT_LAYER_BUDGET = 94;
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_NIX_TIMEOUT_SECONDS = 60;
 export const DEFAULT_STORAGE_PATH = '.data/storage';
+export const DEFAULT_TAG_FLUSH_INTERVAL_SECONDS = 30;
+export const DEFAULT_MAX_RECORDED_TAGS = 10_000;
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -125,6 +133,8 @@ const fields = {
   pkgsRepoTrustedRefs: z.string().transform(trustedRefPatterns),
   layerBudget: positiveInt('a number of layers').pipe(z.number().min(2, 'expected at least 2 layers (one for packages, one for customisation)')),
   maxConcurrentBuilds: positiveInt('a number of builds'),
+  tagFlushInterval: positiveInt('seconds'),
+  maxRecordedTags: positiveInt('a number of tags'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
   gcsRedirect: z.enum(['signed', 'public', 'stream'], { error: 'expected signed, public or stream' }),
   // V4 signed URLs live at most seven days.
@@ -241,6 +251,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ...(v.webDir ? { webDir: path.resolve(cwd, v.webDir) } : {}),
     layerBudget: v.layerBudget ?? DEFAULT_LAYER_BUDGET,
     maxConcurrentBuilds: v.maxConcurrentBuilds ?? 2,
+    tagFlushIntervalSeconds: v.tagFlushInterval ?? DEFAULT_TAG_FLUSH_INTERVAL_SECONDS,
+    maxRecordedTags: v.maxRecordedTags ?? DEFAULT_MAX_RECORDED_TAGS,
     logLevel: v.logLevel ?? 'info',
     onDemand: v.onDemand ?? true,
     ...(v.allowedPackages ? { allowedPackages: v.allowedPackages } : {}),

@@ -30,6 +30,8 @@ export interface AppDeps {
   onDemand?: boolean;
   /** Which packages are built on demand; default: all. */
   packagePolicy?: CompiledPackagePolicy;
+  /** The tag index (its flushes outlive requests: the caller closes it); default: one with default settings. */
+  tags?: TagIndex;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -58,7 +60,7 @@ export function createApp(deps: AppDeps): express.Express {
     res.end(await deps.metrics.registry.metrics());
   });
 
-  const tags = new TagIndex(deps.storage);
+  const tags = deps.tags ?? new TagIndex(deps.storage, { log: deps.log, onDropped: (reason, n) => deps.metrics.tagsDropped.inc({ reason }, n) });
   const manifests = new Manifests({
     storage: deps.storage,
     builder: deps.builder,

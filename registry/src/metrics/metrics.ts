@@ -12,6 +12,8 @@ export interface Metrics {
   bytesServed: Counter<'kind'>;
   layerCache: Counter<'result'>;
   manifestCache: Counter<'result'>;
+  /** Pulled tags served but not recorded for the listing (service/tags.ts): `index_full` or `pending_full`. */
+  tagsDropped: Counter<'reason'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -53,6 +55,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'nixery_manifest_cache_total',
       help: 'Manifest cache lookups by result',
       labelNames: ['result'],
+      registers,
+    }),
+    tagsDropped: new Counter({
+      name: 'nixery_tag_index_dropped_total',
+      help: 'Pulled tags served but not recorded for the tag listing, by reason (index_full, pending_full)',
+      labelNames: ['reason'],
       registers,
     }),
   };

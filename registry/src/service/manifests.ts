@@ -1,7 +1,8 @@
 // Manifests by digest and by tag, pushed and deleted. The registry's rules for them live here: a
 // pushed tag wins over reading the name as a package list, which happens only with on-demand
-// builds on and for packages the package policy allows; a served build records its tag; a
-// pushed manifest may only name stored blobs.
+// builds on and for packages the package policy allows; a served build notes its tag for the
+// listing without writing to storage (a pull never writes); a pushed manifest may only name
+// stored blobs.
 import type { ImageBuilder } from '../builder/builder.ts';
 import { classifyFailure } from '../builder/outcome.ts';
 import type { BuildResult } from '../builder/result.ts';
@@ -66,7 +67,8 @@ export class Manifests {
 
   /**
    * What a tag names: a pushed tag (a declared NixImage) wins over reading the name as a package
-   * list; otherwise the image is built, or found in the builder's cache, and the tag recorded.
+   * list; otherwise the image is built, or found in the builder's cache, and the tag noted (in
+   * memory: service/tags.ts writes it later).
    * Throws ManifestUnknownError for a tag no manifest can have (before any lookup) and when
    * on-demand builds are off, InvalidNameError for a name that is no package list,
    * PackagesRefusedError for packages the policy refuses (meta-packages expanded; the
@@ -96,7 +98,8 @@ export class Manifests {
     } catch (error) {
       throw new ImageBuildFailedError(`${name}:${tag}`, classifyFailure(error), { cause: error });
     }
-    await this.deps.tags.record(name, tag);
+    // Noted in memory, written later in a batch: a pull writes nothing (service/tags.ts).
+    this.deps.tags.recordPulled(name, tag);
     // Rendered again rather than read from storage: rendering is pure, the same inputs give the
     // bytes the builder stored (so the digest matches), and it costs no storage round trip.
     return {
@@ -144,7 +147,7 @@ export class Manifests {
     await this.deps.storage.putBlob(body, { contentType: mediaType, expectedDigest: digest });
     if (!byDigest) {
       await this.deps.pushedTags.set(name, reference, { digest, mediaType, size: body.length });
-      await this.deps.tags.record(name, reference);
+      await this.deps.tags.recordPushed(name, reference);
     }
     return digest;
   }

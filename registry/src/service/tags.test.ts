@@ -1,43 +1,147 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { eventually } from '@nixery/test-support';
+import { createLogger } from '../log/logger.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { paginate, RECORDED_TAG_TTL_MS, TagIndex } from './tags.ts';
+import { paginate, SHARDS, shardOf, TagIndex, type DropReason } from './tags.ts';
 
 const tempDir = tempDirs('nixery-tags-');
 
-async function index(): Promise<TagIndex> {
+/** Filesystem storage that counts document reads and writes, and fails writes while `failWrites` is set. */
+async function countingStorage() {
   const storage = new FilesystemStorage(await tempDir());
   await storage.init();
-  return new TagIndex(storage);
+  const calls = { reads: 0, writes: 0, failWrites: false };
+  const counting = Object.assign(Object.create(storage) as FilesystemStorage, {
+    getDocument: <T>(key: string) => (calls.reads++, storage.getDocument<T>(key)),
+    putDocument: (key: string, value: unknown) => {
+      calls.writes++;
+      if (calls.failWrites) return Promise.reject(Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' }));
+      return storage.putDocument(key, value);
+    },
+  });
+  return { storage, counting, calls };
+}
+
+/** A tag index that never flushes on its own, so each test flushes when it says so. */
+function index(storage: FilesystemStorage, options: { maxRecorded?: number; lines?: string[]; dropped?: Map<DropReason, number> } = {}): TagIndex {
+  return new TagIndex(storage, {
+    flushIntervalMs: 3_600_000,
+    ...(options.maxRecorded ? { maxRecorded: options.maxRecorded } : {}),
+    log: createLogger({ write: (line) => options.lines?.push(line) }),
+    onDropped: (reason, n) => options.dropped?.set(reason, (options.dropped.get(reason) ?? 0) + n),
+  });
 }
 
 describe('tag index', () => {
-  it('lists the tags served for a repository, sorted, once each', async () => {
-    const tags = await index();
-    await Promise.all(['v2', 'latest', 'v1', 'latest', 'v2'].map((t) => tags.record('shell/hello', t)));
-    assert.deepEqual(await tags.list('shell/hello'), ['latest', 'v1', 'v2']);
-    assert.deepEqual(await tags.list('shell'), []);
+  it('a pull touches no storage: the tag is listed at once by this process, and stored at the flush', async () => {
+    const { storage, counting, calls } = await countingStorage();
+    const tags = index(counting);
+    for (let i = 0; i < 500; i++) tags.recordPulled('shell/hello', `t${i}`);
+    tags.recordPulled('shell/hello', 'latest');
+    assert.deepEqual(calls, { reads: 0, writes: 0, failWrites: false }, 'recording reads and writes nothing');
+    const listed = await tags.list('shell/hello');
+    assert.equal(listed.length, 501);
+    assert.deepEqual(listed, [...listed].sort());
+    assert.deepEqual(await index(storage).list('shell/hello'), [], 'another process sees nothing before the flush');
+
+    await tags.flush();
+    assert.equal(calls.writes, 1, 'one document write for 501 tags of one repository');
+    assert.equal((await index(storage).list('shell/hello')).length, 501, 'another process lists them after it');
+    assert.deepEqual(await index(storage).list('shell'), []);
   });
 
-  it('reads storage once for a tag it has recorded, and checks again after RECORDED_TAG_TTL_MS', async () => {
-    const storage = new FilesystemStorage(await tempDir());
-    await storage.init();
-    const reads: string[] = [];
-    const counting = Object.assign(Object.create(storage) as FilesystemStorage, {
-      getDocument: <T>(key: string) => (reads.push(key), storage.getDocument<T>(key)),
-    });
-    let time = 0;
-    const tags = new TagIndex(counting, { now: () => time });
-    for (let i = 0; i < 5; i++) await tags.record('shell/hello', 'latest');
-    assert.equal(reads.length, 1);
-    await tags.record('shell/hello', 'v1');
-    assert.equal(reads.length, 2, 'another tag is recorded');
-    // Another replica rewrote the document without our tag (a lost read-modify-write race).
-    await storage.putDocument('tags/shell/hello', { tags: ['v1'] });
-    time += RECORDED_TAG_TTL_MS;
-    await tags.record('shell/hello', 'latest');
-    assert.deepEqual(await tags.list('shell/hello'), ['latest', 'v1']);
+  it('writes each shard at most once per flush, whatever the number of tags and repositories', async () => {
+    const { counting, calls } = await countingStorage();
+    const tags = index(counting);
+    const names = Array.from({ length: 100 }, (_, i) => `r${i}/hello`);
+    for (const name of names) for (let i = 0; i < 20; i++) tags.recordPulled(name, `v${i}`);
+    await tags.flush();
+    const shards = new Set(names.map(shardOf)).size;
+    assert.ok(shards > 1 && shards <= SHARDS);
+    assert.equal(calls.writes, shards);
+    // Pulls of what is stored cost nothing more; the next flush reads back what the last one wrote, and writes nothing.
+    for (const name of names) tags.recordPulled(name, 'v0');
+    await tags.flush();
+    assert.equal(calls.writes, shards);
+    await tags.flush();
+    assert.equal(calls.writes, shards, 'an idle index writes nothing');
+  });
+
+  it('is bounded: at most maxRecorded tags stored and waiting; beyond that pulls are counted, not recorded', async () => {
+    const { storage, counting, calls } = await countingStorage();
+    const dropped = new Map<DropReason, number>();
+    const lines: string[] = [];
+    const maxRecorded = 4 * SHARDS;
+    const tags = index(counting, { maxRecorded, dropped, lines });
+    for (let i = 0; i < 1_000; i++) tags.recordPulled('hello', `t${String(i).padStart(4, '0')}`);
+    assert.equal((await tags.list('hello')).length, maxRecorded, 'memory holds at most maxRecorded');
+    assert.equal(dropped.get('pending_full'), 1_000 - maxRecorded);
+
+    await tags.flush();
+    const perShard = maxRecorded / SHARDS;
+    assert.deepEqual(await index(storage).list('hello'), ['t0000', 't0001', 't0002', 't0003'].slice(0, perShard), 'a repository gets its shard\'s share');
+    assert.equal(dropped.get('index_full'), maxRecorded - perShard);
+    assert.ok(lines.some((l) => JSON.parse(l).level === 'warn' && /tag index is full/.test(JSON.parse(l).msg)), 'the bound is logged');
+
+    const writes = calls.writes;
+    for (let i = 0; i < 1_000; i++) tags.recordPulled('hello', `new${i}`);
+    assert.equal(dropped.get('index_full'), maxRecorded - perShard + 1_000, 'a full shard refuses at once');
+    await tags.flush();
+    await tags.flush();
+    assert.equal(calls.writes, writes, 'a full shard is never written again');
+  });
+
+  it('a failed flush is logged and retried at the next one; pulls never fail with it', async () => {
+    const { storage, counting, calls } = await countingStorage();
+    const lines: string[] = [];
+    const tags = index(counting, { lines });
+    calls.failWrites = true;
+    tags.recordPulled('hello', 'v1');
+    await tags.flush();
+    tags.recordPulled('hello', 'v2');
+    assert.deepEqual(await tags.list('hello'), ['v1', 'v2'], 'still listed here');
+    const warning = lines.map((l) => JSON.parse(l) as { level: string; msg: string; error?: { code?: string } }).find((l) => l.level === 'warn');
+    assert.match(warning?.msg ?? '', /writing pulled tags failed; they are tried again at the next flush/);
+    assert.equal(warning?.error?.code, 'EROFS');
+
+    calls.failWrites = false;
+    await tags.flush();
+    assert.deepEqual(await index(storage).list('hello'), ['v1', 'v2']);
+  });
+
+  it("writes again, at the next flush, the tags another replica's write replaced", async () => {
+    const { storage } = await countingStorage();
+    const a = index(storage);
+    a.recordPulled('hello', 'from-a');
+    await a.flush();
+    // Replica B read the shard before A's write and wrote it after: A's tag is gone.
+    await storage.putDocument(`pulled-tags/${shardOf('hello')}`, { repositories: { hello: ['from-b'] } });
+    assert.deepEqual(await index(storage).list('hello'), ['from-b']);
+    await a.flush();
+    assert.deepEqual(await index(storage).list('hello'), ['from-a', 'from-b']);
+  });
+
+  it('flushes on its own after the interval, and at close', async () => {
+    const { storage } = await countingStorage();
+    const tags = new TagIndex(storage, { flushIntervalMs: 50 });
+    tags.recordPulled('hello', 'soon');
+    await eventually('the timer to flush', async () => ((await index(storage).list('hello')).includes('soon') ? true : undefined), 5_000, 20);
+    const closing = new TagIndex(storage, { flushIntervalMs: 3_600_000 });
+    closing.recordPulled('hello', 'at-close');
+    await closing.close();
+    assert.deepEqual(await index(storage).list('hello'), ['at-close', 'soon']);
+  });
+
+  it('writes pushed tags through at once, listed by every process', async () => {
+    const { storage } = await countingStorage();
+    const tags = index(storage);
+    await Promise.all(['v2', 'latest', 'v1', 'latest'].map((t) => tags.recordPushed('toolbox', t)));
+    assert.deepEqual(await index(storage).list('toolbox'), ['latest', 'v1', 'v2']);
+    tags.recordPulled('toolbox', 'v1');
+    tags.recordPulled('toolbox', 'pulled');
+    assert.deepEqual(await tags.list('toolbox'), ['latest', 'pulled', 'v1', 'v2'], 'pushed and pulled tags, once each');
   });
 
   it('paginates with n and last as the distribution spec defines', () => {
