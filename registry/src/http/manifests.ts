@@ -93,15 +93,15 @@ function registryError(deps: ManifestsDeps, error: unknown): unknown {
     return new RegistryError('DENIED', error.message, { packages: error.refused.map((r) => r.name), refused: error.refused });
   }
   if (error instanceof ImageBuildFailedError) {
-    const answer = buildFailure(error.failure);
+    const answer = buildFailure(error.failure, error.cause);
     deps.recentErrors.add(error.image, answer.summary);
     return answer.error;
   }
   return error;
 }
 
-/** How a failed build is answered, and the line the index page lists for it. */
-function buildFailure(failure: Failure): { error: RegistryError; summary: string } {
+/** How a failed build is answered, and the line the index page lists for it; `cause` is what the builder threw. */
+function buildFailure(failure: Failure, cause: unknown): { error: RegistryError; summary: string } {
   switch (failure.kind) {
     case 'packages_not_found':
       return { error: new RegistryError('MANIFEST_UNKNOWN', failure.message, { packages: failure.packages }), summary: failure.message };
@@ -122,7 +122,15 @@ function buildFailure(failure: Failure): { error: RegistryError; summary: string
       const message = `Nix did not finish within ${failure.seconds} s (${failure.phase})`;
       return { error: new RegistryError('UNAVAILABLE', message, { timeoutSeconds: failure.seconds, phase: failure.phase }), summary: message };
     }
-    case 'storage_failure':
+    case 'storage_failure': {
+      // Storage that cannot take writes (read-only, full) fails new builds only: built images are
+      // still served, and a pull writes nothing (service/tags.ts).
+      const refusal = storageRefusal(cause);
+      const message = refusal
+        ? `cannot build the image now: the registry's storage ${refusal.problem}; images built before are still served`
+        : "cannot build the image now: the registry's storage failed; see the registry log";
+      return { error: new RegistryError('UNAVAILABLE', message, refusal ? { storage: refusal.code } : undefined), summary: message };
+    }
     case 'push_failure':
     case 'usage':
     case 'internal':
@@ -131,6 +139,16 @@ function buildFailure(failure: Failure): { error: RegistryError; summary: string
         summary: 'internal error',
       };
   }
+}
+
+/** A storage write refused for want of room or write access, from the errno up the cause chain. */
+function storageRefusal(error: unknown): { code: string; problem: string } | undefined {
+  const problems: Record<string, string> = { EROFS: 'is read-only', ENOSPC: 'is full', EDQUOT: 'is over its quota' };
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && problems[code]) return { code, problem: problems[code] };
+  }
+  return undefined;
 }
 
 async function readLimited(stream: Readable, limit: number): Promise<Buffer> {
