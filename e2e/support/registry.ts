@@ -21,10 +21,22 @@ export interface RegistryProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function startRegistry(options: { env?: Record<string, string>; storagePath?: string; port?: number } = {}): Promise<RegistryProcess> {
+export interface StartRegistryOptions {
+  env?: Record<string, string>;
+  storagePath?: string;
+  port?: number;
+  /**
+   * A command the registry runs under, its own command line appended (e.g. `unshare` with a shell
+   * that sets up mounts and execs it). It must exec the registry, so the process stays the registry.
+   */
+  prefix?: string[];
+}
+
+export async function startRegistry(options: StartRegistryOptions = {}): Promise<RegistryProcess> {
   const port = options.port ?? (await freePort());
   const storagePath = options.storagePath ?? (await tempDir('nixery-e2e-storage-'));
-  const child = spawn(process.execPath, [NIXERY_BIN, 'serve', '--host', '127.0.0.1'], {
+  const [command, ...args] = [...(options.prefix ?? []), process.execPath, NIXERY_BIN, 'serve', '--host', '127.0.0.1'];
+  const child = spawn(command!, args, {
     env: { ...process.env, PORT: String(port), STORAGE_PATH: storagePath, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
