@@ -127,6 +127,7 @@ labels() { # TITLE DESCRIPTION
     "$1" "$2" "$VERSION" "$REVISION" "$CREATED"
 }
 
+build_registry() {
 # ---- the registry image ----------------------------------------------------------------------
 log "registry: Debian root with Nix, git, CA certificates and busybox"
 hook registry-root.sh <<EOF
@@ -170,6 +171,9 @@ image_json "$WORK/registry-config.json" "{
 node scripts/images/oci-archive.ts --out "$OUT/nixery.oci.tar" --ref "$VERSION" --created "$SOURCE_DATE_EPOCH" \
   --config "$WORK/registry-config.json" "$WORK/registry-debian.tar" "$WORK/registry-app.tar" > "$WORK/registry.digest"
 
+}
+
+build_operator() {
 # ---- the operator image ----------------------------------------------------------------------
 # No shell, no package manager: the packages are only unpacked (no maintainer scripts), and the
 # users are written here.
@@ -206,6 +210,17 @@ image_json "$WORK/operator-config.json" "{
 }"
 node scripts/images/oci-archive.ts --out "$OUT/operator.oci.tar" --ref "$VERSION" --created "$SOURCE_DATE_EPOCH" \
   --config "$WORK/operator-config.json" "$WORK/operator-debian.tar" "$WORK/operator-app.tar" > "$WORK/operator.digest"
+
+}
+
+# The two images have nothing in common: build them side by side (mmdebstrap and dpkg are mostly
+# single-threaded; so is gzip).
+build_registry & registry_pid=$!
+build_operator & operator_pid=$!
+status=0
+wait "$registry_pid" || { log "the registry image failed"; status=1; }
+wait "$operator_pid" || { log "the operator image failed"; status=1; }
+if ((status)); then exit 1; fi
 
 size() { du -m "$1" | cut -f1; }
 log "done: $OUT/nixery.oci.tar ($(size "$OUT/nixery.oci.tar") MiB, $(cat "$WORK/registry.digest")), $OUT/operator.oci.tar ($(size "$OUT/operator.oci.tar") MiB, $(cat "$WORK/operator.digest"))"
