@@ -39,6 +39,8 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
     maxConcurrentBuilds: config.maxConcurrentBuilds,
+    maxQueuedBuilds: config.maxQueuedBuilds,
+    clientBuildsPerMinute: config.clientBuildsPerMinute,
     popularity,
     log,
     metrics,
@@ -72,6 +74,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     ...(config.webDir ? { webDir: config.webDir } : {}),
     onDemand: config.onDemand,
     packagePolicy: compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages }),
+    maxClosureBytes: config.maxClosureBytes,
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const done = (error?: Error) => (error ? reject(error) : resolve(s));
@@ -89,6 +92,12 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     layerBudget: config.layerBudget,
     pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
     onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
+    builds: {
+      concurrent: config.maxConcurrentBuilds,
+      maxQueued: config.maxQueuedBuilds,
+      perClientPerMinute: config.clientBuildsPerMinute,
+      maxClosureBytes: config.maxClosureBytes,
+    },
     ...(config.allowedPackages ? { allowedPackages: config.allowedPackages } : {}),
     ...(config.deniedPackages.length ? { deniedPackages: config.deniedPackages } : {}),
   });

@@ -9,7 +9,8 @@ import { PackagesNotFoundError, type ImageRequest, type RealisedImage, type Stor
 import { MediaType } from '../oci/media-types.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { ImageBuilder, MANIFEST_MEMO_TTL_MS, type Realise } from './builder.ts';
+import { ImageBuilder, MANIFEST_MEMO_TTL_MS, QUEUE_FULL_RETRY_AFTER_SECONDS, type Evaluate, type Realise } from './builder.ts';
+import { BuildQueueFullError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
 import { FINGERPRINT_FRESH_MS } from './fingerprint-cache.ts';
 
 const tempDir = tempDirs('nixery-builder-');
@@ -35,25 +36,52 @@ async function fakeStore(packages: Record<string, string[]>): Promise<{ root: st
   return { root, closure };
 }
 
-async function setup(packages: Record<string, string[]>, options: { budget?: number; realise?: Realise; maxConcurrentBuilds?: number; now?: () => number } = {}) {
+interface SetupOptions {
+  budget?: number;
+  realise?: Realise;
+  maxConcurrentBuilds?: number;
+  maxQueuedBuilds?: number;
+  clientBuildsPerMinute?: number;
+  now?: () => number;
+  /** How long a fake realise takes. */
+  realiseMs?: number;
+}
+
+async function setup(packages: Record<string, string[]>, options: SetupOptions = {}) {
   const { root, closure } = await fakeStore(packages);
   // The path source is hashed for the manifest cache key; any directory does.
   const sourceDir = await tempDir();
   await fs.writeFile(path.join(sourceDir, 'default.nix'), '{ ... }: { }');
   const storage = new FilesystemStorage(await tempDir());
   await storage.init();
+  // Like resolve.nix: the name as given, else the smallest attribute equal to it ignoring case.
+  const lookup = (name: string) => (name in packages ? name : Object.keys(packages).sort().find((p) => p.toLowerCase() === name.toLowerCase()));
+  const evaluations: ImageRequest[] = [];
+  const evaluate: Evaluate = async (request) => {
+    evaluations.push(request);
+    // As with Nix, the derivations follow from the package source.
+    const source = await fs.readFile(path.join(sourceDir, 'default.nix'), 'utf8');
+    await new Promise((r) => setTimeout(r, 5));
+    const missing = request.packages.filter((p) => lookup(p) === undefined);
+    if (missing.length) throw new PackagesNotFoundError(missing);
+    return {
+      packages: request.packages.map((name) => {
+        const attr = lookup(name)!;
+        return { name, attrPath: [attr], drvPath: `${storePath(attr + source)}.drv`, outputs: { out: storePath(attr) } };
+      }),
+      evaluateMs: 5,
+    };
+  };
   const calls: ImageRequest[] = [];
   const realise: Realise =
     options.realise ??
     (async (request) => {
       calls.push(request);
-      await new Promise((r) => setTimeout(r, 20));
-      const missing = request.packages.filter((p) => !(p in packages));
-      if (missing.length) throw new PackagesNotFoundError(missing);
+      await new Promise((r) => setTimeout(r, options.realiseMs ?? 20));
       const result: RealisedImage = {
-        packages: request.packages.map((name) => ({ name, attrPath: [name], outPaths: [storePath(name)] })),
+        packages: request.evaluated!.packages.map((p) => ({ name: p.name, attrPath: p.attrPath, outPaths: Object.values(p.outputs) })),
         closure,
-        timings: { evaluateMs: 1, realiseMs: 1, graphMs: 1 },
+        timings: { evaluateMs: request.evaluated!.evaluateMs, realiseMs: 1, graphMs: 1 },
       };
       return result;
     });
@@ -64,14 +92,23 @@ async function setup(packages: Record<string, string[]>, options: { budget?: num
     nixTimeoutSeconds: 5,
     layerBudget: options.budget ?? 94,
     maxConcurrentBuilds: options.maxConcurrentBuilds ?? 2,
+    ...(options.maxQueuedBuilds !== undefined ? { maxQueuedBuilds: options.maxQueuedBuilds } : {}),
+    ...(options.clientBuildsPerMinute !== undefined ? { clientBuildsPerMinute: options.clientBuildsPerMinute } : {}),
     popularity: new Map(),
     log: silentLogger,
     metrics,
     storeRoot: root,
     realise,
+    evaluate,
     ...(options.now ? { now: options.now } : {}),
   });
-  return { builder, storage, calls, metrics, sourceDir };
+  return { builder, storage, calls, evaluations, metrics, sourceDir };
+}
+
+/** A metric's value for one label set, 0 when it has none. */
+async function sample(metric: { get(): Promise<{ values: { labels: Partial<Record<string, string | number>>; value: number }[] }> }, labels: Record<string, string> = {}): Promise<number> {
+  const values = (await metric.get()).values;
+  return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
 }
 
 const base = { cacert: [], 'iana-etc': [] };
@@ -160,6 +197,7 @@ describe('image builder', () => {
       log: silentLogger,
       metrics: createMetrics({ defaultMetrics: false }),
       realise: () => Promise.reject(new Error('must be served from the cache')),
+      evaluate: () => Promise.reject(new Error('must be served from the cache')),
       now: () => time,
     });
     for (let i = 0; i < 3; i++) assert.equal((await other.build(imageFromName('hello', 'latest'))).digest, first.digest);
@@ -239,5 +277,131 @@ describe('image builder', () => {
     const values = (await metrics.builds.get()).values;
     assert.equal(values.find((v) => v.labels.result === 'not_found')?.value, 1);
     assert.equal(values.find((v) => v.labels.result === 'success')?.value, 1);
+  });
+  it('shares one build among case variants of a name: one evaluation per spelling, then none', async () => {
+    const { builder, calls, evaluations } = await setup({ ...base, hello: [], git: [] });
+    const spellings = ['hello', 'Hello', 'hELLO'];
+    const first = await Promise.all(spellings.map((name) => builder.build(imageFromName(`${name}/git`, 'latest'))));
+    assert.equal(calls.length, 1, 'Nix built the image once');
+    assert.equal(evaluations.length, 3, 'one evaluation per spelling');
+    assert.equal(new Set(first.map((r) => r.digest)).size, 1, 'one image');
+    assert.deepEqual(first.map((r) => r.name), spellings.map((name) => `${name}/git`), 'each answered under its own name');
+    const later = await builder.build(imageFromName('HeLLo/git', 'latest'));
+    assert.equal(later.digest, first[0]!.digest);
+    assert.equal(later.fromCache, true);
+    assert.equal(evaluations.length, 4, 'a new spelling costs one evaluation');
+    assert.equal(calls.length, 1, 'and no build');
+    for (const name of [...spellings, 'HeLLo']) await builder.build(imageFromName(`${name}/git`, 'other-tag'));
+    assert.equal(evaluations.length, 4, 'a spelling seen before is answered from the manifest cache');
+    assert.equal(calls.length, 1);
+  });
+
+  it('builds a name and its case variant listed together once, as the one package they name', async () => {
+    const { builder, calls } = await setup({ ...base, hello: [] });
+    const both = await builder.build(imageFromName('hello/Hello', 'latest'));
+    const one = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(both.digest, one.digest);
+    assert.equal(calls.length, 1);
+    assert.deepEqual(calls[0]!.evaluated!.packages.map((p) => p.attrPath.join('.')), ['cacert', 'hello', 'iana-etc']);
+  });
+
+  it('remembers names Nix did not find: asking again runs no Nix', async () => {
+    const { builder, evaluations, calls } = await setup({ ...base, hello: [] });
+    for (let i = 0; i < 3; i++) await assert.rejects(builder.build(imageFromName('hello/nope', 'latest')), PackagesNotFoundError);
+    assert.equal(evaluations.length, 1);
+    assert.equal(calls.length, 0);
+  });
+
+  it('refuses a closure larger than maxClosureBytes before packing, naming both sizes', async () => {
+    const { builder, storage, metrics } = await setup({ ...base, hello: [] });
+    // The fake closure: cacert, hello and iana-etc, each 1000 bytes plus its name's length.
+    const closureBytes = 1006 + 1005 + 1008;
+    await assert.rejects(builder.build(imageFromName('hello', 'latest'), { maxClosureBytes: closureBytes - 1 }), (error: unknown) => {
+      assert.ok(error instanceof ClosureTooLargeError);
+      assert.equal(error.closureBytes, closureBytes);
+      assert.equal(error.maxClosureBytes, closureBytes - 1);
+      assert.equal(error.message, `the image's closure is 2.9 KiB (${closureBytes} bytes as Nix archives), more than the 2.9 KiB (${closureBytes - 1} bytes) this registry builds on demand per image`);
+      return true;
+    });
+    assert.deepEqual(await fs.readdir(path.join(storage.root, 'blobs/sha256')).catch(() => []), [], 'nothing was packed or stored');
+    assert.equal(await sample(metrics.layerCache), 0);
+    assert.equal(await sample(metrics.buildsRejected, { reason: 'closure_too_large' }), 1);
+    assert.equal(await sample(metrics.builds, { result: 'usage' }), 1);
+    const result = await builder.build(imageFromName('hello', 'latest'), { maxClosureBytes: closureBytes });
+    assert.equal(result.layers.flatMap((l) => l.storePaths).length, 3, 'a closure of exactly the limit is built');
+  });
+
+  it('queues at most maxQueuedBuilds builds and refuses a new one beyond with BuildQueueFullError; joining costs no room', async () => {
+    const { builder, calls, metrics } = await setup({ ...base, a: [], b: [], c: [], d: [] }, { maxConcurrentBuilds: 1, maxQueuedBuilds: 2, realiseMs: 50 });
+    const running = builder.build(imageFromName('a', 'latest'));
+    const queued = [builder.build(imageFromName('b', 'latest')), builder.build(imageFromName('c', 'latest'))];
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await sample(metrics.buildQueueLength), 2);
+    await assert.rejects(builder.build(imageFromName('d', 'latest')), (error: unknown) => {
+      assert.ok(error instanceof BuildQueueFullError);
+      assert.equal(error.maxQueued, 2);
+      assert.equal(error.retryAfterSeconds, QUEUE_FULL_RETRY_AFTER_SECONDS);
+      return true;
+    });
+    const joined = builder.build(imageFromName('c', 'other-tag'));
+    await Promise.all([running, ...queued, joined]);
+    assert.deepEqual(calls.map((c) => c.packages.find((p) => p.length === 1)), ['a', 'b', 'c'], 'd never reached Nix');
+    assert.equal(await sample(metrics.buildsRejected, { reason: 'queue_full' }), 1);
+    assert.equal(await sample(metrics.buildQueueLength), 0);
+    await builder.build(imageFromName('d', 'latest'));
+  });
+
+  it('drops a queued build whose every client left: Nix never evaluates or builds it', async () => {
+    const { builder, calls, evaluations, metrics } = await setup({ ...base, a: [], b: [] }, { maxConcurrentBuilds: 1, realiseMs: 50 });
+    const running = builder.build(imageFromName('a', 'latest'));
+    const clients = [new AbortController(), new AbortController()];
+    const waiting = clients.map((c) => builder.build(imageFromName('b', 'latest'), { signal: c.signal }));
+    await new Promise((r) => setTimeout(r, 10));
+    clients[0]!.abort(new Error('first client left'));
+    await assert.rejects(waiting[0]!, /first client left/);
+    assert.equal(await sample(metrics.buildQueueLength), 1, 'another client still waits');
+    clients[1]!.abort(new Error('second client left'));
+    await assert.rejects(waiting[1]!, /second client left/);
+    assert.equal(await sample(metrics.buildQueueLength), 0);
+    assert.equal(await sample(metrics.buildsRejected, { reason: 'abandoned' }), 1);
+    await running;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(evaluations.map((e) => e.packages.includes('b')), [false]);
+    assert.equal(calls.length, 1);
+  });
+
+  it('finishes a running build whose clients all left, and answers the next request from it', async () => {
+    const { builder, calls } = await setup({ ...base, a: [] }, { realiseMs: 50 });
+    const client = new AbortController();
+    const left = builder.build(imageFromName('a', 'latest'), { signal: client.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    client.abort(new Error('gone'));
+    await assert.rejects(left, /gone/);
+    const next = await builder.build(imageFromName('a', 'latest'));
+    assert.equal(calls.length, 1, 'the next request joined the running build (or read its result)');
+    assert.ok(next.digest);
+  });
+
+  it('lets each client start clientBuildsPerMinute new builds a minute; cached and joined images are free', async () => {
+    let time = 0;
+    const { builder, calls, metrics } = await setup({ ...base, a: [], b: [], c: [], d: [] }, { clientBuildsPerMinute: 2, now: () => time });
+    await builder.build(imageFromName('a', 'latest'), { client: '10.0.0.1' });
+    await Promise.all([builder.build(imageFromName('b', 'latest'), { client: '10.0.0.1' }), builder.build(imageFromName('b', 'latest'), { client: '10.0.0.1' })]);
+    await assert.rejects(builder.build(imageFromName('c', 'latest'), { client: '10.0.0.1' }), (error: unknown) => {
+      assert.ok(error instanceof ClientRateLimitedError);
+      assert.equal(error.client, '10.0.0.1');
+      assert.equal(error.perMinute, 2);
+      assert.equal(error.retryAfterSeconds, 30);
+      assert.match(error.message, /at most 2 builds a minute per client address/);
+      return true;
+    });
+    assert.equal(calls.length, 2, 'the refused build did not run');
+    await builder.build(imageFromName('a', 'latest'), { client: '10.0.0.1' });
+    await builder.build(imageFromName('c', 'latest'), { client: '10.0.0.2' });
+    await builder.build(imageFromName('d', 'latest'));
+    assert.equal(await sample(metrics.buildsRejected, { reason: 'rate_limited' }), 1);
+    time += 30_000;
+    await builder.build(imageFromName('d', 'other'), { client: '10.0.0.1' });
+    await builder.build(imageFromName('c/d', 'latest'), { client: '10.0.0.1' });
   });
 });

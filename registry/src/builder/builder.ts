@@ -5,21 +5,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { PackageSource } from '../config/package-source.ts';
 import type { ImageSpec } from '../image/name.ts';
+import { foldAttributePath } from '../image/package-policy.ts';
 import { groupLayers, type Popularity } from '../layers/index.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { realiseImage, type ImageRequest, type NixOptions, type RealisedImage } from '../nix/index.ts';
+import {
+  evaluateImage,
+  PackagesNotFoundError,
+  realiseImage,
+  type EvaluatedImage,
+  type ImageRequest,
+  type NixOptions,
+  type RealisedImage,
+} from '../nix/index.ts';
 import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type ImageConfigOverrides, type LayerBlob } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
 import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar, type LayerTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
-import { BuildStorageError } from './errors.ts';
+import { BuildQueueFullError, BuildStorageError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
 import { classifyFailure } from './outcome.ts';
 import type { BuildLayer, BuildResult } from './result.ts';
-import { Limiter, mapLimited, SingleFlight } from '../cache/single-flight.ts';
+import { JobQueue, mapLimited, QueueFullError, SingleFlight, type Job } from '../cache/single-flight.ts';
+import { RateLimiter } from '../cache/rate-limiter.ts';
 import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
 import type { Fingerprint } from './source-fingerprint.ts';
-import { TtlCache } from '../cache/ttl-cache.ts';
+import { BoundedMap, TtlCache } from '../cache/ttl-cache.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
 export const BUILDER_VERSION = 2;
@@ -33,8 +43,19 @@ export const BUILDER_VERSION = 2;
 export const MANIFEST_MEMO_TTL_MS = 5_000;
 /** Entries hold the layers' store paths (tens of KB for a big image): cap the memo's memory. */
 const MANIFEST_MEMO_ENTRIES = 256;
+/**
+ * Package lists resolved by Nix (or found missing), remembered by source fingerprint, system and
+ * names as requested: a fingerprint names one state of the source, so an entry never goes stale.
+ */
+const RESOLUTION_ENTRIES = 4096;
+/** What a client refused for a full queue is told to wait (Retry-After): roughly one build. */
+export const QUEUE_FULL_RETRY_AFTER_SECONDS = 10;
 
 export type Realise = (request: ImageRequest, options: NixOptions) => Promise<RealisedImage>;
+export type Evaluate = (request: ImageRequest, options: NixOptions) => Promise<EvaluatedImage>;
+
+/** What Nix made of a package list: its derivations, or the names that address none. */
+type Resolution = { evaluated: EvaluatedImage } | { notFound: PackagesNotFoundError };
 
 export interface BuilderOptions {
   storage: StorageBackend;
@@ -43,6 +64,10 @@ export interface BuilderOptions {
   /** Most layers an image may have, the customisation layer included. */
   layerBudget: number;
   maxConcurrentBuilds: number;
+  /** Builds waiting for a slot, at most (NIXERY_MAX_QUEUED_BUILDS); beyond, BuildQueueFullError. Default: unbounded. */
+  maxQueuedBuilds?: number;
+  /** New builds each client (BuildOptions.client) may start a minute (NIXERY_CLIENT_BUILDS_PER_MINUTE). Default: no limit. */
+  clientBuildsPerMinute?: number;
   popularity: Popularity;
   log: Logger;
   metrics: Metrics;
@@ -51,6 +76,7 @@ export interface BuilderOptions {
   /** Where /nix/store is read from when packing; tests point this at a fake store. */
   storeRoot?: string;
   realise?: Realise;
+  evaluate?: Evaluate;
   nixDir?: string;
   /** Extra `--option NAME VALUE` pairs for every Nix call. */
   nixOptions?: Record<string, string>;
@@ -64,6 +90,22 @@ export interface BuilderOptions {
 export interface BuildOptions {
   /** A declared image's config (entrypoint, env, ...), written into the image config. */
   config?: ImageConfigOverrides;
+  /**
+   * The caller's interest: aborting it (the client went away) rejects this call with its reason,
+   * and a build still queued that no caller waits for any more is dropped unstarted. A build
+   * already running is finished: its layers and manifests are cached for the next request.
+   */
+  signal?: AbortSignal;
+  /** Who asks (a client address): each may start `clientBuildsPerMinute` new builds a minute. */
+  client?: string;
+  /** Largest runtime closure (sum of NAR sizes) built; a larger one fails with ClosureTooLargeError before packing. */
+  maxClosureBytes?: number;
+}
+
+/** Evaluated packages in the order and form that decide the image, and the key of that image. */
+interface CanonicalImage {
+  key: string;
+  evaluated: EvaluatedImage;
 }
 
 interface CachedLayer {
@@ -74,9 +116,14 @@ interface CachedLayer {
 
 export class ImageBuilder {
   private readonly options: BuilderOptions;
-  private readonly flights = new SingleFlight<BuildResult>();
-  private readonly limiter: Limiter;
+  /** Builds by the names requested (one flight per image name): bounded, queued, dropped when abandoned. */
+  private readonly jobs: JobQueue<BuildResult>;
+  /** Builds by what the names resolved to: case variants of one image share one. */
+  private readonly canonicalFlights = new SingleFlight<BuildResult>();
+  private readonly rateLimiter: RateLimiter | undefined;
+  private readonly resolutions = new BoundedMap<string, Resolution>(RESOLUTION_ENTRIES);
   private readonly realise: Realise;
+  private readonly evaluate: Evaluate;
   private readonly fingerprints: SourceFingerprints;
   /** Verified manifest cache entries by cache key; misses are not remembered. */
   private readonly manifests: TtlCache<BuildResult | null>;
@@ -84,8 +131,19 @@ export class ImageBuilder {
   constructor(options: BuilderOptions) {
     if (options.layerBudget < 2) throw new RangeError('layerBudget must leave room for the customisation layer');
     this.options = options;
-    this.limiter = new Limiter(options.maxConcurrentBuilds);
+    const { metrics, log } = options;
+    this.jobs = new JobQueue({
+      concurrency: options.maxConcurrentBuilds,
+      maxQueued: options.maxQueuedBuilds ?? Number.MAX_SAFE_INTEGER,
+      onQueueLength: (length) => metrics.buildQueueLength.set(length),
+      onAbandoned: (key) => {
+        metrics.buildsRejected.inc({ reason: 'abandoned' });
+        log.info('queued build dropped: every client waiting for it went away', { build: key });
+      },
+    });
+    this.rateLimiter = options.clientBuildsPerMinute === undefined ? undefined : new RateLimiter({ perMinute: options.clientBuildsPerMinute, ...(options.now ? { now: options.now } : {}) });
     this.realise = options.realise ?? realiseImage;
+    this.evaluate = options.evaluate ?? evaluateImage;
     this.fingerprints = new SourceFingerprints(options.source, {
       timeoutSeconds: options.nixTimeoutSeconds,
       log: options.log,
@@ -102,32 +160,162 @@ export class ImageBuilder {
 
   /**
    * Returns the image, from the manifest cache when the source has not changed since it was
-   * built, else by building it; concurrent calls for the same image share one build.
+   * built, else by building it. A build is a job of the builder's queue, one per image name:
+   * concurrent calls for the same name share it, and names Nix resolves to the same derivations
+   * (`hello`, `Hello`) share one build after one evaluation each. Throws BuildQueueFullError or
+   * ClientRateLimitedError (nothing ran), and rejects with `options.signal`'s reason once it aborts.
    */
   async build(image: ImageSpec, options: BuildOptions = {}): Promise<BuildResult> {
-    // Outside the flight: requests served the previous fingerprint while one request waits for a
-    // refresh must not queue behind that request's flight.
+    // Outside the job: requests served the previous fingerprint while one request waits for a
+    // refresh must not queue behind that request's job.
     const fingerprint = await this.fingerprints.get(image.tag).catch((error: unknown) => {
       this.options.metrics.builds.inc({ result: classifyFailure(error).outcome });
       throw error;
     });
-    return this.flights.run(this.flightKey(image, fingerprint, options), async () => {
-      const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image, options.config);
-      if (cacheKey !== undefined) {
-        const cached = await this.manifests.get(cacheKey, () => this.cachedManifest(cacheKey));
-        if (cached) {
-          this.options.metrics.manifestCache.inc({ result: 'hit' });
-          return { ...cached, name: image.name, tag: image.tag, fromCache: true };
-        }
+    const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image, options.config);
+    const cached = await this.cachedImage(image, cacheKey);
+    if (cached) {
+      this.options.metrics.manifestCache.inc({ result: 'hit' });
+      return cached;
+    }
+    this.options.metrics.manifestCache.inc({ result: 'miss' });
+    // Names Nix already found missing cost no job.
+    const known = this.knownResolution(image, fingerprint);
+    if (known && 'notFound' in known) throw new PackagesNotFoundError(known.notFound.packages, known.notFound.failedToEvaluate);
+    try {
+      return await this.jobs.run(this.flightKey(image, fingerprint, options), (job) => this.coldBuild(job, image, fingerprint, cacheKey, options), {
+        ...(options.signal ? { signal: options.signal } : {}),
+        admit: () => this.admit(options.client),
+      });
+    } catch (error) {
+      if (error instanceof QueueFullError) {
+        this.options.metrics.buildsRejected.inc({ reason: 'queue_full' });
+        throw new BuildQueueFullError(error.maxQueued, QUEUE_FULL_RETRY_AFTER_SECONDS);
       }
-      this.options.metrics.manifestCache.inc({ result: 'miss' });
-      const result = await this.limiter.run(() => this.buildNow(image, fingerprint, options));
+      throw error;
+    }
+  }
+
+  /** The image from the manifest cache (memo, then storage), named as requested. */
+  private async cachedImage(image: ImageSpec, cacheKey: string | undefined): Promise<BuildResult | null> {
+    if (cacheKey === undefined) return null;
+    const cached = await this.manifests.get(cacheKey, () => this.cachedManifest(cacheKey));
+    return cached && { ...cached, name: image.name, tag: image.tag, fromCache: true };
+  }
+
+  /** A new job costs its client one build of its allowance; refused, nothing is queued. */
+  private admit(client: string | undefined): void {
+    if (client === undefined || !this.rateLimiter) return;
+    const decision = this.rateLimiter.take(client);
+    if (decision.allowed) return;
+    this.options.metrics.buildsRejected.inc({ reason: 'rate_limited' });
+    throw new ClientRateLimitedError(client, this.rateLimiter.perMinute, decision.retryAfterSeconds);
+  }
+
+  /**
+   * One job, holding a build slot: resolve the names (one evaluation, remembered), then build
+   * what they resolved to — or, when another name of the same image is being built, hand the
+   * slot back and wait for that build. The result is cached under this name too.
+   */
+  private async coldBuild(job: Job, image: ImageSpec, fingerprint: Fingerprint, cacheKey: string | undefined, options: BuildOptions): Promise<BuildResult> {
+    // While this job was queued, a job of the same name may have finished.
+    const cached = await this.cachedImage(image, cacheKey);
+    if (cached) return cached;
+    const { log, metrics } = this.options;
+    const started = performance.now();
+    metrics.buildsInFlight.inc();
+    const buildLog = log.child({ image: image.name, tag: image.tag });
+    try {
+      const canonical = canonicalImage(await this.resolve(image, fingerprint), image.arch.system, options.config);
+      let built: BuildResult;
+      if (this.canonicalFlights.has(canonical.key)) {
+        job.release();
+        built = await this.canonicalFlights.run(canonical.key, () => Promise.reject(new Error('joined a flight that had ended')));
+      } else {
+        built = await this.canonicalFlights.run(canonical.key, () => this.buildCanonical(image, fingerprint, canonical, options, started));
+      }
+      const result: BuildResult = { ...built, name: image.name, tag: image.tag, packages: image.packages };
       if (cacheKey !== undefined) {
         await this.storageStep('writing the manifest cache entry', () => this.options.storage.putDocument(cacheKey, result));
         this.manifests.set(cacheKey, result);
       }
+      const seconds = (performance.now() - started) / 1000;
+      metrics.builds.inc({ result: 'success' });
+      metrics.buildDuration.observe({ result: 'success' }, seconds);
+      buildLog.info(built.fromCache ? 'image resolved to one built before' : 'image built', { result });
       return result;
-    });
+    } catch (error) {
+      const { outcome } = classifyFailure(error);
+      metrics.builds.inc({ result: outcome });
+      metrics.buildDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
+      buildLog.warn('image build failed', { outcome, error });
+      throw error;
+    } finally {
+      metrics.buildsInFlight.dec();
+    }
+  }
+
+  /** The image a resolved package list makes: from the manifest cache by what it resolved to, else built and cached. */
+  private async buildCanonical(image: ImageSpec, fingerprint: Fingerprint, canonical: CanonicalImage, options: BuildOptions, started: number): Promise<BuildResult> {
+    const cacheKey = `manifests/${createHash('sha256').update(canonical.key).digest('hex')}`;
+    const cached = await this.manifests.get(cacheKey, () => this.cachedManifest(cacheKey));
+    if (cached) return { ...cached, fromCache: true };
+    const result = await this.buildUncached(image, fingerprint, canonical.evaluated, options, started);
+    await this.storageStep('writing the manifest cache entry', () => this.options.storage.putDocument(cacheKey, result));
+    this.manifests.set(cacheKey, result);
+    return result;
+  }
+
+  private resolutionKey(image: ImageSpec, fingerprint: Fingerprint): string | undefined {
+    return fingerprint.key === undefined ? undefined : JSON.stringify([fingerprint.key, image.arch.system, image.packages]);
+  }
+
+  private knownResolution(image: ImageSpec, fingerprint: Fingerprint): Resolution | undefined {
+    const key = this.resolutionKey(image, fingerprint);
+    return key === undefined ? undefined : this.resolutions.get(key);
+  }
+
+  /** What the names resolve to: remembered, or one Nix evaluation (whose missing names are remembered too). */
+  private async resolve(image: ImageSpec, fingerprint: Fingerprint): Promise<EvaluatedImage> {
+    const known = this.knownResolution(image, fingerprint);
+    if (known) {
+      if ('notFound' in known) throw new PackagesNotFoundError(known.notFound.packages, known.notFound.failedToEvaluate);
+      return known.evaluated;
+    }
+    const key = this.resolutionKey(image, fingerprint);
+    try {
+      const evaluated = await this.evaluate(this.nixRequest(image, fingerprint), this.nixCallOptions());
+      if (key !== undefined) this.resolutions.set(key, { evaluated });
+      return evaluated;
+    } catch (error) {
+      if (key !== undefined && error instanceof PackagesNotFoundError) this.resolutions.set(key, { notFound: error });
+      throw error;
+    }
+  }
+
+  private nixRequest(image: ImageSpec, fingerprint: Fingerprint): ImageRequest {
+    return {
+      source: this.options.source,
+      ...(this.options.source.type === 'git' ? { ref: image.tag } : {}),
+      // Nix evaluates the very commit that was fingerprinted, even if the branch moves meanwhile.
+      ...(fingerprint.gitSpec ? { gitSpec: fingerprint.gitSpec } : {}),
+      packages: image.packages,
+      system: image.arch.system,
+    };
+  }
+
+  private nixCallOptions(): NixOptions {
+    return {
+      timeoutSeconds: this.options.nixTimeoutSeconds,
+      log: this.options.log,
+      ...(this.options.signal ? { signal: this.options.signal } : {}),
+      ...(this.options.nixDir ? { nixDir: this.options.nixDir } : {}),
+      nixOptions: {
+        ...this.options.nixOptions,
+        // A channel name moves: make Nix revalidate the tarball instead of trusting its hour-long cache.
+        ...(this.options.source.type === 'channel' ? { 'tarball-ttl': '0' } : {}),
+      },
+    };
   }
 
   /** A cache entry counts only while the blobs it names are still stored (storage may be pruned). */
@@ -146,53 +334,16 @@ export class ImageBuilder {
     return JSON.stringify([image.packages, image.arch.system, ref, fingerprint.key ?? null, options.config ?? null]);
   }
 
-  private async buildNow(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions): Promise<BuildResult> {
-    const { log, metrics } = this.options;
-    const started = performance.now();
-    metrics.buildsInFlight.inc();
-    const buildLog = log.child({ image: image.name, tag: image.tag });
-    try {
-      const result = await this.buildUncached(image, fingerprint, options, started);
-      const seconds = (performance.now() - started) / 1000;
-      metrics.builds.inc({ result: 'success' });
-      metrics.buildDuration.observe({ result: 'success' }, seconds);
-      buildLog.info('image built', { result });
-      return result;
-    } catch (error) {
-      const { outcome } = classifyFailure(error);
-      metrics.builds.inc({ result: outcome });
-      metrics.buildDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
-      buildLog.warn('image build failed', { outcome, error });
-      throw error;
-    } finally {
-      metrics.buildsInFlight.dec();
-    }
-  }
-
-  private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions, started: number): Promise<BuildResult> {
+  private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, evaluated: EvaluatedImage, options: BuildOptions, started: number): Promise<BuildResult> {
     // The tar thread starts while Nix works, not when the first layer is due.
     startTarThread();
-    const realised = await this.realise(
-      {
-        source: this.options.source,
-        ...(this.options.source.type === 'git' ? { ref: image.tag } : {}),
-        // Nix evaluates the very commit that was fingerprinted, even if the branch moves meanwhile.
-        ...(fingerprint.gitSpec ? { gitSpec: fingerprint.gitSpec } : {}),
-        packages: image.packages,
-        system: image.arch.system,
-      },
-      {
-        timeoutSeconds: this.options.nixTimeoutSeconds,
-        log: this.options.log,
-        ...(this.options.signal ? { signal: this.options.signal } : {}),
-        ...(this.options.nixDir ? { nixDir: this.options.nixDir } : {}),
-        nixOptions: {
-          ...this.options.nixOptions,
-          // A channel name moves: make Nix revalidate the tarball instead of trusting its hour-long cache.
-          ...(this.options.source.type === 'channel' ? { 'tarball-ttl': '0' } : {}),
-        },
-      },
-    );
+    const realised = await this.realise({ ...this.nixRequest(image, fingerprint), evaluated }, this.nixCallOptions());
+    // Nix's archive sizes are known now, before anything is packed or stored.
+    const closureBytes = realised.closure.reduce((sum, p) => sum + p.narSize, 0);
+    if (options.maxClosureBytes !== undefined && closureBytes > options.maxClosureBytes) {
+      this.options.metrics.buildsRejected.inc({ reason: 'closure_too_large' });
+      throw new ClosureTooLargeError(closureBytes, options.maxClosureBytes);
+    }
 
     const layeringStart = performance.now();
     const contents = realised.packages.flatMap((p) => p.outPaths);
@@ -307,6 +458,29 @@ export class ImageBuilder {
     const root = this.options.storeRoot ?? '/';
     return contents.some((p) => fs.existsSync(path.join(root, p, 'bin', 'bash')));
   }
+}
+
+/**
+ * The packages as they decide the image: ordered by attribute path as the lookup folds it (so
+ * `Hello` and `hello` sort alike, and lower-case names keep the order they had as requested),
+ * the same derivation and outputs once; keyed by exactly what makes the image's bytes.
+ */
+function canonicalImage(evaluated: EvaluatedImage, system: string, config: ImageConfigOverrides | undefined): CanonicalImage {
+  const order = (p: EvaluatedImage['packages'][number]) => [foldAttributePath(p.attrPath.join('.')), p.attrPath.join('.'), p.drvPath];
+  const sorted = [...evaluated.packages].sort((a, b) => {
+    const [x, y] = [order(a), order(b)];
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+    return 0;
+  });
+  const seen = new Set<string>();
+  const packages = sorted.filter((p) => {
+    const id = JSON.stringify([p.drvPath, Object.keys(p.outputs)]);
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+  const key = JSON.stringify({ v: BUILDER_VERSION, system, config: config ?? null, packages: packages.map((p) => [p.drvPath, p.outputs]) });
+  return { key, evaluated: { packages, evaluateMs: evaluated.evaluateMs } };
 }
 
 /** Manifest cache entries are keyed by what determines the image's bytes. */

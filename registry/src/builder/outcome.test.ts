@@ -5,7 +5,7 @@ import { InvalidNameError, InvalidTagError } from '../image/name.ts';
 import { GitRefNotFoundError, NixBuildError, NixEvaluationError, NixTimeoutError, PackagesNotFoundError } from '../nix/index.ts';
 import { PushError } from '../push/client.ts';
 import { StorageUnavailableError } from '../storage/backend.ts';
-import { BuildStorageError } from './errors.ts';
+import { BuildStorageError, ClosureTooLargeError } from './errors.ts';
 import { classifyFailure, FAILURE_OUTCOMES, UsageError } from './outcome.ts';
 import { ChannelUnavailableError } from './source-fingerprint.ts';
 import { summarizeFailure } from './summary.ts';
@@ -26,6 +26,7 @@ describe('build failure outcomes', () => {
       [new ConfigError('NIX_TIMEOUT', 'not a number'), 'usage', 'usage'],
       [new InvalidNameError('A//b', 'empty component'), 'usage', 'usage'],
       [new InvalidTagError('-x'), 'usage', 'usage'],
+      [new ClosureTooLargeError(3 * 1024 ** 3, 2 * 1024 ** 3), 'closure_too_large', 'usage'],
       [new Error('interrupted by SIGTERM'), 'internal', 'error'],
     ];
     for (const [error, kind, outcome] of cases) {

@@ -7,7 +7,7 @@ import { InvalidNameError, InvalidTagError } from '../image/name.ts';
 import { GitRefNotFoundError, NixBuildError, NixEvaluationError, NixTimeoutError, PackagesNotFoundError, type NixPhase } from '../nix/index.ts';
 import { PushError } from '../push/client.ts';
 import { StorageUnavailableError } from '../storage/backend.ts';
-import { BuildStorageError } from './errors.ts';
+import { BuildStorageError, ClosureTooLargeError } from './errors.ts';
 import { ChannelUnavailableError } from './source-fingerprint.ts';
 
 /**
@@ -37,6 +37,8 @@ export type Failure =
   | { kind: 'push_failure'; outcome: 'push_failure'; message: string }
   /** An invocation that cannot work: configuration, image name or tag, a command-line flag. */
   | { kind: 'usage'; outcome: 'usage'; message: string }
+  /** An on-demand image larger than the registry builds (NIXERY_MAX_CLOSURE_SIZE): a request that cannot work here. */
+  | { kind: 'closure_too_large'; outcome: 'usage'; message: string; closureBytes: number; maxClosureBytes: number }
   /** Anything else: a bug or an unexpected condition, see the log. */
   | { kind: 'internal'; outcome: 'error'; message: string };
 
@@ -55,6 +57,9 @@ export function classifyFailure(error: unknown): Failure {
     return { kind: 'channel_unavailable', outcome: 'nix_failure', message, url: error.url, status: error.status };
   }
   if (error instanceof BuildStorageError || error instanceof StorageUnavailableError) return { kind: 'storage_failure', outcome: 'storage_failure', message };
+  if (error instanceof ClosureTooLargeError) {
+    return { kind: 'closure_too_large', outcome: 'usage', message, closureBytes: error.closureBytes, maxClosureBytes: error.maxClosureBytes };
+  }
   if (error instanceof PushError) return { kind: 'push_failure', outcome: 'push_failure', message };
   if (error instanceof UsageError || error instanceof ConfigError || error instanceof InvalidNameError || error instanceof InvalidTagError) {
     return { kind: 'usage', outcome: 'usage', message };

@@ -16,6 +16,11 @@ export class SingleFlight<T> {
     return promise;
   }
 
+  /** Whether a run of this key is in flight (run() would join it). */
+  has(key: string): boolean {
+    return this.inFlight.has(key);
+  }
+
   get size(): number {
     return this.inFlight.size;
   }

@@ -175,6 +175,52 @@ describe('on-demand builds and the package lists', () => {
   });
 });
 
+describe('the bounds on on-demand builds', () => {
+  it('default to 16 queued builds, 30 new builds a minute per client, and closures up to 10 GiB', () => {
+    const config = loadConfig({});
+    assert.equal(config.maxConcurrentBuilds, 2);
+    assert.equal(config.maxQueuedBuilds, 16);
+    assert.equal(config.clientBuildsPerMinute, 30);
+    assert.equal(config.maxClosureBytes, 10 * 1024 ** 3);
+  });
+
+  it('reads each variable; a closure size takes Kubernetes quantity suffixes, and no build need wait', () => {
+    const config = loadConfig({ NIXERY_MAX_QUEUED_BUILDS: '0', NIXERY_CLIENT_BUILDS_PER_MINUTE: '5', NIXERY_MAX_CLOSURE_SIZE: '512Mi' });
+    assert.equal(config.maxQueuedBuilds, 0);
+    assert.equal(config.clientBuildsPerMinute, 5);
+    assert.equal(config.maxClosureBytes, 512 * 1024 ** 2);
+    assert.equal(loadConfig({ NIXERY_MAX_CLOSURE_SIZE: '2G' }).maxClosureBytes, 2e9);
+    assert.equal(loadConfig({ NIXERY_MAX_CLOSURE_SIZE: '123456' }).maxClosureBytes, 123456);
+  });
+
+  it('rejects anything else with an error naming the variable and the value', () => {
+    const cases: [Record<string, string>, string, RegExp][] = [
+      [{ NIXERY_MAX_QUEUED_BUILDS: '-1' }, ENV.maxQueuedBuilds, /expected a number of builds as a whole number/],
+      [{ NIXERY_MAX_QUEUED_BUILDS: 'many' }, ENV.maxQueuedBuilds, /expected a number of builds as a whole number/],
+      [{ NIXERY_MAX_QUEUED_BUILDS: '9999999' }, ENV.maxQueuedBuilds, /at most 1000000/],
+      [{ NIXERY_CLIENT_BUILDS_PER_MINUTE: '0' }, ENV.clientBuildsPerMinute, /greater than zero/],
+      [{ NIXERY_CLIENT_BUILDS_PER_MINUTE: '2.5' }, ENV.clientBuildsPerMinute, /whole number/],
+      [{ NIXERY_MAX_CLOSURE_SIZE: '10GB' }, ENV.maxClosureSize, /suffix \(such as 10Gi\)/],
+      [{ NIXERY_MAX_CLOSURE_SIZE: '0' }, ENV.maxClosureSize, /greater than zero/],
+      [{ NIXERY_MAX_CLOSURE_SIZE: '1.5Gi' }, ENV.maxClosureSize, /size in bytes/],
+      [{ NIXERY_MAX_CLOSURE_SIZE: '99999999999Ti' }, ENV.maxClosureSize, /size in bytes/],
+    ];
+    for (const [env, variable, message] of cases) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, JSON.stringify(env));
+          assert.equal(error.variable, variable);
+          assert.ok(error.message.startsWith(`${variable}: `), error.message);
+          assert.match(error.message, message);
+          assert.ok(error.message.includes(JSON.stringify(Object.values(env)[0])), error.message);
+          return true;
+        },
+      );
+    }
+  });
+});
+
 describe('the trusted refs of a git source (NIXERY_PKGS_REPO_TRUSTED_REFS)', () => {
   it('are left to the default, every branch and tag, when unset', () => {
     assert.deepEqual(loadConfig({ NIXERY_PKGS_REPO: '/pkgs' }).source, { type: 'git', url: '/pkgs' });
@@ -230,6 +276,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { storage: { backend: 'gcs', bucket: 'my-bucket', redirect: 'stream', signedUrlExpirySeconds: 60, resumableThresholdBytes: 1024 } },
       { onDemand: false },
       { onDemand: true, allowedPackages: ['hello', 'python3Packages.*'], deniedPackages: ['python3Packages.requests', '_7zip'] },
+      { maxQueuedBuilds: 0, clientBuildsPerMinute: 7, maxClosureBytes: 3 * 1024 ** 3 },
     ];
     for (const settings of cases) {
       const config = loadConfig(renderEnvironment(settings), '/');
@@ -242,6 +289,9 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       if (settings.onDemand !== undefined) assert.equal(config.onDemand, settings.onDemand);
       if (settings.allowedPackages) assert.deepEqual(config.allowedPackages, settings.allowedPackages);
       if (settings.deniedPackages) assert.deepEqual(config.deniedPackages, settings.deniedPackages);
+      if (settings.maxQueuedBuilds !== undefined) assert.equal(config.maxQueuedBuilds, settings.maxQueuedBuilds);
+      if (settings.clientBuildsPerMinute !== undefined) assert.equal(config.clientBuildsPerMinute, settings.clientBuildsPerMinute);
+      if (settings.maxClosureBytes !== undefined) assert.equal(config.maxClosureBytes, settings.maxClosureBytes);
     }
   });
 
@@ -261,6 +311,9 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       onDemand: false,
       allowedPackages: ['a'],
       deniedPackages: ['b'],
+      maxQueuedBuilds: 1,
+      clientBuildsPerMinute: 1,
+      maxClosureBytes: 1,
     });
     const known = new Set<string>(Object.values(ENV));
     for (const name of Object.keys(env)) assert.ok(known.has(name), name);

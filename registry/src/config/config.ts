@@ -27,6 +27,9 @@ export const ENV = {
   maxConcurrentBuilds: 'NIXERY_MAX_CONCURRENT_BUILDS',
   tagFlushInterval: 'NIXERY_TAG_FLUSH_INTERVAL',
   maxRecordedTags: 'NIXERY_MAX_RECORDED_TAGS',
+  maxQueuedBuilds: 'NIXERY_MAX_QUEUED_BUILDS',
+  clientBuildsPerMinute: 'NIXERY_CLIENT_BUILDS_PER_MINUTE',
+  maxClosureSize: 'NIXERY_MAX_CLOSURE_SIZE',
   logLevel: 'NIXERY_LOG_LEVEL',
   gcsRedirect: 'NIXERY_GCS_REDIRECT',
   gcsSignedUrlExpiry: 'NIXERY_GCS_SIGNED_URL_EXPIRY',
@@ -71,6 +74,12 @@ export interface Config {
   tagFlushIntervalSeconds: number;
   /** Most pulled tags the tag index stores (and keeps waiting in memory); beyond it pulls are served, not listed. */
   maxRecordedTags: number;
+  /** Builds waiting for a slot, at most; a new one beyond is refused with 429 (0: none wait). */
+  maxQueuedBuilds: number;
+  /** New on-demand builds one client address may start a minute; beyond, 429. */
+  clientBuildsPerMinute: number;
+  /** Largest runtime closure an on-demand build may have, in bytes of Nix archives; beyond, 403. */
+  maxClosureBytes: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** The secret a push must present; pushing is disabled without one. */
   pushToken?: string;
@@ -92,6 +101,11 @@ export const DEFAULT_NIX_TIMEOUT_SECONDS = 60;
 export const DEFAULT_STORAGE_PATH = '.data/storage';
 export const DEFAULT_TAG_FLUSH_INTERVAL_SECONDS = 30;
 export const DEFAULT_MAX_RECORDED_TAGS = 10_000;
+export const DEFAULT_MAX_CONCURRENT_BUILDS = 2;
+/** Eight per default build slot: a burst of new images waits, a flood is refused. */
+export const DEFAULT_MAX_QUEUED_BUILDS = 16;
+export const DEFAULT_CLIENT_BUILDS_PER_MINUTE = 30;
+export const DEFAULT_MAX_CLOSURE_BYTES = 10 * 1024 ** 3;
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -117,6 +131,20 @@ const positiveInt = (what: string) =>
     .transform(Number)
     .pipe(z.number().int().positive(`expected ${what} greater than zero`));
 
+const BYTE_SUFFIXES: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+
+/** A size in bytes, with an optional Kubernetes quantity suffix (`10Gi`, `500M`). */
+const byteSize = z
+  .string()
+  .trim()
+  .transform((raw, ctx) => {
+    const match = /^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(raw);
+    const bytes = match ? Number(match[1]) * BYTE_SUFFIXES[match[2] ?? '']! : NaN;
+    if (Number.isSafeInteger(bytes) && bytes > 0) return bytes;
+    ctx.addIssue({ code: 'custom', message: 'expected a size in bytes greater than zero, with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix (such as 10Gi)' });
+    return z.NEVER;
+  });
+
 const fields = {
   port: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
   channel: nonEmpty.regex(/^[A-Za-z0-9._-]+$/, 'expected a channel name or nixpkgs commit (letters, digits, . _ -)'),
@@ -135,6 +163,9 @@ const fields = {
   maxConcurrentBuilds: positiveInt('a number of builds'),
   tagFlushInterval: positiveInt('seconds'),
   maxRecordedTags: positiveInt('a number of tags'),
+  maxQueuedBuilds: z.string().trim().regex(/^[0-9]+$/, 'expected a number of builds as a whole number (0: no build waits)').transform(Number).pipe(z.number().int().max(1_000_000, 'expected at most 1000000 builds')),
+  clientBuildsPerMinute: positiveInt('a number of builds a minute'),
+  maxClosureSize: byteSize,
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
   gcsRedirect: z.enum(['signed', 'public', 'stream'], { error: 'expected signed, public or stream' }),
   // V4 signed URLs live at most seven days.
@@ -250,9 +281,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ...(v.popularityUrl ? { popularityUrl: v.popularityUrl } : {}),
     ...(v.webDir ? { webDir: path.resolve(cwd, v.webDir) } : {}),
     layerBudget: v.layerBudget ?? DEFAULT_LAYER_BUDGET,
-    maxConcurrentBuilds: v.maxConcurrentBuilds ?? 2,
+    maxConcurrentBuilds: v.maxConcurrentBuilds ?? DEFAULT_MAX_CONCURRENT_BUILDS,
     tagFlushIntervalSeconds: v.tagFlushInterval ?? DEFAULT_TAG_FLUSH_INTERVAL_SECONDS,
     maxRecordedTags: v.maxRecordedTags ?? DEFAULT_MAX_RECORDED_TAGS,
+    maxQueuedBuilds: v.maxQueuedBuilds ?? DEFAULT_MAX_QUEUED_BUILDS,
+    clientBuildsPerMinute: v.clientBuildsPerMinute ?? DEFAULT_CLIENT_BUILDS_PER_MINUTE,
+    maxClosureBytes: v.maxClosureSize ?? DEFAULT_MAX_CLOSURE_BYTES,
     logLevel: v.logLevel ?? 'info',
     onDemand: v.onDemand ?? true,
     ...(v.allowedPackages ? { allowedPackages: v.allowedPackages } : {}),
@@ -293,6 +327,9 @@ export interface RegistrySettings {
   /** Empty or unset: no allow list (every package allowed). */
   allowedPackages?: readonly string[];
   deniedPackages?: readonly string[];
+  maxQueuedBuilds?: number;
+  clientBuildsPerMinute?: number;
+  maxClosureBytes?: number;
 }
 
 /**
@@ -330,5 +367,8 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.onDemand !== undefined) env[ENV.onDemand] = String(settings.onDemand);
   if (settings.allowedPackages?.length) env[ENV.allowedPackages] = settings.allowedPackages.join(',');
   if (settings.deniedPackages?.length) env[ENV.deniedPackages] = settings.deniedPackages.join(',');
+  if (settings.maxQueuedBuilds !== undefined) env[ENV.maxQueuedBuilds] = String(settings.maxQueuedBuilds);
+  if (settings.clientBuildsPerMinute !== undefined) env[ENV.clientBuildsPerMinute] = String(settings.clientBuildsPerMinute);
+  if (settings.maxClosureBytes !== undefined) env[ENV.maxClosureSize] = String(settings.maxClosureBytes);
   return env;
 }

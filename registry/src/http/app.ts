@@ -32,6 +32,8 @@ export interface AppDeps {
   packagePolicy?: CompiledPackagePolicy;
   /** The tag index (its flushes outlive requests: the caller closes it); default: one with default settings. */
   tags?: TagIndex;
+  /** Largest runtime closure built on demand (NIXERY_MAX_CLOSURE_SIZE); default: no limit. */
+  maxClosureBytes?: number;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -68,6 +70,7 @@ export function createApp(deps: AppDeps): express.Express {
     tags,
     ...(deps.onDemand === undefined ? {} : { onDemand: deps.onDemand }),
     ...(deps.packagePolicy ? { packagePolicy: deps.packagePolicy } : {}),
+    ...(deps.maxClosureBytes !== undefined ? { maxClosureBytes: deps.maxClosureBytes } : {}),
   });
   const blobs = new Blobs(deps.storage, deps.uploads);
   app.use(registryApi({ manifests, blobs, uploads: deps.uploads, tags, metrics: deps.metrics, recentErrors, pushToken: deps.pushToken }));
@@ -107,6 +110,7 @@ export function createApp(deps: AppDeps): express.Express {
       return;
     }
     res.status(registryError.status);
+    for (const [name, value] of Object.entries(registryError.headers)) res.setHeader(name, value);
     res.setHeader('Content-Type', 'application/json');
     const body = JSON.stringify(errorBody(registryError));
     res.setHeader('Content-Length', Buffer.byteLength(body));

@@ -28,12 +28,15 @@ export class RegistryError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly detail: unknown;
-  constructor(code: ErrorCode, message: string, detail?: unknown, status?: number) {
+  /** Response headers the answer carries, e.g. Retry-After with TOOMANYREQUESTS. */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(code: ErrorCode, message: string, detail?: unknown, status?: number, headers: Record<string, string> = {}) {
     super(message);
     this.name = 'RegistryError';
     this.code = code;
     this.status = status ?? ERROR_STATUS[code];
     this.detail = detail;
+    this.headers = headers;
   }
 }
 

@@ -3,6 +3,7 @@
 // answers and errors, including how a failed build is answered (builder/outcome.ts).
 import type { Request, Response } from 'express';
 import type { Readable } from 'node:stream';
+import { BuildRejectedError, BuildQueueFullError, ClientRateLimitedError } from '../builder/errors.ts';
 import type { Failure } from '../builder/outcome.ts';
 import { InvalidNameError, InvalidTagError } from '../image/name.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -16,6 +17,7 @@ import {
   PackagesRefusedError,
 } from '../service/errors.ts';
 import type { Manifest, Manifests } from '../service/manifests.ts';
+import { clientAddress } from './client-address.ts';
 import { checkDigest } from './digests.ts';
 import { RegistryError } from './errors.ts';
 import type { RecentErrors } from './recent-errors.ts';
@@ -29,12 +31,29 @@ export interface ManifestsDeps {
   recentErrors: RecentErrors;
 }
 
+/** The client closed the connection before its answer: nothing can be sent any more. */
+class ClientGoneError extends Error {
+  constructor() {
+    super('the client closed the connection before the manifest was ready');
+    this.name = 'ClientGoneError';
+  }
+}
+
 export async function getManifest(deps: ManifestsDeps, req: Request, res: Response, name: string, reference: string): Promise<void> {
   let manifest: Manifest;
   try {
-    manifest = reference.includes(':')
-      ? await deps.manifests.byDigest(checkDigest(reference))
-      : await deps.manifests.byTag(name, reference, negotiateManifestFormat(req.headers.accept));
+    if (reference.includes(':')) manifest = await deps.manifests.byDigest(checkDigest(reference));
+    else {
+      // A client that leaves stops waiting for its build; one still queued for nobody else is dropped.
+      const gone = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) gone.abort(new ClientGoneError());
+      });
+      manifest = await deps.manifests.byTag(name, reference, negotiateManifestFormat(req.headers.accept), {
+        signal: gone.signal,
+        client: clientAddress(req.socket.remoteAddress),
+      });
+    }
   } catch (error) {
     throw registryError(deps, error);
   }
@@ -92,6 +111,22 @@ function registryError(deps: ManifestsDeps, error: unknown): unknown {
   if (error instanceof PackagesRefusedError) {
     return new RegistryError('DENIED', error.message, { packages: error.refused.map((r) => r.name), refused: error.refused });
   }
+  if (error instanceof BuildRejectedError) {
+    return new RegistryError(
+      'TOOMANYREQUESTS',
+      `${error.message}; retry in ${error.retryAfterSeconds} s`,
+      {
+        reason: error.reason,
+        retryAfterSeconds: error.retryAfterSeconds,
+        ...(error instanceof BuildQueueFullError ? { maxQueuedBuilds: error.maxQueued } : {}),
+        ...(error instanceof ClientRateLimitedError ? { client: error.client, buildsPerMinute: error.perMinute } : {}),
+      },
+      undefined,
+      { 'Retry-After': String(error.retryAfterSeconds) },
+    );
+  }
+  // Nobody reads this answer; a 4xx keeps it out of the error log.
+  if (error instanceof ClientGoneError) return new RegistryError('UNKNOWN', error.message, undefined, 499);
   if (error instanceof ImageBuildFailedError) {
     const answer = buildFailure(error.failure, error.cause);
     deps.recentErrors.add(error.image, answer.summary);
@@ -122,6 +157,12 @@ function buildFailure(failure: Failure, cause: unknown): { error: RegistryError;
       const message = `Nix did not finish within ${failure.seconds} s (${failure.phase})`;
       return { error: new RegistryError('UNAVAILABLE', message, { timeoutSeconds: failure.seconds, phase: failure.phase }), summary: message };
     }
+    case 'closure_too_large':
+      // A refusal by this registry's rule, not a failure: like a refused package, 403 DENIED.
+      return {
+        error: new RegistryError('DENIED', failure.message, { closureBytes: failure.closureBytes, maxClosureBytes: failure.maxClosureBytes }),
+        summary: failure.message,
+      };
     case 'storage_failure': {
       // Storage that cannot take writes (read-only, full) fails new builds only: built images are
       // still served, and a pull writes nothing (service/tags.ts).

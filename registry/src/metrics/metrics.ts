@@ -9,6 +9,13 @@ export interface Metrics {
   builds: Counter<'result'>;
   buildDuration: Histogram<'result'>;
   buildsInFlight: Gauge;
+  /** Builds waiting for a slot (at most NIXERY_MAX_QUEUED_BUILDS). */
+  buildQueueLength: Gauge;
+  /**
+   * Builds refused or dropped, by `reason`: 'queue_full' and 'rate_limited' (429, nothing ran),
+   * 'abandoned' (queued, every client left: never started), 'closure_too_large' (403 after Nix, before packing).
+   */
+  buildsRejected: Counter<'reason'>;
   bytesServed: Counter<'kind'>;
   layerCache: Counter<'result'>;
   manifestCache: Counter<'result'>;
@@ -44,6 +51,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       registers,
     }),
     buildsInFlight: new Gauge({ name: 'nixery_builds_in_flight', help: 'Image builds currently running', registers }),
+    buildQueueLength: new Gauge({ name: 'nixery_build_queue_length', help: 'Image builds waiting for a build slot', registers }),
+    buildsRejected: new Counter({
+      name: 'nixery_builds_rejected_total',
+      help: 'Image builds refused or dropped, by reason: queue_full, rate_limited, abandoned (queued, every client left), closure_too_large',
+      labelNames: ['reason'],
+      registers,
+    }),
     bytesServed: new Counter({
       name: 'nixery_served_bytes_total',
       help: 'Bytes of blob and manifest bodies sent to clients',

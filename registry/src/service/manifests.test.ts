@@ -4,7 +4,8 @@
 // shows the same with real Nix.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ImageBuilder } from '../builder/builder.ts';
+import type { BuildOptions, ImageBuilder } from '../builder/builder.ts';
+import { BuildQueueFullError, ClientRateLimitedError } from '../builder/errors.ts';
 import { InvalidNameError, InvalidTagError, type ImageSpec } from '../image/name.ts';
 import { compilePackagePolicy, type PackagePolicy } from '../image/package-policy.ts';
 import { MediaType } from '../oci/media-types.ts';
@@ -179,5 +180,49 @@ describe('names, tags and pushed manifests that cannot be', () => {
       JSON.stringify({ mediaType: MediaType.ociIndex, manifests: [null, 5] }),
     ];
     for (const body of bodies) await assert.rejects(manifests.put('hello', 'v1', Buffer.from(body), MediaType.ociManifest), ManifestInvalidError, body);
+  });
+});
+
+describe('manifests by tag: who asks, and builds the builder will not start now', () => {
+  async function withBuilder(build: (image: ImageSpec, options: BuildOptions) => Promise<never>, maxClosureBytes?: number) {
+    const storage = new FilesystemStorage(await tempDir());
+    await storage.init();
+    return new Manifests({
+      storage,
+      builder: { build } as unknown as ImageBuilder,
+      pushedTags: new PushedTags(storage),
+      tags: new TagIndex(storage),
+      ...(maxClosureBytes !== undefined ? { maxClosureBytes } : {}),
+    });
+  }
+
+  it('hands the builder the requester and the closure limit', async () => {
+    const seen: BuildOptions[] = [];
+    const manifests = await withBuilder(async (_image, options) => {
+      seen.push(options);
+      throw new BuilderReached('x');
+    }, 1234);
+    const signal = new AbortController().signal;
+    await assert.rejects(manifests.byTag('hello', 'latest', 'oci', { signal, client: '10.0.0.1' }), ImageBuildFailedError);
+    assert.deepEqual(seen, [{ signal, client: '10.0.0.1', maxClosureBytes: 1234 }]);
+  });
+
+  it('passes the builder\'s refusals on as they are: they are no failed builds', async () => {
+    for (const refusal of [new BuildQueueFullError(16, 10), new ClientRateLimitedError('10.0.0.1', 30, 2)]) {
+      const manifests = await withBuilder(async () => {
+        throw refusal;
+      });
+      await assert.rejects(manifests.byTag('hello', 'latest', 'oci', { client: '10.0.0.1' }), (error: unknown) => error === refusal);
+    }
+  });
+
+  it('rejects with the signal\'s reason once the requester left', async () => {
+    const controller = new AbortController();
+    const reason = new Error('client gone');
+    const manifests = await withBuilder(async () => {
+      controller.abort(reason);
+      throw reason;
+    });
+    await assert.rejects(manifests.byTag('hello', 'latest', 'oci', { signal: controller.signal }), (error: unknown) => error === reason);
   });
 });

@@ -4,6 +4,7 @@
 // listing without writing to storage (a pull never writes); a pushed manifest may only name
 // stored blobs.
 import type { ImageBuilder } from '../builder/builder.ts';
+import { BuildRejectedError } from '../builder/errors.ts';
 import { classifyFailure } from '../builder/outcome.ts';
 import type { BuildResult } from '../builder/result.ts';
 import { ALWAYS_INCLUDED, imageFromName, InvalidTagError, isValidRepositoryName, validateTag } from '../image/name.ts';
@@ -41,6 +42,16 @@ export interface ManifestsDeps {
   onDemand?: boolean;
   /** Which packages may be built on demand (NIXERY_ALLOWED_PACKAGES/_DENIED_PACKAGES). Default: all. */
   packagePolicy?: CompiledPackagePolicy;
+  /** Largest runtime closure built on demand, in bytes of Nix archives (NIXERY_MAX_CLOSURE_SIZE). Default: no limit. */
+  maxClosureBytes?: number;
+}
+
+/** Who asks for a manifest, as far as building it on demand goes. */
+export interface Requester {
+  /** Aborted when the client went away: a build still queued for nobody else is dropped. */
+  signal?: AbortSignal;
+  /** The client's address (http/client-address.ts), for the per-client build limit. */
+  client?: string;
 }
 
 /** What a pushed manifest may hold, as far as this module reads it; every field is the client's. */
@@ -73,9 +84,10 @@ export class Manifests {
    * on-demand builds are off, InvalidNameError for a name that is no package list,
    * PackagesRefusedError for packages the policy refuses (meta-packages expanded; the
    * always-included ones are part of every image and not checked), and ImageBuildFailedError
-   * when the build fails.
+   * when the build fails. A build the builder would not start now is its BuildRejectedError; a
+   * requester who left gets its signal's reason.
    */
-  async byTag(name: string, tag: string, format: ManifestFormat): Promise<Manifest> {
+  async byTag(name: string, tag: string, format: ManifestFormat, requester: Requester = {}): Promise<Manifest> {
     checkTag(tag);
     // A name that is no repository name was never pushed, and would make no storage key.
     const pushed = isValidRepositoryName(name) ? await this.deps.pushedTags.get(name, tag) : null;
@@ -94,8 +106,13 @@ export class Manifests {
     if (refused.length) throw new PackagesRefusedError(refused);
     let result: BuildResult;
     try {
-      result = await this.deps.builder.build(image);
+      result = await this.deps.builder.build(image, {
+        ...(requester.signal ? { signal: requester.signal } : {}),
+        ...(requester.client !== undefined ? { client: requester.client } : {}),
+        ...(this.deps.maxClosureBytes !== undefined ? { maxClosureBytes: this.deps.maxClosureBytes } : {}),
+      });
     } catch (error) {
+      if (error instanceof BuildRejectedError || (requester.signal?.aborted && error === requester.signal.reason)) throw error;
       throw new ImageBuildFailedError(`${name}:${tag}`, classifyFailure(error), { cause: error });
     }
     // Noted in memory, written later in a batch: a pull writes nothing (service/tags.ts).
