@@ -85,6 +85,9 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'onDemand as a string', values: { instance: { onDemand: 'no' } }, helm3: /instance\.onDemand: Invalid type\. Expected: boolean, given: string/, helm4: /at '\/instance\/onDemand': got string, want boolean/ },
   { name: 'a package entry that is no attribute path', values: { instance: { packages: { allow: ['hello', 'shell/git'] } } }, helm3: /instance\.packages\.allow\.1: Does not match pattern/, helm4: /at '\/instance\/packages\/allow\/1': 'shell\/git' does not match pattern/ },
   { name: 'packages as a comma-separated string', values: { instance: { packages: { deny: 'nano,htop' } } }, helm3: /instance\.packages\.deny: Invalid type\. Expected: array, given: string/, helm4: /at '\/instance\/packages\/deny': got string, want array/ },
+  { name: 'a closure size that is no quantity', values: { instance: { limits: { maxClosureSize: '10GB' } } }, helm3: /instance\.limits\.maxClosureSize: Does not match pattern/, helm4: /at '\/instance\/limits\/maxClosureSize': '10GB' does not match pattern/ },
+  { name: 'a negative queue', values: { instance: { limits: { maxQueuedBuilds: -1 } } }, helm3: /instance\.limits\.maxQueuedBuilds: Must be greater than or equal to 0/, helm4: /at '\/instance\/limits\/maxQueuedBuilds': minimum: got -1, want 0/ },
+  { name: 'an unknown limit', values: { instance: { limits: { maxBuilds: 3 } } }, helm3: /instance\.limits: Additional property maxBuilds is not allowed/, helm4: /at '\/instance\/limits': additional properties? 'maxBuilds' not allowed/ },
 ];
 
 for (const version of HELM_VERSIONS) {
@@ -204,6 +207,14 @@ for (const version of HELM_VERSIONS) {
         deny: ['python3Packages.requests', '_7zip'],
       });
       assert.deepEqual((await spec(['--set', 'instance.packages.deny={nano}'])).packages, { deny: ['nano'] });
+    });
+
+    it('renders the bounds on on-demand builds into the instance only when set', async () => {
+      const spec = async (args: string[]) =>
+        find<KubernetesObject & { spec: Record<string, unknown> }>(await render(helm, ['--set', 'instance.enabled=true', ...args]), 'NixeryInstance')[0]!.spec;
+      assert.equal((await spec([])).limits, undefined, 'the registry keeps its defaults');
+      assert.deepEqual((await spec(['-f', path.join(VALUES_DIR, 'instance-build-limits.yaml')])).limits, { maxQueuedBuilds: 4, clientBuildsPerMinute: 120, maxClosureSize: '4Gi' });
+      assert.deepEqual((await spec(['--set', 'instance.limits.maxQueuedBuilds=0'])).limits, { maxQueuedBuilds: 0 });
     });
 
     it('leaves RBAC, the ServiceAccount and the Lease Role out when asked to', async () => {

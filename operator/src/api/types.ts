@@ -41,6 +41,8 @@ export interface NixeryInstanceSpec {
   onDemand: boolean;
   /** Attribute-path patterns (`*` a glob) of packages built on demand; NixImages are not subject to them. */
   packages?: { allow?: string[]; deny?: string[] };
+  /** Bounds on on-demand builds; unset fields keep the registry's defaults. */
+  limits?: { maxQueuedBuilds?: number; clientBuildsPerMinute?: number; maxClosureSize?: string };
 }
 
 export interface NixeryInstanceStatus {

@@ -113,6 +113,23 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(envOf(desiredInstance(instance({ packages: { deny: ['htop'] } }))).NIXERY_DENIED_PACKAGES, 'htop');
   });
 
+  it('passes the bounds on on-demand builds to the registry, as it reads them, and leaves unset ones to its defaults', () => {
+    const env = envOf(desiredInstance(instance({ limits: { maxQueuedBuilds: 0, clientBuildsPerMinute: 120, maxClosureSize: '2Gi' } })));
+    assert.equal(env.NIXERY_MAX_QUEUED_BUILDS, '0');
+    assert.equal(env.NIXERY_CLIENT_BUILDS_PER_MINUTE, '120');
+    assert.equal(env.NIXERY_MAX_CLOSURE_SIZE, '2Gi');
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
+    const config = loadConfig(rest, '/');
+    assert.equal(config.maxQueuedBuilds, 0);
+    assert.equal(config.clientBuildsPerMinute, 120);
+    assert.equal(config.maxClosureBytes, 2 * 1024 ** 3);
+    for (const spec of [{}, { limits: {} }]) {
+      const unset = envOf(desiredInstance(instance(spec)));
+      for (const name of ['NIXERY_MAX_QUEUED_BUILDS', 'NIXERY_CLIENT_BUILDS_PER_MINUTE', 'NIXERY_MAX_CLOSURE_SIZE']) assert.equal(unset[name], undefined, name);
+    }
+    assert.deepEqual(desiredInstance(instance({ limits: {} })), desiredInstance(instance()), 'instances that set no limit keep their pods');
+  });
+
   it('leaves the registry defaults (on demand, every package) out of the environment, so existing pods stay', () => {
     for (const spec of [{}, { onDemand: true }, { packages: {} }, { packages: { allow: [], deny: [] } }]) {
       const env = envOf(desiredInstance(instance(spec)));

@@ -75,6 +75,9 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.onDemand === false ? { onDemand: false } : {}),
     ...(spec.packages?.allow?.length ? { allowedPackages: spec.packages.allow } : {}),
     ...(spec.packages?.deny?.length ? { deniedPackages: spec.packages.deny } : {}),
+    ...(spec.limits?.maxQueuedBuilds !== undefined ? { maxQueuedBuilds: spec.limits.maxQueuedBuilds } : {}),
+    ...(spec.limits?.clientBuildsPerMinute !== undefined ? { clientBuildsPerMinute: spec.limits.clientBuildsPerMinute } : {}),
+    ...(spec.limits?.maxClosureSize !== undefined ? { maxClosureSize: spec.limits.maxClosureSize } : {}),
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;

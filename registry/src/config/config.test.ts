@@ -276,7 +276,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { storage: { backend: 'gcs', bucket: 'my-bucket', redirect: 'stream', signedUrlExpirySeconds: 60, resumableThresholdBytes: 1024 } },
       { onDemand: false },
       { onDemand: true, allowedPackages: ['hello', 'python3Packages.*'], deniedPackages: ['python3Packages.requests', '_7zip'] },
-      { maxQueuedBuilds: 0, clientBuildsPerMinute: 7, maxClosureBytes: 3 * 1024 ** 3 },
+      { maxQueuedBuilds: 0, clientBuildsPerMinute: 7, maxClosureSize: '3Gi' },
     ];
     for (const settings of cases) {
       const config = loadConfig(renderEnvironment(settings), '/');
@@ -291,7 +291,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       if (settings.deniedPackages) assert.deepEqual(config.deniedPackages, settings.deniedPackages);
       if (settings.maxQueuedBuilds !== undefined) assert.equal(config.maxQueuedBuilds, settings.maxQueuedBuilds);
       if (settings.clientBuildsPerMinute !== undefined) assert.equal(config.clientBuildsPerMinute, settings.clientBuildsPerMinute);
-      if (settings.maxClosureBytes !== undefined) assert.equal(config.maxClosureBytes, settings.maxClosureBytes);
+      if (settings.maxClosureSize !== undefined) assert.equal(config.maxClosureBytes, 3 * 1024 ** 3);
     }
   });
 
@@ -313,7 +313,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       deniedPackages: ['b'],
       maxQueuedBuilds: 1,
       clientBuildsPerMinute: 1,
-      maxClosureBytes: 1,
+      maxClosureSize: '1',
     });
     const known = new Set<string>(Object.values(ENV));
     for (const name of Object.keys(env)) assert.ok(known.has(name), name);

@@ -329,7 +329,8 @@ export interface RegistrySettings {
   deniedPackages?: readonly string[];
   maxQueuedBuilds?: number;
   clientBuildsPerMinute?: number;
-  maxClosureBytes?: number;
+  /** As NIXERY_MAX_CLOSURE_SIZE takes it: bytes, or with a Kubernetes quantity suffix (`10Gi`). */
+  maxClosureSize?: string;
 }
 
 /**
@@ -369,6 +370,6 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.deniedPackages?.length) env[ENV.deniedPackages] = settings.deniedPackages.join(',');
   if (settings.maxQueuedBuilds !== undefined) env[ENV.maxQueuedBuilds] = String(settings.maxQueuedBuilds);
   if (settings.clientBuildsPerMinute !== undefined) env[ENV.clientBuildsPerMinute] = String(settings.clientBuildsPerMinute);
-  if (settings.maxClosureBytes !== undefined) env[ENV.maxClosureSize] = String(settings.maxClosureBytes);
+  if (settings.maxClosureSize !== undefined) env[ENV.maxClosureSize] = settings.maxClosureSize;
   return env;
 }
