@@ -119,4 +119,14 @@ describe('sending a file body', () => {
     assert.equal(await settled(lonePool), 0);
     assert.equal(await settled(secondPool), 0);
   });
+
+  it('gets every buffer back from a client that goes away mid-body, those stuck in writes included', async () => {
+    await ready;
+    const request = http.get(`${url}/abandoned`, (res) => res.pause());
+    request.on('error', () => {});
+    const pool = await poolOf('abandoned');
+    assert.equal(await settled(pool), 4, 'the body holds its buffers while the client reads nothing');
+    request.destroy();
+    assert.equal(await settled(pool), 0, 'all given back once the connection is gone');
+  });
 });

@@ -87,6 +87,14 @@ export async function sendFileBody(
   let held = 0;
   let writing = 0;
   let gone = res.destroyed;
+  let closed = false;
+  /** Buffers taken from the pool and not yet given back; of those, the ones in writes. */
+  const taken = new Set<Buffer>();
+  const inWrite = new Set<Buffer>();
+  const giveBack = (buffer: Buffer) => {
+    inWrite.delete(buffer);
+    if (taken.delete(buffer)) pool.give(buffer);
+  };
   let wake: (() => void) | undefined;
   const signal = () => {
     const w = wake;
@@ -95,13 +103,16 @@ export async function sendFileBody(
   };
   const onClose = () => {
     gone = true;
+    closed = true;
     signal();
   };
   res.once('close', onClose);
   const readAhead = () => {
     while (next < end && held < window()) {
       const size = Math.min(pool.chunkSize, end - next);
-      const read = readChunk(handle, file, pool.take(), size, next);
+      const buffer = pool.take();
+      taken.add(buffer);
+      const read = readChunk(handle, file, buffer, size, next);
       // Settled in `finally` if the loop stops early; never an unhandled rejection.
       read.catch(() => {});
       reads.push(read);
@@ -123,22 +134,24 @@ export async function sendFileBody(
       }
       const chunk = await read;
       if (gone || res.destroyed) {
-        pool.give(chunk.buffer);
+        giveBack(chunk.buffer);
         held -= 1;
         break;
       }
       writing += 1;
+      inWrite.add(chunk.buffer);
+      // Called once libuv is done with the buffer: taken by the kernel, or cancelled as the
+      // socket closed (an error). A write to a socket already destroyed may never call back.
       res.write(chunk.buffer.subarray(0, chunk.size), (error) => {
         writing -= 1;
         if (error) {
-          // The socket may still hold this buffer: it is left to the garbage collector.
           gone = true;
         } else {
           bytes += chunk.size;
           options.onSent?.(chunk.size);
-          pool.give(chunk.buffer);
-          held -= 1;
         }
+        giveBack(chunk.buffer);
+        held -= 1;
         signal();
       });
     }
@@ -148,9 +161,15 @@ export async function sendFileBody(
   } finally {
     activeBodies -= 1;
     res.off('close', onClose);
-    for (const read of reads) {
-      const chunk = await read.catch(() => null);
-      if (chunk) pool.give(chunk.buffer);
+    // Every read has settled (failed ones too): what is not in a write is free.
+    await Promise.allSettled(reads);
+    for (const buffer of taken) if (!inWrite.has(buffer)) giveBack(buffer);
+    // Writes that have not called back by the time the socket has closed never will, and the
+    // closed socket holds nothing: those buffers come back then.
+    if (inWrite.size > 0) {
+      const rest = () => [...inWrite].forEach(giveBack);
+      if (closed) rest();
+      else res.once('close', rest);
     }
     await handle.close();
   }
