@@ -7,6 +7,7 @@ import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './builder/builder.ts';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
+import { createHttpServer } from './http/connections.ts';
 import { compilePackagePolicy } from './image/package-policy.ts';
 import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
@@ -76,13 +77,16 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     packagePolicy: compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages }),
     maxClosureBytes: config.maxClosureBytes,
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const done = (error?: Error) => (error ? reject(error) : resolve(s));
-    const s = host === undefined ? app.listen(config.port, done) : app.listen(config.port, host, done);
+  const server = createHttpServer(app, { limits: config.connections, metrics: runtime.metrics, log });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const listening = () => {
+      server.off('error', reject);
+      resolve();
+    };
+    if (host === undefined) server.listen(config.port, listening);
+    else server.listen(config.port, host, listening);
   });
-  // Builds can take minutes; the socket must not be cut while a client waits for a manifest.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
   const address = server.address();
   log.info('nixery is listening', {
     port: typeof address === 'object' && address ? address.port : config.port,
@@ -90,6 +94,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     storage: runtime.storage.description,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
+    connections: config.connections,
     pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
     onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
     builds: {

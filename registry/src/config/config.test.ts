@@ -265,6 +265,68 @@ describe('matching refs against trusted patterns', () => {
   });
 });
 
+describe('connection limits', () => {
+  it('are on by default: 30 s for headers, 600 s for a whole request, 30 s of send stall, 5 s idle, 1024 connections', () => {
+    const config = loadConfig({});
+    assert.deepEqual(config.connections, {
+      headersTimeoutSeconds: 30,
+      receiveTimeoutSeconds: 600,
+      sendStallTimeoutSeconds: 30,
+      keepAliveTimeoutSeconds: 5,
+      maxConnections: 1024,
+    });
+    assert.ok(config.connections.sendStallTimeoutSeconds <= 60, 'the issue asks for a send-stall timeout of at most 60 s');
+  });
+
+  it('read whole seconds and a number of connections', () => {
+    const config = loadConfig({
+      NIXERY_HEADERS_TIMEOUT: '2',
+      NIXERY_RECEIVE_TIMEOUT: '3',
+      NIXERY_SEND_STALL_TIMEOUT: '4',
+      NIXERY_KEEPALIVE_TIMEOUT: '5',
+      NIXERY_MAX_CONNECTIONS: '600',
+    });
+    assert.deepEqual(config.connections, {
+      headersTimeoutSeconds: 2,
+      receiveTimeoutSeconds: 3,
+      sendStallTimeoutSeconds: 4,
+      keepAliveTimeoutSeconds: 5,
+      maxConnections: 600,
+    });
+  });
+
+  it('reject anything else with an error naming the variable and the value', () => {
+    const cases: [Record<string, string>, string, RegExp][] = [
+      [{ NIXERY_HEADERS_TIMEOUT: '0' }, ENV.headersTimeout, /greater than zero/],
+      [{ NIXERY_RECEIVE_TIMEOUT: '1.5' }, ENV.receiveTimeout, /whole number/],
+      [{ NIXERY_SEND_STALL_TIMEOUT: '30s' }, ENV.sendStallTimeout, /whole number/],
+      [{ NIXERY_KEEPALIVE_TIMEOUT: '-1' }, ENV.keepAliveTimeout, /whole number/],
+      [{ NIXERY_MAX_CONNECTIONS: 'many' }, ENV.maxConnections, /expected a number of connections as a whole number/],
+    ];
+    for (const [env, variable, message] of cases) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, JSON.stringify(env));
+          assert.equal(error.variable, variable);
+          assert.ok(error.message.startsWith(`${variable}: `), error.message);
+          assert.ok(error.message.includes(JSON.stringify(Object.values(env)[0])), error.message);
+          assert.match(error.message, message);
+          return true;
+        },
+      );
+    }
+  });
+
+  it('refuse a headers timeout longer than the whole request may take, naming both variables', () => {
+    assert.throws(() => loadConfig({ NIXERY_HEADERS_TIMEOUT: '60', NIXERY_RECEIVE_TIMEOUT: '30' }), {
+      variable: 'NIXERY_HEADERS_TIMEOUT',
+      message: 'NIXERY_HEADERS_TIMEOUT: 60 s exceeds NIXERY_RECEIVE_TIMEOUT (30 s), which bounds the whole request, headers included',
+    });
+    assert.equal(loadConfig({ NIXERY_HEADERS_TIMEOUT: '30', NIXERY_RECEIVE_TIMEOUT: '30' }).connections.receiveTimeoutSeconds, 30);
+  });
+});
+
 describe('rendering a registry environment (what the operator puts in a Deployment)', () => {
   it('round-trips through loadConfig for every source and storage', () => {
     const cases: RegistrySettings[] = [

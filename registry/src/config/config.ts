@@ -39,6 +39,11 @@ export const ENV = {
   onDemand: 'NIXERY_ON_DEMAND',
   allowedPackages: 'NIXERY_ALLOWED_PACKAGES',
   deniedPackages: 'NIXERY_DENIED_PACKAGES',
+  headersTimeout: 'NIXERY_HEADERS_TIMEOUT',
+  receiveTimeout: 'NIXERY_RECEIVE_TIMEOUT',
+  sendStallTimeout: 'NIXERY_SEND_STALL_TIMEOUT',
+  keepAliveTimeout: 'NIXERY_KEEPALIVE_TIMEOUT',
+  maxConnections: 'NIXERY_MAX_CONNECTIONS',
 } as const;
 
 export type StorageConfig =
@@ -57,6 +62,20 @@ export type StorageConfig =
       /** Blobs up to this size are uploaded in one request; larger ones through a resumable session. */
       resumableThresholdBytes?: number;
     };
+
+/** What the HTTP server allows a connection (http/connections.ts); whole seconds. */
+export interface ConnectionLimits {
+  /** The request line and headers must arrive within this. */
+  headersTimeoutSeconds: number;
+  /** The whole request, headers and body, must arrive within this (not the answer: a build is bounded by NIX_TIMEOUT). */
+  receiveTimeoutSeconds: number;
+  /** A response whose bytes the client takes none of for this long is cut. */
+  sendStallTimeoutSeconds: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutSeconds: number;
+  /** Connections beyond this are closed as they arrive. */
+  maxConnections: number;
+}
 
 export interface Config {
   port: number;
@@ -92,6 +111,7 @@ export interface Config {
   allowedPackages?: string[];
   /** Patterns of packages the registry never builds on demand. */
   deniedPackages: string[];
+  connections: ConnectionLimits;
 }
 
 /** Nixery keeps room under Docker's historical limit of 125 layers. */
@@ -101,6 +121,16 @@ export const DEFAULT_NIX_TIMEOUT_SECONDS = 60;
 export const DEFAULT_STORAGE_PATH = '.data/storage';
 export const DEFAULT_TAG_FLUSH_INTERVAL_SECONDS = 30;
 export const DEFAULT_MAX_RECORDED_TAGS = 10_000;
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  headersTimeoutSeconds: 30,
+  // Room for a push of a large layer over a slow link; anonymous clients send no bodies worth reading.
+  receiveTimeoutSeconds: 600,
+  sendStallTimeoutSeconds: 30,
+  // Node's own default.
+  keepAliveTimeoutSeconds: 5,
+  // Each stalled download holds up to 2 MiB of buffers until the send-stall timeout cuts it.
+  maxConnections: 1024,
+};
 export const DEFAULT_MAX_CONCURRENT_BUILDS = 2;
 /** Eight per default build slot: a burst of new images waits, a flood is refused. */
 export const DEFAULT_MAX_QUEUED_BUILDS = 16;
@@ -181,6 +211,11 @@ const fields = {
   onDemand: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true'),
   allowedPackages: z.string().transform(packagePatterns),
   deniedPackages: z.string().transform(packagePatterns),
+  headersTimeout: positiveInt('seconds'),
+  receiveTimeout: positiveInt('seconds'),
+  sendStallTimeout: positiveInt('seconds'),
+  keepAliveTimeout: positiveInt('seconds'),
+  maxConnections: positiveInt('a number of connections'),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /** A comma-separated list of package patterns, each checked; whitespace around entries is ignored. */
@@ -260,6 +295,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     storage = { backend: 'filesystem', path: path.resolve(cwd, v.storagePath ?? DEFAULT_STORAGE_PATH) };
   }
 
+  const connections: ConnectionLimits = {
+    headersTimeoutSeconds: v.headersTimeout ?? DEFAULT_CONNECTION_LIMITS.headersTimeoutSeconds,
+    receiveTimeoutSeconds: v.receiveTimeout ?? DEFAULT_CONNECTION_LIMITS.receiveTimeoutSeconds,
+    sendStallTimeoutSeconds: v.sendStallTimeout ?? DEFAULT_CONNECTION_LIMITS.sendStallTimeoutSeconds,
+    keepAliveTimeoutSeconds: v.keepAliveTimeout ?? DEFAULT_CONNECTION_LIMITS.keepAliveTimeoutSeconds,
+    maxConnections: v.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+  };
+  // Node refuses a headers timeout longer than the request's: say which variables disagree.
+  if (connections.headersTimeoutSeconds > connections.receiveTimeoutSeconds) {
+    throw new ConfigError(
+      ENV.headersTimeout,
+      `${connections.headersTimeoutSeconds} s exceeds ${ENV.receiveTimeout} (${connections.receiveTimeoutSeconds} s), which bounds the whole request, headers included`,
+    );
+  }
+
   let pushToken = v.pushToken;
   if (v.pushTokenFile !== undefined) {
     if (pushToken !== undefined) throw new ConfigError(ENV.pushTokenFile, `set either ${ENV.pushToken} or ${ENV.pushTokenFile}, not both`);
@@ -291,6 +341,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     onDemand: v.onDemand ?? true,
     ...(v.allowedPackages ? { allowedPackages: v.allowedPackages } : {}),
     deniedPackages: v.deniedPackages ?? [],
+    connections,
   };
 }
 

@@ -17,6 +17,10 @@ export interface Metrics {
    */
   buildsRejected: Counter<'reason'>;
   bytesServed: Counter<'kind'>;
+  /** Client connections open now (http/connections.ts). */
+  openConnections: Gauge;
+  /** `reason`: 'max_connections' (refused on arrival), 'send_stall' (the client took no bytes). */
+  connectionsClosed: Counter<'reason'>;
   layerCache: Counter<'result'>;
   manifestCache: Counter<'result'>;
   /** Pulled tags served but not recorded for the listing (service/tags.ts): `index_full` or `pending_full`. */
@@ -51,6 +55,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       registers,
     }),
     buildsInFlight: new Gauge({ name: 'nixery_builds_in_flight', help: 'Image builds currently running', registers }),
+    openConnections: new Gauge({ name: 'nixery_http_open_connections', help: 'Client connections open now', registers }),
+    connectionsClosed: new Counter({
+      name: 'nixery_http_connections_closed_total',
+      help: 'Connections the server closed by a limit: max_connections (refused on arrival), send_stall (the client took no bytes)',
+      labelNames: ['reason'],
+      registers,
+    }),
     buildQueueLength: new Gauge({ name: 'nixery_build_queue_length', help: 'Image builds waiting for a build slot', registers }),
     buildsRejected: new Counter({
       name: 'nixery_builds_rejected_total',
