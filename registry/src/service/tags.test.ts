@@ -4,7 +4,7 @@ import { eventually } from '@nixery/test-support';
 import { createLogger } from '../log/logger.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { paginate, SHARDS, shardOf, TagIndex, type DropReason } from './tags.ts';
+import { compareTags, paginate, SHARDS, shardOf, TagIndex, type DropReason } from './tags.ts';
 
 const tempDir = tempDirs('nixery-tags-');
 
@@ -150,5 +150,36 @@ describe('tag index', () => {
     assert.deepEqual(paginate(all, 2, undefined), { tags: ['a', 'b'], more: true });
     assert.deepEqual(paginate(all, 2, 'b'), { tags: ['c', 'd'], more: false });
     assert.deepEqual(paginate(all, 0, undefined), { tags: [], more: true });
+    assert.deepEqual(paginate(all, undefined, 'bb'), { tags: ['c', 'd'], more: false }, 'last need not be a tag of the list');
+  });
+
+  it("lists tags in the spec's lexical order, case-insensitive, and pages in that order", async () => {
+    const { storage } = await countingStorage();
+    const tags = index(storage);
+    for (const t of ['b', 'A', 'latest', 'V2', 'v1', '1.0', 'a', 'Latest']) await tags.recordPushed('toolbox', t);
+    tags.recordPulled('toolbox', 'B_pulled');
+    const expected = ['1.0', 'A', 'a', 'b', 'B_pulled', 'Latest', 'latest', 'v1', 'V2'];
+    assert.deepEqual(await tags.list('toolbox'), expected);
+    assert.deepEqual([...expected].reverse().sort(compareTags), expected, 'a total order');
+    // Walking the pages with n and last yields the whole list once, in order.
+    const walked: string[] = [];
+    for (let last: string | undefined, more = true; more; ) {
+      const page = await tags.page('toolbox', 2, last);
+      walked.push(...page.tags);
+      more = page.more;
+      last = page.tags.at(-1);
+    }
+    assert.deepEqual(walked, expected);
+  });
+
+  it('removes deleted pushed tags from the listing of every process; a tag also pulled stays listed', async () => {
+    const { storage } = await countingStorage();
+    const tags = index(storage);
+    for (const t of ['v1', 'v2', 'v3', 'built']) await tags.recordPushed('shell/hello', t);
+    tags.recordPulled('shell/hello', 'built');
+    await tags.flush();
+    await tags.removePushed('shell/hello', ['v1', 'v3', 'built', 'never-pushed']);
+    assert.deepEqual(await tags.pushed('shell/hello'), ['v2']);
+    assert.deepEqual(await index(storage).list('shell/hello'), ['built', 'v2'], 'a pull of shell/hello:built builds it again: it stays listed');
   });
 });

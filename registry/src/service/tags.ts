@@ -20,7 +20,9 @@
 //
 // Pushed tags come with the push token and are few: they are written through to `tags/<name>`
 // (where earlier versions recorded pulled tags too, which stay listed), so a push is listed at
-// once, by every replica.
+// once, by every replica, and a deleted pushed tag is removed from it before the DELETE is
+// answered. Listings come in the spec's order (case-insensitive, compareTags), pages by `n` and
+// `last` in the same order.
 import { DEFAULT_MAX_RECORDED_TAGS, DEFAULT_TAG_FLUSH_INTERVAL_SECONDS } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
 import { silentLogger } from '../log/logger.ts';
@@ -106,12 +108,12 @@ export class TagIndex {
     this.onDropped = options.onDropped ?? (() => {});
   }
 
-  /** Every tag served for `name`: pushed, pulled and stored, and pulled here but not yet stored. Sorted. */
+  /** Every tag served for `name`: pushed, pulled and stored, and pulled here but not yet stored. In the spec's order (compareTags). */
   async list(name: string): Promise<string[]> {
     const [pushed, shard] = await Promise.all([this.storage.getDocument<TagDocument>(pushedKey(name)), this.readShard(shardOf(name))]);
     const tags = new Set<string>(Array.isArray(pushed?.tags) ? pushed.tags : []);
     for (const source of [shard, this.pending, this.written, ...this.inFlight]) for (const tag of source.byName.get(name) ?? []) tags.add(tag);
-    return [...tags].sort();
+    return [...tags].sort(compareTags);
   }
 
   /** A page of the listing: the tags after `last`, at most `n`, and whether more follow. */
@@ -132,10 +134,29 @@ export class TagIndex {
 
   /** A pushed tag: written through to `tags/<name>` before the push is answered. */
   recordPushed(name: string, tag: string): Promise<void> {
+    return this.updatePushed(name, (tags) => (tags.includes(tag) ? null : [...tags, tag]));
+  }
+
+  /**
+   * Deleted pushed tags: removed from `tags/<name>` before the delete is answered. A tag also
+   * recorded as pulled stays listed: that name and tag were built, and a pull builds them again.
+   */
+  removePushed(name: string, removed: readonly string[]): Promise<void> {
+    return this.updatePushed(name, (tags) => (tags.some((t) => removed.includes(t)) ? tags.filter((t) => !removed.includes(t)) : null));
+  }
+
+  /** The tags `tags/<name>` holds: every pushed tag (and pulled ones recorded by earlier versions). */
+  async pushed(name: string): Promise<string[]> {
+    const stored = await this.storage.getDocument<TagDocument>(pushedKey(name));
+    return Array.isArray(stored?.tags) ? stored.tags.filter((t): t is string => typeof t === 'string') : [];
+  }
+
+  /** A read-modify-write of `tags/<name>`, one at a time per repository here; `change` returns null for no change. */
+  private updatePushed(name: string, change: (tags: string[]) => string[] | null): Promise<void> {
     const previous = this.pushes.get(name) ?? Promise.resolve();
     const next = previous.then(async () => {
-      const tags = (await this.storage.getDocument<TagDocument>(pushedKey(name)))?.tags ?? [];
-      if (!tags.includes(tag)) await this.storage.putDocument(pushedKey(name), { tags: [...tags, tag].sort() });
+      const tags = change(await this.pushed(name));
+      if (tags) await this.storage.putDocument(pushedKey(name), { tags: tags.sort(compareTags) });
     });
     const settled = next.catch(() => {});
     this.pushes.set(name, settled);
@@ -280,9 +301,19 @@ export function shardOf(name: string): number {
   return hash % SHARDS;
 }
 
-/** The distribution spec's pagination: tags after `last`, at most `n`. */
+/**
+ * The spec's order of tags: "lexical order (i.e. case-insensitive alphanumeric order)"; tags that
+ * differ in case only (`V1`, `v1`) come in code-point order, so the order is total.
+ */
+export function compareTags(a: string, b: string): number {
+  const [la, lb] = [a.toLowerCase(), b.toLowerCase()];
+  if (la !== lb) return la < lb ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The distribution spec's pagination of tags in compareTags order: the tags after `last`, at most `n`. */
 export function paginate(tags: string[], n: number | undefined, last: string | undefined): { tags: string[]; more: boolean } {
-  const after = last === undefined ? tags : tags.filter((t) => t > last);
+  const after = last === undefined ? tags : tags.filter((t) => compareTags(t, last) > 0);
   if (n === undefined) return { tags: after, more: false };
   return { tags: after.slice(0, n), more: after.length > n };
 }
