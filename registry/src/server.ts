@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './builder/builder.ts';
+import { buildVolumes, FreeSpace } from './builder/free-space.ts';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
 import { createHttpServer } from './http/connections.ts';
@@ -32,9 +33,11 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
   const storage = await openStorage(config.storage, log);
   const popularity = await loadPopularity(config.popularityUrl);
   const { signal, ...metricsOptions } = options;
-  const metrics = createMetrics(metricsOptions);
+  const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
+  const metrics = createMetrics({ ...metricsOptions, freeSpace: () => freeSpace.sample() });
   const builder = new ImageBuilder({
     ...(signal ? { signal } : {}),
+    freeSpace,
     storage,
     source: config.source,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
@@ -95,6 +98,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
     connections: config.connections,
+    minFreeSpace: 'bytes' in config.minFreeSpace ? `${config.minFreeSpace.bytes} bytes` : `${config.minFreeSpace.percent}%`,
     pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
     onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
     builds: {

@@ -12,6 +12,7 @@ import { tempDirs } from '../test-support/temp-dirs.ts';
 import { ImageBuilder, MANIFEST_MEMO_TTL_MS, QUEUE_FULL_RETRY_AFTER_SECONDS, type Evaluate, type Realise } from './builder.ts';
 import { BuildQueueFullError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
 import { FINGERPRINT_FRESH_MS } from './fingerprint-cache.ts';
+import { FreeSpace, InsufficientSpaceError } from './free-space.ts';
 
 const tempDir = tempDirs('nixery-builder-');
 
@@ -45,6 +46,7 @@ interface SetupOptions {
   now?: () => number;
   /** How long a fake realise takes. */
   realiseMs?: number;
+  freeSpace?: FreeSpace;
 }
 
 async function setup(packages: Record<string, string[]>, options: SetupOptions = {}) {
@@ -101,6 +103,7 @@ async function setup(packages: Record<string, string[]>, options: SetupOptions =
     realise,
     evaluate,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.freeSpace ? { freeSpace: options.freeSpace } : {}),
   });
   return { builder, storage, calls, evaluations, metrics, sourceDir };
 }
@@ -144,6 +147,34 @@ describe('image builder', () => {
     for (const layer of reused) assert.ok(first.layers.some((l) => l.digest === layer.digest));
     const hits = (await metrics.layerCache.get()).values.find((v) => v.labels.result === 'hit');
     assert.equal(hits?.value, reused.length);
+  });
+
+  it('starts no build while a file system it writes to is below the free-space reserve, and still answers built images', async () => {
+    let nixStoreFree = 10 * 1024 ** 3;
+    const freeSpace = new FreeSpace({
+      volumes: [
+        { name: 'storage', path: '/srv/storage' },
+        { name: 'nix_store', path: '/nix/store' },
+      ],
+      reserve: { bytes: 1024 ** 3 },
+      statfs: async (p) => ({ bavail: (p === '/nix/store' ? nixStoreFree : 10 * 1024 ** 3) / 4096, blocks: 2 ** 24, bsize: 4096 }),
+    });
+    const { builder, calls, metrics } = await setup({ ...base, hello: [], other: [] }, { freeSpace });
+    const built = await builder.build(imageFromName('hello', 'latest'));
+    nixStoreFree = 512 * 1024 ** 2;
+    await assert.rejects(builder.build(imageFromName('other', 'latest')), (error: unknown) => {
+      assert.ok(error instanceof InsufficientSpaceError);
+      assert.equal(error.volume, 'nix_store');
+      assert.match(error.message, /the Nix store has 512 MiB free, less than the 1\.0 GiB this registry keeps free/);
+      return true;
+    });
+    assert.equal(calls.length, 1, 'Nix never ran for the refused image');
+    assert.equal((await builder.build(imageFromName('hello', 'latest'))).digest, built.digest, 'the built image is still answered');
+    const refused = (await metrics.builds.get()).values.find((v) => v.labels.result === 'storage_failure');
+    assert.equal(refused?.value, 1);
+    nixStoreFree = 2 * 1024 ** 3;
+    await builder.build(imageFromName('other', 'latest'));
+    assert.equal(calls.length, 2, 'builds start again once there is room');
   });
 
   it('answers a repeated image from the manifest cache without running Nix', async () => {

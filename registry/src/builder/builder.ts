@@ -23,6 +23,7 @@ import { MediaType } from '../oci/media-types.ts';
 import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar, type LayerTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import { BuildQueueFullError, BuildStorageError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
+import type { FreeSpace } from './free-space.ts';
 import { classifyFailure } from './outcome.ts';
 import type { BuildLayer, BuildResult } from './result.ts';
 import { JobQueue, mapLimited, QueueFullError, SingleFlight, type Job } from '../cache/single-flight.ts';
@@ -82,6 +83,8 @@ export interface BuilderOptions {
   nixOptions?: Record<string, string>;
   /** Aborting stops every Nix call of this builder (its whole process group) and fails the build with the reason. */
   signal?: AbortSignal;
+  /** Asked before each build starts (after a manifest cache miss); InsufficientSpaceError refuses it (free-space.ts). */
+  freeSpace?: Pick<FreeSpace, 'check'>;
   /** Tests: the source lookup behind the fingerprint cache, and the clock of both caches. */
   fingerprintLookup?: FingerprintLookup;
   now?: () => number;
@@ -226,6 +229,7 @@ export class ImageBuilder {
     metrics.buildsInFlight.inc();
     const buildLog = log.child({ image: image.name, tag: image.tag });
     try {
+      await this.options.freeSpace?.check();
       const canonical = canonicalImage(await this.resolve(image, fingerprint), image.arch.system, options.config);
       let built: BuildResult;
       if (this.canonicalFlights.has(canonical.key)) {

@@ -6,6 +6,7 @@ import { GitRefNotFoundError, NixBuildError, NixEvaluationError, NixTimeoutError
 import { PushError } from '../push/client.ts';
 import { StorageUnavailableError } from '../storage/backend.ts';
 import { BuildStorageError, ClosureTooLargeError } from './errors.ts';
+import { InsufficientSpaceError } from './free-space.ts';
 import { classifyFailure, FAILURE_OUTCOMES, UsageError } from './outcome.ts';
 import { ChannelUnavailableError } from './source-fingerprint.ts';
 import { summarizeFailure } from './summary.ts';
@@ -21,6 +22,11 @@ describe('build failure outcomes', () => {
       [new NixTimeoutError(5, 'realise'), 'nix_timeout', 'timeout'],
       [new BuildStorageError('disk full'), 'storage_failure', 'storage_failure'],
       [new StorageUnavailableError('no bucket'), 'storage_failure', 'storage_failure'],
+      [
+        new InsufficientSpaceError({ volume: 'nix_store', path: '/nix/store', freeBytes: 1, totalBytes: 10, reserveBytes: 2 }),
+        'insufficient_space',
+        'storage_failure',
+      ],
       [new PushError('denied'), 'push_failure', 'push_failure'],
       [new UsageError('--push-scheme must be http or https'), 'usage', 'usage'],
       [new ConfigError('NIX_TIMEOUT', 'not a number'), 'usage', 'usage'],

@@ -8,6 +8,7 @@ import { GitRefNotFoundError, NixBuildError, NixEvaluationError, NixTimeoutError
 import { PushError } from '../push/client.ts';
 import { StorageUnavailableError } from '../storage/backend.ts';
 import { BuildStorageError, ClosureTooLargeError } from './errors.ts';
+import { InsufficientSpaceError, type VolumeName } from './free-space.ts';
 import { ChannelUnavailableError } from './source-fingerprint.ts';
 
 /**
@@ -33,6 +34,8 @@ export type Failure =
   | { kind: 'nix_timeout'; outcome: 'timeout'; message: string; seconds: number; phase: NixPhase }
   /** Storage failed while building, or could not be opened at all. */
   | { kind: 'storage_failure'; outcome: 'storage_failure'; message: string }
+  /** A file system a build writes to (the storage, the Nix store) is below the free-space reserve: nothing was built. */
+  | { kind: 'insufficient_space'; outcome: 'storage_failure'; message: string; volume: VolumeName; freeBytes: number; reserveBytes: number }
   /** `nixery build --push`: the target registry refused or failed the push. */
   | { kind: 'push_failure'; outcome: 'push_failure'; message: string }
   /** An invocation that cannot work: configuration, image name or tag, a command-line flag. */
@@ -55,6 +58,9 @@ export function classifyFailure(error: unknown): Failure {
   if (error instanceof NixEvaluationError) return { kind: 'nix_evaluation_failed', outcome: 'nix_failure', message };
   if (error instanceof ChannelUnavailableError) {
     return { kind: 'channel_unavailable', outcome: 'nix_failure', message, url: error.url, status: error.status };
+  }
+  if (error instanceof InsufficientSpaceError) {
+    return { kind: 'insufficient_space', outcome: 'storage_failure', message, volume: error.volume, freeBytes: error.freeBytes, reserveBytes: error.reserveBytes };
   }
   if (error instanceof BuildStorageError || error instanceof StorageUnavailableError) return { kind: 'storage_failure', outcome: 'storage_failure', message };
   if (error instanceof ClosureTooLargeError) {

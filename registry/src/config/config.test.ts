@@ -265,8 +265,8 @@ describe('matching refs against trusted patterns', () => {
   });
 });
 
-describe('connection limits', () => {
-  it('are on by default: 30 s for headers, 600 s for a whole request, 30 s of send stall, 5 s idle, 1024 connections', () => {
+describe('connection limits and the free-space reserve', () => {
+  it('are on by default: 30 s for headers, 600 s for a whole request, 30 s of send stall, 5 s idle, 1024 connections, 1 GiB free', () => {
     const config = loadConfig({});
     assert.deepEqual(config.connections, {
       headersTimeoutSeconds: 30,
@@ -276,6 +276,7 @@ describe('connection limits', () => {
       maxConnections: 1024,
     });
     assert.ok(config.connections.sendStallTimeoutSeconds <= 60, 'the issue asks for a send-stall timeout of at most 60 s');
+    assert.deepEqual(config.minFreeSpace, { bytes: 1024 ** 3 });
   });
 
   it('read whole seconds and a number of connections', () => {
@@ -295,6 +296,23 @@ describe('connection limits', () => {
     });
   });
 
+  it('read the reserve as bytes with Kubernetes suffixes, or a percentage; 0 turns the check off', () => {
+    const cases: [string, unknown][] = [
+      ['0', { bytes: 0 }],
+      ['123456', { bytes: 123456 }],
+      ['512Mi', { bytes: 512 * 1024 ** 2 }],
+      ['2Gi', { bytes: 2 * 1024 ** 3 }],
+      ['1Ti', { bytes: 1024 ** 4 }],
+      ['64Ki', { bytes: 65536 }],
+      ['3G', { bytes: 3e9 }],
+      ['500M', { bytes: 5e8 }],
+      ['10k', { bytes: 1e4 }],
+      ['5%', { percent: 5 }],
+      [' 2.5% ', { percent: 2.5 }],
+    ];
+    for (const [value, reserve] of cases) assert.deepEqual(loadConfig({ NIXERY_MIN_FREE_SPACE: value }).minFreeSpace, reserve, value);
+  });
+
   it('reject anything else with an error naming the variable and the value', () => {
     const cases: [Record<string, string>, string, RegExp][] = [
       [{ NIXERY_HEADERS_TIMEOUT: '0' }, ENV.headersTimeout, /greater than zero/],
@@ -302,6 +320,10 @@ describe('connection limits', () => {
       [{ NIXERY_SEND_STALL_TIMEOUT: '30s' }, ENV.sendStallTimeout, /whole number/],
       [{ NIXERY_KEEPALIVE_TIMEOUT: '-1' }, ENV.keepAliveTimeout, /whole number/],
       [{ NIXERY_MAX_CONNECTIONS: 'many' }, ENV.maxConnections, /expected a number of connections as a whole number/],
+      [{ NIXERY_MIN_FREE_SPACE: '1GB' }, ENV.minFreeSpace, /expected bytes as a whole number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix/],
+      [{ NIXERY_MIN_FREE_SPACE: '1.5Gi' }, ENV.minFreeSpace, /such as 2Gi/],
+      [{ NIXERY_MIN_FREE_SPACE: '100%' }, ENV.minFreeSpace, /below 100%/],
+      [{ NIXERY_MIN_FREE_SPACE: '99999999999Ti' }, ENV.minFreeSpace, /expected bytes/],
     ];
     for (const [env, variable, message] of cases) {
       assert.throws(

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { MAX_PACKAGE_PATTERNS, packagePatternProblem } from '../image/package-policy.ts';
+import type { SpaceReserve } from '../builder/free-space.ts';
 import { DEFAULT_CHANNEL_BASE_URL, trustedRefPatternProblem, type PackageSource } from './package-source.ts';
 
 export const ENV = {
@@ -44,6 +45,7 @@ export const ENV = {
   sendStallTimeout: 'NIXERY_SEND_STALL_TIMEOUT',
   keepAliveTimeout: 'NIXERY_KEEPALIVE_TIMEOUT',
   maxConnections: 'NIXERY_MAX_CONNECTIONS',
+  minFreeSpace: 'NIXERY_MIN_FREE_SPACE',
 } as const;
 
 export type StorageConfig =
@@ -112,6 +114,8 @@ export interface Config {
   /** Patterns of packages the registry never builds on demand. */
   deniedPackages: string[];
   connections: ConnectionLimits;
+  /** Free space the storage and the Nix store keep: below it no build starts (builder/free-space.ts). */
+  minFreeSpace: SpaceReserve;
 }
 
 /** Nixery keeps room under Docker's historical limit of 125 layers. */
@@ -131,6 +135,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   // Each stalled download holds up to 2 MiB of buffers until the send-stall timeout cuts it.
   maxConnections: 1024,
 };
+export const DEFAULT_MIN_FREE_SPACE: SpaceReserve = { bytes: 1024 ** 3 };
 export const DEFAULT_MAX_CONCURRENT_BUILDS = 2;
 /** Eight per default build slot: a burst of new images waits, a flood is refused. */
 export const DEFAULT_MAX_QUEUED_BUILDS = 16;
@@ -216,6 +221,7 @@ const fields = {
   sendStallTimeout: positiveInt('seconds'),
   keepAliveTimeout: positiveInt('seconds'),
   maxConnections: positiveInt('a number of connections'),
+  minFreeSpace: z.string().trim().transform(spaceReserve),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /** A comma-separated list of package patterns, each checked; whitespace around entries is ignored. */
@@ -233,6 +239,22 @@ function packagePatterns(raw: string, ctx: z.RefinementCtx): string[] {
     }
   }
   return entries;
+}
+
+/** Bytes, with Kubernetes' suffixes (`512Mi`, `2G`), or a percentage of the file system (`5%`). */
+function spaceReserve(raw: string, ctx: z.RefinementCtx): SpaceReserve {
+  const percent = /^([0-9]+(?:\.[0-9]+)?)%$/.exec(raw);
+  if (percent) {
+    const value = Number(percent[1]);
+    if (value < 100) return { percent: value };
+    ctx.addIssue({ code: 'custom', message: 'expected a percentage below 100%' });
+    return z.NEVER;
+  }
+  const size = /^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(raw);
+  const bytes = size ? Number(size[1]) * BYTE_SUFFIXES[size[2] ?? '']! : NaN;
+  if (Number.isSafeInteger(bytes)) return { bytes };
+  ctx.addIssue({ code: 'custom', message: 'expected bytes as a whole number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix (such as 2Gi), or a percentage (such as 5%)' });
+  return z.NEVER;
 }
 
 /** Most trusted-ref patterns: each is a refspec of every mirror fetch. */
@@ -342,6 +364,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ...(v.allowedPackages ? { allowedPackages: v.allowedPackages } : {}),
     deniedPackages: v.deniedPackages ?? [],
     connections,
+    minFreeSpace: v.minFreeSpace ?? DEFAULT_MIN_FREE_SPACE,
   };
 }
 

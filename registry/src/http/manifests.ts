@@ -157,6 +157,11 @@ function buildFailure(failure: Failure, cause: unknown): { error: RegistryError;
       const message = `Nix did not finish within ${failure.seconds} s (${failure.phase})`;
       return { error: new RegistryError('UNAVAILABLE', message, { timeoutSeconds: failure.seconds, phase: failure.phase }), summary: message };
     }
+    case 'insufficient_space':
+      return {
+        error: new RegistryError('UNAVAILABLE', failure.message, { volume: failure.volume, freeBytes: failure.freeBytes, reserveBytes: failure.reserveBytes }),
+        summary: failure.message,
+      };
     case 'closure_too_large':
       // A refusal by this registry's rule, not a failure: like a refused package, 403 DENIED.
       return {

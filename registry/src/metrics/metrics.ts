@@ -21,16 +21,35 @@ export interface Metrics {
   openConnections: Gauge;
   /** `reason`: 'max_connections' (refused on arrival), 'send_stall' (the client took no bytes). */
   connectionsClosed: Counter<'reason'>;
+  /** `volume`: 'storage', 'nix_store' (builder/free-space.ts); read at each scrape. */
+  freeBytes: Gauge<'volume'>;
+  freeReserveBytes: Gauge<'volume'>;
   layerCache: Counter<'result'>;
   manifestCache: Counter<'result'>;
   /** Pulled tags served but not recorded for the listing (service/tags.ts): `index_full` or `pending_full`. */
   tagsDropped: Counter<'reason'>;
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+/** Free space as builder/free-space.ts measures it. */
+export type FreeSpaceSampler = () => Promise<{ volume: string; freeBytes: number; reserveBytes: number }[]>;
+
+export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: FreeSpaceSampler } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'nixery_' });
   const registers = [registry];
+  const freeSpaceGauge = (name: string, help: string, field: 'freeBytes' | 'reserveBytes') =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['volume'],
+      registers,
+      async collect() {
+        // One statfs per volume, at each scrape; a volume that cannot be measured has no sample.
+        this.reset();
+        const samples = await options.freeSpace?.().catch(() => []);
+        for (const sample of samples ?? []) this.set({ volume: sample.volume }, sample[field]);
+      },
+    });
   return {
     registry,
     httpRequests: new Counter({
@@ -62,6 +81,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       labelNames: ['reason'],
       registers,
     }),
+    freeBytes: freeSpaceGauge('nixery_free_bytes', 'Free bytes on the file systems new builds write to: storage (filesystem backend), nix_store', 'freeBytes'),
+    freeReserveBytes: freeSpaceGauge(
+      'nixery_free_reserve_bytes',
+      'Free bytes each file system keeps (NIXERY_MIN_FREE_SPACE): below it no build starts',
+      'reserveBytes',
+    ),
     buildQueueLength: new Gauge({ name: 'nixery_build_queue_length', help: 'Image builds waiting for a build slot', registers }),
     buildsRejected: new Counter({
       name: 'nixery_builds_rejected_total',
