@@ -1,5 +1,5 @@
 // GET and HEAD /v2/<name>/blobs/<digest>: a redirect to the storage backend, or the bytes with
-// Range support, sent from a file where the backend has one.
+// Range support, sent from a file where the backend has one. DELETE of a pushed blob.
 import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -84,6 +84,24 @@ export async function getBlob(deps: BlobsDeps, req: Request, res: Response, refe
   } finally {
     deps.metrics.bytesServed.inc({ kind: 'blob' }, sent);
   }
+}
+
+/** DELETE /v2/<name>/blobs/<digest>: 202 for a pushed blob; what the registry built, or a manifest, is 405 UNSUPPORTED. */
+export async function deleteBlob(deps: BlobsDeps, res: Response, name: string, reference: string): Promise<void> {
+  const digest = checkDigest(reference);
+  const deletion = await deps.blobs.delete(digest);
+  if (deletion.kind === 'unknown') throw blobUnknown(digest);
+  if (deletion.kind === 'refused') {
+    throw new RegistryError(
+      'UNSUPPORTED',
+      deletion.reason === 'manifest'
+        ? `${digest} is a manifest: delete it with DELETE /v2/${name}/manifests/${digest}`
+        : `blob ${digest} was built by this registry and belongs to its build cache; it is not deleted through the API`,
+      { digest },
+    );
+  }
+  res.status(202).setHeader('Content-Length', 0);
+  res.end();
 }
 
 function setBlobHeaders(res: Response, digest: string): void {

@@ -1,13 +1,14 @@
 // The distribution API under /v2/: the version check and the token endpoint, and the catch-all
 // that splits /v2/<name>/<area>/<reference> (the name itself may contain slashes), checks the
 // name and the push token for writes, and hands the request to its area: manifests.ts, blobs.ts,
-// uploads.ts, tags.ts. Each area calls the service layer (service/) and only translates.
+// uploads.ts, tags.ts, referrers.ts. Each area calls the service layer (service/) and only translates.
 import { Router } from 'express';
 import { isValidRepositoryName } from '../image/name.ts';
 import { authorizePush, type AuthDeps } from './auth.ts';
-import { getBlob, type BlobsDeps } from './blobs.ts';
+import { deleteBlob, getBlob, type BlobsDeps } from './blobs.ts';
 import { RegistryError } from './errors.ts';
 import { deleteManifest, getManifest, putManifest, type ManifestsDeps } from './manifests.ts';
+import { listReferrers } from './referrers.ts';
 import { listTags, type TagsDeps } from './tags.ts';
 import { issueToken } from './token.ts';
 import { handleUpload, type UploadsDeps } from './uploads.ts';
@@ -17,7 +18,7 @@ export interface RegistryApiDeps extends AuthDeps, ManifestsDeps, BlobsDeps, Upl
 
 interface Route {
   name: string;
-  kind: 'manifests' | 'blobs' | 'uploads' | 'tags';
+  kind: 'manifests' | 'blobs' | 'uploads' | 'tags' | 'referrers';
   /** Tag or digest; the upload id for uploads ('' when starting one). */
   reference: string;
 }
@@ -26,7 +27,7 @@ interface Route {
 export function parseRoute(path: string): Route | null {
   const upload = /^\/v2\/(.+)\/blobs\/uploads\/?([^/]*)$/.exec(path);
   if (upload) return { name: upload[1]!, kind: 'uploads', reference: upload[2]! };
-  const match = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)\/?$/.exec(path);
+  const match = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/([^/]+)\/?$/.exec(path);
   if (match) {
     const [, name, kind, reference] = match as unknown as [string, string, Route['kind'], string];
     return { name, kind, reference };
@@ -61,6 +62,7 @@ export function registryApi(deps: RegistryApiDeps): Router {
       if (route.kind === 'uploads') return handleUpload(deps, req, res, route.name, route.reference);
       if (route.kind === 'manifests' && req.method === 'PUT') return putManifest(deps, req, res, route.name, route.reference);
       if (route.kind === 'manifests' && req.method === 'DELETE') return deleteManifest(deps, res, route.name, route.reference);
+      if (route.kind === 'blobs' && req.method === 'DELETE') return deleteBlob(deps, res, route.name, route.reference);
       throw new RegistryError('UNSUPPORTED', `${req.method} ${route.kind} is not supported`);
     }
     if (route.kind === 'tags') {
@@ -68,6 +70,7 @@ export function registryApi(deps: RegistryApiDeps): Router {
       return listTags(deps, req, res, route.name);
     }
     if (route.kind === 'blobs') return getBlob(deps, req, res, route.reference);
+    if (route.kind === 'referrers') return listReferrers(deps, req, res, route.name, route.reference);
     return getManifest(deps, req, res, route.name, route.reference);
   });
 

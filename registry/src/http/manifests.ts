@@ -1,5 +1,6 @@
-// /v2/<name>/manifests/<reference>: GET and HEAD by tag or digest, PUT by tag or digest, DELETE by
-// tag. What a reference names is service/manifests.ts's business; this module translates requests,
+// /v2/<name>/manifests/<reference>: GET and HEAD by tag or digest, PUT by tag or digest (with
+// OCI-Subject when the manifest has a subject), DELETE by tag or digest. What a reference names is
+// service/manifests.ts's business; this module translates requests,
 // answers and errors, including how a failed build is answered (builder/outcome.ts).
 import type { Request, Response } from 'express';
 import type { Readable } from 'node:stream';
@@ -16,7 +17,7 @@ import {
   ManifestUnknownError,
   PackagesRefusedError,
 } from '../service/errors.ts';
-import type { Manifest, Manifests } from '../service/manifests.ts';
+import type { Manifest, Manifests, PushedManifestResult } from '../service/manifests.ts';
 import { clientAddress } from './client-address.ts';
 import { checkDigest } from './digests.ts';
 import { RegistryError } from './errors.ts';
@@ -73,25 +74,26 @@ export async function getManifest(deps: ManifestsDeps, req: Request, res: Respon
 export async function putManifest(deps: ManifestsDeps, req: Request, res: Response, name: string, reference: string): Promise<void> {
   const body = await readLimited(req, MAX_MANIFEST_BYTES);
   const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
-  let digest: string;
+  let pushed: PushedManifestResult;
   try {
-    digest = await deps.manifests.put(name, reference, body, contentType);
+    pushed = await deps.manifests.put(name, reference, body, contentType);
   } catch (error) {
     throw registryError(deps, error);
   }
+  const { digest } = pushed;
   res.status(201);
   res.setHeader('Location', `/v2/${name}/manifests/${digest}`);
   res.setHeader('Docker-Content-Digest', digest);
+  // The spec's sign that the registry processed the subject: it is listed by the referrers API.
+  if (pushed.subject !== undefined) res.setHeader('OCI-Subject', pushed.subject);
   res.setHeader('Content-Length', 0);
   res.end();
 }
 
 export async function deleteManifest(deps: ManifestsDeps, res: Response, name: string, reference: string): Promise<void> {
-  if (reference.includes(':')) {
-    throw new RegistryError('UNSUPPORTED', 'manifests are deleted by tag here; blobs stay until garbage collection');
-  }
   try {
-    await deps.manifests.deleteTag(name, reference);
+    if (reference.includes(':')) await deps.manifests.deleteByDigest(name, checkDigest(reference));
+    else await deps.manifests.deleteTag(name, reference);
   } catch (error) {
     throw registryError(deps, error);
   }

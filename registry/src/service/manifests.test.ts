@@ -226,3 +226,109 @@ describe('manifests by tag: who asks, and builds the builder will not start now'
     await assert.rejects(manifests.byTag('hello', 'latest', 'oci', { signal: controller.signal }), (error: unknown) => error === reason);
   });
 });
+
+describe('pushed manifests: DELETE by tag and by digest, referrers', () => {
+  async function pushSetup() {
+    const storage = new FilesystemStorage(await tempDir());
+    await storage.init();
+    const tags = new TagIndex(storage, { flushIntervalMs: 3_600_000 });
+    const manifests = new Manifests({ storage, builder: {} as ImageBuilder, pushedTags: new PushedTags(storage), tags });
+    const blob = async (content: string, contentType: string = MediaType.ociConfig) => {
+      const bytes = Buffer.from(content);
+      await storage.putBlob(bytes, { contentType, expectedDigest: sha256(bytes) });
+      return sha256(bytes);
+    };
+    const config = await blob('{"architecture":"amd64","os":"linux"}');
+    /** An image manifest's bytes; `extra` adds fields such as subject, artifactType, annotations. */
+    const image = (extra: Record<string, unknown> = {}, configType: string = MediaType.ociConfig) =>
+      Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { mediaType: configType, digest: config, size: 2 }, layers: [], ...extra }));
+    return { storage, tags, manifests, blob, image };
+  }
+
+  it('DELETE of a tag takes it off the tags list; the manifest stays, by digest', async () => {
+    const { manifests, tags, image } = await pushSetup();
+    const { digest } = await manifests.put('toolbox', 'v1', image(), MediaType.ociManifest);
+    await manifests.put('toolbox', 'v2', image(), MediaType.ociManifest);
+    await manifests.deleteTag('toolbox', 'v1');
+    assert.deepEqual(await tags.list('toolbox'), ['v2']);
+    assert.equal((await manifests.byDigest(digest)).digest, digest);
+    await assert.rejects(manifests.deleteTag('toolbox', 'v1'), ManifestUnknownError, 'gone once');
+  });
+
+  it('DELETE by digest removes every tag of the repository naming it, then the bytes: GET by digest is unknown', async () => {
+    const { manifests, tags, storage, image } = await pushSetup();
+    const { digest } = await manifests.put('toolbox', 'v1', image(), MediaType.ociManifest);
+    await manifests.put('toolbox', 'latest', image(), MediaType.ociManifest);
+    const other = await manifests.put('toolbox', 'other', image({ annotations: { a: 'b' } }), MediaType.ociManifest);
+    await manifests.deleteByDigest('toolbox', digest);
+    assert.deepEqual(await tags.list('toolbox'), ['other']);
+    await assert.rejects(manifests.byDigest(digest), ManifestUnknownError);
+    assert.equal(await storage.statBlob(digest), null, 'the bytes are deleted');
+    assert.equal((await manifests.byDigest(other.digest)).digest, other.digest, 'other manifests stay');
+    await assert.rejects(manifests.deleteByDigest('toolbox', digest), ManifestUnknownError, 'deleted once');
+  });
+
+  it('keeps the bytes while another repository holds the same manifest', async () => {
+    const { manifests, image } = await pushSetup();
+    const { digest } = await manifests.put('a', 'v1', image(), MediaType.ociManifest);
+    await manifests.put('b', digest, image(), MediaType.ociManifest);
+    await manifests.deleteByDigest('a', digest);
+    assert.equal((await manifests.byDigest(digest)).digest, digest, 'b still holds it');
+    await assert.rejects(manifests.deleteByDigest('a', digest), ManifestUnknownError, 'a holds it no more');
+    await manifests.deleteByDigest('b', digest);
+    await assert.rejects(manifests.byDigest(digest), ManifestUnknownError);
+  });
+
+  it('never deletes a manifest the repository did not push, such as a built image', async () => {
+    const { manifests, blob } = await pushSetup();
+    const built = await blob('{"schemaVersion":2,"built":true}', MediaType.ociManifest);
+    await assert.rejects(manifests.deleteByDigest('shell/hello', built), (error: unknown) => error instanceof ManifestUnknownError && error.digest === built);
+    assert.equal((await manifests.byDigest(built)).digest, built);
+  });
+
+  it('deletes by digest a manifest pushed by an earlier version: its tags are its only record', async () => {
+    const { manifests, storage, tags } = await pushSetup();
+    const body = Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","old":true}');
+    await storage.putBlob(body, { contentType: MediaType.ociManifest, expectedDigest: sha256(body) });
+    await new PushedTags(storage).set('toolbox', 'old', { digest: sha256(body), mediaType: MediaType.ociManifest, size: body.length });
+    await tags.recordPushed('toolbox', 'old');
+    await manifests.deleteByDigest('toolbox', sha256(body));
+    assert.deepEqual(await tags.list('toolbox'), []);
+    await assert.rejects(manifests.byDigest(sha256(body)), ManifestUnknownError);
+  });
+
+  it('lists referrers of a subject (which need not exist) with their artifact types and annotations, filters by type, and drops deleted ones', async () => {
+    const { manifests, image, blob } = await pushSetup();
+    const subject = sha256('a subject that was never pushed');
+    const sbom = image({ artifactType: 'application/spdx+json', subject: { mediaType: MediaType.ociManifest, digest: subject, size: 1 }, annotations: { k: 'sbom' } });
+    const signature = image({ subject: { mediaType: MediaType.ociManifest, digest: subject, size: 1 }, annotations: { k: 'sig', n: 5 } }, 'application/vnd.example.signature');
+    const child = await blob(image().toString(), MediaType.ociManifest);
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociManifest, digest: child, size: 1 }], subject: { digest: subject } }));
+    const pushed = [
+      await manifests.put('toolbox', sha256(sbom), sbom, MediaType.ociManifest),
+      await manifests.put('toolbox', 'sig', signature, MediaType.ociManifest),
+      await manifests.put('toolbox', sha256(index), index, MediaType.ociIndex),
+    ];
+    assert.deepEqual(pushed.map((p) => p.subject), [subject, subject, subject], 'each push reports the subject it was listed under');
+    assert.equal((await manifests.put('toolbox', 'plain', image(), MediaType.ociManifest)).subject, undefined);
+    assert.deepEqual(await manifests.referrers('toolbox', subject), [
+      { mediaType: MediaType.ociManifest, digest: sha256(sbom), size: sbom.length, artifactType: 'application/spdx+json', annotations: { k: 'sbom' } },
+      { mediaType: MediaType.ociManifest, digest: sha256(signature), size: signature.length, artifactType: 'application/vnd.example.signature', annotations: { k: 'sig' } },
+      { mediaType: MediaType.ociIndex, digest: sha256(index), size: index.length },
+    ]);
+    assert.deepEqual((await manifests.referrers('toolbox', subject, 'application/spdx+json')).map((m) => m.digest), [sha256(sbom)]);
+    assert.deepEqual(await manifests.referrers('toolbox', subject, 'application/none'), []);
+    assert.deepEqual(await manifests.referrers('elsewhere', subject), [], 'referrers are per repository');
+    assert.deepEqual(await manifests.referrers('toolbox', sha256('no referrers')), []);
+
+    await manifests.deleteByDigest('toolbox', sha256(signature));
+    assert.deepEqual((await manifests.referrers('toolbox', subject)).map((m) => m.digest), [sha256(sbom), sha256(index)]);
+  });
+
+  it('refuses a subject that is no descriptor with a digest', async () => {
+    const { manifests, image } = await pushSetup();
+    for (const subject of [5, null, {}, { digest: 'sha256:abc' }, { digest: 'md5:00' }]) {
+      await assert.rejects(manifests.put('toolbox', 'v1', image({ subject }), MediaType.ociManifest), ManifestInvalidError, JSON.stringify(subject));
+    }
+  });
+});

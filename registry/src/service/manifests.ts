@@ -1,8 +1,9 @@
-// Manifests by digest and by tag, pushed and deleted. The registry's rules for them live here: a
-// pushed tag wins over reading the name as a package list, which happens only with on-demand
-// builds on and for packages the package policy allows; a served build notes its tag for the
-// listing without writing to storage (a pull never writes); a pushed manifest may only name
-// stored blobs.
+// Manifests by digest and by tag, pushed and deleted, and the referrers of a digest. The registry's
+// rules for them live here: a pushed tag wins over reading the name as a package list, which
+// happens only with on-demand builds on and for packages the package policy allows; a served build
+// notes its tag for the listing without writing to storage (a pull never writes); a pushed manifest
+// may only name stored blobs; one with a `subject` is listed among that digest's referrers; a
+// DELETE by digest removes the repository's tags of it, and the bytes once no repository holds it.
 import type { ImageBuilder } from '../builder/builder.ts';
 import { BuildRejectedError } from '../builder/errors.ts';
 import { classifyFailure } from '../builder/outcome.ts';
@@ -11,6 +12,7 @@ import { ALWAYS_INCLUDED, imageFromName, InvalidTagError, isValidRepositoryName,
 import { ALLOW_EVERYTHING, refusedPackages, type CompiledPackagePolicy } from '../image/package-policy.ts';
 import { isSha256Digest, renderManifest, sha256Digest } from '../oci/image.ts';
 import { MANIFEST_MEDIA_TYPE, MediaType, type ManifestFormat } from '../oci/media-types.ts';
+import { isKeyedDigest, PushedManifests, type ReferrerDescriptor } from '../push/manifest-store.ts';
 import type { PushedTags } from '../push/tag-store.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import {
@@ -44,6 +46,14 @@ export interface ManifestsDeps {
   packagePolicy?: CompiledPackagePolicy;
   /** Largest runtime closure built on demand, in bytes of Nix archives (NIXERY_MAX_CLOSURE_SIZE). Default: no limit. */
   maxClosureBytes?: number;
+  /** Which repositories hold which pushed manifests, and the referrers index. Default: kept in `storage`. */
+  pushedManifests?: PushedManifests;
+}
+
+/** What a manifest push did: the manifest's digest, and the subject it was listed as a referrer of. */
+export interface PushedManifestResult {
+  digest: string;
+  subject?: string;
 }
 
 /** Who asks for a manifest, as far as building it on demand goes. */
@@ -57,16 +67,21 @@ export interface Requester {
 /** What a pushed manifest may hold, as far as this module reads it; every field is the client's. */
 interface PushedManifest {
   mediaType?: unknown;
-  config?: { digest?: unknown } | null;
+  artifactType?: unknown;
+  config?: { digest?: unknown; mediaType?: unknown } | null;
   layers?: unknown;
   manifests?: unknown;
+  subject?: unknown;
+  annotations?: unknown;
 }
 
 export class Manifests {
   private readonly deps: ManifestsDeps;
+  private readonly pushed: PushedManifests;
 
   constructor(deps: ManifestsDeps) {
     this.deps = deps;
+    this.pushed = deps.pushedManifests ?? new PushedManifests(deps.storage);
   }
 
   /** Any stored manifest, built or pushed, by its digest. Throws ManifestUnknownError. */
@@ -128,10 +143,11 @@ export class Manifests {
 
   /**
    * Stores a pushed manifest (`contentType` is the request's, used when the manifest names no
-   * media type) and returns its digest. By tag, the tag then names it; by digest, the digest
-   * must be the manifest's.
+   * media type), records that `name` holds it and, when it has a `subject`, lists it among that
+   * digest's referrers in `name` (the subject need not exist). By tag, the tag then names it; by
+   * digest, the digest must be the manifest's.
    */
-  async put(name: string, reference: string, body: Buffer, contentType: string): Promise<string> {
+  async put(name: string, reference: string, body: Buffer, contentType: string): Promise<PushedManifestResult> {
     let manifest: PushedManifest;
     try {
       manifest = JSON.parse(body.toString('utf8')) as PushedManifest;
@@ -155,6 +171,7 @@ export class Manifests {
       if (!(await this.deps.storage.statBlob(digest))) missing.push(digest);
     }
     if (missing.length) throw new ManifestBlobsUnknownError(missing);
+    const subject = subjectOf(manifest);
 
     const digest = sha256Digest(body);
     const byDigest = reference.includes(':');
@@ -162,17 +179,100 @@ export class Manifests {
     // Before anything is stored: a tag that cannot be is refused with nothing written.
     if (!byDigest) validateTag(reference);
     await this.deps.storage.putBlob(body, { contentType: mediaType, expectedDigest: digest });
+    await this.pushed.hold(name, digest);
+    if (subject !== undefined) await this.pushed.addReferrer(name, subject, referrerDescriptor(manifest, mediaType, digest, body.length));
     if (!byDigest) {
       await this.deps.pushedTags.set(name, reference, { digest, mediaType, size: body.length });
       await this.deps.tags.recordPushed(name, reference);
     }
-    return digest;
+    return { digest, ...(subject === undefined ? {} : { subject }) };
   }
 
-  /** Removes a pushed tag; the manifest and its blobs stay until garbage collection. Throws ManifestUnknownError. */
+  /**
+   * Removes a pushed tag and takes it off the tags list; the manifest stays, held by the
+   * repository (by digest). On a name that is also a package list, a GET of the tag builds that
+   * image again. Throws ManifestUnknownError.
+   */
   async deleteTag(name: string, tag: string): Promise<void> {
     checkTag(tag);
     if (!isValidRepositoryName(name) || !(await this.deps.pushedTags.delete(name, tag))) throw new ManifestUnknownError(`no pushed tag ${name}:${tag}`);
+    await this.deps.tags.removePushed(name, [tag]);
+  }
+
+  /**
+   * Deletes a manifest pushed to `name`, as the spec's DELETE by digest: every pushed tag of `name`
+   * naming it goes (and off the tags list), it leaves the referrers of its subject, and `name` no
+   * longer holds it; its bytes are deleted once no repository holds it, so that a GET by digest is
+   * then 404. Blobs it names stay. Images the registry builds are never deleted: their manifests
+   * were not pushed to any repository. Throws ManifestUnknownError when `name` holds no such
+   * manifest.
+   */
+  async deleteByDigest(name: string, digest: string): Promise<void> {
+    const unknown = () => new ManifestUnknownError(`no manifest ${digest} was pushed to ${name}`, digest);
+    if (!isValidRepositoryName(name) || !isSha256Digest(digest)) throw unknown();
+    const tagged: string[] = [];
+    for (const tag of await this.deps.tags.pushed(name)) {
+      if ((await this.deps.pushedTags.get(name, tag))?.digest === digest) tagged.push(tag);
+    }
+    // Manifests pushed by earlier versions have no holder record, only their tags.
+    if (!tagged.length && !(await this.pushed.holds(name, digest))) throw unknown();
+    // Tags first: no tag ever names a manifest that is gone.
+    for (const tag of tagged) await this.deps.pushedTags.delete(name, tag);
+    await this.deps.tags.removePushed(name, tagged);
+    const body = await this.deps.storage.readBlob(digest).catch(() => null);
+    const subject = body ? storedSubject(body) : undefined;
+    if (subject !== undefined) await this.pushed.removeReferrer(name, subject, digest);
+    if ((await this.pushed.release(name, digest)) === 0) await this.deps.storage.deleteBlob(digest);
+  }
+
+  /**
+   * The referrers of `subject` in `name`: descriptors of the manifests pushed to `name` whose
+   * `subject` is that digest, in push order; with `artifactType`, only those of that type.
+   */
+  async referrers(name: string, subject: string, artifactType?: string): Promise<ReferrerDescriptor[]> {
+    if (!isValidRepositoryName(name) || !isKeyedDigest(subject)) return [];
+    const all = await this.pushed.referrers(name, subject);
+    return artifactType === undefined ? all : all.filter((m) => m.artifactType === artifactType);
+  }
+}
+
+/** The subject digest of a pushed manifest, if it has one; ManifestInvalidError when it is malformed. */
+function subjectOf(manifest: PushedManifest | null): string | undefined {
+  if (manifest === null || manifest.subject === undefined) return undefined;
+  const subject = manifest.subject as { digest?: unknown } | null;
+  const digest = subject !== null && typeof subject === 'object' ? subject.digest : undefined;
+  if (typeof digest !== 'string' || !isKeyedDigest(digest)) {
+    throw new ManifestInvalidError(`invalid subject descriptor: expected a sha256 or sha512 digest, got ${JSON.stringify(digest)}`);
+  }
+  return digest;
+}
+
+/**
+ * A referrer's descriptor as the spec has the referrers API list it: its `artifactType`, or for an
+ * image manifest without one its config's media type (an index without one has none), and its
+ * annotations.
+ */
+function referrerDescriptor(manifest: PushedManifest, mediaType: string, digest: string, size: number): ReferrerDescriptor {
+  const declared = typeof manifest.artifactType === 'string' && manifest.artifactType !== '' ? manifest.artifactType : undefined;
+  const configType = IMAGE_MANIFESTS.has(mediaType) && typeof manifest.config?.mediaType === 'string' ? manifest.config.mediaType : undefined;
+  const artifactType = declared ?? configType;
+  const annotations = stringRecord(manifest.annotations);
+  return { mediaType, digest, size, ...(artifactType === undefined ? {} : { artifactType }), ...(annotations ? { annotations } : {}) };
+}
+
+function stringRecord(value: unknown): Record<string, string> | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const entries = Object.entries(value).filter((e): e is [string, string] => typeof e[1] === 'string');
+  return entries.length ? Object.fromEntries(entries) : undefined;
+}
+
+/** The subject of a stored manifest; none when it has none, or none this registry would have taken. */
+function storedSubject(body: Buffer): string | undefined {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as unknown;
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? subjectOf(parsed as PushedManifest) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
