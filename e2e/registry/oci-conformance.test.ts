@@ -1,0 +1,90 @@
+// The OCI distribution-spec conformance suite (v1.1.1, vendored in e2e/oci-conformance/) against
+// the registry with filesystem storage and the push token: all four workflows (pull, push,
+// content discovery with referrers, content management with deletes). Every spec must pass, and
+// only the four specs that are alternatives of ones that run may be skipped (README there).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { run } from '@nixery/test-support';
+import { unpackConformanceSuite } from '../oci-conformance/unpack.ts';
+import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
+
+const TOKEN = 'e2e-conformance-token-0123456789';
+const TITLE = 'OCI Distribution Conformance Tests ';
+const EXPECTED_SKIPS = [
+  'Pull Setup Get tag name from environment',
+  'Push Cross-Repository Blob Mount Cross-mounting of nonexistent blob should yield session id',
+  'Push Cross-Repository Blob Mount Cross-mounting without from, and automatic content discovery disabled should return a 202',
+  'Content Discovery Setup Populate registry with test tags (no push)',
+];
+
+interface Spec {
+  name: string;
+  status: string;
+  failure?: string;
+}
+
+/** The specs of ginkgo's junit.xml, by name and status, with the failure message of a failed one. */
+function junitSpecs(xml: string): Spec[] {
+  const unescape = (s: string) => s.replace(/&#xA;/g, '\n').replace(/&#34;|&quot;/g, '"').replace(/&#39;|&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+  return [...xml.matchAll(/<testcase name="([^"]*)"[^>]*status="([^"]*)"[^>]*>([\s\S]*?)<\/testcase>/g)].map(([, name, status, body]) => {
+    const failure = /<failure message="([^"]*)"/.exec(body!)?.[1];
+    return { name: unescape(name!).replace(TITLE, ''), status: status!, ...(failure !== undefined ? { failure: unescape(failure) } : {}) };
+  });
+}
+
+describe('registry: the OCI distribution-spec conformance suite', () => {
+  let registry: RegistryProcess;
+  let work: string;
+  before(async () => {
+    work = await tempDir('nixery-e2e-conformance-');
+    registry = await startRegistry({ env: { NIXERY_PUSH_TOKEN: TOKEN } });
+  });
+  after(async () => {
+    await registry?.stop();
+    if (registry) await fs.rm(registry.storagePath, { recursive: true, force: true });
+    if (work) await fs.rm(work, { recursive: true, force: true });
+  });
+
+  it('passes every spec of pull, push, content discovery and content management, skipping only the alternatives', async () => {
+    const suite = await unpackConformanceSuite(path.join(work, 'conformance.test'));
+    const reports = path.join(work, 'report');
+    await fs.mkdir(reports);
+    const result = await run(suite, ['-test.v', '-ginkgo.no-color'], {
+      cwd: reports,
+      timeoutMs: 180_000,
+      env: {
+        PATH: process.env.PATH,
+        HOME: work,
+        OCI_ROOT_URL: registry.url,
+        OCI_NAMESPACE: 'myorg/myrepo',
+        OCI_CROSSMOUNT_NAMESPACE: 'myorg/other',
+        OCI_AUTOMATIC_CROSSMOUNT: 'true',
+        // Basic credentials, any user: the suite exchanges them at /v2/token for the push token.
+        OCI_USERNAME: 'any',
+        OCI_PASSWORD: TOKEN,
+        OCI_TEST_PULL: '1',
+        OCI_TEST_PUSH: '1',
+        OCI_TEST_CONTENT_DISCOVERY: '1',
+        OCI_TEST_CONTENT_MANAGEMENT: '1',
+        OCI_REPORT_DIR: reports,
+      },
+    });
+    const output = result.stdout + result.stderr;
+    // ginkgo's summary: "Ran 75 of 79 Specs ... -- 75 Passed | 0 Failed | 0 Pending | 4 Skipped"
+    const summary = /(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped/.exec(output);
+    assert.ok(summary, `the suite printed no summary (exit ${result.code}):\n${output.slice(-4000)}`);
+    const specs = junitSpecs(await fs.readFile(path.join(reports, 'junit.xml'), 'utf8'));
+    const failed = specs.filter((s) => s.status === 'failed' || s.failure !== undefined);
+    assert.deepEqual(
+      failed.map((s) => `${s.name}: ${s.failure ?? ''}`),
+      [],
+      `failed specs (registry log tail:\n${registry.logs().slice(-3000)})`,
+    );
+    assert.deepEqual(specs.filter((s) => s.status === 'skipped').map((s) => s.name).sort(), [...EXPECTED_SKIPS].sort(), 'skipped specs');
+    const [, passed, failedCount, pending, skipped] = summary.map(Number);
+    assert.deepEqual({ passed, failed: failedCount, pending, skipped }, { passed: 75, failed: 0, pending: 0, skipped: 4 });
+    assert.equal(result.code, 0, 'the suite exits 0');
+  });
+});
