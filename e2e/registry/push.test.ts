@@ -115,6 +115,106 @@ describe('registry: pushing with the push token', () => {
     assert.equal(after.status, 404, 'there is no package called toolbox');
   });
 
+  /**
+   * Pushes a small blob and an OCI manifest naming it (plus `extra` fields); resolves to the
+   * manifest's digest and the PUT's answer. Each repository's manifest differs (an annotation
+   * names it): bytes two repositories pushed stay until both deleted them.
+   */
+  async function pushManifest(name: string, reference: string | null, extra: Record<string, unknown> = { annotations: { 'test.repository': name } }) {
+    const config = Buffer.from('{}');
+    assert.equal((await fetch(`${registry.url}/v2/${name}/blobs/uploads/?digest=${sha256(config)}`, { method: 'POST', headers: auth, body: config })).status, 201);
+    const empty = { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: 2 };
+    const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: empty, layers: [empty], ...extra });
+    const put = await fetch(`${registry.url}/v2/${name}/manifests/${reference ?? sha256(body)}`, {
+      method: 'PUT',
+      headers: { ...auth, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+      body,
+    });
+    assert.equal(put.status, 201, await put.text());
+    return { digest: sha256(body), put };
+  }
+  const listTags = async (name: string) => ((await (await fetch(`${registry.url}/v2/${name}/tags/list`)).json()) as { tags: string[] }).tags;
+  const errorCode = async (response: Response) => ((await response.json()) as { errors: { code: string }[] }).errors[0]!.code;
+
+  it('a pushed tag on a package-list name, deleted: off the tags list, and a GET builds the package list again, listed then', async () => {
+    const { digest } = await pushManifest('shell/hello', 'pinned');
+    const pinned = await fetch(`${registry.url}/v2/shell/hello/manifests/pinned`, { method: 'HEAD' });
+    assert.equal(pinned.headers.get('docker-content-digest'), digest, 'the pushed tag wins');
+    assert.ok((await listTags('shell/hello')).includes('pinned'));
+    assert.equal((await fetch(`${registry.url}/v2/shell/hello/manifests/pinned`, { method: 'DELETE', headers: auth })).status, 202);
+    assert.ok(!(await listTags('shell/hello')).includes('pinned'), 'a deleted tag is not listed');
+    const built = await fetch(`${registry.url}/v2/shell/hello/manifests/pinned`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(built.status, 200);
+    const latest = await fetch(`${registry.url}/v2/shell/hello/manifests/latest`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(built.headers.get('docker-content-digest'), latest.headers.get('docker-content-digest'), 'the package-list image again');
+    assert.ok((await listTags('shell/hello')).includes('pinned'), 'served by a build, the tag is listed again');
+  });
+
+  it('deletes a manifest by digest: its tags go, and a GET by digest is 404; a built image is not deleted', async () => {
+    const { digest } = await pushManifest('deleting', 'a');
+    await pushManifest('deleting', 'b');
+    assert.deepEqual(await listTags('deleting'), ['a', 'b']);
+    assert.equal((await fetch(`${registry.url}/v2/deleting/manifests/${digest}`, { method: 'DELETE' })).status, 401);
+    assert.equal((await fetch(`${registry.url}/v2/deleting/manifests/${digest}`, { method: 'DELETE', headers: auth })).status, 202);
+    assert.deepEqual(await listTags('deleting'), []);
+    for (const ref of ['a', 'b', digest]) assert.equal((await fetch(`${registry.url}/v2/deleting/manifests/${ref}`)).status, 404, ref);
+    const again = await fetch(`${registry.url}/v2/deleting/manifests/${digest}`, { method: 'DELETE', headers: auth });
+    assert.equal(again.status, 404);
+    assert.equal(await errorCode(again), 'MANIFEST_UNKNOWN');
+
+    const hello = await fetch(`${registry.url}/v2/shell/hello/manifests/latest`, { method: 'HEAD' });
+    const builtDigest = hello.headers.get('docker-content-digest')!;
+    const refused = await fetch(`${registry.url}/v2/shell/hello/manifests/${builtDigest}`, { method: 'DELETE', headers: auth });
+    assert.equal(refused.status, 404, 'shell/hello never pushed it');
+    assert.equal((await fetch(`${registry.url}/v2/shell/hello/manifests/${builtDigest}`, { method: 'HEAD' })).status, 200);
+  });
+
+  it('deletes a pushed blob; a layer the registry built is 405 UNSUPPORTED and stays', async () => {
+    const blob = Buffer.from('a blob to delete');
+    assert.equal((await fetch(`${registry.url}/v2/blobby/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', headers: auth, body: blob })).status, 201);
+    assert.equal((await fetch(`${registry.url}/v2/blobby/blobs/${sha256(blob)}`, { method: 'DELETE' })).status, 401);
+    assert.equal((await fetch(`${registry.url}/v2/blobby/blobs/${sha256(blob)}`, { method: 'DELETE', headers: auth })).status, 202);
+    assert.equal((await fetch(`${registry.url}/v2/blobby/blobs/${sha256(blob)}`)).status, 404);
+    const again = await fetch(`${registry.url}/v2/blobby/blobs/${sha256(blob)}`, { method: 'DELETE', headers: auth });
+    assert.equal(again.status, 404);
+    assert.equal(await errorCode(again), 'BLOB_UNKNOWN');
+
+    const manifest = (await (await fetch(`${registry.url}/v2/shell/hello/manifests/latest`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string }[] };
+    const layer = manifest.layers[0]!.digest;
+    const refused = await fetch(`${registry.url}/v2/shell/hello/blobs/${layer}`, { method: 'DELETE', headers: auth });
+    assert.equal(refused.status, 405);
+    assert.equal(await errorCode(refused), 'UNSUPPORTED');
+    assert.equal((await fetch(`${registry.url}/v2/shell/hello/blobs/${layer}`, { method: 'HEAD' })).status, 200);
+  });
+
+  it('lists the referrers of a built image: OCI-Subject on the push, artifactType filtering with OCI-Filters-Applied', async () => {
+    const hello = await fetch(`${registry.url}/v2/shell/hello/manifests/latest`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const subject = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: hello.headers.get('docker-content-digest')!, size: Number(hello.headers.get('content-length')) };
+    const { digest, put } = await pushManifest('shell/hello', null, { artifactType: 'application/vnd.example.sbom', subject, annotations: { 'org.example': 'sbom' } });
+    assert.equal(put.headers.get('oci-subject'), subject.digest);
+
+    const referrers = async (query = '', name = 'shell/hello') => {
+      const response = await fetch(`${registry.url}/v2/${name}/referrers/${subject.digest}${query}`);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json');
+      const index = (await response.json()) as { mediaType: string; manifests: { digest: string; artifactType?: string; annotations?: Record<string, string> }[] };
+      assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
+      return { filters: response.headers.get('oci-filters-applied'), manifests: index.manifests };
+    };
+    const all = await referrers();
+    assert.equal(all.filters, null);
+    assert.deepEqual(all.manifests.map((m) => [m.digest, m.artifactType, m.annotations]), [[digest, 'application/vnd.example.sbom', { 'org.example': 'sbom' }]]);
+    assert.deepEqual(await referrers('?artifactType=application/vnd.example.sbom'), { filters: 'artifactType', manifests: all.manifests });
+    assert.deepEqual(await referrers('?artifactType=application/vnd.example.other'), { filters: 'artifactType', manifests: [] });
+    assert.deepEqual((await referrers('', 'shell/git')).manifests, [], 'referrers belong to the repository they were pushed to');
+    const invalid = await fetch(`${registry.url}/v2/shell/hello/referrers/sha256:abc`);
+    assert.equal(invalid.status, 400);
+    assert.equal(await errorCode(invalid), 'DIGEST_INVALID');
+
+    assert.equal((await fetch(`${registry.url}/v2/shell/hello/manifests/${digest}`, { method: 'DELETE', headers: auth })).status, 202);
+    assert.deepEqual((await referrers()).manifests, [], 'a deleted referrer is no longer listed');
+  });
+
   it('challenges an anonymous version check like a token-auth registry, and gives anonymous tokens for pulls', async () => {
     const ping = await fetch(`${registry.url}/v2/`);
     assert.equal(ping.status, 401);
