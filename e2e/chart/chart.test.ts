@@ -88,6 +88,8 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'a closure size that is no quantity', values: { instance: { limits: { maxClosureSize: '10GB' } } }, helm3: /instance\.limits\.maxClosureSize: Does not match pattern/, helm4: /at '\/instance\/limits\/maxClosureSize': '10GB' does not match pattern/ },
   { name: 'a negative queue', values: { instance: { limits: { maxQueuedBuilds: -1 } } }, helm3: /instance\.limits\.maxQueuedBuilds: Must be greater than or equal to 0/, helm4: /at '\/instance\/limits\/maxQueuedBuilds': minimum: got -1, want 0/ },
   { name: 'an unknown limit', values: { instance: { limits: { maxBuilds: 3 } } }, helm3: /instance\.limits: Additional property maxBuilds is not allowed/, helm4: /at '\/instance\/limits': additional properties? 'maxBuilds' not allowed/ },
+  { name: 'a send-stall timeout of 0', values: { instance: { limits: { sendStallTimeoutSeconds: 0 } } }, helm3: /instance\.limits\.sendStallTimeoutSeconds: Must be greater than or equal to 1/, helm4: /at '\/instance\/limits\/sendStallTimeoutSeconds': minimum: got 0, want 1/ },
+  { name: 'a free-space reserve that is no size or percentage', values: { instance: { limits: { minFreeSpace: '1GB' } } }, helm3: /instance\.limits\.minFreeSpace: Does not match pattern/, helm4: /at '\/instance\/limits\/minFreeSpace': '1GB' does not match pattern/ },
 ];
 
 for (const version of HELM_VERSIONS) {
@@ -215,6 +217,14 @@ for (const version of HELM_VERSIONS) {
       assert.equal((await spec([])).limits, undefined, 'the registry keeps its defaults');
       assert.deepEqual((await spec(['-f', path.join(VALUES_DIR, 'instance-build-limits.yaml')])).limits, { maxQueuedBuilds: 4, clientBuildsPerMinute: 120, maxClosureSize: '4Gi' });
       assert.deepEqual((await spec(['--set', 'instance.limits.maxQueuedBuilds=0'])).limits, { maxQueuedBuilds: 0 });
+      assert.deepEqual((await spec(['-f', path.join(VALUES_DIR, 'instance-connection-limits.yaml')])).limits, {
+        headersTimeoutSeconds: 10,
+        receiveTimeoutSeconds: 300,
+        sendStallTimeoutSeconds: 20,
+        keepAliveTimeoutSeconds: 15,
+        maxConnections: 512,
+        minFreeSpace: '5%',
+      });
     });
 
     it('leaves RBAC, the ServiceAccount and the Lease Role out when asked to', async () => {

@@ -118,6 +118,37 @@ describe('helm template, validated by the API server', () => {
     }
   });
 
+  it('the NixeryInstance CRD takes the connection limits and the free-space reserve, and refuses what the registry would refuse', async () => {
+    const instance = (limits: object) =>
+      JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'limits', namespace: RELEASE_NAMESPACE }, spec: { limits } });
+    const accepted = [
+      { headersTimeoutSeconds: 10, receiveTimeoutSeconds: 300, sendStallTimeoutSeconds: 20, keepAliveTimeoutSeconds: 15, maxConnections: 512, minFreeSpace: '2Gi' },
+      { headersTimeoutSeconds: 600 },
+      { receiveTimeoutSeconds: 30 },
+      { minFreeSpace: '0' },
+      { minFreeSpace: '7.5%' },
+    ];
+    for (const limits of accepted) {
+      const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], instance(limits));
+      assert.equal(result.code, 0, `${JSON.stringify(limits)}: ${result.stderr}`);
+      assert.deepEqual((JSON.parse(result.stdout) as { spec: { limits: object } }).spec.limits, limits);
+    }
+    const refused: [limits: object, message: RegExp][] = [
+      [{ sendStallTimeoutSeconds: 0 }, /spec\.limits\.sendStallTimeoutSeconds: Invalid value: 0: spec\.limits\.sendStallTimeoutSeconds in body should be greater than or equal to 1/],
+      [{ maxConnections: 0 }, /spec\.limits\.maxConnections: Invalid value: 0/],
+      [{ minFreeSpace: '1GB' }, /spec\.limits\.minFreeSpace: Invalid value: "1GB": spec\.limits\.minFreeSpace in body should match/],
+      [{ minFreeSpace: '100%' }, /spec\.limits\.minFreeSpace: Invalid value: "100%"/],
+      [{ headersTimeoutSeconds: 60, receiveTimeoutSeconds: 30 }, /headersTimeoutSeconds cannot exceed limits\.receiveTimeoutSeconds/],
+      [{ headersTimeoutSeconds: 601 }, /headersTimeoutSeconds cannot exceed limits\.receiveTimeoutSeconds \(default 600\)/],
+      [{ receiveTimeoutSeconds: 29 }, /headersTimeoutSeconds cannot exceed/],
+    ];
+    for (const [limits, message] of refused) {
+      const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], instance(limits));
+      assert.notEqual(result.code, 0, `${JSON.stringify(limits)} was accepted`);
+      assert.match(result.stderr, message, JSON.stringify(limits));
+    }
+  });
+
   it('both CRDs take trusted refs for a git source, and refuse what the registry would refuse', async () => {
     const objects = (git: object) => [
       { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'refs', namespace: RELEASE_NAMESPACE }, spec: { packageSource: { git } } },

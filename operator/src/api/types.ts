@@ -41,8 +41,19 @@ export interface NixeryInstanceSpec {
   onDemand: boolean;
   /** Attribute-path patterns (`*` a glob) of packages built on demand; NixImages are not subject to them. */
   packages?: { allow?: string[]; deny?: string[] };
-  /** Bounds on on-demand builds; unset fields keep the registry's defaults. */
-  limits?: { maxQueuedBuilds?: number; clientBuildsPerMinute?: number; maxClosureSize?: string };
+  /** Bounds on on-demand builds, connections and disk; unset fields keep the registry's defaults. */
+  limits?: {
+    maxQueuedBuilds?: number;
+    clientBuildsPerMinute?: number;
+    maxClosureSize?: string;
+    headersTimeoutSeconds?: number;
+    receiveTimeoutSeconds?: number;
+    sendStallTimeoutSeconds?: number;
+    keepAliveTimeoutSeconds?: number;
+    maxConnections?: number;
+    /** Bytes with a quantity suffix (`2Gi`) or a percentage (`5%`), as NIXERY_MIN_FREE_SPACE takes it. */
+    minFreeSpace?: string;
+  };
 }
 
 export interface NixeryInstanceStatus {

@@ -130,6 +130,29 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(desiredInstance(instance({ limits: {} })), desiredInstance(instance()), 'instances that set no limit keep their pods');
   });
 
+  it('passes the connection limits and the free-space reserve to the registry, as it reads them, and leaves unset ones to its defaults', () => {
+    const limits = { headersTimeoutSeconds: 10, receiveTimeoutSeconds: 120, sendStallTimeoutSeconds: 20, keepAliveTimeoutSeconds: 15, maxConnections: 300, minFreeSpace: '5%' };
+    const env = envOf(desiredInstance(instance({ limits })));
+    assert.equal(env.NIXERY_HEADERS_TIMEOUT, '10');
+    assert.equal(env.NIXERY_RECEIVE_TIMEOUT, '120');
+    assert.equal(env.NIXERY_SEND_STALL_TIMEOUT, '20');
+    assert.equal(env.NIXERY_KEEPALIVE_TIMEOUT, '15');
+    assert.equal(env.NIXERY_MAX_CONNECTIONS, '300');
+    assert.equal(env.NIXERY_MIN_FREE_SPACE, '5%');
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
+    const config = loadConfig(rest, '/');
+    assert.deepEqual(config.connections, { headersTimeoutSeconds: 10, receiveTimeoutSeconds: 120, sendStallTimeoutSeconds: 20, keepAliveTimeoutSeconds: 15, maxConnections: 300 });
+    assert.deepEqual(config.minFreeSpace, { percent: 5 });
+    const one = envOf(desiredInstance(instance({ limits: { sendStallTimeoutSeconds: 45, minFreeSpace: '2Gi' } })));
+    assert.equal(one.NIXERY_SEND_STALL_TIMEOUT, '45');
+    assert.equal(one.NIXERY_MIN_FREE_SPACE, '2Gi');
+    const unset = envOf(desiredInstance(instance({ limits: { maxQueuedBuilds: 3 } })));
+    for (const name of ['NIXERY_HEADERS_TIMEOUT', 'NIXERY_RECEIVE_TIMEOUT', 'NIXERY_SEND_STALL_TIMEOUT', 'NIXERY_KEEPALIVE_TIMEOUT', 'NIXERY_MAX_CONNECTIONS', 'NIXERY_MIN_FREE_SPACE']) {
+      assert.equal(unset[name], undefined, name);
+      assert.equal(one[name === 'NIXERY_SEND_STALL_TIMEOUT' || name === 'NIXERY_MIN_FREE_SPACE' ? 'none' : name], undefined, name);
+    }
+  });
+
   it('leaves the registry defaults (on demand, every package) out of the environment, so existing pods stay', () => {
     for (const spec of [{}, { onDemand: true }, { packages: {} }, { packages: { allow: [], deny: [] } }]) {
       const env = envOf(desiredInstance(instance(spec)));

@@ -11,7 +11,7 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import { containerEnv, DEFAULT_CHANNEL_BASE_URL, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, type PackageSource, type RegistrySettings } from '@nixery/registry/operator-api';
-import { API_VERSION, type NixeryInstance, type PackageSourceSpec } from '../api/types.ts';
+import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 
 export const STORAGE_MOUNT = '/var/lib/nixery';
@@ -78,10 +78,20 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.maxQueuedBuilds !== undefined ? { maxQueuedBuilds: spec.limits.maxQueuedBuilds } : {}),
     ...(spec.limits?.clientBuildsPerMinute !== undefined ? { clientBuildsPerMinute: spec.limits.clientBuildsPerMinute } : {}),
     ...(spec.limits?.maxClosureSize !== undefined ? { maxClosureSize: spec.limits.maxClosureSize } : {}),
+    ...(spec.limits ? { connections: connectionLimitsOf(spec.limits) } : {}),
+    ...(spec.limits?.minFreeSpace !== undefined ? { minFreeSpace: spec.limits.minFreeSpace } : {}),
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
   return containerEnv(settings);
+}
+
+/** The connection limits a NixeryInstance sets; the others are left to the registry. */
+function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): NonNullable<RegistrySettings['connections']> {
+  const { headersTimeoutSeconds, receiveTimeoutSeconds, sendStallTimeoutSeconds, keepAliveTimeoutSeconds, maxConnections } = limits;
+  return Object.fromEntries(
+    Object.entries({ headersTimeoutSeconds, receiveTimeoutSeconds, sendStallTimeoutSeconds, keepAliveTimeoutSeconds, maxConnections }).filter(([, v]) => v !== undefined),
+  );
 }
 
 export function desiredInstance(instance: NixeryInstance): DesiredInstance {

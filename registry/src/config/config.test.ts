@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_TRUSTED_REFS, isTrustedRef, trustedRefPatternProblem } from './package-source.ts';
-import { bundledPackageSetPath, ConfigError, DEFAULT_LAYER_BUDGET, ENV, loadConfig, loadLogLevel, renderEnvironment, type RegistrySettings } from './config.ts';
+import { bundledPackageSetPath, ConfigError, DEFAULT_CONNECTION_LIMITS, DEFAULT_LAYER_BUDGET, ENV, loadConfig, loadLogLevel, renderEnvironment, type RegistrySettings } from './config.ts';
 
 describe('configuration from Nixery environment variables', () => {
   it('uses the embedded defaults when nothing is set: port 8080, local filesystem storage, the bundled set', () => {
@@ -361,6 +361,9 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { onDemand: false },
       { onDemand: true, allowedPackages: ['hello', 'python3Packages.*'], deniedPackages: ['python3Packages.requests', '_7zip'] },
       { maxQueuedBuilds: 0, clientBuildsPerMinute: 7, maxClosureSize: '3Gi' },
+      { connections: { headersTimeoutSeconds: 5, receiveTimeoutSeconds: 60, sendStallTimeoutSeconds: 10, keepAliveTimeoutSeconds: 15, maxConnections: 200 } },
+      { connections: { sendStallTimeoutSeconds: 45 }, minFreeSpace: '2Gi' },
+      { minFreeSpace: '7.5%' },
     ];
     for (const settings of cases) {
       const config = loadConfig(renderEnvironment(settings), '/');
@@ -376,6 +379,9 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       if (settings.maxQueuedBuilds !== undefined) assert.equal(config.maxQueuedBuilds, settings.maxQueuedBuilds);
       if (settings.clientBuildsPerMinute !== undefined) assert.equal(config.clientBuildsPerMinute, settings.clientBuildsPerMinute);
       if (settings.maxClosureSize !== undefined) assert.equal(config.maxClosureBytes, 3 * 1024 ** 3);
+      assert.deepEqual(config.connections, { ...DEFAULT_CONNECTION_LIMITS, ...settings.connections });
+      if (settings.minFreeSpace === '2Gi') assert.deepEqual(config.minFreeSpace, { bytes: 2 * 1024 ** 3 });
+      if (settings.minFreeSpace === '7.5%') assert.deepEqual(config.minFreeSpace, { percent: 7.5 });
     }
   });
 
@@ -398,7 +404,10 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       maxQueuedBuilds: 1,
       clientBuildsPerMinute: 1,
       maxClosureSize: '1',
+      connections: { headersTimeoutSeconds: 1, receiveTimeoutSeconds: 1, sendStallTimeoutSeconds: 1, keepAliveTimeoutSeconds: 1, maxConnections: 1 },
+      minFreeSpace: '1',
     });
+    assert.equal(Object.keys(env).filter((name) => /TIMEOUT$|CONNECTIONS|FREE_SPACE/.test(name) && name !== 'NIX_TIMEOUT').length, 6);
     const known = new Set<string>(Object.values(ENV));
     for (const name of Object.keys(env)) assert.ok(known.has(name), name);
   });

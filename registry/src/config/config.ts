@@ -405,6 +405,10 @@ export interface RegistrySettings {
   clientBuildsPerMinute?: number;
   /** As NIXERY_MAX_CLOSURE_SIZE takes it: bytes, or with a Kubernetes quantity suffix (`10Gi`). */
   maxClosureSize?: string;
+  /** Unset fields keep the registry's defaults (DEFAULT_CONNECTION_LIMITS). */
+  connections?: Partial<ConnectionLimits>;
+  /** As NIXERY_MIN_FREE_SPACE takes it: bytes with a quantity suffix (`2Gi`), or a percentage (`5%`). */
+  minFreeSpace?: string;
 }
 
 /**
@@ -445,5 +449,12 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.maxQueuedBuilds !== undefined) env[ENV.maxQueuedBuilds] = String(settings.maxQueuedBuilds);
   if (settings.clientBuildsPerMinute !== undefined) env[ENV.clientBuildsPerMinute] = String(settings.clientBuildsPerMinute);
   if (settings.maxClosureSize !== undefined) env[ENV.maxClosureSize] = settings.maxClosureSize;
+  const connections = settings.connections ?? {};
+  if (connections.headersTimeoutSeconds !== undefined) env[ENV.headersTimeout] = String(connections.headersTimeoutSeconds);
+  if (connections.receiveTimeoutSeconds !== undefined) env[ENV.receiveTimeout] = String(connections.receiveTimeoutSeconds);
+  if (connections.sendStallTimeoutSeconds !== undefined) env[ENV.sendStallTimeout] = String(connections.sendStallTimeoutSeconds);
+  if (connections.keepAliveTimeoutSeconds !== undefined) env[ENV.keepAliveTimeout] = String(connections.keepAliveTimeoutSeconds);
+  if (connections.maxConnections !== undefined) env[ENV.maxConnections] = String(connections.maxConnections);
+  if (settings.minFreeSpace !== undefined) env[ENV.minFreeSpace] = settings.minFreeSpace;
   return env;
 }
