@@ -127,6 +127,7 @@ describe('helm template, validated by the API server', () => {
       { receiveTimeoutSeconds: 30 },
       { minFreeSpace: '0' },
       { minFreeSpace: '7.5%' },
+      { maxConcurrentBuilds: 4, tagFlushIntervalSeconds: 5, maxRecordedTags: 50_000 },
     ];
     for (const limits of accepted) {
       const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], instance(limits));
@@ -141,6 +142,9 @@ describe('helm template, validated by the API server', () => {
       [{ headersTimeoutSeconds: 60, receiveTimeoutSeconds: 30 }, /headersTimeoutSeconds cannot exceed limits\.receiveTimeoutSeconds/],
       [{ headersTimeoutSeconds: 601 }, /headersTimeoutSeconds cannot exceed limits\.receiveTimeoutSeconds \(default 600\)/],
       [{ receiveTimeoutSeconds: 29 }, /headersTimeoutSeconds cannot exceed/],
+      [{ maxConcurrentBuilds: 0 }, /spec\.limits\.maxConcurrentBuilds: Invalid value: 0/],
+      [{ tagFlushIntervalSeconds: 0 }, /spec\.limits\.tagFlushIntervalSeconds: Invalid value: 0/],
+      [{ maxRecordedTags: 'many' }, /spec\.limits\.maxRecordedTags: Invalid value: "string"/],
     ];
     for (const [limits, message] of refused) {
       const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], instance(limits));

@@ -53,6 +53,9 @@ export interface NixeryInstanceSpec {
     maxConnections?: number;
     /** Bytes with a quantity suffix (`2Gi`) or a percentage (`5%`), as NIXERY_MIN_FREE_SPACE takes it. */
     minFreeSpace?: string;
+    maxConcurrentBuilds?: number;
+    tagFlushIntervalSeconds?: number;
+    maxRecordedTags?: number;
   };
 }
 

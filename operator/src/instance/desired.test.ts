@@ -130,6 +130,17 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(desiredInstance(instance({ limits: {} })), desiredInstance(instance()), 'instances that set no limit keep their pods');
   });
 
+  it('passes the build slots and the tag records to the registry, as it reads them', () => {
+    const d = desiredInstance(instance({ limits: { maxConcurrentBuilds: 4, tagFlushIntervalSeconds: 5, maxRecordedTags: 50_000 } }));
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    const config = loadConfig(env, '/');
+    assert.equal(config.maxConcurrentBuilds, 4);
+    assert.equal(config.tagFlushIntervalSeconds, 5);
+    assert.equal(config.maxRecordedTags, 50_000);
+    const unset = envOf(desiredInstance(instance({ limits: { maxQueuedBuilds: 3 } })));
+    for (const name of ['NIXERY_MAX_CONCURRENT_BUILDS', 'NIXERY_TAG_FLUSH_INTERVAL', 'NIXERY_MAX_RECORDED_TAGS']) assert.equal(unset[name], undefined, name);
+  });
+
   it('passes the connection limits and the free-space reserve to the registry, as it reads them, and leaves unset ones to its defaults', () => {
     const limits = { headersTimeoutSeconds: 10, receiveTimeoutSeconds: 120, sendStallTimeoutSeconds: 20, keepAliveTimeoutSeconds: 15, maxConnections: 300, minFreeSpace: '5%' };
     const env = envOf(desiredInstance(instance({ limits })));

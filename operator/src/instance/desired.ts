@@ -80,6 +80,9 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.maxClosureSize !== undefined ? { maxClosureSize: spec.limits.maxClosureSize } : {}),
     ...(spec.limits ? { connections: connectionLimitsOf(spec.limits) } : {}),
     ...(spec.limits?.minFreeSpace !== undefined ? { minFreeSpace: spec.limits.minFreeSpace } : {}),
+    ...(spec.limits?.maxConcurrentBuilds !== undefined ? { maxConcurrentBuilds: spec.limits.maxConcurrentBuilds } : {}),
+    ...(spec.limits?.tagFlushIntervalSeconds !== undefined ? { tagFlushIntervalSeconds: spec.limits.tagFlushIntervalSeconds } : {}),
+    ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;

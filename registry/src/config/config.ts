@@ -409,6 +409,9 @@ export interface RegistrySettings {
   connections?: Partial<ConnectionLimits>;
   /** As NIXERY_MIN_FREE_SPACE takes it: bytes with a quantity suffix (`2Gi`), or a percentage (`5%`). */
   minFreeSpace?: string;
+  maxConcurrentBuilds?: number;
+  tagFlushIntervalSeconds?: number;
+  maxRecordedTags?: number;
 }
 
 /**
@@ -456,5 +459,8 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (connections.keepAliveTimeoutSeconds !== undefined) env[ENV.keepAliveTimeout] = String(connections.keepAliveTimeoutSeconds);
   if (connections.maxConnections !== undefined) env[ENV.maxConnections] = String(connections.maxConnections);
   if (settings.minFreeSpace !== undefined) env[ENV.minFreeSpace] = settings.minFreeSpace;
+  if (settings.maxConcurrentBuilds !== undefined) env[ENV.maxConcurrentBuilds] = String(settings.maxConcurrentBuilds);
+  if (settings.tagFlushIntervalSeconds !== undefined) env[ENV.tagFlushInterval] = String(settings.tagFlushIntervalSeconds);
+  if (settings.maxRecordedTags !== undefined) env[ENV.maxRecordedTags] = String(settings.maxRecordedTags);
   return env;
 }
