@@ -69,14 +69,14 @@ export class ClosureTooLargeError extends Error {
   }
 }
 
-/** Bytes in binary units with one decimal, e.g. `1.5 GiB`. */
+/** Bytes in binary units for messages: `1.5 GiB` below ten of a unit, `20 GiB` above. */
 export function formatBytes(bytes: number): string {
   const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
     value /= 1024;
-    unit++;
+    unit += 1;
   }
-  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { buildVolumes, formatBytes, FreeSpace, InsufficientSpaceError, type StatFs } from './free-space.ts';
+import { formatBytes } from './errors.ts';
+import { buildVolumes, FreeSpace, InsufficientSpaceError, type StatFs } from './free-space.ts';
 
 const tempDir = tempDirs('nixery-free-space-');
 const GiB = 1024 ** 3;

@@ -4,6 +4,7 @@
 // only when a build is about to start, never on the warm paths.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { formatBytes } from './errors.ts';
 
 /** Bytes to keep free, or a share of each file system's size. `{ bytes: 0 }` turns the check off. */
 export type SpaceReserve = { bytes: number } | { percent: number };
@@ -104,13 +105,3 @@ async function statNearest(statfs: StatFs, dir: string): ReturnType<StatFs> {
   }
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
