@@ -27,8 +27,13 @@ const BLOB_BYTES = 48 * 1024 * 1024;
  * registry a few seconds on two cores: the bound for all of them is that, the timeout, and margin.
  */
 const RELEASED_WITHIN_MS = 15_000;
-/** What a limit may be late by: the registry checks four times a timeout, the rest is this machine's slack. */
-const MARGIN_MS = 1_500;
+/**
+ * What a limit may be late by: the registry checks four times a timeout; the rest is this machine's
+ * slack, which is large while the registry (and this test) push 1 GB into 300 sockets on two cores
+ * shared with another test file (a fresh-root CI run saw 4.3 s). Without the limit a trickle is
+ * never cut, so any bound well below the test's own proves the point.
+ */
+const MARGIN_MS = 6_000;
 
 function rssBytes(pid: number): number {
   const kib = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
