@@ -168,13 +168,18 @@ const positiveInt = (what: string) =>
 
 const BYTE_SUFFIXES: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
 
+/** Bytes of a whole number with an optional Kubernetes quantity suffix (`10Gi`, `500M`); NaN for anything else. */
+function quantityBytes(raw: string): number {
+  const match = /^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(raw);
+  return match ? Number(match[1]) * BYTE_SUFFIXES[match[2] ?? '']! : NaN;
+}
+
 /** A size in bytes, with an optional Kubernetes quantity suffix (`10Gi`, `500M`). */
 const byteSize = z
   .string()
   .trim()
   .transform((raw, ctx) => {
-    const match = /^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(raw);
-    const bytes = match ? Number(match[1]) * BYTE_SUFFIXES[match[2] ?? '']! : NaN;
+    const bytes = quantityBytes(raw);
     if (Number.isSafeInteger(bytes) && bytes > 0) return bytes;
     ctx.addIssue({ code: 'custom', message: 'expected a size in bytes greater than zero, with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix (such as 10Gi)' });
     return z.NEVER;
@@ -224,21 +229,29 @@ const fields = {
   minFreeSpace: z.string().trim().transform(spaceReserve),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
-/** A comma-separated list of package patterns, each checked; whitespace around entries is ignored. */
-function packagePatterns(raw: string, ctx: z.RefinementCtx): string[] {
+/**
+ * A comma-separated list, whitespace around entries ignored: at most `max` entries, each passing
+ * `problemOf` (undefined when it is fine); `refuse` words the first problem.
+ */
+function checkedList(raw: string, ctx: z.RefinementCtx, max: number, noun: string, problemOf: (entry: string) => string | undefined, refuse: (problem: string) => string): string[] {
   const entries = raw.split(',').map((e) => e.trim());
-  if (entries.length > MAX_PACKAGE_PATTERNS) {
-    ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_PACKAGE_PATTERNS} comma-separated attribute paths, got ${entries.length}` });
+  if (entries.length > max) {
+    ctx.addIssue({ code: 'custom', message: `expected at most ${max} comma-separated ${noun}, got ${entries.length}` });
     return z.NEVER;
   }
   for (const entry of entries) {
-    const problem = packagePatternProblem(entry);
+    const problem = problemOf(entry);
     if (problem) {
-      ctx.addIssue({ code: 'custom', message: `expected comma-separated attribute paths with * as a glob, but found ${problem}` });
+      ctx.addIssue({ code: 'custom', message: refuse(problem) });
       return z.NEVER;
     }
   }
   return entries;
+}
+
+/** A comma-separated list of package patterns, each checked. */
+function packagePatterns(raw: string, ctx: z.RefinementCtx): string[] {
+  return checkedList(raw, ctx, MAX_PACKAGE_PATTERNS, 'attribute paths', packagePatternProblem, (problem) => `expected comma-separated attribute paths with * as a glob, but found ${problem}`);
 }
 
 /** Bytes, with Kubernetes' suffixes (`512Mi`, `2G`), or a percentage of the file system (`5%`). */
@@ -250,8 +263,7 @@ function spaceReserve(raw: string, ctx: z.RefinementCtx): SpaceReserve {
     ctx.addIssue({ code: 'custom', message: 'expected a percentage below 100%' });
     return z.NEVER;
   }
-  const size = /^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(raw);
-  const bytes = size ? Number(size[1]) * BYTE_SUFFIXES[size[2] ?? '']! : NaN;
+  const bytes = quantityBytes(raw);
   if (Number.isSafeInteger(bytes)) return { bytes };
   ctx.addIssue({ code: 'custom', message: 'expected bytes as a whole number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix (such as 2Gi), or a percentage (such as 5%)' });
   return z.NEVER;
@@ -262,19 +274,7 @@ const MAX_TRUSTED_REF_PATTERNS = 64;
 
 /** A comma-separated list of trusted-ref patterns (package-source.ts), each checked. */
 function trustedRefPatterns(raw: string, ctx: z.RefinementCtx): string[] {
-  const entries = raw.split(',').map((e) => e.trim());
-  if (entries.length > MAX_TRUSTED_REF_PATTERNS) {
-    ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_TRUSTED_REF_PATTERNS} comma-separated ref patterns, got ${entries.length}` });
-    return z.NEVER;
-  }
-  for (const entry of entries) {
-    const problem = trustedRefPatternProblem(entry);
-    if (problem) {
-      ctx.addIssue({ code: 'custom', message: `expected comma-separated ref patterns such as refs/heads/*,refs/tags/v*, but ${problem}` });
-      return z.NEVER;
-    }
-  }
-  return entries;
+  return checkedList(raw, ctx, MAX_TRUSTED_REF_PATTERNS, 'ref patterns', trustedRefPatternProblem, (problem) => `expected comma-separated ref patterns such as refs/heads/*,refs/tags/v*, but ${problem}`);
 }
 
 type Parsed = { [K in keyof typeof fields]?: z.output<(typeof fields)[K]> };
