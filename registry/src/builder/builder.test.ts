@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { imageFromName } from '../image/name.ts';
@@ -23,6 +24,11 @@ function storePath(name: string): string {
   return `/nix/store/${hash}-${name}`;
 }
 
+/** A NAR hash as Nix prints one (SRI); any SHA-256 does for a fake store. */
+function narHash(name: string): string {
+  return `sha256-${createHash('sha256').update(name).digest('base64')}`;
+}
+
 /** A fake /nix/store under a temp root: each package has bin/<name> and references its deps. */
 async function fakeStore(packages: Record<string, string[]>): Promise<{ root: string; closure: StorePath[] }> {
   const root = await tempDir();
@@ -31,7 +37,7 @@ async function fakeStore(packages: Record<string, string[]>): Promise<{ root: st
     const p = storePath(name);
     await fs.mkdir(path.join(root, p, 'bin'), { recursive: true });
     await fs.writeFile(path.join(root, p, 'bin', name), `#!/bin/sh\necho ${name}\n`, { mode: 0o555 });
-    closure.push({ path: p, narSize: 1000 + name.length, references: deps.map(storePath) });
+    closure.push({ path: p, narSize: 1000 + name.length, narHash: narHash(name), references: deps.map(storePath) });
   }
   closure.sort((a, b) => (a.path < b.path ? -1 : 1));
   return { root, closure };
@@ -259,7 +265,7 @@ describe('image builder', () => {
         running--;
         return {
           packages: request.packages.map((name) => ({ name, attrPath: [name], outPaths: [storePath(name)] })),
-          closure: request.packages.map((name) => ({ path: storePath(name), narSize: 1, references: [] })),
+          closure: request.packages.map((name) => ({ path: storePath(name), narSize: 1, narHash: narHash(name), references: [] })),
           timings: { evaluateMs: 0, realiseMs: 0, graphMs: 0 },
         };
       },

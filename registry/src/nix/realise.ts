@@ -57,6 +57,8 @@ export interface NixOptions {
 export interface StorePath {
   path: string;
   narSize: number;
+  /** SHA-256 of the path's NAR, as Nix prints it (`sha256-<base64>`, or `sha256:<nix32>` from older Nix). */
+  narHash: string;
   /** Other store paths this one refers to; never itself. */
   references: string[];
 }
@@ -328,16 +330,16 @@ export function parsePathInfo(stdout: string): StorePath[] {
     );
   } else throw new NixOutputError('nix path-info', 'expected an array or an object keyed by store path');
   const paths = entries.map((entry: unknown): StorePath => {
-    const e = entry as { path?: unknown; narSize?: unknown; references?: unknown; valid?: unknown };
+    const e = entry as { path?: unknown; narSize?: unknown; narHash?: unknown; references?: unknown; valid?: unknown };
     if (typeof e.path !== 'string' || e.valid === false) {
       throw new NixOutputError('nix path-info', `invalid entry ${JSON.stringify(entry)}`);
     }
-    if (typeof e.narSize !== 'number' || !Array.isArray(e.references)) {
-      throw new NixOutputError('nix path-info', `entry for ${e.path} lacks narSize or references`);
+    if (typeof e.narSize !== 'number' || typeof e.narHash !== 'string' || !Array.isArray(e.references)) {
+      throw new NixOutputError('nix path-info', `entry for ${e.path} lacks narSize, narHash or references`);
     }
     const self = e.path;
     const references = (e.references as unknown[]).filter((r): r is string => typeof r === 'string' && r !== self).sort();
-    return { path: self, narSize: e.narSize, references };
+    return { path: self, narSize: e.narSize, narHash: e.narHash, references };
   });
   return paths.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

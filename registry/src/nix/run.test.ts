@@ -59,13 +59,14 @@ describe('LogTail', () => {
 describe('reading Nix output', () => {
   it('drops self-references and sorts the closure', () => {
     const json = JSON.stringify([
-      { path: '/nix/store/b-x', narSize: 2, references: ['/nix/store/b-x', '/nix/store/a-y'] },
-      { path: '/nix/store/a-y', narSize: 1, references: [] },
+      { path: '/nix/store/b-x', narSize: 2, narHash: 'sha256:0dpnhxl4nrzl63dwzm2frzkbjw9qqapzzw5j5gj844kqlvvccyl2', references: ['/nix/store/b-x', '/nix/store/a-y'] },
+      { path: '/nix/store/a-y', narSize: 1, narHash: 'sha256-a', references: [] },
     ]);
     assert.deepEqual(parsePathInfo(json), [
-      { path: '/nix/store/a-y', narSize: 1, references: [] },
-      { path: '/nix/store/b-x', narSize: 2, references: ['/nix/store/a-y'] },
+      { path: '/nix/store/a-y', narSize: 1, narHash: 'sha256-a', references: [] },
+      { path: '/nix/store/b-x', narSize: 2, narHash: 'sha256:0dpnhxl4nrzl63dwzm2frzkbjw9qqapzzw5j5gj844kqlvvccyl2', references: ['/nix/store/a-y'] },
     ]);
+    assert.throws(() => parsePathInfo(JSON.stringify([{ path: '/nix/store/a-y', narSize: 1, references: [] }])), /lacks narSize, narHash or references/);
   });
 
   it('reads the object form of path-info that Nix 2.19 and later print', () => {
@@ -76,8 +77,8 @@ describe('reading Nix output', () => {
       [b]: { narSize: 50, references: [], narHash: 'sha256-y', ca: null, deriver: null, registrationTime: 1, signatures: [], ultimate: false },
     });
     assert.deepEqual(parsePathInfo(json), [
-      { path: a, narSize: 100, references: [b] },
-      { path: b, narSize: 50, references: [] },
+      { path: a, narSize: 100, narHash: 'sha256-x', references: [b] },
+      { path: b, narSize: 50, narHash: 'sha256-y', references: [] },
     ]);
     assert.throws(() => parsePathInfo(JSON.stringify({ [a]: null })), /invalid entry/, 'an invalid path is null there');
     assert.throws(() => parsePathInfo('"text"'), /expected an array or an object/);
