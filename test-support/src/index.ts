@@ -7,4 +7,5 @@ export { execFile, exited, run, runOk, spawn, stopChild, waitForOutput, type Run
 export { commandLine, descendantsOf, identify, isRunning, noProcessMatching, processesMatching, type ProcessIdentity } from './proc.ts';
 export { freePort } from './ports.ts';
 export { REPO_ROOT } from './repo.ts';
+export { issueCertificate, makeCertificateAuthority, type CertificateAuthority, type IssueOptions, type ServingCertificate } from './certificates.ts';
 export { HELM3, HELM4, KUBECTL, helm, kubectlBinary, requireTool } from './tools.ts';
