@@ -1,15 +1,18 @@
 // The HTTP server's limits, on real sockets: what is cut (a request that does not arrive, a
 // response nobody takes, an idle keep-alive connection, a connection beyond the cap), when,
-// and what is not (an answer that takes long to be ready, a slow download that moves).
-import { after, describe, it } from 'node:test';
+// and what is not (an answer that takes long to be ready, a slow download that moves); and the
+// same over TLS, where a handshake that does not end counts as headers that do not arrive.
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import type { ConnectionLimits } from '../config/config.ts';
 import { silentLogger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
-import { eventually, within } from '@nixery/test-support';
-import { createHttpServer } from './connections.ts';
+import { tempDirs } from '../test-support/temp-dirs.ts';
+import { eventually, issueCertificate, makeCertificateAuthority, within, type CertificateAuthority, type ServingCertificate } from '@nixery/test-support';
+import { createHttpServer, createHttpsServer } from './connections.ts';
 
 const MiB = 1024 * 1024;
 const BODY = Buffer.alloc(64 * MiB, 7);
@@ -26,27 +29,34 @@ after(async () => {
   }
 });
 
-async function start(limits: Partial<ConnectionLimits>) {
+/** Over TLS, the serving certificate and the CA a client trusts it by; plain HTTP without. */
+interface Tls {
+  ca: CertificateAuthority;
+  serving: ServingCertificate;
+}
+
+async function start(limits: Partial<ConnectionLimits>, overTls?: Tls) {
   const metrics = createMetrics({ defaultMetrics: false });
-  const server = createHttpServer(
-    (req, res) => {
-      if (req.url === '/big') {
-        // One write: its callback comes only when the kernel has all 64 MiB, however the client reads.
-        res.writeHead(200, { 'content-length': BODY.length });
-        res.end(BODY);
-      } else if (req.url?.startsWith('/wait/')) {
-        const ms = Number(req.url.slice('/wait/'.length));
-        setTimeout(() => res.end('ready'), ms);
-      } else {
-        res.end('ok');
-      }
-    },
-    {
-      limits: { headersTimeoutSeconds: 30, receiveTimeoutSeconds: 60, sendStallTimeoutSeconds: 30, keepAliveTimeoutSeconds: 30, maxConnections: 100, ...limits },
-      metrics,
-      log: silentLogger,
-    },
-  );
+  const handler: RequestListener = (req, res) => {
+    if (req.url === '/big') {
+      // One write: its callback comes only when the kernel has all 64 MiB, however the client reads.
+      res.writeHead(200, { 'content-length': BODY.length });
+      res.end(BODY);
+    } else if (req.url?.startsWith('/wait/')) {
+      const ms = Number(req.url.slice('/wait/'.length));
+      setTimeout(() => res.end('ready'), ms);
+    } else {
+      res.end('ok');
+    }
+  };
+  const deps = {
+    limits: { headersTimeoutSeconds: 30, receiveTimeoutSeconds: 60, sendStallTimeoutSeconds: 30, keepAliveTimeoutSeconds: 30, maxConnections: 100, ...limits },
+    metrics,
+    log: silentLogger,
+  };
+  const server = overTls
+    ? createHttpsServer(handler, { cert: Buffer.from(overTls.serving.cert), key: Buffer.from(overTls.serving.key) }, deps)
+    : createHttpServer(handler, deps);
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
@@ -55,9 +65,9 @@ async function start(limits: Partial<ConnectionLimits>) {
   return { server, port, metrics, closed, open };
 }
 
-/** A raw connection: what it received, and when it closed (ms after it opened). */
-function connect(port: number) {
-  const socket = net.connect(port, '127.0.0.1');
+/** A raw connection (over TLS, trusting `ca`): what it received, and when it closed (ms after it opened). */
+function connect(port: number, ca?: CertificateAuthority) {
+  const socket = ca ? tls.connect({ port, host: '127.0.0.1', ca: ca.cert }) : net.connect(port, '127.0.0.1');
   clients.push(socket);
   const opened = performance.now();
   let received = Buffer.alloc(0);
@@ -171,6 +181,102 @@ describe('connection limits', () => {
     await held[0]!.closedAfter;
     await until('one connection closed', async () => (await open()) === 2, 5_000);
     const admitted = connect(port);
+    admitted.socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await within(5_000, 'answered', admitted.closedAfter);
+    assert.match(admitted.text(), /\r\n\r\nok$/);
+  });
+});
+
+describe('connection limits over TLS', () => {
+  const dirs = tempDirs('nixery-connections-tls-');
+  let creds: Tls;
+  before(async () => {
+    const dir = await dirs();
+    const ca = await makeCertificateAuthority(dir);
+    creds = { ca, serving: await issueCertificate(ca, dir, 'server', { hosts: ['127.0.0.1'] }) };
+  });
+
+  it('serves HTTPS with the certificate it is given', async () => {
+    const { port } = await start({}, creds);
+    const client = connect(port, creds.ca);
+    const socket = client.socket as tls.TLSSocket;
+    await within(5_000, 'the handshake', new Promise((resolve) => socket.once('secureConnect', resolve)));
+    assert.equal(socket.getPeerCertificate().fingerprint256, creds.serving.fingerprint256);
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await within(5_000, 'answered', client.closedAfter);
+    assert.match(client.text(), /^HTTP\/1\.1 200 [^]*\r\n\r\nok$/);
+  });
+
+  it('closes a connection whose handshake does not end within the headers timeout, however it trickles', async () => {
+    const { port } = await start({ headersTimeoutSeconds: 1 }, creds);
+    const client = connect(port);
+    // A TLS record header announcing a long ClientHello, then a byte every 100 ms of it.
+    client.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x3e, 0x80]));
+    const trickle = setInterval(() => client.socket.write(Buffer.from([1])), 100);
+    try {
+      const ms = await within(1_000 + MARGIN_MS, 'closed', client.closedAfter);
+      assert.ok(ms >= 900, `closed after ${ms} ms, not before the timeout`);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it('answers 408 when the headers do not arrive within the headers timeout after the handshake', async () => {
+    const { port } = await start({ headersTimeoutSeconds: 1 }, creds);
+    const client = connect(port, creds.ca);
+    client.socket.write('GET / HTTP/1.1\r\nHost: x\r\n');
+    const trickle = setInterval(() => client.socket.write('X-A: b\r\n'), 100);
+    try {
+      await within(1_000 + MARGIN_MS, 'closed', client.closedAfter);
+      assert.match(client.text(), /^HTTP\/1\.1 408 /);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it('cuts a response the client takes no bytes of for the send-stall timeout, and lets go of it', async () => {
+    const { port, closed, open } = await start({ sendStallTimeoutSeconds: 1 }, creds);
+    const client = connect(port, creds.ca);
+    await within(5_000, 'the handshake', new Promise((resolve) => client.socket.once('secureConnect', resolve)));
+    client.socket.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+    client.socket.pause();
+    const sent = performance.now();
+    await until('the send-stall cut', async () => (await closed('send_stall')) === 1, 1_000 + MARGIN_MS);
+    const ms = performance.now() - sent;
+    assert.ok(ms >= 1_000, `cut after ${ms} ms, not before the timeout`);
+    await until('the server to let go of the connection', async () => (await open()) === 0, 1_000);
+  });
+
+  it('lets a slow download go on for as long as it moves, the encrypted bytes counted', async () => {
+    const { port, closed } = await start({ sendStallTimeoutSeconds: 2 }, creds);
+    const client = connect(port, creds.ca);
+    const rate = 8 * MiB;
+    const started = performance.now();
+    client.socket.on('data', () => {
+      const ahead = client.bytes() / rate - (performance.now() - started) / 1000;
+      if (ahead > 0) {
+        client.socket.pause();
+        setTimeout(() => client.socket.resume(), ahead * 1000);
+      }
+    });
+    client.socket.write('GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await within(30_000, 'download ended', client.closedAfter);
+    assert.ok(client.bytes() > BODY.length, `received ${client.bytes()} bytes, the whole body and its headers`);
+    assert.ok(performance.now() - started > 6_000, 'it did take several timeouts');
+    assert.equal(await closed('send_stall'), 0);
+  });
+
+  it('closes connections beyond the cap as they arrive, handshake or not', async () => {
+    const { port, closed, open } = await start({ maxConnections: 2 }, creds);
+    const held = [connect(port, creds.ca), connect(port)];
+    await until('two connections open', async () => (await open()) === 2, 5_000);
+    const refused = connect(port, creds.ca);
+    refused.socket.on('error', () => {});
+    await within(5_000, 'refused connection closed', refused.closedAfter);
+    assert.equal(await closed('max_connections'), 1);
+    held[1]!.socket.destroy();
+    await until('one connection closed', async () => (await open()) === 1, 5_000);
+    const admitted = connect(port, creds.ca);
     admitted.socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     await within(5_000, 'answered', admitted.closedAfter);
     assert.match(admitted.text(), /\r\n\r\nok$/);

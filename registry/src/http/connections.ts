@@ -7,11 +7,16 @@
 //   watch below), while a slow download that moves goes on for as long as it moves;
 // - an idle keep-alive connection is closed after the keep-alive timeout;
 // - connections beyond the cap are closed as they arrive.
+// Over TLS the same holds: the TLS handshake must end within the headers timeout, and the cap,
+// the count and the send-stall watch apply to the TCP sockets beneath the TLS ones (the kernel
+// takes encrypted bytes from those).
 // Nothing bounds the time a request waits for its answer: a manifest waits for its build, which
 // NIX_TIMEOUT bounds (the receive timeout ends once the request has arrived, and a connection
 // with nothing to send is not stalled).
 import http, { type RequestListener, type Server } from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { ConnectionLimits } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -23,19 +28,54 @@ export interface ConnectionDeps {
 }
 
 export function createHttpServer(handler: RequestListener, deps: ConnectionDeps): Server {
-  const { limits, metrics, log } = deps;
-  const headersTimeout = limits.headersTimeoutSeconds * 1000;
-  const server = http.createServer(
+  return limitConnections(http.createServer(serverOptions(deps.limits), handler), deps);
+}
+
+/** The serving certificate and key, PEM. */
+export interface TlsCredentials {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** The same server over TLS; `setSecureContext` on it puts a renewed certificate into service. */
+export function createHttpsServer(handler: RequestListener, credentials: TlsCredentials, deps: ConnectionDeps): https.Server {
+  const server = https.createServer(
     {
-      headersTimeout,
-      requestTimeout: limits.receiveTimeoutSeconds * 1000,
-      keepAliveTimeout: limits.keepAliveTimeoutSeconds * 1000,
-      // How often Node looks for requests past their timeouts (its default, 30 s, would let a
-      // header trickle run far past a timeout of a few seconds).
-      connectionsCheckingInterval: Math.min(1_000, headersTimeout / 4),
+      ...serverOptions(deps.limits),
+      cert: credentials.cert,
+      key: credentials.key,
+      // A handshake is part of what must arrive before the headers: a client that opens a
+      // connection and never finishes it is let go as one that never sends its headers.
+      handshakeTimeout: deps.limits.headersTimeoutSeconds * 1000,
     },
     handler,
   );
+  server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+    // A client that does not trust the certificate ends here, as does a port scan: not news.
+    deps.log.debug('TLS handshake failed', { remoteAddress: socket.remoteAddress, error: error.message });
+  });
+  return limitConnections(server, deps);
+}
+
+function serverOptions(limits: ConnectionLimits): http.ServerOptions {
+  const headersTimeout = limits.headersTimeoutSeconds * 1000;
+  return {
+    headersTimeout,
+    requestTimeout: limits.receiveTimeoutSeconds * 1000,
+    keepAliveTimeout: limits.keepAliveTimeoutSeconds * 1000,
+    // How often Node looks for requests past their timeouts (its default, 30 s, would let a
+    // header trickle run far past a timeout of a few seconds).
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout / 4),
+  };
+}
+
+/**
+ * The cap, the count and the send-stall watch, on the sockets the server accepts: for HTTPS the
+ * TCP sockets beneath the TLS ones, whose write queue is where encrypted bytes wait for the
+ * kernel; destroying one tears down the TLS socket and the response on it.
+ */
+function limitConnections<S extends Server | https.Server>(server: S, deps: ConnectionDeps): S {
+  const { limits, metrics, log } = deps;
   server.maxConnections = limits.maxConnections;
   let lastDropLogged = 0;
   server.on('drop', (data?: { remoteAddress?: string }) => {
@@ -51,7 +91,7 @@ export function createHttpServer(handler: RequestListener, deps: ConnectionDeps)
     log.debug('closing a connection whose client takes no bytes', {
       remoteAddress: socket.remoteAddress,
       stalledSeconds: Math.round(stalledMs / 1000),
-      unsentBytes: socket.writableLength,
+      unsentBytes: socket.writableLength + libuvQueued(socket),
     });
     socket.destroy();
   });
