@@ -1,5 +1,7 @@
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { issueCertificate, makeCertificateAuthority, type ServingCertificate } from '@nixery/test-support';
+import { tempDirs } from '../test-support/temp-dirs.ts';
 import { DEFAULT_TRUSTED_REFS, isTrustedRef, trustedRefPatternProblem } from './package-source.ts';
 import { bundledPackageSetPath, ConfigError, DEFAULT_CONNECTION_LIMITS, DEFAULT_LAYER_BUDGET, ENV, loadConfig, loadLogLevel, renderEnvironment, type RegistrySettings } from './config.ts';
 
@@ -461,5 +463,74 @@ describe('NIXERY_LOG_LEVEL alone (the operator logs like the registry)', () => {
       const env = { NIXERY_LOG_LEVEL: value };
       assert.equal(outcome(() => loadLogLevel(env)), outcome(() => loadConfig(env).logLevel), `NIXERY_LOG_LEVEL=${JSON.stringify(value)}`);
     }
+  });
+});
+
+describe('TLS (NIXERY_TLS_CERT_FILE, NIXERY_TLS_KEY_FILE) and the metrics port (NIXERY_METRICS_PORT)', () => {
+  const dirs = tempDirs('nixery-config-tls-');
+  let dir: string;
+  let serving: ServingCertificate;
+  let other: ServingCertificate;
+  before(async () => {
+    dir = await dirs();
+    const ca = await makeCertificateAuthority(dir);
+    serving = await issueCertificate(ca, dir, 'serving', { hosts: ['registry.example', '127.0.0.1'] });
+    other = await issueCertificate(ca, dir, 'other', { hosts: ['other.example'] });
+  });
+
+  it('serves plain HTTP when neither is set, and HTTPS with both, paths taken from the working directory', () => {
+    assert.equal(loadConfig({}).tls, undefined);
+    assert.deepEqual(loadConfig({ NIXERY_TLS_CERT_FILE: 'serving.crt', NIXERY_TLS_KEY_FILE: serving.keyFile }, dir).tls, {
+      certFile: serving.certFile,
+      keyFile: serving.keyFile,
+    });
+  });
+
+  it('refuses one without the other, naming the one that is set', () => {
+    assert.throws(() => loadConfig({ NIXERY_TLS_CERT_FILE: serving.certFile }), { variable: 'NIXERY_TLS_CERT_FILE', message: /set together with NIXERY_TLS_KEY_FILE/ });
+    assert.throws(() => loadConfig({ NIXERY_TLS_KEY_FILE: serving.keyFile }), { variable: 'NIXERY_TLS_KEY_FILE', message: /set together with NIXERY_TLS_CERT_FILE/ });
+  });
+
+  it('refuses files it cannot read, naming the variable and the file', () => {
+    assert.throws(() => loadConfig({ NIXERY_TLS_CERT_FILE: '/nonexistent/tls.crt', NIXERY_TLS_KEY_FILE: serving.keyFile }), {
+      variable: 'NIXERY_TLS_CERT_FILE',
+      message: /cannot read \/nonexistent\/tls\.crt/,
+    });
+    assert.throws(() => loadConfig({ NIXERY_TLS_CERT_FILE: serving.certFile, NIXERY_TLS_KEY_FILE: '/nonexistent/tls.key' }), {
+      variable: 'NIXERY_TLS_KEY_FILE',
+      message: /cannot read \/nonexistent\/tls\.key/,
+    });
+  });
+
+  it('refuses files that are not a certificate and its key', () => {
+    assert.throws(() => loadConfig({ NIXERY_TLS_CERT_FILE: serving.keyFile, NIXERY_TLS_KEY_FILE: serving.keyFile }), {
+      variable: 'NIXERY_TLS_CERT_FILE',
+      message: /holds no PEM certificate/,
+    });
+    assert.throws(() => loadConfig({ NIXERY_TLS_CERT_FILE: serving.certFile, NIXERY_TLS_KEY_FILE: serving.certFile }), {
+      variable: 'NIXERY_TLS_KEY_FILE',
+      message: /holds no unencrypted PEM private key/,
+    });
+    assert.throws(() => loadConfig({ NIXERY_TLS_CERT_FILE: serving.certFile, NIXERY_TLS_KEY_FILE: other.keyFile }), {
+      variable: 'NIXERY_TLS_KEY_FILE',
+      message: /is not the key of the certificate in .*serving\.crt \(CN=registry\.example\)/,
+    });
+  });
+
+  it('reads a metrics port of its own, and refuses anything else, the registry\'s own port included', () => {
+    assert.equal(loadConfig({}).metricsPort, undefined);
+    assert.equal(loadConfig({ NIXERY_METRICS_PORT: '9102' }).metricsPort, 9102);
+    for (const bad of ['0', '65536', 'metrics', '-1']) assert.throws(() => loadConfig({ NIXERY_METRICS_PORT: bad }), { variable: 'NIXERY_METRICS_PORT' }, bad);
+    assert.throws(() => loadConfig({ NIXERY_METRICS_PORT: '8080' }), { variable: 'NIXERY_METRICS_PORT', message: /registry's own port/ });
+    assert.equal(loadConfig({ NIXERY_METRICS_PORT: '8080', PORT: '5000' }).metricsPort, 8080);
+  });
+
+  it('round-trip through renderEnvironment', () => {
+    const settings: RegistrySettings = { tls: { certFile: serving.certFile, keyFile: serving.keyFile }, metricsPort: 9102 };
+    const env = renderEnvironment(settings);
+    assert.deepEqual(env, { NIXERY_TLS_CERT_FILE: serving.certFile, NIXERY_TLS_KEY_FILE: serving.keyFile, NIXERY_METRICS_PORT: '9102' });
+    const config = loadConfig(env, '/');
+    assert.deepEqual(config.tls, settings.tls);
+    assert.equal(config.metricsPort, 9102);
   });
 });

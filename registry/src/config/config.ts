@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { MAX_PACKAGE_PATTERNS, packagePatternProblem } from '../image/package-policy.ts';
 import type { SpaceReserve } from '../builder/free-space.ts';
 import { DEFAULT_CHANNEL_BASE_URL, trustedRefPatternProblem, type PackageSource } from './package-source.ts';
+import { readTlsPairSync, TlsPairError, type TlsFiles } from './tls-pair.ts';
 
 export const ENV = {
   port: 'PORT',
@@ -46,6 +47,9 @@ export const ENV = {
   keepAliveTimeout: 'NIXERY_KEEPALIVE_TIMEOUT',
   maxConnections: 'NIXERY_MAX_CONNECTIONS',
   minFreeSpace: 'NIXERY_MIN_FREE_SPACE',
+  tlsCertFile: 'NIXERY_TLS_CERT_FILE',
+  tlsKeyFile: 'NIXERY_TLS_KEY_FILE',
+  metricsPort: 'NIXERY_METRICS_PORT',
 } as const;
 
 export type StorageConfig =
@@ -116,6 +120,10 @@ export interface Config {
   connections: ConnectionLimits;
   /** Free space the storage and the Nix store keep: below it no build starts (builder/free-space.ts). */
   minFreeSpace: SpaceReserve;
+  /** Serve HTTPS with this pair, re-read when the files change (http/tls-files.ts); unset: plain HTTP. */
+  tls?: TlsFiles;
+  /** Serve `/metrics` on this port alone (plain HTTP), not on the registry's; unset: on the registry's. */
+  metricsPort?: number;
 }
 
 /** Nixery keeps room under Docker's historical limit of 125 layers. */
@@ -227,6 +235,9 @@ const fields = {
   keepAliveTimeout: positiveInt('seconds'),
   maxConnections: positiveInt('a number of connections'),
   minFreeSpace: z.string().trim().transform(spaceReserve),
+  tlsCertFile: nonEmpty,
+  tlsKeyFile: nonEmpty,
+  metricsPort: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -343,9 +354,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     if (pushToken.length < 16) throw new ConfigError(ENV.pushTokenFile, 'the token in the file must have at least 16 characters');
   }
 
+  const tls = tlsFiles(v.tlsCertFile, v.tlsKeyFile, cwd);
+  const port = v.port ?? DEFAULT_PORT;
+  if (v.metricsPort !== undefined && v.metricsPort === port) {
+    throw new ConfigError(ENV.metricsPort, `${v.metricsPort} is the registry's own port (${ENV.port}); /metrics needs a port of its own`);
+  }
+
   return {
     ...(pushToken ? { pushToken } : {}),
-    port: v.port ?? DEFAULT_PORT,
+    port,
     source,
     sourceIsDefault,
     storage,
@@ -365,7 +382,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     deniedPackages: v.deniedPackages ?? [],
     connections,
     minFreeSpace: v.minFreeSpace ?? DEFAULT_MIN_FREE_SPACE,
+    ...(tls ? { tls } : {}),
+    ...(v.metricsPort !== undefined ? { metricsPort: v.metricsPort } : {}),
   };
+}
+
+/**
+ * Both TLS variables or neither; set, the files must hold a usable pair now: a registry that
+ * cannot serve what it was told to serve does not start (a renewal that goes wrong later is
+ * only logged, by http/tls-files.ts, since the pair in use still works).
+ */
+function tlsFiles(certFile: string | undefined, keyFile: string | undefined, cwd: string): TlsFiles | undefined {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (keyFile === undefined) throw new ConfigError(ENV.tlsCertFile, `must be set together with ${ENV.tlsKeyFile}`);
+  if (certFile === undefined) throw new ConfigError(ENV.tlsKeyFile, `must be set together with ${ENV.tlsCertFile}`);
+  const files = { certFile: path.resolve(cwd, certFile), keyFile: path.resolve(cwd, keyFile) };
+  try {
+    readTlsPairSync(files);
+  } catch (error) {
+    if (!(error instanceof TlsPairError)) throw error;
+    throw new ConfigError(error.file === 'keyFile' ? ENV.tlsKeyFile : ENV.tlsCertFile, error.message);
+  }
+  return files;
 }
 
 /** One variable: undefined when unset or empty, else its parsed value; throws ConfigError naming it. */
@@ -412,6 +450,9 @@ export interface RegistrySettings {
   maxConcurrentBuilds?: number;
   tagFlushIntervalSeconds?: number;
   maxRecordedTags?: number;
+  /** Paths in the registry's container (operator-api's TLS_MOUNT). */
+  tls?: TlsFiles;
+  metricsPort?: number;
 }
 
 /**
@@ -462,5 +503,10 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.maxConcurrentBuilds !== undefined) env[ENV.maxConcurrentBuilds] = String(settings.maxConcurrentBuilds);
   if (settings.tagFlushIntervalSeconds !== undefined) env[ENV.tagFlushInterval] = String(settings.tagFlushIntervalSeconds);
   if (settings.maxRecordedTags !== undefined) env[ENV.maxRecordedTags] = String(settings.maxRecordedTags);
+  if (settings.tls !== undefined) {
+    env[ENV.tlsCertFile] = settings.tls.certFile;
+    env[ENV.tlsKeyFile] = settings.tls.keyFile;
+  }
+  if (settings.metricsPort !== undefined) env[ENV.metricsPort] = String(settings.metricsPort);
   return env;
 }
