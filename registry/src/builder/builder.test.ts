@@ -14,6 +14,8 @@ import { ImageBuilder, MANIFEST_MEMO_TTL_MS, QUEUE_FULL_RETRY_AFTER_SECONDS, typ
 import { BuildQueueFullError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
 import { FINGERPRINT_FRESH_MS } from './fingerprint-cache.ts';
 import { FreeSpace, InsufficientSpaceError } from './free-space.ts';
+import { builtReferrers } from './built-referrers.ts';
+import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
 
 const tempDir = tempDirs('nixery-builder-');
 
@@ -53,6 +55,8 @@ interface SetupOptions {
   /** How long a fake realise takes. */
   realiseMs?: number;
   freeSpace?: FreeSpace;
+  /** What the builder sees of the storage (the test keeps the real one). */
+  wrapStorage?: (storage: FilesystemStorage) => FilesystemStorage;
 }
 
 async function setup(packages: Record<string, string[]>, options: SetupOptions = {}) {
@@ -95,7 +99,7 @@ async function setup(packages: Record<string, string[]>, options: SetupOptions =
     });
   const metrics = createMetrics({ defaultMetrics: false });
   const builder = new ImageBuilder({
-    storage,
+    storage: options.wrapStorage ? options.wrapStorage(storage) : storage,
     source: { type: 'path', path: sourceDir },
     nixTimeoutSeconds: 5,
     layerBudget: options.budget ?? 94,
@@ -141,6 +145,64 @@ describe('image builder', () => {
     const config = JSON.parse((await storage.readBlob(result.config.digest)).toString());
     assert.deepEqual(config.rootfs.diff_ids, result.layers.map((l) => l.diffId));
     assert.equal(config.config.Cmd, undefined, 'no bash, no default command');
+  });
+
+  it('stores an SBOM after the manifests, as the referrer of both the Docker and the OCI manifest', async () => {
+    const { builder, storage } = await setup({ ...base, hello: ['libc'], libc: [] });
+    const result = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(result.sbomDigest, result.sbom.referrers.docker.digest);
+    assert.notEqual(result.sbom.referrers.docker.digest, result.sbom.referrers.oci.digest);
+    assert.equal(typeof result.timings.sbomMs, 'number');
+    for (const format of ['docker', 'oci'] as const) {
+      const referrer = result.sbom.referrers[format];
+      const manifest = JSON.parse((await storage.readBlob(referrer.digest)).toString());
+      assert.equal((await storage.statBlob(referrer.digest))?.contentType, MediaType.ociManifest);
+      assert.equal(manifest.artifactType, CYCLONEDX_MEDIA_TYPE);
+      assert.deepEqual(manifest.subject, result.manifests[format]);
+      assert.deepEqual(manifest.layers, [result.sbom.document]);
+      assert.ok(await storage.statBlob(manifest.config.digest), 'the empty config is stored');
+      assert.deepEqual(await builtReferrers(storage, result.manifests[format].digest), [
+        { mediaType: MediaType.ociManifest, digest: referrer.digest, size: referrer.size, artifactType: CYCLONEDX_MEDIA_TYPE },
+      ]);
+    }
+    const sbom = JSON.parse((await storage.readBlob(result.sbom.document.digest)).toString()) as {
+      components: { 'bom-ref': string; properties: { name: string; value: string }[] }[];
+    };
+    const layerOf = new Map(result.layers.flatMap((l) => l.storePaths.map((p) => [p, l.digest] as const)));
+    assert.deepEqual(sbom.components.map((c) => c['bom-ref']), [...layerOf.keys()].sort());
+    for (const c of sbom.components) assert.deepEqual(c.properties.filter((p) => p.name === 'nixery:layer').map((p) => p.value), [layerOf.get(c['bom-ref'])]);
+    assert.deepEqual(await builtReferrers(storage, result.config.digest), [], 'only manifests have referrers');
+  });
+
+  it('writes the same SBOM when it builds the same image again; a cache entry from before SBOMs is built again, with one', async () => {
+    let time = 0;
+    let withoutSboms = false;
+    const { builder, calls, storage } = await setup({ ...base, hello: [] }, {
+      now: () => time,
+      // Cache entries as a registry before SBOMs wrote them.
+      wrapStorage: (real) =>
+        Object.assign(Object.create(real) as FilesystemStorage, {
+          getDocument: async <T>(key: string) => {
+            const doc = await real.getDocument<Record<string, unknown>>(key);
+            if (withoutSboms && doc && key.startsWith('manifests/')) delete doc.sbom;
+            return doc as T | null;
+          },
+        }),
+    });
+    const first = await builder.build(imageFromName('hello', 'latest'));
+    await storage.deleteBlob(first.sbom.referrers.oci.digest);
+    time += MANIFEST_MEMO_TTL_MS;
+    const second = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 2, 'a cache entry whose SBOM is gone is not used');
+    assert.deepEqual(second.sbom, first.sbom, 'same closure, same source: the same bytes');
+    assert.ok(await storage.statBlob(first.sbom.referrers.oci.digest));
+
+    withoutSboms = true;
+    time += MANIFEST_MEMO_TTL_MS;
+    const third = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 3);
+    assert.equal(third.digest, first.digest);
+    assert.deepEqual(third.sbom, first.sbom);
   });
 
   it('packs a layer once: another image with the same store paths reuses it from the layer cache', async () => {

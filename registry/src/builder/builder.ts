@@ -26,6 +26,8 @@ import { BuildQueueFullError, BuildStorageError, ClientRateLimitedError, Closure
 import type { FreeSpace } from './free-space.ts';
 import { classifyFailure } from './outcome.ts';
 import type { BuildLayer, BuildResult } from './result.ts';
+import { sbomSource, storeSbom } from './sbom.ts';
+import { renderCycloneDx } from '../sbom/cyclonedx.ts';
 import { JobQueue, mapLimited, QueueFullError, SingleFlight, type Job } from '../cache/single-flight.ts';
 import { RateLimiter } from '../cache/rate-limiter.ts';
 import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
@@ -326,8 +328,10 @@ export class ImageBuilder {
   private async cachedManifest(key: string): Promise<BuildResult | null> {
     const { storage } = this.options;
     const cached = await this.storageStep('reading the manifest cache', () => storage.getDocument<BuildResult>(key));
-    if (!cached || cached.builderVersion !== BUILDER_VERSION) return null;
-    const digests = [cached.manifests.docker.digest, cached.manifests.oci.digest, cached.config.digest, ...cached.layers.map((l) => l.digest)];
+    // An entry from before SBOMs has none: the image is built again (Nix and the layer cache make
+    // that cheap, and the bytes are the same), this time with its SBOM.
+    if (!cached || cached.builderVersion !== BUILDER_VERSION || !cached.sbom) return null;
+    const digests = [cached.manifests.docker.digest, cached.manifests.oci.digest, cached.config.digest, ...cached.layers.map((l) => l.digest), cached.sbom.referrers.docker.digest, cached.sbom.referrers.oci.digest];
     const present = await Promise.all(digests.map((d) => storage.statBlob(d)));
     return present.every(Boolean) ? cached : null;
   }
@@ -379,6 +383,18 @@ export class ImageBuilder {
     const oci = await this.put(renderManifest('oci', config, blobs), MediaType.ociManifest);
     const packingMs = performance.now() - packingStart;
 
+    // After the manifests, as a referrer of each: a few small writes.
+    const sbomStart = performance.now();
+    const document = renderCycloneDx({
+      system: image.arch.system,
+      source: sbomSource(this.options.source, fingerprint),
+      packages: evaluated.packages,
+      closure: realised.closure,
+      layers: packed,
+    });
+    const sbom = await this.storageStep('storing the SBOM', () => storeSbom(this.options.storage, document, { docker, oci }));
+    const sbomMs = performance.now() - sbomStart;
+
     return {
       name: image.name,
       tag: image.tag,
@@ -390,10 +406,13 @@ export class ImageBuilder {
       manifests: { docker, oci },
       config: { ...config, mediaType: MediaType.dockerConfig },
       layers: packed,
+      sbomDigest: sbom.referrers.docker.digest,
+      sbom,
       timings: {
         ...realised.timings,
         layeringMs: round(layeringMs),
         packingMs: round(packingMs),
+        sbomMs: round(sbomMs),
         totalMs: round(performance.now() - started),
       },
       builderVersion: BUILDER_VERSION,

@@ -1,6 +1,7 @@
 // The builder's result: one plain JSON document that `nixery build` prints, the server logs for
 // every build, and the operator reads from a build Job's termination message.
 import type { Descriptor } from '../oci/image.ts';
+import type { BuildSbom } from './sbom.ts';
 
 export interface BuildLayer {
   digest: string;
@@ -19,6 +20,8 @@ export interface BuildTimings {
   graphMs: number;
   layeringMs: number;
   packingMs: number;
+  /** Rendering and storing the SBOM and its referrer manifests, after the image's manifests. */
+  sbomMs: number;
   totalMs: number;
 }
 
@@ -35,6 +38,10 @@ export interface BuildResult {
   manifests: { docker: Descriptor; oci: Descriptor };
   config: Descriptor;
   layers: BuildLayer[];
+  /** The SBOM's referrer manifest for `digest`: what `GET /v2/<name>/referrers/<digest>` lists. */
+  sbomDigest: string;
+  /** The SBOM document and its referrer manifest for each rendering of the image manifest. */
+  sbom: BuildSbom;
   timings: BuildTimings;
   builderVersion: number;
   /** Present when the result came from the manifest cache; timings are then those of the original build. */

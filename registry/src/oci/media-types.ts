@@ -7,6 +7,8 @@ export const MediaType = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  /** The empty JSON object `{}`: an artifact manifest's config (image spec, artifact guidance). */
+  ociEmpty: 'application/vnd.oci.empty.v1+json',
 } as const;
 
 export type ManifestFormat = 'docker' | 'oci';

@@ -5,10 +5,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BuildOptions, ImageBuilder } from '../builder/builder.ts';
+import { recordBuiltReferrers } from '../builder/built-referrers.ts';
 import { BuildQueueFullError, ClientRateLimitedError } from '../builder/errors.ts';
 import { InvalidNameError, InvalidTagError, type ImageSpec } from '../image/name.ts';
 import { compilePackagePolicy, type PackagePolicy } from '../image/package-policy.ts';
 import { MediaType } from '../oci/media-types.ts';
+import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
 import { PushedTags } from '../push/tag-store.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { sha256 } from '../storage/test-support.ts';
@@ -323,6 +325,23 @@ describe('pushed manifests: DELETE by tag and by digest, referrers', () => {
 
     await manifests.deleteByDigest('toolbox', sha256(signature));
     assert.deepEqual((await manifests.referrers('toolbox', subject)).map((m) => m.digest), [sha256(sbom), sha256(index)]);
+  });
+
+  it('lists a built image\'s SBOM under any name, before what was pushed there, once, and filters it by type', async () => {
+    const { manifests, image, storage } = await pushSetup();
+    const builtImage = sha256('a built image manifest');
+    const sbomManifest = image({ artifactType: CYCLONEDX_MEDIA_TYPE, subject: { mediaType: MediaType.dockerManifest, digest: builtImage, size: 1 } });
+    const sbom = { mediaType: MediaType.ociManifest, digest: sha256(sbomManifest), size: sbomManifest.length, artifactType: CYCLONEDX_MEDIA_TYPE };
+    await recordBuiltReferrers(storage, builtImage, [sbom]);
+    assert.deepEqual(await manifests.referrers('hello', builtImage), [sbom]);
+    assert.deepEqual(await manifests.referrers('shell/Hello', builtImage), [sbom]);
+    const signature = image({ subject: { mediaType: MediaType.dockerManifest, digest: builtImage, size: 1 } }, 'application/vnd.example.signature');
+    await manifests.put('hello', sha256(signature), signature, MediaType.ociManifest);
+    // What `nixery build --push` does when it pushes here: the same SBOM manifest, pushed.
+    await manifests.put('hello', sha256(sbomManifest), sbomManifest, MediaType.ociManifest);
+    assert.deepEqual((await manifests.referrers('hello', builtImage)).map((m) => m.digest), [sbom.digest, sha256(signature)]);
+    assert.deepEqual(await manifests.referrers('hello', builtImage, CYCLONEDX_MEDIA_TYPE), [sbom]);
+    assert.deepEqual(await manifests.referrers('hello', builtImage, 'application/vnd.example.signature').then((r) => r.map((m) => m.digest)), [sha256(signature)]);
   });
 
   it('refuses a subject that is no descriptor with a digest', async () => {

@@ -2,9 +2,10 @@
 // rules for them live here: a pushed tag wins over reading the name as a package list, which
 // happens only with on-demand builds on and for packages the package policy allows; a served build
 // notes its tag for the listing without writing to storage (a pull never writes); a pushed manifest
-// may only name stored blobs; one with a `subject` is listed among that digest's referrers; a
-// DELETE by digest removes the repository's tags of it, and the bytes once no repository holds it.
+// may only name stored blobs; one with a `subject` is listed among that digest's referrers, as a
+// built image's SBOM is among its own (builder/built-referrers.ts); a DELETE by digest removes the repository's tags of it, and the bytes once no repository holds it.
 import type { ImageBuilder } from '../builder/builder.ts';
+import { builtReferrers } from '../builder/built-referrers.ts';
 import { BuildRejectedError } from '../builder/errors.ts';
 import { classifyFailure } from '../builder/outcome.ts';
 import type { BuildResult } from '../builder/result.ts';
@@ -226,12 +227,15 @@ export class Manifests {
   }
 
   /**
-   * The referrers of `subject` in `name`: descriptors of the manifests pushed to `name` whose
+   * The referrers of `subject` in `name`: for an image the registry built, its SBOM (whatever the
+   * name: a built image is any name's by digest), then the manifests pushed to `name` whose
    * `subject` is that digest, in push order; with `artifactType`, only those of that type.
    */
   async referrers(name: string, subject: string, artifactType?: string): Promise<ReferrerDescriptor[]> {
     if (!isValidRepositoryName(name) || !isKeyedDigest(subject)) return [];
-    const all = await this.pushed.referrers(name, subject);
+    const [built, pushed] = await Promise.all([builtReferrers(this.deps.storage, subject), this.pushed.referrers(name, subject)]);
+    // `nixery build --push` to this registry pushes the same SBOM manifest it built: listed once.
+    const all = [...built, ...pushed.filter((p) => !built.some((b) => b.digest === p.digest))];
     return artifactType === undefined ? all : all.filter((m) => m.artifactType === artifactType);
   }
 }
