@@ -2,7 +2,8 @@
 // behaviour depends on: the garbage collector (owner references, foreground/orphan
 // deletion), the namespace controller (deleting a namespace's content), CRD instance
 // cleanup, the service-account controller's `default` ServiceAccount, the root CA publisher's
-// `kube-root-ca.crt` ConfigMaps, and the apiserver's own `default/kubernetes` Service.
+// `kube-root-ca.crt` ConfigMaps, the apiserver's own `default/kubernetes` Service, and (at start)
+// its bootstrap RBAC policy.
 import { ApiError } from './errors.ts';
 import type { Api } from './api.ts';
 import type { WriteOptions } from './api-options.ts';
@@ -11,6 +12,7 @@ import { metaOf, obj, type JsonObject } from './json.ts';
 import { CRD_CLEANUP_FINALIZER } from './crd.ts';
 import type { ResourceInfo } from './resources.ts';
 import { ROOT_CA_CONFIGMAP, rootCaConfigMap } from './serviceaccounts.ts';
+import { bootstrapClusterRoleBindings, bootstrapClusterRoles, reconcileBootstrap } from './bootstrap-rbac.ts';
 
 const CONTROLLER_WRITE: WriteOptions = { dryRun: false, fieldManager: 'kube-controller-manager', fieldValidation: 'Ignore', userAgent: 'kube-controller-manager' };
 const APISERVER_WRITE: WriteOptions = { dryRun: false, fieldManager: 'kube-apiserver', fieldValidation: 'Ignore', userAgent: 'kube-apiserver' };
@@ -168,6 +170,26 @@ export class Controllers {
     for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) {
       if (this.api.store.get('namespaces', '', name)) continue;
       this.api.create(res, '', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, CONTROLLER_WRITE);
+    }
+  }
+
+  /** The bootstrap policy's ClusterRoles and ClusterRoleBindings (bootstrap-rbac.ts), once at start, as the post-start hook. */
+  bootstrapRbac(): void {
+    const kinds: Array<[string, JsonObject[], 'rules' | 'subjects']> = [
+      ['clusterroles', bootstrapClusterRoles(), 'rules'],
+      ['clusterrolebindings', bootstrapClusterRoleBindings(), 'subjects'],
+    ];
+    for (const [plural, objects, field] of kinds) {
+      const res = this.api.registry.find('rbac.authorization.k8s.io', 'v1', plural);
+      if (!res) continue;
+      for (const desired of objects) {
+        const current = this.api.store.get(res.storageKey, '', String(meta(desired).name));
+        if (!current) this.api.create(res, '', desired, APISERVER_WRITE);
+        else {
+          const next = reconcileBootstrap(current, desired, field);
+          if (next) this.write(res, next, APISERVER_WRITE);
+        }
+      }
     }
   }
 

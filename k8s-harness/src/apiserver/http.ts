@@ -11,14 +11,16 @@ import type { AuditLog } from './audit.ts';
 import { authenticate } from './auth.ts';
 import { badRequest, internal, methodNotAllowed, resourceNotFound, unauthorized } from './errors.ts';
 import { logTarget, proxyLogs } from './logs.ts';
+import { DISCOVERY_CACHE_CONTROL, JWKS_PATH, jwks, OPENID_CONFIGURATION_PATH, openidConfiguration } from './oidc.ts';
 import { openapiV2, openapiV3GroupVersion, openapiV3Root } from './openapi.ts';
 import { proxyHttp, proxySubpath } from './proxy-handler.ts';
 import { apiVersionOf } from './resources.ts';
 import type { ResourceInfo } from './resources.ts';
 import { createToken } from './serviceaccounts.ts';
+import { reviewToken } from './tokenreview.ts';
 import { serviceLocation } from './service-location.ts';
 import { toTable } from './table.ts';
-import type { TokenSigner } from './tokens.ts';
+import { ISSUER, type TokenSigner } from './tokens.ts';
 import { longRunning, parseResourcePath, PROXY_METHODS, resourceAttributes, resourceVerb, type NonResourceVerb, type RequestLogEntry, type ResourcePath, type Verb } from './request-info.ts';
 import { decodeBody, deleteOptions, negotiate, patchTypeOf, readBody, send, sendError, tryDecodeBody, writeOptions } from './wire.ts';
 import { watch, type WatchOptions } from './watch.ts';
@@ -90,6 +92,7 @@ async function handle(options: HttpOptions, req: IncomingMessage, res: ServerRes
   if (!r.namespaced && rp.namespace !== undefined) throw resourceNotFound();
   const namespace = r.namespaced ? rp.namespace : '';
   const query = url.searchParams;
+  if (r.virtual) return handleVirtual(options, req, res, r, rp, verb);
   // Proxied bodies stream through: they are not the API's to read (and may be large).
   if (rp.subresource === 'proxy' && r.specialSubresources.includes('proxy')) return proxyService(options, req, res, url, method, rp, namespace);
   const accept = negotiate(req.headers.accept);
@@ -156,6 +159,25 @@ async function handle(options: HttpOptions, req: IncomingMessage, res: ServerRes
       }, deleteOptions(query, decoded));
       return send(res, 200, out);
     }
+  }
+}
+
+/** A create-only resource (TokenReview): answered from the request, never stored; other verbs are 405. */
+async function handleVirtual(options: HttpOptions, req: IncomingMessage, res: ServerResponse, r: ResourceInfo, rp: ResourcePath, verb: Verb): Promise<void> {
+  if (verb !== 'create' || rp.name !== undefined || rp.subresource !== undefined) {
+    req.resume();
+    throw methodNotAllowed('');
+  }
+  const body = await readBody(req);
+  const contentType = req.headers['content-type'] ?? '';
+  const decoded = decodeBody(body, contentType);
+  recordRequestObject(res, decoded);
+  const lookup = (storageKey: string, namespace: string, name: string) => options.api.store.get(storageKey, namespace, name);
+  switch (r.kind) {
+    case 'TokenReview':
+      return send(res, 201, reviewToken(decoded, { signer: options.signer, lookup }));
+    default:
+      throw resourceNotFound();
   }
 }
 
@@ -257,11 +279,19 @@ async function proxyService(options: HttpOptions, req: IncomingMessage, res: Ser
   await proxyHttp({ location, path: proxySubpath(requestPath, prefixSegments) }, { req, res, requestPath, rawQuery, fail: (error) => sendError(res, error) });
 }
 
+function sendDiscovery(res: ServerResponse, body: unknown, contentType: string): void {
+  const text = JSON.stringify(body);
+  res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': String(Buffer.byteLength(text)), 'Cache-Control': DISCOVERY_CACHE_CONTROL });
+  res.end(text);
+}
+
 function handleNonResource(options: HttpOptions, req: IncomingMessage, res: ServerResponse, path: string): void {
   const { api } = options;
   const registry = api.registry;
   const aggregated = aggregatedVersionAccepted(req.headers.accept);
   if (path === '/version') return send(res, 200, SERVER_VERSION);
+  if (path === OPENID_CONFIGURATION_PATH) return sendDiscovery(res, openidConfiguration(ISSUER, options.serverAddress()), 'application/json');
+  if (path === JWKS_PATH) return sendDiscovery(res, jwks(options.signer), 'application/jwk-set+json');
   if (path === '/healthz' || path === '/livez' || path === '/readyz') {
     res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
     res.end('ok');

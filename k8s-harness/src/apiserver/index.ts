@@ -69,6 +69,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   const api = new Api(store, new ResourceRegistry(), options.serviceClusterIpRange ? { serviceClusterIpRange: options.serviceClusterIpRange } : {});
   const controllers = new Controllers(api, { caCertPem: certs.caCertPem });
   controllers.bootstrapNamespaces();
+  controllers.bootstrapRbac();
 
   const requestLog: RequestLogEntry[] = [];
   const auditLog = options.auditLogPath ? new AuditLog(options.auditLogPath) : undefined;

@@ -118,6 +118,18 @@ function pathsFor(r: ResourceInfo, f: Flavour): JsonObject {
     'x-kubernetes-group-version-kind': gvk(r),
     ...extra,
   });
+  // A virtual resource (TokenReview) has only its create operation upstream. The PATCH added here
+  // (answered 405) is what tells kubectl the server validates fields itself: otherwise it would
+  // validate on its side with the OpenAPI v2 protobuf document, which this server does not serve.
+  if (r.virtual) {
+    return {
+      [collection]: {
+        post: op('post', 'create', { parameters: writeParams(f), ...f.body(ref) }),
+        patch: op('patch', 'patch', { parameters: writeParams(f), ...f.body(ref) }),
+        parameters: common,
+      },
+    };
+  }
   const patchParams = [...writeParams(f), f.param('force', 'query', 'Force is going to "force" Apply requests.')];
   const paths: JsonObject = {
     [collection]: {

@@ -34,6 +34,8 @@ export interface ResourceInfo {
   crd?: CrdVersionSchema;
   /** served by this version but not the storage version of a custom resource */
   storageVersion: boolean;
+  /** a create-only resource that is answered, never stored (TokenReview) */
+  virtual?: true;
 }
 
 export interface PrinterColumn {
@@ -69,6 +71,7 @@ interface BuiltinSpec {
   verbs?: string[];
   allowCreateOnUpdate?: boolean;
   storageKey?: string;
+  virtual?: true;
 }
 
 const REPLICAS_SCALE: ScaleSubresource = { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' };
@@ -104,6 +107,7 @@ const BUILTINS: BuiltinSpec[] = [
   { group: 'networking.k8s.io', version: 'v1', kind: 'Ingress', plural: 'ingresses', namespaced: true, shortNames: ['ing'], status: true },
   { group: 'networking.k8s.io', version: 'v1', kind: 'NetworkPolicy', plural: 'networkpolicies', namespaced: true, shortNames: ['netpol'] },
   { group: 'scheduling.k8s.io', version: 'v1', kind: 'PriorityClass', plural: 'priorityclasses', namespaced: false, shortNames: ['pc'] },
+  { group: 'authentication.k8s.io', version: 'v1', kind: 'TokenReview', plural: 'tokenreviews', namespaced: false, verbs: ['create'], virtual: true },
 ];
 
 export function storageKeyOf(group: string, plural: string): string {
@@ -129,6 +133,7 @@ export function builtinResources(): ResourceInfo[] {
     returnDeletedObject: false,
     allowCreateOnUpdate: b.allowCreateOnUpdate ?? false,
     storageVersion: true,
+    ...(b.virtual ? { virtual: true as const } : {}),
   }));
 }
 

@@ -1,6 +1,7 @@
 // Service-account tokens: JWTs in the shape kube-apiserver issues for TokenRequests (bound to a
-// pod, with the `kubernetes.io` private claims), signed with an EC P-256 key of this server. Only
-// this server verifies them, but clients and people decode them, so the claims are the real ones.
+// pod, with the `kubernetes.io` private claims), signed with an EC P-256 key of this server. This
+// server verifies them (requests, TokenReview) and publishes the key (`/openid/v1/jwks`) so that
+// others can, so the claims and the key id are the real ones.
 // With a data directory the key is kept next to the CA, so tokens survive a restart.
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
@@ -66,20 +67,43 @@ export class TokenSigner {
 
   /** The claims of a token this signer made, else undefined. Expiry and audience are the caller's to check. */
   verify(token: string): ServiceAccountClaims | undefined {
+    const checked = this.check(token);
+    return 'claims' in checked ? checked.claims : undefined;
+  }
+
+  /**
+   * The first steps of kube-apiserver's service-account JWT authenticator: a token that is not a
+   * JWT of this issuer is not ours (no error: other authenticators may know it); one of this
+   * issuer must carry this key's id and a valid signature (upstream's errors otherwise).
+   * Expiry, audience and the bound objects are the caller's to check.
+   */
+  check(token: string): { claims: ServiceAccountClaims } | { error?: string } {
     const parts = token.split('.');
-    if (parts.length !== 3) return undefined;
+    if (token.trimStart().startsWith('{') || parts.length !== 3) return {};
     const [header, payload, signature] = parts as [string, string, string];
+    let claims: ServiceAccountClaims;
+    let h: { alg?: unknown; kid?: unknown };
     try {
-      const h = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { alg?: unknown; kid?: unknown };
-      if (h.alg !== 'ES256' || h.kid !== this.keyId) return undefined;
-      const ok = crypto.verify('sha256', Buffer.from(`${header}.${payload}`), { key: this.#publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
-      if (!ok) return undefined;
-      const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as ServiceAccountClaims;
-      if (claims.iss !== ISSUER || typeof claims.sub !== 'string' || typeof claims['kubernetes.io']?.serviceaccount?.name !== 'string') return undefined;
-      return claims;
+      claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as ServiceAccountClaims;
+      if (claims.iss !== ISSUER) return {};
+      h = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { alg?: unknown; kid?: unknown };
     } catch {
-      return undefined;
+      return {};
     }
+    if (h.kid !== undefined && h.kid !== this.keyId) return { error: 'invalid signature, no keys found' };
+    const ok = h.alg === 'ES256' && crypto.verify('sha256', Buffer.from(`${header}.${payload}`), { key: this.#publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
+    if (!ok) return { error: 'go-jose/go-jose: error in cryptographic primitive' };
+    if (typeof claims.sub !== 'string' || typeof claims['kubernetes.io']?.serviceaccount?.name !== 'string') {
+      return { error: 'service account token claims could not be validated due to unexpected private claim' };
+    }
+    if (!Array.isArray(claims.aud)) claims.aud = typeof claims.aud === 'string' ? [claims.aud] : [];
+    return { claims };
+  }
+
+  /** The public key as a JSON Web Key, as kube-apiserver publishes it at /openid/v1/jwks. */
+  jwk(): Record<string, string> {
+    const { kty, crv, x, y } = this.#publicKey.export({ format: 'jwk' });
+    return { use: 'sig', kty: String(kty), kid: this.keyId, crv: String(crv), alg: 'ES256', x: String(x), y: String(y) };
   }
 }
 
