@@ -4,18 +4,20 @@ import { renderSummary, summarizeResult, TERMINATION_MESSAGE_LIMIT } from './sum
 import type { BuildResult } from './result.ts';
 
 describe('build summaries for termination messages', () => {
-  it('carry digest, total size, layer count and the pushed reference', () => {
+  it('carry digest, total size, layer count, the SBOM\'s digest and the pushed reference', () => {
     const result = {
       digest: 'sha256:abc',
       mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
       config: { digest: 'sha256:c', size: 100, mediaType: 'x' },
       layers: [{ size: 10 }, { size: 20 }],
+      sbomDigest: 'sha256:5b0',
     } as unknown as BuildResult;
     assert.deepEqual(summarizeResult(result, 'host:5000/toolbox:v1'), {
       digest: 'sha256:abc',
       mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
       size: 130,
       layers: 2,
+      sbomDigest: 'sha256:5b0',
       pushed: 'host:5000/toolbox:v1',
     });
   });

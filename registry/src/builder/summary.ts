@@ -11,6 +11,8 @@ export interface BuildSummary {
   /** Bytes of the config and every layer, compressed. */
   size?: number;
   layers?: number;
+  /** The SBOM's referrer manifest of `digest` (GET /v2/<name>/referrers/<digest> lists it). */
+  sbomDigest?: string;
   pushed?: string;
   error?: BuildFailureSummary;
 }
@@ -30,6 +32,7 @@ export function summarizeResult(result: BuildResult, pushed?: string): BuildSumm
     mediaType: result.mediaType,
     size: result.config.size + result.layers.reduce((sum, l) => sum + l.size, 0),
     layers: result.layers.length,
+    sbomDigest: result.sbomDigest,
     ...(pushed ? { pushed } : {}),
   };
 }

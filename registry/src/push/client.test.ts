@@ -5,6 +5,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BuildResult } from '../builder/result.ts';
 import { createLogger } from '../log/logger.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { EMPTY_JSON, renderReferrer } from '../oci/referrer.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { parseChallenges, parsePushReference, PushError, pushImage, type PushTarget } from './client.ts';
@@ -42,7 +44,10 @@ const tempDir = tempDirs('nixery-push-client-');
 const quiet = createLogger({ write: () => {} });
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
-/** An image in filesystem storage: a small config, a 3 MiB layer and a 1 MiB layer. */
+/**
+ * An image in filesystem storage: a small config, a 3 MiB layer and a 1 MiB layer, and its SBOM
+ * (a document, the empty config, a referrer manifest of the image). `blobs` are all of them.
+ */
 async function storedImage(): Promise<{ storage: FilesystemStorage; result: BuildResult; blobs: Map<string, Buffer> }> {
   const storage = new FilesystemStorage(await tempDir());
   await storage.init();
@@ -63,6 +68,15 @@ async function storedImage(): Promise<{ storage: FilesystemStorage; result: Buil
     }),
   );
   await storage.putBlob(manifest, { contentType: 'application/vnd.docker.distribution.manifest.v2+json' });
+  const sbomDocument = Buffer.from(JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.5', version: 1, nonce: randomBytes(8).toString('hex') }));
+  for (const blob of [sbomDocument, EMPTY_JSON]) {
+    const { digest } = await storage.putBlob(blob, { contentType: 'application/octet-stream' });
+    blobs.set(digest, blob);
+  }
+  const docker = descriptor(manifest, MediaType.dockerManifest);
+  const document = descriptor(sbomDocument, 'application/vnd.cyclonedx+json');
+  const referrer = renderReferrer({ artifactType: document.mediaType, blob: document, subject: docker });
+  await storage.putBlob(referrer, { contentType: MediaType.ociManifest });
   const result = {
     name: 'hello',
     tag: 'latest',
@@ -71,6 +85,9 @@ async function storedImage(): Promise<{ storage: FilesystemStorage; result: Buil
     size: manifest.length,
     config: descriptor(config, 'application/vnd.docker.container.image.v1+json'),
     layers: layers.map((l) => ({ ...descriptor(l, 'x'), diffId: sha256(l), storePaths: [], kind: 'store-paths', cached: false })),
+    manifests: { docker, oci: { mediaType: MediaType.ociManifest, digest: `sha256:${'0'.repeat(64)}`, size: 1 } },
+    sbomDigest: sha256(referrer),
+    sbom: { document, referrers: { docker: descriptor(referrer, MediaType.ociManifest), oci: { mediaType: MediaType.ociManifest, digest: `sha256:${'1'.repeat(64)}`, size: 1 } } },
   } as unknown as BuildResult;
   return { storage, result, blobs };
 }
@@ -94,6 +111,8 @@ interface FakeRegistryOptions {
   existing?: string[];
   /** Blob HEADs are redirected to /storage/<digest>, as distribution on S3 does. */
   redirectHeads?: boolean;
+  /** A registry without the referrers API: no `OCI-Subject` on a manifest PUT. */
+  noReferrers?: boolean;
   /** Token auth: requests need `Bearer <issued>`, which the realm gives for the push token. */
   tokenAuth?: { pushToken: string; issued: string };
 }
@@ -149,7 +168,8 @@ async function fakeRegistry(options: FakeRegistryOptions) {
     const manifest = /^\/v2\/t\/manifests\/([^/]+)$/.exec(url.pathname);
     if (req.method === 'PUT' && manifest) {
       manifests.set(manifest[1]!, body);
-      return answer(201, { 'Docker-Content-Digest': sha256(body) });
+      const subject = (JSON.parse(body.toString()) as { subject?: { digest: string } }).subject;
+      return answer(201, { 'Docker-Content-Digest': sha256(body), ...(subject && !options.noReferrers ? { 'OCI-Subject': subject.digest } : {}) });
     }
     answer(404, {}, { errors: [{ code: 'NOT_FOUND', message: `${req.method} ${req.url}` }] });
   });
@@ -165,16 +185,33 @@ describe('pushing an image', () => {
     const { storage, result, blobs } = await storedImage();
     const registry = await fakeRegistry({ singlePost: true });
     const outcome = await pushImage(storage, result, registry.target, quiet);
-    assert.deepEqual(outcome, { reference: `${registry.target.registry}/t:v1`, digest: result.digest, uploaded: 3, skipped: 0 });
+    assert.deepEqual(outcome, { reference: `${registry.target.registry}/t:v1`, digest: result.digest, uploaded: 3, skipped: 0, sbomDigest: result.sbomDigest });
     for (const [digest, data] of blobs) assert.ok(registry.blobs.get(digest)?.equals(data), digest);
     assert.deepEqual(registry.seen.filter((r) => r.method === 'POST').map((r) => r.url).sort(), [...blobs.keys()].map((d) => `/v2/t/blobs/uploads/?digest=${d}`).sort());
-    assert.equal(registry.seen.filter((r) => r.method === 'PUT').length, 1, 'only the manifest is PUT');
+    assert.deepEqual(
+      registry.seen.filter((r) => r.method === 'PUT').map((r) => r.url),
+      ['/v2/t/manifests/v1', `/v2/t/manifests/${result.sbomDigest}`],
+      'only manifests are PUT: the image by tag, then its SBOM by digest',
+    );
     assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
+    const sbom = JSON.parse(registry.manifests.get(result.sbomDigest)!.toString());
+    assert.equal(sbom.subject.digest, result.digest);
+    assert.deepEqual(sbom.layers, [result.sbom.document]);
+  });
+
+  it('pushes the SBOM to a registry without the referrers API too, saying it has it by digest only', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, noReferrers: true });
+    const lines: string[] = [];
+    const outcome = await pushImage(storage, result, registry.target, createLogger({ write: (line) => lines.push(line) }));
+    assert.equal(outcome.sbomDigest, result.sbomDigest);
+    assert.ok(registry.manifests.has(result.sbomDigest));
+    assert.ok(lines.some((l) => l.includes('no OCI-Subject') && l.includes(result.sbomDigest)), lines.join('\n'));
   });
 
   it('skips the blobs the registry has', async () => {
     const { storage, result } = await storedImage();
-    const registry = await fakeRegistry({ singlePost: true, existing: [result.config.digest, result.layers[0]!.digest] });
+    const registry = await fakeRegistry({ singlePost: true, existing: [result.config.digest, result.layers[0]!.digest, result.sbom.document.digest, sha256(EMPTY_JSON)] });
     const outcome = await pushImage(storage, result, registry.target, quiet);
     assert.equal(outcome.uploaded, 1);
     assert.equal(outcome.skipped, 2);
@@ -187,7 +224,7 @@ describe('pushing an image', () => {
     const outcome = await pushImage(storage, result, registry.target, quiet);
     assert.equal(outcome.skipped, 1);
     assert.equal(outcome.uploaded, 2);
-    assert.equal(registry.seen.filter((r) => r.method === 'HEAD' && r.url.startsWith('/storage/')).length, 3);
+    assert.equal(registry.seen.filter((r) => r.method === 'HEAD' && r.url.startsWith('/storage/')).length, 5, 'the image\'s three blobs and the SBOM\'s two');
   });
 
   it('after a 202 to the POST, PUTs the blob to the relative Location with ?digest=, and sends every blob once', async () => {
@@ -199,7 +236,7 @@ describe('pushing an image', () => {
     assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
 
     const blobPuts = registry.seen.filter((r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
-    assert.equal(blobPuts.length, 3);
+    assert.equal(blobPuts.length, blobs.size);
     for (const put of blobPuts) assert.match(put.url, /^\/v2\/t\/blobs\/uploads\/session-\d+\?digest=sha256:[a-f0-9]{64}$/);
     // Only the first, smallest blob (the config) was offered in a single POST; once the registry
     // had said 202, the layers' bytes went in their PUT alone.
@@ -214,7 +251,7 @@ describe('pushing an image', () => {
     const registry = await fakeRegistry({ singlePost: false, location: (origin, id) => `${origin}/v2/t/blobs/uploads/${id}?_state=a%2Bb~c%3D%3D` });
     await pushImage(storage, result, registry.target, quiet);
     const blobPuts = registry.seen.filter((r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
-    assert.equal(blobPuts.length, 3);
+    assert.equal(blobPuts.length, 5, 'the image\'s three blobs and the SBOM\'s two');
     for (const put of blobPuts) assert.match(put.url, /^\/v2\/t\/blobs\/uploads\/session-\d+\?_state=a%2Bb~c%3D%3D&digest=sha256:[a-f0-9]{64}$/);
   });
 

@@ -9,6 +9,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import type { BuildResult } from '../builder/result.ts';
+import { MediaType } from '../oci/media-types.ts';
+import { EMPTY_DESCRIPTOR } from '../oci/referrer.ts';
 import { isValidRepositoryName, validateTag } from '../image/name.ts';
 import type { Logger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';
@@ -33,8 +35,11 @@ export interface PushOptions {
 export interface PushOutcome {
   reference: string;
   digest: string;
+  /** The image's blobs sent, and those the registry had. */
   uploaded: number;
   skipped: number;
+  /** The SBOM's referrer manifest of `digest`, pushed by digest after the image. */
+  sbomDigest: string;
 }
 
 /** One entry of a registry's error body, `{"errors":[{"code","message","detail"}]}`. */
@@ -124,16 +129,40 @@ export async function pushImage(storage: StorageBackend, result: BuildResult, ta
     });
 
     const manifest = await storage.readBlob(result.digest);
-    const pushedDigest = await withRetries('PUT manifest', log, () => registry.putManifest(target.tag, manifest, result.mediaType));
-    if (pushedDigest !== undefined && pushedDigest !== result.digest) {
-      throw new PushError(`the registry stored the manifest as ${pushedDigest}, expected ${result.digest}`);
+    const pushed = await withRetries('PUT manifest', log, () => registry.putManifest(target.tag, manifest, result.mediaType));
+    if (pushed.digest !== undefined && pushed.digest !== result.digest) {
+      throw new PushError(`the registry stored the manifest as ${pushed.digest}, expected ${result.digest}`);
     }
-    const outcome = { reference: `${target.registry}/${target.name}:${target.tag}`, digest: result.digest, uploaded: missing.length, skipped: blobs.length - missing.length };
+    const sbomDigest = await pushSbom(storage, registry, result, log, mode);
+    const outcome = { reference: `${target.registry}/${target.name}:${target.tag}`, digest: result.digest, uploaded: missing.length, skipped: blobs.length - missing.length, sbomDigest };
     log.info('image pushed', { ...outcome, uploadedBytes: missing.reduce((sum, b) => sum + b.size, 0), uploadMode: mode, ms: Math.round(performance.now() - startedAt) });
     return outcome;
   } finally {
     registry.close();
   }
+}
+
+/**
+ * The SBOM of the pushed manifest, once the manifest is there: the document and the empty config
+ * (when the registry lacks them), then the referrer manifest whose `subject` is the pushed
+ * manifest, by digest. A registry with the referrers API answers with `OCI-Subject` and lists it;
+ * another keeps it by digest only (the spec's fallback tag is not written).
+ */
+async function pushSbom(storage: StorageBackend, registry: RegistryConnection, result: BuildResult, log: Logger, mode: UploadMode): Promise<string> {
+  const referrer = result.digest === result.manifests.oci.digest ? result.sbom.referrers.oci : result.sbom.referrers.docker;
+  for (const blob of [result.sbom.document, EMPTY_DESCRIPTOR]) {
+    if (await withRetries(`HEAD ${blob.digest}`, log, () => registry.hasBlob(blob.digest))) continue;
+    mode = await withRetries(`upload ${blob.digest}`, log, () => registry.uploadBlob(blob, () => openBlob(storage, blob.digest), mode));
+  }
+  const body = await storage.readBlob(referrer.digest);
+  const pushed = await withRetries('PUT SBOM manifest', log, () => registry.putManifest(referrer.digest, body, MediaType.ociManifest));
+  if (pushed.digest !== undefined && pushed.digest !== referrer.digest) {
+    throw new PushError(`the registry stored the SBOM manifest as ${pushed.digest}, expected ${referrer.digest}`);
+  }
+  if (pushed.subject !== result.digest) {
+    log.warn('the registry did not confirm the SBOM as a referrer of the image (no OCI-Subject): it has it by digest only', { sbom: referrer.digest, image: result.digest });
+  }
+  return referrer.digest;
 }
 
 /** A blob body that can be sent again (after a 202, a 401 or a retry): each open reads it anew. */
@@ -206,11 +235,17 @@ class RegistryConnection {
     return mode;
   }
 
-  /** Returns the digest the registry says it stored the manifest under, if it says. */
-  async putManifest(tag: string, manifest: Buffer, mediaType: string): Promise<string | undefined> {
-    const reply = await this.request('PUT', this.url(`/manifests/${tag}`), { body: manifest, contentType: mediaType });
-    if (reply.status !== 201) throw failure(reply, `putting the manifest ${this.target.name}:${tag}`);
-    return header(reply, 'docker-content-digest');
+  /**
+   * PUTs a manifest by tag or digest. Returns the digest the registry says it stored it under and
+   * the subject it listed it as a referrer of (`OCI-Subject`), as far as it says.
+   */
+  async putManifest(reference: string, manifest: Buffer, mediaType: string): Promise<{ digest?: string; subject?: string }> {
+    const reply = await this.request('PUT', this.url(`/manifests/${reference}`), { body: manifest, contentType: mediaType });
+    const shown = reference.includes(':') ? `${this.target.name}@${reference}` : `${this.target.name}:${reference}`;
+    if (reply.status !== 201) throw failure(reply, `putting the manifest ${shown}`);
+    const digest = header(reply, 'docker-content-digest');
+    const subject = header(reply, 'oci-subject');
+    return { ...(digest === undefined ? {} : { digest }), ...(subject === undefined ? {} : { subject }) };
   }
 
   private async finishUpload(started: Reply, uploads: URL, digest: string, source: BlobSource): Promise<void> {
