@@ -38,6 +38,17 @@ export const ENV = {
   gcsResumableThreshold: 'NIXERY_GCS_RESUMABLE_THRESHOLD',
   pushToken: 'NIXERY_PUSH_TOKEN',
   pushTokenFile: 'NIXERY_PUSH_TOKEN_FILE',
+  anonymousPull: 'NIXERY_ANONYMOUS_PULL',
+  htpasswdFile: 'NIXERY_HTPASSWD_FILE',
+  authPolicyFile: 'NIXERY_AUTH_POLICY_FILE',
+  tokenKeyFile: 'NIXERY_TOKEN_KEY_FILE',
+  tokenTtl: 'NIXERY_TOKEN_TTL',
+  k8sTokenAudience: 'NIXERY_K8S_TOKEN_AUDIENCE',
+  k8sTokenVerification: 'NIXERY_K8S_TOKEN_VERIFICATION',
+  k8sServiceAccountDir: 'NIXERY_K8S_SERVICE_ACCOUNT_DIR',
+  // Set by the kubelet in every pod: where the Kubernetes API is.
+  kubernetesServiceHost: 'KUBERNETES_SERVICE_HOST',
+  kubernetesServicePort: 'KUBERNETES_SERVICE_PORT',
   onDemand: 'NIXERY_ON_DEMAND',
   allowedPackages: 'NIXERY_ALLOWED_PACKAGES',
   deniedPackages: 'NIXERY_DENIED_PACKAGES',
@@ -106,8 +117,10 @@ export interface Config {
   /** Largest runtime closure an on-demand build may have, in bytes of Nix archives; beyond, 403. */
   maxClosureBytes: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
-  /** The secret a push must present; pushing is disabled without one. */
+  /** The administrator's secret (may push and delete anything); unset, there is no administrator. */
   pushToken?: string;
+  /** Who else may pull, push and delete (auth/). */
+  auth: AuthSettings;
   /** False: the registry serves pushed tags only and builds nothing (`nixery serve` only). */
   onDemand: boolean;
   /**
@@ -125,6 +138,33 @@ export interface Config {
   /** Serve `/metrics` on this port alone (plain HTTP), not on the registry's; unset: on the registry's. */
   metricsPort?: number;
 }
+
+/** Pull authentication and scoped tokens (auth/create.ts puts them to work). */
+export interface AuthSettings {
+  /** NIXERY_ANONYMOUS_PULL: pulls without credentials (default true, as Nixery). */
+  anonymousPull: boolean;
+  /** htpasswd files (bcrypt entries), absolute; the first naming a user decides. */
+  htpasswdFiles: string[];
+  /** The access policy (JSON, auth/policy.ts), absolute; unset: no policy. */
+  policyFile?: string;
+  /** PEM PKCS#8 EC P-256 key signing the registry's tokens; unset: one generated per process. */
+  tokenKeyFile?: string;
+  tokenTtlSeconds: number;
+  /** Set: Kubernetes ServiceAccount tokens with this audience are accepted. */
+  kubernetesTokens?: {
+    audience: string;
+    verification: 'tokenreview' | 'oidc';
+    /** `https://host:port` of the API server (KUBERNETES_SERVICE_HOST/PORT). */
+    apiServer: string;
+    /** Holds the registry's own `token` and the cluster's `ca.crt`. */
+    serviceAccountDir: string;
+  };
+}
+
+export const DEFAULT_TOKEN_TTL_SECONDS = 300;
+export const DEFAULT_SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** Most htpasswd files: the user's and the operator's pull user's, with room to spare. */
+const MAX_HTPASSWD_FILES = 8;
 
 /** Nixery keeps room under Docker's historical limit of 125 layers. */
 export const DEFAULT_LAYER_BUDGET = 94;
@@ -226,6 +266,16 @@ const fields = {
     .pipe(z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
   pushToken: z.string().trim().min(16, 'expected a token of at least 16 characters'),
   pushTokenFile: nonEmpty,
+  anonymousPull: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true'),
+  htpasswdFile: z.string().transform((raw, ctx) => checkedList(raw, ctx, MAX_HTPASSWD_FILES, 'files', (f) => (f === '' ? 'an empty entry' : undefined), (problem) => `expected comma-separated paths of htpasswd files, but found ${problem}`)),
+  authPolicyFile: nonEmpty,
+  tokenKeyFile: nonEmpty,
+  tokenTtl: positiveInt('seconds').pipe(z.number().max(86400, 'expected at most 86400 seconds (a day)')),
+  k8sTokenAudience: nonEmpty.max(253, 'expected an audience of at most 253 characters'),
+  k8sTokenVerification: z.enum(['tokenreview', 'oidc'], { error: 'expected tokenreview or oidc' }),
+  k8sServiceAccountDir: nonEmpty,
+  kubernetesServiceHost: nonEmpty,
+  kubernetesServicePort: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
   onDemand: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true'),
   allowedPackages: z.string().transform(packagePatterns),
   deniedPackages: z.string().transform(packagePatterns),
@@ -360,8 +410,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     throw new ConfigError(ENV.metricsPort, `${v.metricsPort} is the registry's own port (${ENV.port}); /metrics needs a port of its own`);
   }
 
+  const auth = authSettings(v, cwd);
+
   return {
     ...(pushToken ? { pushToken } : {}),
+    auth,
     port,
     source,
     sourceIsDefault,
@@ -406,6 +459,32 @@ function tlsFiles(certFile: string | undefined, keyFile: string | undefined, cwd
   return files;
 }
 
+function authSettings(v: Parsed, cwd: string): AuthSettings {
+  let kubernetesTokens: AuthSettings['kubernetesTokens'];
+  if (v.k8sTokenAudience !== undefined) {
+    if (v.kubernetesServiceHost === undefined || v.kubernetesServicePort === undefined) {
+      throw new ConfigError(ENV.k8sTokenAudience, `needs the Kubernetes API, but ${ENV.kubernetesServiceHost} and ${ENV.kubernetesServicePort} are not set (is the registry running in a pod?)`);
+    }
+    const host = v.kubernetesServiceHost;
+    kubernetesTokens = {
+      audience: v.k8sTokenAudience,
+      verification: v.k8sTokenVerification ?? 'tokenreview',
+      apiServer: `https://${host.includes(':') ? `[${host}]` : host}:${v.kubernetesServicePort}`,
+      serviceAccountDir: path.resolve(cwd, v.k8sServiceAccountDir ?? DEFAULT_SERVICE_ACCOUNT_DIR),
+    };
+  } else if (v.k8sTokenVerification !== undefined) {
+    throw new ConfigError(ENV.k8sTokenVerification, `has no effect without ${ENV.k8sTokenAudience}`);
+  }
+  return {
+    anonymousPull: v.anonymousPull ?? true,
+    htpasswdFiles: (v.htpasswdFile ?? []).map((f) => path.resolve(cwd, f)),
+    ...(v.authPolicyFile !== undefined ? { policyFile: path.resolve(cwd, v.authPolicyFile) } : {}),
+    ...(v.tokenKeyFile !== undefined ? { tokenKeyFile: path.resolve(cwd, v.tokenKeyFile) } : {}),
+    tokenTtlSeconds: v.tokenTtl ?? DEFAULT_TOKEN_TTL_SECONDS,
+    ...(kubernetesTokens ? { kubernetesTokens } : {}),
+  };
+}
+
 /** One variable: undefined when unset or empty, else its parsed value; throws ConfigError naming it. */
 function readField<K extends keyof typeof fields>(key: K, env: NodeJS.ProcessEnv): Parsed[K] {
   const name = ENV[key];
@@ -435,6 +514,15 @@ export interface RegistrySettings {
   popularityUrl?: string;
   layerBudget?: number;
   pushTokenFile?: string;
+  /** Unset: the registry's default (true). */
+  anonymousPull?: boolean;
+  htpasswdFiles?: readonly string[];
+  authPolicyFile?: string;
+  tokenKeyFile?: string;
+  tokenTtlSeconds?: number;
+  k8sTokenAudience?: string;
+  k8sTokenVerification?: 'tokenreview' | 'oidc';
+  k8sServiceAccountDir?: string;
   onDemand?: boolean;
   /** Empty or unset: no allow list (every package allowed). */
   allowedPackages?: readonly string[];
@@ -487,6 +575,14 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.popularityUrl !== undefined) env[ENV.popularityUrl] = settings.popularityUrl;
   if (settings.layerBudget !== undefined) env[ENV.layerBudget] = String(settings.layerBudget);
   if (settings.pushTokenFile !== undefined) env[ENV.pushTokenFile] = settings.pushTokenFile;
+  if (settings.anonymousPull !== undefined) env[ENV.anonymousPull] = String(settings.anonymousPull);
+  if (settings.htpasswdFiles?.length) env[ENV.htpasswdFile] = settings.htpasswdFiles.join(',');
+  if (settings.authPolicyFile !== undefined) env[ENV.authPolicyFile] = settings.authPolicyFile;
+  if (settings.tokenKeyFile !== undefined) env[ENV.tokenKeyFile] = settings.tokenKeyFile;
+  if (settings.tokenTtlSeconds !== undefined) env[ENV.tokenTtl] = String(settings.tokenTtlSeconds);
+  if (settings.k8sTokenAudience !== undefined) env[ENV.k8sTokenAudience] = settings.k8sTokenAudience;
+  if (settings.k8sTokenVerification !== undefined) env[ENV.k8sTokenVerification] = settings.k8sTokenVerification;
+  if (settings.k8sServiceAccountDir !== undefined) env[ENV.k8sServiceAccountDir] = settings.k8sServiceAccountDir;
   if (settings.onDemand !== undefined) env[ENV.onDemand] = String(settings.onDemand);
   if (settings.allowedPackages?.length) env[ENV.allowedPackages] = settings.allowedPackages.join(',');
   if (settings.deniedPackages?.length) env[ENV.deniedPackages] = settings.deniedPackages.join(',');
