@@ -89,6 +89,8 @@ export interface NixImageStatus {
   observedGeneration?: number;
   image?: string;
   digest?: string;
+  /** The SBOM's referrer manifest of `digest`: `GET /v2/<name>/referrers/<digest>` lists it. */
+  sbomDigest?: string;
   layers?: number;
   size?: number;
   jobName?: string;

@@ -63,10 +63,13 @@ describe('NixImage status', () => {
   const done = { status: { conditions: [{ type: 'Complete', status: 'True' }], completionTime: new Date('2026-01-02T00:00:00Z') } };
   const failed = { status: { conditions: [{ type: 'Failed', status: 'True' }] } };
 
-  it('is Ready with the pullable digest reference once the Job succeeded', () => {
-    const status = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d', size: 42, layers: 5 } }, 't');
+  it('is Ready with the pullable digest reference and the SBOM\'s digest once the Job succeeded', () => {
+    const status = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d', size: 42, layers: 5, sbomDigest: 'sha256:5b' } }, 't');
     assert.equal(status.image, 'nixery.team-a.svc.cluster.local:5000/toolbox@sha256:d');
     assert.equal(status.digest, 'sha256:d');
+    assert.equal(status.sbomDigest, 'sha256:5b');
+    const rebuiltByAnOlderRegistry = computeImageStatus({ ...image(), status }, { instance, jobName: 'toolbox-build-def', job: done, summary: { digest: 'sha256:e' } }, 't2');
+    assert.equal(rebuiltByAnOlderRegistry.sbomDigest, undefined, 'no SBOM named for a digest it does not refer to');
     assert.equal(status.size, 42);
     assert.equal(status.layers, 5);
     assert.equal(status.jobName, jobName);

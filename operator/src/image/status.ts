@@ -59,6 +59,9 @@ export function computeImageStatus(image: NixImage, observed: ImageObservation, 
     const digest = s.digest!;
     base.digest = digest;
     base.image = `${instanceEndpoint(observed.instance)}/${repositoryName(image)}@${digest}`;
+    // Another build's SBOM must not stay beside this digest (a registry before SBOMs sends none).
+    if (s.sbomDigest !== undefined) base.sbomDigest = s.sbomDigest;
+    else delete base.sbomDigest;
     if (s.layers !== undefined) base.layers = s.layers;
     if (s.size !== undefined) base.size = s.size;
     base.jobName = observed.jobName;
