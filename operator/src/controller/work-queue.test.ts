@@ -47,6 +47,20 @@ describe('work queue', () => {
     assert.equal(await q.get(), 'later');
   });
 
+  it('keeps the sooner of two delays for one key, whichever came first', async () => {
+    const q = new WorkQueue();
+    q.addAfter('k', 60_000);
+    q.addAfter('k', 20);
+    const started = Date.now();
+    assert.equal(await q.get(), 'k');
+    assert.ok(Date.now() - started < 30_000, 'the short delay was not hidden by the long one');
+    q.done('k');
+    q.addAfter('j', 20);
+    q.addAfter('j', 60_000);
+    assert.equal(await q.get(), 'j', 'nor does a longer one push a short one back');
+    q.shutdown();
+  });
+
   it('releases waiting workers on shutdown', async () => {
     const q = new WorkQueue();
     const waiting = q.get();

@@ -12,7 +12,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number }>();
   private waiters: ((key: string | undefined) => void)[] = [];
   private shuttingDown = false;
   private readonly baseDelayMs: number;
@@ -37,17 +37,23 @@ export class WorkQueue {
     }
   }
 
-  /** Adds the key after a delay; an earlier pending delay for the key wins. */
+  /**
+   * Adds the key after a delay; of two pending delays for a key the sooner wins (client-go's
+   * delaying queue), so a long wait (a certificate's renewal) never hides a short one.
+   */
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) return this.add(key);
-    if (this.timers.has(key)) return;
+    const due = Date.now() + delayMs;
+    const pending = this.timers.get(key);
+    if (pending && pending.due <= due) return;
+    if (pending) clearTimeout(pending.timer);
     const timer = setTimeout(() => {
       this.timers.delete(key);
       this.add(key);
     }, delayMs);
     timer.unref();
-    this.timers.set(key, timer);
+    this.timers.set(key, { timer, due });
   }
 
   /** After a failure: wait base·2^n, capped. */
@@ -90,7 +96,7 @@ export class WorkQueue {
 
   shutdown(): void {
     this.shuttingDown = true;
-    for (const timer of this.timers.values()) clearTimeout(timer);
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     for (const waiter of this.waiters) waiter(undefined);
     this.waiters = [];
