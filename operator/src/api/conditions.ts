@@ -18,3 +18,8 @@ export function getCondition(conditions: readonly Condition[] | undefined, type:
 export function isConditionTrue(conditions: readonly Condition[] | undefined, type: string): boolean {
   return getCondition(conditions, type)?.status === 'True';
 }
+
+/** Without the condition of that type: for a condition that no longer applies (TLSReady once TLS is off). */
+export function removeCondition(conditions: readonly Condition[] | undefined, type: string): Condition[] {
+  return (conditions ?? []).filter((c) => c.type !== type);
+}

@@ -57,12 +57,55 @@ export interface NixeryInstanceSpec {
     tagFlushIntervalSeconds?: number;
     maxRecordedTags?: number;
   };
+  /** HTTPS for the registry: exactly one of the three (a CEL rule of the CRD says so). */
+  tls?: TlsSpec;
+  /** Who may pull and push; unset behaves as `{anonymousPull: true}`. */
+  auth?: AuthSpec;
+}
+
+export interface TlsSpec {
+  /** A `kubernetes.io/tls` Secret of the instance's namespace, kept current by its owner. */
+  secretName?: string;
+  /** A cert-manager issuer: the operator makes a Certificate for the Service's names. */
+  issuerRef?: { name: string; kind: 'Issuer' | 'ClusterIssuer'; group: string };
+  /** The operator makes a CA and a serving certificate, and renews the certificate. */
+  selfSigned?: Record<string, never>;
+}
+
+export type AccessAction = 'pull' | 'push' | 'delete';
+
+/** One rule of the registry's access policy file (NIXERY_AUTH_POLICY_FILE), as the issue-19 contract defines it. */
+export interface AccessRule {
+  repositories: string[];
+  users?: string[];
+  /** `namespace/name`, with `*` globs. */
+  serviceAccounts?: string[];
+  namespaces?: string[];
+  authenticated?: boolean;
+  actions: AccessAction[];
+}
+
+export interface AuthSpec {
+  anonymousPull: boolean;
+  htpasswdSecretRef?: { name: string; key: string };
+  /** Namespaces that get a `kubernetes.io/dockerconfigjson` Secret `<instance>-pull`. */
+  pullSecretNamespaces?: string[];
+  policy?: { rules: AccessRule[] };
 }
 
 export interface NixeryInstanceStatus {
   observedGeneration?: number;
   endpoint?: string;
   readyReplicas?: number;
+  /** With spec.tls: what clients and nodes need to trust the registry. */
+  tls?: {
+    /** The CA certificate(s), PEM. */
+    caBundle?: string;
+    /** The ConfigMap of the instance's namespace holding the same bundle as `ca.crt`. */
+    caConfigMap?: string;
+    /** The Secret the registry serves its certificate from. */
+    secretName?: string;
+  };
   conditions?: Condition[];
 }
 
