@@ -1,7 +1,7 @@
 // Wires informers, controllers, leader election and the health/metrics server together.
 import http from 'node:http';
 import os from 'node:os';
-import type { KubeConfig, KubernetesObject, ObjectCache, V1Job, V1Service } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, ObjectCache, V1Job, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
 import type { Logger } from '@nixery/registry/operator-api';
 import { API_VERSION, FIELD_MANAGER, NIX_IMAGE, NIXERY_INSTANCE, type NixeryInstance, type NixImage } from './api/types.ts';
 import { Controller } from './controller/controller.ts';
@@ -11,6 +11,7 @@ import { ImageReconciler } from './image/reconciler.ts';
 import { Applier } from './kube/applier.ts';
 import { makeApiClients } from './kube/client.ts';
 import { MANAGED_BY_LABEL } from './kube/labels.ts';
+import { INSTANCE_NAMESPACE_LABEL } from './instance/auth.ts';
 import { InstanceReconciler } from './instance/reconciler.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 
@@ -85,15 +86,26 @@ export class Manager {
       Service: this.watch({ apiVersion: 'v1', kind: 'Service', plural: 'services' }, selector),
       Deployment: this.watch({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' }, selector),
       DaemonSet: this.watch({ apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets' }, selector),
+      // The operator's own Secrets and ConfigMaps only (the selector): generated credentials,
+      // certificates, policies, and the pull Secrets it keeps in other namespaces.
+      Secret: this.watch({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets' }, selector),
+      ConfigMap: this.watch({ apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps' }, selector),
+      ClusterRoleBinding: this.watch({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', plural: 'clusterrolebindings' }, selector, { clusterScoped: true }),
     };
     const jobs = this.watch<V1Job>({ apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs' }, selector);
 
     const clients = makeApiClients(kc);
-    const reconciler = new InstanceReconciler({ clients, applier: new Applier(kc, onWrite), caches: { instances, owned }, log, onWrite });
+    const reconciler = new InstanceReconciler({ clients, applier: new Applier(kc, onWrite), caches: { instances, images, owned }, log, onWrite });
     const controller = new Controller('nixeryinstance', reconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
     const imageReconciler = new ImageReconciler({
       clients,
-      caches: { images, instances, jobs, services: owned.Service as unknown as ObjectCache<V1Service> },
+      caches: {
+        images,
+        instances,
+        jobs,
+        services: owned.Service as unknown as ObjectCache<V1Service>,
+        serviceAccounts: owned.ServiceAccount as unknown as ObjectCache<V1ServiceAccount>,
+      },
       log,
       onWrite,
     });
@@ -105,7 +117,12 @@ export class Manager {
     const enqueueImage = (obj: KubernetesObject) => imageController.queue.add(key(obj));
     const ownerKey = (obj: KubernetesObject, kind: string) => {
       const owner = obj.metadata?.ownerReferences?.find((r) => r.kind === kind && r.controller);
-      return owner ? `${obj.metadata!.namespace}/${owner.name}` : undefined;
+      if (owner) return `${obj.metadata!.namespace}/${owner.name}`;
+      // What an instance cannot own (cluster scope, other namespaces) names it in labels.
+      const labels = obj.metadata?.labels ?? {};
+      const namespace = labels[INSTANCE_NAMESPACE_LABEL];
+      const name = labels['app.kubernetes.io/instance'];
+      return kind === NIXERY_INSTANCE.kind && namespace && name ? `${namespace}/${name}` : undefined;
     };
     for (const verb of ['add', 'update', 'delete'] as const) {
       instances.on(verb, (instance) => {
@@ -121,7 +138,11 @@ export class Manager {
           if (owner) controller.queue.add(owner);
         });
       }
-      images.on(verb, enqueueImage);
+      images.on(verb, (image) => {
+        enqueueImage(image);
+        // The instance's policy grants each of its NixImages' builds a push right.
+        controller.queue.add(`${image.metadata.namespace}/${image.spec.instanceRef.name}`);
+      });
       jobs.on(verb, (job) => {
         const owner = ownerKey(job, NIX_IMAGE.kind);
         if (owner) imageController.queue.add(owner);
@@ -140,9 +161,9 @@ export class Manager {
     for (const c of this.controllers) void c.run();
   }
 
-  private watch<T extends KubernetesObject>(ref: KindRef, labelSelector?: string): WatchedKind<T> {
+  private watch<T extends KubernetesObject>(ref: KindRef, labelSelector?: string, scope: { clusterScoped?: boolean } = {}): WatchedKind<T> {
     const kind = new WatchedKind<T>(this.options.kc, ref, {
-      ...(this.options.namespaces ? { namespaces: this.options.namespaces } : {}),
+      ...(this.options.namespaces && !scope.clusterScoped ? { namespaces: this.options.namespaces } : {}),
       ...(labelSelector ? { labelSelector } : {}),
       onError: (informer, error) => {
         this.options.log.warn('watch failed; restarting', { kind: ref.kind, error: (error as Error)?.message ?? String(error) });

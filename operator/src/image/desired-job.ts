@@ -2,17 +2,25 @@
 // everything that decides the build, so a restarted operator finds the Job it started instead of
 // starting another, and a spec change starts a new one.
 import { createHash } from 'node:crypto';
-import type { V1Job } from '@kubernetes/client-node';
-import { buildArgs, containerEnv, PUSH_TOKEN_MOUNT, type RegistrySettings } from '@nixery/registry/operator-api';
+import type { V1Job, V1ServiceAccount, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { buildArgs, containerEnv, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
-import { instanceEndpoint, packageSourceOf, pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
+import { buildServiceAccountName, tokenAudience } from '../instance/auth.ts';
+import { instanceEndpoint, packageSourceOf } from '../instance/desired.ts';
+import { CA_MOUNT, IDENTITY_TOKEN_MOUNT, pushArgs } from '../instance/registry-contract.ts';
+import { caBundleConfigMapName, tlsMode } from '../instance/tls.ts';
 
 export const IMAGE_LABEL = 'nixery.dev/image';
 export const BUILD_HASH_ANNOTATION = 'nixery.dev/build-hash';
 const BUILD_STORAGE = '/var/lib/nixery-build';
 /** Successful build Jobs go away on their own; the operator keeps the last failed one (see reconciler). */
 export const FINISHED_JOB_TTL_SECONDS = 600;
+/**
+ * How long a build pod's projected ServiceAccount token lives. The kubelet renews it at 80% of
+ * that, and the push client reads the file anew for every token exchange.
+ */
+export const IDENTITY_TOKEN_SECONDS = 600;
 
 export function repositoryName(image: NixImage): string {
   return image.spec.name ?? image.metadata.name;
@@ -42,6 +50,8 @@ export function buildHash(image: NixImage, instance: NixeryInstance, inputs: Bui
     target: instanceEndpoint(instance),
     nixTimeout: instance.spec.nixTimeout,
     rebuildEpoch: inputs.rebuildEpoch ?? null,
+    // Only when on, so that the Jobs of instances without TLS keep their names.
+    ...(tlsMode(instance) ? { scheme: 'https' } : {}),
   };
   return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 10);
 }
@@ -58,10 +68,27 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     storage: { backend: 'filesystem', path: BUILD_STORAGE },
     nixTimeoutSeconds: instance.spec.nixTimeout,
     ...(instance.spec.popularityUrl ? { popularityUrl: instance.spec.popularityUrl } : {}),
-    pushTokenFile: `${PUSH_TOKEN_MOUNT}/${PUSH_TOKEN_KEY}`,
     ...(source ? { source } : {}),
   };
   const env = containerEnv(settings);
+  const tls = tlsMode(instance) !== undefined;
+  // No static secret: the build pushes as its own ServiceAccount, which the instance's policy
+  // lets write this image's repository and nothing else.
+  const volumes: V1Volume[] = [
+    { name: 'build-storage', emptyDir: {} },
+    {
+      name: 'identity',
+      projected: { sources: [{ serviceAccountToken: { audience: tokenAudience(instance), expirationSeconds: IDENTITY_TOKEN_SECONDS, path: 'token' } }] },
+    },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: 'build-storage', mountPath: BUILD_STORAGE },
+    { name: 'identity', mountPath: IDENTITY_TOKEN_MOUNT, readOnly: true },
+  ];
+  if (tls) {
+    volumes.push({ name: 'registry-ca', configMap: { name: caBundleConfigMapName(instance.metadata.name) } });
+    mounts.push({ name: 'registry-ca', mountPath: CA_MOUNT, readOnly: true });
+  }
   const args = buildArgs({
     packages: image.spec.packages,
     // For a git source the tag option selects the ref to build from.
@@ -69,7 +96,12 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     push: `${instanceEndpoint(instance)}/${repositoryName(image)}:${image.spec.tag}`,
     resultFile: '/dev/termination-log',
     ...(image.spec.config ? { config: image.spec.config } : {}),
-  });
+  }).concat(
+    pushArgs({
+      ...(tls ? { scheme: 'https' as const, caFile: `${CA_MOUNT}/ca.crt` } : {}),
+      identityTokenFile: `${IDENTITY_TOKEN_MOUNT}/token`,
+    }),
+  );
   const labels = { ...commonLabels(instance.metadata.name, 'build'), [IMAGE_LABEL]: image.metadata.name };
   return {
     apiVersion: 'batch/v1',
@@ -88,6 +120,9 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
         metadata: { labels },
         spec: {
           restartPolicy: 'Never',
+          serviceAccountName: buildServiceAccountName(image.metadata.name),
+          // The build talks to the registry only, never to the API server.
+          automountServiceAccountToken: false,
           containers: [
             {
               name: 'build',
@@ -96,19 +131,28 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
               env,
               terminationMessagePath: '/dev/termination-log',
               terminationMessagePolicy: 'FallbackToLogsOnError',
-              volumeMounts: [
-                { name: 'build-storage', mountPath: BUILD_STORAGE },
-                { name: 'push-token', mountPath: PUSH_TOKEN_MOUNT, readOnly: true },
-              ],
+              volumeMounts: mounts,
               ...(instance.spec.resources ? { resources: instance.spec.resources } : {}),
             },
           ],
-          volumes: [
-            { name: 'build-storage', emptyDir: {} },
-            { name: 'push-token', secret: { secretName: pushTokenSecretName(instance.metadata.name) } },
-          ],
+          volumes,
         },
       },
     },
+  };
+}
+
+/** The ServiceAccount the build Jobs of a NixImage run as, owned by the NixImage. */
+export function desiredBuildServiceAccount(image: NixImage, instance: NixeryInstance): V1ServiceAccount {
+  return {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: {
+      name: buildServiceAccountName(image.metadata.name),
+      namespace: image.metadata.namespace,
+      labels: { ...commonLabels(instance.metadata.name, 'build'), [IMAGE_LABEL]: image.metadata.name },
+      ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: 'NixImage', metadata: image.metadata })],
+    },
+    automountServiceAccountToken: false,
   };
 }

@@ -4,7 +4,7 @@ import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance } from '../api/types.ts';
 import { testImage as image, testInstance } from '../test-support/fixtures.ts';
 import { conflictingClaim } from './conflict.ts';
-import { buildHash, buildJobName, desiredBuildJob } from './desired-job.ts';
+import { buildHash, buildJobName, desiredBuildJob, desiredBuildServiceAccount } from './desired-job.ts';
 import { computeImageStatus } from './status.ts';
 
 const instance: NixeryInstance = testInstance({}, { uid: 'i-uid' });
@@ -19,14 +19,53 @@ describe('the build Job of a NixImage', () => {
       '--push', 'nixery.team-a.svc.cluster.local:5000/toolbox:v1',
       '--result-file', '/dev/termination-log',
       '--config-json', '{"entrypoint":["/bin/hello"]}',
+      '--push-identity-token-file', '/var/run/secrets/nixery/identity/token',
     ]);
     assert.equal(container.terminationMessagePath, '/dev/termination-log');
     assert.equal(job.spec!.template.spec!.restartPolicy, 'Never');
     assert.equal(job.metadata!.ownerReferences![0]!.kind, 'NixImage');
     assert.equal(job.metadata!.labels!['nixery.dev/image'], 'toolbox');
     const env = Object.fromEntries(container.env!.map((e) => [e.name, e.value]));
-    assert.equal(env.NIXERY_PUSH_TOKEN_FILE, '/var/run/secrets/nixery/push/token');
     assert.equal(env.NIXERY_STORAGE_BACKEND, 'filesystem');
+  });
+
+  it('pushes as its own ServiceAccount with a short-lived projected token for the instance’s audience, and no static secret', () => {
+    const job = desiredBuildJob(image(), instance);
+    const pod = job.spec!.template.spec!;
+    const container = pod.containers[0]!;
+    assert.equal(pod.serviceAccountName, 'nixery-build-toolbox');
+    assert.equal(pod.automountServiceAccountToken, false, 'the build never talks to the API server');
+    assert.deepEqual(pod.volumes, [
+      { name: 'build-storage', emptyDir: {} },
+      { name: 'identity', projected: { sources: [{ serviceAccountToken: { audience: 'nixery.dev/team-a/nixery', expirationSeconds: 600, path: 'token' } }] } },
+    ]);
+    assert.ok(container.volumeMounts!.some((m) => m.name === 'identity' && m.mountPath === '/var/run/secrets/nixery/identity'));
+    assert.ok(!container.env!.some((e) => e.name === 'NIXERY_PUSH_TOKEN_FILE' || e.name === 'NIXERY_PUSH_TOKEN'));
+    assert.ok(!JSON.stringify(pod).includes('push-token'));
+  });
+
+  it('pushes over HTTPS trusting the CA bundle ConfigMap when the instance has TLS', () => {
+    const tls = testInstance({ tls: { selfSigned: {} } }, { uid: 'i-uid' });
+    const job = desiredBuildJob(image(), tls);
+    const pod = job.spec!.template.spec!;
+    assert.deepEqual(pod.containers[0]!.args!.slice(-6), [
+      '--push-scheme', 'https',
+      '--push-ca-file', '/var/run/secrets/nixery/ca/ca.crt',
+      '--push-identity-token-file', '/var/run/secrets/nixery/identity/token',
+    ]);
+    assert.deepEqual(pod.volumes!.at(-1), { name: 'registry-ca', configMap: { name: 'nixery-ca-bundle' } });
+    assert.ok(pod.containers[0]!.volumeMounts!.some((m) => m.name === 'registry-ca' && m.mountPath === '/var/run/secrets/nixery/ca' && m.readOnly));
+    assert.notEqual(job.metadata!.name, desiredBuildJob(image(), instance).metadata!.name, 'turning TLS on is a new build');
+  });
+
+  it('runs as a ServiceAccount of its own, owned by the NixImage', () => {
+    const account = desiredBuildServiceAccount(image(), instance);
+    assert.equal(account.metadata!.name, 'nixery-build-toolbox');
+    assert.equal(account.metadata!.namespace, 'team-a');
+    assert.deepEqual(account.metadata!.ownerReferences, [
+      { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', name: 'toolbox', uid: 'img-uid', controller: true, blockOwnerDeletion: true },
+    ]);
+    assert.equal(account.automountServiceAccountToken, false);
   });
 
   it('builds from the image source, else the instance source, with the git ref as the build tag', () => {

@@ -1,12 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1Job, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Job, V1Pod, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
 import { silentLogger, tagUrl, type BuildSummary } from '@nixery/registry/operator-api';
 import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance, NixImage, NixImageStatus } from '../api/types.ts';
 import { apiError, cacheOf } from '../test-support/fakes.ts';
 import { testImage, testInstance } from '../test-support/fixtures.ts';
-import { desiredBuildJob } from './desired-job.ts';
+import { desiredBuildJob, desiredBuildServiceAccount } from './desired-job.ts';
 import { ImageReconciler, TAG_FINALIZER } from './reconciler.ts';
 
 const NOW = new Date('2026-01-01T12:15:00Z');
@@ -45,6 +45,8 @@ interface World {
   /** A Job the API server has but the cache has not seen yet. */
   serverJob?: V1Job;
   deleteTag?: () => Promise<void>;
+  serviceAccounts?: V1ServiceAccount[];
+  createServiceAccount?: () => Promise<void>;
 }
 
 /**
@@ -79,6 +81,11 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
         listNamespacedPod: async ({ labelSelector }) => ({
           items: (world.pods ?? []).filter((pod) => `job-name=${pod.metadata!.labels!['job-name']}` === labelSelector),
         }),
+        createNamespacedServiceAccount: async ({ body }) => {
+          requests.push(`create ServiceAccount ${body.metadata!.name}`);
+          if (world.createServiceAccount) await world.createServiceAccount();
+          return body;
+        },
         readNamespacedSecret: async ({ name }) => {
           if (name !== 'nixery-push-token') throw apiError(404);
           return { data: { token: Buffer.from('the-push-token').toString('base64') } };
@@ -105,11 +112,12 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
       instances: cacheOf(...(world.instances ?? [instance])),
       jobs: cacheOf(...(world.jobs ?? [])),
       services: cacheOf(service),
+      serviceAccounts: cacheOf(...(world.serviceAccounts ?? [])),
     },
     log: silentLogger,
     onWrite: () => {},
-    deleteTag: async (tag, token) => {
-      requests.push(`DELETE ${tagUrl(tag)} (${token})`);
+    deleteTag: async (tag, token, tls) => {
+      requests.push(`DELETE ${tls ? tagUrl(tag).replace('http:', 'https:') : tagUrl(tag)} (${token})${tls ? ` trusting ${tls.ca}` : ''}`);
       await world.deleteTag?.();
     },
     now: () => NOW,
@@ -134,11 +142,23 @@ describe('reconciling a NixImage', () => {
     const { reconcile, requests, condition, status, events } = reconcilerFor(subject);
     assert.deepEqual(await reconcile(), {});
     const jobName = desiredBuildJob(subject, instance).metadata!.name!;
-    assert.deepEqual(requests, [`create Job ${jobName}`, 'patch niximages/toolbox/status']);
+    assert.deepEqual(requests, ['create ServiceAccount nixery-build-toolbox', `create Job ${jobName}`, 'patch niximages/toolbox/status']);
     assert.equal(status().jobName, jobName);
     assert.equal(condition('Building'), 'True JobRunning');
     assert.equal(condition('Ready'), 'False Building');
     assert.deepEqual(events, [`Normal BuildStarted: started build Job ${jobName} for git, htop, hello`]);
+  });
+
+  it('makes the build ServiceAccount once, before the first Job: one already there or made meanwhile does', async () => {
+    const subject = image();
+    const account = desiredBuildServiceAccount(subject, instance);
+    const existing = reconcilerFor(subject, { serviceAccounts: [account] });
+    await existing.reconcile();
+    assert.ok(!existing.requests.some((r) => r.startsWith('create ServiceAccount')));
+    assert.ok(existing.requests.some((r) => r.startsWith('create Job')));
+    const raced = reconcilerFor(subject, { createServiceAccount: () => Promise.reject(apiError(409)) });
+    await raced.reconcile();
+    assert.ok(raced.requests.some((r) => r.startsWith('create Job')));
   });
 
   it('starts no Job while the instance is not Ready, and looks again soon', async () => {
@@ -234,7 +254,7 @@ describe('reconciling a NixImage', () => {
     // 12:15 now: the next interval begins at 13:00, and a second later the operator looks.
     assert.deepEqual(await reconcile(), { requeueAfterMs: 45 * 60_000 + 1000 });
     const epoch = Math.floor(NOW.getTime() / 3_600_000);
-    assert.equal(requests[0], `create Job ${desiredBuildJob(subject, instance, { rebuildEpoch: epoch }).metadata!.name}`);
+    assert.equal(requests[1], `create Job ${desiredBuildJob(subject, instance, { rebuildEpoch: epoch }).metadata!.name}`);
   });
 });
 
@@ -247,6 +267,16 @@ describe('deleting a NixImage', () => {
     const { reconcile, requests } = reconcilerFor(withDigest(built()));
     assert.deepEqual(await reconcile(), {});
     assert.deepEqual(requests, ['DELETE http://10.0.0.7:5000/v2/greeter/manifests/1.0 (the-push-token)', 'patch niximages/greeter finalizers=[example.com/keep]']);
+  });
+
+  it('deletes over HTTPS by the name the certificate carries, trusting the CA in the instance status, when TLS is on', async () => {
+    const tls: NixeryInstance = {
+      ...testInstance({ tls: { selfSigned: {} } }),
+      status: { conditions: [{ type: 'Ready', status: 'True', reason: 'RegistryAnswering' }], tls: { caBundle: 'CA-PEM', secretName: 'nixery-tls' } },
+    };
+    const { reconcile, requests } = reconcilerFor(withDigest(built()), { instances: [tls] });
+    await reconcile();
+    assert.equal(requests[0], 'DELETE https://nixery.team-a.svc.cluster.local:5000/v2/greeter/manifests/1.0 (the-push-token) trusting CA-PEM');
   });
 
   it('keeps the finalizer while the registry does not take the tag away', async () => {

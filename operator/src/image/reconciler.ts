@@ -10,6 +10,7 @@ import {
   type ObjectCache,
   type V1Job,
   type V1Service,
+  type V1ServiceAccount,
 } from '@kubernetes/client-node';
 import { deleteTag, type BuildSummary, type Logger, type TagReference } from '@nixery/registry/operator-api';
 import { getCondition, isConditionTrue } from '../api/conditions.ts';
@@ -17,9 +18,10 @@ import { FIELD_MANAGER, NIX_IMAGE, type NixeryInstance, type NixImage } from '..
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../kube/http-status.ts';
 import { pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
+import { tlsMode, verificationName } from '../instance/tls.ts';
 import { recordEvent, type EventClient } from '../kube/events.ts';
 import { conflictingClaim } from './conflict.ts';
-import { desiredBuildJob, IMAGE_LABEL, repositoryName } from './desired-job.ts';
+import { desiredBuildJob, desiredBuildServiceAccount, IMAGE_LABEL, repositoryName } from './desired-job.ts';
 import { parseDuration } from './duration.ts';
 import { computeImageStatus, jobState } from './status.ts';
 
@@ -30,17 +32,22 @@ export interface ImageCaches {
   instances: ObjectCache<NixeryInstance>;
   jobs: ObjectCache<V1Job>;
   services: ObjectCache<V1Service>;
+  /** The operator's ServiceAccounts (the build ones among them). */
+  serviceAccounts: ObjectCache<V1ServiceAccount>;
 }
 
 /** The API calls of a reconcile: manager.ts passes the real clients, tests fakes. */
 export interface ImageClients {
   batch: Pick<BatchV1Api, 'createNamespacedJob' | 'readNamespacedJob' | 'patchNamespacedJob' | 'deleteNamespacedJob'>;
-  core: Pick<CoreV1Api, 'listNamespacedPod' | 'readNamespacedSecret'> & EventClient;
+  core: Pick<CoreV1Api, 'listNamespacedPod' | 'readNamespacedSecret' | 'createNamespacedServiceAccount'> & EventClient;
   customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObject' | 'patchNamespacedCustomObjectStatus'>;
 }
 
-/** Removes a tag from the registry with the instance's push token; a tag already gone is no error. */
-export type TagDeleter = (tag: TagReference, pushToken: string) => Promise<void>;
+/**
+ * Removes a tag from the registry with a credential limited to its repository, got for the
+ * instance's push token; a tag already gone is no error. With TLS, `ca` is what to trust.
+ */
+export type TagDeleter = (tag: TagReference, pushToken: string, tls?: { ca: string }) => Promise<void>;
 
 export interface ImageReconcilerDeps {
   clients: ImageClients;
@@ -93,6 +100,7 @@ export class ImageReconciler {
           // The Job would only fail to push; look again soon.
           requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, 3000);
         } else {
+          await this.ensureServiceAccount(image, instance);
           job = await this.createJob(image, desired);
         }
       }
@@ -110,6 +118,18 @@ export class ImageReconciler {
     }
     return requeueAfterMs === undefined ? {} : { requeueAfterMs };
   };
+
+  /** The build's identity, before the Job that runs as it; made once, it has nothing to update. */
+  private async ensureServiceAccount(image: NixImage, instance: NixeryInstance): Promise<void> {
+    const desired = desiredBuildServiceAccount(image, instance);
+    if (this.deps.caches.serviceAccounts.get(desired.metadata!.name!, image.metadata.namespace)) return;
+    this.deps.onWrite('ServiceAccount');
+    try {
+      await this.core.createNamespacedServiceAccount({ namespace: image.metadata.namespace, body: desired, fieldManager: FIELD_MANAGER });
+    } catch (error) {
+      if (statusOf(error) !== 409) throw error;
+    }
+  }
 
   private async createJob(image: NixImage, desired: V1Job): Promise<V1Job | undefined> {
     const namespace = image.metadata.namespace;
@@ -209,8 +229,12 @@ export class ImageReconciler {
     if (instance && clusterIP && !claimedByOther && image.status?.digest) {
       const secret = await this.core.readNamespacedSecret({ name: pushTokenSecretName(instance.metadata.name), namespace });
       const token = Buffer.from(secret.data?.[PUSH_TOKEN_KEY] ?? '', 'base64').toString('utf8');
-      const tag = { registry: `${clusterIP}:${instance.spec.service.port}`, name: repositoryName(image), tag: image.spec.tag };
-      await (this.deps.deleteTag ?? deleteTag)(tag, token);
+      const port = instance.spec.service.port;
+      const ca = instance.status?.tls?.caBundle;
+      // Over HTTPS by the name the certificate carries (cluster DNS resolves it to the ClusterIP).
+      const tls = tlsMode(instance) && ca ? { ca } : undefined;
+      const tag = { registry: tls ? `${verificationName(instance)}:${port}` : `${clusterIP}:${port}`, name: repositoryName(image), tag: image.spec.tag };
+      await (this.deps.deleteTag ?? defaultTagDeleter)(tag, token, tls);
     }
     this.deps.onWrite('NixImage');
     await this.custom.patchNamespacedCustomObject(
@@ -228,3 +252,6 @@ export class ImageReconciler {
 }
 
 const NIX_IMAGE_PATH = { group: NIX_IMAGE.group, version: NIX_IMAGE.version, plural: NIX_IMAGE.plural };
+
+/** operator-api's deleteTag. */
+const defaultTagDeleter: TagDeleter = (tag, pushToken) => deleteTag(tag, pushToken);

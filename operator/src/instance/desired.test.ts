@@ -7,6 +7,15 @@ import { desiredInstance, desiredObjects, instanceEndpoint, REGISTRY_FS_GROUP, S
 
 const instance = (spec: Partial<NixeryInstance['spec']> = {}) => testInstance(spec);
 
+/**
+ * What loadConfig can load here: without the variables naming mounted files (it reads some of
+ * them at once), and with the in-cluster API address a pod has (ServiceAccount tokens need it).
+ */
+const load = (env: Record<string, string>) => {
+  const loadable = Object.fromEntries(Object.entries(env).filter(([name]) => !name.endsWith('_FILE')));
+  return loadConfig({ ...loadable, KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, '/');
+};
+
 const envOf = (d: ReturnType<typeof desiredInstance>) =>
   Object.fromEntries((d.deployment.spec!.template.spec!.containers[0]!.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
 
@@ -36,7 +45,7 @@ describe('desired objects of a NixeryInstance', () => {
   it('renders an environment the registry loads back into the same configuration', () => {
     const d = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git' } }, nixTimeout: 120 }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
-    const config = loadConfig(env, '/');
+    const config = load(env);
     assert.equal(config.port, 8080);
     assert.deepEqual(config.storage, { backend: 'filesystem', path: STORAGE_MOUNT });
     assert.deepEqual(config.source, { type: 'git', url: 'https://example.org/pkgs.git' });
@@ -46,7 +55,7 @@ describe('desired objects of a NixeryInstance', () => {
   it("passes a git source's trusted refs to the registry, and nothing when the default applies", () => {
     const trusted = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*'] } } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(trusted);
-    assert.deepEqual(loadConfig(env, '/').source, { type: 'git', url: 'https://example.org/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*'] });
+    assert.deepEqual(load(env).source, { type: 'git', url: 'https://example.org/pkgs.git', trustedRefs: ['refs/heads/main', 'refs/tags/v*'] });
     const plain = desiredInstance(instance({ packageSource: { git: { url: 'https://example.org/pkgs.git' } } }));
     assert.equal(envOf(plain).NIXERY_PKGS_REPO_TRUSTED_REFS, undefined);
   });
@@ -63,13 +72,13 @@ describe('desired objects of a NixeryInstance', () => {
 
   it('leaves the package source unset to use the set bundled in the registry image', () => {
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(desiredInstance(instance()));
-    assert.equal(loadConfig(env, '/').sourceIsDefault, true);
+    assert.equal(load(env).sourceIsDefault, true);
   });
 
   it('uses Recreate with a persistent volume and mounts the claim', () => {
     const d = desiredInstance(instance());
     assert.equal(d.deployment.spec!.strategy!.type, 'Recreate');
-    assert.deepEqual(d.deployment.spec!.template.spec!.volumes, [
+    assert.deepEqual(d.deployment.spec!.template.spec!.volumes!.slice(0, 2), [
       { name: 'push-token', secret: { secretName: 'nixery-push-token' } },
       { name: 'storage', persistentVolumeClaim: { claimName: 'nixery-storage' } },
     ]);
@@ -90,7 +99,7 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(d.deployment.spec!.replicas, 3);
     assert.equal(d.deployment.spec!.strategy!.type, 'RollingUpdate');
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
-    const config = loadConfig(env, '/');
+    const config = load(env);
     assert.deepEqual(config.storage, { backend: 'gcs', bucket: 'layers', credentialsFile: '/var/run/secrets/nixery/gcs/key.json' });
     assert.deepEqual(d.deployment.spec!.template.spec!.volumes![1], { name: 'gcs-credentials', secret: { secretName: 'gcs-key' } });
     const streamed = desiredInstance(instance({ storage: { gcs: { bucket: 'layers', signedUrls: false } } }));
@@ -106,7 +115,7 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(env.NIXERY_ALLOWED_PACKAGES, 'hello,python3Packages.*');
     assert.equal(env.NIXERY_DENIED_PACKAGES, 'python3Packages.requests,_7zip');
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
-    const config = loadConfig(rest, '/');
+    const config = load(rest);
     assert.equal(config.onDemand, false);
     assert.deepEqual(config.allowedPackages, ['hello', 'python3Packages.*']);
     assert.deepEqual(config.deniedPackages, ['python3Packages.requests', '_7zip']);
@@ -119,7 +128,7 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(env.NIXERY_CLIENT_BUILDS_PER_MINUTE, '120');
     assert.equal(env.NIXERY_MAX_CLOSURE_SIZE, '2Gi');
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
-    const config = loadConfig(rest, '/');
+    const config = load(rest);
     assert.equal(config.maxQueuedBuilds, 0);
     assert.equal(config.clientBuildsPerMinute, 120);
     assert.equal(config.maxClosureBytes, 2 * 1024 ** 3);
@@ -133,7 +142,7 @@ describe('desired objects of a NixeryInstance', () => {
   it('passes the build slots and the tag records to the registry, as it reads them', () => {
     const d = desiredInstance(instance({ limits: { maxConcurrentBuilds: 4, tagFlushIntervalSeconds: 5, maxRecordedTags: 50_000 } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
-    const config = loadConfig(env, '/');
+    const config = load(env);
     assert.equal(config.maxConcurrentBuilds, 4);
     assert.equal(config.tagFlushIntervalSeconds, 5);
     assert.equal(config.maxRecordedTags, 50_000);
@@ -151,7 +160,7 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(env.NIXERY_MAX_CONNECTIONS, '300');
     assert.equal(env.NIXERY_MIN_FREE_SPACE, '5%');
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
-    const config = loadConfig(rest, '/');
+    const config = load(rest);
     assert.deepEqual(config.connections, { headersTimeoutSeconds: 10, receiveTimeoutSeconds: 120, sendStallTimeoutSeconds: 20, keepAliveTimeoutSeconds: 15, maxConnections: 300 });
     assert.deepEqual(config.minFreeSpace, { percent: 5 });
     const one = envOf(desiredInstance(instance({ limits: { sendStallTimeoutSeconds: 45, minFreeSpace: '2Gi' } })));
@@ -169,7 +178,7 @@ describe('desired objects of a NixeryInstance', () => {
       const env = envOf(desiredInstance(instance(spec)));
       for (const name of ['NIXERY_ON_DEMAND', 'NIXERY_ALLOWED_PACKAGES', 'NIXERY_DENIED_PACKAGES']) assert.equal(env[name], undefined, `${name} for ${JSON.stringify(spec)}`);
       const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
-      const config = loadConfig(rest, '/');
+      const config = load(rest);
       assert.equal(config.onDemand, true);
       assert.equal(config.allowedPackages, undefined);
       assert.deepEqual(config.deniedPackages, []);
@@ -191,6 +200,83 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(pod.hostNetwork, true);
     assert.deepEqual(pod.containers[0]!.args, ['forward', '--listen', '127.0.0.1:5555', '--target', 'nixery.team-a.svc.cluster.local:5000']);
     assert.equal(desiredInstance(instance()).nodeLocal, undefined);
+  });
+
+  it('authenticates in every instance: the pull user, the policy, the token key and the ServiceAccount-token audience', () => {
+    const d = desiredInstance(instance());
+    const env = envOf(d);
+    assert.equal(env.NIXERY_ANONYMOUS_PULL, 'true');
+    assert.equal(env.NIXERY_HTPASSWD_FILE, '/var/run/secrets/nixery/pull-user/htpasswd');
+    assert.equal(env.NIXERY_AUTH_POLICY_FILE, '/etc/nixery/policy/policy.json');
+    assert.equal(env.NIXERY_TOKEN_KEY_FILE, '/var/run/secrets/nixery/token-key/key.pem');
+    assert.equal(env.NIXERY_K8S_TOKEN_AUDIENCE, 'nixery.dev/team-a/nixery');
+    const config = load(env);
+    assert.equal(config.auth.anonymousPull, true);
+    assert.equal(config.auth.kubernetesTokens?.audience, 'nixery.dev/team-a/nixery');
+    const pod = d.deployment.spec!.template.spec!;
+    assert.deepEqual(pod.volumes!.slice(-3), [
+      { name: 'pull-user', secret: { secretName: 'nixery-pull-user', items: [{ key: 'htpasswd', path: 'htpasswd' }] } },
+      { name: 'auth-policy', configMap: { name: 'nixery-auth-policy' } },
+      { name: 'token-key', secret: { secretName: 'nixery-token-key' } },
+    ]);
+    const mounts = Object.fromEntries(pod.containers[0]!.volumeMounts!.map((m) => [m.name, m.mountPath]));
+    assert.equal(mounts['pull-user'], '/var/run/secrets/nixery/pull-user');
+    assert.equal(mounts['auth-policy'], '/etc/nixery/policy');
+    assert.equal(mounts['token-key'], '/var/run/secrets/nixery/token-key');
+    assert.equal(pod.serviceAccountName, 'nixery', 'the ServiceAccount bound to system:auth-delegator');
+    const env2 = Object.fromEntries(pod.containers[0]!.env!.map((e) => [e.name, e]));
+    assert.deepEqual(Object.keys(env2), [...Object.keys(env2)].sort((a, b) => (a === 'POD_IP' ? -1 : b === 'POD_IP' ? 1 : a < b ? -1 : 1)), 'one stable order');
+  });
+
+  it("adds the user's htpasswd file after the pull user's, and turns anonymous pulls off", () => {
+    const d = desiredInstance(instance({ auth: { anonymousPull: false, htpasswdSecretRef: { name: 'users', key: 'team.htpasswd' } } }));
+    const env = envOf(d);
+    assert.equal(env.NIXERY_ANONYMOUS_PULL, 'false');
+    assert.equal(env.NIXERY_HTPASSWD_FILE, '/var/run/secrets/nixery/pull-user/htpasswd,/var/run/secrets/nixery/htpasswd/htpasswd');
+    assert.equal(load(env).auth.anonymousPull, false);
+    const pod = d.deployment.spec!.template.spec!;
+    assert.deepEqual(pod.volumes!.find((v) => v.name === 'htpasswd'), { name: 'htpasswd', secret: { secretName: 'users', items: [{ key: 'team.htpasswd', path: 'htpasswd' }] } });
+    assert.ok(pod.containers[0]!.volumeMounts!.some((m) => m.name === 'htpasswd' && m.mountPath === '/var/run/secrets/nixery/htpasswd'));
+  });
+
+  describe('with TLS', () => {
+    const modes: [string, NixeryInstance['spec']['tls'], string][] = [
+      ['secretName', { secretName: 'my-cert' }, 'my-cert'],
+      ['issuerRef', { issuerRef: { name: 'ca-issuer', kind: 'ClusterIssuer', group: 'cert-manager.io' } }, 'nixery-tls'],
+      ['selfSigned', { selfSigned: {} }, 'nixery-tls'],
+    ];
+    for (const [mode, tls, secretName] of modes) {
+      it(`serves HTTPS from the ${mode} mode's Secret ${secretName}, probed over HTTPS on a port named https`, () => {
+        const d = desiredInstance(instance({ tls: tls! }));
+        const pod = d.deployment.spec!.template.spec!;
+        const container = pod.containers[0]!;
+        assert.deepEqual(pod.volumes!.find((v) => v.name === 'tls'), {
+          name: 'tls',
+          secret: { secretName, items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] },
+        });
+        assert.ok(container.volumeMounts!.some((m) => m.name === 'tls' && m.mountPath === '/var/run/secrets/nixery/tls' && m.readOnly));
+        const env = envOf(d);
+        assert.equal(env.NIXERY_TLS_CERT_FILE, '/var/run/secrets/nixery/tls/tls.crt');
+        assert.equal(env.NIXERY_TLS_KEY_FILE, '/var/run/secrets/nixery/tls/tls.key');
+        assert.deepEqual(container.ports, [{ name: 'https', containerPort: 8080, protocol: 'TCP' }]);
+        assert.deepEqual(container.readinessProbe!.httpGet, { path: '/healthz', port: 'https', scheme: 'HTTPS' });
+        assert.deepEqual(container.livenessProbe!.httpGet, { path: '/healthz', port: 'https', scheme: 'HTTPS' });
+        assert.deepEqual(d.service.spec!.ports, [{ name: 'https', port: 5000, targetPort: 'https', protocol: 'TCP' }]);
+      });
+    }
+
+    it('leaves an instance without TLS on plain HTTP', () => {
+      const d = desiredInstance(instance());
+      const container = d.deployment.spec!.template.spec!.containers[0]!;
+      assert.equal(envOf(d).NIXERY_TLS_CERT_FILE, undefined);
+      assert.deepEqual(container.readinessProbe!.httpGet, { path: '/healthz', port: 'http', scheme: 'HTTP' });
+      assert.ok(!d.deployment.spec!.template.spec!.volumes!.some((v) => v.name === 'tls'));
+    });
+
+    it('keeps the node-local forwarder a plain TCP relay: TLS passes through it to the Service', () => {
+      const d = desiredInstance(instance({ tls: { selfSigned: {} }, nodeLocal: { enabled: true, hostPort: 5555 } }));
+      assert.deepEqual(d.nodeLocal!.spec!.template.spec!.containers[0]!.args, ['forward', '--listen', '127.0.0.1:5555', '--target', 'nixery.team-a.svc.cluster.local:5000']);
+    });
   });
 
   it('is a pure function: the same instance gives the same objects', () => {

@@ -13,6 +13,12 @@ import type {
 import { containerEnv, DEFAULT_CHANNEL_BASE_URL, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, type PackageSource, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
+import { anonymousPull, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY } from './auth.ts';
+import { instanceEndpoint } from './endpoint.ts';
+import { authEnvironment, HTPASSWD_MOUNT, POLICY_MOUNT, PULL_USER_MOUNT, TLS_MOUNT, TOKEN_KEY_MOUNT, type AuthSettings } from './registry-contract.ts';
+import { servingSecretName } from './tls.ts';
+
+export { instanceEndpoint };
 
 export const STORAGE_MOUNT = '/var/lib/nixery';
 /**
@@ -41,10 +47,6 @@ export function pvcName(instance: NixeryInstance): string {
   return `${instance.metadata.name}-storage`;
 }
 
-/** The in-cluster address pods pull from: the Service's DNS name and port. */
-export function instanceEndpoint(instance: NixeryInstance): string {
-  return `${instance.metadata.name}.${instance.metadata.namespace}.svc.cluster.local:${instance.spec.service.port}`;
-}
 
 export function packageSourceOf(spec: PackageSourceSpec | undefined): PackageSource | undefined {
   if (spec?.channel) return { type: 'channel', channel: spec.channel, baseUrl: DEFAULT_CHANNEL_BASE_URL };
@@ -83,10 +85,59 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.maxConcurrentBuilds !== undefined ? { maxConcurrentBuilds: spec.limits.maxConcurrentBuilds } : {}),
     ...(spec.limits?.tagFlushIntervalSeconds !== undefined ? { tagFlushIntervalSeconds: spec.limits.tagFlushIntervalSeconds } : {}),
     ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
+    ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
-  return containerEnv(settings);
+  const env = [...containerEnv(settings), ...Object.entries(authEnvironment(authSettings(instance))).map(([name, value]) => ({ name, value }))];
+  return env.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * Every instance's registry authenticates: build Jobs push with ServiceAccount tokens (hence the
+ * audience, the policy and the token key), pull Secrets log in as the operator's pull user.
+ */
+function authSettings(instance: NixeryInstance): AuthSettings {
+  const htpasswd = instance.spec.auth?.htpasswdSecretRef;
+  return {
+    anonymousPull: anonymousPull(instance),
+    htpasswdFiles: [`${PULL_USER_MOUNT}/htpasswd`, ...(htpasswd ? [`${HTPASSWD_MOUNT}/htpasswd`] : [])],
+    authPolicyFile: `${POLICY_MOUNT}/${POLICY_KEY}`,
+    tokenKeyFile: `${TOKEN_KEY_MOUNT}/${TOKEN_KEY_KEY}`,
+    k8sTokenAudience: tokenAudience(instance),
+  };
+}
+
+/** The files of authentication and TLS, each from the object that holds it. */
+function authTlsVolumes(instance: NixeryInstance): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+  const { name } = instance.metadata;
+  const volumes: V1Volume[] = [
+    { name: 'pull-user', secret: { secretName: pullUserSecretName(name), items: [{ key: 'htpasswd', path: 'htpasswd' }] } },
+    { name: 'auth-policy', configMap: { name: policyConfigMapName(name) } },
+    { name: 'token-key', secret: { secretName: tokenKeySecretName(name) } },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: 'pull-user', mountPath: PULL_USER_MOUNT, readOnly: true },
+    { name: 'auth-policy', mountPath: POLICY_MOUNT, readOnly: true },
+    { name: 'token-key', mountPath: TOKEN_KEY_MOUNT, readOnly: true },
+  ];
+  const htpasswd = instance.spec.auth?.htpasswdSecretRef;
+  if (htpasswd) {
+    volumes.push({ name: 'htpasswd', secret: { secretName: htpasswd.name, items: [{ key: htpasswd.key ?? 'htpasswd', path: 'htpasswd' }] } });
+    mounts.push({ name: 'htpasswd', mountPath: HTPASSWD_MOUNT, readOnly: true });
+  }
+  const tlsSecret = servingSecretName(instance);
+  if (tlsSecret) {
+    // Only the pair: a serving Secret may hold more (ca.crt, a CA's key in someone's own Secret).
+    volumes.push({ name: 'tls', secret: { secretName: tlsSecret, items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] } });
+    mounts.push({ name: 'tls', mountPath: TLS_MOUNT, readOnly: true });
+  }
+  return { volumes, mounts };
+}
+
+/** The registry port's name: `https` with TLS, so that meshes and ingresses do not take it for plain HTTP. */
+export function registryPortName(instance: NixeryInstance): string {
+  return servingSecretName(instance) ? 'https' : 'http';
 }
 
 /** The connection limits a NixeryInstance sets; the others are left to the registry. */
@@ -108,7 +159,8 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     ownerReferences: [owner],
   });
 
-  // NixImage build Jobs push with this token; pulls stay anonymous.
+  // The administrator's token: the operator deletes tags with it (build Jobs push with their own
+  // ServiceAccount tokens).
   const volumes: V1Volume[] = [{ name: 'push-token', secret: { secretName: pushTokenSecretName(name) } }];
   const mounts: V1VolumeMount[] = [{ name: 'push-token', mountPath: PUSH_TOKEN_MOUNT, readOnly: true }];
   let persistentVolumeClaim: V1PersistentVolumeClaim | undefined;
@@ -132,6 +184,11 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     volumes.push({ name: 'gcs-credentials', secret: { secretName: credentials.name } });
     mounts.push({ name: 'gcs-credentials', mountPath: GCS_KEY_MOUNT, readOnly: true });
   }
+  const auth = authTlsVolumes(instance);
+  volumes.push(...auth.volumes);
+  mounts.push(...auth.mounts);
+  const port = registryPortName(instance);
+  const scheme = port === 'https' ? 'HTTPS' : 'HTTP';
 
   const deployment: V1Deployment = {
     apiVersion: 'apps/v1',
@@ -155,10 +212,11 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
               // pods that share a network (host networking, the e2e test cluster) do not collide.
               args: serveArgs('$(POD_IP)'),
               env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }, ...registryEnvironment(instance)],
-              ports: [{ name: 'http', containerPort: spec.port, protocol: 'TCP' }],
-              // Not /v2/: with pushing enabled it challenges anonymous clients with 401, as token-auth registries do.
-              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
-              livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
+              ports: [{ name: port, containerPort: spec.port, protocol: 'TCP' }],
+              // Not /v2/: it challenges anonymous clients with 401 when pulls need a login. The
+              // kubelet does not verify the certificate of an HTTPS probe.
+              readinessProbe: { httpGet: { path: '/healthz', port, scheme }, periodSeconds: 5, failureThreshold: 3 },
+              livenessProbe: { httpGet: { path: '/healthz', port, scheme }, periodSeconds: 10, failureThreshold: 6 },
               ...(spec.resources ? { resources: spec.resources } : {}),
               volumeMounts: mounts,
             },
@@ -176,7 +234,7 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     spec: {
       type: spec.service.type,
       selector: selectorLabels(name),
-      ports: [{ name: 'http', port: spec.service.port, targetPort: 'http', protocol: 'TCP' }],
+      ports: [{ name: port, port: spec.service.port, targetPort: port, protocol: 'TCP' }],
     },
   };
 

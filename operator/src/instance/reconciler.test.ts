@@ -1,16 +1,22 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/client-node';
+import { X509Certificate } from 'node:crypto';
+import type { KubernetesObject, V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import { silentLogger } from '@nixery/registry/operator-api';
 import { getCondition } from '../api/conditions.ts';
-import type { NixeryInstance, NixeryInstanceStatus } from '../api/types.ts';
+import type { NixeryInstance, NixeryInstanceStatus, NixImage } from '../api/types.ts';
 import { apiError, cacheOf } from '../test-support/fakes.ts';
-import { testInstance } from '../test-support/fixtures.ts';
-import { InstanceReconciler, type RegistryProbe } from './reconciler.ts';
+import { testImage, testInstance } from '../test-support/fixtures.ts';
+import { createCertificateAuthority, issueServingCertificate } from './certificates.ts';
+import { CLEANUP_FINALIZER, InstanceReconciler, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
+import { servingNames } from './tls.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
-const instance = testInstance();
 const KEY = 'team-a/nixery';
+/** An instance as after its first reconcile: it carries the cleanup finalizer. */
+const subject = (spec: Partial<NixeryInstance['spec']> = {}, metadata: Partial<NixeryInstance['metadata']> = {}) =>
+  testInstance(spec, { finalizers: [CLEANUP_FINALIZER], resourceVersion: '7', ...metadata });
+const instance = subject();
 
 const deployment = (readyReplicas: number): V1Deployment => ({
   apiVersion: 'apps/v1',
@@ -20,69 +26,145 @@ const deployment = (readyReplicas: number): V1Deployment => ({
 });
 const service: V1Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'nixery', namespace: 'team-a' }, spec: { clusterIP: '10.0.0.7' } };
 const pvc = { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'nixery-storage', namespace: 'team-a' }, status: { phase: 'Bound' } };
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const secret = (namespace: string, name: string, data: Record<string, string>, labels: Record<string, string> = {}): V1Secret => ({
+  apiVersion: 'v1',
+  kind: 'Secret',
+  metadata: { name, namespace, labels },
+  data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
+});
+/** The Secrets an instance has made by its second reconcile. */
+const generated = [
+  secret('team-a', 'nixery-push-token', { token: 'the-push-token' }),
+  secret('team-a', 'nixery-token-key', { 'key.pem': 'KEY' }),
+  secret('team-a', 'nixery-pull-user', { username: 'nixery-operator-pull', password: 'pull-password', htpasswd: 'nixery-operator-pull:$2b$10$x\n' }),
+];
+
+interface World {
+  /** What the informer caches hold (the operator's own objects). */
+  owned?: KubernetesObject[];
+  /** Secrets the API server has (cached or not). */
+  secrets?: V1Secret[];
+  images?: NixImage[];
+  probe?: Awaited<ReturnType<RegistryProbe>>;
+  /** Another run of the operator creates each Secret first, with these values: creating it answers 409. */
+  racedBy?: Record<string, Record<string, string>>;
+  /** API groups discovery lists. */
+  groups?: string[];
+  certificate?: KubernetesObject;
+}
 
 /**
  * A reconciler against fakes. `requests` lists what it asked of the API server, one line each;
- * `statuses` the status bodies it wrote; `probed` the URLs it asked for /v2/.
+ * `statuses` the status bodies it wrote; `probed` what it asked for /v2/; `applied` the objects
+ * it applied, by `Kind namespace/name`.
  */
-function reconcilerFor(
-  subject: NixeryInstance,
-  world: { owned?: KubernetesObject[]; secrets?: string[]; probe?: Awaited<ReturnType<RegistryProbe>>; createSecret?: () => Promise<void> } = {},
-) {
+function reconcilerFor(current: NixeryInstance, world: World = {}) {
   const requests: string[] = [];
-  const statuses: NixeryInstanceStatus[] = [];
-  const probed: string[] = [];
-  const secrets = new Set(world.secrets ?? ['nixery-push-token']);
+  const statuses: Record<string, unknown>[] = [];
+  const probed: ProbeTarget[] = [];
+  const applied = new Map<string, KubernetesObject>();
+  const server = new Map((world.secrets ?? generated).map((s) => [`${s.metadata!.namespace}/${s.metadata!.name}`, s]));
   const owned: Record<string, KubernetesObject[]> = {};
   for (const object of world.owned ?? []) (owned[object.kind!] ??= []).push(object);
   const reconciler = new InstanceReconciler({
     clients: {
       core: {
-        readNamespacedSecret: async ({ name }) => {
-          if (!secrets.has(name)) throw apiError(404);
-          return { metadata: { name } };
+        readNamespacedSecret: async ({ name, namespace }) => {
+          const found = server.get(`${namespace}/${name}`);
+          if (!found) throw apiError(404);
+          return found;
         },
         createNamespacedSecret: async ({ body }) => {
           requests.push(`create Secret ${body.metadata!.name}`);
-          await world.createSecret?.();
+          const earlier = world.racedBy?.[body.metadata!.name!];
+          if (earlier) {
+            server.set(`${body.metadata!.namespace}/${body.metadata!.name}`, secret(body.metadata!.namespace!, body.metadata!.name!, earlier));
+            throw apiError(409);
+          }
+          server.set(`${body.metadata!.namespace}/${body.metadata!.name}`, body);
           return body;
+        },
+        deleteNamespacedSecret: async ({ name, namespace }) => {
+          requests.push(`delete Secret ${namespace}/${name}`);
+          if (!server.delete(`${namespace}/${name}`)) throw apiError(404);
+          return {};
         },
       },
       customObjects: {
         patchNamespacedCustomObjectStatus: async ({ plural, name, body }) => {
           requests.push(`patch ${plural}/${name}/status`);
-          statuses.push((body as { status: NixeryInstanceStatus }).status);
+          statuses.push((body as { status: Record<string, unknown> }).status);
+          return {};
+        },
+        patchNamespacedCustomObject: async ({ plural, name, body }) => {
+          requests.push(`patch ${plural}/${name} finalizers=[${(body as NixeryInstance).metadata.finalizers!.join(' ')}]`);
+          return {};
+        },
+        getNamespacedCustomObject: async ({ plural, name }) => {
+          if (plural === 'certificates' && world.certificate?.metadata?.name === name) return world.certificate;
+          throw apiError(404);
+        },
+      },
+      rbac: {
+        deleteClusterRoleBinding: async ({ name }) => {
+          requests.push(`delete ClusterRoleBinding ${name}`);
           return {};
         },
       },
+      apis: {
+        getAPIVersions: async () => ({
+          groups: (world.groups ?? ['apps', 'batch']).map((name) => ({ name, versions: [{ groupVersion: `${name}/v1`, version: 'v1' }] })),
+        }),
+      },
     },
     applier: {
-      apply: async (desired, current) => {
-        requests.push(`apply ${desired.kind} ${desired.metadata!.name}${current ? ' over the cached one' : ''}`);
+      apply: async (desired, cached) => {
+        const namespace = desired.metadata!.namespace;
+        requests.push(`apply ${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}${cached ? ' over the cached one' : ''}`);
+        applied.set(`${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}`, desired);
+        if (desired.kind === 'Secret') server.set(`${namespace}/${desired.metadata!.name}`, desired as V1Secret);
         return 'applied';
       },
     },
-    caches: { instances: cacheOf(subject), owned: Object.fromEntries(Object.entries(owned).map(([kind, objects]) => [kind, cacheOf(...objects)])) },
+    caches: {
+      instances: cacheOf(current),
+      images: cacheOf(...(world.images ?? [])),
+      owned: Object.fromEntries(Object.entries(owned).map(([kind, objects]) => [kind, cacheOf(...objects)])),
+    },
     log: silentLogger,
     onWrite: () => {},
-    probe: async (url) => {
-      probed.push(url);
+    probe: async (target) => {
+      probed.push(target);
       return world.probe ?? { ok: true };
     },
     now: () => NOW,
   });
-  return { reconcile: () => reconciler.reconcile(KEY), requests, statuses, probed };
+  const status = () => statuses.at(-1) as NixeryInstanceStatus;
+  const condition = (type: string) => {
+    const c = getCondition(status().conditions, type);
+    return c && `${c.status} ${c.reason}`;
+  };
+  return { reconcile: () => reconciler.reconcile(KEY), requests, statuses, status, condition, probed, applied, server };
 }
 
 describe('reconciling a NixeryInstance', () => {
-  it('applies the desired objects in order, handing the applier what the cache holds', async () => {
+  it('adds its cleanup finalizer first, so that a deletion waits for what it cannot own', async () => {
+    const { reconcile, requests } = reconcilerFor(testInstance({}, { resourceVersion: '7' }));
+    await reconcile();
+    assert.equal(requests[0], `patch nixeryinstances/nixery finalizers=[${CLEANUP_FINALIZER}]`);
+  });
+
+  it('applies the policy, then the desired objects in order, then the auth-delegator binding, handing the applier what the cache holds', async () => {
     const { reconcile, requests } = reconcilerFor(instance, { owned: [deployment(0)] });
     await reconcile();
     assert.deepEqual(requests.filter((r) => r.startsWith('apply')), [
-      'apply ServiceAccount nixery',
-      'apply PersistentVolumeClaim nixery-storage',
-      'apply Service nixery',
-      'apply Deployment nixery over the cached one',
+      'apply ConfigMap team-a/nixery-auth-policy',
+      'apply ServiceAccount team-a/nixery',
+      'apply PersistentVolumeClaim team-a/nixery-storage',
+      'apply Service team-a/nixery',
+      'apply Deployment team-a/nixery over the cached one',
+      'apply ClusterRoleBinding nixery.team-a.nixery.auth-delegator',
     ]);
   });
 
@@ -90,52 +172,244 @@ describe('reconciling a NixeryInstance', () => {
     const starting = reconcilerFor(instance, { owned: [deployment(0), service, pvc] });
     assert.deepEqual(await starting.reconcile(), { requeueAfterMs: 3000 });
     assert.deepEqual(starting.probed, [], 'no ready replica: nothing to ask yet');
-    assert.equal(getCondition(starting.statuses[0]!.conditions, 'Ready')!.reason, 'WaitingForPods');
+    assert.equal(starting.condition('Ready'), 'False WaitingForPods');
 
     const silent = reconcilerFor(instance, { owned: [deployment(1), service, pvc], probe: { ok: false, error: 'GET failed: ECONNREFUSED' } });
     assert.deepEqual(await silent.reconcile(), { requeueAfterMs: 3000 });
-    assert.equal(getCondition(silent.statuses[0]!.conditions, 'Ready')!.status, 'False');
-    assert.equal(getCondition(silent.statuses[0]!.conditions, 'Degraded')!.reason, 'RegistryNotAnswering');
+    assert.equal(silent.condition('Ready'), 'False RegistryNotAnswering');
+    assert.equal(silent.condition('Degraded'), 'True RegistryNotAnswering');
 
     const ready = reconcilerFor(instance, { owned: [deployment(1), service, pvc] });
     assert.deepEqual(await ready.reconcile(), {});
-    assert.deepEqual(ready.probed, ['http://10.0.0.7:5000/v2/']);
+    assert.deepEqual(ready.probed, [{ url: 'http://10.0.0.7:5000/v2/' }]);
     assert.deepEqual(ready.requests.filter((r) => r.startsWith('patch')), ['patch nixeryinstances/nixery/status']);
-    assert.equal(getCondition(ready.statuses[0]!.conditions, 'Ready')!.status, 'True');
-    assert.equal(ready.statuses[0]!.endpoint, 'nixery.team-a.svc.cluster.local:5000');
+    assert.equal(ready.condition('Ready'), 'True RegistryAnswering');
+    assert.equal(ready.status().endpoint, 'nixery.team-a.svc.cluster.local:5000');
+    assert.equal(getCondition(ready.status().conditions, 'TLSReady'), undefined, 'no TLS, no TLSReady');
   });
 
   it('writes no status when the one it has is still true', async () => {
     const first = reconcilerFor(instance, { owned: [deployment(1), service, pvc] });
     await first.reconcile();
-    const again = reconcilerFor({ ...instance, status: first.statuses[0]! }, { owned: [deployment(1), service, pvc] });
+    const again = reconcilerFor({ ...instance, status: first.status() }, { owned: [deployment(1), service, pvc] });
     assert.deepEqual(await again.reconcile(), {});
     assert.deepEqual(again.statuses, []);
   });
 
-  it('creates the push-token Secret when it is missing, and leaves an existing one alone', async () => {
+  it('generates the push token, the token key and the pull user once, before the Deployment that mounts them', async () => {
     const fresh = reconcilerFor(instance, { secrets: [] });
     await fresh.reconcile();
-    assert.equal(fresh.requests[0], 'create Secret nixery-push-token', 'before the Deployment that mounts it');
+    const creates = fresh.requests.filter((r) => r.startsWith('create Secret'));
+    assert.deepEqual(creates, ['create Secret nixery-push-token', 'create Secret nixery-token-key', 'create Secret nixery-pull-user']);
+    assert.ok(fresh.requests.indexOf(creates.at(-1)!) < fresh.requests.indexOf('apply Deployment team-a/nixery'));
+    const key = Buffer.from(fresh.server.get('team-a/nixery-token-key')!.data!['key.pem']!, 'base64').toString();
+    assert.match(key, /^-----BEGIN PRIVATE KEY-----/);
+    const user = fresh.server.get('team-a/nixery-pull-user')!;
+    assert.deepEqual(Object.keys(user.data!).sort(), ['htpasswd', 'password', 'username']);
+    assert.equal(user.metadata!.ownerReferences![0]!.kind, 'NixeryInstance');
+
     const existing = reconcilerFor(instance);
     await existing.reconcile();
     assert.ok(!existing.requests.some((r) => r.startsWith('create Secret')));
-    const raced = reconcilerFor(instance, { secrets: [], createSecret: () => Promise.reject(apiError(409)) });
-    await assert.doesNotReject(raced.reconcile(), 'created meanwhile by an earlier run: just as good');
+    const raced = reconcilerFor(subject({ auth: { anonymousPull: true, pullSecretNamespaces: ['apps'] } }), {
+      secrets: [],
+      racedBy: { 'nixery-pull-user': { username: 'nixery-operator-pull', password: 'the-first-password', htpasswd: 'x' } },
+    });
+    await raced.reconcile();
+    const config = Buffer.from((raced.applied.get('Secret apps/nixery-pull') as V1Secret).data!['.dockerconfigjson']!, 'base64').toString();
+    assert.match(config, /the-first-password/, 'created meanwhile by an earlier run: that one holds');
   });
 
-  it('says Degraded when the credentials Secret the spec names does not exist', async () => {
-    const gcs = testInstance({ storage: { gcs: { bucket: 'images', credentialsSecret: { name: 'gcs-key', key: 'key.json' }, signedUrls: true } } });
-    const { reconcile, statuses } = reconcilerFor(gcs, { owned: [deployment(0)] });
+  it('says Degraded when a Secret the spec names does not exist: the GCS key or the htpasswd file', async () => {
+    const gcs = subject({ storage: { gcs: { bucket: 'images', credentialsSecret: { name: 'gcs-key', key: 'key.json' }, signedUrls: true } } });
+    const withGcs = reconcilerFor(gcs, { owned: [deployment(0)] });
+    await withGcs.reconcile();
+    assert.equal(withGcs.condition('Degraded'), 'True SecretNotFound');
+    assert.equal(getCondition(withGcs.status().conditions, 'Degraded')!.message, 'Secret gcs-key does not exist');
+    const users = subject({ auth: { anonymousPull: false, htpasswdSecretRef: { name: 'users', key: 'htpasswd' } } });
+    const withUsers = reconcilerFor(users, { owned: [deployment(0)] });
+    await withUsers.reconcile();
+    assert.equal(getCondition(withUsers.status().conditions, 'Degraded')!.message, 'Secret users does not exist');
+  });
+
+  it("grants the build ServiceAccount of each of its NixImages a push on that image's repository, and none to others", async () => {
+    const images = [
+      testImage({}, { name: 'toolbox' }),
+      testImage({ name: 'apps/greeter', packages: ['hello'] }, { name: 'greeter' }),
+      testImage({ instanceRef: { name: 'other' } }, { name: 'elsewhere' }),
+      testImage({}, { name: 'leaving', deletionTimestamp: new Date(NOW) }),
+      // Claims toolbox:v1 after toolbox did: it builds nothing, and gets nothing.
+      testImage({ name: 'toolbox' }, { name: 'toolbox-copy', creationTimestamp: new Date('2026-02-01T00:00:00Z') }),
+    ];
+    const { reconcile, applied } = reconcilerFor(instance, { images });
     await reconcile();
-    assert.deepEqual([getCondition(statuses[0]!.conditions, 'Degraded')!.reason, getCondition(statuses[0]!.conditions, 'Degraded')!.message], [
-      'SecretNotFound',
-      'Secret gcs-key does not exist',
+    const policy = JSON.parse((applied.get('ConfigMap team-a/nixery-auth-policy') as { data: Record<string, string> }).data['policy.json']!);
+    assert.deepEqual(policy.rules.filter((r: { serviceAccounts?: string[] }) => r.serviceAccounts), [
+      { repositories: ['apps/greeter'], serviceAccounts: ['team-a/nixery-build-greeter'], actions: ['pull', 'push', 'delete'] },
+      { repositories: ['toolbox'], serviceAccounts: ['team-a/nixery-build-toolbox'], actions: ['pull', 'push', 'delete'] },
+    ]);
+    assert.deepEqual(policy.rules.at(-1), { repositories: ['**'], users: ['nixery-operator-pull'], actions: ['pull'] });
+  });
+
+  it('keeps a pull Secret in each namespace the spec names, and removes it from namespaces dropped from the list', async () => {
+    const labels = { 'app.kubernetes.io/instance': 'nixery', 'nixery.dev/instance-namespace': 'team-a', 'app.kubernetes.io/managed-by': 'nixery-operator' };
+    const dropped = secret('old', 'nixery-pull', {}, labels);
+    const otherInstance = secret('old2', 'nixery-pull', {}, { ...labels, 'nixery.dev/instance-namespace': 'team-b' });
+    const kept = secret('apps', 'nixery-pull', {}, labels);
+    const { reconcile, requests, applied } = reconcilerFor(subject({ auth: { anonymousPull: false, pullSecretNamespaces: ['apps', 'web'] } }), {
+      owned: [dropped, otherInstance, kept],
+      secrets: [...generated, dropped, otherInstance, kept],
+    });
+    await reconcile();
+    assert.deepEqual(
+      requests.filter((r) => r.includes('nixery-pull ') || r.endsWith('nixery-pull') || r.includes('nixery-pull over')),
+      ['apply Secret apps/nixery-pull over the cached one', 'apply Secret web/nixery-pull', 'delete Secret old/nixery-pull'],
+    );
+    const config = JSON.parse(Buffer.from((applied.get('Secret web/nixery-pull') as V1Secret).data!['.dockerconfigjson']!, 'base64').toString());
+    assert.deepEqual(config.auths['nixery.team-a.svc.cluster.local:5000'], {
+      username: 'nixery-operator-pull',
+      password: 'pull-password',
+      auth: b64('nixery-operator-pull:pull-password'),
+    });
+  });
+
+  describe('with self-signed TLS', () => {
+    const selfSigned = subject({ tls: { selfSigned: {} } });
+
+    it('makes a CA and a serving certificate, publishes the CA, and probes over HTTPS trusting it by the name pods pull', async () => {
+      const { reconcile, applied, server, status, condition, probed } = reconcilerFor(selfSigned, { owned: [deployment(1), service, pvc] });
+      const result = await reconcile();
+      const ca = server.get('team-a/nixery-ca')!;
+      const serving = server.get('team-a/nixery-tls')!;
+      assert.equal(ca.type, 'kubernetes.io/tls');
+      assert.equal(serving.type, 'kubernetes.io/tls');
+      const pem = (s: V1Secret, key: string) => Buffer.from(s.data![key]!, 'base64').toString();
+      assert.equal(pem(serving, 'ca.crt'), pem(ca, 'tls.crt'));
+      const cert = new X509Certificate(pem(serving, 'tls.crt'));
+      assert.ok(cert.checkIssued(new X509Certificate(pem(ca, 'tls.crt'))));
+      assert.match(cert.subjectAltName!, /DNS:nixery\.team-a\.svc\.cluster\.local, DNS:localhost, IP Address:127\.0\.0\.1$/);
+      assert.deepEqual((applied.get('ConfigMap team-a/nixery-ca-bundle') as { data: Record<string, string> }).data, { 'ca.crt': pem(ca, 'tls.crt') });
+      assert.deepEqual(status().tls, { caBundle: pem(ca, 'tls.crt'), caConfigMap: 'nixery-ca-bundle', secretName: 'nixery-tls' });
+      assert.equal(condition('TLSReady'), 'True CertificateReady');
+      assert.equal(condition('Ready'), 'True RegistryAnswering');
+      assert.deepEqual(probed, [{ url: 'https://10.0.0.7:5000/v2/', ca: pem(ca, 'tls.crt'), servername: 'nixery.team-a.svc.cluster.local' }]);
+      assert.deepEqual(result, { requeueAfterMs: 12 * 3_600_000 }, 'a renewal months away: looked at again twice a day');
+    });
+
+    it('keeps a current certificate: nothing is written again', async () => {
+      const ca = await createCertificateAuthority('ca', new Date(NOW));
+      const serving = await issueServingCertificate(ca, servingNames(selfSigned), new Date(NOW));
+      const secrets = [
+        ...generated,
+        secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
+        secret('team-a', 'nixery-tls', { 'tls.crt': serving.certPem, 'tls.key': serving.keyPem, 'ca.crt': ca.certPem }),
+      ];
+      const { reconcile, requests } = reconcilerFor(selfSigned, { secrets, owned: [deployment(1), service, pvc] });
+      await reconcile();
+      assert.ok(!requests.some((r) => r.startsWith('apply Secret')), requests.join('\n'));
+    });
+
+    it('renews a certificate for other names with the same CA', async () => {
+      const ca = await createCertificateAuthority('ca', new Date(NOW));
+      const old = await issueServingCertificate(ca, servingNames(testInstance({}, { name: 'renamed' })), new Date(NOW));
+      const secrets = [
+        ...generated,
+        secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
+        secret('team-a', 'nixery-tls', { 'tls.crt': old.certPem, 'tls.key': old.keyPem, 'ca.crt': ca.certPem }),
+      ];
+      const { reconcile, requests, server } = reconcilerFor(selfSigned, { secrets });
+      await reconcile();
+      assert.deepEqual(requests.filter((r) => r.startsWith('apply Secret')), ['apply Secret team-a/nixery-tls']);
+      const renewed = new X509Certificate(Buffer.from(server.get('team-a/nixery-tls')!.data!['tls.crt']!, 'base64').toString());
+      assert.ok(renewed.checkIssued(new X509Certificate(ca.certPem)));
+      assert.match(renewed.subjectAltName!, /DNS:nixery\.team-a\.svc/);
+    });
+  });
+
+  describe('with a TLS Secret of its own', () => {
+    const own = subject({ tls: { secretName: 'my-cert' } });
+
+    it('says TLSReady False and Degraded while the Secret is missing, and probes nothing', async () => {
+      const { reconcile, condition, status, probed } = reconcilerFor(own, { owned: [deployment(1), service, pvc] });
+      await reconcile();
+      assert.equal(condition('TLSReady'), 'False SecretNotFound');
+      assert.equal(condition('Degraded'), 'True SecretNotFound');
+      assert.equal(condition('Ready'), 'False SecretNotFound');
+      assert.deepEqual(status().tls, { secretName: 'my-cert' });
+      assert.deepEqual(probed, []);
+    });
+
+    it("serves it and publishes its ca.crt (else its chain), and says so when it holds no key pair", async () => {
+      const withCa = reconcilerFor(own, { secrets: [...generated, secret('team-a', 'my-cert', { 'tls.crt': '-----BEGIN CERTIFICATE-----\nLEAF', 'tls.key': 'K', 'ca.crt': '-----BEGIN CERTIFICATE-----\nCA' })] });
+      await withCa.reconcile();
+      assert.equal(withCa.condition('TLSReady'), 'True CertificateReady');
+      assert.equal(withCa.status().tls!.caBundle, '-----BEGIN CERTIFICATE-----\nCA');
+      const chain = reconcilerFor(own, { secrets: [...generated, secret('team-a', 'my-cert', { 'tls.crt': '-----BEGIN CERTIFICATE-----\nLEAF', 'tls.key': 'K' })] });
+      await chain.reconcile();
+      assert.equal(chain.status().tls!.caBundle, '-----BEGIN CERTIFICATE-----\nLEAF');
+      const opaque = reconcilerFor(own, { secrets: [...generated, secret('team-a', 'my-cert', { password: 'x' })] });
+      await opaque.reconcile();
+      assert.equal(opaque.condition('TLSReady'), 'False SecretInvalid');
+    });
+  });
+
+  describe('with a cert-manager issuer', () => {
+    const issued = subject({ tls: { issuerRef: { name: 'ca-issuer', kind: 'Issuer', group: 'cert-manager.io' } } });
+
+    it('says cert-manager is not installed when its API is not served, and makes no Certificate', async () => {
+      const { reconcile, condition, requests } = reconcilerFor(issued);
+      await reconcile();
+      assert.equal(condition('TLSReady'), 'False CertManagerNotInstalled');
+      assert.equal(condition('Degraded'), 'True CertManagerNotInstalled');
+      assert.ok(!requests.some((r) => r.includes('Certificate')));
+    });
+
+    it('applies a Certificate and waits for cert-manager without calling that Degraded, then serves what it issued', async () => {
+      const waiting = reconcilerFor(issued, { groups: ['cert-manager.io'] });
+      await waiting.reconcile();
+      assert.ok(waiting.requests.includes('apply Certificate team-a/nixery-tls'));
+      assert.equal(waiting.condition('TLSReady'), 'False CertificateIssuing');
+      assert.equal(waiting.condition('Degraded'), 'False AsExpected');
+      assert.equal(waiting.condition('Ready'), 'False CertificateIssuing');
+
+      const certificate = { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'nixery-tls', namespace: 'team-a' } };
+      const done = reconcilerFor(issued, {
+        groups: ['cert-manager.io'],
+        certificate,
+        secrets: [...generated, secret('team-a', 'nixery-tls', { 'tls.crt': '-----BEGIN CERTIFICATE-----\nLEAF', 'tls.key': 'K', 'ca.crt': '-----BEGIN CERTIFICATE-----\nCA' })],
+      });
+      await done.reconcile();
+      assert.ok(done.requests.includes('apply Certificate team-a/nixery-tls over the cached one'));
+      assert.equal(done.condition('TLSReady'), 'True CertificateReady');
+    });
+  });
+
+  it('removes status.tls and TLSReady when TLS is turned off (null in the merge patch)', async () => {
+    const before: NixeryInstanceStatus = { tls: { secretName: 'nixery-tls', caBundle: 'PEM' }, conditions: [{ type: 'TLSReady', status: 'True', reason: 'CertificateReady' }] };
+    const { reconcile, statuses } = reconcilerFor({ ...instance, status: before });
+    await reconcile();
+    assert.equal(statuses[0]!.tls, null);
+    assert.equal(getCondition(statuses[0]!.conditions as NixeryInstanceStatus['conditions'], 'TLSReady'), undefined);
+  });
+});
+
+describe('deleting a NixeryInstance', () => {
+  it('removes its ClusterRoleBinding and its pull Secrets, then its finalizer; the rest goes with owner references', async () => {
+    const labels = { 'app.kubernetes.io/instance': 'nixery', 'nixery.dev/instance-namespace': 'team-a' };
+    const leftover = secret('old', 'nixery-pull', {}, labels);
+    const deleting = subject({ auth: { anonymousPull: true, pullSecretNamespaces: ['apps'] } }, { deletionTimestamp: new Date(NOW), finalizers: ['example.com/keep', CLEANUP_FINALIZER] });
+    const { reconcile, requests } = reconcilerFor(deleting, { owned: [leftover], secrets: [leftover, secret('apps', 'nixery-pull', {}, labels)] });
+    assert.deepEqual(await reconcile(), {});
+    assert.deepEqual(requests, [
+      'delete ClusterRoleBinding nixery.team-a.nixery.auth-delegator',
+      'delete Secret apps/nixery-pull',
+      'delete Secret old/nixery-pull',
+      'patch nixeryinstances/nixery finalizers=[example.com/keep]',
     ]);
   });
 
-  it('leaves an instance being deleted to the garbage collector', async () => {
-    const deleting = reconcilerFor(testInstance({}, { deletionTimestamp: new Date(NOW) }));
+  it('is left to the garbage collector once its finalizer is gone', async () => {
+    const deleting = reconcilerFor(subject({}, { deletionTimestamp: new Date(NOW), finalizers: [] }));
     assert.deepEqual(await deleting.reconcile(), {});
     assert.deepEqual(deleting.requests, []);
   });

@@ -1,40 +1,98 @@
-// Reconciles one NixeryInstance: apply what differs from the desired objects, observe, and write
-// the status only when it changed. Deletion needs no code: owner references let the garbage
-// collector remove everything the instance owns.
+// Reconciles one NixeryInstance: the secrets it generates once, its serving certificate, its
+// access policy, then the desired objects (applied only where they differ), observe, and write
+// the status only when it changed. What it owns in its namespace goes with it through owner
+// references; what it cannot own (the ClusterRoleBinding, pull Secrets in other namespaces) its
+// finalizer removes.
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { isDeepStrictEqual } from 'node:util';
 import {
   PatchStrategy,
   setHeaderOptions,
+  type ApisApi,
   type CoreV1Api,
   type CustomObjectsApi,
   type KubernetesObject,
   type ObjectCache,
+  type RbacAuthorizationV1Api,
   type V1Deployment,
   type V1PersistentVolumeClaim,
+  type V1Secret,
   type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '@nixery/registry/operator-api';
 import { isConditionTrue } from '../api/conditions.ts';
-import { API_VERSION, FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance } from '../api/types.ts';
+import { API_VERSION, FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance, type NixImage } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
+import { conflictingClaim } from '../image/conflict.ts';
+import { repositoryName } from '../image/desired-job.ts';
 import type { Applier } from '../kube/applier.ts';
 import { statusOf } from '../kube/http-status.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
+import {
+  authDelegatorBindingName,
+  buildServiceAccountName,
+  desiredAuthDelegatorBinding,
+  desiredPolicyConfigMap,
+  desiredPullSecret,
+  INSTANCE_NAMESPACE_LABEL,
+  pullSecretName,
+  pullUserSecretName,
+  renderPolicy,
+  tokenKeySecretName,
+  TOKEN_KEY_KEY,
+  type BuildGrant,
+} from './auth.ts';
+import { caRenewal, createCertificateAuthority, issueServingCertificate, servingRenewal } from './certificates.ts';
+import { generatePullUser, generateTokenKey, PULL_USER } from './credentials.ts';
 import { desiredInstance, desiredObjects, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
+import {
+  caBundleOf,
+  caSecretName,
+  CERT_MANAGER_GROUP,
+  desiredCaBundleConfigMap,
+  desiredCertificate,
+  servingNames,
+  servingSecretName,
+  tlsMode,
+  verificationName,
+  type TlsObservation,
+} from './tls.ts';
+
+/**
+ * Removes what the instance made outside its namespace (cluster scope, other namespaces), which
+ * owner references cannot reach.
+ */
+export const CLEANUP_FINALIZER = 'nixery.dev/cleanup';
+/** Look at a self-signed certificate at least this often; its renewal time may be months away. */
+const MAX_RENEWAL_WAIT_MS = 12 * 3_600_000;
 
 export interface InstanceCaches {
   instances: ObjectCache<NixeryInstance>;
+  /** NixImages: each of an instance's gets a push grant in its policy. */
+  images: ObjectCache<NixImage>;
+  /** What the operator made, by kind (label-selected informers): Secrets and ClusterRoleBindings too. */
   owned: Record<string, ObjectCache<KubernetesObject>>;
 }
 
-export type RegistryProbe = (url: string) => Promise<{ ok: boolean; error?: string }>;
+export interface ProbeTarget {
+  url: string;
+  /** With HTTPS: the CA bundle to trust and the name the certificate must carry. */
+  ca?: string;
+  servername?: string;
+}
+
+export type RegistryProbe = (target: ProbeTarget) => Promise<{ ok: boolean; error?: string }>;
 
 /** The API calls of a reconcile besides applying: manager.ts passes the real clients, tests fakes. */
 export interface InstanceClients {
-  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret'>;
-  customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus'>;
+  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret'>;
+  customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus' | 'patchNamespacedCustomObject' | 'getNamespacedCustomObject'>;
+  rbac: Pick<RbacAuthorizationV1Api, 'deleteClusterRoleBinding'>;
+  /** Discovery: whether cert-manager's API is served. */
+  apis: Pick<ApisApi, 'getAPIVersions'>;
 }
 
 export interface InstanceReconcilerDeps {
@@ -49,19 +107,23 @@ export interface InstanceReconcilerDeps {
   notReadyRequeueMs?: number;
 }
 
-export const probeRegistry: RegistryProbe = async (url) => {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    await response.body?.cancel();
-    // A registry with pushing enabled challenges anonymous clients: that 401 is an answer too.
-    const isRegistry = response.headers.get('docker-distribution-api-version') === 'registry/2.0';
-    return response.status === 200 || (response.status === 401 && isRegistry)
-      ? { ok: true }
-      : { ok: false, error: `GET ${url} answered ${response.status}` };
-  } catch (error) {
-    return { ok: false, error: `GET ${url} failed: ${(error as Error).message}` };
-  }
-};
+/** GET /v2/ through the Service; over HTTPS trusting `ca` and checking `servername`. Bounded to 3 s. */
+export const probeRegistry: RegistryProbe = ({ url, ca, servername }) =>
+  new Promise((resolve) => {
+    const request = (url.startsWith('https:') ? https.request : http.request)(
+      url,
+      { ...(ca ? { ca } : {}), ...(servername ? { servername } : {}), signal: AbortSignal.timeout(3000) },
+      (response) => {
+        response.resume();
+        // A registry that wants a login challenges anonymous clients: that 401 is an answer too.
+        const isRegistry = response.headers['docker-distribution-api-version'] === 'registry/2.0';
+        const ok = response.statusCode === 200 || (response.statusCode === 401 && isRegistry);
+        resolve(ok ? { ok: true } : { ok: false, error: `GET ${url} answered ${response.statusCode}` });
+      },
+    );
+    request.on('error', (error) => resolve({ ok: false, error: `GET ${url} failed: ${error.message}` }));
+    request.end();
+  });
 
 export class InstanceReconciler {
   private readonly deps: InstanceReconcilerDeps;
@@ -74,83 +136,299 @@ export class InstanceReconciler {
     this.customObjects = deps.clients.customObjects;
   }
 
+  private now(): Date {
+    return new Date((this.deps.now ?? (() => new Date().toISOString()))());
+  }
+
   reconcile = async (key: string): Promise<ReconcileResult> => {
     const [namespace, name] = key.split('/') as [string, string];
     const { caches, applier } = this.deps;
     const instance = caches.instances.get(name, namespace);
-    if (!instance || instance.metadata.deletionTimestamp) return {};
+    if (!instance) return {};
+    if (instance.metadata.deletionTimestamp) return this.finalize(instance);
+    if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) await this.setFinalizers(instance, [...(instance.metadata.finalizers ?? []), CLEANUP_FINALIZER]);
+
+    await this.ensureSecret(instance, pushTokenSecretName(name), 'push-token', async () => ({ [PUSH_TOKEN_KEY]: randomBytes(32).toString('hex') }));
+    await this.ensureSecret(instance, tokenKeySecretName(name), 'token-key', async () => ({ [TOKEN_KEY_KEY]: generateTokenKey() }));
+    const pullUser = await this.ensureSecret(instance, pullUserSecretName(name), 'pull-user', async () => {
+      const user = generatePullUser();
+      return { username: user.username, password: user.password, htpasswd: user.htpasswd };
+    });
+    const tls = await this.reconcileTls(instance);
+    if (tls.observation?.ready) {
+      const configMap = desiredCaBundleConfigMap(instance, tls.observation.caBundle);
+      await applier.apply(configMap, this.cached('ConfigMap', configMap.metadata!.name!, namespace));
+    }
+    const policy = desiredPolicyConfigMap(instance, renderPolicy(instance, this.buildGrants(instance), pullUser.username ?? PULL_USER));
+    await applier.apply(policy, this.cached('ConfigMap', policy.metadata!.name!, namespace));
 
     const desired = desiredInstance(instance);
-    await this.ensurePushToken(instance);
     for (const object of desiredObjects(desired)) {
-      await applier.apply(object, caches.owned[object.kind!]?.get(object.metadata!.name!, namespace));
+      await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
     }
+    const binding = desiredAuthDelegatorBinding(instance);
+    await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
+    await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
 
     const observed: InstanceObservation = {
-      deployment: caches.owned.Deployment?.get(name, namespace) as V1Deployment | undefined,
-      ...(desired.persistentVolumeClaim
-        ? { persistentVolumeClaim: caches.owned.PersistentVolumeClaim?.get(pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined }
-        : {}),
+      deployment: this.cached('Deployment', name, namespace) as V1Deployment | undefined,
+      ...(desired.persistentVolumeClaim ? { persistentVolumeClaim: this.cached('PersistentVolumeClaim', pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined } : {}),
+      ...(tls.observation ? { tls: tls.observation } : {}),
     };
-    const secret = instance.spec.storage.gcs?.credentialsSecret?.name;
-    if (secret && !(await this.secretExists(namespace, secret))) observed.missingSecret = secret;
-    const service = caches.owned.Service?.get(name, namespace) as V1Service | undefined;
+    for (const secret of [instance.spec.storage.gcs?.credentialsSecret?.name, instance.spec.auth?.htpasswdSecretRef?.name]) {
+      if (secret && !observed.missingSecret && !(await this.readSecret(namespace, secret))) observed.missingSecret = secret;
+    }
+    const service = this.cached('Service', name, namespace) as V1Service | undefined;
     const clusterIP = service?.spec?.clusterIP;
-    if ((observed.deployment?.status?.readyReplicas ?? 0) > 0 && clusterIP && clusterIP !== 'None') {
+    const tlsUsable = !tls.observation || tls.observation.ready;
+    if ((observed.deployment?.status?.readyReplicas ?? 0) > 0 && clusterIP && clusterIP !== 'None' && tlsUsable) {
       // Through the Service, as pods pull: ready replicas alone do not prove the registry answers.
-      const result = await (this.deps.probe ?? probeRegistry)(`http://${clusterIP}:${instance.spec.service.port}/v2/`);
+      const port = instance.spec.service.port;
+      const target: ProbeTarget = tls.observation?.ready
+        ? { url: `https://${clusterIP}:${port}/v2/`, ca: tls.observation.caBundle, servername: verificationName(instance) }
+        : { url: `http://${clusterIP}:${port}/v2/` };
+      const result = await (this.deps.probe ?? probeRegistry)(target);
       observed.registryAnswers = result.ok;
       if (result.error) observed.registryError = result.error;
     }
 
-    const status = computeInstanceStatus(instance, observed, (this.deps.now ?? (() => new Date().toISOString()))());
+    const status = computeInstanceStatus(instance, observed, this.now().toISOString());
     // Key order does not matter: the API server need not keep ours.
     if (!isDeepStrictEqual(status, instance.status ?? {})) {
       this.deps.onWrite('NixeryInstance/status');
+      // A merge patch keeps what it does not mention: a field that is gone must be sent as null.
+      const body = { status: { ...status, ...(instance.status?.tls && !status.tls ? { tls: null } : {}) } };
       await this.customObjects.patchNamespacedCustomObjectStatus(
-        { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body: { status }, fieldManager: FIELD_MANAGER },
+        { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body, fieldManager: FIELD_MANAGER },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       this.deps.log.info('instance status', { namespace, name, conditions: status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
     }
-    return isConditionTrue(status.conditions, 'Ready') ? {} : { requeueAfterMs: this.deps.notReadyRequeueMs ?? 3000 };
+    const waits = [
+      isConditionTrue(status.conditions, 'Ready') ? undefined : (this.deps.notReadyRequeueMs ?? 3000),
+      tls.renewAt ? Math.min(Math.max(tls.renewAt.getTime() - this.now().getTime(), 1000), MAX_RENEWAL_WAIT_MS) : undefined,
+    ].filter((w): w is number => w !== undefined);
+    return waits.length ? { requeueAfterMs: Math.min(...waits) } : {};
   };
 
-  /** Created once with a random token; an existing Secret is never rewritten (running Jobs hold it). */
-  private async ensurePushToken(instance: NixeryInstance): Promise<void> {
-    const { namespace, name } = instance.metadata;
-    const secretName = pushTokenSecretName(name);
-    if (await this.secretExists(namespace, secretName)) return;
-    this.deps.onWrite('Secret');
-    try {
-      await this.core.createNamespacedSecret({
-        namespace,
-        fieldManager: FIELD_MANAGER,
-        body: {
-          apiVersion: 'v1',
-          kind: 'Secret',
-          type: 'Opaque',
-          metadata: {
-            name: secretName,
-            namespace,
-            labels: commonLabels(name, 'push-token'),
-            ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata })],
-          },
-          stringData: { [PUSH_TOKEN_KEY]: randomBytes(32).toString('hex') },
-        },
-      });
-    } catch (error) {
-      if (statusOf(error) !== 409) throw error;
+  private cached(kind: string, name: string, namespace: string | undefined): KubernetesObject | undefined {
+    return this.deps.caches.owned[kind]?.get(name, namespace);
+  }
+
+  /** One push grant per NixImage of this instance that builds (not being deleted, not losing a claim). */
+  private buildGrants(instance: NixeryInstance): BuildGrant[] {
+    const all = this.deps.caches.images.list(instance.metadata.namespace);
+    return all
+      .filter((image) => image.spec.instanceRef.name === instance.metadata.name && !image.metadata.deletionTimestamp && !conflictingClaim(image, all))
+      .map((image) => ({ serviceAccount: buildServiceAccountName(image.metadata.name), repository: repositoryName(image) }));
+  }
+
+  // ---- TLS ----
+
+  private async reconcileTls(instance: NixeryInstance): Promise<{ observation?: TlsObservation; renewAt?: Date }> {
+    switch (tlsMode(instance)) {
+      case undefined:
+        return {};
+      case 'secretName':
+        return { observation: await this.observeServingSecret(instance, 'SecretNotFound') };
+      case 'issuerRef':
+        return { observation: await this.reconcileCertificate(instance) };
+      case 'selfSigned':
+        return this.reconcileSelfSigned(instance);
     }
   }
 
-  private async secretExists(namespace: string, name: string): Promise<boolean> {
+  /** The serving Secret as it is: there, with a key pair, and with something to trust. */
+  private async observeServingSecret(instance: NixeryInstance, whenMissing: 'SecretNotFound' | 'CertificateIssuing'): Promise<TlsObservation> {
+    const secretName = servingSecretName(instance)!;
+    const secret = await this.readSecret(instance.metadata.namespace, secretName);
+    if (!secret) {
+      const message = whenMissing === 'SecretNotFound' ? `Secret ${secretName} does not exist` : `waiting for cert-manager to issue Certificate ${desiredCertificate(instance).metadata!.name} into Secret ${secretName}`;
+      return { ready: false, reason: whenMissing, message, secretName };
+    }
+    const caBundle = caBundleOf(secret.data);
+    if (!secret.data?.['tls.crt'] || !secret.data?.['tls.key'] || !caBundle) {
+      if (whenMissing === 'CertificateIssuing') return { ready: false, reason: 'CertificateIssuing', message: `Secret ${secretName} holds no certificate yet`, secretName };
+      return { ready: false, reason: 'SecretInvalid', message: `Secret ${secretName} needs tls.crt and tls.key (a kubernetes.io/tls Secret)`, secretName };
+    }
+    return { ready: true, secretName, caBundle, message: `serving the certificate of Secret ${secretName}` };
+  }
+
+  private async reconcileCertificate(instance: NixeryInstance): Promise<TlsObservation> {
+    const certificate = desiredCertificate(instance);
+    const { namespace } = instance.metadata;
+    const groups = await this.deps.clients.apis.getAPIVersions();
+    const served = groups.groups.some((g) => g.name === CERT_MANAGER_GROUP && g.versions.some((v) => v.version === 'v1'));
+    if (!served) {
+      return {
+        ready: false,
+        reason: 'CertManagerNotInstalled',
+        message: `spec.tls.issuerRef needs cert-manager: the API ${CERT_MANAGER_GROUP}/v1 is not served in this cluster`,
+        secretName: servingSecretName(instance)!,
+      };
+    }
+    let current: KubernetesObject | undefined;
     try {
-      await this.core.readNamespacedSecret({ name, namespace });
-      return true;
+      current = (await this.customObjects.getNamespacedCustomObject({ group: CERT_MANAGER_GROUP, version: 'v1', plural: 'certificates', namespace, name: certificate.metadata!.name! })) as KubernetesObject;
     } catch (error) {
-      if (statusOf(error) === 404) return false;
+      if (statusOf(error) !== 404) throw error;
+    }
+    await this.deps.applier.apply(certificate, current);
+    return this.observeServingSecret(instance, 'CertificateIssuing');
+  }
+
+  /** The CA (made once, replaced near its end) and the serving certificate it signs (renewed). */
+  private async reconcileSelfSigned(instance: NixeryInstance): Promise<{ observation: TlsObservation; renewAt: Date }> {
+    const { name, namespace } = instance.metadata;
+    const now = this.now();
+    const decode = (secret: V1Secret | undefined, key: string) => (secret?.data?.[key] ? Buffer.from(secret.data[key], 'base64').toString('utf8') : undefined);
+
+    // From the API server, not the cache: a Secret renewed a moment ago may not have reached it.
+    const caSecret = await this.readSecret(namespace, caSecretName(name), { fresh: true });
+    let ca = { certPem: decode(caSecret, 'tls.crt') ?? '', keyPem: decode(caSecret, 'tls.key') ?? '' };
+    const caDecision = caRenewal(ca.keyPem ? ca.certPem : undefined, now);
+    if (caDecision.renew) {
+      this.deps.log.info('making the instance CA', { namespace, name, why: caDecision.why });
+      ca = await createCertificateAuthority(`nixery ${namespace}/${name} CA`, now);
+      await this.applySecret(instance, caSecretName(name), 'tls-ca', 'kubernetes.io/tls', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem });
+    }
+
+    const secretName = servingSecretName(instance)!;
+    const serving = await this.readSecret(namespace, secretName, { fresh: true });
+    const names = servingNames(instance);
+    const decision = servingRenewal(decode(serving, 'tls.key') ? decode(serving, 'tls.crt') : undefined, ca.certPem, names, now);
+    let renewAt: Date;
+    if (decision.renew || decode(serving, 'ca.crt') !== ca.certPem) {
+      this.deps.log.info('issuing the serving certificate', { namespace, name, why: decision.renew ? decision.why : 'its ca.crt is not the CA' });
+      const issued = await issueServingCertificate(ca, names, now);
+      await this.applySecret(instance, secretName, 'tls', 'kubernetes.io/tls', { 'tls.crt': issued.certPem, 'tls.key': issued.keyPem, 'ca.crt': ca.certPem });
+      const next = servingRenewal(issued.certPem, ca.certPem, names, now);
+      renewAt = next.renew ? now : next.renewAt;
+    } else {
+      renewAt = decision.renewAt;
+    }
+    if (!caDecision.renew) renewAt = new Date(Math.min(renewAt.getTime(), caDecision.renewAt.getTime()));
+    return { observation: { ready: true, secretName, caBundle: ca.certPem, message: `serving a certificate of the instance's own CA (Secret ${caSecretName(name)}), renewed after ${renewAt.toISOString()}` }, renewAt };
+  }
+
+  // ---- Secrets ----
+
+  /** From the cache (the operator's own Secrets), else from the API server; undefined when there is none. */
+  private async readSecret(namespace: string, name: string, options: { fresh?: boolean } = {}): Promise<V1Secret | undefined> {
+    const cached = options.fresh ? undefined : (this.cached('Secret', name, namespace) as V1Secret | undefined);
+    if (cached) return cached;
+    try {
+      return await this.core.readNamespacedSecret({ name, namespace });
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
       throw error;
     }
   }
+
+  /**
+   * A Secret made once with `make`'s values and never rewritten (running pods and pull Secrets
+   * hold them). Returns its values, decoded.
+   */
+  private async ensureSecret(instance: NixeryInstance, name: string, component: string, make: () => Promise<Record<string, string>>): Promise<Record<string, string>> {
+    const { namespace } = instance.metadata;
+    const existing = await this.readSecret(namespace, name);
+    if (existing) return decodeAll(existing.data);
+    const values = await make();
+    this.deps.onWrite('Secret');
+    try {
+      await this.core.createNamespacedSecret({ namespace, fieldManager: FIELD_MANAGER, body: this.secretBody(instance, name, component, 'Opaque', values) });
+      return values;
+    } catch (error) {
+      if (statusOf(error) !== 409) throw error;
+      // Made meanwhile by an earlier run whose Secret the cache had not seen yet: that one holds.
+      return decodeAll((await this.core.readNamespacedSecret({ name, namespace })).data);
+    }
+  }
+
+  private async applySecret(instance: NixeryInstance, name: string, component: string, type: string, values: Record<string, string>): Promise<void> {
+    const body = this.secretBody(instance, name, component, type, values);
+    await this.deps.applier.apply(body, undefined);
+  }
+
+  private secretBody(instance: NixeryInstance, name: string, component: string, type: string, values: Record<string, string>): V1Secret {
+    return {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type,
+      metadata: {
+        name,
+        namespace: instance.metadata.namespace,
+        labels: commonLabels(instance.metadata.name, component),
+        ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata })],
+      },
+      data: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    };
+  }
+
+  // ---- pull Secrets and cleanup ----
+
+  /** `<instance>-pull` in each namespace the spec names, and in no other. */
+  private async reconcilePullSecrets(instance: NixeryInstance, credentials: { username: string; password: string }): Promise<void> {
+    const wanted = new Set(instance.spec.auth?.pullSecretNamespaces ?? []);
+    for (const namespace of [...wanted].sort()) {
+      const secret = desiredPullSecret(instance, namespace, credentials);
+      await this.deps.applier.apply(secret, this.cached('Secret', secret.metadata!.name!, namespace));
+    }
+    for (const namespace of this.pullSecretNamespaces(instance)) {
+      if (!wanted.has(namespace)) await this.deletePullSecret(instance, namespace);
+    }
+  }
+
+  /** The namespaces holding a pull Secret of this instance, as the cache knows them. */
+  private pullSecretNamespaces(instance: NixeryInstance): string[] {
+    const { name, namespace } = instance.metadata;
+    return (this.deps.caches.owned.Secret?.list() ?? [])
+      .filter((s) => {
+        const labels = s.metadata?.labels ?? {};
+        return s.metadata?.name === pullSecretName(name) && labels['app.kubernetes.io/instance'] === name && labels[INSTANCE_NAMESPACE_LABEL] === namespace;
+      })
+      .map((s) => s.metadata!.namespace!);
+  }
+
+  private async deletePullSecret(instance: NixeryInstance, namespace: string): Promise<void> {
+    this.deps.onWrite('Secret');
+    await this.core.deleteNamespacedSecret({ name: pullSecretName(instance.metadata.name), namespace }).catch(ignoreNotFound);
+  }
+
+  /** Before the instance goes: its ClusterRoleBinding and pull Secrets, then the finalizer. */
+  private async finalize(instance: NixeryInstance): Promise<ReconcileResult> {
+    if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) return {};
+    this.deps.onWrite('ClusterRoleBinding');
+    await this.deps.clients.rbac.deleteClusterRoleBinding({ name: authDelegatorBindingName(instance) }).catch(ignoreNotFound);
+    // The spec's namespaces too: a Secret written a moment ago may not be in the cache yet.
+    const namespaces = new Set([...(instance.spec.auth?.pullSecretNamespaces ?? []), ...this.pullSecretNamespaces(instance)]);
+    for (const namespace of [...namespaces].sort()) await this.deletePullSecret(instance, namespace);
+    await this.setFinalizers(instance, instance.metadata.finalizers.filter((f) => f !== CLEANUP_FINALIZER));
+    return {};
+  }
+
+  private async setFinalizers(instance: NixeryInstance, finalizers: string[]): Promise<void> {
+    this.deps.onWrite('NixeryInstance');
+    await this.customObjects.patchNamespacedCustomObject(
+      {
+        group: NIXERY_INSTANCE.group,
+        version: NIXERY_INSTANCE.version,
+        plural: NIXERY_INSTANCE.plural,
+        namespace: instance.metadata.namespace,
+        name: instance.metadata.name,
+        // resourceVersion: a conflict instead of overwriting someone else's finalizers.
+        body: { metadata: { finalizers, resourceVersion: instance.metadata.resourceVersion } },
+        fieldManager: FIELD_MANAGER,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+}
+
+function decodeAll(data: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+}
+
+function ignoreNotFound(error: unknown): void {
+  if (statusOf(error) !== 404) throw error;
 }

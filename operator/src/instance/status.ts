@@ -1,15 +1,18 @@
 // The status of a NixeryInstance from what was observed: pure, so every rule is a unit test.
 // Ready is honest: ready replicas AND a registry that answers /v2/.
 import type { V1Deployment, V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { setCondition } from '../api/conditions.ts';
+import { removeCondition, setCondition } from '../api/conditions.ts';
 import type { Condition, NixeryInstance, NixeryInstanceStatus } from '../api/types.ts';
 import { instanceEndpoint } from './desired.ts';
+import { caBundleConfigMapName, isTlsProblem, tlsCondition, type TlsObservation } from './tls.ts';
 
 export interface InstanceObservation {
   deployment?: V1Deployment;
   persistentVolumeClaim?: V1PersistentVolumeClaim;
   /** Set when the spec names a credentials Secret that does not exist. */
   missingSecret?: string;
+  /** With spec.tls: the serving certificate, or why there is none yet. */
+  tls?: TlsObservation;
   /** Whether GET /v2/ on the Service answered 200; undefined when not tried (no ready replica). */
   registryAnswers?: boolean;
   registryError?: string;
@@ -24,8 +27,11 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
   const stalled = observed.deployment?.status?.conditions?.find((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded');
 
   let degraded: Omit<Condition, 'observedGeneration'> = { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' };
+  const tls = observed.tls;
   if (observed.missingSecret) {
     degraded = { type: 'Degraded', status: 'True', reason: 'SecretNotFound', message: `Secret ${observed.missingSecret} does not exist` };
+  } else if (tls && !tls.ready && isTlsProblem(tls.reason)) {
+    degraded = { type: 'Degraded', status: 'True', reason: tls.reason, message: tls.message };
   } else if (observed.persistentVolumeClaim && observed.persistentVolumeClaim.status?.phase !== 'Bound') {
     degraded = {
       type: 'Degraded',
@@ -39,15 +45,20 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
     degraded = { type: 'Degraded', status: 'True', reason: 'RegistryNotAnswering', message: observed.registryError ?? 'GET /v2/ failed' };
   }
 
-  const ready = readyReplicas > 0 && observed.registryAnswers === true;
+  const tlsWaiting = tls && !tls.ready ? tls : undefined;
+  const ready = readyReplicas > 0 && observed.registryAnswers === true && !tlsWaiting;
   const readyCondition: Omit<Condition, 'observedGeneration'> = ready
-    ? { type: 'Ready', status: 'True', reason: 'RegistryAnswering', message: `the registry answers at ${instanceEndpoint(instance)}` }
-    : {
-        type: 'Ready',
-        status: 'False',
-        reason: degraded.status === 'True' ? degraded.reason! : readyReplicas > 0 ? 'WaitingForRegistry' : 'WaitingForPods',
-        message: degraded.status === 'True' ? degraded.message! : `${readyReplicas} of ${desiredReplicas} registry pods ready`,
-      };
+    ? { type: 'Ready', status: 'True', reason: 'RegistryAnswering', message: `the registry answers at ${tls ? 'https://' : ''}${instanceEndpoint(instance)}` }
+    : degraded.status === 'True'
+      ? { type: 'Ready', status: 'False', reason: degraded.reason!, message: degraded.message! }
+      : tlsWaiting
+        ? { type: 'Ready', status: 'False', reason: tlsWaiting.reason, message: tlsWaiting.message }
+        : {
+            type: 'Ready',
+            status: 'False',
+            reason: readyReplicas > 0 ? 'WaitingForRegistry' : 'WaitingForPods',
+            message: `${readyReplicas} of ${desiredReplicas} registry pods ready`,
+          };
   const rolledOut = deploymentCurrent && updated >= desiredReplicas && readyReplicas >= desiredReplicas;
   const progressing: Omit<Condition, 'observedGeneration'> = rolledOut
     ? { type: 'Progressing', status: 'False', reason: 'RolledOut', message: 'every registry pod runs the current spec' }
@@ -55,10 +66,18 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
 
   let conditions = instance.status?.conditions;
   for (const c of [readyCondition, progressing, degraded]) conditions = setCondition(conditions, { ...c, observedGeneration: generation }, now);
+  conditions = tls ? setCondition(conditions, { ...tlsCondition(tls), observedGeneration: generation }, now) : removeCondition(conditions, 'TLSReady');
   return {
     observedGeneration: generation,
     endpoint: instanceEndpoint(instance),
     readyReplicas,
+    ...(tls
+      ? {
+          tls: tls.ready
+            ? { caBundle: tls.caBundle, caConfigMap: caBundleConfigMapName(instance.metadata.name), secretName: tls.secretName }
+            : { secretName: tls.secretName },
+        }
+      : {}),
     conditions: conditions ?? [],
   };
 }

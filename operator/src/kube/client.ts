@@ -1,5 +1,5 @@
 // Cluster access: in-cluster configuration inside a pod, KUBECONFIG (or ~/.kube/config) outside.
-import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { ApisApi, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import fs from 'node:fs';
 
 export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
@@ -27,8 +27,17 @@ export interface ApiClients {
   core: CoreV1Api;
   batch: BatchV1Api;
   customObjects: CustomObjectsApi;
+  rbac: RbacAuthorizationV1Api;
+  /** Discovery of API groups (whether cert-manager is installed). */
+  apis: ApisApi;
 }
 
 export function makeApiClients(kc: KubeConfig): ApiClients {
-  return { core: kc.makeApiClient(CoreV1Api), batch: kc.makeApiClient(BatchV1Api), customObjects: kc.makeApiClient(CustomObjectsApi) };
+  return {
+    core: kc.makeApiClient(CoreV1Api),
+    batch: kc.makeApiClient(BatchV1Api),
+    customObjects: kc.makeApiClient(CustomObjectsApi),
+    rbac: kc.makeApiClient(RbacAuthorizationV1Api),
+    apis: kc.makeApiClient(ApisApi),
+  };
 }
