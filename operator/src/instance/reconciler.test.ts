@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { KubernetesObject, V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import { silentLogger } from '@nixery/registry/operator-api';
 import { getCondition } from '../api/conditions.ts';
@@ -8,7 +10,7 @@ import type { NixeryInstance, NixeryInstanceStatus, NixImage } from '../api/type
 import { apiError, cacheOf } from '../test-support/fakes.ts';
 import { testImage, testInstance } from '../test-support/fixtures.ts';
 import { createCertificateAuthority, issueServingCertificate } from './certificates.ts';
-import { CLEANUP_FINALIZER, InstanceReconciler, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
+import { CLEANUP_FINALIZER, InstanceReconciler, probeRegistry, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
 import { servingNames } from './tls.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
@@ -412,5 +414,28 @@ describe('deleting a NixeryInstance', () => {
     const deleting = reconcilerFor(subject({}, { deletionTimestamp: new Date(NOW), finalizers: [] }));
     assert.deepEqual(await deleting.reconcile(), {});
     assert.deepEqual(deleting.requests, []);
+  });
+});
+
+describe('the registry probe', () => {
+  it('asks /v2/ over HTTPS trusting the given CA and checking the given name, and takes a registry’s 401 as an answer', async (t) => {
+    const now = new Date();
+    const ca = await createCertificateAuthority('probe CA', now);
+    const pair = await issueServingCertificate(ca, servingNames(instance), now);
+    let status = 401;
+    const server = https.createServer({ cert: pair.certPem, key: pair.keyPem }, (_req, res) => {
+      res.writeHead(status, { 'Docker-Distribution-API-Version': 'registry/2.0' }).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/v2/`;
+    assert.deepEqual(await probeRegistry({ url, ca: ca.certPem, servername: 'nixery.team-a.svc.cluster.local' }), { ok: true });
+    const wrongName = await probeRegistry({ url, ca: ca.certPem, servername: 'nixery.team-b.svc.cluster.local' });
+    assert.equal(wrongName.ok, false);
+    assert.match(wrongName.error!, /altnames/);
+    const untrusted = await probeRegistry({ url, servername: 'nixery.team-a.svc.cluster.local' });
+    assert.equal(untrusted.ok, false);
+    status = 503;
+    assert.deepEqual(await probeRegistry({ url, ca: ca.certPem, servername: 'nixery.team-a.svc.cluster.local' }), { ok: false, error: `GET ${url} answered 503` });
   });
 });

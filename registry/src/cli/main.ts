@@ -13,7 +13,7 @@ import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-for
 import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
-import { parsePushReference, pushImage, type PushTarget } from '../push/client.ts';
+import { parsePushReference, pushImage, readCaBundle, type PushTarget } from '../push/client.ts';
 
 /** Exit codes of `nixery build` (and `serve` at start-up), one per outcome so scripts and the operator can tell them apart. */
 const EXIT_CODES: Record<Outcome, number> = {
@@ -108,8 +108,9 @@ program
   .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
   .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE)')
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
+  .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
   .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
-  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; resultFile?: string }) => {
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; pushCaFile?: string; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -140,6 +141,8 @@ program
       log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
       const image = imageFromName(options.packages.join('/'), options.tag);
       const target = options.push ? pushTarget(options.push, options.pushScheme, config.pushToken) : undefined;
+      if (target && options.pushCaFile !== undefined) target.ca = await pushCa(options.pushCaFile, target.scheme);
+      else if (options.pushCaFile !== undefined) throw new UsageError('--push-ca-file is for --push');
       const runtime = await createRuntime(config, log, { defaultMetrics: false, signal: interruption.signal });
       await yieldPoolToEventLoop(log);
       const result = await runtime.builder.build(image, options.configJson ? { config: options.configJson } : {});
@@ -184,6 +187,16 @@ function pushTarget(reference: string, scheme: string, token: string | undefined
   if (!token) throw new UsageError('--push needs the push token in NIXERY_PUSH_TOKEN or NIXERY_PUSH_TOKEN_FILE');
   try {
     return { ...parsePushReference(reference), scheme, token };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** The CA bundle to trust for an https push, checked before the build starts. */
+async function pushCa(file: string, scheme: PushTarget['scheme']): Promise<string> {
+  if (scheme !== 'https') throw new UsageError('--push-ca-file needs --push-scheme https');
+  try {
+    return await readCaBundle(file);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

@@ -7,6 +7,10 @@ import type { ImageConfigOverrides } from '../oci/image.ts';
 
 /** Where a registry or build container finds the push-token Secret's files. */
 export const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
+/** The registry's serving certificate, a `kubernetes.io/tls` Secret: `tls.crt`, `tls.key` (NIXERY_TLS_CERT_FILE, _KEY_FILE). */
+export const TLS_MOUNT = '/var/run/secrets/nixery/tls';
+/** The CA that signed it, `ca.crt`, for a build Job's push (`--push-ca-file`). */
+export const CA_MOUNT = '/var/run/secrets/nixery/ca';
 
 /** The settings as a container's `env`, sorted by name so a rendered object never changes order. */
 export function containerEnv(settings: RegistrySettings): { name: string; value: string }[] {
@@ -26,6 +30,10 @@ export interface BuildCommand {
   tag: string;
   /** `host:port/name:tag` to push the image to, with the push token. */
   push?: string;
+  /** How to reach `push`'s registry; unset: the CLI's default, http. */
+  pushScheme?: 'http' | 'https';
+  /** With `pushScheme: 'https'`: the CA bundle to trust (e.g. `${CA_MOUNT}/ca.crt`). */
+  pushCaFile?: string;
   /** Where the summary goes, e.g. `/dev/termination-log`. */
   resultFile?: string;
   config?: ImageConfigOverrides;
@@ -40,6 +48,8 @@ export function buildArgs(command: BuildCommand): string[] {
     '--tag',
     command.tag,
     ...(command.push ? ['--push', command.push] : []),
+    ...(command.push && command.pushScheme ? ['--push-scheme', command.pushScheme] : []),
+    ...(command.push && command.pushCaFile ? ['--push-ca-file', command.pushCaFile] : []),
     ...(command.resultFile ? ['--result-file', command.resultFile] : []),
     ...(command.config ? ['--config-json', JSON.stringify(command.config)] : []),
   ];

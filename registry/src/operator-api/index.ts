@@ -1,7 +1,7 @@
 // What the registry offers the operator, and nothing else (package.json exports only this): how
 // to run its commands in a container, its environment, the build summary a Job leaves behind
 // and the failures it names, its logger and configuration errors, and removing a pushed tag.
-export { buildArgs, containerEnv, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, type BuildCommand } from './commands.ts';
+export { buildArgs, CA_MOUNT, containerEnv, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, TLS_MOUNT, type BuildCommand } from './commands.ts';
 export { ConfigError, ENV, loadConfig, loadLogLevel, type RegistrySettings } from '../config/config.ts';
 export { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from '../config/package-source.ts';
 export type { BuildSummary, FailureOutcome } from '../builder/summary.ts';
