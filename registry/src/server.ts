@@ -1,5 +1,5 @@
 // Wires configuration, storage, the builder and the HTTP app together.
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,10 @@ import { ImageBuilder } from './builder/builder.ts';
 import { buildVolumes, FreeSpace } from './builder/free-space.ts';
 import type { Config } from './config/config.ts';
 import { createApp } from './http/app.ts';
-import { createHttpServer } from './http/connections.ts';
+import { createHttpServer, createHttpsServer } from './http/connections.ts';
+import { createMetricsServer } from './http/metrics-server.ts';
+import { TlsFileWatcher } from './http/tls-files.ts';
+import { readTlsPairSync, type CertificateSummary } from './config/tls-pair.ts';
 import { compilePackagePolicy } from './image/package-policy.ts';
 import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
@@ -79,8 +82,9 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     onDemand: config.onDemand,
     packagePolicy: compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages }),
     maxClosureBytes: config.maxClosureBytes,
+    ...(config.metricsPort !== undefined ? { serveMetrics: false } : {}),
   });
-  const server = createHttpServer(app, { limits: config.connections, metrics: runtime.metrics, log });
+  const { server, certificate } = createServer(app, config, runtime.metrics, log);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const listening = () => {
@@ -90,6 +94,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     if (host === undefined) server.listen(config.port, listening);
     else server.listen(config.port, host, listening);
   });
+  if (config.metricsPort !== undefined) await serveMetrics(server, config.metricsPort, runtime.metrics, log);
   const address = server.address();
   log.info('nixery is listening', {
     port: typeof address === 'object' && address ? address.port : config.port,
@@ -98,6 +103,8 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
     connections: config.connections,
+    tls: config.tls ? { ...config.tls, certificate } : 'off',
+    metricsPort: config.metricsPort ?? "the registry's",
     minFreeSpace: 'bytes' in config.minFreeSpace ? `${config.minFreeSpace.bytes} bytes` : `${config.minFreeSpace.percent}%`,
     pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
     onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
@@ -111,4 +118,31 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     ...(config.deniedPackages.length ? { deniedPackages: config.deniedPackages } : {}),
   });
   return server;
+}
+
+/** Plain HTTP, or HTTPS with the configured pair, which is re-read as its files change. */
+function createServer(app: RequestListener, config: Config, metrics: Metrics, log: Logger): { server: Server; certificate?: CertificateSummary } {
+  const deps = { limits: config.connections, metrics, log };
+  if (!config.tls) return { server: createHttpServer(app, deps) };
+  const pair = readTlsPairSync(config.tls);
+  const server = createHttpsServer(app, pair, deps);
+  const watcher = new TlsFileWatcher({ files: config.tls, current: pair, apply: (next) => server.setSecureContext({ cert: next.cert, key: next.key }), log }).start();
+  server.once('close', () => watcher.stop());
+  return { server, certificate: pair.summary };
+}
+
+/** `/metrics` on its own port, on every interface; it closes when the registry's server does. */
+async function serveMetrics(registry: Server, port: number, metrics: Metrics, log: Logger): Promise<void> {
+  const server = createMetricsServer(metrics, log);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  registry.once('close', () => {
+    server.close();
+    server.closeAllConnections();
+  });
 }

@@ -34,6 +34,8 @@ export interface AppDeps {
   tags?: TagIndex;
   /** Largest runtime closure built on demand (NIXERY_MAX_CLOSURE_SIZE); default: no limit. */
   maxClosureBytes?: number;
+  /** False: `/metrics` has a port of its own (NIXERY_METRICS_PORT, http/metrics-server.ts) and is not found here. */
+  serveMetrics?: boolean;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -57,10 +59,12 @@ export function createApp(deps: AppDeps): express.Express {
     res.json({ status: 'ok', storage: deps.storage.description });
   });
 
-  app.get('/metrics', async (_req, res) => {
-    res.setHeader('Content-Type', deps.metrics.registry.contentType);
-    res.end(await deps.metrics.registry.metrics());
-  });
+  if (deps.serveMetrics !== false) {
+    app.get('/metrics', async (_req, res) => {
+      res.setHeader('Content-Type', deps.metrics.registry.contentType);
+      res.end(await deps.metrics.registry.metrics());
+    });
+  }
 
   const tags = deps.tags ?? new TagIndex(deps.storage, { log: deps.log, onDropped: (reason, n) => deps.metrics.tagsDropped.inc({ reason }, n) });
   const manifests = new Manifests({
