@@ -25,6 +25,8 @@ export interface ClusterOptions {
   log?: (line: object) => void;
   /** Append the API server's audit events here (JSON lines), as kube-apiserver's --audit-log-path. */
   auditLogPath?: string;
+  /** How often running pods' Secret and ConfigMap volumes are brought up to date; default 2000 (a kubelet: about a minute). */
+  volumeSyncPeriodMs?: number;
 }
 
 export interface Cluster {
@@ -55,6 +57,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       imageMap: [...(options.imageMap ?? []), ...PROJECT_IMAGES],
       clusterIpRange: claimed.range,
       ...(options.log ? { log: options.log } : {}),
+      ...(options.volumeSyncPeriodMs !== undefined ? { volumeSyncPeriodMs: options.volumeSyncPeriodMs } : {}),
     });
   } catch (error) {
     await apiServer.stop();

@@ -285,7 +285,8 @@ describe('node agent: a one-node cluster of local processes', () => {
             args: ['sh', '-c', [
               `cat ${base}/work/init.txt ${base}/secret/password ${base}/config/nested/greeting.txt`,
               'echo; echo "$PASSWORD $GREETING $POD $ROLE"',
-              `busybox stat -c %a ${base}/secret/password`,
+              // A Secret volume's names are links through `..data`, as a kubelet writes them: -L reads the file's mode.
+              `busybox stat -L -c %a ${base}/secret/password`,
               `echo persisted > ${base}/data/file`,
               `busybox touch ${base}/secret/x 2>/dev/null || echo secret volume is read-only`,
             ].join('; ')],

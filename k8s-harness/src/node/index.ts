@@ -22,6 +22,7 @@ import { intToIp, loopbackCidr, podRangeBeside } from './ipam.ts';
 import { startJobController } from './job-controller.ts';
 import { Cache, connect, errorMessage, isNotFound, type Kube, type WorkQueue } from './kube.ts';
 import { Kubelet } from './kubelet.ts';
+import { DEFAULT_VOLUME_SYNC_PERIOD_MS } from './pod-shared.ts';
 import { startLogServer } from './log-server.ts';
 import { registerNode } from './node-status.ts';
 import { ServiceProxy } from './proxy.ts';
@@ -138,6 +139,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       pods: all.pods,
       services: all.services,
       endpoints: all.endpoints,
+      volumeSyncPeriodMs: options.volumeSyncPeriodMs ?? DEFAULT_VOLUME_SYNC_PERIOD_MS,
       log,
     });
     const logServer = await startLogServer((namespace, pod, container, previous) => kubelet.logFile(namespace, pod, container, previous));

@@ -28,6 +28,7 @@ export interface KubeletOptions {
   pods: Cache<V1Pod>;
   services: Cache<V1Service>;
   endpoints: Cache<V1Endpoints>;
+  volumeSyncPeriodMs: number;
   log: (line: object) => void;
 }
 
@@ -90,6 +91,7 @@ export class Kubelet {
       serviceAddress: (s) => clusterAddress(s, o.serviceRange),
       serviceRecords: () => this.#records,
       allocateIP: (uid) => this.#allocateIP(uid),
+      volumeSyncPeriodMs: o.volumeSyncPeriodMs,
       log: o.log,
     };
   }

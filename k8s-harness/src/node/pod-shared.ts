@@ -24,8 +24,16 @@ export interface PodWorkerDeps {
   serviceAddress: (service: V1Service) => string | undefined;
   serviceRecords: () => readonly ServiceRecord[];
   allocateIP: (uid: string) => string;
+  /** how often Secret, ConfigMap, downward API and projected volumes are brought up to date */
+  volumeSyncPeriodMs: number;
   log: (line: object) => void;
 }
+
+/**
+ * A kubelet syncs volumes about every minute (its sync frequency plus the ConfigMap/Secret
+ * cache's delay); this node every 2 s by default, so suites see an update quickly.
+ */
+export const DEFAULT_VOLUME_SYNC_PERIOD_MS = 2000;
 
 /** Kubernetes backs off 10 s … 5 min between restarts; this node 1 s … 20 s, so suites stay short. */
 export const RESTART_BACKOFF_BASE_MS = 1000;

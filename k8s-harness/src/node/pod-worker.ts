@@ -10,7 +10,7 @@ import { hostsFile, podHostname } from './hosts.ts';
 import { errorMessage, isNotFound, mergePatch } from './kube.ts';
 import { backoffDelay, comparable, nowSeconds } from './owners.ts';
 import { podStatus, type ContainerRecord, type PodRecord } from './pod-status.ts';
-import { prepareVolumes, refreshTokens, VolumeError, type PreparedVolume } from './volumes.ts';
+import { prepareVolumes, syncVolumes, VolumeError, type PreparedVolume } from './volumes.ts';
 import { ContainerRunner } from './container-runner.ts';
 import { at, GRACE_CAP_MS, RESTART_BACKOFF_BASE_MS, RESTART_BACKOFF_CAP_MS, sleep, type PodWorkerDeps } from './pod-shared.ts';
 
@@ -30,6 +30,8 @@ export class PodWorker {
   #terminating: Promise<void> | undefined;
   #running: Promise<void> | undefined;
   #hostsContent = '';
+  /** every container has run for good: nothing left to keep up to date */
+  #finished = false;
 
   constructor(pod: V1Pod, deps: PodWorkerDeps) {
     this.pod = pod;
@@ -133,13 +135,14 @@ export class PodWorker {
       }
     }
     if (this.signal.aborted) return;
-    void this.#refreshTokens();
+    void this.#syncVolumes();
 
     for (const spec of this.pod.spec?.initContainers ?? []) {
       const runner = this.#runners.get(spec.name)!;
       const ok = await runner.loop(restartPolicy);
       if (this.signal.aborted) return;
       if (!ok) {
+        this.#finished = true;
         this.record.terminalPhase = 'Failed';
         for (const c of this.record.containers) c.state = { waiting: { reason: 'PodInitializing' } };
         this.report();
@@ -151,6 +154,7 @@ export class PodWorker {
     }
     this.report();
     await Promise.all((this.pod.spec?.containers ?? []).map((spec) => this.#runners.get(spec.name)!.loop(restartPolicy)));
+    this.#finished = true;
     this.report();
   }
 
@@ -163,19 +167,30 @@ export class PodWorker {
     this.report();
   }
 
-  /** Keeps the projected service-account tokens fresh while the pod lives (retrying every 10 s on failure). */
-  async #refreshTokens(): Promise<void> {
-    const volumes = [...this.volumes.values()];
-    while (!this.signal.aborted) {
-      let next: number | undefined;
+  /**
+   * The kubelet's periodic sync of Secret, ConfigMap, downward API and projected volumes: every
+   * sync period (sooner when a token is due) what changed is written again, atomically; a volume
+   * that cannot be brought up to date keeps its files and says why in a FailedMount event (once
+   * per reason). Ends with the pod.
+   */
+  async #syncVolumes(): Promise<void> {
+    const period = this.#deps.volumeSyncPeriodMs;
+    const reported = new Map<string, string>();
+    while (!this.signal.aborted && !this.#finished) {
+      let next = Date.now() + period;
       try {
-        next = await refreshTokens(volumes, this.namespace, this.#deps.volumeSources);
+        const result = await syncVolumes(this.pod, this.volumes, this.#deps.volumeSources, this.record.podIP ?? '');
+        for (const { volume, message } of result.failed) {
+          if (reported.get(volume) === message) continue;
+          reported.set(volume, message);
+          this.#deps.events.emit(this.ref, 'Warning', 'FailedMount', `MountVolume.SetUp failed for volume "${volume}" : ${message}`);
+        }
+        for (const volume of [...reported.keys()]) if (!result.failed.some((f) => f.volume === volume)) reported.delete(volume);
+        if (result.nextTokenDue !== undefined) next = Math.min(next, result.nextTokenDue);
       } catch (error) {
-        this.#deps.log({ msg: 'token refresh failed', pod: `${this.namespace}/${this.name}`, error: errorMessage(error) });
-        next = Date.now() + 10_000;
+        this.#deps.log({ msg: 'volume sync failed', pod: `${this.namespace}/${this.name}`, error: errorMessage(error) });
       }
-      if (next === undefined) return;
-      await sleep(Math.max(next - Date.now(), 1000), this.signal);
+      await sleep(Math.max(next - Date.now(), 200), this.signal);
     }
   }
 

@@ -31,6 +31,11 @@ export interface NodeAgentOptions {
   clusterIpRange?: string;
   /** one JSON-able object per log line; default: none */
   log?: (line: object) => void;
+  /**
+   * How often running pods' Secret, ConfigMap, downward API and projected volumes are brought up
+   * to date (a kubelet: about a minute). Default 2000.
+   */
+  volumeSyncPeriodMs?: number;
 }
 
 export interface NodeAgent {

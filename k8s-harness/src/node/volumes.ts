@@ -1,11 +1,14 @@
 // A pod's volumes as directories on this node, and each container's mounts of them. Secret,
-// ConfigMap, downward API and projected volumes are written as files once, when the pod starts;
-// projected service-account tokens come from the API server's TokenRequest, bound to the pod, and
-// are renewed while the pod runs (see refreshTokens). With a pod fsGroup, volumes are made the
+// ConfigMap, downward API and projected volumes are written as the kubelet's AtomicWriter writes
+// them (atomic-writer.ts: a timestamped directory behind the `..data` link), when the pod starts
+// and again whenever what they project changes while it runs (syncVolumes, called every sync
+// period); projected service-account tokens come from the API server's TokenRequest, bound to
+// the pod, and are renewed at 80% of their lifetime. With a pod fsGroup, volumes are made the
 // group's as kubelet's SetVolumeOwnership makes them (see setVolumeOwnership).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1KeyToPath, V1PersistentVolumeClaim, V1Pod, V1Volume } from '@kubernetes/client-node';
+import { writeAtomically, type PayloadFile } from './atomic-writer.ts';
 import { fieldPath } from './env.ts';
 import { podFsUser } from './identity.ts';
 import type { BindMount } from './launcher.ts';
@@ -36,23 +39,28 @@ export interface VolumeSources {
   serviceAccountToken(namespace: string, serviceAccount: string, request: TokenRequest): Promise<IssuedToken>;
 }
 
-/** A token file of a projected volume, to be renewed before it expires. */
+/** A token of a projected volume, renewed before it expires. */
 export interface ProjectedToken {
-  file: string;
-  mode: number;
-  /** owner and group of the file, when not root's: kubelet's fsUser and fsGroup */
-  uid?: number;
-  gid?: number;
+  /** its path in the volume */
+  path: string;
   serviceAccount: string;
   request: TokenRequest;
+  token: string;
   issuedAt: number;
   expiresAt: number;
+}
+
+/** What a Secret, ConfigMap, downward API or projected volume is made of, to be written again when it changes. */
+export interface Projection {
+  volume: V1Volume;
+  /** the current token of each serviceAccountToken source, by path */
+  tokens: Map<string, ProjectedToken>;
 }
 
 export interface PreparedVolume {
   path: string;
   readOnly: boolean;
-  tokens?: ProjectedToken[];
+  projection?: Projection;
 }
 
 export interface ProjectedFile {
@@ -118,15 +126,79 @@ export async function setVolumeOwnership(dir: string, fsGroup: number, readOnly:
   await visit(dir);
 }
 
-async function writeFiles(dir: string, files: readonly ProjectedFile[]): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
-  for (const file of files) {
-    const target = path.join(dir, file.path);
-    if (!target.startsWith(dir + path.sep)) throw new VolumeError(`invalid path ${file.path}`);
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    await fs.writeFile(target, file.content, { mode: file.mode });
-    await fs.chmod(target, file.mode);
+/** The files a projecting volume shows now; throws VolumeError when a source it needs is missing. */
+async function projectionPayload(pod: V1Pod, projection: Projection, sources: VolumeSources, podIP: string, now: number): Promise<PayloadFile[]> {
+  const namespace = pod.metadata?.namespace ?? 'default';
+  const volume = projection.volume;
+  const fsGroup = pod.spec?.securityContext?.fsGroup;
+  const fsUser = podFsUser(pod);
+  const files: Array<ProjectedFile & { uid?: number }> = [];
+  if (volume.secret) {
+    const name = volume.secret.secretName ?? '';
+    const data = await sources.secret(namespace, name);
+    if (!data && !volume.secret.optional) throw new VolumeError(`secret "${name}" not found`);
+    if (data) files.push(...projectKeys(data, volume.secret.items, volume.secret.defaultMode ?? 0o644, `secret ${name}`));
+  } else if (volume.configMap) {
+    const name = volume.configMap.name ?? '';
+    const data = await sources.configMap(namespace, name);
+    if (!data && !volume.configMap.optional) throw new VolumeError(`configmap "${name}" not found`);
+    if (data) files.push(...projectKeys(data, volume.configMap.items, volume.configMap.defaultMode ?? 0o644, `configmap ${name}`));
+  } else if (volume.downwardAPI) {
+    files.push(...downwardFiles(pod, volume.downwardAPI.items ?? [], volume.downwardAPI.defaultMode ?? 0o644, podIP));
+  } else if (volume.projected) {
+    const mode = volume.projected.defaultMode ?? 0o644;
+    for (const source of volume.projected.sources ?? []) {
+      if (source.secret) {
+        const data = await sources.secret(namespace, source.secret.name ?? '');
+        if (!data && !source.secret.optional) throw new VolumeError(`secret "${source.secret.name}" not found`);
+        if (data) files.push(...projectKeys(data, source.secret.items, mode, `secret ${source.secret.name}`));
+      } else if (source.configMap) {
+        const data = await sources.configMap(namespace, source.configMap.name ?? '');
+        if (!data && !source.configMap.optional) throw new VolumeError(`configmap "${source.configMap.name}" not found`);
+        if (data) files.push(...projectKeys(data, source.configMap.items, mode, `configmap ${source.configMap.name}`));
+      } else if (source.downwardAPI) {
+        files.push(...downwardFiles(pod, source.downwardAPI.items ?? [], mode, podIP));
+      } else if (source.serviceAccountToken) {
+        const tokenPath = source.serviceAccountToken.path;
+        let token = projection.tokens.get(tokenPath);
+        if (!token || tokenRefreshAt(token) <= now) {
+          const serviceAccount = pod.spec?.serviceAccountName || 'default';
+          const request: TokenRequest = {
+            audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : [],
+            expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3600,
+            pod: { name: pod.metadata?.name ?? '', uid: pod.metadata?.uid ?? '' },
+          };
+          let issued: IssuedToken;
+          try {
+            issued = await sources.serviceAccountToken(namespace, serviceAccount, request);
+          } catch (error) {
+            throw new VolumeError(`volume "${volume.name}": failed to fetch token: ${error instanceof Error ? error.message : String(error)}`);
+          }
+          token = { path: tokenPath, serviceAccount, request, token: issued.token, issuedAt: now, expiresAt: issued.expirationTimestamp.getTime() };
+          projection.tokens.set(tokenPath, token);
+        }
+        // Owned by the pod's one runAsUser, if it has one (kubelet's fsUser), so that a 0600 token is readable.
+        files.push({ path: tokenPath, content: Buffer.from(token.token), mode, ...(fsUser !== undefined ? { uid: fsUser } : {}) });
+      }
+    }
   }
+  // With an fsGroup, SetVolumeOwnership adds group read after each write: the payload says so
+  // already, so that an unchanged volume compares equal and is not written again.
+  return files.map((f) => ({ ...f, mode: fsGroup !== undefined ? f.mode | RO_MASK : f.mode }));
+}
+
+/** Writes a projecting volume again if what it shows changed; returns whether it did. */
+async function syncProjection(pod: V1Pod, volume: PreparedVolume & { projection: Projection }, sources: VolumeSources, podIP: string, now: number): Promise<boolean> {
+  const payload = await projectionPayload(pod, volume.projection, sources, podIP, now);
+  let written: boolean;
+  try {
+    written = await writeAtomically(volume.path, payload, new Date(now));
+  } catch (error) {
+    throw new VolumeError(`volume "${volume.projection.volume.name}": ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const fsGroup = pod.spec?.securityContext?.fsGroup;
+  if (written && fsGroup !== undefined) await setVolumeOwnership(volume.path, fsGroup, true);
+  return written;
 }
 
 /** Makes every volume of the pod exist on disk. Throws VolumeError (a FailedMount) when one cannot. */
@@ -135,7 +207,6 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
   const prepared = new Map<string, PreparedVolume>();
   const securityContext = pod.spec?.securityContext;
   const fsGroup = securityContext?.fsGroup;
-  const fsUser = podFsUser(pod);
   for (const volume of pod.spec?.volumes ?? []) {
     const dir = path.join(podDir, 'volumes', volume.name);
     if (volume.emptyDir) {
@@ -154,63 +225,10 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
       const readOnly = volume.persistentVolumeClaim.readOnly ?? false;
       if (fsGroup !== undefined) await setVolumeOwnership(storage, fsGroup, readOnly, securityContext?.fsGroupChangePolicy);
       prepared.set(volume.name, { path: storage, readOnly });
-    } else if (volume.secret) {
-      const name = volume.secret.secretName ?? '';
-      const data = await sources.secret(namespace, name);
-      if (!data && !volume.secret.optional) throw new VolumeError(`secret "${name}" not found`);
-      await writeFiles(dir, data ? projectKeys(data, volume.secret.items, volume.secret.defaultMode ?? 0o644, `secret ${name}`) : []);
-      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
-      prepared.set(volume.name, { path: dir, readOnly: true });
-    } else if (volume.configMap) {
-      const name = volume.configMap.name ?? '';
-      const data = await sources.configMap(namespace, name);
-      if (!data && !volume.configMap.optional) throw new VolumeError(`configmap "${name}" not found`);
-      await writeFiles(dir, data ? projectKeys(data, volume.configMap.items, volume.configMap.defaultMode ?? 0o644, `configmap ${name}`) : []);
-      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
-      prepared.set(volume.name, { path: dir, readOnly: true });
-    } else if (volume.downwardAPI) {
-      await writeFiles(dir, downwardFiles(pod, volume.downwardAPI.items ?? [], volume.downwardAPI.defaultMode ?? 0o644, podIP));
-      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
-      prepared.set(volume.name, { path: dir, readOnly: true });
-    } else if (volume.projected) {
-      const mode = volume.projected.defaultMode ?? 0o644;
-      const files: ProjectedFile[] = [];
-      const tokens: ProjectedToken[] = [];
-      for (const source of volume.projected.sources ?? []) {
-        if (source.secret) {
-          const data = await sources.secret(namespace, source.secret.name ?? '');
-          if (!data && !source.secret.optional) throw new VolumeError(`secret "${source.secret.name}" not found`);
-          if (data) files.push(...projectKeys(data, source.secret.items, mode, `secret ${source.secret.name}`));
-        } else if (source.configMap) {
-          const data = await sources.configMap(namespace, source.configMap.name ?? '');
-          if (!data && !source.configMap.optional) throw new VolumeError(`configmap "${source.configMap.name}" not found`);
-          if (data) files.push(...projectKeys(data, source.configMap.items, mode, `configmap ${source.configMap.name}`));
-        } else if (source.downwardAPI) {
-          files.push(...downwardFiles(pod, source.downwardAPI.items ?? [], mode, podIP));
-        } else if (source.serviceAccountToken) {
-          const serviceAccount = pod.spec?.serviceAccountName || 'default';
-          const request: TokenRequest = {
-            audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : [],
-            expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3600,
-            pod: { name: pod.metadata?.name ?? '', uid: pod.metadata?.uid ?? '' },
-          };
-          let issued: IssuedToken;
-          try {
-            issued = await sources.serviceAccountToken(namespace, serviceAccount, request);
-          } catch (error) {
-            throw new VolumeError(`volume "${volume.name}": failed to fetch token: ${error instanceof Error ? error.message : String(error)}`);
-          }
-          files.push({ path: source.serviceAccountToken.path, content: Buffer.from(issued.token), mode });
-          const file = path.join(dir, source.serviceAccountToken.path);
-          // Owned by the pod's one runAsUser, if it has one (kubelet's fsUser), so that a 0600 token is readable.
-          const owner = { ...(fsUser !== undefined ? { uid: fsUser } : {}), ...(fsGroup !== undefined ? { gid: fsGroup } : {}) };
-          tokens.push({ file, mode: fsGroup !== undefined ? mode | RO_MASK : mode, ...owner, serviceAccount, request, issuedAt: Date.now(), expiresAt: issued.expirationTimestamp.getTime() });
-        }
-      }
-      await writeFiles(dir, files);
-      for (const token of tokens) if (token.uid !== undefined) await fs.chown(token.file, token.uid, -1);
-      if (fsGroup !== undefined) await setVolumeOwnership(dir, fsGroup, true);
-      prepared.set(volume.name, { path: dir, readOnly: true, ...(tokens.length > 0 ? { tokens } : {}) });
+    } else if (volume.secret || volume.configMap || volume.downwardAPI || volume.projected) {
+      const projected = { path: dir, readOnly: true, projection: { volume, tokens: new Map<string, ProjectedToken>() } };
+      await syncProjection(pod, projected, sources, podIP, Date.now());
+      prepared.set(volume.name, projected);
     } else if (volume.hostPath) {
       const type = volume.hostPath.type ?? '';
       if (type === 'DirectoryOrCreate') await fs.mkdir(volume.hostPath.path, { recursive: true });
@@ -233,28 +251,35 @@ export function tokenRefreshAt(token: Pick<ProjectedToken, 'issuedAt' | 'expires
   return Math.min(token.issuedAt + 0.8 * (token.expiresAt - token.issuedAt), token.issuedAt + 24 * 3600_000);
 }
 
+/** What one sync of a pod's projecting volumes did. */
+export interface VolumeSync {
+  /** the volumes written again */
+  updated: string[];
+  /** volumes that could not be brought up to date (they keep what they showed), with the reason */
+  failed: Array<{ volume: string; message: string }>;
+  /** when the next token is due, if the volumes hold any */
+  nextTokenDue?: number;
+}
+
 /**
- * Renews the tokens that are due (replacing each file by a rename, so a reader never sees half a
- * token) and returns when the next one will be, or undefined when there are none.
+ * The kubelet's periodic remount of Secret, ConfigMap, downward API and projected volumes: each
+ * is written again (atomically, see atomic-writer.ts) when what it projects changed, and due
+ * tokens are renewed. `pod` is the pod as the API shows it now (labels and annotations may have
+ * changed). A volume whose source went missing keeps its files, as the kubelet leaves them.
  */
-export async function refreshTokens(volumes: Iterable<PreparedVolume>, namespace: string, sources: VolumeSources, now = Date.now()): Promise<number | undefined> {
-  let next: number | undefined;
-  for (const volume of volumes) {
-    for (const token of volume.tokens ?? []) {
-      if (tokenRefreshAt(token) <= now) {
-        const issued = await sources.serviceAccountToken(namespace, token.serviceAccount, token.request);
-        const temporary = `${token.file}.${process.pid}.tmp`;
-        await fs.writeFile(temporary, issued.token, { mode: token.mode });
-        if (token.uid !== undefined || token.gid !== undefined) await fs.chown(temporary, token.uid ?? -1, token.gid ?? -1);
-        await fs.chmod(temporary, token.mode);
-        await fs.rename(temporary, token.file);
-        token.issuedAt = now;
-        token.expiresAt = issued.expirationTimestamp.getTime();
-      }
-      next = Math.min(next ?? Infinity, tokenRefreshAt(token));
+export async function syncVolumes(pod: V1Pod, volumes: ReadonlyMap<string, PreparedVolume>, sources: VolumeSources, podIP: string, now = Date.now()): Promise<VolumeSync> {
+  const result: VolumeSync = { updated: [], failed: [] };
+  for (const [name, volume] of volumes) {
+    const projection = volume.projection;
+    if (!projection) continue;
+    try {
+      if (await syncProjection(pod, { ...volume, projection }, sources, podIP, now)) result.updated.push(name);
+    } catch (error) {
+      result.failed.push({ volume: name, message: error instanceof Error ? error.message : String(error) });
     }
+    for (const token of projection.tokens.values()) result.nextTokenDue = Math.min(result.nextTokenDue ?? Infinity, tokenRefreshAt(token));
   }
-  return next;
+  return result;
 }
 
 /** A container's volume mounts as bind mounts (subPath: a directory inside the volume, made if missing). */
