@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startDockerRegistry } from '../support/docker-registry.ts';
 import { nixeryBuild } from '../support/nixery-cli.ts';
-import { skopeoInspect } from '../support/oci-client.ts';
+import { skopeoInspect, skopeoInspectRaw } from '../support/oci-client.ts';
 import { runOk } from '@nixery/test-support';
 import { tempDir } from '../support/registry.ts';
 
@@ -27,8 +27,11 @@ describe('nixery build --push into docker-registry (CNCF distribution)', () => {
       const { code, json, stderr } = await nixeryBuild(['--packages', 'shell,hello', '--push', `${registry.host}/team/toolbox:v1`], env);
       assert.equal(code, 0, `${stderr}\ndocker-registry:\n${registry.logs().slice(-4000)}`);
       const layers = json.layers as { digest: string }[];
-      const pushed = json.pushed as { reference: string; digest: string; uploaded: number; skipped: number };
-      assert.deepEqual(pushed, { reference: `${registry.host}/team/toolbox:v1`, digest: json.digest, uploaded: layers.length + 1, skipped: 0 });
+      const pushed = json.pushed as { reference: string; digest: string; uploaded: number; skipped: number; sbomDigest: string };
+      assert.deepEqual(pushed, { reference: `${registry.host}/team/toolbox:v1`, digest: json.digest, uploaded: layers.length + 1, skipped: 0, sbomDigest: json.sbomDigest });
+      // distribution 2.8 has no referrers API: it keeps the SBOM's manifest by digest.
+      const sbom = await skopeoInspectRaw(registry.host, `team/toolbox@${json.sbomDigest as string}`, 'manifest');
+      assert.equal((sbom.subject as { digest: string }).digest, json.digest);
 
       const info = await skopeoInspect(registry.host, 'team/toolbox:v1');
       assert.equal(info.Digest, json.digest);
@@ -47,7 +50,7 @@ describe('nixery build --push into docker-registry (CNCF distribution)', () => {
       // Pushed again under another tag, nothing is uploaded twice.
       const again = await nixeryBuild(['--packages', 'shell,hello', '--push', `${registry.host}/team/toolbox:v2`], env);
       assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(again.json.pushed, { reference: `${registry.host}/team/toolbox:v2`, digest: json.digest, uploaded: 0, skipped: layers.length + 1 });
+      assert.deepEqual(again.json.pushed, { reference: `${registry.host}/team/toolbox:v2`, digest: json.digest, uploaded: 0, skipped: layers.length + 1, sbomDigest: json.sbomDigest });
       assert.equal((await skopeoInspect(registry.host, 'team/toolbox:v2')).Digest, json.digest);
     } finally {
       await registry.stop();

@@ -203,16 +203,19 @@ describe('registry: pushing with the push token', () => {
     };
     const all = await referrers();
     assert.equal(all.filters, null);
-    assert.deepEqual(all.manifests.map((m) => [m.digest, m.artifactType, m.annotations]), [[digest, 'application/vnd.example.sbom', { 'org.example': 'sbom' }]]);
-    assert.deepEqual(await referrers('?artifactType=application/vnd.example.sbom'), { filters: 'artifactType', manifests: all.manifests });
+    // The built image's own SBOM comes first (e2e/registry/sbom.test.ts), then what was pushed.
+    const [built, ...pushed] = all.manifests;
+    assert.equal(built?.artifactType, 'application/vnd.cyclonedx+json');
+    assert.deepEqual(pushed.map((m) => [m.digest, m.artifactType, m.annotations]), [[digest, 'application/vnd.example.sbom', { 'org.example': 'sbom' }]]);
+    assert.deepEqual(await referrers('?artifactType=application/vnd.example.sbom'), { filters: 'artifactType', manifests: pushed });
     assert.deepEqual(await referrers('?artifactType=application/vnd.example.other'), { filters: 'artifactType', manifests: [] });
-    assert.deepEqual((await referrers('', 'shell/git')).manifests, [], 'referrers belong to the repository they were pushed to');
+    assert.deepEqual((await referrers('', 'shell/git')).manifests, [built], 'a pushed referrer belongs to the repository it was pushed to; a built image\'s SBOM to every name');
     const invalid = await fetch(`${registry.url}/v2/shell/hello/referrers/sha256:abc`);
     assert.equal(invalid.status, 400);
     assert.equal(await errorCode(invalid), 'DIGEST_INVALID');
 
     assert.equal((await fetch(`${registry.url}/v2/shell/hello/manifests/${digest}`, { method: 'DELETE', headers: auth })).status, 202);
-    assert.deepEqual((await referrers()).manifests, [], 'a deleted referrer is no longer listed');
+    assert.deepEqual((await referrers()).manifests, [built], 'a deleted referrer is no longer listed');
   });
 
   it('challenges an anonymous version check like a token-auth registry, and gives anonymous tokens for pulls', async () => {
