@@ -14,9 +14,10 @@ NPM_VERSION=11.19.1
 # nix-bin for the builder; busybox-static for the offline package set; skopeo and umoci as
 # independent registry clients; python3, make and g++ for the native addon fs-xattr; wrk, pigz,
 # nginx-light and docker-registry are the benchmarks' baselines; mmdebstrap and binutils (strip)
-# build the project's images (build-images.sh).
+# build the project's images (build-images.sh); openssl makes the TLS tests' certificates, and
+# containerd (its ctr) is the other client that pulls over TLS (e2e/registry/tls.test.ts).
 DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
-  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils)
+  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils containerd)
 
 log() { printf '[setup %3ds] %s\n' "$SECONDS" "$*" >&2; }
 

@@ -12,6 +12,7 @@ export async function tempDir(prefix: string): Promise<string> {
 }
 
 export interface RegistryProcess {
+  /** `https://…` when the registry was given a certificate (NIXERY_TLS_CERT_FILE), else `http://…`. */
   url: string;
   host: string;
   port: number;
@@ -51,7 +52,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     throw error;
   }
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.env?.NIXERY_TLS_CERT_FILE ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     port,
     storagePath,
