@@ -76,6 +76,8 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'gcs storage without a bucket', values: { instance: { storage: { type: 'gcs' } } }, helm3: /instance\.storage\.gcs\.bucket: String length must be greater than or equal to 3/, helm4: /at '\/instance\/storage\/gcs\/bucket': minLength: got 0, want 3/ },
   { name: 'several registry pods on a persistent volume', values: { instance: { replicas: 2 } }, helm3: /instance\.storage\.type does not match: "gcs"/, helm4: /at '\/instance\/storage\/type': value must be 'gcs'/ },
   { name: 'two operator replicas without leader election', values: { replicaCount: 2, leaderElection: { enabled: false } }, helm3: /leaderElection\.enabled does not match: true/, helm4: /at '\/leaderElection\/enabled': value must be true/ },
+  { name: 'two TLS modes', values: { instance: { tls: { selfSigned: {}, secretName: 'cert' } } }, helm3: /instance\.tls: Must have at most 1 properties/, helm4: /at '\/instance\/tls': maxProperties: got 2, want 1/ },
+  { name: 'a policy action outside the enum', values: { instance: { auth: { policy: { rules: [{ repositories: ['**'], authenticated: true, actions: ['write'] }] } } } }, helm3: /instance\.auth\.policy\.rules\.0\.actions\.0 must be one of the following: "pull", "push", "delete"/, helm4: /at '\/instance\/auth\/policy\/rules\/0\/actions\/0': value must be one of 'pull', 'push', 'delete'/ },
   { name: 'two package sources', values: { instance: { packageSource: { channel: 'nixos-24.05', path: '/pkgs' } } }, helm3: /instance\.packageSource: Must have at most 1 properties/, helm4: /at '\/instance\/packageSource': maxProperties: got 2, want 1/ },
   { name: 'a git source without url', values: { instance: { packageSource: { git: { ref: 'main' } } } }, helm3: /instance\.packageSource\.git: url is required/, helm4: /at '\/instance\/packageSource\/git': missing property 'url'/ },
   { name: 'a namespace that is no DNS label', values: { watchNamespaces: ['Team_A'] }, helm3: /watchNamespaces\.0: Does not match pattern/, helm4: /at '\/watchNamespaces\/0': 'Team_A' does not match pattern/ },
@@ -158,6 +160,12 @@ for (const version of HELM_VERSIONS) {
       assert.ok(clusterRole);
       const [binding] = find<KubernetesObject & { subjects: unknown[] }>(clusterWide, 'ClusterRoleBinding', 'nixery-operator');
       assert.deepEqual(binding!.subjects, [{ kind: 'ServiceAccount', name: 'nixery-operator', namespace: 'nixery' }]);
+      const [delegator] = find<V1ClusterRole>(clusterWide, 'ClusterRole', 'nixery-operator-auth-delegator');
+      assert.deepEqual(delegator!.rules, [
+        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterrolebindings'], verbs: ['list', 'watch', 'create', 'patch', 'delete'] },
+        // bind on that one role: the operator never holds TokenReview rights itself.
+        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], resourceNames: ['system:auth-delegator'], verbs: ['bind'] },
+      ]);
       const [lease] = find<V1Role>(clusterWide, 'Role', 'nixery-operator-leader-election', 'nixery');
       assert.deepEqual(lease!.rules, [
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
@@ -165,8 +173,9 @@ for (const version of HELM_VERSIONS) {
       ]);
 
       const confined = await render(helm, ['-f', path.join(VALUES_DIR, 'watch-namespaces.yaml')]);
-      assert.deepEqual(find(confined, 'ClusterRole'), []);
-      assert.deepEqual(find(confined, 'ClusterRoleBinding'), []);
+      // Only the cluster-scoped part: binding the registries' ServiceAccounts to system:auth-delegator.
+      assert.deepEqual(find(confined, 'ClusterRole').map((r) => r.metadata!.name), ['nixery-operator-auth-delegator']);
+      assert.deepEqual(find(confined, 'ClusterRoleBinding').map((r) => r.metadata!.name), ['nixery-operator-auth-delegator']);
       for (const namespace of ['nixery', 'team-a']) {
         const [role] = find<V1Role>(confined, 'Role', 'nixery-operator', namespace);
         assert.deepEqual(role?.rules, clusterRole.rules, `the Role in ${namespace}`);
@@ -225,6 +234,23 @@ for (const version of HELM_VERSIONS) {
         maxConnections: 512,
         minFreeSpace: '5%',
       });
+    });
+
+    it('renders TLS and authentication into the instance only when set', async () => {
+      const spec = async (args: string[]) =>
+        find<KubernetesObject & { spec: Record<string, unknown> }>(await render(helm, ['--set', 'instance.enabled=true', ...args]), 'NixeryInstance')[0]!.spec;
+      const plain = await spec([]);
+      assert.equal(plain.tls, undefined, 'plain HTTP');
+      assert.equal(plain.auth, undefined, 'the CRD defaults: anonymous pulls');
+      const private_ = await spec(['-f', path.join(VALUES_DIR, 'instance-tls-auth.yaml')]);
+      assert.deepEqual(private_.tls, { selfSigned: {} });
+      assert.deepEqual(private_.auth, {
+        anonymousPull: false,
+        htpasswdSecretRef: { name: 'registry-users', key: 'htpasswd' },
+        pullSecretNamespaces: ['team-a', 'team-b'],
+        policy: { rules: [{ repositories: ['**'], authenticated: true, actions: ['pull'] }, { repositories: ['team-a/**'], namespaces: ['team-a'], actions: ['pull', 'push'] }] },
+      });
+      assert.deepEqual((await spec(['--set', 'instance.tls.secretName=registry-cert'])).tls, { secretName: 'registry-cert' });
     });
 
     it('leaves RBAC, the ServiceAccount and the Lease Role out when asked to', async () => {
