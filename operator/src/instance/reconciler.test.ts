@@ -289,7 +289,7 @@ describe('reconciling a NixeryInstance', () => {
       assert.equal(pem(serving, 'ca.crt'), pem(ca, 'tls.crt'));
       const cert = new X509Certificate(pem(serving, 'tls.crt'));
       assert.ok(cert.checkIssued(new X509Certificate(pem(ca, 'tls.crt'))));
-      assert.match(cert.subjectAltName!, /DNS:nixery\.team-a\.svc\.cluster\.local, DNS:localhost, IP Address:127\.0\.0\.1$/);
+      assert.match(cert.subjectAltName!, /DNS:nixery\.team-a\.svc\.cluster\.local, DNS:localhost, IP Address:127\.0\.0\.1, IP Address:10\.0\.0\.7$/, 'the ClusterIP too');
       assert.deepEqual((applied.get('ConfigMap team-a/nixery-ca-bundle') as { data: Record<string, string> }).data, { 'ca.crt': pem(ca, 'tls.crt') });
       assert.deepEqual(status().tls, { caBundle: pem(ca, 'tls.crt'), caConfigMap: 'nixery-ca-bundle', secretName: 'nixery-tls' });
       assert.equal(condition('TLSReady'), 'True CertificateReady');
@@ -300,7 +300,7 @@ describe('reconciling a NixeryInstance', () => {
 
     it('keeps a current certificate: nothing is written again', async () => {
       const ca = await createCertificateAuthority('ca', new Date(NOW));
-      const serving = await issueServingCertificate(ca, servingNames(selfSigned), new Date(NOW));
+      const serving = await issueServingCertificate(ca, servingNames(selfSigned, '10.0.0.7'), new Date(NOW));
       const secrets = [
         ...generated,
         secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
@@ -309,6 +309,21 @@ describe('reconciling a NixeryInstance', () => {
       const { reconcile, requests } = reconcilerFor(selfSigned, { secrets, owned: [deployment(1), service, pvc] });
       await reconcile();
       assert.ok(!requests.some((r) => r.startsWith('apply Secret')), requests.join('\n'));
+    });
+
+    it('renews a certificate made before the Service had its ClusterIP', async () => {
+      const ca = await createCertificateAuthority('ca', new Date(NOW));
+      const early = await issueServingCertificate(ca, servingNames(selfSigned), new Date(NOW));
+      const secrets = [
+        ...generated,
+        secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
+        secret('team-a', 'nixery-tls', { 'tls.crt': early.certPem, 'tls.key': early.keyPem, 'ca.crt': ca.certPem }),
+      ];
+      const { reconcile, requests, server } = reconcilerFor(selfSigned, { secrets, owned: [service] });
+      await reconcile();
+      assert.deepEqual(requests.filter((r) => r.startsWith('apply Secret')), ['apply Secret team-a/nixery-tls']);
+      const renewed = new X509Certificate(Buffer.from(server.get('team-a/nixery-tls')!.data!['tls.crt']!, 'base64').toString());
+      assert.match(renewed.subjectAltName!, /IP Address:10\.0\.0\.7$/);
     });
 
     it('renews a certificate for other names with the same CA', async () => {

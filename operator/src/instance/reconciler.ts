@@ -215,6 +215,11 @@ export class InstanceReconciler {
     return this.deps.caches.owned[kind]?.get(name, namespace);
   }
 
+  /** The Service's ClusterIP, once it has one (the certificate names it too). */
+  private clusterIP(instance: NixeryInstance): string | undefined {
+    return (this.cached('Service', instance.metadata.name, instance.metadata.namespace) as V1Service | undefined)?.spec?.clusterIP;
+  }
+
   /** One push grant per NixImage of this instance that builds (not being deleted, not losing a claim). */
   private buildGrants(instance: NixeryInstance): BuildGrant[] {
     const all = this.deps.caches.images.list(instance.metadata.namespace);
@@ -255,7 +260,7 @@ export class InstanceReconciler {
   }
 
   private async reconcileCertificate(instance: NixeryInstance): Promise<TlsObservation> {
-    const certificate = desiredCertificate(instance);
+    const certificate = desiredCertificate(instance, this.clusterIP(instance));
     const { namespace } = instance.metadata;
     const groups = await this.deps.clients.apis.getAPIVersions();
     const served = groups.groups.some((g) => g.name === CERT_MANAGER_GROUP && g.versions.some((v) => v.version === 'v1'));
@@ -295,7 +300,7 @@ export class InstanceReconciler {
 
     const secretName = servingSecretName(instance)!;
     const serving = await this.readSecret(namespace, secretName, { fresh: true });
-    const names = servingNames(instance);
+    const names = servingNames(instance, this.clusterIP(instance));
     const decision = servingRenewal(decode(serving, 'tls.key') ? decode(serving, 'tls.crt') : undefined, ca.certPem, names, now);
     let renewAt: Date;
     if (decision.renew || decode(serving, 'ca.crt') !== ca.certPem) {

@@ -42,6 +42,8 @@ describe("the serving certificate's names", () => {
     assert.deepEqual(serviceDnsNames(instance), ['nixery', 'nixery.team-a', 'nixery.team-a.svc', 'nixery.team-a.svc.cluster.local']);
     assert.deepEqual(servingNames(instance), { dns: [...serviceDnsNames(instance), 'localhost'], ips: ['127.0.0.1'] });
     assert.equal(verificationName(instance), 'nixery.team-a.svc.cluster.local', 'the host pods pull from');
+    assert.deepEqual(servingNames(instance, '10.96.4.2').ips, ['127.0.0.1', '10.96.4.2'], 'and the ClusterIP once there is one');
+    assert.deepEqual(servingNames(instance, 'None').ips, ['127.0.0.1']);
   });
 });
 

@@ -43,11 +43,14 @@ export function serviceDnsNames(instance: NixeryInstance): string[] {
 }
 
 /**
- * Everything the serving certificate is for: the Service's names, and the node-local path
- * (`localhost:<hostPort>` through the forwarder, which passes TLS through untouched).
+ * Everything the serving certificate is for: the Service's names, the node-local path
+ * (`localhost:<hostPort>` through the forwarder, which passes TLS through untouched), and the
+ * Service's ClusterIP once it has one, for nodes whose runtime reaches the registry by that
+ * address (a containerd `hosts.toml` host entry) because they cannot resolve cluster DNS.
  */
-export function servingNames(instance: NixeryInstance): { dns: string[]; ips: string[] } {
-  return { dns: [...serviceDnsNames(instance), 'localhost'], ips: ['127.0.0.1'] };
+export function servingNames(instance: NixeryInstance, clusterIP?: string): { dns: string[]; ips: string[] } {
+  const ip = clusterIP && clusterIP !== 'None' ? [clusterIP] : [];
+  return { dns: [...serviceDnsNames(instance), 'localhost'], ips: ['127.0.0.1', ...ip] };
 }
 
 /**
@@ -61,10 +64,10 @@ export function verificationName(instance: NixeryInstance): string {
 export const CERT_MANAGER_GROUP = 'cert-manager.io';
 
 /** issuerRef mode's cert-manager Certificate: cert-manager writes the serving Secret from it. */
-export function desiredCertificate(instance: NixeryInstance): KubernetesObject & { spec: Record<string, unknown> } {
+export function desiredCertificate(instance: NixeryInstance, clusterIP?: string): KubernetesObject & { spec: Record<string, unknown> } {
   const { name, namespace } = instance.metadata;
   const issuer = instance.spec.tls!.issuerRef!;
-  const names = servingNames(instance);
+  const names = servingNames(instance, clusterIP);
   return {
     apiVersion: `${CERT_MANAGER_GROUP}/v1`,
     kind: 'Certificate',
