@@ -10,12 +10,12 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { containerEnv, DEFAULT_CHANNEL_BASE_URL, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, type PackageSource, type RegistrySettings } from '@nixery/registry/operator-api';
+import { containerEnv, DEFAULT_CHANNEL_BASE_URL, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, TLS_MOUNT, type PackageSource, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 import { anonymousPull, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY } from './auth.ts';
 import { instanceEndpoint } from './endpoint.ts';
-import { authEnvironment, HTPASSWD_MOUNT, POLICY_MOUNT, PULL_USER_MOUNT, TLS_MOUNT, TOKEN_KEY_MOUNT, type AuthSettings } from './registry-contract.ts';
+import { HTPASSWD_MOUNT, POLICY_MOUNT, PULL_USER_MOUNT, TOKEN_KEY_MOUNT } from './registry-contract.ts';
 import { servingSecretName } from './tls.ts';
 
 export { instanceEndpoint };
@@ -86,18 +86,18 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.tagFlushIntervalSeconds !== undefined ? { tagFlushIntervalSeconds: spec.limits.tagFlushIntervalSeconds } : {}),
     ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
     ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
+    ...authSettings(instance),
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
-  const env = [...containerEnv(settings), ...Object.entries(authEnvironment(authSettings(instance))).map(([name, value]) => ({ name, value }))];
-  return env.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return containerEnv(settings);
 }
 
 /**
  * Every instance's registry authenticates: build Jobs push with ServiceAccount tokens (hence the
  * audience, the policy and the token key), pull Secrets log in as the operator's pull user.
  */
-function authSettings(instance: NixeryInstance): AuthSettings {
+function authSettings(instance: NixeryInstance): Pick<RegistrySettings, 'anonymousPull' | 'htpasswdFiles' | 'authPolicyFile' | 'tokenKeyFile' | 'k8sTokenAudience'> {
   const htpasswd = instance.spec.auth?.htpasswdSecretRef;
   return {
     anonymousPull: anonymousPull(instance),
