@@ -27,6 +27,11 @@ export interface ClusterOptions {
   auditLogPath?: string;
   /** How often running pods' Secret and ConfigMap volumes are brought up to date; default 2000 (a kubelet: about a minute). */
   volumeSyncPeriodMs?: number;
+  /**
+   * The node's registry hosts directory, as containerd's `config_path` (`--certs-dir` of
+   * nixery-k8s-harness): `<certsDir>/<host:port>/hosts.toml` or `<certsDir>/<host:port>/ca.crt`, read at each pull.
+   */
+  certsDir?: string;
 }
 
 export interface Cluster {
@@ -58,6 +63,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       clusterIpRange: claimed.range,
       ...(options.log ? { log: options.log } : {}),
       ...(options.volumeSyncPeriodMs !== undefined ? { volumeSyncPeriodMs: options.volumeSyncPeriodMs } : {}),
+      ...(options.certsDir ? { certsDir: path.resolve(options.certsDir) } : {}),
     });
   } catch (error) {
     await apiServer.stop();

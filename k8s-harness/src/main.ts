@@ -1,5 +1,5 @@
-// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N] [--audit-log-path FILE]`: runs the test cluster until
-// killed, after printing one JSON line when it is ready.
+// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N] [--audit-log-path FILE] [--certs-dir DIR]`: runs the
+// test cluster until killed, after printing one JSON line when it is ready.
 import { Command, InvalidArgumentError } from 'commander';
 import { startCluster } from './cluster.ts';
 
@@ -14,12 +14,14 @@ const program = new Command()
     return n;
   })
   .option('--audit-log-path <file>', "append the API server's audit events here (audit.k8s.io/v1 Event JSON lines, level Metadata), as kube-apiserver's flag")
-  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number; auditLogPath?: string }) => {
+  .option('--certs-dir <dir>', "the node's registry hosts directory, as containerd's config_path: <dir>/<host:port>/hosts.toml or ca.crt, read at each pull")
+  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number; auditLogPath?: string; certsDir?: string }) => {
     const cluster = await startCluster({
       kubeconfigPath: options.kubeconfig,
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       ...(options.port !== undefined ? { port: options.port } : {}),
       ...(options.auditLogPath ? { auditLogPath: options.auditLogPath } : {}),
+      ...(options.certsDir ? { certsDir: options.certsDir } : {}),
       log: (line) => process.stderr.write(JSON.stringify(line) + '\n'),
     });
     const stop = async () => {

@@ -1,6 +1,6 @@
 // Service accounts as kube-apiserver serves them: the ServiceAccount admission plugin (a pod's
-// account must exist; its API credentials are mounted as the projected `kube-api-access-*`
-// volume unless automountServiceAccountToken says no) and the TokenRequest subresource
+// account must exist; a pod without imagePullSecrets gets the account's; its API credentials are
+// mounted as the projected `kube-api-access-*` volume unless automountServiceAccountToken says no) and the TokenRequest subresource
 // (`POST .../serviceaccounts/<name>/token`) that kubelets call to fill that volume.
 import { randomUUID } from 'node:crypto';
 import { obj, type JsonObject } from './json.ts';
@@ -40,9 +40,9 @@ function tokenVolume(name: string): JsonObject {
 
 /**
  * The ServiceAccount admission plugin on pod creation: refuses a pod whose service account does
- * not exist (403, as upstream), and unless the pod, else its account, sets
- * automountServiceAccountToken to false, gives every container without a mount at the standard
- * path the `kube-api-access-<suffix>` volume (token, ca.crt, namespace).
+ * not exist (403, as upstream), gives a pod without imagePullSecrets its account's, and unless
+ * the pod, else its account, sets automountServiceAccountToken to false, gives every container
+ * without a mount at the standard path the `kube-api-access-<suffix>` volume (token, ca.crt, namespace).
  */
 export function admitPodServiceAccount(pod: JsonObject, account: JsonObject | undefined, suffix: () => string): void {
   const meta = obj(pod.metadata);
@@ -52,6 +52,9 @@ export function admitPodServiceAccount(pod: JsonObject, account: JsonObject | un
   if (!account) {
     throw forbidden({ group: '', plural: 'pods' }, String(meta.name ?? ''), `error looking up service account ${namespace}/${accountName}: serviceaccount "${accountName}" not found`);
   }
+  // A pod that names no pull secrets gets its account's, as upstream's plugin gives them.
+  const accountPullSecrets = list(account.imagePullSecrets).filter((r) => typeof r.name === 'string' && r.name !== '');
+  if (list(spec.imagePullSecrets).length === 0 && accountPullSecrets.length > 0) spec.imagePullSecrets = accountPullSecrets.map((r) => ({ name: r.name }));
   const automount = typeof spec.automountServiceAccountToken === 'boolean' ? spec.automountServiceAccountToken : account.automountServiceAccountToken !== false;
   if (!automount) return;
   const volumes = list(spec.volumes);

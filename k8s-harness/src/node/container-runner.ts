@@ -17,6 +17,7 @@ import { backoffDelay } from './owners.ts';
 import type { ContainerRecord, PodRecord } from './pod-status.ts';
 import { ProbeWorker } from './probes.ts';
 import { PullError, type PulledImage } from './puller.ts';
+import { credentialsFor, keyringFromSecrets, type PullSecret, type RegistryCredential } from './pull-secrets.ts';
 import { containerMounts, type PreparedVolume } from './volumes.ts';
 import { at, GRACE_CAP_MS, RESTART_BACKOFF_BASE_MS, RESTART_BACKOFF_CAP_MS, sleep, type PodWorkerDeps } from './pod-shared.ts';
 
@@ -159,10 +160,16 @@ export class ContainerRunner {
       };
     }
     const policy = this.spec.imagePullPolicy ?? defaultPullPolicy(resolved.reference);
+    let credentials: RegistryCredential[];
+    try {
+      credentials = credentialsFor(keyringFromSecrets(await this.#pullSecrets()), `${resolved.reference.registry}/${resolved.reference.repository}`);
+    } catch (error) {
+      return { error: errorMessage(error) };
+    }
     this.#event('Normal', 'Pulling', `Pulling image "${imageName}"`);
     const began = Date.now();
     try {
-      const pulled: PulledImage = await deps.puller.pull(imageName, resolved.reference, policy);
+      const pulled: PulledImage = await deps.puller.pull(imageName, resolved.reference, policy, credentials);
       this.#event('Normal', 'Pulled', `Successfully pulled image "${imageName}" in ${Date.now() - began}ms`);
       // HOME, unless the image or the container sets it, comes from the user's passwd entry (#runOnce).
       const image: Image = { entrypoint: pulled.entrypoint, cmd: pulled.cmd, env: { PATH: DEFAULT_PATH, ...pulled.env }, imageID: pulled.imageID, rootfs: pulled.rootfs };
@@ -172,6 +179,22 @@ export class ContainerRunner {
     } catch (error) {
       return { error: error instanceof PullError ? error.message : errorMessage(error) };
     }
+  }
+
+  /** The pod's imagePullSecrets that exist; the kubelet pulls without the others and says so. */
+  async #pullSecrets(): Promise<PullSecret[]> {
+    const found: PullSecret[] = [];
+    const missing: string[] = [];
+    for (const ref of this.pod.pod.spec?.imagePullSecrets ?? []) {
+      if (!ref.name) continue;
+      const secret = await this.pod.deps.volumeSources.pullSecret(this.pod.namespace, ref.name).catch(() => undefined);
+      if (secret) found.push(secret);
+      else missing.push(ref.name);
+    }
+    if (missing.length > 0) {
+      this.pod.deps.events.emit(this.pod.ref, 'Warning', 'FailedToRetrieveImagePullSecret', `Unable to retrieve some image pull secrets (${missing.join(', ')}); attempting to pull the image may not succeed.`);
+    }
+    return found;
   }
 
   async #env(): Promise<{ ok: true; env: Record<string, string> } | { ok: false; message: string }> {

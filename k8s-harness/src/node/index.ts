@@ -76,6 +76,11 @@ function volumeSources(kube: Kube, claims: Cache<V1PersistentVolumeClaim>): Volu
         ...Object.fromEntries(Object.entries(map.binaryData ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
       };
     },
+    async pullSecret(namespace, name) {
+      const secret = await kube.core.readNamespacedSecret({ namespace, name }).catch(absentOnNotFound);
+      if (!secret) return undefined;
+      return { name, type: secret.type ?? 'Opaque', data: Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])) };
+    },
     async claim(namespace, name) {
       return claims.get(namespace, name) ?? (await kube.core.readNamespacedPersistentVolumeClaim({ namespace, name }).catch(absentOnNotFound));
     },
@@ -122,10 +127,14 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     stops.push(() => Promise.all(cacheList.map((c) => c.stop())));
 
     const records = () => serviceRecords(all.services.list(), all.endpoints.list(), (s) => clusterAddress(s, serviceRange));
-    const puller = new Puller(options.dataDir, (registry) => {
-      const found = registryAddress(registry, records());
-      return 'address' in found ? found.address : new PullError(found.error);
-    });
+    const puller = new Puller(
+      options.dataDir,
+      (registry) => {
+        const found = registryAddress(registry, records());
+        return 'address' in found ? found.address : new PullError(found.error);
+      },
+      options.certsDir ? { certsDir: options.certsDir } : {},
+    );
     const kubelet = new Kubelet({
       kube,
       nodeName,

@@ -1,10 +1,18 @@
 // Pulling a registry image for real: skopeo copies it into an OCI layout, umoci unpacks its root
 // file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir/User.
-import { createHash } from 'node:crypto';
+// Which endpoint, which CA and whether TLS at all follow containerd's hosts directory
+// (registry-hosts.ts; an endpoint nothing describes is probed: TLS verified, or plain HTTP);
+// credentials are the pod's pull secrets (pull-secrets.ts), tried one after another as the
+// kubelet does, handed to skopeo in an auth file that exists only for that copy.
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { execFile } from '@nixery/test-support';
 import { repositoryAndVersion, type RegistryReference } from './images.ts';
+import type { RegistryCredential } from './pull-secrets.ts';
+import { HostsConfigError, registryEndpoints, type RegistryEndpoint } from './registry-hosts.ts';
 
 export interface PulledImage {
   /** the unpacked root file system (read-only: containers get an overlay on it) */
@@ -33,6 +41,36 @@ interface ImageConfig {
 /** Where a registry host is reached from this node, or an error saying why it cannot be. */
 export type HostResolver = (registry: string) => string | PullError;
 
+/** Whether an endpoint answers a TLS ClientHello as a TLS server (else: plain HTTP). Nothing is verified here: skopeo verifies. */
+export function speaksTls(address: string, servername: string | undefined, timeoutMs = 5000): Promise<boolean> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(colon + 1));
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, ...(servername && net.isIP(servername) === 0 ? { servername } : {}) });
+    const done = (answer: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    // No answer in time: assume TLS, so that the pull is verified.
+    const timer = setTimeout(() => done(true), timeoutMs);
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      // A plain HTTP server answers the ClientHello with "HTTP/1.1 400": not a TLS record.
+      done(!(error.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number|packet length too long|http request/i.test(error.message)));
+    });
+  });
+}
+
+/** `host[:port]` → the host name, without brackets. */
+function hostName(hostPort: string): string {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(hostPort);
+  if (m) return m[1]!;
+  const colon = hostPort.lastIndexOf(':');
+  return colon > 0 && hostPort.indexOf(':') === colon ? hostPort.slice(0, colon) : hostPort;
+}
+
 function run(command: string, args: string[], timeoutMs: number): Promise<{ stdout: string }> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
@@ -55,43 +93,46 @@ interface Descriptor {
   mediaType?: string;
 }
 
+export interface PullerOptions {
+  /** containerd's hosts directory (`--certs-dir`): `<dir>/<host:port>/hosts.toml` or `ca.crt`, read at each pull */
+  certsDir?: string;
+}
+
 export class Puller {
   readonly #dir: string;
   readonly #resolve: HostResolver;
+  readonly #certsDir: string | undefined;
   readonly #inFlight = new Map<string, Promise<PulledImage>>();
 
-  constructor(dataDir: string, resolve: HostResolver) {
+  constructor(dataDir: string, resolve: HostResolver, options: PullerOptions = {}) {
     this.#dir = path.join(dataDir, 'images');
     this.#resolve = resolve;
+    this.#certsDir = options.certsDir;
   }
 
-  /** Pulls (or, under IfNotPresent, reuses) an image; concurrent pulls of one reference share the work. */
-  pull(image: string, reference: RegistryReference, policy: string): Promise<PulledImage> {
-    const key = `${image}|${policy}`;
+  /**
+   * Pulls (or, under IfNotPresent, reuses) an image; concurrent pulls of one reference with the
+   * same credentials share the work. `credentials` are tried in order (none: anonymous).
+   */
+  pull(image: string, reference: RegistryReference, policy: string, credentials: readonly RegistryCredential[] = []): Promise<PulledImage> {
+    const who = createHash('sha256').update(JSON.stringify(credentials)).digest('hex');
+    const key = `${image}|${policy}|${who}`;
     const existing = this.#inFlight.get(key);
     if (existing) return existing;
-    const work = this.#pull(image, reference, policy).finally(() => this.#inFlight.delete(key));
+    const work = this.#pull(image, reference, policy, credentials).finally(() => this.#inFlight.delete(key));
     this.#inFlight.set(key, work);
     return work;
   }
 
-  async #pull(image: string, reference: RegistryReference, policy: string): Promise<PulledImage> {
+  async #pull(image: string, reference: RegistryReference, policy: string, credentials: readonly RegistryCredential[]): Promise<PulledImage> {
     const layout = path.join(this.#dir, 'layouts', createHash('sha256').update(image).digest('hex').slice(0, 32));
     const present = await this.#manifestDigest(layout).catch(() => undefined);
     if (policy === 'Never' && !present) {
       throw new PullError(`Container image "${image}" is not present with pull policy of Never`);
     }
     if (policy === 'Always' || !present) {
-      const host = this.#resolve(reference.registry);
-      if (host instanceof PullError) throw host;
       await fs.mkdir(layout, { recursive: true });
-      try {
-        await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${host}/${repositoryAndVersion(reference)}`, `oci:${layout}:img`], 600_000);
-      } catch (error) {
-        const e = error as Error & { stderr?: string; code?: unknown };
-        if (e.code === 'ENOENT') throw new PullError('skopeo is not installed on this node (scripts/setup.sh installs it)');
-        throw new PullError(pullFailure(e.stderr ?? e.message));
-      }
+      await this.#fetch(reference, layout, credentials);
     }
     const digest = await this.#manifestDigest(layout);
     const rootfs = await this.#unpack(layout, digest);
@@ -111,6 +152,103 @@ export class Puller {
     if (config.WorkingDir) pulled.workingDir = config.WorkingDir;
     if (config.User) pulled.user = config.User;
     return pulled;
+  }
+
+  /**
+   * The kubelet's loop over the pod's credentials (each a try of its own; all failing: their
+   * errors together, as utilerrors.NewAggregate writes them), each through containerd's
+   * endpoints for the host in order (the first error counts).
+   */
+  async #fetch(reference: RegistryReference, layout: string, credentials: readonly RegistryCredential[]): Promise<void> {
+    let endpoints: RegistryEndpoint[];
+    try {
+      endpoints = await registryEndpoints(this.#certsDir, reference.registry);
+    } catch (error) {
+      throw new PullError(error instanceof HostsConfigError ? error.message : String(error));
+    }
+    const wanted = reference.digest ? 'pull' : 'resolve';
+    endpoints = endpoints.filter((e) => e.capabilities.includes('pull') && e.capabilities.includes(wanted));
+    if (endpoints.length === 0) throw new PullError(`no host of registry ${reference.registry} is configured to ${wanted} images`);
+    const errors: string[] = [];
+    for (const credential of credentials.length > 0 ? credentials : [undefined]) {
+      let first: string | undefined;
+      for (const endpoint of endpoints) {
+        try {
+          await this.#copy(endpoint, reference, layout, endpoint.host === reference.registry ? credential : undefined);
+          return;
+        } catch (error) {
+          first ??= error instanceof Error ? error.message : String(error);
+        }
+      }
+      errors.push(first ?? 'pull failed');
+    }
+    throw new PullError(errors.length === 1 ? errors[0]! : `[${errors.join(', ')}]`);
+  }
+
+  /** One `skopeo copy` from one endpoint, with one credential or none. */
+  async #copy(endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: RegistryCredential | undefined): Promise<void> {
+    const address = this.#resolve(endpoint.host);
+    if (address instanceof PullError) throw address;
+    const name = hostName(endpoint.host);
+    const tlsOn = endpoint.scheme === 'https' || (endpoint.scheme === undefined && (await speaksTls(address, name)));
+    const scratch = path.join(this.#dir, 'tmp', randomBytes(8).toString('hex'));
+    await fs.mkdir(scratch, { recursive: true, mode: 0o700 });
+    try {
+      const args = ['copy', '--quiet'];
+      if (!tlsOn || endpoint.skipVerify) {
+        // Plain HTTP (probed or configured), or TLS the configuration says not to verify.
+        args.push('--src-tls-verify=false');
+      } else {
+        args.push('--src-tls-verify=true');
+        if (endpoint.caFiles.length > 0) {
+          const pems: string[] = [];
+          for (const file of endpoint.caFiles) {
+            try {
+              pems.push(await fs.readFile(file, 'utf8'));
+            } catch (error) {
+              throw new PullError(`failed to load CA file ${file} for ${endpoint.host}: ${(error as Error).message}`);
+            }
+          }
+          const certDir = path.join(scratch, 'certs');
+          await fs.mkdir(certDir);
+          await fs.writeFile(path.join(certDir, 'ca.crt'), pems.join('\n'));
+          args.push('--src-cert-dir', certDir);
+        }
+      }
+      // The registry known by a name only this node resolves (a Service): skopeo runs in a mount
+      // namespace of its own whose /etc/hosts names it, so that it connects to the Service's
+      // address and still verifies the name the certificate was made for. A twin address (a
+      // ClusterIP outside 127/8) or another port can only be reached by its address.
+      let source = endpoint.host;
+      let hostsFile: string | undefined;
+      if (address !== endpoint.host) {
+        const port = (a: string) => a.slice(a.lastIndexOf(':') + 1);
+        if (net.isIP(name) !== 0 || port(address) !== port(endpoint.host)) source = address;
+        else {
+          hostsFile = path.join(scratch, 'hosts');
+          await fs.writeFile(hostsFile, `127.0.0.1\tlocalhost\n::1\tlocalhost\n${address.slice(0, address.lastIndexOf(':'))}\t${name}\n`);
+        }
+      }
+      if (credential) {
+        const authfile = path.join(scratch, 'auth.json');
+        const auth = Buffer.from(`${credential.username}:${credential.password}`).toString('base64');
+        await fs.writeFile(authfile, JSON.stringify({ auths: { [source]: { auth } } }), { mode: 0o600 });
+        args.push('--src-authfile', authfile);
+      }
+      args.push(`docker://${source}/${repositoryAndVersion(reference)}`, `oci:${layout}:img`);
+      const argv: [string, string[]] = hostsFile
+        ? ['unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$@"', hostsFile, 'skopeo', ...args]]
+        : ['skopeo', args];
+      try {
+        await run(argv[0], argv[1], 600_000);
+      } catch (error) {
+        const e = error as Error & { stderr?: string; code?: unknown };
+        if (e.code === 'ENOENT') throw new PullError(`${argv[0]} is not installed on this node (scripts/setup.sh installs it)`);
+        throw new PullError(pullFailure(e.stderr ?? e.message));
+      }
+    } finally {
+      await fs.rm(scratch, { recursive: true, force: true });
+    }
   }
 
   async #manifestDigest(layout: string): Promise<string> {

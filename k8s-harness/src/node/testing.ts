@@ -37,14 +37,14 @@ export interface Cluster {
  * Suites that may run at the same time on one machine pass different `clusterIpRange`s: Service
  * listeners and pod addresses (derived from the range) then never collide.
  */
-export async function startCluster(clusterIpRange: string, imageMap: ImageMapping[] = TEST_IMAGES): Promise<Cluster> {
+export async function startCluster(clusterIpRange: string, imageMap: ImageMapping[] = TEST_IMAGES, options: { certsDir?: string } = {}): Promise<Cluster> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-it-'));
   const api = await startApiServer({ dataDir: path.join(dir, 'api'), serviceClusterIpRange: clusterIpRange });
   const logs: object[] = [];
   const dataDir = path.join(dir, 'node');
   let agent: NodeAgent;
   try {
-    agent = await startNodeAgent({ kubeconfigPath: api.kubeconfigPath, dataDir, imageMap, clusterIpRange, log: (line) => logs.push(line) });
+    agent = await startNodeAgent({ kubeconfigPath: api.kubeconfigPath, dataDir, imageMap, clusterIpRange, log: (line) => logs.push(line), ...options });
   } catch (error) {
     await api.stop();
     throw error;

@@ -36,6 +36,12 @@ export interface NodeAgentOptions {
    * to date (a kubelet: about a minute). Default 2000.
    */
   volumeSyncPeriodMs?: number;
+  /**
+   * containerd's registry hosts directory (its `config_path`): at each pull, `<certsDir>/<host:port>/hosts.toml`
+   * (`server`, `[host."https://…"]` with `ca`, `skip_verify`, `capabilities`) or, without one,
+   * `<certsDir>/<host:port>/*.crt` (e.g. `ca.crt`) as CAs for `https://<host:port>`; `_default/` for any other host.
+   */
+  certsDir?: string;
 }
 
 export interface NodeAgent {

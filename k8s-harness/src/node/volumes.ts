@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1KeyToPath, V1PersistentVolumeClaim, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { writeAtomically, type PayloadFile } from './atomic-writer.ts';
+import type { PullSecret } from './pull-secrets.ts';
 import { fieldPath } from './env.ts';
 import { podFsUser } from './identity.ts';
 import type { BindMount } from './launcher.ts';
@@ -35,6 +36,8 @@ export interface VolumeSources {
   secret(namespace: string, name: string): Promise<Record<string, Buffer> | undefined>;
   configMap(namespace: string, name: string): Promise<Record<string, Buffer> | undefined>;
   claim(namespace: string, name: string): Promise<V1PersistentVolumeClaim | undefined>;
+  /** an image pull secret: its type and decoded data, undefined when absent */
+  pullSecret(namespace: string, name: string): Promise<PullSecret | undefined>;
   /** a token for the service account (TokenRequest); throws VolumeError with the API's reason when refused */
   serviceAccountToken(namespace: string, serviceAccount: string, request: TokenRequest): Promise<IssuedToken>;
 }
