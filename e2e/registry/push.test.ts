@@ -1,5 +1,5 @@
-// Pushing, as the distribution spec defines it, with the push token; pulls stay anonymous, and a
-// pushed tag wins over reading the name as a package list.
+// Pushing, as the distribution spec defines it, with the push token (the administrator); pulls
+// stay anonymous, and a pushed tag wins over reading the name as a package list.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,6 +12,11 @@ import { startRegistry, tempDir, type RegistryProcess } from '../support/registr
 const TOKEN = 'e2e-push-token-0123456789';
 const sha256 = (data: Buffer | string) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 const auth = { Authorization: `Bearer ${TOKEN}` };
+/** The subject and access of a registry token (a JWT). */
+const claimsOf = (jwt: string) => {
+  const { sub, access } = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as { sub: string; access: unknown };
+  return { sub, access };
+};
 
 describe('registry: pushing with the push token', () => {
   let registry: RegistryProcess;
@@ -109,7 +114,7 @@ describe('registry: pushing with the push token', () => {
   it('deletes a pushed tag; the name is then read as a package list again', async () => {
     const unauthorized = await fetch(`${registry.url}/v2/toolbox/manifests/v1`, { method: 'DELETE' });
     assert.equal(unauthorized.status, 401);
-    assert.match(unauthorized.headers.get('www-authenticate') ?? '', /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/v2\/token",service="nixery", Basic/);
+    assert.match(unauthorized.headers.get('www-authenticate') ?? '', /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/v2\/token",service="nixery",scope="repository:toolbox:delete", Basic/);
     assert.equal((await fetch(`${registry.url}/v2/toolbox/manifests/v1`, { method: 'DELETE', headers: auth })).status, 202);
     const after = await fetch(`${registry.url}/v2/toolbox/manifests/v1`);
     assert.equal(after.status, 404, 'there is no package called toolbox');
@@ -222,15 +227,15 @@ describe('registry: pushing with the push token', () => {
     const ping = await fetch(`${registry.url}/v2/`);
     assert.equal(ping.status, 401);
     assert.equal(ping.headers.get('docker-distribution-api-version'), 'registry/2.0');
-    const anonymous = (await (await fetch(`${registry.url}/v2/token?scope=repository:hello:pull`)).json()) as { token: string };
-    assert.equal(anonymous.token, 'anonymous');
+    const anonymous = (await (await fetch(`${registry.url}/v2/token?scope=repository:hello:pull,push`)).json()) as { token: string };
+    assert.deepEqual(claimsOf(anonymous.token), { sub: 'anonymous', access: [{ type: 'repository', name: 'hello', actions: ['pull'] }] }, 'pulls only');
     assert.equal((await fetch(`${registry.url}/v2/`, { headers: { Authorization: `Bearer ${anonymous.token}` } })).status, 200);
     assert.equal((await fetch(`${registry.url}/v2/hello/manifests/latest`, { method: 'HEAD' })).status, 200, 'reads need no token');
     const push = await fetch(`${registry.url}/v2/x/blobs/uploads/`, { method: 'POST', headers: { Authorization: `Bearer ${anonymous.token}` } });
     assert.equal(push.status, 401, 'an anonymous token does not push');
   });
 
-  it('exchanges Basic credentials for the bearer token, so credential-based clients can push too', async () => {
+  it('exchanges Basic credentials for a registry token scoped to what was asked, so credential-based clients can push too', async () => {
     const basic = `Basic ${Buffer.from(`ci:${TOKEN}`).toString('base64')}`;
     const issued = await fetch(`${registry.url}/v2/token?service=nixery&scope=repository:x:push`, { headers: { Authorization: basic } });
     assert.equal(issued.status, 200);
@@ -242,7 +247,8 @@ describe('registry: pushing with the push token', () => {
       `docker://${registry.host}/hello:latest`, `docker://${registry.host}/with-creds:v1`,
     ]);
     assert.equal((await fetch(`${registry.url}/v2/with-creds/manifests/v1`, { method: 'HEAD' })).status, 200);
-    assert.equal(token, TOKEN);
+    assert.notEqual(token, TOKEN, 'the push token itself is never handed out');
+    assert.deepEqual(claimsOf(token), { sub: 'admin', access: [{ type: 'repository', name: 'x', actions: ['push'] }] });
   });
 
   it('keeps pushing disabled on a registry without a token', async () => {

@@ -7,7 +7,8 @@ import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './builder/builder.ts';
 import { buildVolumes, FreeSpace } from './builder/free-space.ts';
 import type { Config } from './config/config.ts';
-import { createApp } from './http/app.ts';
+import { openAuth } from './auth/create.ts';
+import { createApp, onDemandNames } from './http/app.ts';
 import { createHttpServer, createHttpsServer } from './http/connections.ts';
 import { createMetricsServer } from './http/metrics-server.ts';
 import { TlsFileWatcher } from './http/tls-files.ts';
@@ -68,9 +69,14 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   const { config, log } = runtime;
   const uploads = new Uploads(await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-uploads-')));
   await uploads.init();
+  const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });
+  const auth = await openAuth(
+    { ...config.auth, ...(config.pushToken ? { pushToken: config.pushToken } : {}) },
+    { log, onDemandNames: onDemandNames({ builder: runtime.builder, onDemand: config.onDemand, packagePolicy }) },
+  );
   const app = createApp({
     uploads,
-    ...(config.pushToken ? { pushToken: config.pushToken } : {}),
+    auth,
     storage: runtime.storage,
     builder: runtime.builder,
     tags: runtime.tags,
@@ -80,7 +86,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     sourceIsDefault: config.sourceIsDefault,
     ...(config.webDir ? { webDir: config.webDir } : {}),
     onDemand: config.onDemand,
-    packagePolicy: compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages }),
+    packagePolicy,
     maxClosureBytes: config.maxClosureBytes,
     ...(config.metricsPort !== undefined ? { serveMetrics: false } : {}),
   });
@@ -106,7 +112,15 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     tls: config.tls ? { ...config.tls, certificate } : 'off',
     metricsPort: config.metricsPort ?? "the registry's",
     minFreeSpace: 'bytes' in config.minFreeSpace ? `${config.minFreeSpace.bytes} bytes` : `${config.minFreeSpace.percent}%`,
-    pushing: config.pushToken ? 'enabled (token required)' : 'disabled',
+    pushing: config.pushToken || config.auth.policyFile ? 'enabled (credentials required)' : 'disabled',
+    auth: {
+      administrator: config.pushToken !== undefined,
+      anonymousPull: config.auth.anonymousPull,
+      htpasswdFiles: config.auth.htpasswdFiles,
+      policyFile: config.auth.policyFile ?? null,
+      sharedTokenKey: config.auth.tokenKeyFile !== undefined,
+      kubernetesTokens: config.auth.kubernetesTokens ? { audience: config.auth.kubernetesTokens.audience, verification: config.auth.kubernetesTokens.verification } : null,
+    },
     onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
     builds: {
       concurrent: config.maxConcurrentBuilds,

@@ -69,8 +69,9 @@ export class RegistryAuth {
 }
 
 /** Reads the files the configuration names; throws when one cannot be read or is not valid. */
-export async function openAuth(config: AuthConfig, deps: { log: Logger; onDemandNames?: OnDemandNames }): Promise<RegistryAuth> {
+export async function openAuth(config: AuthConfig, deps: { log: Logger; onDemandNames?: OnDemandNames; pollIntervalMs?: number }): Promise<RegistryAuth> {
   const { log } = deps;
+  const interval = deps.pollIntervalMs ? { intervalMs: deps.pollIntervalMs } : {};
   const closers: (() => void)[] = [];
   try {
     const tokens = new RegistryTokens({
@@ -79,12 +80,12 @@ export async function openAuth(config: AuthConfig, deps: { log: Logger; onDemand
     });
     let users: HtpasswdUsers | undefined;
     if (config.htpasswdFiles.length) {
-      users = await HtpasswdUsers.open(config.htpasswdFiles, { log });
+      users = await HtpasswdUsers.open(config.htpasswdFiles, { log, ...interval });
       closers.push(() => users!.close());
     }
     let policy: WatchedFile<CompiledPolicy> | undefined;
     if (config.policyFile) {
-      policy = await WatchedFile.open({ path: config.policyFile, what: 'the access policy', parse: parsePolicy, log });
+      policy = await WatchedFile.open({ path: config.policyFile, what: 'the access policy', parse: parsePolicy, log, ...interval });
       closers.push(() => policy!.close());
     }
     let serviceAccounts: ServiceAccountVerifier | undefined;

@@ -4,7 +4,7 @@ import { compilePackagePolicy, ALLOW_EVERYTHING } from '../image/package-policy.
 import type { ImageSpec } from '../image/name.ts';
 import { AccessControl } from './access-control.ts';
 import { ADMIN, type Identity } from './identity.ts';
-import { OnDemandNames, type NameResolver } from './on-demand-names.ts';
+import { OnDemandCheckError, OnDemandNames, type NameResolver } from './on-demand-names.ts';
 import { parsePolicy } from './policy.ts';
 
 /** A source holding these packages; counts what it was asked. */
@@ -46,6 +46,11 @@ describe('on-demand names', () => {
     assert.equal(await names.isOnDemand('shell/git'), false);
     assert.equal(await names.isOnDemand('git/shell'), false, 'a meta-package after packages is no image name');
     assert.deepEqual(resolver.asked, []);
+  });
+
+  it('cannot tell when the source cannot be asked', async () => {
+    const names = new OnDemandNames({ onDemand: true, packagePolicy: ALLOW_EVERYTHING, resolver: { resolves: () => Promise.reject(new Error('nix-instantiate timed out')) } });
+    await assert.rejects(names.isOnDemand('hello'), (e: unknown) => e instanceof OnDemandCheckError && /cannot tell now whether hello is an on-demand name: nix-instantiate timed out/.test(e.message));
   });
 
   it('ask the source once per name for a while', async () => {

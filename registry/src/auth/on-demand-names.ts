@@ -25,6 +25,16 @@ export interface OnDemandNamesOptions {
   now?: () => number;
 }
 
+/** The source could not be asked (Nix failed or timed out): whether the name is one is unknown. */
+export class OnDemandCheckError extends Error {
+  readonly repository: string;
+  constructor(repository: string, cause: unknown) {
+    super(`cannot tell now whether ${repository} is an on-demand name: ${(cause as Error).message}`, { cause });
+    this.name = 'OnDemandCheckError';
+    this.repository = repository;
+  }
+}
+
 /** A push checks its name once per blob: the answer is kept a little while. */
 const DEFAULT_TTL_MS = 30_000;
 const ENTRIES = 1024;
@@ -38,7 +48,7 @@ export class OnDemandNames {
     this.answers = new TtlCache({ ttlMs: options.ttlMs ?? DEFAULT_TTL_MS, maxEntries: ENTRIES, ...(options.now ? { now: options.now } : {}) });
   }
 
-  /** Throws when the source cannot be evaluated now (nothing is known then). */
+  /** Throws OnDemandCheckError when the source cannot be evaluated now (nothing is known then). */
   async isOnDemand(name: string): Promise<boolean> {
     if (!this.options.onDemand) return false;
     let image: ImageSpec;
@@ -50,6 +60,8 @@ export class OnDemandNames {
     const named = image.packages.filter((p) => !(ALWAYS_INCLUDED as readonly string[]).includes(p));
     // A name the registry refuses to build is not served from the name, so it is no on-demand name.
     if (refusedPackages(this.options.packagePolicy, named).length > 0) return false;
-    return this.answers.get(name, () => this.options.resolver.resolves(image));
+    return this.answers.get(name, () => this.options.resolver.resolves(image)).catch((error: unknown) => {
+      throw new OnDemandCheckError(name, error);
+    });
   }
 }

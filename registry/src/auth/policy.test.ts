@@ -97,17 +97,24 @@ describe('rights of an identity on a repository', () => {
   });
 
   it('with a policy: the union of the rules naming the identity and matching the name', () => {
-    assert.deepEqual(rights(alice, 'team-a/tool', policy), ['delete', 'pull', 'push']);
-    assert.deepEqual(rights(alice, 'team-a/other', policy), ['pull', 'push']);
-    assert.deepEqual(rights(alice, 'team-b/tool', policy), []);
-    assert.deepEqual(rights(bob, 'team-a/tool', policy), []);
-    assert.deepEqual(rights(builder, 'team-a/tool', policy), ['pull', 'push']);
-    assert.deepEqual(rights(other, 'team-a/tool', policy), [], 'same name, other namespace');
-    assert.deepEqual(rights(other, 'shared/base', policy), ['pull'], 'by namespace glob');
-    assert.deepEqual(rights(alice, 'shared/base', policy), [], 'namespaces name ServiceAccounts only');
-    assert.deepEqual(rights(bob, 'public/x/y', policy), ['pull'], 'authenticated: every identity');
-    assert.deepEqual(rights(builder, 'nobody/x', policy), [], 'a rule without subjects names nobody');
+    const withoutAnonymous = (identity: Identity, name: string) => rights(identity, name, policy, false);
+    assert.deepEqual(withoutAnonymous(alice, 'team-a/tool'), ['delete', 'pull', 'push']);
+    assert.deepEqual(withoutAnonymous(alice, 'team-a/other'), ['pull', 'push']);
+    assert.deepEqual(withoutAnonymous(alice, 'team-b/tool'), []);
+    assert.deepEqual(withoutAnonymous(bob, 'team-a/tool'), []);
+    assert.deepEqual(withoutAnonymous(builder, 'team-a/tool'), ['pull', 'push']);
+    assert.deepEqual(withoutAnonymous(other, 'team-a/tool'), [], 'same name, other namespace');
+    assert.deepEqual(withoutAnonymous(other, 'shared/base'), ['pull'], 'by namespace glob');
+    assert.deepEqual(withoutAnonymous(alice, 'shared/base'), [], 'namespaces name ServiceAccounts only');
+    assert.deepEqual(withoutAnonymous(bob, 'public/x/y'), ['pull'], 'authenticated: every identity');
+    assert.deepEqual(withoutAnonymous(builder, 'nobody/x'), [], 'a rule without subjects names nobody');
     assert.deepEqual(rights(ADMIN, 'anything', policy), ['delete', 'pull', 'push']);
+  });
+
+  it('an identity never has less than the anonymous client', () => {
+    assert.deepEqual(rights(bob, 'team-b/tool', policy, true), ['pull']);
+    assert.deepEqual(rights(bob, 'team-b/tool', policy, false), []);
+    assert.deepEqual(rights(builder, 'elsewhere', policy, false), []);
   });
 
   it('anonymous pulls follow the switch alone, whatever the policy says', () => {

@@ -135,13 +135,14 @@ export interface RightsOptions {
  * The actions `identity` may take on `repository`. The administrator may do everything; the
  * anonymous client may pull when anonymous pulls are on, whatever the policy says. Without a
  * policy every other identity pulls everything and pushes nothing; with one, it gets the union of
- * the rules that name it and match the repository.
+ * the rules that name it and match the repository — and never less than the anonymous client,
+ * who it could always pretend to be.
  */
 export function rightsOf(identity: Identity, repository: string, options: RightsOptions): Set<Action> {
   if (identity.kind === 'admin') return new Set(ACTIONS);
-  if (identity.kind === 'anonymous') return new Set(options.anonymousPull ? ['pull'] : []);
+  const rights = new Set<Action>(options.anonymousPull ? ['pull'] : []);
+  if (identity.kind === 'anonymous') return rights;
   if (!options.policy) return new Set(['pull']);
-  const rights = new Set<Action>();
   for (const rule of options.policy.rules) {
     if (!ruleNames(rule, identity)) continue;
     if (!rule.repositories.some((p) => repositoryMatches(p, repository))) continue;

@@ -127,6 +127,8 @@ export class ImageBuilder {
   private readonly canonicalFlights = new SingleFlight<BuildResult>();
   private readonly rateLimiter: RateLimiter | undefined;
   private readonly resolutions = new BoundedMap<string, Resolution>(RESOLUTION_ENTRIES);
+  /** Evaluations asked for by resolves(), one at a time per name list. */
+  private readonly evaluations = new SingleFlight<EvaluatedImage>();
   private readonly realise: Realise;
   private readonly evaluate: Evaluate;
   private readonly fingerprints: SourceFingerprints;
@@ -279,6 +281,23 @@ export class ImageBuilder {
   private knownResolution(image: ImageSpec, fingerprint: Fingerprint): Resolution | undefined {
     const key = this.resolutionKey(image, fingerprint);
     return key === undefined ? undefined : this.resolutions.get(key);
+  }
+
+  /**
+   * Whether the image's names resolve to packages of the source as it is now (every name found):
+   * the remembered evaluation, else one Nix evaluation — concurrent asks share it — that is
+   * remembered for builds too. Nothing is built. Throws when Nix fails for another reason.
+   */
+  async resolves(image: ImageSpec): Promise<boolean> {
+    const fingerprint = await this.fingerprints.get(image.tag);
+    const key = this.resolutionKey(image, fingerprint) ?? JSON.stringify([null, image.arch.system, image.packages]);
+    try {
+      await this.evaluations.run(key, () => this.resolve(image, fingerprint));
+      return true;
+    } catch (error) {
+      if (error instanceof PackagesNotFoundError) return false;
+      throw error;
+    }
   }
 
   /** What the names resolve to: remembered, or one Nix evaluation (whose missing names are remembered too). */

@@ -3,6 +3,8 @@
 import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
+import { TokenKeyError } from '../auth/tokens.ts';
+import { WatchedFileError } from '../auth/watched-file.ts';
 import { classifyFailure, UsageError, type Outcome } from '../builder/outcome.ts';
 import { renderSummary, summarizeFailure, summarizeResult } from '../builder/summary.ts';
 import { ConfigError, loadConfig } from '../config/config.ts';
@@ -70,7 +72,13 @@ program
     } catch (error) {
       fail(log, error, EXIT_CODES[classifyFailure(error).outcome]);
     }
-    const server = await startServer(runtime, options.host);
+    let server;
+    try {
+      server = await startServer(runtime, options.host);
+    } catch (error) {
+      // The authentication files (htpasswd, policy, token key) are read here: a bad one is a configuration error.
+      fail(log, error, isAuthFileError(error) ? EXIT_CODES.usage : EXIT_CODES.error);
+    }
     const stop = (signal: string) => {
       log.info('shutting down', { signal });
       // Pulled tags not yet written are written now, and again once the last request is answered.
@@ -158,6 +166,10 @@ program
   });
 
 /** Stops the build: Nix gets SIGTERM, then SIGKILL after its grace (nix/run.ts). */
+function isAuthFileError(error: unknown): boolean {
+  return error instanceof WatchedFileError || error instanceof TokenKeyError;
+}
+
 class BuildInterruptedError extends Error {
   readonly signal: NodeJS.Signals;
   constructor(signal: NodeJS.Signals) {

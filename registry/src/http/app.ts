@@ -1,8 +1,10 @@
 // The HTTP server: the registry API, the index page, health and metrics, one log line per request.
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { RegistryAuth } from '../auth/create.ts';
+import { OnDemandNames } from '../auth/on-demand-names.ts';
 import type { ImageBuilder } from '../builder/builder.ts';
 import type { PackageSource } from '../config/package-source.ts';
-import type { CompiledPackagePolicy } from '../image/package-policy.ts';
+import { ALLOW_EVERYTHING, type CompiledPackagePolicy } from '../image/package-policy.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { StorageBackend } from '../storage/backend.ts';
@@ -25,6 +27,9 @@ export interface AppDeps {
   sourceIsDefault: boolean;
   webDir?: string;
   uploads: Uploads;
+  /** Who may do what (auth/create.ts's openAuth); default: the push token alone, anonymous pulls on. */
+  auth?: RegistryAuth;
+  /** Without `auth`: the administrator's token. */
   pushToken?: string;
   /** False: pushed tags only, no builds (NIXERY_ON_DEMAND); default true. */
   onDemand?: boolean;
@@ -77,7 +82,8 @@ export function createApp(deps: AppDeps): express.Express {
     ...(deps.maxClosureBytes !== undefined ? { maxClosureBytes: deps.maxClosureBytes } : {}),
   });
   const blobs = new Blobs(deps.storage, deps.uploads);
-  app.use(registryApi({ manifests, blobs, uploads: deps.uploads, tags, metrics: deps.metrics, recentErrors, pushToken: deps.pushToken }));
+  const auth = deps.auth ?? RegistryAuth.withPushToken(deps.pushToken, onDemandNames(deps));
+  app.use(registryApi({ manifests, blobs, uploads: deps.uploads, tags, metrics: deps.metrics, recentErrors, auth }));
 
   if (deps.webDir) {
     // Nixery's WEB_DIR: a static website served in place of the built-in index page.
@@ -90,7 +96,8 @@ export function createApp(deps: AppDeps): express.Express {
           source: deps.source,
           sourceIsDefault: deps.sourceIsDefault,
           storage: deps.storage.description,
-          errors: recentErrors.list(),
+          // Failed image names may be other users' private repositories.
+          errors: auth.anonymousPull ? recentErrors.list() : 'hidden',
         }),
       );
     });
@@ -148,7 +155,15 @@ function observe(deps: AppDeps, req: Request, res: Response, start: number, outc
     // What was sent when the route counted it (less than Content-Length after an abort).
     bytes: (res.locals.bodyBytes as number | undefined) ?? Number(res.getHeader('Content-Length') ?? 0),
     userAgent: req.headers['user-agent'],
+    // Who, never with what: the credential stays out of every log line.
+    identity: (res.locals.identity as string | undefined) ?? 'anonymous',
+    ...(res.locals.credential ? { credential: res.locals.credential as string } : {}),
   });
+}
+
+/** The names on-demand builds serve (pull-only for all but the administrator), as the app's builder resolves them. */
+export function onDemandNames(deps: Pick<AppDeps, 'builder' | 'onDemand' | 'packagePolicy'>): OnDemandNames {
+  return new OnDemandNames({ onDemand: deps.onDemand ?? true, packagePolicy: deps.packagePolicy ?? ALLOW_EVERYTHING, resolver: deps.builder });
 }
 
 /** Bounded label values: never a raw path, which would grow the metric without limit. */

@@ -1,10 +1,11 @@
 // The distribution API under /v2/: the version check and the token endpoint, and the catch-all
 // that splits /v2/<name>/<area>/<reference> (the name itself may contain slashes), checks the
-// name and the push token for writes, and hands the request to its area: manifests.ts, blobs.ts,
-// uploads.ts, tags.ts, referrers.ts. Each area calls the service layer (service/) and only translates.
-import { Router } from 'express';
+// name, authorizes the request (auth.ts: reads need pull, uploads and manifest PUTs push, DELETEs
+// delete) and hands it to its area: manifests.ts, blobs.ts, uploads.ts, tags.ts, referrers.ts.
+// Each area calls the service layer (service/) and only translates.
+import express, { Router } from 'express';
 import { isValidRepositoryName } from '../image/name.ts';
-import { authorizePush, type AuthDeps } from './auth.ts';
+import { authorize, type AuthDeps, type Need } from './auth.ts';
 import { deleteBlob, getBlob, type BlobsDeps } from './blobs.ts';
 import { RegistryError } from './errors.ts';
 import { deleteManifest, getManifest, putManifest, type ManifestsDeps } from './manifests.ts';
@@ -46,6 +47,7 @@ export function registryApi(deps: RegistryApiDeps): Router {
   router.all('/v2/', (req, res) => versionCheck(deps, req, res));
 
   router.get('/v2/token', (req, res) => issueToken(deps, req, res));
+  router.post('/v2/token', express.urlencoded({ extended: false, limit: '64kb' }), (req, res) => issueToken(deps, req, res));
 
   // A RegExp without groups: a named wildcard would be percent-decoded by the router, and a path
   // that does not decode (`/v2/a%zz/…`) would fail there as a 500 before this code could answer.
@@ -57,8 +59,8 @@ export function registryApi(deps: RegistryApiDeps): Router {
     }
     res.locals.route = `/v2/:name/${route.kind}`;
     const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    await authorize(deps, req, res, [needOf(route, req.method)]);
     if (route.kind === 'uploads' || !readOnly) {
-      authorizePush(deps, req, res);
       if (route.kind === 'uploads') return handleUpload(deps, req, res, route.name, route.reference);
       if (route.kind === 'manifests' && req.method === 'PUT') return putManifest(deps, req, res, route.name, route.reference);
       if (route.kind === 'manifests' && req.method === 'DELETE') return deleteManifest(deps, res, route.name, route.reference);
@@ -75,4 +77,11 @@ export function registryApi(deps: RegistryApiDeps): Router {
   });
 
   return router;
+}
+
+/** The actions a request needs: reads pull, DELETEs delete, everything else (uploads, PUTs) push. */
+function needOf(route: Route, method: string): Need {
+  if (route.kind !== 'uploads' && (method === 'GET' || method === 'HEAD')) return { name: route.name, actions: ['pull'] };
+  if (route.kind !== 'uploads' && method === 'DELETE') return { name: route.name, actions: ['delete'] };
+  return { name: route.name, actions: ['push'], scope: ['pull', 'push'] };
 }

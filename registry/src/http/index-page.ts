@@ -7,7 +7,8 @@ export interface IndexPageInput {
   source: PackageSource;
   sourceIsDefault: boolean;
   storage: string;
-  errors: readonly RecentError[];
+  /** 'hidden': anonymous pulls are off, and the names of failed images are not everyone's business. */
+  errors: readonly RecentError[] | 'hidden';
 }
 
 export function describeSource(source: PackageSource, isDefault = false): string {
@@ -23,7 +24,9 @@ export function describeSource(source: PackageSource, isDefault = false): string
 
 export function renderIndexPage(input: IndexPageInput): string {
   const h = escapeHtml;
-  const errors = input.errors.length
+  const errors = input.errors === 'hidden'
+    ? '<p>Build errors are not listed: this registry needs credentials to pull.</p>'
+    : input.errors.length
     ? `<table><tr><th>time</th><th>image</th><th>error</th></tr>${input.errors
         .map((e) => `<tr><td>${h(e.time)}</td><td><code>${h(e.image)}</code></td><td>${h(e.message)}</td></tr>`)
         .join('')}</table>`
