@@ -114,9 +114,10 @@ program
   .requiredOption('-p, --packages <list>', 'comma-separated packages, with Nixery meta-packages first (e.g. shell,git,htop)', packageList)
   .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
   .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
-  .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE)')
+  .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE) or --push-identity-token-file')
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
   .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
+  .option('--push-identity-token-file <path>', 'push with this Kubernetes ServiceAccount token (read anew for every token exchange) instead of the push token')
   .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
   .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; pushCaFile?: string; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
@@ -148,7 +149,7 @@ program
       const config = loadConfig();
       log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
       const image = imageFromName(options.packages.join('/'), options.tag);
-      const target = options.push ? pushTarget(options.push, options.pushScheme, config.pushToken) : undefined;
+      const target = options.push ? pushTarget(options.push, options.pushScheme, { token: config.pushToken, identityTokenFile: options.pushIdentityTokenFile }) : undefined;
       if (target && options.pushCaFile !== undefined) target.ca = await pushCa(options.pushCaFile, target.scheme);
       else if (options.pushCaFile !== undefined) throw new UsageError('--push-ca-file is for --push');
       const runtime = await createRuntime(config, log, { defaultMetrics: false, signal: interruption.signal });
@@ -194,11 +195,13 @@ async function yieldPoolToEventLoop(log: Logger): Promise<void> {
   }
 }
 
-function pushTarget(reference: string, scheme: string, token: string | undefined): PushTarget {
+/** An identity token file, when given, is used instead of the push token. */
+function pushTarget(reference: string, scheme: string, credentials: { token: string | undefined; identityTokenFile: string | undefined }): PushTarget {
   if (scheme !== 'http' && scheme !== 'https') throw new UsageError(`--push-scheme must be http or https, got ${scheme}`);
-  if (!token) throw new UsageError('--push needs the push token in NIXERY_PUSH_TOKEN or NIXERY_PUSH_TOKEN_FILE');
+  const { token, identityTokenFile } = credentials;
+  if (!token && !identityTokenFile) throw new UsageError('--push needs --push-identity-token-file, or the push token in NIXERY_PUSH_TOKEN or NIXERY_PUSH_TOKEN_FILE');
   try {
-    return { ...parsePushReference(reference), scheme, token };
+    return { ...parsePushReference(reference), scheme, ...(identityTokenFile ? { identityTokenFile } : { token: token! }) };
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

@@ -11,6 +11,16 @@ export const PUSH_TOKEN_MOUNT = '/var/run/secrets/nixery/push';
 export const TLS_MOUNT = '/var/run/secrets/nixery/tls';
 /** The CA that signed it, `ca.crt`, for a build Job's push (`--push-ca-file`). */
 export const CA_MOUNT = '/var/run/secrets/nixery/ca';
+/** The user's htpasswd Secret, file `htpasswd` (NIXERY_HTPASSWD_FILE). */
+export const HTPASSWD_MOUNT = '/var/run/secrets/nixery/htpasswd';
+/** The operator's own pull user's htpasswd file, `htpasswd` (added to NIXERY_HTPASSWD_FILE). */
+export const PULL_USER_MOUNT = '/var/run/secrets/nixery/pull-user';
+/** The access policy ConfigMap, file `policy.json` (NIXERY_AUTH_POLICY_FILE). */
+export const POLICY_MOUNT = '/etc/nixery/policy';
+/** The token-signing key Secret the replicas share, file `key.pem` (NIXERY_TOKEN_KEY_FILE). */
+export const TOKEN_KEY_MOUNT = '/var/run/secrets/nixery/token-key';
+/** A build Job's projected ServiceAccount token, file `token` (`--push-identity-token-file`). */
+export const IDENTITY_TOKEN_MOUNT = '/var/run/secrets/nixery/identity';
 
 /** The settings as a container's `env`, sorted by name so a rendered object never changes order. */
 export function containerEnv(settings: RegistrySettings): { name: string; value: string }[] {
@@ -28,12 +38,14 @@ export interface BuildCommand {
   packages: readonly string[];
   /** The image tag; with a git package source, the branch, tag or commit to build from. */
   tag: string;
-  /** `host:port/name:tag` to push the image to, with the push token. */
+  /** `host:port/name:tag` to push the image to, with the push token or `pushIdentityTokenFile`. */
   push?: string;
   /** How to reach `push`'s registry; unset: the CLI's default, http. */
   pushScheme?: 'http' | 'https';
   /** With `pushScheme: 'https'`: the CA bundle to trust (e.g. `${CA_MOUNT}/ca.crt`). */
   pushCaFile?: string;
+  /** A projected ServiceAccount token to push with instead of the push token (e.g. `${IDENTITY_TOKEN_MOUNT}/token`). */
+  pushIdentityTokenFile?: string;
   /** Where the summary goes, e.g. `/dev/termination-log`. */
   resultFile?: string;
   config?: ImageConfigOverrides;
@@ -50,6 +62,7 @@ export function buildArgs(command: BuildCommand): string[] {
     ...(command.push ? ['--push', command.push] : []),
     ...(command.push && command.pushScheme ? ['--push-scheme', command.pushScheme] : []),
     ...(command.push && command.pushCaFile ? ['--push-ca-file', command.pushCaFile] : []),
+    ...(command.push && command.pushIdentityTokenFile ? ['--push-identity-token-file', command.pushIdentityTokenFile] : []),
     ...(command.resultFile ? ['--result-file', command.resultFile] : []),
     ...(command.config ? ['--config-json', JSON.stringify(command.config)] : []),
   ];

@@ -5,8 +5,8 @@
 // Requests go through node:http rather than fetch: streaming a file into a request costs about
 // half the CPU that way, and on a build machine the registry, the hashing and the client share
 // the same cores (see the commit that introduced it for the measurement).
-import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
@@ -26,15 +26,31 @@ export interface PushTarget {
   /** With https: the CA certificates to trust (PEM, from `readCaBundle`) instead of the system's. */
   ca?: string;
   /** The push token: sent as a bearer token, or as the password when the registry asks for one. */
-  token: string;
+  token?: string;
   /** The user name for basic auth and token endpoints; our own registry accepts any. */
   username?: string;
+  /**
+   * Instead of the push token: a file holding a Kubernetes ServiceAccount token (a projected
+   * volume), read anew for every token exchange since the kubelet rotates it, and sent as the
+   * password of `serviceaccount` to the token endpoint for `repository:NAME:pull,push`.
+   */
+  identityTokenFile?: string;
 }
 
 export interface PushOptions {
   /** Blob uploads in flight at once (default 3). */
   concurrency?: number;
+  /**
+   * With an identity token, how long `403 DENIED` is retried (the grant of the repository may not
+   * have reached the registry yet), and the first wait, doubled each time up to 15 s.
+   */
+  deniedRetry?: { forMs: number; firstDelayMs: number };
 }
+
+/** How long a push with an identity token keeps trying while the registry denies it. */
+export const DENIED_RETRY_MS = 180_000;
+const DENIED_FIRST_DELAY_MS = 1_000;
+const DENIED_MAX_DELAY_MS = 15_000;
 
 export interface PushOutcome {
   reference: string;
@@ -111,7 +127,7 @@ type UploadMode = 'unknown' | 'single-post' | 'post-then-put';
 
 export async function pushImage(storage: StorageBackend, result: BuildResult, target: PushTarget, log: Logger, options: PushOptions = {}): Promise<PushOutcome> {
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
-  const registry = new RegistryConnection(target, concurrency);
+  const registry = new RegistryConnection(target, concurrency, log, options.deniedRetry ?? { forMs: DENIED_RETRY_MS, firstDelayMs: DENIED_FIRST_DELAY_MS });
   const startedAt = performance.now();
   try {
     const blobs = unique([result.config, ...result.layers].map((d) => ({ digest: d.digest, size: d.size })));
@@ -188,18 +204,29 @@ class RegistryConnection {
   private readonly target: PushTarget;
   private readonly origin: string;
   private readonly agents: { http: http.Agent; https: https.Agent };
+  private readonly log: Logger;
+  private readonly deniedRetry: { forMs: number; firstDelayMs: number };
+  /** '' sends none. */
   private authorization: string;
   private refreshing: Promise<void> | undefined;
+  /** The registry's last challenges: a denied request with an identity token gets a new token from them. */
+  private challenges: Challenge[] | undefined;
+  /** When the registry began denying this push (identity tokens), while it does. */
+  private deniedSince: number | undefined;
 
-  constructor(target: PushTarget, concurrency: number) {
+  constructor(target: PushTarget, concurrency: number, log: Logger, deniedRetry: { forMs: number; firstDelayMs: number }) {
+    if (target.token === undefined && target.identityTokenFile === undefined) throw new PushError('pushing needs the push token or an identity token file');
     this.target = target;
+    this.log = log;
+    this.deniedRetry = deniedRetry;
     this.origin = new URL(`${target.scheme}://${target.registry}`).origin;
     // One connection per upload in flight, plus one for HEADs and the token endpoint.
     const agentOptions = { keepAlive: true, maxSockets: concurrency + 1 };
     this.agents = { http: new http.Agent(agentOptions), https: new https.Agent({ ...agentOptions, ...(target.ca ? { ca: target.ca } : {}) }) };
     // Our registry takes the push token as a bearer token directly; others answer 401 with a
-    // challenge first, and the token is then exchanged (see refresh).
-    this.authorization = `Bearer ${target.token}`;
+    // challenge first, and the token is then exchanged (see refresh). An identity token is only
+    // ever exchanged.
+    this.authorization = target.identityTokenFile === undefined ? `Bearer ${target.token}` : '';
   }
 
   close(): void {
@@ -263,13 +290,47 @@ class RegistryConnection {
     return new URL(`/v2/${this.target.name}${path}`, this.origin);
   }
 
-  /** Sends with the current credentials; on a 401 with a challenge, gets new ones and sends once more. */
+  /**
+   * Sends with the current credentials; on a 401 with a challenge, gets new ones and sends once
+   * more. With an identity token, a 403 DENIED is retried with new tokens for a while.
+   */
   private async request(method: string, url: URL, options: { body?: RequestBody; contentType?: string } = {}): Promise<Reply> {
+    for (let attempt = 0; ; attempt++) {
+      const sentWith = this.authorization;
+      const reply = await this.authenticated(method, url, options);
+      if (!this.isDenied(method, reply)) {
+        this.deniedSince = undefined;
+        return reply;
+      }
+      this.deniedSince ??= performance.now();
+      const waited = performance.now() - this.deniedSince;
+      if (waited >= this.deniedRetry.forMs) return reply;
+      const delay = Math.min(this.deniedRetry.firstDelayMs * 2 ** attempt, DENIED_MAX_DELAY_MS, this.deniedRetry.forMs - waited);
+      this.log.warn('the registry denies the push; its grant for this repository may not be in force yet, retrying with a new token', {
+        what: `${method} ${url.pathname}`,
+        registry: failure(reply, 'the request').message,
+        retryInMs: Math.round(delay),
+        deniedForMs: Math.round(waited),
+      });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      // A token issued before the grant does not carry it: get a new one (reading the identity token again).
+      if (this.challenges) await this.refresh(this.challenges, sentWith);
+    }
+  }
+
+  /** A 403 DENIED (a HEAD's 403 carries no body to say so). */
+  private isDenied(method: string, reply: Reply): boolean {
+    if (this.target.identityTokenFile === undefined || reply.status !== 403) return false;
+    return method === 'HEAD' || failure(reply, '').registryCode === 'DENIED';
+  }
+
+  private async authenticated(method: string, url: URL, options: { body?: RequestBody; contentType?: string }): Promise<Reply> {
     const sentWith = this.authorization;
     const reply = await this.send(method, url, options, sentWith);
     if (reply.status !== 401) return reply;
     const challenges = parseChallenges(header(reply, 'www-authenticate') ?? '');
     if (challenges.length === 0) return reply;
+    this.challenges = challenges;
     await this.refresh(challenges, sentWith);
     if (this.authorization === sentWith) return reply;
     return this.send(method, url, options, this.authorization);
@@ -278,7 +339,7 @@ class RegistryConnection {
   private send(method: string, url: URL, options: { body?: RequestBody; contentType?: string }, authorization: string): Promise<Reply> {
     const headers: Record<string, string> = { 'User-Agent': USER_AGENT };
     // Credentials go to the registry only, not to wherever a Location points.
-    if (url.origin === this.origin) headers.Authorization = authorization;
+    if (url.origin === this.origin && authorization !== '') headers.Authorization = authorization;
     if (options.contentType) headers['Content-Type'] = options.contentType;
     return exchange(url.protocol === 'https:' ? this.agents.https : this.agents.http, method, url, headers, options.body);
   }
@@ -296,14 +357,30 @@ class RegistryConnection {
     await this.refreshing;
   }
 
+  /** `user:password` for Basic auth and the token endpoint; an identity token is read from its file each time. */
+  private async basicCredentials(): Promise<string> {
+    const file = this.target.identityTokenFile;
+    if (file === undefined) return `${this.target.username ?? 'nixery'}:${this.target.token}`;
+    let jwt: string;
+    try {
+      jwt = (await readFile(file, 'utf8')).trim();
+    } catch (error) {
+      throw new PushError(`cannot read the identity token ${file}: ${(error as Error).message}`, { cause: error });
+    }
+    if (jwt === '') throw new PushError(`the identity token file ${file} is empty`);
+    return `serviceaccount:${jwt}`;
+  }
+
   private async credentialsFor(challenges: Challenge[]): Promise<string> {
-    const basic = `Basic ${Buffer.from(`${this.target.username ?? 'nixery'}:${this.target.token}`).toString('base64')}`;
+    const basic = `Basic ${Buffer.from(await this.basicCredentials()).toString('base64')}`;
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
     if (bearer) {
-      // The token flow: the push token buys a registry token for this repository.
+      // The token flow: the push token buys a registry token for this repository; an identity
+      // token buys one for pulling and pushing it (what the registry grants it, no more).
       const realm = new URL(bearer.params.realm!);
       if (bearer.params.service) realm.searchParams.set('service', bearer.params.service);
-      realm.searchParams.set('scope', bearer.params.scope ?? `repository:${this.target.name}:pull,push`);
+      const scope = `repository:${this.target.name}:pull,push`;
+      realm.searchParams.set('scope', this.target.identityTokenFile === undefined ? (bearer.params.scope ?? scope) : scope);
       const agent = realm.protocol === 'https:' ? this.agents.https : this.agents.http;
       const reply = await exchange(agent, 'GET', realm, { Authorization: basic, Accept: 'application/json', 'User-Agent': USER_AGENT });
       if (reply.status !== 200) throw failure(reply, `getting a push token from ${realm.origin}${realm.pathname}`);
