@@ -119,7 +119,7 @@ program
   .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
   .option('--push-identity-token-file <path>', 'push with this Kubernetes ServiceAccount token (read anew for every token exchange) instead of the push token')
   .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
-  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; pushCaFile?: string; resultFile?: string }) => {
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -166,11 +166,11 @@ program
     }
   });
 
-/** Stops the build: Nix gets SIGTERM, then SIGKILL after its grace (nix/run.ts). */
 function isAuthFileError(error: unknown): boolean {
   return error instanceof WatchedFileError || error instanceof TokenKeyError;
 }
 
+/** Stops the build: Nix gets SIGTERM, then SIGKILL after its grace (nix/run.ts). */
 class BuildInterruptedError extends Error {
   readonly signal: NodeJS.Signals;
   constructor(signal: NodeJS.Signals) {
