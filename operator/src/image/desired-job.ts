@@ -3,12 +3,11 @@
 // starting another, and a spec change starts a new one.
 import { createHash } from 'node:crypto';
 import type { V1Job, V1ServiceAccount, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { buildArgs, CA_MOUNT, containerEnv, type RegistrySettings } from '@nixery/registry/operator-api';
+import { buildArgs, CA_MOUNT, containerEnv, IDENTITY_TOKEN_MOUNT, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import { buildServiceAccountName, tokenAudience } from '../instance/auth.ts';
 import { instanceEndpoint, packageSourceOf } from '../instance/desired.ts';
-import { IDENTITY_TOKEN_MOUNT, identityTokenArgs } from '../instance/registry-contract.ts';
 import { caBundleConfigMapName, tlsMode } from '../instance/tls.ts';
 
 export const IMAGE_LABEL = 'nixery.dev/image';
@@ -97,7 +96,8 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     resultFile: '/dev/termination-log',
     ...(image.spec.config ? { config: image.spec.config } : {}),
     ...(tls ? { pushScheme: 'https' as const, pushCaFile: `${CA_MOUNT}/ca.crt` } : {}),
-  }).concat(identityTokenArgs(`${IDENTITY_TOKEN_MOUNT}/token`));
+    pushIdentityTokenFile: `${IDENTITY_TOKEN_MOUNT}/token`,
+  });
   const labels = { ...commonLabels(instance.metadata.name, 'build'), [IMAGE_LABEL]: image.metadata.name };
   return {
     apiVersion: 'batch/v1',

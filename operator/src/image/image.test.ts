@@ -17,9 +17,9 @@ describe('the build Job of a NixImage', () => {
     assert.deepEqual(container.args, [
       'build', '--packages', 'git,htop,hello', '--tag', 'latest',
       '--push', 'nixery.team-a.svc.cluster.local:5000/toolbox:v1',
+      '--push-identity-token-file', '/var/run/secrets/nixery/identity/token',
       '--result-file', '/dev/termination-log',
       '--config-json', '{"entrypoint":["/bin/hello"]}',
-      '--push-identity-token-file', '/var/run/secrets/nixery/identity/token',
     ]);
     assert.equal(container.terminationMessagePath, '/dev/termination-log');
     assert.equal(job.spec!.template.spec!.restartPolicy, 'Never');

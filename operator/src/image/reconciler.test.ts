@@ -117,7 +117,7 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
     log: silentLogger,
     onWrite: () => {},
     deleteTag: async (tag, token, tls) => {
-      requests.push(`DELETE ${tls ? tagUrl(tag).replace('http:', 'https:') : tagUrl(tag)} (${token})${tls ? ` trusting ${tls.ca}` : ''}`);
+      requests.push(`DELETE ${tagUrl(tag, tls ? 'https' : 'http')} (${token})${tls ? ` trusting ${tls.ca}` : ''}`);
       await world.deleteTag?.();
     },
     now: () => NOW,

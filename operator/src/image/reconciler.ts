@@ -253,5 +253,5 @@ export class ImageReconciler {
 
 const NIX_IMAGE_PATH = { group: NIX_IMAGE.group, version: NIX_IMAGE.version, plural: NIX_IMAGE.plural };
 
-/** operator-api's deleteTag. */
-const defaultTagDeleter: TagDeleter = (tag, pushToken) => deleteTag(tag, pushToken);
+/** operator-api's deleteTag: a token for `repository:NAME:delete` alone, bought with the push token. */
+const defaultTagDeleter: TagDeleter = (tag, pushToken, tls) => deleteTag(tag, pushToken, tls ? { scheme: 'https', ca: tls.ca } : {});

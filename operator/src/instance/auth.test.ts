@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import bcrypt from 'bcryptjs';
 import { createPrivateKey } from 'node:crypto';
+import { parsePolicy } from '@nixery/registry/operator-api';
 import { testInstance } from '../test-support/fixtures.ts';
 import {
   anonymousPull,
@@ -45,6 +46,14 @@ describe('the access policy of an instance', () => {
 
   it('is the same document for the same NixImages in any order, so the ConfigMap is not rewritten', () => {
     assert.deepEqual(renderPolicy(instance, [...grants].reverse(), PULL_USER), renderPolicy(instance, grants, PULL_USER));
+  });
+
+  it('is a policy file the registry loads', () => {
+    const rules = [{ repositories: ['team-a/**', 'tools/*'], users: ['alice'], serviceAccounts: ['team-a/*'], namespaces: ['team-b'], actions: ['pull' as const, 'push' as const] }];
+    for (const subject of [instance, testInstance({ auth: { anonymousPull: false, policy: { rules } } })]) {
+      const file = desiredPolicyConfigMap(subject, renderPolicy(subject, grants, PULL_USER)).data!['policy.json']!;
+      assert.equal(parsePolicy(file).rules.length, renderPolicy(subject, grants, PULL_USER).rules.length);
+    }
   });
 
   it('goes into the ConfigMap <instance>-auth-policy as policy.json, owned by the instance', () => {

@@ -10,12 +10,24 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { containerEnv, DEFAULT_CHANNEL_BASE_URL, forwardArgs, PUSH_TOKEN_MOUNT, serveArgs, TLS_MOUNT, type PackageSource, type RegistrySettings } from '@nixery/registry/operator-api';
+import {
+  containerEnv,
+  DEFAULT_CHANNEL_BASE_URL,
+  forwardArgs,
+  HTPASSWD_MOUNT,
+  POLICY_MOUNT,
+  PULL_USER_MOUNT,
+  PUSH_TOKEN_MOUNT,
+  serveArgs,
+  TLS_MOUNT,
+  TOKEN_KEY_MOUNT,
+  type PackageSource,
+  type RegistrySettings,
+} from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 import { anonymousPull, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY } from './auth.ts';
 import { instanceEndpoint } from './endpoint.ts';
-import { HTPASSWD_MOUNT, POLICY_MOUNT, PULL_USER_MOUNT, TOKEN_KEY_MOUNT } from './registry-contract.ts';
 import { servingSecretName } from './tls.ts';
 
 export { instanceEndpoint };
