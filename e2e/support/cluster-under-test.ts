@@ -25,6 +25,13 @@ export interface ClusterUnderTest {
   serviceHost(namespace: string, service: string, port: number | string): Promise<string>;
   /** Installs the operator with the chart in its own namespace. */
   installOperator(options?: OperatorOptions): Promise<OperatorDeployment>;
+  /**
+   * Makes the nodes trust `caPem` for the registry at `host` (`name:port`), as a cluster admin
+   * does for containerd: `<certs dir>/<host>/ca.crt`. The test cluster's node reads its own
+   * certs dir; a real cluster's must be NIXERY_E2E_CERTS_DIR, a directory its nodes' containerd
+   * reads as config_path (a shared mount, say).
+   */
+  trustRegistryCa(host: string, caPem: string): Promise<void>;
   /** Removes what the suite made and, for a test cluster, the cluster itself. */
   release(): Promise<void>;
 }
@@ -48,10 +55,12 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
   const namespaces = [...request.namespaces, OPERATOR_NAMESPACE];
   let kubeconfigPath: string;
   let auditLogPath: string;
+  let certsDir: string | undefined;
   let cluster: Cluster | undefined;
   if (mode === 'existing') {
     kubeconfigPath = requiredEnv('KUBECONFIG', 'the kubeconfig of the cluster to test against');
     auditLogPath = requiredEnv('NIXERY_E2E_AUDIT_LOG', "the API server's audit log (--audit-log-path, Metadata level or more), readable here");
+    certsDir = process.env.NIXERY_E2E_CERTS_DIR;
     const version = await kubectl(kubeconfigPath, ['version', '-o', 'json']);
     if (version.code !== 0) throw new Error(`the cluster of ${kubeconfigPath} does not answer: ${version.stderr}`);
     for (const namespace of namespaces) {
@@ -61,12 +70,16 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
     }
   } else {
     auditLogPath = path.join(workDir, 'audit.log');
-    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath });
+    certsDir = path.join(workDir, 'certs.d');
+    await fs.mkdir(certsDir);
+    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir });
     kubeconfigPath = cluster.kubeconfigPath;
   }
   const audit = await AuditLog.from(auditLogPath);
   const forwarders = new Map<string, Promise<ServiceForwarder>>();
   let operator: OperatorDeployment | undefined;
+  /** The registry host directories written into the certs dir, removed again at the end. */
+  const trusted: string[] = [];
 
   return {
     mode,
@@ -83,6 +96,12 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
       operator = await installOperator(kubeconfigPath, OPERATOR_NAMESPACE, workDir, options);
       return operator;
     },
+    async trustRegistryCa(host, caPem) {
+      if (!certsDir) throw new Error("NIXERY_E2E_CLUSTER=existing needs NIXERY_E2E_CERTS_DIR for this suite: a directory the nodes' containerd reads as config_path");
+      await fs.mkdir(path.join(certsDir, host), { recursive: true });
+      await fs.writeFile(path.join(certsDir, host, 'ca.crt'), caPem);
+      trusted.push(path.join(certsDir, host));
+    },
     async release() {
       for (const forwarder of forwarders.values()) await (await forwarder.catch(() => undefined))?.close();
       if (cluster) {
@@ -98,6 +117,7 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
           if (result.code !== 0) throw new Error(`could not delete namespace ${namespace}: ${result.stderr}`);
         }
       }
+      for (const dir of trusted) await fs.rm(dir, { recursive: true, force: true });
       await fs.rm(workDir, { recursive: true, force: true });
     },
   };
