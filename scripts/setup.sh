@@ -15,9 +15,10 @@ NPM_VERSION=11.19.1
 # independent registry clients; python3, make and g++ for the native addon fs-xattr; wrk, pigz,
 # nginx-light and docker-registry are the benchmarks' baselines; mmdebstrap and binutils (strip)
 # build the project's images (build-images.sh); openssl makes the TLS tests' certificates, and
-# containerd (its ctr) is the other client that pulls over TLS (e2e/registry/tls.test.ts).
+# containerd (its ctr) is the other client that pulls over TLS (e2e/registry/tls.test.ts);
+# qemu-user-static runs arm64 programs: Nix's aarch64-linux builds and arm64 images in tests.
 DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
-  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils containerd)
+  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils containerd qemu-user-static)
 
 log() { printf '[setup %3ds] %s\n' "$SECONDS" "$*" >&2; }
 
@@ -37,6 +38,42 @@ if ((${#missing[@]})); then
   # Again, now that Debian's CA bundle exists for NODE_EXTRA_CA_CERTS to name.
   source scripts/env.sh
 fi
+
+# linux/arm64 images (NIXERY_PLATFORMS, `nixery build --platforms`, the arm64 meta-package) are
+# built here for aarch64-linux (nix/nix.conf's extra-platforms): the offline package set builds
+# from Debian's busybox-static:arm64, unpacked where nix/offline/default.nix looks for it, and the
+# kernel runs arm64 programs with qemu-user-static through binfmt_misc. Registered with the conf
+# line Debian ships (systemd-binfmt would write the same, but a fresh root runs no systemd); its
+# F flag has the kernel open the emulator at registration, so arm64 programs run in chroots too.
+ARM64_BUSYBOX_DIR=/usr/local/lib/busybox-static-arm64
+if [ ! -x "$ARM64_BUSYBOX_DIR/bin/busybox" ]; then
+  log "unpacking Debian's busybox-static:arm64 into $ARM64_BUSYBOX_DIR"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then dpkg --add-architecture arm64; apt_updated=; fi
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  deb_dir=$(mktemp -d)
+  # apt fetches as its own user where it can write.
+  if id _apt >/dev/null 2>&1; then chown _apt "$deb_dir"; fi
+  (cd "$deb_dir" && apt-get download -qq busybox-static:arm64)
+  dpkg-deb -x "$deb_dir"/busybox-static_*_arm64.deb "$deb_dir/root"
+  rm -rf "$ARM64_BUSYBOX_DIR"
+  mkdir -p "$(dirname "$ARM64_BUSYBOX_DIR")"
+  mv "$deb_dir/root" "$ARM64_BUSYBOX_DIR"
+  rm -rf "$deb_dir"
+fi
+BINFMT=/proc/sys/fs/binfmt_misc
+if [ ! -e "$BINFMT/register" ]; then
+  log "mounting binfmt_misc on $BINFMT"
+  mount -t binfmt_misc binfmt_misc "$BINFMT"
+fi
+register_qemu_aarch64() {
+  # An entry left by something else (another interpreter path, no F flag) is replaced.
+  if [ -e "$BINFMT/qemu-aarch64" ]; then echo -1 > "$BINFMT/qemu-aarch64"; fi
+  log "registering qemu-aarch64 with binfmt_misc"
+  grep -v '^[#;]' /usr/lib/binfmt.d/qemu-aarch64.conf | grep . > "$BINFMT/register"
+}
+arm64_runs() { [ "$("$ARM64_BUSYBOX_DIR/bin/busybox" uname -m 2>/dev/null)" = aarch64 ]; }
+if ! arm64_runs; then register_qemu_aarch64; fi
+arm64_runs || { log "arm64 programs do not run through binfmt_misc and qemu-aarch64"; exit 1; }
 
 # The product passes nix/nix.conf on every Nix call itself; this block gives Nix run by hand
 # (nix-build, nix-store) the same settings. Rewritten in place, after whatever else is there.

@@ -3,11 +3,17 @@
 # host's static busybox, so the registry and its tests work without network
 # access to nixpkgs or a binary cache. See README.md next to this file.
 { system ? builtins.currentSystem
-  # A directory holding a static `busybox`. Taken as a directory, not a file,
-  # because busybox dispatches on argv[0] and Nix runs a builder with argv[0]
-  # set to the builder's file name: the imported file has to be called
-  # `busybox`, not `<hash>-busybox-static`.
-, busyboxDir ? (if builtins.pathExists /usr/bin/busybox then /usr/bin else /bin)
+  # A directory holding a static `busybox` for `system`. Taken as a
+  # directory, not a file, because busybox dispatches on argv[0] and Nix runs
+  # a builder with argv[0] set to the builder's file name: the imported file
+  # has to be called `busybox`, not `<hash>-busybox-static`. For
+  # aarch64-linux, Debian's busybox-static:arm64 as scripts/setup.sh unpacks
+  # it (Nix runs it through qemu-user-static and binfmt_misc on an amd64
+  # machine); otherwise the host's own.
+, busyboxDir ?
+    (if system == "aarch64-linux" && builtins.pathExists /usr/local/lib/busybox-static-arm64/bin/busybox
+     then /usr/local/lib/busybox-static-arm64/bin
+     else if builtins.pathExists /usr/bin/busybox then /usr/bin else /bin)
   # Debian's bundle, so that TLS clients in demo images can verify servers.
 , caBundle ? /etc/ssl/certs/ca-certificates.crt
   # nixpkgs takes `config`, `overlays`, `crossSystem`, ...; callers may pass them.

@@ -30,5 +30,7 @@ describe('the product\'s Nix settings', () => {
     assert.equal(options.get('builders'), '');
     assert.equal(options.get('pure-eval'), 'false');
     assert.notEqual(options.get('max-jobs'), '0');
+    // linux/arm64 images: built here through an emulator (scripts/setup.sh registers qemu-aarch64).
+    assert.equal(options.get('extra-platforms'), 'aarch64-linux');
   });
 });
