@@ -1,11 +1,13 @@
 // The OCI distribution-spec conformance suite (v1.1.1, vendored in e2e/oci-conformance/) against
-// the registry with filesystem storage and the push token: all four workflows (pull, push,
-// content discovery with referrers, content management with deletes). Every spec must pass, and
-// only the four specs that are alternatives of ones that run may be skipped (README there).
+// the registry with filesystem storage: all four workflows (pull, push, content discovery with
+// referrers, content management with deletes), once with the push token and once with
+// authentication on (anonymous pulls off, an htpasswd user allowed by a policy). Every spec must
+// pass, and only the four specs that are alternatives of ones that run may be skipped (README there).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import bcrypt from 'bcryptjs';
 import { run } from '@nixery/test-support';
 import { unpackConformanceSuite } from '../oci-conformance/unpack.ts';
 import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
@@ -34,57 +36,91 @@ function junitSpecs(xml: string): Spec[] {
   });
 }
 
-describe('registry: the OCI distribution-spec conformance suite', () => {
-  let registry: RegistryProcess;
-  let work: string;
-  before(async () => {
-    work = await tempDir('nixery-e2e-conformance-');
-    registry = await startRegistry({ env: { NIXERY_PUSH_TOKEN: TOKEN } });
-  });
-  after(async () => {
-    await registry?.stop();
-    if (registry) await fs.rm(registry.storagePath, { recursive: true, force: true });
-    if (work) await fs.rm(work, { recursive: true, force: true });
-  });
+interface ConformanceCase {
+  /** What the registry is started with. */
+  env: Record<string, string>;
+  /** The suite's Basic credentials. */
+  username: string;
+  password: string;
+}
 
-  it('passes every spec of pull, push, content discovery and content management, skipping only the alternatives', async () => {
-    const suite = await unpackConformanceSuite(path.join(work, 'conformance.test'));
-    const reports = path.join(work, 'report');
-    await fs.mkdir(reports);
-    const result = await run(suite, ['-test.v', '-ginkgo.no-color'], {
-      cwd: reports,
-      timeoutMs: 180_000,
-      env: {
-        PATH: process.env.PATH,
-        HOME: work,
-        OCI_ROOT_URL: registry.url,
-        OCI_NAMESPACE: 'myorg/myrepo',
-        OCI_CROSSMOUNT_NAMESPACE: 'myorg/other',
-        OCI_AUTOMATIC_CROSSMOUNT: 'true',
-        // Basic credentials, any user: the suite exchanges them at /v2/token for the push token.
-        OCI_USERNAME: 'any',
-        OCI_PASSWORD: TOKEN,
-        OCI_TEST_PULL: '1',
-        OCI_TEST_PUSH: '1',
-        OCI_TEST_CONTENT_DISCOVERY: '1',
-        OCI_TEST_CONTENT_MANAGEMENT: '1',
-        OCI_REPORT_DIR: reports,
-      },
+/** Runs all four workflows against a registry started for `setup`; every spec must pass, and only the alternatives may be skipped. */
+function conformanceCase(title: string, setup: (work: string) => Promise<ConformanceCase>): void {
+  describe(title, () => {
+    let registry: RegistryProcess;
+    let work: string;
+    let conformance: ConformanceCase;
+    before(async () => {
+      work = await tempDir('nixery-e2e-conformance-');
+      conformance = await setup(work);
+      registry = await startRegistry({ env: conformance.env });
     });
-    const output = result.stdout + result.stderr;
-    // ginkgo's summary: "Ran 75 of 79 Specs ... -- 75 Passed | 0 Failed | 0 Pending | 4 Skipped"
-    const summary = /(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped/.exec(output);
-    assert.ok(summary, `the suite printed no summary (exit ${result.code}):\n${output.slice(-4000)}`);
-    const specs = junitSpecs(await fs.readFile(path.join(reports, 'junit.xml'), 'utf8'));
-    const failed = specs.filter((s) => s.status === 'failed' || s.failure !== undefined);
-    assert.deepEqual(
-      failed.map((s) => `${s.name}: ${s.failure ?? ''}`),
-      [],
-      `failed specs (registry log tail:\n${registry.logs().slice(-3000)})`,
-    );
-    assert.deepEqual(specs.filter((s) => s.status === 'skipped').map((s) => s.name).sort(), [...EXPECTED_SKIPS].sort(), 'skipped specs');
-    const [, passed, failedCount, pending, skipped] = summary.map(Number);
-    assert.deepEqual({ passed, failed: failedCount, pending, skipped }, { passed: 75, failed: 0, pending: 0, skipped: 4 });
-    assert.equal(result.code, 0, 'the suite exits 0');
+    after(async () => {
+      await registry?.stop();
+      if (registry) await fs.rm(registry.storagePath, { recursive: true, force: true });
+      if (work) await fs.rm(work, { recursive: true, force: true });
+    });
+
+    it('passes every spec of pull, push, content discovery and content management, skipping only the alternatives', async () => {
+      const suite = await unpackConformanceSuite(path.join(work, 'conformance.test'));
+      const reports = path.join(work, 'report');
+      await fs.mkdir(reports);
+      const result = await run(suite, ['-test.v', '-ginkgo.no-color'], {
+        cwd: reports,
+        timeoutMs: 180_000,
+        env: {
+          PATH: process.env.PATH,
+          HOME: work,
+          OCI_ROOT_URL: registry.url,
+          OCI_NAMESPACE: 'myorg/myrepo',
+          OCI_CROSSMOUNT_NAMESPACE: 'myorg/other',
+          OCI_AUTOMATIC_CROSSMOUNT: 'true',
+          // Basic credentials: the suite exchanges them at /v2/token for a registry token.
+          OCI_USERNAME: conformance.username,
+          OCI_PASSWORD: conformance.password,
+          OCI_TEST_PULL: '1',
+          OCI_TEST_PUSH: '1',
+          OCI_TEST_CONTENT_DISCOVERY: '1',
+          OCI_TEST_CONTENT_MANAGEMENT: '1',
+          OCI_REPORT_DIR: reports,
+        },
+      });
+      const output = result.stdout + result.stderr;
+      // ginkgo's summary: "Ran 75 of 79 Specs ... -- 75 Passed | 0 Failed | 0 Pending | 4 Skipped"
+      const summary = /(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped/.exec(output);
+      assert.ok(summary, `the suite printed no summary (exit ${result.code}):\n${output.slice(-4000)}`);
+      const specs = junitSpecs(await fs.readFile(path.join(reports, 'junit.xml'), 'utf8'));
+      const failed = specs.filter((s) => s.status === 'failed' || s.failure !== undefined);
+      assert.deepEqual(
+        failed.map((s) => `${s.name}: ${s.failure ?? ''}`),
+        [],
+        `failed specs (registry log tail:\n${registry.logs().slice(-3000)})`,
+      );
+      assert.deepEqual(specs.filter((s) => s.status === 'skipped').map((s) => s.name).sort(), [...EXPECTED_SKIPS].sort(), 'skipped specs');
+      const [, passed, failedCount, pending, skipped] = summary.map(Number);
+      assert.deepEqual({ passed, failed: failedCount, pending, skipped }, { passed: 75, failed: 0, pending: 0, skipped: 4 });
+      assert.equal(result.code, 0, 'the suite exits 0');
+      assert.ok(!registry.logs().includes(conformance.password), 'no credential in the registry log');
+    });
   });
+}
+
+conformanceCase('registry: the OCI distribution-spec conformance suite, with the push token', async () => ({
+  env: { NIXERY_PUSH_TOKEN: TOKEN },
+  // The administrator: any user name, the push token as the password.
+  username: 'any',
+  password: TOKEN,
+}));
+
+conformanceCase('registry: the OCI distribution-spec conformance suite, with authentication on (anonymous pulls off, an htpasswd user, a policy)', async (work) => {
+  const password = 'conformance-password-0123';
+  const htpasswd = path.join(work, 'htpasswd');
+  await fs.writeFile(htpasswd, `conformance:${bcrypt.hashSync(password, 4)}\n`);
+  const policy = path.join(work, 'policy.json');
+  await fs.writeFile(policy, JSON.stringify({ rules: [{ repositories: ['myorg/**'], users: ['conformance'], actions: ['pull', 'push', 'delete'] }] }));
+  return {
+    env: { NIXERY_PUSH_TOKEN: TOKEN, NIXERY_ANONYMOUS_PULL: 'false', NIXERY_HTPASSWD_FILE: htpasswd, NIXERY_AUTH_POLICY_FILE: policy },
+    username: 'conformance',
+    password,
+  };
 });
