@@ -54,6 +54,8 @@ interface World {
   /** API groups discovery lists. */
   groups?: string[];
   certificate?: KubernetesObject;
+  /** Applying these (`Kind namespace/name`) answers with the status. */
+  applyFails?: Record<string, number>;
 }
 
 /**
@@ -124,7 +126,9 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
       apply: async (desired, cached) => {
         const namespace = desired.metadata!.namespace;
         requests.push(`apply ${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}${cached ? ' over the cached one' : ''}`);
-        applied.set(`${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}`, desired);
+        const key = `${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}`;
+        if (world.applyFails?.[key]) throw apiError(world.applyFails[key]);
+        applied.set(key, desired);
         if (desired.kind === 'Secret') server.set(`${namespace}/${desired.metadata!.name}`, desired as V1Secret);
         return 'applied';
       },
@@ -399,6 +403,22 @@ describe('reconciling a NixeryInstance', () => {
       assert.ok(done.requests.includes('apply Certificate team-a/nixery-tls over the cached one'));
       assert.equal(done.condition('TLSReady'), 'True CertificateReady');
     });
+  });
+
+  it('nulls what status.tls no longer holds in the merge patch, so the next reconcile finds nothing to write', async () => {
+    const before: NixeryInstanceStatus = { tls: { secretName: 'my-cert', caBundle: 'PEM', caConfigMap: 'nixery-ca-bundle' } };
+    const { reconcile, statuses } = reconcilerFor({ ...subject({ tls: { secretName: 'my-cert' } }), status: before });
+    await reconcile();
+    assert.deepEqual(statuses[0]!.tls, { secretName: 'my-cert', caBundle: null, caConfigMap: null }, 'the Secret went: nothing to trust any more');
+  });
+
+  it('writes the pull Secrets of the namespaces that exist, and leaves a missing namespace for later', async () => {
+    const { reconcile, requests } = reconcilerFor(subject({ auth: { anonymousPull: true, pullSecretNamespaces: ['gone', 'web'] } }), {
+      applyFails: { 'Secret gone/nixery-pull': 404 },
+    });
+    await reconcile();
+    assert.ok(requests.includes('apply Secret web/nixery-pull'));
+    assert.ok(requests.includes('patch nixeryinstances/nixery/status'), 'the status is still written');
   });
 
   it('removes status.tls and TLSReady when TLS is turned off (null in the merge patch)', async () => {

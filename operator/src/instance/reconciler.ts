@@ -197,7 +197,8 @@ export class InstanceReconciler {
     if (!isDeepStrictEqual(status, instance.status ?? {})) {
       this.deps.onWrite('NixeryInstance/status');
       // A merge patch keeps what it does not mention: a field that is gone must be sent as null.
-      const body = { status: { ...status, ...(instance.status?.tls && !status.tls ? { tls: null } : {}) } };
+      const tls = mergePatchOf(instance.status?.tls, status.tls);
+      const body = { status: { ...status, ...(tls === undefined ? {} : { tls }) } };
       await this.customObjects.patchNamespacedCustomObjectStatus(
         { group: NIXERY_INSTANCE.group, version: NIXERY_INSTANCE.version, plural: NIXERY_INSTANCE.plural, namespace, name, body, fieldManager: FIELD_MANAGER },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
@@ -377,7 +378,14 @@ export class InstanceReconciler {
     const wanted = new Set(instance.spec.auth?.pullSecretNamespaces ?? []);
     for (const namespace of [...wanted].sort()) {
       const secret = desiredPullSecret(instance, namespace, credentials);
-      await this.deps.applier.apply(secret, this.cached('Secret', secret.metadata!.name!, namespace));
+      try {
+        await this.deps.applier.apply(secret, this.cached('Secret', secret.metadata!.name!, namespace));
+      } catch (error) {
+        // A namespace that does not exist (yet): the others still get theirs, and the resync
+        // writes this one once it is there.
+        if (statusOf(error) !== 404) throw error;
+        this.deps.log.warn('no pull Secret: the namespace does not exist', { namespace: instance.metadata.namespace, name: instance.metadata.name, pullSecretNamespace: namespace });
+      }
     }
     for (const namespace of this.pullSecretNamespaces(instance)) {
       if (!wanted.has(namespace)) await this.deletePullSecret(instance, namespace);
@@ -428,6 +436,12 @@ export class InstanceReconciler {
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
   }
+}
+
+/** `next` as a merge patch over `previous`: keys `next` lacks are nulled; no object at all is null. */
+function mergePatchOf<T extends object>(previous: T | undefined, next: T | undefined): Record<string, unknown> | null | undefined {
+  if (!next) return previous ? null : undefined;
+  return { ...Object.fromEntries(Object.keys(previous ?? {}).map((k) => [k, null])), ...next };
 }
 
 function decodeAll(data: Record<string, string> | undefined): Record<string, string> {
