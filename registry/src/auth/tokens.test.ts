@@ -89,20 +89,28 @@ describe('registry tokens', () => {
 
 describe('what a token may carry: requested ∩ allowed', () => {
   const alice: Identity = { kind: 'user', name: 'alice' };
-  const access = new AccessControl({
-    policy: () => parsePolicy(JSON.stringify({ rules: [{ repositories: ['team-a/**'], users: ['alice'], actions: ['pull', 'push'] }] })),
-    anonymousPull: true,
-  });
+  const policy = () => parsePolicy(JSON.stringify({ rules: [{ repositories: ['team-a/**'], users: ['alice'], actions: ['pull', 'push'] }] }));
+  const requested = parseScopes(['repository:team-a/tool:pull,push,delete', 'repository:shell:pull,push', 'repository:team-b/x:pull']);
 
   it('grants the requested actions the identity has, and nothing else', async () => {
-    const requested = parseScopes(['repository:team-a/tool:pull,push,delete', 'repository:shell:pull,push', 'repository:team-b/x:pull']);
+    const access = new AccessControl({ policy, anonymousPull: false });
     assert.deepEqual(await access.grant(alice, requested), [{ type: 'repository', name: 'team-a/tool', actions: ['pull', 'push'] }]);
+    assert.deepEqual(await access.grant(ANONYMOUS, requested), []);
+    assert.deepEqual(await access.grant(ADMIN, parseScopes(['repository:team-b/x:delete'])), [{ type: 'repository', name: 'team-b/x', actions: ['delete'] }], 'only what was asked');
+    assert.deepEqual(await access.grant(ADMIN, parseScopes(['repository:Bad..Name:pull'])), [], 'never an invalid name');
+  });
+
+  it('with anonymous pulls on, pulls for everyone', async () => {
+    const access = new AccessControl({ policy, anonymousPull: true });
+    assert.deepEqual(await access.grant(alice, requested), [
+      { type: 'repository', name: 'team-a/tool', actions: ['pull', 'push'] },
+      { type: 'repository', name: 'shell', actions: ['pull'] },
+      { type: 'repository', name: 'team-b/x', actions: ['pull'] },
+    ]);
     assert.deepEqual(await access.grant(ANONYMOUS, requested), [
       { type: 'repository', name: 'team-a/tool', actions: ['pull'] },
       { type: 'repository', name: 'shell', actions: ['pull'] },
       { type: 'repository', name: 'team-b/x', actions: ['pull'] },
     ]);
-    assert.deepEqual(await access.grant(ADMIN, parseScopes(['repository:team-b/x:delete'])), [{ type: 'repository', name: 'team-b/x', actions: ['delete'] }], 'only what was asked');
-    assert.deepEqual(await access.grant(ADMIN, parseScopes(['repository:Bad..Name:pull'])), [], 'never an invalid name');
   });
 });
