@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import tls from 'node:tls';
-import type { ChildProcess } from 'node:child_process';
 import {
   eventually,
   freePort,
@@ -17,12 +16,11 @@ import {
   makeCertificateAuthority,
   run,
   runOk,
-  spawn,
-  stopChild,
   within,
   type CertificateAuthority,
   type ServingCertificate,
 } from '@nixery/test-support';
+import { startContainerd, stopContainerd, type Containerd } from '../support/containerd.ts';
 import { nixeryBuild } from '../support/nixery-cli.ts';
 import { runInRoot } from '../support/oci-client.ts';
 import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
@@ -235,15 +233,11 @@ describe('registry: HTTPS with certificates that rotate, and /metrics on its own
   });
 
   describe("containerd's ctr", () => {
-    let containerd: { child: ChildProcess; socket: string; dir: string; output: () => string } | undefined;
+    let containerd: Containerd | undefined;
     before(async () => {
       containerd = await startContainerd();
     });
-    after(async () => {
-      if (!containerd) return;
-      await stopChild(containerd.child);
-      await fs.rm(containerd.dir, { recursive: true, force: true });
-    });
+    after(() => stopContainerd(containerd));
 
     /** `ctr images pull` through the private containerd, with `hostsDir` as its --hosts-dir. */
     const pull = (hostsDir: string, reference: string) =>
@@ -286,50 +280,4 @@ function logLines(registry: RegistryProcess): Record<string, unknown>[] {
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/**
- * A containerd of this test's own: root, state, sockets and plugin directory in a temporary
- * directory, its own configuration (no CRI: only the image store and the snapshotter are used).
- */
-async function startContainerd() {
-  const dir = await tempDir('nixery-e2e-containerd-');
-  const socket = path.join(dir, 'containerd.sock');
-  const config = path.join(dir, 'config.toml');
-  await fs.writeFile(
-    config,
-    [
-      'version = 2',
-      `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]',
-      '[grpc]',
-      `  address = "${socket}"`,
-      '[ttrpc]',
-      `  address = "${socket}.ttrpc"`,
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = "${dir}/opt"`,
-      '',
-    ].join('\n'),
-  );
-  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let output = '';
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  try {
-    await eventually(
-      'containerd to answer on its socket',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`containerd exited (${child.exitCode}):\n${output.slice(-3000)}`);
-        return (await run('ctr', ['--address', socket, 'version'], { timeoutMs: 10_000 })).code === 0 ? true : undefined;
-      },
-      30_000,
-      200,
-    );
-  } catch (error) {
-    await stopChild(child);
-    await fs.rm(dir, { recursive: true, force: true });
-    throw new Error(`containerd did not start:\n${output.slice(-3000)}`, { cause: error });
-  }
-  return { child, socket, dir, output: () => output };
 }

@@ -14,12 +14,16 @@ export async function skopeoInspectRaw(host: string, reference: string, what: 'm
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
-/** Copies `reference` from the registry and unpacks it; returns the root file system's path. */
-export async function pullAndUnpack(host: string, reference: string, workDir: string): Promise<string> {
+/**
+ * Copies `reference` from the registry and unpacks it; returns the root file system's path. With
+ * `arch`, skopeo takes that architecture's image of an index (`--override-arch`).
+ */
+export async function pullAndUnpack(host: string, reference: string, workDir: string, options: { arch?: string } = {}): Promise<string> {
   const layout = path.join(workDir, 'layout');
   const bundle = path.join(workDir, 'bundle');
   await fs.mkdir(workDir, { recursive: true });
-  await runOk('skopeo', ['copy', '--src-tls-verify=false', `docker://${host}/${reference}`, `oci:${layout}:img`], { timeoutMs: 300_000 });
+  const arch = options.arch ? ['--override-arch', options.arch] : [];
+  await runOk('skopeo', [...arch, 'copy', '--src-tls-verify=false', `docker://${host}/${reference}`, `oci:${layout}:img`], { timeoutMs: 300_000 });
   await runOk('umoci', ['unpack', '--image', `${layout}:img`, bundle]);
   const rootfs = path.join(bundle, 'rootfs');
   await fs.access(rootfs);

@@ -89,6 +89,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     packagePolicy,
     maxClosureBytes: config.maxClosureBytes,
     ...(config.metricsPort !== undefined ? { serveMetrics: false } : {}),
+    platforms: config.platforms,
   });
   const { server, certificate } = createServer(app, config, runtime.metrics, log);
   await new Promise<void>((resolve, reject) => {
@@ -107,6 +108,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     packages: describeSource(config.source, config.sourceIsDefault),
     storage: runtime.storage.description,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
+    platforms: config.platforms,
     layerBudget: config.layerBudget,
     connections: config.connections,
     tls: config.tls ? { ...config.tls, certificate } : 'off',

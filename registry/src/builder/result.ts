@@ -1,5 +1,6 @@
 // The builder's result: one plain JSON document that `nixery build` prints, the server logs for
 // every build, and the operator reads from a build Job's termination message.
+import type { Platform } from '../image/platform.ts';
 import type { Descriptor } from '../oci/image.ts';
 import type { BuildSbom } from './sbom.ts';
 
@@ -46,4 +47,26 @@ export interface BuildResult {
   builderVersion: number;
   /** Present when the result came from the manifest cache; timings are then those of the original build. */
   fromCache?: true;
+}
+
+/** One platform's image of a multi-platform build: a complete image, with its own SBOM. */
+export interface PlatformBuildResult extends BuildResult {
+  platform: Platform;
+}
+
+/**
+ * A name built for several platforms (NIXERY_PLATFORMS, `nixery build --platforms`): each
+ * platform's image, and the image index naming them, stored in both renderings.
+ */
+export interface IndexBuildResult {
+  name: string;
+  tag: string;
+  /** The OCI image index (its entries the platforms' OCI manifests). */
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** The index as Docker's manifest list (Docker manifests) and as the OCI image index. */
+  manifests: { docker: Descriptor; oci: Descriptor };
+  /** In the index's order. */
+  platforms: PlatformBuildResult[];
 }

@@ -534,3 +534,23 @@ describe('TLS (NIXERY_TLS_CERT_FILE, NIXERY_TLS_KEY_FILE) and the metrics port (
     assert.equal(config.metricsPort, 9102);
   });
 });
+
+describe('platforms (NIXERY_PLATFORMS)', () => {
+  it('default to linux/amd64 alone, and keep the order given', () => {
+    assert.deepEqual(loadConfig({}).platforms, ['linux/amd64']);
+    assert.deepEqual(loadConfig({ NIXERY_PLATFORMS: 'linux/arm64,linux/amd64' }).platforms, ['linux/arm64', 'linux/amd64']);
+  });
+
+  it('refuse what is not a list of known platforms, naming the variable', () => {
+    for (const bad of ['linux/386', 'linux/amd64,,linux/arm64', 'linux/amd64,linux/amd64', 'arm64']) {
+      assert.throws(() => loadConfig({ NIXERY_PLATFORMS: bad }), { variable: 'NIXERY_PLATFORMS' }, bad);
+    }
+  });
+
+  it('round-trip through renderEnvironment', () => {
+    const env = renderEnvironment({ platforms: ['linux/amd64', 'linux/arm64'] });
+    assert.deepEqual(env, { NIXERY_PLATFORMS: 'linux/amd64,linux/arm64' });
+    assert.deepEqual(loadConfig(env).platforms, ['linux/amd64', 'linux/arm64']);
+    assert.deepEqual(renderEnvironment({ platforms: [] }), {});
+  });
+});

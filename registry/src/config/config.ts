@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { MAX_PACKAGE_PATTERNS, packagePatternProblem } from '../image/package-policy.ts';
+import { DEFAULT_PLATFORMS, InvalidPlatformsError, parsePlatforms, type Platform } from '../image/platform.ts';
 import type { SpaceReserve } from '../builder/free-space.ts';
 import { DEFAULT_CHANNEL_BASE_URL, trustedRefPatternProblem, type PackageSource } from './package-source.ts';
 import { readTlsPairSync, TlsPairError, type TlsFiles } from './tls-pair.ts';
@@ -61,6 +62,7 @@ export const ENV = {
   tlsCertFile: 'NIXERY_TLS_CERT_FILE',
   tlsKeyFile: 'NIXERY_TLS_KEY_FILE',
   metricsPort: 'NIXERY_METRICS_PORT',
+  platforms: 'NIXERY_PLATFORMS',
 } as const;
 
 export type StorageConfig =
@@ -137,6 +139,8 @@ export interface Config {
   tls?: TlsFiles;
   /** Serve `/metrics` on this port alone (plain HTTP), not on the registry's; unset: on the registry's. */
   metricsPort?: number;
+  /** What a name is built for, in order; several: a pull gets an image index (service/manifests.ts). */
+  platforms: Platform[];
 }
 
 /** Pull authentication and scoped tokens (auth/create.ts puts them to work). */
@@ -288,6 +292,7 @@ const fields = {
   tlsCertFile: nonEmpty,
   tlsKeyFile: nonEmpty,
   metricsPort: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
+  platforms: z.string().transform(platformList),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -313,6 +318,17 @@ function checkedList(raw: string, ctx: z.RefinementCtx, max: number, noun: strin
 /** A comma-separated list of package patterns, each checked. */
 function packagePatterns(raw: string, ctx: z.RefinementCtx): string[] {
   return checkedList(raw, ctx, MAX_PACKAGE_PATTERNS, 'attribute paths', packagePatternProblem, (problem) => `expected comma-separated attribute paths with * as a glob, but found ${problem}`);
+}
+
+/** NIXERY_PLATFORMS: image/platform.ts's list. */
+function platformList(raw: string, ctx: z.RefinementCtx): Platform[] {
+  try {
+    return parsePlatforms(raw);
+  } catch (error) {
+    if (!(error instanceof InvalidPlatformsError)) throw error;
+    ctx.addIssue({ code: 'custom', message: error.message });
+    return z.NEVER;
+  }
 }
 
 /** Bytes, with Kubernetes' suffixes (`512Mi`, `2G`), or a percentage of the file system (`5%`). */
@@ -437,6 +453,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     minFreeSpace: v.minFreeSpace ?? DEFAULT_MIN_FREE_SPACE,
     ...(tls ? { tls } : {}),
     ...(v.metricsPort !== undefined ? { metricsPort: v.metricsPort } : {}),
+    platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
   };
 }
 
@@ -541,6 +558,8 @@ export interface RegistrySettings {
   /** Paths in the registry's container (operator-api's TLS_MOUNT). */
   tls?: TlsFiles;
   metricsPort?: number;
+  /** Unset: the registry's default (linux/amd64). */
+  platforms?: readonly Platform[];
 }
 
 /**
@@ -604,5 +623,6 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
     env[ENV.tlsKeyFile] = settings.tls.keyFile;
   }
   if (settings.metricsPort !== undefined) env[ENV.metricsPort] = String(settings.metricsPort);
+  if (settings.platforms?.length) env[ENV.platforms] = settings.platforms.join(',');
   return env;
 }

@@ -5,6 +5,7 @@ import { OnDemandNames } from '../auth/on-demand-names.ts';
 import type { ImageBuilder } from '../builder/builder.ts';
 import type { PackageSource } from '../config/package-source.ts';
 import { ALLOW_EVERYTHING, type CompiledPackagePolicy } from '../image/package-policy.ts';
+import type { Platform } from '../image/platform.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { StorageBackend } from '../storage/backend.ts';
@@ -41,6 +42,8 @@ export interface AppDeps {
   maxClosureBytes?: number;
   /** False: `/metrics` has a port of its own (NIXERY_METRICS_PORT, http/metrics-server.ts) and is not found here. */
   serveMetrics?: boolean;
+  /** What names are built for (NIXERY_PLATFORMS); several make image indexes. Default: linux/amd64. */
+  platforms?: readonly Platform[];
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -80,6 +83,7 @@ export function createApp(deps: AppDeps): express.Express {
     ...(deps.onDemand === undefined ? {} : { onDemand: deps.onDemand }),
     ...(deps.packagePolicy ? { packagePolicy: deps.packagePolicy } : {}),
     ...(deps.maxClosureBytes !== undefined ? { maxClosureBytes: deps.maxClosureBytes } : {}),
+    ...(deps.platforms ? { platforms: deps.platforms } : {}),
   });
   const blobs = new Blobs(deps.storage, deps.uploads);
   const auth = deps.auth ?? RegistryAuth.withPushToken(deps.pushToken, onDemandNames(deps));

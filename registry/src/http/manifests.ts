@@ -8,7 +8,7 @@ import { BuildRejectedError, BuildQueueFullError, ClientRateLimitedError } from 
 import type { Failure } from '../builder/outcome.ts';
 import { InvalidNameError, InvalidTagError } from '../image/name.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { negotiateManifestFormat } from '../oci/image.ts';
+import { negotiateIndexFormat, negotiateManifestFormat } from '../oci/image.ts';
 import {
   ImageBuildFailedError,
   ManifestBlobsUnknownError,
@@ -50,7 +50,9 @@ export async function getManifest(deps: ManifestsDeps, req: Request, res: Respon
       res.once('close', () => {
         if (!res.writableFinished) gone.abort(new ClientGoneError());
       });
-      manifest = await deps.manifests.byTag(name, reference, negotiateManifestFormat(req.headers.accept), {
+      const index = negotiateIndexFormat(req.headers.accept);
+      const accepted = { image: negotiateManifestFormat(req.headers.accept), ...(index ? { index } : {}) };
+      manifest = await deps.manifests.byTag(name, reference, accepted, {
         signal: gone.signal,
         client: clientAddress(req.socket.remoteAddress),
       });

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { negotiateManifestFormat, renderConfig, renderManifest, sha256Digest } from './image.ts';
+import { negotiateIndexFormat, negotiateManifestFormat, renderConfig, renderManifest, sha256Digest } from './image.ts';
 import { MediaType } from './media-types.ts';
 
 const layers = [
@@ -65,6 +65,31 @@ describe('manifest content negotiation', () => {
   it('honours q-values and q=0', () => {
     assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest};q=0.5, ${MediaType.ociManifest}`), 'oci');
     assert.equal(negotiateManifestFormat(`${MediaType.ociManifest};q=0`), 'docker');
+  });
+});
+
+describe('image index content negotiation', () => {
+  it('finds no index for a client that names none: no Accept, wildcards, image manifests only', () => {
+    for (const accept of [undefined, '', '*/*', 'application/json', `${MediaType.dockerManifest}, ${MediaType.ociManifest}`]) {
+      assert.equal(negotiateIndexFormat(accept), undefined, String(accept));
+    }
+  });
+
+  it('gives the OCI image index to a client that reads it, Docker\'s manifest list to one that reads only Docker\'s types', () => {
+    // What skopeo (containers/image) sends, the list before the index.
+    const skopeo = [MediaType.ociManifest, MediaType.dockerManifest, 'application/vnd.docker.distribution.manifest.v1+prettyjws', MediaType.dockerManifestList, MediaType.ociIndex].join(', ');
+    assert.equal(negotiateIndexFormat(skopeo), 'oci');
+    // containerd's order: the manifest list, the v2 manifest, the OCI index, the OCI manifest, */*.
+    assert.equal(negotiateIndexFormat([MediaType.dockerManifestList, MediaType.dockerManifest, MediaType.ociIndex, MediaType.ociManifest, '*/*']), 'oci');
+    assert.equal(negotiateIndexFormat(`${MediaType.ociIndex}, ${MediaType.ociManifest}`), 'oci');
+    assert.equal(negotiateIndexFormat(`${MediaType.dockerManifest}, ${MediaType.dockerManifestList}`), 'docker');
+  });
+
+  it('honours q-values and q=0 between the two', () => {
+    assert.equal(negotiateIndexFormat(`${MediaType.ociIndex};q=0.5, ${MediaType.dockerManifestList}`), 'docker');
+    assert.equal(negotiateIndexFormat(`${MediaType.dockerManifestList};q=0.5, ${MediaType.ociIndex}`), 'oci');
+    assert.equal(negotiateIndexFormat(`${MediaType.ociIndex};q=0, ${MediaType.dockerManifestList}`), 'docker');
+    assert.equal(negotiateIndexFormat(`${MediaType.ociIndex};q=0`), undefined);
   });
 });
 

@@ -101,24 +101,45 @@ const SUPPORTED: Record<string, ManifestFormat> = {
   [MediaType.ociManifest]: 'oci',
 };
 
+const SUPPORTED_INDEXES: Record<string, ManifestFormat> = {
+  [MediaType.dockerManifestList]: 'docker',
+  [MediaType.ociIndex]: 'oci',
+};
+
 /**
  * Picks the manifest format for a request's Accept header: the supported type with the highest
  * q-value, earlier entries winning ties (clients list their preference first). No Accept, only
  * wildcards or only unsupported types give Docker schema 2, the format every client reads.
  */
 export function negotiateManifestFormat(accept: string | string[] | undefined): ManifestFormat {
+  return preferred(accept, SUPPORTED) ?? 'docker';
+}
+
+/**
+ * Which image index a request's Accept header takes: the OCI image index (`oci`) or Docker's
+ * manifest list (`docker`), the one with the higher q-value, the OCI index when they tie (skopeo
+ * and containerd name both, the list first): Docker's list is for clients that read only Docker's
+ * types. Undefined when it names neither (no Accept, wildcards only, image manifests only): such a
+ * client reads no index.
+ */
+export function negotiateIndexFormat(accept: string | string[] | undefined): ManifestFormat | undefined {
+  return preferred(accept, SUPPORTED_INDEXES, 'oci');
+}
+
+/** The supported type with the highest q-value; a tie goes to `favoured`, else to the earlier entry. */
+function preferred(accept: string | string[] | undefined, supported: Record<string, ManifestFormat>, favoured?: ManifestFormat): ManifestFormat | undefined {
   const header = Array.isArray(accept) ? accept.join(',') : (accept ?? '');
   let best: { format: ManifestFormat; q: number } | undefined;
   for (const part of header.split(',')) {
     const [type, ...params] = part.split(';').map((s) => s.trim());
-    const format = type === undefined ? undefined : SUPPORTED[type.toLowerCase()];
+    const format = type === undefined ? undefined : supported[type.toLowerCase()];
     if (format === undefined) continue;
     let q = 1;
     for (const param of params) {
       const match = /^q\s*=\s*([0-9.]+)$/i.exec(param);
       if (match) q = Number(match[1]);
     }
-    if (q > 0 && (best === undefined || q > best.q)) best = { format, q };
+    if (q > 0 && (best === undefined || q > best.q || (q === best.q && format === favoured))) best = { format, q };
   }
-  return best?.format ?? 'docker';
+  return best?.format;
 }

@@ -7,9 +7,12 @@ import assert from 'node:assert/strict';
 import type { BuildOptions, ImageBuilder } from '../builder/builder.ts';
 import { recordBuiltReferrers } from '../builder/built-referrers.ts';
 import { BuildQueueFullError, ClientRateLimitedError } from '../builder/errors.ts';
-import { InvalidNameError, InvalidTagError, type ImageSpec } from '../image/name.ts';
+import type { BuildResult } from '../builder/result.ts';
+import { imageFromName, InvalidNameError, InvalidTagError, type ImageSpec } from '../image/name.ts';
+import type { Platform } from '../image/platform.ts';
+import { renderManifest } from '../oci/image.ts';
 import { compilePackagePolicy, type PackagePolicy } from '../image/package-policy.ts';
-import { MediaType } from '../oci/media-types.ts';
+import { MANIFEST_MEDIA_TYPE, MediaType } from '../oci/media-types.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
 import { PushedTags } from '../push/tag-store.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
@@ -349,5 +352,99 @@ describe('pushed manifests: DELETE by tag and by digest, referrers', () => {
     for (const subject of [5, null, {}, { digest: 'sha256:abc' }, { digest: 'md5:00' }]) {
       await assert.rejects(manifests.put('toolbox', 'v1', image({ subject }), MediaType.ociManifest), ManifestInvalidError, JSON.stringify(subject));
     }
+  });
+});
+
+describe('manifests by tag with several platforms (NIXERY_PLATFORMS)', () => {
+  /** A builder whose images stand for what Nix would make: one config and layer per system. */
+  async function platformSetup(platforms: Platform[], fail?: (image: ImageSpec) => Error | undefined) {
+    const storage = new FilesystemStorage(await tempDir());
+    await storage.init();
+    const builds: { system: string; packages: string[]; signal?: AbortSignal }[] = [];
+    const build = async (image: ImageSpec, options: BuildOptions): Promise<BuildResult> => {
+      builds.push({ system: image.arch.system, packages: image.packages, ...(options.signal ? { signal: options.signal } : {}) });
+      const failure = fail?.(image);
+      if (failure) throw failure;
+      const config = { mediaType: MediaType.dockerConfig, digest: sha256(`config ${image.arch.system}`), size: 10 };
+      const layers = [{ digest: sha256(`layer ${image.arch.system}`), diffId: sha256(`tar ${image.arch.system}`), size: 20, storePaths: [], kind: 'customisation' as const, cached: false }];
+      const rendered = (format: 'docker' | 'oci') => {
+        const bytes = renderManifest(format, config, layers);
+        return { mediaType: MANIFEST_MEDIA_TYPE[format], digest: sha256(bytes), size: bytes.length };
+      };
+      const manifests = { docker: rendered('docker'), oci: rendered('oci') };
+      return { name: image.name, tag: image.tag, packages: image.packages, system: image.arch.system, ...manifests.docker, manifests, config, layers } as unknown as BuildResult;
+    };
+    const manifests = new Manifests({ storage, builder: { build } as unknown as ImageBuilder, pushedTags: new PushedTags(storage), tags: new TagIndex(storage), platforms });
+    return { manifests, builds, storage, build };
+  }
+  const both: Platform[] = ['linux/amd64', 'linux/arm64'];
+
+  it('serves a client that reads OCI indexes an image index: each platform\'s OCI manifest, built through the builder, and stores it for pulls by digest', async () => {
+    const { manifests, builds, storage, build } = await platformSetup(both);
+    const served = await manifests.byTag('shell/hello', 'latest', { image: 'oci', index: 'oci' });
+    assert.equal(served.mediaType, MediaType.ociIndex);
+    assert.equal(served.digest, sha256(served.body));
+    assert.deepEqual(builds.map((b) => b.system), ['x86_64-linux', 'aarch64-linux']);
+    assert.deepEqual(new Set(builds.map((b) => b.packages.join(','))).size, 1, 'the same packages for every platform');
+    const index = JSON.parse(served.body.toString());
+    const amd64 = await build(imageFromName('hello', 'latest'), {});
+    const arm64 = await build(imageFromName('arm64/hello', 'latest'), {});
+    assert.deepEqual(index, {
+      schemaVersion: 2,
+      mediaType: MediaType.ociIndex,
+      manifests: [
+        { ...amd64.manifests.oci, platform: { architecture: 'amd64', os: 'linux' } },
+        { ...arm64.manifests.oci, platform: { architecture: 'arm64', os: 'linux' } },
+      ],
+    });
+    const byDigest = await manifests.byDigest(served.digest);
+    assert.deepEqual(byDigest, { body: served.body, mediaType: MediaType.ociIndex, digest: served.digest });
+    // The Docker rendering is stored too, so a client of either kind can fetch the other's digest.
+    const list = await manifests.byTag('shell/hello', 'latest', { image: 'docker', index: 'docker' });
+    assert.equal((await storage.statBlob(list.digest))?.contentType, MediaType.dockerManifestList);
+  });
+
+  it('serves a client that reads only Docker\'s types a manifest list of Docker manifests', async () => {
+    const { manifests } = await platformSetup(both);
+    const served = await manifests.byTag('hello', 'latest', { image: 'docker', index: 'docker' });
+    assert.equal(served.mediaType, MediaType.dockerManifestList);
+    const list = JSON.parse(served.body.toString());
+    assert.equal(list.mediaType, MediaType.dockerManifestList);
+    assert.deepEqual(list.manifests.map((m: { mediaType: string; platform: unknown }) => [m.mediaType, m.platform]), [
+      [MediaType.dockerManifest, { architecture: 'amd64', os: 'linux' }],
+      [MediaType.dockerManifest, { architecture: 'arm64', os: 'linux' }],
+    ]);
+  });
+
+  it('serves a client that reads no index the first platform\'s image, building nothing else', async () => {
+    const { manifests, builds } = await platformSetup(['linux/arm64', 'linux/amd64']);
+    const served = await manifests.byTag('hello', 'latest', 'docker');
+    assert.equal(served.mediaType, MediaType.dockerManifest);
+    assert.deepEqual(builds.map((b) => b.system), ['aarch64-linux']);
+  });
+
+  it('keeps Nixery\'s arm64 meta-package: one arm64 image, also for a client that reads indexes', async () => {
+    const { manifests, builds } = await platformSetup(both);
+    const served = await manifests.byTag('arm64/hello', 'latest', { image: 'oci', index: 'oci' });
+    assert.equal(served.mediaType, MediaType.ociManifest);
+    assert.deepEqual(builds.map((b) => b.system), ['aarch64-linux']);
+  });
+
+  it('with one platform serves that platform\'s image, as without the setting', async () => {
+    for (const [platforms, system] of [[['linux/amd64'], 'x86_64-linux'], [['linux/arm64'], 'aarch64-linux']] as const) {
+      const { manifests, builds } = await platformSetup([...platforms]);
+      assert.equal((await manifests.byTag('hello', 'latest', { image: 'oci', index: 'oci' })).mediaType, MediaType.ociManifest);
+      assert.deepEqual(builds.map((b) => b.system), [system]);
+    }
+  });
+
+  it('fails as the first failing platform does, and stops waiting for the others', async () => {
+    const { manifests, builds } = await platformSetup(both, (image) => (image.arch.system === 'aarch64-linux' ? new BuilderReached('no arm64') : undefined));
+    await assert.rejects(manifests.byTag('hello', 'latest', { image: 'oci', index: 'oci' }), reachedBuilder);
+    assert.equal(builds.length, 2);
+    assert.ok(builds.every((b) => b.signal?.aborted), 'every platform\'s build is told that nobody waits for it any more');
+    const refusal = new BuildQueueFullError(16, 10);
+    const refused = await platformSetup(both, (image) => (image.arch.system === 'aarch64-linux' ? refusal : undefined));
+    await assert.rejects(refused.manifests.byTag('hello', 'latest', { image: 'oci', index: 'oci' }), (error: unknown) => error === refusal);
   });
 });

@@ -1,15 +1,17 @@
 // Manifests by digest and by tag, pushed and deleted, and the referrers of a digest. The registry's
 // rules for them live here: a pushed tag wins over reading the name as a package list, which
 // happens only with on-demand builds on and for packages the package policy allows; a served build
-// notes its tag for the listing without writing to storage (a pull never writes); a pushed manifest
+// notes its tag for the listing without writing to storage (a pull never writes); with several
+// platforms (NIXERY_PLATFORMS) a name is an image index of one image per platform; a pushed manifest
 // may only name stored blobs; one with a `subject` is listed among that digest's referrers, as a
 // built image's SBOM is among its own (builder/built-referrers.ts); a DELETE by digest removes the repository's tags of it, and the bytes once no repository holds it.
-import type { ImageBuilder } from '../builder/builder.ts';
+import type { BuildOptions, ImageBuilder } from '../builder/builder.ts';
 import { builtReferrers } from '../builder/built-referrers.ts';
+import { buildPlatforms, ImageIndexes, renderPlatformIndex } from '../builder/image-index.ts';
 import { BuildRejectedError } from '../builder/errors.ts';
 import { classifyFailure } from '../builder/outcome.ts';
-import type { BuildResult } from '../builder/result.ts';
-import { ALWAYS_INCLUDED, imageFromName, InvalidTagError, isValidRepositoryName, validateTag } from '../image/name.ts';
+import { ALWAYS_INCLUDED, ARM64, imageFromName, InvalidTagError, isValidRepositoryName, validateTag } from '../image/name.ts';
+import { DEFAULT_PLATFORMS, PLATFORMS, type Platform } from '../image/platform.ts';
 import { ALLOW_EVERYTHING, refusedPackages, type CompiledPackagePolicy } from '../image/package-policy.ts';
 import { isSha256Digest, renderManifest, sha256Digest } from '../oci/image.ts';
 import { MANIFEST_MEDIA_TYPE, MediaType, type ManifestFormat } from '../oci/media-types.ts';
@@ -49,6 +51,21 @@ export interface ManifestsDeps {
   maxClosureBytes?: number;
   /** Which repositories hold which pushed manifests, and the referrers index. Default: kept in `storage`. */
   pushedManifests?: PushedManifests;
+  /**
+   * What a name is built for (NIXERY_PLATFORMS), in order. Several: a client that reads an image
+   * index gets one with an image per platform, any other the first platform's image. Default:
+   * linux/amd64 alone.
+   */
+  platforms?: readonly Platform[];
+}
+
+/**
+ * What a client reads, from its Accept header: an image manifest's format, and the image index's,
+ * if it takes one (oci/image.ts's negotiation). A bare format: a client that takes no index.
+ */
+export interface AcceptedManifests {
+  image: ManifestFormat;
+  index?: ManifestFormat;
 }
 
 /** What a manifest push did: the manifest's digest, and the subject it was listed as a referrer of. */
@@ -79,10 +96,12 @@ interface PushedManifest {
 export class Manifests {
   private readonly deps: ManifestsDeps;
   private readonly pushed: PushedManifests;
+  private readonly indexes: ImageIndexes;
 
   constructor(deps: ManifestsDeps) {
     this.deps = deps;
     this.pushed = deps.pushedManifests ?? new PushedManifests(deps.storage);
+    this.indexes = new ImageIndexes(deps.storage);
   }
 
   /** Any stored manifest, built or pushed, by its digest. Throws ManifestUnknownError. */
@@ -102,8 +121,12 @@ export class Manifests {
    * always-included ones are part of every image and not checked), and ImageBuildFailedError
    * when the build fails. A build the builder would not start now is its BuildRejectedError; a
    * requester who left gets its signal's reason.
+   * With several platforms and a client that reads an index, every platform's image is built (each
+   * a build of its own, through the same queue and limits) and their index served; an `arm64/`
+   * name stays Nixery's single arm64 image.
    */
-  async byTag(name: string, tag: string, format: ManifestFormat, requester: Requester = {}): Promise<Manifest> {
+  async byTag(name: string, tag: string, accepted: ManifestFormat | AcceptedManifests, requester: Requester = {}): Promise<Manifest> {
+    const { image: format, index } = typeof accepted === 'string' ? { image: accepted, index: undefined } : accepted;
     checkTag(tag);
     // A name that is no repository name was never pushed, and would make no storage key.
     const pushed = isValidRepositoryName(name) ? await this.deps.pushedTags.get(name, tag) : null;
@@ -120,26 +143,33 @@ export class Manifests {
       image.packages.filter((p) => !(ALWAYS_INCLUDED as readonly string[]).includes(p)),
     );
     if (refused.length) throw new PackagesRefusedError(refused);
-    let result: BuildResult;
+    const options: BuildOptions = {
+      ...(requester.signal ? { signal: requester.signal } : {}),
+      ...(requester.client !== undefined ? { client: requester.client } : {}),
+      ...(this.deps.maxClosureBytes !== undefined ? { maxClosureBytes: this.deps.maxClosureBytes } : {}),
+    };
+    const platforms = this.deps.platforms ?? DEFAULT_PLATFORMS;
+    const prefixed = image.arch.system === ARM64.system;
+    let manifest: Manifest;
     try {
-      result = await this.deps.builder.build(image, {
-        ...(requester.signal ? { signal: requester.signal } : {}),
-        ...(requester.client !== undefined ? { client: requester.client } : {}),
-        ...(this.deps.maxClosureBytes !== undefined ? { maxClosureBytes: this.deps.maxClosureBytes } : {}),
-      });
+      if (!prefixed && platforms.length > 1 && index !== undefined) {
+        const images = await buildPlatforms(this.deps.builder, image, platforms, options);
+        const built = await this.indexes.store(name, tag, images);
+        // Rendered again, as an image manifest below: the bytes stored, without reading them.
+        manifest = { body: renderPlatformIndex(index, images), mediaType: built.manifests[index].mediaType, digest: built.manifests[index].digest };
+      } else {
+        const result = await this.deps.builder.build(prefixed ? image : { ...image, arch: PLATFORMS[platforms[0]!] }, options);
+        // Rendered again rather than read from storage: rendering is pure, the same inputs give the
+        // bytes the builder stored (so the digest matches), and it costs no storage round trip.
+        manifest = { body: renderManifest(format, result.config, result.layers), mediaType: MANIFEST_MEDIA_TYPE[format], digest: result.manifests[format].digest };
+      }
     } catch (error) {
       if (error instanceof BuildRejectedError || (requester.signal?.aborted && error === requester.signal.reason)) throw error;
       throw new ImageBuildFailedError(`${name}:${tag}`, classifyFailure(error), { cause: error });
     }
     // Noted in memory, written later in a batch: a pull writes nothing (service/tags.ts).
     this.deps.tags.recordPulled(name, tag);
-    // Rendered again rather than read from storage: rendering is pure, the same inputs give the
-    // bytes the builder stored (so the digest matches), and it costs no storage round trip.
-    return {
-      body: renderManifest(format, result.config, result.layers),
-      mediaType: MANIFEST_MEDIA_TYPE[format],
-      digest: result.manifests[format].digest,
-    };
+    return manifest;
   }
 
   /**

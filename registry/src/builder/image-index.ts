@@ -1,0 +1,83 @@
+// One name for several platforms: each platform's image built by the builder as any image is (a
+// job of its bounded queue, the client's rate, the closure limit, the caches: an `arm64/hello`
+// and the arm64 entry of `hello` are one build), then the image index naming them, rendered as the
+// OCI image index and as Docker's manifest list and stored once (oci/image-index.ts).
+import type { ImageSpec } from '../image/name.ts';
+import { PLATFORMS, type Platform } from '../image/platform.ts';
+import { sha256Digest, type Descriptor } from '../oci/image.ts';
+import { INDEX_MEDIA_TYPE, renderIndex } from '../oci/image-index.ts';
+import type { ManifestFormat } from '../oci/media-types.ts';
+import type { StorageBackend } from '../storage/backend.ts';
+import { BoundedMap } from '../cache/ttl-cache.ts';
+import type { BuildOptions, ImageBuilder } from './builder.ts';
+import { BuildStorageError } from './errors.ts';
+import type { IndexBuildResult, PlatformBuildResult } from './result.ts';
+
+/** Index digests known to be stored, so that a pull of a built index costs no storage round trip. */
+const STORED_INDEX_ENTRIES = 1024;
+
+/**
+ * Builds `image` for each platform, all at once (the builder's queue bounds the work). The first
+ * failure is thrown, and the other platforms' builds are no longer waited for: one still queued
+ * for nobody else is dropped, one running finishes into the caches.
+ */
+export async function buildPlatforms(
+  builder: Pick<ImageBuilder, 'build'>,
+  image: ImageSpec,
+  platforms: readonly Platform[],
+  options: BuildOptions = {},
+): Promise<PlatformBuildResult[]> {
+  const failed = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, failed.signal]) : failed.signal;
+  return Promise.all(
+    platforms.map(async (platform) => {
+      try {
+        const result = await builder.build({ ...image, arch: PLATFORMS[platform] }, { ...options, signal });
+        return { ...result, platform };
+      } catch (error) {
+        failed.abort(error);
+        throw error;
+      }
+    }),
+  );
+}
+
+/** The index of the platforms' images, in the given rendering: each entry that rendering's manifest. */
+export function renderPlatformIndex(format: ManifestFormat, images: readonly PlatformBuildResult[]): Buffer {
+  return renderIndex(
+    format,
+    images.map((image) => ({ manifest: image.manifests[format], platform: { os: 'linux', architecture: PLATFORMS[image.platform].imageArch } })),
+  );
+}
+
+export class ImageIndexes {
+  private readonly storage: StorageBackend;
+  private readonly stored = new BoundedMap<string, true>(STORED_INDEX_ENTRIES);
+
+  constructor(storage: StorageBackend) {
+    this.storage = storage;
+  }
+
+  /**
+   * The index of the platforms' images, stored in both renderings (once: a stored one is only
+   * looked at) so that clients fetch it, and the images it names, by digest.
+   */
+  async store(name: string, tag: string, images: readonly PlatformBuildResult[]): Promise<IndexBuildResult> {
+    const [docker, oci] = await Promise.all((['docker', 'oci'] as const).map((format) => this.put(format, renderPlatformIndex(format, images))));
+    return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { docker: docker!, oci: oci! }, platforms: [...images] };
+  }
+
+  private async put(format: ManifestFormat, bytes: Buffer): Promise<Descriptor> {
+    const descriptor = { mediaType: INDEX_MEDIA_TYPE[format], digest: sha256Digest(bytes), size: bytes.length };
+    if (this.stored.get(descriptor.digest)) return descriptor;
+    try {
+      if (!(await this.storage.statBlob(descriptor.digest))) {
+        await this.storage.putBlob(bytes, { contentType: descriptor.mediaType, expectedDigest: descriptor.digest });
+      }
+    } catch (cause) {
+      throw new BuildStorageError(`storing the image index ${descriptor.digest} failed: ${(cause as Error).message}`, { cause });
+    }
+    this.stored.set(descriptor.digest, true);
+    return descriptor;
+  }
+}
