@@ -5,12 +5,16 @@
 // pulls the arm64 image by `--platform`, and every platform's image has its own SBOM in the
 // referrers API. A client of Docker's types only gets a manifest list, one that reads no index the
 // first platform's image, and `arm64/` keeps Nixery's meaning: that one arm64 image.
+// `nixery build --platforms … --push` pushes each platform's image by digest and then the index
+// under the tag, here and into Debian's docker-registry (CNCF distribution).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { runOk } from '@nixery/test-support';
 import { startContainerd, stopContainerd, type Containerd } from '../support/containerd.ts';
+import { startDockerRegistry } from '../support/docker-registry.ts';
+import { nixeryBuild } from '../support/nixery-cli.ts';
 import { pullAndUnpack, runInRoot, skopeoInspectRaw } from '../support/oci-client.ts';
 import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
 
@@ -20,6 +24,8 @@ const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const CYCLONEDX = 'application/vnd.cyclonedx+json';
 const IMAGE = 'shell/hello';
+const TOKEN = 'e2e-multi-arch-push-token-0123';
+const BOTH = 'linux/amd64,linux/arm64';
 /** ELF's e_machine for AArch64 and x86-64. */
 const EM_AARCH64 = 183;
 const EM_X86_64 = 62;
@@ -43,7 +49,7 @@ describe('registry: one name, an image index for linux/amd64 and linux/arm64', (
   let work: string;
   let containerd: Containerd | undefined;
   before(async () => {
-    registry = await startRegistry({ env: { NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIX_TIMEOUT: '300' } });
+    registry = await startRegistry({ env: { NIXERY_PLATFORMS: BOTH, NIX_TIMEOUT: '300', NIXERY_PUSH_TOKEN: TOKEN } });
     work = await tempDir('nixery-e2e-multi-arch-');
   });
   after(async () => {
@@ -178,5 +184,91 @@ describe('registry: one name, an image index for linux/amd64 and linux/arm64', (
     assert.equal(single.mediaType, OCI_MANIFEST);
     const { arm64 } = await index();
     assert.equal(single.digest, arm64.digest, 'the same packages for the same system: the same build');
+  });
+  describe('nixery build --platforms', () => {
+    interface Built {
+      digest: string;
+      mediaType: string;
+      platforms: { platform: string; digest: string; mediaType: string; sbomDigest: string; system: string }[];
+      pushed?: { reference: string; digest: string; platforms: { platform: string; digest: string; sbomDigest: string }[] };
+    }
+
+    /** `nixery build` with storage of its own; its JSON result and its summary file. */
+    async function build(args: string[]) {
+      const storage = await tempDir('nixery-e2e-multi-arch-build-');
+      const resultFile = path.join(storage, 'summary.json');
+      try {
+        const ran = await nixeryBuild([...args, '--result-file', resultFile], { STORAGE_PATH: storage, NIXERY_PUSH_TOKEN: TOKEN, NIX_TIMEOUT: '300' });
+        const summary = await fs.readFile(resultFile, 'utf8').then((text) => JSON.parse(text) as Record<string, unknown>, () => undefined);
+        return { ...ran, built: ran.json as unknown as Built, summary };
+      } finally {
+        await fs.rm(storage, { recursive: true, force: true });
+      }
+    }
+
+    it('pushes each platform\'s image by digest, then the index under the tag, and reports every platform\'s digest', async () => {
+      const { code, stderr, built, summary } = await build(['--packages', 'shell,hello', '--platforms', BOTH, '--push', `${registry.host}/team/hello:v1`]);
+      assert.equal(code, 0, stderr);
+      assert.equal(built.mediaType, OCI_INDEX);
+      assert.deepEqual(built.platforms.map((p) => [p.platform, p.system, p.mediaType]), [
+        ['linux/amd64', 'x86_64-linux', OCI_MANIFEST],
+        ['linux/arm64', 'aarch64-linux', OCI_MANIFEST],
+      ]);
+      const platforms = built.platforms.map((p) => ({ platform: p.platform, digest: p.digest, sbomDigest: p.sbomDigest }));
+      assert.deepEqual(built.pushed, { reference: `${registry.host}/team/hello:v1`, digest: built.digest, platforms });
+      assert.equal(summary?.digest, built.digest);
+      assert.equal(summary?.mediaType, OCI_INDEX);
+      assert.deepEqual(summary?.platforms, platforms);
+      assert.equal(summary?.pushed, `${registry.host}/team/hello:v1`);
+
+      // The tag names the index; it names the images the build reported, each with its SBOM.
+      const pushed = await get('/v2/team/hello/manifests/v1', `${OCI_INDEX}, ${OCI_MANIFEST}`);
+      assert.equal(pushed.digest, built.digest);
+      assert.deepEqual(json<Index>(pushed.body).manifests.map((m) => [m.platform?.architecture, m.digest]), [['amd64', platforms[0]!.digest], ['arm64', platforms[1]!.digest]]);
+      for (const p of platforms) {
+        const referrers = json<Index>((await get(`/v2/team/hello/referrers/${p.digest}`)).body).manifests;
+        assert.ok(referrers.some((r) => r.digest === p.sbomDigest && r.artifactType === CYCLONEDX), `${p.platform}: ${JSON.stringify(referrers)}`);
+      }
+      // What the registry builds for the same packages on demand: the same images, the same index.
+      const { index: onDemand } = await index();
+      assert.deepEqual(onDemand.manifests.map((m) => m.digest), platforms.map((p) => p.digest));
+      assert.equal(built.digest, (await get(`/v2/${IMAGE}/manifests/latest`, OCI_INDEX)).digest);
+
+      const rootfs = await pullAndUnpack(registry.host, 'team/hello:v1', path.join(work, 'pushed-arm64'), { arch: 'arm64' });
+      assert.equal(await runInRoot(rootfs, ['/bin/hello']), 'Hello, world!\n');
+    });
+
+    it('builds one platform\'s single image with one platform, and refuses what is no platform list', async () => {
+      const arm64 = await build(['--packages', 'hello', '--platforms', 'linux/arm64']);
+      assert.equal(arm64.code, 0, arm64.stderr);
+      assert.equal((arm64.json as { system: string }).system, 'aarch64-linux');
+      assert.equal(arm64.summary?.platforms, undefined);
+      for (const args of [['--platforms', 'linux/386'], ['--platforms', 'linux/amd64,linux/amd64']]) {
+        const refused = await build(['--packages', 'hello', ...args]);
+        assert.equal(refused.code, 64, `${args.join(' ')}: ${refused.stderr}`);
+      }
+      const both = await build(['--packages', 'arm64,hello', '--platforms', BOTH]);
+      assert.equal(both.code, 64);
+      assert.match((both.json.error as { message: string }).message, /arm64 meta-package and --platforms/);
+    });
+
+    it('pushes the index into docker-registry (CNCF distribution), where skopeo picks the arm64 image', async () => {
+      const distribution = await startDockerRegistry();
+      try {
+        const { code, stderr, built } = await build(['--packages', 'shell,hello', '--platforms', BOTH, '--push', `${distribution.host}/team/hello:v1`]);
+        assert.equal(code, 0, `${stderr}\ndocker-registry:\n${distribution.logs().slice(-4000)}`);
+        const raw = (await skopeoInspectRaw(distribution.host, 'team/hello:v1', 'manifest')) as unknown as Index;
+        assert.equal(raw.mediaType, OCI_INDEX);
+        assert.deepEqual(raw.manifests.map((m) => m.digest), built.platforms.map((p) => p.digest));
+        // skopeo inspect names the tag's digest (the index's) and describes the image it picked.
+        const { stdout } = await runOk('skopeo', ['--override-arch', 'arm64', 'inspect', '--tls-verify=false', `docker://${distribution.host}/team/hello:v1`], { timeoutMs: 300_000 });
+        const inspected = JSON.parse(stdout) as { Digest: string; Architecture: string };
+        assert.deepEqual([inspected.Digest, inspected.Architecture], [built.digest, 'arm64']);
+        const rootfs = await pullAndUnpack(distribution.host, 'team/hello:v1', path.join(work, 'distribution-arm64'), { arch: 'arm64' });
+        assert.equal(await runInRoot(rootfs, ['/bin/uname', '-m']), 'aarch64\n');
+      } finally {
+        await distribution.stop();
+      }
+    });
   });
 });

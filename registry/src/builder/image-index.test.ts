@@ -15,7 +15,10 @@ const descriptor = (mediaType: string, content: string) => ({ mediaType, digest:
 const image = (platform: PlatformBuildResult['platform']) =>
   ({
     platform,
+    ...descriptor(MediaType.dockerManifest, `docker ${platform}`),
     manifests: { docker: descriptor(MediaType.dockerManifest, `docker ${platform}`), oci: descriptor(MediaType.ociManifest, `oci ${platform}`) },
+    sbomDigest: sha256Digest(`sbom of docker ${platform}`),
+    sbom: { referrers: { docker: descriptor(MediaType.ociManifest, `sbom of docker ${platform}`), oci: descriptor(MediaType.ociManifest, `sbom of oci ${platform}`) } },
   }) as unknown as PlatformBuildResult;
 const images = [image('linux/amd64'), image('linux/arm64')];
 
@@ -47,7 +50,11 @@ describe('the image index of a multi-platform build', () => {
     const built = await indexes.store('shell/hello', 'latest', images);
     assert.equal(built.digest, built.manifests.oci.digest);
     assert.equal(built.mediaType, MediaType.ociIndex);
-    assert.deepEqual(built.platforms.map((p) => p.platform), ['linux/amd64', 'linux/arm64']);
+    // Each platform as the index names it: its OCI manifest, and that one's SBOM.
+    assert.deepEqual(
+      built.platforms.map((p) => [p.platform, p.digest, p.mediaType, p.sbomDigest]),
+      images.map((i) => [i.platform, i.manifests.oci.digest, MediaType.ociManifest, i.sbom.referrers.oci.digest]),
+    );
     for (const format of ['docker', 'oci'] as const) {
       const stored = await storage.readBlob(built.manifests[format].digest);
       assert.deepEqual(stored, renderPlatformIndex(format, images));

@@ -50,6 +50,15 @@ export function renderPlatformIndex(format: ManifestFormat, images: readonly Pla
   );
 }
 
+/**
+ * A platform's image as the OCI index names it: its `digest`, `mediaType` and `size` those of its
+ * OCI manifest, `sbomDigest` that manifest's SBOM referrer (a BuildResult's are the Docker one's).
+ */
+export function asIndexed(image: PlatformBuildResult): PlatformBuildResult {
+  const { digest, mediaType, size } = image.manifests.oci;
+  return { ...image, digest, mediaType, size, sbomDigest: image.sbom.referrers.oci.digest };
+}
+
 export class ImageIndexes {
   private readonly storage: StorageBackend;
   private readonly stored = new BoundedMap<string, true>(STORED_INDEX_ENTRIES);
@@ -64,7 +73,7 @@ export class ImageIndexes {
    */
   async store(name: string, tag: string, images: readonly PlatformBuildResult[]): Promise<IndexBuildResult> {
     const [docker, oci] = await Promise.all((['docker', 'oci'] as const).map((format) => this.put(format, renderPlatformIndex(format, images))));
-    return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { docker: docker!, oci: oci! }, platforms: [...images] };
+    return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { docker: docker!, oci: oci! }, platforms: images.map(asIndexed) };
   }
 
   private async put(format: ManifestFormat, bytes: Buffer): Promise<Descriptor> {

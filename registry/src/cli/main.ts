@@ -6,9 +6,11 @@ import { Command, InvalidArgumentError } from 'commander';
 import { TokenKeyError } from '../auth/tokens.ts';
 import { WatchedFileError } from '../auth/watched-file.ts';
 import { classifyFailure, UsageError, type Outcome } from '../builder/outcome.ts';
-import { renderSummary, summarizeFailure, summarizeResult } from '../builder/summary.ts';
+import { buildPlatforms, ImageIndexes } from '../builder/image-index.ts';
+import { renderSummary, summarizeFailure, summarizeIndexResult, summarizeResult } from '../builder/summary.ts';
 import { ConfigError, loadConfig } from '../config/config.ts';
-import { imageFromName } from '../image/name.ts';
+import { ARM64, imageFromName } from '../image/name.ts';
+import { InvalidPlatformsError, parsePlatforms, PLATFORMS, type Platform } from '../image/platform.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createRuntime, startServer } from '../server.ts';
 import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
@@ -16,6 +18,7 @@ import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
 import { parsePushReference, pushImage, readCaBundle, type PushTarget } from '../push/client.ts';
+import { pushImageIndex } from '../push/image-index.ts';
 
 /** Exit codes of `nixery build` (and `serve` at start-up), one per outcome so scripts and the operator can tell them apart. */
 const EXIT_CODES: Record<Outcome, number> = {
@@ -114,12 +117,13 @@ program
   .requiredOption('-p, --packages <list>', 'comma-separated packages, with Nixery meta-packages first (e.g. shell,git,htop)', packageList)
   .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
   .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
+  .option('--platforms <list>', 'comma-separated platforms to build for, of linux/amd64 and linux/arm64; several: an image each and an OCI image index of them, pushed under the tag after the images (default: linux/amd64; the arm64 meta-package: linux/arm64)')
   .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE) or --push-identity-token-file')
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
   .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
   .option('--push-identity-token-file <path>', 'push with this Kubernetes ServiceAccount token (read anew for every token exchange) instead of the push token')
   .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
-  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; resultFile?: string }) => {
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; platforms?: string; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -149,12 +153,25 @@ program
       const config = loadConfig();
       log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
       const image = imageFromName(options.packages.join('/'), options.tag);
+      const platforms = options.platforms === undefined ? undefined : platformList(options.platforms);
+      if (platforms && image.arch.system === ARM64.system) throw new UsageError('the arm64 meta-package and --platforms exclude each other: use --platforms linux/arm64');
       const target = options.push ? pushTarget(options.push, options.pushScheme, { token: config.pushToken, identityTokenFile: options.pushIdentityTokenFile }) : undefined;
       if (target && options.pushCaFile !== undefined) target.ca = await pushCa(options.pushCaFile, target.scheme);
       else if (options.pushCaFile !== undefined) throw new UsageError('--push-ca-file is for --push');
       const runtime = await createRuntime(config, log, { defaultMetrics: false, signal: interruption.signal });
       await yieldPoolToEventLoop(log);
-      const result = await runtime.builder.build(image, options.configJson ? { config: options.configJson } : {});
+      const buildOptions = options.configJson ? { config: options.configJson } : {};
+      if (platforms && platforms.length > 1) {
+        // Each platform's image, then their index; pushed in that order, the index under the tag.
+        const images = await buildPlatforms(runtime.builder, image, platforms, buildOptions);
+        const built = await new ImageIndexes(runtime.storage).store(image.name, image.tag, images);
+        interruption.signal.throwIfAborted();
+        const pushed = target ? await pushImageIndex(runtime.storage, built, target, log) : undefined;
+        process.stdout.write(JSON.stringify(pushed ? { ...built, pushed } : built) + '\n');
+        if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeIndexResult(built, pushed?.reference)));
+        return;
+      }
+      const result = await runtime.builder.build(platforms ? { ...image, arch: PLATFORMS[platforms[0]!] } : image, buildOptions);
       interruption.signal.throwIfAborted();
       const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
       process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
@@ -165,6 +182,16 @@ program
       await report(error);
     }
   });
+
+/** --platforms, refused as a usage error (a JSON document and exit 64, as a bad package list). */
+function platformList(value: string): Platform[] {
+  try {
+    return parsePlatforms(value);
+  } catch (error) {
+    if (error instanceof InvalidPlatformsError) throw new UsageError(`--platforms: ${error.message}`);
+    throw error;
+  }
+}
 
 function isAuthFileError(error: unknown): boolean {
   return error instanceof WatchedFileError || error instanceof TokenKeyError;

@@ -6,7 +6,7 @@
 // half the CPU that way, and on a build machine the registry, the hashing and the client share
 // the same cores (see the commit that introduced it for the measurement).
 import { readFile } from 'node:fs/promises';
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
@@ -21,6 +21,7 @@ export interface PushTarget {
   /** host:port */
   registry: string;
   name: string;
+  /** The tag the manifest is put under, or its digest (`sha256:…`) to push it by digest. */
   tag: string;
   scheme: 'http' | 'https';
   /** With https: the CA certificates to trust (PEM, from `readCaBundle`) instead of the system's. */
@@ -154,12 +155,33 @@ export async function pushImage(storage: StorageBackend, result: BuildResult, ta
       throw new PushError(`the registry stored the manifest as ${pushed.digest}, expected ${result.digest}`);
     }
     const sbomDigest = await pushSbom(storage, registry, result, log, mode);
-    const outcome = { reference: `${target.registry}/${target.name}:${target.tag}`, digest: result.digest, uploaded: missing.length, skipped: blobs.length - missing.length, sbomDigest };
+    const outcome = { reference: pushedReference(target), digest: result.digest, uploaded: missing.length, skipped: blobs.length - missing.length, sbomDigest };
     log.info('image pushed', { ...outcome, uploadedBytes: missing.reduce((sum, b) => sum + b.size, 0), uploadMode: mode, ms: Math.round(performance.now() - startedAt) });
     return outcome;
   } finally {
     registry.close();
   }
+}
+
+/**
+ * PUTs one manifest under the target's tag (an image index, once the images it names are pushed by
+ * digest: push/image-index.ts). Returns the reference pushed, with its digest.
+ */
+export async function pushManifest(target: PushTarget, body: Buffer, mediaType: string, log: Logger, options: PushOptions = {}): Promise<{ reference: string; digest: string }> {
+  const registry = new RegistryConnection(target, 1, log, options.deniedRetry ?? { forMs: DENIED_RETRY_MS, firstDelayMs: DENIED_FIRST_DELAY_MS });
+  try {
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const pushed = await withRetries('PUT manifest', log, () => registry.putManifest(target.tag, body, mediaType));
+    if (pushed.digest !== undefined && pushed.digest !== digest) throw new PushError(`the registry stored the manifest as ${pushed.digest}, expected ${digest}`);
+    return { reference: pushedReference(target), digest };
+  } finally {
+    registry.close();
+  }
+}
+
+/** `host/name:tag`, or `host/name@digest` for a push by digest. */
+function pushedReference(target: PushTarget): string {
+  return `${target.registry}/${target.name}${target.tag.includes(':') ? '@' : ':'}${target.tag}`;
 }
 
 /**

@@ -372,7 +372,8 @@ describe('manifests by tag with several platforms (NIXERY_PLATFORMS)', () => {
         return { mediaType: MANIFEST_MEDIA_TYPE[format], digest: sha256(bytes), size: bytes.length };
       };
       const manifests = { docker: rendered('docker'), oci: rendered('oci') };
-      return { name: image.name, tag: image.tag, packages: image.packages, system: image.arch.system, ...manifests.docker, manifests, config, layers } as unknown as BuildResult;
+      const sbom = { referrers: { docker: { ...manifests.docker, digest: sha256(`sbom ${manifests.docker.digest}`) }, oci: { ...manifests.oci, digest: sha256(`sbom ${manifests.oci.digest}`) } } };
+      return { name: image.name, tag: image.tag, packages: image.packages, system: image.arch.system, ...manifests.docker, manifests, config, layers, sbom } as unknown as BuildResult;
     };
     const manifests = new Manifests({ storage, builder: { build } as unknown as ImageBuilder, pushedTags: new PushedTags(storage), tags: new TagIndex(storage), platforms });
     return { manifests, builds, storage, build };
