@@ -3,12 +3,15 @@
 // test cluster or, with NIXERY_E2E_CLUSTER=existing, a real one (see support/cluster-under-test.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
-import { eventually, REPO_ROOT } from '@nixery/test-support';
+import { eventually, REPO_ROOT, runOk } from '@nixery/test-support';
 import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
-import { skopeoInspect } from '../support/oci-client.ts';
+import { startContainerd, stopContainerd, type Containerd } from '../support/containerd.ts';
+import { pullAndUnpack, runInRoot, skopeoInspect, skopeoInspectRaw } from '../support/oci-client.ts';
+import { tempDir } from '../support/registry.ts';
 
 const NS = 'team-a';
 const EXAMPLES = path.join(REPO_ROOT, 'crds/examples');
@@ -80,6 +83,48 @@ describe('operator: NixImage', () => {
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'by-tag'])).trim(), 'Hello, world!');
     assert.match(await kubectlOk(kubeconfig, ['logs', '-n', NS, 'by-digest']), /^git version 2\.40\.1/);
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'entrypoint'])).trim(), 'Hello, world!');
+  });
+
+  it('builds a NixImage for linux/amd64 and linux/arm64: an index skopeo and ctr resolve per platform, whose arm64 image runs under emulation', async () => {
+    const spec = { instanceRef: { name: 'nixery' }, packages: ['shell', 'hello'], tag: 'v1', platforms: ['linux/amd64', 'linux/arm64'] };
+    const multi = { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', metadata: { name: 'multi', namespace: NS }, spec };
+    await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(multi));
+    const ready = await kubectl(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'niximage/multi', '--timeout=300s']);
+    if (ready.code !== 0) assert.fail(`multi is not Ready: ${ready.stderr}\n${await explain()}`);
+    const status = (await get(['niximage', 'multi'])).status as { digest: string; image: string; platforms: { platform: string; digest: string; sbomDigest: string }[] };
+    assert.deepEqual(status.platforms.map((p) => p.platform), ['linux/amd64', 'linux/arm64']);
+    const index = (await skopeoInspectRaw(registryHost, 'multi:v1', 'manifest')) as { mediaType: string; manifests: { digest: string; platform: { architecture: string } }[] };
+    assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(index.manifests.map((m) => [m.platform.architecture, m.digest]), [['amd64', status.platforms[0]!.digest], ['arm64', status.platforms[1]!.digest]]);
+    assert.equal((await skopeoInspect(registryHost, 'multi:v1')).Digest, status.digest, 'status.digest is the index the tag names');
+    assert.equal(status.image, `nixery.${NS}.svc.cluster.local:5000/multi@${status.digest}`);
+
+    const work = await tempDir('nixery-e2e-operator-multi-');
+    let containerd: Containerd | undefined;
+    try {
+      const rootfs = await pullAndUnpack(registryHost, 'multi:v1', work, { arch: 'arm64' });
+      assert.equal(await runInRoot(rootfs, ['/bin/uname', '-m']), 'aarch64\n');
+      assert.equal(await runInRoot(rootfs, ['/bin/hello']), 'Hello, world!\n');
+      containerd = await startContainerd();
+      await runOk('ctr', ['--address', containerd.socket, 'images', 'pull', '--plain-http', '--platform', 'linux/arm64', `${registryHost}/multi:v1`], { timeoutMs: 300_000 });
+      const content = (await runOk('ctr', ['--address', containerd.socket, 'content', 'ls', '--quiet'])).stdout.split('\n');
+      assert.ok(content.includes(status.platforms[1]!.digest) && !content.includes(status.platforms[0]!.digest), 'ctr fetched the arm64 image, not the amd64 one');
+    } finally {
+      await stopContainerd(containerd);
+      await fs.rm(work, { recursive: true, force: true });
+    }
+
+    // The node pulls the index by tag and runs its own platform's image.
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'multi-by-tag', namespace: NS }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `nixery.${NS}.svc.cluster.local:5000/multi:v1`, command: ['/bin/uname', '-m'] }] } };
+    await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
+    await eventually('pod multi-by-tag to succeed', async () => ((await get(['pod', 'multi-by-tag'])).status.phase === 'Succeeded' ? true : undefined), 120_000, 500);
+    assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'multi-by-tag'])).trim(), 'x86_64');
+
+    // Nixery's arm64 meta-package and platforms say the same thing twice: the API server refuses it.
+    const both = { ...multi, metadata: { name: 'multi-arm64', namespace: NS }, spec: { ...spec, packages: ['arm64', 'hello'] } };
+    const refused = await kubectl(kubeconfig, ['apply', '-f', '-'], JSON.stringify(both));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /the arm64 meta-package and platforms exclude each other/);
   });
 
   it('builds again on a spec change: a new Job, a new digest, an updated status', async () => {

@@ -1,7 +1,7 @@
 // The nixery.dev/v1alpha1 API as the operator sees it. The CRDs in crds/ are the source of truth
 // for validation and defaults; these types describe objects after the API server defaulted them.
 import type { KubernetesObject, V1ObjectMeta } from '@kubernetes/client-node';
-import type { ImageConfigOverrides } from '@nixery/registry/operator-api';
+import type { ImageConfigOverrides, Platform, PlatformSummary } from '@nixery/registry/operator-api';
 
 export const GROUP = 'nixery.dev';
 export const VERSION = 'v1alpha1';
@@ -126,6 +126,8 @@ export interface NixImageSpec {
   config?: ImageConfigOverrides;
   packageSource?: PackageSourceSpec;
   rebuildInterval?: string;
+  /** Several: an image per platform and an OCI image index of them under the tag; unset: the node's architecture. */
+  platforms?: Platform[];
 }
 
 export interface NixImageStatus {
@@ -134,6 +136,8 @@ export interface NixImageStatus {
   digest?: string;
   /** The SBOM's referrer manifest of `digest`: `GET /v2/<name>/referrers/<digest>` lists it. */
   sbomDigest?: string;
+  /** With spec.platforms of several: `digest` is the image index, and these the images it names. */
+  platforms?: PlatformSummary[];
   layers?: number;
   size?: number;
   jobName?: string;

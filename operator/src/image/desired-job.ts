@@ -49,6 +49,8 @@ export function buildHash(image: NixImage, instance: NixeryInstance, inputs: Bui
     target: instanceEndpoint(instance),
     nixTimeout: instance.spec.nixTimeout,
     rebuildEpoch: inputs.rebuildEpoch ?? null,
+    // Only when set, so that the Jobs of images without platforms keep their names.
+    ...(image.spec.platforms ? { platforms: image.spec.platforms } : {}),
     // Only when on, so that the Jobs of instances without TLS keep their names.
     ...(tlsMode(instance) ? { scheme: 'https' } : {}),
   };
@@ -95,6 +97,7 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     push: `${instanceEndpoint(instance)}/${repositoryName(image)}:${image.spec.tag}`,
     resultFile: '/dev/termination-log',
     ...(image.spec.config ? { config: image.spec.config } : {}),
+    ...(image.spec.platforms ? { platforms: image.spec.platforms } : {}),
     ...(tls ? { pushScheme: 'https' as const, pushCaFile: `${CA_MOUNT}/ca.crt` } : {}),
     pushIdentityTokenFile: `${IDENTITY_TOKEN_MOUNT}/token`,
   });

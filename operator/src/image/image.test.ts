@@ -86,6 +86,15 @@ describe('the build Job of a NixImage', () => {
     assert.deepEqual(job, desiredBuildJob(image(), instance), 'the same Job, under the same name');
   });
 
+  it('builds for spec.platforms with --platforms, a new build; unset, for the node\'s architecture as before', () => {
+    const job = desiredBuildJob(image({ platforms: ['linux/amd64', 'linux/arm64'] }), instance);
+    const args = job.spec!.template.spec!.containers[0]!.args!;
+    assert.deepEqual(args.slice(args.indexOf('--platforms'), args.indexOf('--platforms') + 2), ['--platforms', 'linux/amd64,linux/arm64']);
+    assert.ok(!desiredBuildJob(image(), instance).spec!.template.spec!.containers[0]!.args!.includes('--platforms'));
+    assert.notEqual(job.metadata!.name, desiredBuildJob(image(), instance).metadata!.name);
+    assert.notEqual(job.metadata!.name, desiredBuildJob(image({ platforms: ['linux/arm64'] }), instance).metadata!.name);
+  });
+
   it('is named after the image and a hash of what it builds: stable, and new when the spec changes', () => {
     const a = desiredBuildJob(image(), instance).metadata!.name!;
     assert.equal(a, desiredBuildJob(image(), instance).metadata!.name);
@@ -116,6 +125,20 @@ describe('NixImage status', () => {
     assert.equal(status.lastBuildTime, '2026-01-02T00:00:00.000Z');
     assert.equal(getCondition(status.conditions, 'Ready')!.status, 'True');
     assert.equal(getCondition(status.conditions, 'Building')!.status, 'False');
+  });
+
+  it('lists each platform\'s image of an index build, and drops the list when a later build is one image', () => {
+    const platforms = [
+      { platform: 'linux/amd64', digest: 'sha256:a', sbomDigest: 'sha256:as' },
+      { platform: 'linux/arm64', digest: 'sha256:b', sbomDigest: 'sha256:bs' },
+    ];
+    const summary = { digest: 'sha256:index', mediaType: 'application/vnd.oci.image.index.v1+json', size: 90, layers: 6, platforms };
+    const status = computeImageStatus(image({ platforms: ['linux/amd64', 'linux/arm64'] }), { instance, jobName, job: done, summary }, 't');
+    assert.equal(status.image, 'nixery.team-a.svc.cluster.local:5000/toolbox@sha256:index');
+    assert.deepEqual(status.platforms, platforms);
+    assert.equal(status.sbomDigest, undefined, 'an index has no SBOM of its own; its images have');
+    const single = computeImageStatus({ ...image(), status }, { instance, jobName: 'toolbox-build-def', job: done, summary: { digest: 'sha256:e', sbomDigest: 'sha256:es' } }, 't2');
+    assert.equal(single.platforms, undefined);
   });
 
   it('is Building while the Job runs, and Failed with the builder reason when it fails', () => {

@@ -62,6 +62,9 @@ export function computeImageStatus(image: NixImage, observed: ImageObservation, 
     // Another build's SBOM must not stay beside this digest (a registry before SBOMs sends none).
     if (s.sbomDigest !== undefined) base.sbomDigest = s.sbomDigest;
     else delete base.sbomDigest;
+    // An index's images; a single image's build must not keep the platforms of an earlier one.
+    if (s.platforms?.length) base.platforms = s.platforms.map((p) => ({ platform: p.platform, digest: p.digest, ...(p.sbomDigest ? { sbomDigest: p.sbomDigest } : {}) }));
+    else delete base.platforms;
     if (s.layers !== undefined) base.layers = s.layers;
     if (s.size !== undefined) base.size = s.size;
     base.jobName = observed.jobName;

@@ -117,7 +117,7 @@ program
   .requiredOption('-p, --packages <list>', 'comma-separated packages, with Nixery meta-packages first (e.g. shell,git,htop)', packageList)
   .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
   .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
-  .option('--platforms <list>', 'comma-separated platforms to build for, of linux/amd64 and linux/arm64; several: an image each and an OCI image index of them, pushed under the tag after the images (default: linux/amd64; the arm64 meta-package: linux/arm64)')
+  .option('--platforms <list>', 'comma-separated platforms to build for, of linux/amd64 and linux/arm64; several: an image each and an OCI image index of them, pushed under the tag after the images (default: this machine\'s architecture; the arm64 meta-package: linux/arm64)')
   .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE) or --push-identity-token-file')
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
   .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
@@ -171,7 +171,9 @@ program
         if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeIndexResult(built, pushed?.reference)));
         return;
       }
-      const result = await runtime.builder.build(platforms ? { ...image, arch: PLATFORMS[platforms[0]!] } : image, buildOptions);
+      // Without --platforms, this machine's architecture (a build Job's: its node's), unless the name says arm64.
+      const platform = platforms?.[0] ?? (image.arch.system === ARM64.system ? undefined : hostPlatform());
+      const result = await runtime.builder.build(platform ? { ...image, arch: PLATFORMS[platform] } : image, buildOptions);
       interruption.signal.throwIfAborted();
       const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
       process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
@@ -182,6 +184,11 @@ program
       await report(error);
     }
   });
+
+/** The platform of this machine: what `nixery build` builds for unless told otherwise. */
+function hostPlatform(): Platform {
+  return process.arch === 'arm64' ? 'linux/arm64' : 'linux/amd64';
+}
 
 /** --platforms, refused as a usage error (a JSON document and exit 64, as a bad package list). */
 function platformList(value: string): Platform[] {

@@ -3,6 +3,7 @@
 // The CLI (cli/main.ts) is the other side of these argv lists; the operator's end-to-end suites
 // run them for real.
 import { renderEnvironment, type RegistrySettings } from '../config/config.ts';
+import type { Platform } from '../image/platform.ts';
 import type { ImageConfigOverrides } from '../oci/image.ts';
 
 /** Where a registry or build container finds the push-token Secret's files. */
@@ -49,6 +50,8 @@ export interface BuildCommand {
   /** Where the summary goes, e.g. `/dev/termination-log`. */
   resultFile?: string;
   config?: ImageConfigOverrides;
+  /** Several: an image per platform and their image index under the tag; unset: the machine's architecture. */
+  platforms?: readonly Platform[];
 }
 
 /** `nixery build`. */
@@ -65,6 +68,7 @@ export function buildArgs(command: BuildCommand): string[] {
     ...(command.push && command.pushIdentityTokenFile ? ['--push-identity-token-file', command.pushIdentityTokenFile] : []),
     ...(command.resultFile ? ['--result-file', command.resultFile] : []),
     ...(command.config ? ['--config-json', JSON.stringify(command.config)] : []),
+    ...(command.platforms?.length ? ['--platforms', command.platforms.join(',')] : []),
   ];
 }
 

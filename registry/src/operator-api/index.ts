@@ -18,7 +18,8 @@ export {
 } from './commands.ts';
 export { ConfigError, ENV, loadConfig, loadLogLevel, type RegistrySettings } from '../config/config.ts';
 export { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from '../config/package-source.ts';
-export type { BuildSummary, FailureOutcome } from '../builder/summary.ts';
+export type { BuildSummary, FailureOutcome, PlatformSummary } from '../builder/summary.ts';
+export { PLATFORMS, type Platform } from '../image/platform.ts';
 export type { ImageConfigOverrides } from '../oci/image.ts';
 export { createLogger, silentLogger, type Level, type Logger } from '../log/logger.ts';
 export { deleteTag, tagUrl, TagDeleteError, type DeleteTagOptions, type TagReference } from '../push/delete-tag.ts';
