@@ -92,7 +92,11 @@ for (const { title, version, values, otherNamespaces } of SCENARIOS) {
       const state = await kubectl(kubeconfig, ['get', '-n', NS, 'nixeryinstances,niximages,jobs,pods', '-o', 'wide']);
       const conditions = await kubectl(kubeconfig, ['get', '-n', NS, 'niximages', '-o', 'jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{"\\n"}{end}']);
       const logs = await kubectl(kubeconfig, ['logs', '-n', NS, '-l', 'app.kubernetes.io/name=nixery-operator', '--tail=40']);
-      assert.fail(`kubectl wait ${args.join(' ')}: ${result.stderr}\n${state.stdout}\n${conditions.stdout}\noperator:\n${logs.stdout}${logs.stderr}`);
+      const builds = await kubectl(kubeconfig, ['logs', '-n', NS, '-l', 'app.kubernetes.io/component=build', '--tail=20']);
+      const registry = await kubectl(kubeconfig, ['logs', '-n', NS, 'deployment/nixery', '--tail=20']);
+      assert.fail(
+        `kubectl wait ${args.join(' ')}: ${result.stderr}\n${state.stdout}\n${conditions.stdout}\noperator:\n${logs.stdout}${logs.stderr}\nbuilds:\n${builds.stdout}${builds.stderr}\nregistry:\n${registry.stdout}${registry.stderr}`,
+      );
     };
 
     it('installs the CRDs, the operator and the default instance, which becomes Ready', async () => {

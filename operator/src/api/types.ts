@@ -83,6 +83,12 @@ export interface AccessRule {
   namespaces?: string[];
   authenticated?: boolean;
   actions: AccessAction[];
+  /**
+   * These exact names may be pushed even where they are package lists too: the operator's grant
+   * of a NixImage's repository (the NixImage shadows the on-demand image, as the push token did).
+   * Not in the CRD: an instance's own rules cannot set it.
+   */
+  overOnDemandNames?: boolean;
 }
 
 export interface AuthSpec {

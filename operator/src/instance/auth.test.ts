@@ -24,10 +24,10 @@ const grants = [
 ];
 
 describe('the access policy of an instance', () => {
-  it("grants each NixImage's build ServiceAccount pull, push and delete on its repository only, and the pull user pull on everything", () => {
+  it("grants each NixImage's build ServiceAccount pull, push and delete on its repository only (a package list's name too), and the pull user pull on everything", () => {
     assert.deepEqual(renderPolicy(instance, grants, PULL_USER).rules.slice(1), [
-      { repositories: ['apps/greeter'], serviceAccounts: ['team-a/nixery-build-greeter'], actions: ['pull', 'push', 'delete'] },
-      { repositories: ['toolbox'], serviceAccounts: ['team-a/nixery-build-toolbox'], actions: ['pull', 'push', 'delete'] },
+      { repositories: ['apps/greeter'], serviceAccounts: ['team-a/nixery-build-greeter'], actions: ['pull', 'push', 'delete'], overOnDemandNames: true },
+      { repositories: ['toolbox'], serviceAccounts: ['team-a/nixery-build-toolbox'], actions: ['pull', 'push', 'delete'], overOnDemandNames: true },
       { repositories: ['**'], users: ['nixery-operator-pull'], actions: ['pull'] },
     ]);
   });

@@ -59,7 +59,7 @@ export function renderPolicy(instance: NixeryInstance, builds: readonly BuildGra
   const own = instance.spec.auth?.policy?.rules ?? DEFAULT_RULES;
   const grants = [...builds]
     .sort((a, b) => (a.serviceAccount < b.serviceAccount ? -1 : a.serviceAccount > b.serviceAccount ? 1 : 0))
-    .map((b): AccessRule => ({ repositories: [b.repository], serviceAccounts: [`${namespace}/${b.serviceAccount}`], actions: ['pull', 'push', 'delete'] }));
+    .map((b): AccessRule => ({ repositories: [b.repository], serviceAccounts: [`${namespace}/${b.serviceAccount}`], actions: ['pull', 'push', 'delete'], overOnDemandNames: true }));
   return { rules: [...own, ...grants, { repositories: ['**'], users: [pullUser], actions: ['pull'] }] };
 }
 

@@ -1,11 +1,11 @@
 // What an identity may do on a repository right now: the policy's rights (policy.ts, with the
 // anonymous-pull switch), less pushing and deleting over on-demand names for everyone but the
-// administrator (on-demand-names.ts). The token endpoint grants requested ∩ these; every request
+// administrator (on-demand-names.ts) and the policy's overOnDemandNames rules. The token endpoint grants requested ∩ these; every request
 // is checked against them (and a registry token's own access).
 import { isValidRepositoryName } from '../image/name.ts';
 import type { Identity } from './identity.ts';
 import type { OnDemandNames } from './on-demand-names.ts';
-import { rightsOf, type CompiledPolicy } from './policy.ts';
+import { rightsOf, rightsOverOnDemandNames, type CompiledPolicy } from './policy.ts';
 import { sortedActions, type Access, type Action } from './scope.ts';
 
 export interface AccessControlOptions {
@@ -39,12 +39,13 @@ export class AccessControl {
    */
   async rights(identity: Identity, name: string, wanted: readonly Action[]): Promise<Rights> {
     if (!isValidRepositoryName(name)) return { allowed: new Set() };
-    const allowed = rightsOf(identity, name, { policy: this.options.policy(), anonymousPull: this.options.anonymousPull });
+    const policy = this.options.policy();
+    const allowed = rightsOf(identity, name, { policy, anonymousPull: this.options.anonymousPull });
     if (identity.kind === 'admin' || !this.options.onDemandNames) return { allowed };
-    const writes = wanted.filter((a) => a !== 'pull' && allowed.has(a));
+    const delegated = rightsOverOnDemandNames(identity, name, policy);
+    const writes = wanted.filter((a) => a !== 'pull' && allowed.has(a) && !delegated.has(a));
     if (writes.length === 0 || !(await this.options.onDemandNames.isOnDemand(name))) return { allowed };
-    allowed.delete('push');
-    allowed.delete('delete');
+    for (const action of ['push', 'delete'] as const) if (!delegated.has(action)) allowed.delete(action);
     return {
       allowed,
       refusal: `${name} is an on-demand name (a list of packages this registry builds): only the administrator may ${writes.join(' or ')} it`,

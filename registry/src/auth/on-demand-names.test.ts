@@ -83,3 +83,35 @@ describe('pushing over on-demand names', () => {
     assert.deepEqual(await access.grant(alice, [{ type: 'repository', name: 'hello', actions: ['pull', 'push', 'delete'] }]), [{ type: 'repository', name: 'hello', actions: ['pull'] }]);
   });
 });
+
+describe('a rule marked overOnDemandNames', () => {
+  const builder: Identity = { kind: 'serviceAccount', namespace: 'nixery', name: 'nixery-build-hello' };
+  const access = new AccessControl({
+    policy: () =>
+      parsePolicy(
+        JSON.stringify({
+          rules: [
+            { repositories: ['hello'], serviceAccounts: ['nixery/nixery-build-hello'], actions: ['pull', 'push'], overOnDemandNames: true },
+            { repositories: ['shell/**'], serviceAccounts: ['nixery/nixery-build-hello'], actions: ['pull', 'push', 'delete'] },
+          ],
+        }),
+      ),
+    anonymousPull: true,
+    onDemandNames: new OnDemandNames({ onDemand: true, packagePolicy: ALLOW_EVERYTHING, resolver: source(PACKAGES) }),
+  });
+
+  it('lets its subjects push the exact package-list names it names, and only the actions it grants', async () => {
+    assert.deepEqual([...(await access.rights(builder, 'hello', ['push'])).allowed].sort(), ['pull', 'push']);
+    const del = await access.rights(builder, 'hello', ['delete']);
+    assert.deepEqual([...del.allowed], ['pull', 'push']);
+    assert.deepEqual(await access.grant(builder, [{ type: 'repository', name: 'hello', actions: ['pull', 'push'] }]), [{ type: 'repository', name: 'hello', actions: ['pull', 'push'] }]);
+  });
+
+  it('gives nothing to rules without it, nor to other identities', async () => {
+    const refused = await access.rights(builder, 'shell/hello', ['push']);
+    assert.deepEqual([...refused.allowed], ['pull']);
+    assert.match(refused.refusal ?? '', /shell\/hello is an on-demand name/);
+    const other: Identity = { kind: 'serviceAccount', namespace: 'nixery', name: 'nixery-build-other' };
+    assert.deepEqual([...(await access.rights(other, 'hello', ['push'])).allowed], ['pull']);
+  });
+});

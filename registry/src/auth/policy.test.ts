@@ -68,6 +68,7 @@ describe('policy documents', () => {
     refused({ rules: [{ repositories: ['a'], users: ['alice'], actions: ['pull', 'fly'] }] }, /rules\.0\.actions\.1: expected pull, push or delete/);
     refused({ rules: [{ repositories: ['a//b'], actions: ['pull'] }] }, /rules\.0\.repositories\.0/);
     refused({ rules: [{ repositories: ['a/b**'], actions: ['pull'] }] }, /\*\* must be a whole path segment/);
+    refused({ rules: [{ repositories: ['hello', 'team-a/*'], users: ['alice'], actions: ['push'], overOnDemandNames: true }] }, /rules\.0\.repositories: overOnDemandNames takes exact repository names only/);
     refused({ rules: [{ repositories: [], actions: ['pull'] }] }, /at least one repository/);
     refused({ rules: [{ repositories: ['a'], serviceAccounts: ['builder'], actions: ['pull'] }] }, /namespace\/name/);
     refused({ rules: [{ repositories: ['a'], user: ['alice'], actions: ['pull'] }] }, /rules\.0/);

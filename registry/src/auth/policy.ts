@@ -4,7 +4,9 @@
 //
 //   { "rules": [ { "repositories": ["team-a/**", "tools/*"], "users": ["alice"],
 //                  "serviceAccounts": ["team-a/builder", "team-a/*"], "namespaces": ["team-a"],
-//                  "authenticated": false, "actions": ["pull", "push", "delete"] } ] }
+//                  "authenticated": false, "actions": ["pull", "push", "delete"] },
+//                { "repositories": ["hello"], "serviceAccounts": ["nixery/nixery-build-hello"],
+//                  "actions": ["pull", "push", "delete"], "overOnDemandNames": true } ] }
 import { z } from 'zod';
 import { globMatches } from '../image/package-policy.ts';
 import type { Identity } from './identity.ts';
@@ -36,6 +38,12 @@ const ruleSchema = z.strictObject({
   namespaces: list(z.string().regex(KUBERNETES_NAME_GLOB, 'expected a namespace name, with * as a glob')).optional(),
   authenticated: z.boolean().optional(),
   actions: z.array(z.enum(ACTIONS, { error: 'expected pull, push or delete' })).min(1, 'a rule grants at least one action'),
+  // An administrator's deliberate delegation of exact names that are also package lists (the
+  // operator's NixImage grants): a glob could hand out `shell/*` by accident, so none is allowed.
+  overOnDemandNames: z.boolean().optional(),
+}).refine((rule) => !rule.overOnDemandNames || rule.repositories.every((p) => !p.includes('*')), {
+  message: 'overOnDemandNames takes exact repository names only (no * or **)',
+  path: ['repositories'],
 });
 
 export const policySchema = z.strictObject({ rules: list(ruleSchema) });
@@ -55,6 +63,7 @@ interface CompiledRule {
   namespaces: readonly string[];
   authenticated: boolean;
   actions: readonly Action[];
+  overOnDemandNames: boolean;
 }
 
 export class PolicyError extends Error {
@@ -92,6 +101,7 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
       namespaces: rule.namespaces ?? [],
       authenticated: rule.authenticated ?? false,
       actions: rule.actions,
+      overOnDemandNames: rule.overOnDemandNames ?? false,
     })),
   };
 }
@@ -145,6 +155,21 @@ export function rightsOf(identity: Identity, repository: string, options: Rights
   if (!options.policy) return new Set(['pull']);
   for (const rule of options.policy.rules) {
     if (!ruleNames(rule, identity)) continue;
+    if (!rule.repositories.some((p) => repositoryMatches(p, repository))) continue;
+    for (const action of rule.actions) rights.add(action);
+  }
+  return rights;
+}
+
+/**
+ * The actions that rules marked `overOnDemandNames` give `identity` on `repository`: these stand
+ * even when the name is an on-demand name (access-control.ts). The administrator needs none.
+ */
+export function rightsOverOnDemandNames(identity: Identity, repository: string, policy: CompiledPolicy | undefined): Set<Action> {
+  const rights = new Set<Action>();
+  if (identity.kind === 'admin' || identity.kind === 'anonymous' || !policy) return rights;
+  for (const rule of policy.rules) {
+    if (!rule.overOnDemandNames || !ruleNames(rule, identity)) continue;
     if (!rule.repositories.some((p) => repositoryMatches(p, repository))) continue;
     for (const action of rule.actions) rights.add(action);
   }
