@@ -71,7 +71,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   await uploads.init();
   const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });
   const auth = await openAuth(
-    { ...config.auth, ...(config.pushToken ? { pushToken: config.pushToken } : {}) },
+    { ...config.auth, ...(config.pushToken ? { pushToken: config.pushToken } : {}), clientAuthChecksPerMinute: config.clientAuthChecksPerMinute },
     { log, onDemandNames: onDemandNames({ builder: runtime.builder, onDemand: config.onDemand, packagePolicy }) },
   );
   const app = createApp({
@@ -122,6 +122,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
       policyFile: config.auth.policyFile ?? null,
       sharedTokenKey: config.auth.tokenKeyFile !== undefined,
       kubernetesTokens: config.auth.kubernetesTokens ? { audience: config.auth.kubernetesTokens.audience, verification: config.auth.kubernetesTokens.verification } : null,
+      checksPerClientPerMinute: config.clientAuthChecksPerMinute,
     },
     onDemand: config.onDemand ? 'on' : 'off (pushed tags only)',
     builds: {

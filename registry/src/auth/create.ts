@@ -2,6 +2,7 @@
 // credential is (identity.ts with htpasswd.ts, kubernetes-tokens.ts, tokens.ts) and what an
 // identity may do (access-control.ts with policy.ts and on-demand-names.ts).
 import { readFile } from 'node:fs/promises';
+import { RateLimiter } from '../cache/rate-limiter.ts';
 import type { AuthSettings } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
 import { AccessControl } from './access-control.ts';
@@ -17,6 +18,8 @@ import { WatchedFile } from './watched-file.ts';
 export type AuthConfig = AuthSettings & {
   /** The administrator's credential (NIXERY_PUSH_TOKEN); unset: there is no administrator. */
   pushToken?: string;
+  /** Costly credential checks each client address may cause a minute (NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE); unset: no limit. */
+  clientAuthChecksPerMinute?: number;
 };
 
 export interface RegistryAuthParts {
@@ -69,7 +72,16 @@ export class RegistryAuth {
 }
 
 /** Reads the files the configuration names; throws when one cannot be read or is not valid. */
-export async function openAuth(config: AuthConfig, deps: { log: Logger; onDemandNames?: OnDemandNames; pollIntervalMs?: number }): Promise<RegistryAuth> {
+export async function openAuth(
+  config: AuthConfig,
+  deps: {
+    log: Logger;
+    onDemandNames?: OnDemandNames;
+    pollIntervalMs?: number;
+    /** The credential-check limit's clock, monotonic milliseconds (tests move it). */
+    checkLimitNow?: () => number;
+  },
+): Promise<RegistryAuth> {
   const { log } = deps;
   const interval = deps.pollIntervalMs ? { intervalMs: deps.pollIntervalMs } : {};
   const closers: (() => void)[] = [];
@@ -94,12 +106,17 @@ export async function openAuth(config: AuthConfig, deps: { log: Logger; onDemand
       const api = new InClusterApi({ server: k8s.apiServer, serviceAccountDir: k8s.serviceAccountDir });
       serviceAccounts = k8s.verification === 'oidc' ? new OidcVerifier({ api, audience: k8s.audience }) : new TokenReviewVerifier({ api, audience: k8s.audience });
     }
+    const checkLimit =
+      config.clientAuthChecksPerMinute === undefined
+        ? undefined
+        : new RateLimiter({ perMinute: config.clientAuthChecksPerMinute, ...(deps.checkLimitNow ? { now: deps.checkLimitNow } : {}) });
     return new RegistryAuth({
       authenticator: new Authenticator({
         tokens,
         ...(config.pushToken ? { adminToken: config.pushToken } : {}),
         ...(users ? { users } : {}),
         ...(serviceAccounts ? { serviceAccounts } : {}),
+        ...(checkLimit ? { checkLimit } : {}),
       }),
       access: new AccessControl({
         policy: () => policy?.current,

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { BoundedMap } from '../cache/ttl-cache.ts';
 import type { Logger } from '../log/logger.ts';
-import type { UserDirectory } from './identity.ts';
+import type { BeforeCostlyCheck, UserDirectory } from './identity.ts';
 import { WatchedFile } from './watched-file.ts';
 
 const BCRYPT = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/;
@@ -84,12 +84,14 @@ export class HtpasswdUsers implements UserDirectory {
     this.now = now;
   }
 
-  async verify(username: string, password: string): Promise<'valid' | 'invalid' | 'unknown'> {
+  /** `beforeCostlyCheck` runs before each bcrypt compare (not for a remembered success) and may throw to prevent it. */
+  async verify(username: string, password: string, beforeCostlyCheck?: BeforeCostlyCheck): Promise<'valid' | 'invalid' | 'unknown'> {
     const hash = this.files.map((f) => f.current.get(username)).find((h) => h !== undefined);
     if (hash === undefined) return 'unknown';
     const key = createHash('sha256').update(JSON.stringify([username, password, hash])).digest('base64');
     const until = this.verified.get(key);
     if (until !== undefined && until > this.now()) return 'valid';
+    beforeCostlyCheck?.();
     if (!(await bcrypt.compare(password, hash))) return 'invalid';
     this.verified.set(key, this.now() + VERIFIED_TTL_MS);
     return 'valid';

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Authenticator, identityFromName, identityName, looksLikeJwt, parseAuthorization, type Identity, type ServiceAccountVerifier, type UserDirectory } from './identity.ts';
+import { RateLimiter } from '../cache/rate-limiter.ts';
+import { Authenticator, CredentialCheckLimitError, identityFromName, identityName, looksLikeJwt, parseAuthorization, type Identity, type ServiceAccountVerifier, type UserDirectory } from './identity.ts';
 import { RegistryTokens } from './tokens.ts';
 
 const ADMIN_TOKEN = 'the-administrator-token-0123456789';
@@ -83,5 +84,57 @@ describe('who a credential is', () => {
     const plain = new Authenticator({ tokens });
     assert.equal((await plain.authenticate(parseAuthorization(`Bearer ${ADMIN_TOKEN}`))).ok, false);
     assert.equal((await plain.authenticate(parseAuthorization(basic('serviceaccount', K8S_TOKEN)))).ok, false);
+  });
+});
+
+describe('the per-client bound on costly credential checks', () => {
+  const tokens = new RegistryTokens();
+  /** Every check costly, as a first-time bcrypt compare or TokenReview is. */
+  const costlyUsers: UserDirectory = {
+    verify: async (user, password, beforeCostlyCheck) => {
+      if (user !== 'alice') return 'unknown';
+      beforeCostlyCheck?.();
+      return password === 'wonderland' ? 'valid' : 'invalid';
+    },
+  };
+  const costlyServiceAccounts: ServiceAccountVerifier = {
+    verify: async (jwt, beforeCostlyCheck) => {
+      beforeCostlyCheck?.();
+      return serviceAccounts.verify(jwt);
+    },
+  };
+  const limited = () =>
+    new Authenticator({ adminToken: ADMIN_TOKEN, users: costlyUsers, serviceAccounts: costlyServiceAccounts, tokens, checkLimit: new RateLimiter({ perMinute: 1, now: () => 0 }) });
+  const spent = (client: string) => (error: unknown) => error instanceof CredentialCheckLimitError && error.client === client && error.perMinute === 1 && error.retryAfterSeconds === 60;
+
+  it('refuse a client\'s costly check beyond its allowance, Basic password or Kubernetes token alike', async () => {
+    const authenticator = limited();
+    assert.equal((await authenticator.authenticate(parseAuthorization(basic('alice', 'nope')), '192.0.2.1')).ok, false);
+    await assert.rejects(authenticator.authenticate(parseAuthorization(basic('alice', 'wonderland')), '192.0.2.1'), spent('192.0.2.1'));
+    await assert.rejects(authenticator.authenticate(parseAuthorization(`Bearer ${K8S_TOKEN}`), '192.0.2.1'), spent('192.0.2.1'));
+    await assert.rejects(authenticator.authenticate(parseAuthorization(basic('serviceaccount', K8S_TOKEN)), '192.0.2.1'), spent('192.0.2.1'));
+    assert.equal((await authenticator.authenticate(parseAuthorization(`Bearer ${K8S_TOKEN}`), '192.0.2.2')).ok, true, 'another client');
+  });
+
+  it('charge nothing for the push token, the registry\'s own tokens, an unknown user or no credential', async () => {
+    const authenticator = limited();
+    const who = (header: string | undefined) => authenticator.authenticate(parseAuthorization(header), '192.0.2.1');
+    assert.equal((await who(basic('alice', 'nope'))).ok, false);
+    const { token } = await tokens.issue('user:alice', []);
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await who(`Bearer ${ADMIN_TOKEN}`)).ok, true);
+      assert.equal((await who(basic('alice', ADMIN_TOKEN))).ok, true);
+      assert.equal((await who(`Bearer ${token}`)).ok, true);
+      assert.equal((await who(undefined)).ok, true);
+      assert.equal((await who(basic('mallory', 'x'))).ok, false);
+      assert.equal((await who('Bearer not-a-token')).ok, false);
+    }
+    await assert.rejects(who(basic('alice', 'nope')), spent('192.0.2.1'));
+  });
+
+  it('count checks without a client under one shared name', async () => {
+    const authenticator = limited();
+    assert.equal((await authenticator.authenticate(parseAuthorization(basic('alice', 'nope')))).ok, false);
+    await assert.rejects(authenticator.authenticate(parseAuthorization(basic('alice', 'nope'))), spent('unknown'));
   });
 });

@@ -4,6 +4,7 @@
 // token). The identity's name is what logs show and what a registry token's `sub` holds; the
 // credential itself is never returned, logged or kept.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { RateLimiter } from '../cache/rate-limiter.ts';
 import type { Access } from './scope.ts';
 import type { RegistryTokens } from './tokens.ts';
 
@@ -77,15 +78,40 @@ export type Authentication =
   | { ok: true; identity: Identity; access?: Access[] }
   | { ok: false; reason: 'invalid' | 'expired'; message: string };
 
+/**
+ * Called by a verifier right before a check that costs the registry real work (a bcrypt compare,
+ * a TokenReview request) and not before one answered from memory; throws
+ * CredentialCheckLimitError to stop the check from being made.
+ */
+export type BeforeCostlyCheck = () => void;
+
 /** htpasswd users (htpasswd.ts). */
 export interface UserDirectory {
   /** 'unknown' when no file names the user. */
-  verify(username: string, password: string): Promise<'valid' | 'invalid' | 'unknown'>;
+  verify(username: string, password: string, beforeCostlyCheck?: BeforeCostlyCheck): Promise<'valid' | 'invalid' | 'unknown'>;
 }
 
 /** Kubernetes ServiceAccount tokens (kubernetes-tokens.ts). Throws KubernetesUnavailableError when it cannot tell. */
 export interface ServiceAccountVerifier {
-  verify(jwt: string): Promise<{ ok: true; identity: Identity } | { ok: false; reason: 'invalid' | 'expired'; message: string }>;
+  verify(jwt: string, beforeCostlyCheck?: BeforeCostlyCheck): Promise<{ ok: true; identity: Identity } | { ok: false; reason: 'invalid' | 'expired'; message: string }>;
+}
+
+/**
+ * One client made more costly credential checks in the last minute than it may
+ * (NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE): the check was not made, so nothing is known about the
+ * credential; the client may try again after `retryAfterSeconds`.
+ */
+export class CredentialCheckLimitError extends Error {
+  readonly client: string;
+  readonly perMinute: number;
+  readonly retryAfterSeconds: number;
+  constructor(client: string, perMinute: number, retryAfterSeconds: number) {
+    super(`too many credential checks from ${client}: this registry checks at most ${perMinute} passwords or Kubernetes tokens a minute per client address`);
+    this.name = 'CredentialCheckLimitError';
+    this.client = client;
+    this.perMinute = perMinute;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 export interface AuthenticatorDeps {
@@ -94,6 +120,12 @@ export interface AuthenticatorDeps {
   users?: UserDirectory;
   serviceAccounts?: ServiceAccountVerifier;
   tokens: RegistryTokens;
+  /**
+   * Costly checks (see BeforeCostlyCheck) each client may have made a minute: without it, anyone
+   * could keep the event loop busy with bcrypt, or the API server with TokenReviews, by sending
+   * wrong passwords or new tokens. Unset: no limit.
+   */
+  checkLimit?: RateLimiter;
 }
 
 export class Authenticator {
@@ -105,29 +137,42 @@ export class Authenticator {
     this.adminDigest = deps.adminToken === undefined ? undefined : sha256(deps.adminToken);
   }
 
-  async authenticate(credential: Credential): Promise<Authentication> {
+  /**
+   * `client` is who costly checks are counted against (http/client-address.ts); unset, all such
+   * callers share one allowance. Throws CredentialCheckLimitError when the client has none left.
+   */
+  async authenticate(credential: Credential, client?: string): Promise<Authentication> {
     switch (credential.scheme) {
       case 'none':
         return { ok: true, identity: ANONYMOUS };
       case 'unsupported':
         return invalid('the Authorization header is neither Basic credentials nor a Bearer token');
       case 'basic':
-        return this.basic(credential.username, credential.password);
+        return this.basic(credential.username, credential.password, this.chargeTo(client ?? 'unknown'));
       case 'bearer':
-        return this.bearer(credential.token);
+        return this.bearer(credential.token, this.chargeTo(client ?? 'unknown'));
     }
   }
 
-  private async basic(username: string, password: string): Promise<Authentication> {
+  private chargeTo(client: string): BeforeCostlyCheck | undefined {
+    const limit = this.deps.checkLimit;
+    if (!limit) return undefined;
+    return () => {
+      const decision = limit.take(client);
+      if (!decision.allowed) throw new CredentialCheckLimitError(client, limit.perMinute, decision.retryAfterSeconds);
+    };
+  }
+
+  private async basic(username: string, password: string, beforeCostlyCheck: BeforeCostlyCheck | undefined): Promise<Authentication> {
     if (this.isAdminToken(password)) return { ok: true, identity: ADMIN };
-    const user = (await this.deps.users?.verify(username, password)) ?? 'unknown';
+    const user = (await this.deps.users?.verify(username, password, beforeCostlyCheck)) ?? 'unknown';
     if (user === 'valid') return { ok: true, identity: { kind: 'user', name: username } };
     // A ServiceAccount token as the password, under any user name (conventionally `serviceaccount`).
-    if (this.deps.serviceAccounts && looksLikeJwt(password)) return this.deps.serviceAccounts.verify(password);
+    if (this.deps.serviceAccounts && looksLikeJwt(password)) return this.deps.serviceAccounts.verify(password, beforeCostlyCheck);
     return invalid(user === 'invalid' ? `wrong password for user ${JSON.stringify(username)}` : 'unknown user name or password');
   }
 
-  private async bearer(token: string): Promise<Authentication> {
+  private async bearer(token: string, beforeCostlyCheck: BeforeCostlyCheck | undefined): Promise<Authentication> {
     if (this.isAdminToken(token)) return { ok: true, identity: ADMIN };
     if (!looksLikeJwt(token)) return invalid('the bearer token is not valid');
     if (this.deps.tokens.isRegistryToken(token)) {
@@ -137,7 +182,7 @@ export class Authenticator {
       if (!identity) return invalid('the registry token names no identity');
       return { ok: true, identity, access: verified.access };
     }
-    if (this.deps.serviceAccounts) return this.deps.serviceAccounts.verify(token);
+    if (this.deps.serviceAccounts) return this.deps.serviceAccounts.verify(token, beforeCostlyCheck);
     return invalid('the bearer token is not valid');
   }
 

@@ -7,8 +7,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import { makeCertificateAuthority } from '@nixery/test-support';
+import { RateLimiter } from '../cache/rate-limiter.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
+import { Authenticator, CredentialCheckLimitError } from './identity.ts';
 import { InClusterApi, KubernetesUnavailableError, OidcVerifier, TokenReviewVerifier } from './kubernetes-tokens.ts';
+import { RegistryTokens } from './tokens.ts';
 import { FAKE_ISSUER, startFakeKubernetesApi, type FakeKubernetesApi } from './test-support.ts';
 
 const tempDir = tempDirs('nixery-k8s-tokens-');
@@ -53,6 +56,43 @@ describe('Kubernetes ServiceAccount tokens', () => {
       const before = reviews();
       assert.deepEqual(await reviewer().verify(token), { ok: false, reason: 'expired', message: 'the ServiceAccount token has expired' });
       assert.equal(reviews(), before);
+    });
+
+    it('call beforeCostlyCheck right before each TokenReview, not for a cached verdict or an expired token; a throw prevents the review', async () => {
+      const verifier = reviewer();
+      let charged = 0;
+      const charge = () => {
+        charged++;
+      };
+      const token = await api.serviceAccountToken('team-a', 'builder', { audiences: [AUDIENCE] });
+      const stranger = await forged('system:serviceaccount:team-a:builder');
+      const expired = await api.serviceAccountToken('team-a', 'builder', { audiences: [AUDIENCE], expiresIn: -60 });
+      for (const jwt of [token, token, stranger, stranger, expired]) await verifier.verify(jwt, charge);
+      assert.equal(charged, 2, 'one each for the two new tokens; their verdicts, accepted or refused, are cached');
+      const fresh = await api.serviceAccountToken('team-a', 'builder', { audiences: [AUDIENCE] });
+      const refusal = new CredentialCheckLimitError('192.0.2.1', 1, 60);
+      await assert.rejects(verifier.verify(fresh, () => { throw refusal; }), (e: unknown) => e === refusal);
+      assert.ok(!api.reviewed.includes(fresh), 'no TokenReview for the refused check');
+    });
+
+    it('bound new tokens per client (through the Authenticator); cached verdicts cost nothing', async () => {
+      const clock = { ms: 0 };
+      const authenticator = new Authenticator({ tokens: new RegistryTokens(), serviceAccounts: reviewer(), checkLimit: new RateLimiter({ perMinute: 2, now: () => clock.ms }) });
+      const bearer = (token: string, client: string) => authenticator.authenticate({ scheme: 'bearer', token }, client);
+      const [first, second, third] = await Promise.all(['one', 'two', 'three'].map((name) => api.serviceAccountToken('team-a', name, { audiences: [AUDIENCE] })));
+      const before = reviews();
+      assert.equal((await bearer(first!, '192.0.2.1')).ok, true);
+      assert.equal((await bearer(second!, '192.0.2.1')).ok, true);
+      await assert.rejects(bearer(third!, '192.0.2.1'), (e: unknown) => e instanceof CredentialCheckLimitError && e.client === '192.0.2.1' && e.retryAfterSeconds === 30);
+      assert.equal(reviews() - before, 2, 'the third token was not reviewed');
+      for (const token of [first!, second!, first!]) assert.equal((await bearer(token, '192.0.2.1')).ok, true, 'cached verdicts');
+      assert.equal((await authenticator.authenticate({ scheme: 'basic', username: 'serviceaccount', password: third! }, '192.0.2.2')).ok, true, 'another client');
+      assert.equal((await bearer(third!, '192.0.2.1')).ok, true, 'its verdict now cached, for every client');
+      assert.equal(reviews() - before, 3);
+      clock.ms += 30_000;
+      const fourth = await api.serviceAccountToken('team-a', 'four', { audiences: [AUDIENCE] });
+      assert.equal((await bearer(fourth, '192.0.2.1')).ok, true, 'a check given back after 30 s');
+      assert.equal(reviews() - before, 4);
     });
 
     it('cannot tell when the API server is not trusted, refuses the registry, or the mounted files are missing', async () => {

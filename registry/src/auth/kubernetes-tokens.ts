@@ -16,7 +16,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { createRemoteJWKSet, customFetch, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { BoundedMap } from '../cache/ttl-cache.ts';
-import { serviceAccountFromUsername, type Identity, type ServiceAccountVerifier } from './identity.ts';
+import { serviceAccountFromUsername, type BeforeCostlyCheck, type Identity, type ServiceAccountVerifier } from './identity.ts';
 
 const REVIEW_CACHE_ENTRIES = 4096;
 const MAX_CACHE_MS = 60_000;
@@ -109,12 +109,14 @@ export class TokenReviewVerifier implements ServiceAccountVerifier {
     this.now = options.now ?? Date.now;
   }
 
-  async verify(jwt: string): Promise<Verdict> {
+  /** `beforeCostlyCheck` runs before each TokenReview request (not for a cached verdict) and may throw to prevent it. */
+  async verify(jwt: string, beforeCostlyCheck?: BeforeCostlyCheck): Promise<Verdict> {
     const expiresAt = expiryOf(jwt);
     if (expiresAt !== undefined && expiresAt <= this.now()) return { ok: false, reason: 'expired', message: 'the ServiceAccount token has expired' };
     const key = createHash('sha256').update(jwt).digest('base64');
     const cached = this.verdicts.get(key);
     if (cached && cached.until > this.now()) return cached.verdict;
+    beforeCostlyCheck?.();
     const verdict = await this.review(jwt);
     const keepFor = verdict.ok ? MAX_CACHE_MS : REFUSAL_CACHE_MS;
     this.verdicts.set(key, { verdict, until: Math.min(expiresAt ?? Infinity, this.now() + keepFor) });
@@ -156,7 +158,11 @@ export interface OidcOptions {
   now?: () => number;
 }
 
-/** ServiceAccount tokens checked against the API server's OIDC discovery keys. */
+/**
+ * ServiceAccount tokens checked against the API server's OIDC discovery keys. A check is a local
+ * signature verification (jose fetches the key set again at most every 30 s), so it takes no
+ * BeforeCostlyCheck: there is nothing a client could make it cost.
+ */
 export class OidcVerifier implements ServiceAccountVerifier {
   private readonly options: OidcOptions;
   private discovery: Promise<{ issuer: string; keys: JWTVerifyGetKey }> | undefined;

@@ -223,6 +223,29 @@ describe('the bounds on on-demand builds', () => {
   });
 });
 
+describe('the per-client bound on credential checks (NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE)', () => {
+  it('defaults to 60 checks a minute and reads a positive whole number', () => {
+    assert.equal(loadConfig({}).clientAuthChecksPerMinute, 60);
+    assert.equal(loadConfig({ NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE: '5' }).clientAuthChecksPerMinute, 5);
+  });
+
+  it('rejects anything else with an error naming the variable and the value', () => {
+    for (const [value, message] of [['0', /greater than zero/], ['2.5', /whole number/], ['-3', /whole number/], ['many', /whole number/]] as const) {
+      assert.throws(
+        () => loadConfig({ NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE: value }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, value);
+          assert.equal(error.variable, ENV.clientAuthChecksPerMinute);
+          assert.ok(error.message.startsWith(`${ENV.clientAuthChecksPerMinute}: `), error.message);
+          assert.match(error.message, message);
+          assert.ok(error.message.includes(JSON.stringify(value)), error.message);
+          return true;
+        },
+      );
+    }
+  });
+});
+
 describe('the trusted refs of a git source (NIXERY_PKGS_REPO_TRUSTED_REFS)', () => {
   it('are left to the default, every branch and tag, when unset', () => {
     assert.deepEqual(loadConfig({ NIXERY_PKGS_REPO: '/pkgs' }).source, { type: 'git', url: '/pkgs' });
@@ -363,6 +386,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { onDemand: false },
       { onDemand: true, allowedPackages: ['hello', 'python3Packages.*'], deniedPackages: ['python3Packages.requests', '_7zip'] },
       { maxQueuedBuilds: 0, clientBuildsPerMinute: 7, maxClosureSize: '3Gi' },
+      { clientAuthChecksPerMinute: 9 },
       { connections: { headersTimeoutSeconds: 5, receiveTimeoutSeconds: 60, sendStallTimeoutSeconds: 10, keepAliveTimeoutSeconds: 15, maxConnections: 200 } },
       { connections: { sendStallTimeoutSeconds: 45 }, minFreeSpace: '2Gi' },
       { minFreeSpace: '7.5%' },
@@ -380,6 +404,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       if (settings.deniedPackages) assert.deepEqual(config.deniedPackages, settings.deniedPackages);
       if (settings.maxQueuedBuilds !== undefined) assert.equal(config.maxQueuedBuilds, settings.maxQueuedBuilds);
       if (settings.clientBuildsPerMinute !== undefined) assert.equal(config.clientBuildsPerMinute, settings.clientBuildsPerMinute);
+      if (settings.clientAuthChecksPerMinute !== undefined) assert.equal(config.clientAuthChecksPerMinute, settings.clientAuthChecksPerMinute);
       if (settings.maxClosureSize !== undefined) assert.equal(config.maxClosureBytes, 3 * 1024 ** 3);
       assert.deepEqual(config.connections, { ...DEFAULT_CONNECTION_LIMITS, ...settings.connections });
       if (settings.minFreeSpace === '2Gi') assert.deepEqual(config.minFreeSpace, { bytes: 2 * 1024 ** 3 });
@@ -405,6 +430,7 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       deniedPackages: ['b'],
       maxQueuedBuilds: 1,
       clientBuildsPerMinute: 1,
+      clientAuthChecksPerMinute: 1,
       maxClosureSize: '1',
       connections: { headersTimeoutSeconds: 1, receiveTimeoutSeconds: 1, sendStallTimeoutSeconds: 1, keepAliveTimeoutSeconds: 1, maxConnections: 1 },
       minFreeSpace: '1',

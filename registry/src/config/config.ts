@@ -32,6 +32,7 @@ export const ENV = {
   maxRecordedTags: 'NIXERY_MAX_RECORDED_TAGS',
   maxQueuedBuilds: 'NIXERY_MAX_QUEUED_BUILDS',
   clientBuildsPerMinute: 'NIXERY_CLIENT_BUILDS_PER_MINUTE',
+  clientAuthChecksPerMinute: 'NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE',
   maxClosureSize: 'NIXERY_MAX_CLOSURE_SIZE',
   logLevel: 'NIXERY_LOG_LEVEL',
   gcsRedirect: 'NIXERY_GCS_REDIRECT',
@@ -116,6 +117,11 @@ export interface Config {
   maxQueuedBuilds: number;
   /** New on-demand builds one client address may start a minute; beyond, 429. */
   clientBuildsPerMinute: number;
+  /**
+   * Costly credential checks (a bcrypt compare, a TokenReview; not one answered from a cache) one
+   * client address may cause a minute; beyond, 429 and the check is not made.
+   */
+  clientAuthChecksPerMinute: number;
   /** Largest runtime closure an on-demand build may have, in bytes of Nix archives; beyond, 403. */
   maxClosureBytes: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -192,6 +198,8 @@ export const DEFAULT_MAX_CONCURRENT_BUILDS = 2;
 /** Eight per default build slot: a burst of new images waits, a flood is refused. */
 export const DEFAULT_MAX_QUEUED_BUILDS = 16;
 export const DEFAULT_CLIENT_BUILDS_PER_MINUTE = 30;
+/** A client that sends credentials with every request pays once a minute per credential (the caches); typos and retries fit too. */
+export const DEFAULT_CLIENT_AUTH_CHECKS_PER_MINUTE = 60;
 export const DEFAULT_MAX_CLOSURE_BYTES = 10 * 1024 ** 3;
 
 export class ConfigError extends Error {
@@ -257,6 +265,7 @@ const fields = {
   maxRecordedTags: positiveInt('a number of tags'),
   maxQueuedBuilds: z.string().trim().regex(/^[0-9]+$/, 'expected a number of builds as a whole number (0: no build waits)').transform(Number).pipe(z.number().int().max(1_000_000, 'expected at most 1000000 builds')),
   clientBuildsPerMinute: positiveInt('a number of builds a minute'),
+  clientAuthChecksPerMinute: positiveInt('a number of credential checks a minute'),
   maxClosureSize: byteSize,
   logLevel: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }),
   gcsRedirect: z.enum(['signed', 'public', 'stream'], { error: 'expected signed, public or stream' }),
@@ -444,6 +453,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     maxRecordedTags: v.maxRecordedTags ?? DEFAULT_MAX_RECORDED_TAGS,
     maxQueuedBuilds: v.maxQueuedBuilds ?? DEFAULT_MAX_QUEUED_BUILDS,
     clientBuildsPerMinute: v.clientBuildsPerMinute ?? DEFAULT_CLIENT_BUILDS_PER_MINUTE,
+    clientAuthChecksPerMinute: v.clientAuthChecksPerMinute ?? DEFAULT_CLIENT_AUTH_CHECKS_PER_MINUTE,
     maxClosureBytes: v.maxClosureSize ?? DEFAULT_MAX_CLOSURE_BYTES,
     logLevel: v.logLevel ?? 'info',
     onDemand: v.onDemand ?? true,
@@ -546,6 +556,7 @@ export interface RegistrySettings {
   deniedPackages?: readonly string[];
   maxQueuedBuilds?: number;
   clientBuildsPerMinute?: number;
+  clientAuthChecksPerMinute?: number;
   /** As NIXERY_MAX_CLOSURE_SIZE takes it: bytes, or with a Kubernetes quantity suffix (`10Gi`). */
   maxClosureSize?: string;
   /** Unset fields keep the registry's defaults (DEFAULT_CONNECTION_LIMITS). */
@@ -607,6 +618,7 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.deniedPackages?.length) env[ENV.deniedPackages] = settings.deniedPackages.join(',');
   if (settings.maxQueuedBuilds !== undefined) env[ENV.maxQueuedBuilds] = String(settings.maxQueuedBuilds);
   if (settings.clientBuildsPerMinute !== undefined) env[ENV.clientBuildsPerMinute] = String(settings.clientBuildsPerMinute);
+  if (settings.clientAuthChecksPerMinute !== undefined) env[ENV.clientAuthChecksPerMinute] = String(settings.clientAuthChecksPerMinute);
   if (settings.maxClosureSize !== undefined) env[ENV.maxClosureSize] = settings.maxClosureSize;
   const connections = settings.connections ?? {};
   if (connections.headersTimeoutSeconds !== undefined) env[ENV.headersTimeout] = String(connections.headersTimeoutSeconds);

@@ -1,8 +1,11 @@
 // Authentication and authorization through the whole HTTP app: the challenges, the token endpoint
 // (GET and the OAuth2 form), scoped tokens, the policy, on-demand names, anonymous pulls off,
-// ServiceAccount tokens against a fake Kubernetes API server, and log lines without credentials.
+// ServiceAccount tokens against a fake Kubernetes API server, log lines without credentials, and
+// the per-client bound on costly credential checks.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import bcrypt from 'bcryptjs';
 import { SignJWT } from 'jose';
 import { startFakeKubernetesApi, type FakeKubernetesApi } from '../auth/test-support.ts';
 import { sha256Digest } from '../oci/image.ts';
@@ -25,7 +28,7 @@ const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:
 const bearer = (token: string) => `Bearer ${token}`;
 
 /** The app with htpasswd users alice, bob, carol and dave, the policy above, and a token key of its own. */
-const serve = async (options: { anonymousPull?: boolean; kubernetes?: FakeKubernetesApi } = {}): Promise<AuthServer> =>
+const serve = async (options: { anonymousPull?: boolean; kubernetes?: FakeKubernetesApi; clientAuthChecksPerMinute?: number; checkLimitNow?: () => number } = {}): Promise<AuthServer> =>
   startAuthServer({ dir: await tempDir(), users: ['alice', 'bob', 'carol', 'dave'], policy: POLICY, ...options });
 
 const errorOf = async (response: Response) => ((await response.json()) as { errors: { code: string; message: string }[] }).errors[0]!;
@@ -282,5 +285,67 @@ describe('Kubernetes ServiceAccount tokens as credentials', () => {
     const denied = await push(served.url, 'team-a/tool', 'x', basic('serviceaccount', jwt));
     assert.equal(denied.status, 403);
     assert.deepEqual(await errorOf(denied), { code: 'DENIED', message: 'system:serviceaccount:team-b:builder may not push team-a/tool' });
+  });
+});
+
+/** A GET whose connection comes from `localAddress`: another loopback address is another client to the registry. */
+function getFrom(localAddress: string, url: string, authorization: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { localAddress, agent: false, headers: { Authorization: authorization } }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode ?? 0));
+    });
+    request.on('error', reject);
+  });
+}
+
+describe('the per-client bound on costly credential checks (NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE)', () => {
+  const clock = { ms: 0 };
+  let served: AuthServer;
+  before(async () => {
+    served = await serve({ clientAuthChecksPerMinute: 2, checkLimitNow: () => clock.ms });
+  });
+  after(() => served?.close());
+
+  const expectTooMany = async (response: Response, what: string) => {
+    assert.equal(response.status, 429, what);
+    assert.equal(response.headers.get('retry-after'), '30', what);
+    assert.match(response.headers.get('content-type') ?? '', /^application\/json/, what);
+    const body = (await response.json()) as { errors: { code: string; message: string; detail: unknown }[] };
+    assert.equal(body.errors.length, 1, what);
+    assert.equal(body.errors[0]!.code, 'TOOMANYREQUESTS', what);
+    assert.match(body.errors[0]!.message, /^too many credential checks from 127\.0\.0\.1: this registry checks at most 2 passwords or Kubernetes tokens a minute per client address; retry in 30 s$/, what);
+    assert.deepEqual(body.errors[0]!.detail, { reason: 'auth_checks_rate_limited', client: '127.0.0.1', authChecksPerMinute: 2, retryAfterSeconds: 30 }, what);
+  };
+
+  it('answers 429 TOOMANYREQUESTS with Retry-After once a client has had its wrong passwords checked, on /v2/ and the token endpoint, without checking more', async (t) => {
+    const compares = t.mock.method(bcrypt, 'compare');
+    assert.equal((await fetch(`${served.url}/v2/`, { headers: { Authorization: basic('alice', 'wrong-1') } })).status, 401);
+    assert.equal((await fetch(`${served.url}/v2/token?scope=repository:team-a/tool:pull`, { headers: { Authorization: basic('alice', 'wrong-2') } })).status, 401);
+    assert.equal(compares.mock.callCount(), 2);
+
+    await expectTooMany(await fetch(`${served.url}/v2/`, { headers: { Authorization: basic('alice', 'wrong-3') } }), 'GET /v2/');
+    await expectTooMany(await fetch(`${served.url}/v2/team-a/tool/tags/list`, { headers: { Authorization: basic('bob', 'wrong') } }), 'a repository path');
+    await expectTooMany(await fetch(`${served.url}/v2/token?scope=repository:team-a/tool:pull`, { headers: { Authorization: basic('alice', 'wrong-3') } }), 'GET /v2/token');
+    await expectTooMany(
+      await fetch(`${served.url}/v2/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'repository:team-a/tool:pull' }) }),
+      'POST /v2/token, the right password too: checking it would cost as much',
+    );
+    assert.equal(compares.mock.callCount(), 2, 'no bcrypt run for a refused check');
+
+    assert.equal((await fetch(`${served.url}/v2/`, { headers: { Authorization: bearer(ADMIN_TOKEN) } })).status, 200, 'the push token costs no check');
+    const line = served.logs.find((l) => l.msg === 'request' && l.path === '/v2/' && l.status === '429');
+    assert.ok(line, 'the refusal is logged as a request');
+  });
+
+  it('lets the right password through for another client address, and for the same one after the wait', async () => {
+    assert.equal(await getFrom('127.0.0.2', `${served.url}/v2/`, basic('bob', 'wrong')), 401, 'checked: 127.0.0.2 has its own allowance');
+    assert.equal(await getFrom('127.0.0.2', `${served.url}/v2/token?scope=repository:team-a/tool:pull`, basic('carol', 'carol-password')), 200);
+    await expectTooMany(await fetch(`${served.url}/v2/`, { headers: { Authorization: basic('dave', 'dave-password') } }), '127.0.0.1 still waits');
+    clock.ms += 30_000;
+    assert.equal((await fetch(`${served.url}/v2/`, { headers: { Authorization: basic('dave', 'dave-password') } })).status, 200, 'one check back after 30 s');
+    const remembered = await fetch(`${served.url}/v2/token?scope=repository:team-a/tool:pull`, { headers: { Authorization: basic('dave', 'dave-password') } });
+    assert.equal(remembered.status, 200, 'a remembered success costs no check');
+    await expectTooMany(await fetch(`${served.url}/v2/`, { headers: { Authorization: basic('dave', 'wrong') } }), 'and the next new one waits again');
   });
 });

@@ -1,13 +1,15 @@
 // Authentication and authorization at the HTTP edge, translation only (the rules are in auth/):
 // who the request's credential is, whether that identity (and its registry token) has the actions
 // a request needs, and the distribution spec's answers — 401 UNAUTHORIZED with a challenge naming
-// the scope when a (better) credential could help, 403 DENIED when the identity has no such right.
+// the scope when a (better) credential could help, 403 DENIED when the identity has no such right,
+// 429 TOOMANYREQUESTS when the client has used up its costly credential checks for now.
 import type { Request, Response } from 'express';
 import type { RegistryAuth } from '../auth/create.ts';
-import { ANONYMOUS, identityName, parseAuthorization, type Authentication, type Identity } from '../auth/identity.ts';
+import { ANONYMOUS, CredentialCheckLimitError, identityName, parseAuthorization, type Authentication, type Credential, type Identity } from '../auth/identity.ts';
 import { KubernetesUnavailableError } from '../auth/kubernetes-tokens.ts';
 import { OnDemandCheckError } from '../auth/on-demand-names.ts';
 import { actionsOn, renderScope, type Access, type Action } from '../auth/scope.ts';
+import { clientAddress } from './client-address.ts';
 import { RegistryError } from './errors.ts';
 
 export interface AuthDeps {
@@ -26,19 +28,35 @@ export interface Need {
 export async function authenticate(deps: AuthDeps, req: Request, res: Response): Promise<Authentication> {
   const known = res.locals.authentication as Authentication | undefined;
   if (known) return known;
-  let result: Authentication;
-  try {
-    result = await deps.auth.authenticator.authenticate(parseAuthorization(req.headers.authorization));
-  } catch (error) {
-    if (error instanceof KubernetesUnavailableError) {
-      throw new RegistryError('UNAVAILABLE', `cannot verify the Kubernetes token now: ${error.message}`, undefined, 503, { 'Retry-After': '5' });
-    }
-    throw error;
-  }
+  const result = await verifyCredential(deps, req, parseAuthorization(req.headers.authorization));
   res.locals.authentication = result;
   res.locals.identity = result.ok ? identityName(result.identity) : 'anonymous';
   if (!result.ok) res.locals.credential = result.reason;
   return result;
+}
+
+/**
+ * `credential` checked on behalf of the request's client (the per-client check limit counts it);
+ * when it could not be checked now, the answer tells the client when to try again.
+ */
+export async function verifyCredential(deps: AuthDeps, req: Request, credential: Credential): Promise<Authentication> {
+  try {
+    return await deps.auth.authenticator.authenticate(credential, clientAddress(req.socket.remoteAddress));
+  } catch (error) {
+    if (error instanceof KubernetesUnavailableError) {
+      throw new RegistryError('UNAVAILABLE', `cannot verify the Kubernetes token now: ${error.message}`, undefined, 503, { 'Retry-After': '5' });
+    }
+    if (error instanceof CredentialCheckLimitError) {
+      throw new RegistryError(
+        'TOOMANYREQUESTS',
+        `${error.message}; retry in ${error.retryAfterSeconds} s`,
+        { reason: 'auth_checks_rate_limited', client: error.client, authChecksPerMinute: error.perMinute, retryAfterSeconds: error.retryAfterSeconds },
+        undefined,
+        { 'Retry-After': String(error.retryAfterSeconds) },
+      );
+    }
+    throw error;
+  }
 }
 
 /**

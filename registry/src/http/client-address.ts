@@ -1,4 +1,4 @@
-// Who a request comes from, as the per-client build limit counts clients: the address of the
+// Who a request comes from, as the per-client limits (builds, credential checks) count clients: the address of the
 // TCP peer. X-Forwarded-For and similar headers are not read: any client can write them. Behind
 // a proxy, a load balancer that does not preserve source addresses, or an ingress, every client
 // therefore has the proxy's address and shares one allowance (README: Running it safely).
@@ -6,7 +6,7 @@
 const MAPPED_IPV4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
 
 /**
- * The key a client's builds are counted under: an IPv4 address as it is, an IPv6 address by its
+ * The key a client's builds and credential checks are counted under: an IPv4 address as it is, an IPv6 address by its
  * /64 (a single host is commonly given a whole /64, so counting addresses would count nothing);
  * an IPv4-mapped IPv6 address as its IPv4 address.
  */

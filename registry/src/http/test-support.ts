@@ -31,6 +31,9 @@ export interface AuthServerOptions {
   kubernetes?: FakeKubernetesApi;
   /** How often the policy file is read again (default: the registry's). */
   policyIntervalMs?: number;
+  /** Costly credential checks per client a minute (default: no limit), and the limit's clock. */
+  clientAuthChecksPerMinute?: number;
+  checkLimitNow?: () => number;
 }
 
 export interface AuthServer {
@@ -68,11 +71,17 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
     ...(options.policy !== undefined ? { policyFile } : {}),
     tokenKeyFile,
     tokenTtlSeconds: 300,
+    ...(options.clientAuthChecksPerMinute !== undefined ? { clientAuthChecksPerMinute: options.clientAuthChecksPerMinute } : {}),
     ...(options.kubernetes
       ? { kubernetesTokens: { audience: TEST_AUDIENCE, verification: 'tokenreview' as const, apiServer: options.kubernetes.url, serviceAccountDir: options.kubernetes.serviceAccountDir } }
       : {}),
   };
-  const auth = await openAuth(config, { log, onDemandNames: onDemandNames({ builder, onDemand: true }), ...(options.policyIntervalMs ? { pollIntervalMs: options.policyIntervalMs } : {}) });
+  const auth = await openAuth(config, {
+    log,
+    onDemandNames: onDemandNames({ builder, onDemand: true }),
+    ...(options.policyIntervalMs ? { pollIntervalMs: options.policyIntervalMs } : {}),
+    ...(options.checkLimitNow ? { checkLimitNow: options.checkLimitNow } : {}),
+  });
   const app = createApp({
     storage,
     builder,

@@ -5,8 +5,7 @@
 import type { Request, Response } from 'express';
 import { identityName, parseAuthorization, type Credential } from '../auth/identity.ts';
 import { parseScopes, ScopeError } from '../auth/scope.ts';
-import { unlessUnknown, type AuthDeps } from './auth.ts';
-import { KubernetesUnavailableError } from '../auth/kubernetes-tokens.ts';
+import { unlessUnknown, verifyCredential, type AuthDeps } from './auth.ts';
 import { RegistryError } from './errors.ts';
 
 export async function issueToken(deps: AuthDeps, req: Request, res: Response): Promise<void> {
@@ -17,15 +16,7 @@ export async function issueToken(deps: AuthDeps, req: Request, res: Response): P
   if (credential.scheme === 'bearer' && auth.tokens.isRegistryToken(credential.token)) {
     refuse(res, 'a registry token cannot be exchanged for another: present the credentials it was issued for');
   }
-  let authentication;
-  try {
-    authentication = await auth.authenticator.authenticate(credential);
-  } catch (error) {
-    if (error instanceof KubernetesUnavailableError) {
-      throw new RegistryError('UNAVAILABLE', `cannot verify the Kubernetes token now: ${error.message}`, undefined, 503, { 'Retry-After': '5' });
-    }
-    throw error;
-  }
+  const authentication = await verifyCredential(deps, req, credential);
   if (!authentication.ok) {
     res.locals.credential = authentication.reason;
     refuse(res, authentication.message);
