@@ -99,7 +99,7 @@ describe('helm template, validated by the API server', () => {
   it('the NixeryInstance CRD takes the bounds on on-demand builds, and refuses what the registry would refuse', async () => {
     const instance = (limits: object) =>
       JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'limits', namespace: RELEASE_NAMESPACE }, spec: { limits } });
-    for (const limits of [{}, { maxQueuedBuilds: 0, clientBuildsPerMinute: 1, maxClosureSize: '1' }, { maxQueuedBuilds: 64, maxClosureSize: '512Mi' }]) {
+    for (const limits of [{}, { maxQueuedBuilds: 0, clientBuildsPerMinute: 1, clientAuthChecksPerMinute: 1, maxClosureSize: '1' }, { maxQueuedBuilds: 64, maxClosureSize: '512Mi' }]) {
       const result = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-o', 'json', '-f', '-'], instance(limits));
       assert.equal(result.code, 0, `${JSON.stringify(limits)}: ${result.stderr}`);
       assert.deepEqual((JSON.parse(result.stdout) as { spec: { limits: object } }).spec.limits, limits);
@@ -107,6 +107,8 @@ describe('helm template, validated by the API server', () => {
     const refused: [limits: object, message: RegExp][] = [
       [{ maxQueuedBuilds: -1 }, /spec\.limits\.maxQueuedBuilds: Invalid value: -1: spec\.limits\.maxQueuedBuilds in body should be greater than or equal to 0/],
       [{ clientBuildsPerMinute: 0 }, /spec\.limits\.clientBuildsPerMinute: Invalid value: 0: spec\.limits\.clientBuildsPerMinute in body should be greater than or equal to 1/],
+      [{ clientAuthChecksPerMinute: 0 }, /spec\.limits\.clientAuthChecksPerMinute: Invalid value: 0: spec\.limits\.clientAuthChecksPerMinute in body should be greater than or equal to 1/],
+      [{ clientAuthChecksPerMinute: 2.5 }, /spec\.limits\.clientAuthChecksPerMinute: Invalid value: "number": spec\.limits\.clientAuthChecksPerMinute in body must be of type integer/],
       [{ maxClosureSize: '10GB' }, /spec\.limits\.maxClosureSize: Invalid value: "10GB": spec\.limits\.maxClosureSize in body should match/],
       [{ maxClosureSize: '0' }, /spec\.limits\.maxClosureSize: Invalid value: "0"/],
       [{ maxClosureSize: 1024 }, /spec\.limits\.maxClosureSize: Invalid value: "integer": spec\.limits\.maxClosureSize in body must be of type string/],

@@ -45,6 +45,7 @@ export interface NixeryInstanceSpec {
   limits?: {
     maxQueuedBuilds?: number;
     clientBuildsPerMinute?: number;
+    clientAuthChecksPerMinute?: number;
     maxClosureSize?: string;
     headersTimeoutSeconds?: number;
     receiveTimeoutSeconds?: number;

@@ -122,19 +122,21 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(envOf(desiredInstance(instance({ packages: { deny: ['htop'] } }))).NIXERY_DENIED_PACKAGES, 'htop');
   });
 
-  it('passes the bounds on on-demand builds to the registry, as it reads them, and leaves unset ones to its defaults', () => {
-    const env = envOf(desiredInstance(instance({ limits: { maxQueuedBuilds: 0, clientBuildsPerMinute: 120, maxClosureSize: '2Gi' } })));
+  it('passes the bounds on on-demand builds and credential checks to the registry, as it reads them, and leaves unset ones to its defaults', () => {
+    const env = envOf(desiredInstance(instance({ limits: { maxQueuedBuilds: 0, clientBuildsPerMinute: 120, clientAuthChecksPerMinute: 240, maxClosureSize: '2Gi' } })));
     assert.equal(env.NIXERY_MAX_QUEUED_BUILDS, '0');
     assert.equal(env.NIXERY_CLIENT_BUILDS_PER_MINUTE, '120');
+    assert.equal(env.NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE, '240');
     assert.equal(env.NIXERY_MAX_CLOSURE_SIZE, '2Gi');
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...rest } = env;
     const config = load(rest);
     assert.equal(config.maxQueuedBuilds, 0);
     assert.equal(config.clientBuildsPerMinute, 120);
+    assert.equal(config.clientAuthChecksPerMinute, 240);
     assert.equal(config.maxClosureBytes, 2 * 1024 ** 3);
     for (const spec of [{}, { limits: {} }]) {
       const unset = envOf(desiredInstance(instance(spec)));
-      for (const name of ['NIXERY_MAX_QUEUED_BUILDS', 'NIXERY_CLIENT_BUILDS_PER_MINUTE', 'NIXERY_MAX_CLOSURE_SIZE']) assert.equal(unset[name], undefined, name);
+      for (const name of ['NIXERY_MAX_QUEUED_BUILDS', 'NIXERY_CLIENT_BUILDS_PER_MINUTE', 'NIXERY_CLIENT_AUTH_CHECKS_PER_MINUTE', 'NIXERY_MAX_CLOSURE_SIZE']) assert.equal(unset[name], undefined, name);
     }
     assert.deepEqual(desiredInstance(instance({ limits: {} })), desiredInstance(instance()), 'instances that set no limit keep their pods');
   });

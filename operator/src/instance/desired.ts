@@ -91,6 +91,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.packages?.deny?.length ? { deniedPackages: spec.packages.deny } : {}),
     ...(spec.limits?.maxQueuedBuilds !== undefined ? { maxQueuedBuilds: spec.limits.maxQueuedBuilds } : {}),
     ...(spec.limits?.clientBuildsPerMinute !== undefined ? { clientBuildsPerMinute: spec.limits.clientBuildsPerMinute } : {}),
+    ...(spec.limits?.clientAuthChecksPerMinute !== undefined ? { clientAuthChecksPerMinute: spec.limits.clientAuthChecksPerMinute } : {}),
     ...(spec.limits?.maxClosureSize !== undefined ? { maxClosureSize: spec.limits.maxClosureSize } : {}),
     ...(spec.limits ? { connections: connectionLimitsOf(spec.limits) } : {}),
     ...(spec.limits?.minFreeSpace !== undefined ? { minFreeSpace: spec.limits.minFreeSpace } : {}),
