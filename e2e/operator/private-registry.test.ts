@@ -124,7 +124,7 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
     const policy = JSON.parse((await get(['configmap', 'nixery-auth-policy'])).data['policy.json']);
     assert.deepEqual(
       policy.rules.filter((r: { serviceAccounts?: string[] }) => r.serviceAccounts),
-      [{ repositories: ['toolbox'], serviceAccounts: [`${NS}/nixery-build-toolbox`], actions: ['pull', 'push', 'delete'] }],
+      [{ repositories: ['toolbox'], serviceAccounts: [`${NS}/nixery-build-toolbox`], actions: ['pull', 'push', 'delete'], overOnDemandNames: true }],
     );
   });
 

@@ -1,7 +1,8 @@
 // The OCI distribution-spec conformance suite (v1.1.1, vendored in e2e/oci-conformance/) against
 // the registry with filesystem storage: all four workflows (pull, push, content discovery with
 // referrers, content management with deletes), once with the push token and once with
-// authentication on (anonymous pulls off, an htpasswd user allowed by a policy). Every spec must
+// authentication on (anonymous pulls off, an htpasswd user allowed by a policy), and once on Google
+// Cloud Storage (the local emulator; blob reads redirected to signed URLs). Every spec must
 // pass, and only the four specs that are alternatives of ones that run may be skipped (README there).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,8 @@ import bcrypt from 'bcryptjs';
 import { run } from '@nixery/test-support';
 import { unpackConformanceSuite } from '../oci-conformance/unpack.ts';
 import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
+import { startGcsEmulator } from '../gcs/emulator.ts';
+import { writeServiceAccountKey } from '../gcs/service-account.ts';
 
 const TOKEN = 'e2e-conformance-token-0123456789';
 const TITLE = 'OCI Distribution Conformance Tests ';
@@ -42,6 +45,8 @@ interface ConformanceCase {
   /** The suite's Basic credentials. */
   username: string;
   password: string;
+  /** Stops what the setup started besides the registry. */
+  close?: () => Promise<void>;
 }
 
 /** Runs all four workflows against a registry started for `setup`; every spec must pass, and only the alternatives may be skipped. */
@@ -57,6 +62,7 @@ function conformanceCase(title: string, setup: (work: string) => Promise<Conform
     });
     after(async () => {
       await registry?.stop();
+      await conformance?.close?.();
       if (registry) await fs.rm(registry.storagePath, { recursive: true, force: true });
       if (work) await fs.rm(work, { recursive: true, force: true });
     });
@@ -123,4 +129,22 @@ conformanceCase('registry: the OCI distribution-spec conformance suite, with aut
     username: 'conformance',
     password,
   };
+});
+
+conformanceCase('registry: the OCI distribution-spec conformance suite, on Google Cloud Storage (emulated), with the push token', async (work) => {
+  const bucket = 'nixery-conformance';
+  const emulator = await startGcsEmulator({ buckets: [bucket] });
+  try {
+    const key = await writeServiceAccountKey(work);
+    emulator.registerServiceAccount(key.clientEmail, key.publicKey);
+    return {
+      env: { NIXERY_PUSH_TOKEN: TOKEN, NIXERY_STORAGE_BACKEND: 'gcs', GCS_BUCKET: bucket, GOOGLE_APPLICATION_CREDENTIALS: key.file, STORAGE_EMULATOR_HOST: emulator.url },
+      username: 'any',
+      password: TOKEN,
+      close: () => emulator.close(),
+    };
+  } catch (error) {
+    await emulator.close();
+    throw error;
+  }
 });

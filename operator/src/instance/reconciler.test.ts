@@ -251,8 +251,8 @@ describe('reconciling a NixeryInstance', () => {
     await reconcile();
     const policy = JSON.parse((applied.get('ConfigMap team-a/nixery-auth-policy') as { data: Record<string, string> }).data['policy.json']!);
     assert.deepEqual(policy.rules.filter((r: { serviceAccounts?: string[] }) => r.serviceAccounts), [
-      { repositories: ['apps/greeter'], serviceAccounts: ['team-a/nixery-build-greeter'], actions: ['pull', 'push', 'delete'] },
-      { repositories: ['toolbox'], serviceAccounts: ['team-a/nixery-build-toolbox'], actions: ['pull', 'push', 'delete'] },
+      { repositories: ['apps/greeter'], serviceAccounts: ['team-a/nixery-build-greeter'], actions: ['pull', 'push', 'delete'], overOnDemandNames: true },
+      { repositories: ['toolbox'], serviceAccounts: ['team-a/nixery-build-toolbox'], actions: ['pull', 'push', 'delete'], overOnDemandNames: true },
     ]);
     assert.deepEqual(policy.rules.at(-1), { repositories: ['**'], users: ['nixery-operator-pull'], actions: ['pull'] });
   });
