@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Job, V1Pod, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
-import { silentLogger, tagUrl, type BuildSummary } from '@nixery/registry/operator-api';
+import { createLogger, tagUrl, type BuildSummary } from '@nixery/registry/operator-api';
 import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance, NixImage, NixImageStatus } from '../api/types.ts';
 import { apiError, cacheOf } from '../test-support/fakes.ts';
@@ -18,15 +18,21 @@ const service: V1Service = { apiVersion: 'v1', kind: 'Service', metadata: { name
 /** A NixImage that already carries the operator's finalizer, as after its first reconcile. */
 const image = (spec: Partial<NixImage['spec']> = {}, metadata: Partial<NixImage['metadata']> = {}) =>
   testImage(spec, { finalizers: [TAG_FINALIZER], resourceVersion: '5', ...metadata });
+/** A build Job as the API server holds it: the operator's, with the UID the server gave it. */
 const buildJob = (of: NixImage, status: V1Job['status'], ttlSecondsAfterFinished = 600): V1Job => {
   const desired = desiredBuildJob(of, instance);
-  return { ...desired, spec: { ...desired.spec!, ttlSecondsAfterFinished }, status };
+  return { ...desired, metadata: { ...desired.metadata, uid: `job-uid-${desired.metadata!.name}` }, spec: { ...desired.spec!, ttlSecondsAfterFinished }, status };
 };
 const complete = { conditions: [{ type: 'Complete', status: 'True' }], completionTime: new Date('2026-01-01T12:10:00Z') };
 const failed = { conditions: [{ type: 'Failed', status: 'True' }] };
-/** The finished pod of a build Job, its termination message holding what the builder wrote. */
-const buildPod = (job: V1Job, message: string): V1Pod => ({
-  metadata: { name: `${job.metadata!.name}-x7k2p`, namespace: 'team-a', labels: { 'job-name': job.metadata!.name! } },
+/** A controller reference to the Job with this UID, as the Job controller sets on its pods. */
+const controlledByJob = (job: V1Job, uid = job.metadata!.uid!) => ({ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata!.name!, uid, controller: true, blockOwnerDeletion: true });
+/**
+ * The finished pod of a build Job, its termination message holding what the builder wrote; by
+ * default the Job's own (the Job controls it).
+ */
+const buildPod = (job: V1Job, message: string, ownerReferences = [controlledByJob(job)], suffix = 'x7k2p'): V1Pod => ({
+  metadata: { name: `${job.metadata!.name}-${suffix}`, namespace: 'team-a', labels: { 'job-name': job.metadata!.name! }, ownerReferences },
   status: {
     containerStatuses: [
       { name: 'build', image: '', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 0, message, finishedAt: new Date('2026-01-01T12:10:00Z') } } },
@@ -57,6 +63,7 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
   const requests: string[] = [];
   const statuses: NixImageStatus[] = [];
   const events: string[] = [];
+  const warnings: string[] = [];
   const reconciler = new ImageReconciler({
     clients: {
       batch: {
@@ -114,7 +121,7 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
       services: cacheOf(service),
       serviceAccounts: cacheOf(...(world.serviceAccounts ?? [])),
     },
-    log: silentLogger,
+    log: createLogger({ level: 'warn', write: (line) => warnings.push(line) }),
     onWrite: () => {},
     deleteTag: async (tag, token, tls) => {
       requests.push(`DELETE ${tagUrl(tag, tls ? 'https' : 'http')} (${token})${tls ? ` trusting ${tls.ca}` : ''}`);
@@ -127,7 +134,7 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
     const c = getCondition(status().conditions, type);
     return c && `${c.status} ${c.reason}`;
   };
-  return { reconcile: () => reconciler.reconcile(`team-a/${subject.metadata.name}`), requests, statuses, events, status, condition };
+  return { reconcile: () => reconciler.reconcile(`team-a/${subject.metadata.name}`), requests, statuses, events, warnings, status, condition };
 }
 
 describe('reconciling a NixImage', () => {
@@ -196,6 +203,65 @@ describe('reconciling a NixImage', () => {
     const later = reconcilerFor({ ...subject, status: built.status() }, { jobs: [] });
     await later.reconcile();
     assert.deepEqual(later.requests, [], 'the Job went after its TTL: the result stands and nothing is built again');
+  });
+
+  describe('believes only the pods of the Job it made', () => {
+    const subject = image();
+    const job = buildJob(subject, complete);
+    const real = `sha256:${'d'.repeat(64)}`;
+    const forged = `sha256:${'f'.repeat(64)}`;
+    /** Finished after the real pod, so that only ownership, not age, can rule it out. */
+    const later = (pod: V1Pod): V1Pod => {
+      const terminated = pod.status!.containerStatuses![0]!.state!.terminated!;
+      return { ...pod, status: { containerStatuses: [{ ...pod.status!.containerStatuses![0]!, state: { terminated: { ...terminated, finishedAt: new Date('2026-01-01T12:14:00Z') } } }] } };
+    };
+
+    it('ignores a pod that only carries the label job-name=<job>, and names it in a warning', async () => {
+      const impostor = later(buildPod(job, summary({ digest: forged }), [], 'forged'));
+      const alone = reconcilerFor(subject, { jobs: [job], pods: [impostor] });
+      await alone.reconcile();
+      assert.equal(alone.status().digest, undefined);
+      assert.notEqual(alone.condition('Ready'), 'True Built');
+      assert.ok(alone.warnings.some((line) => line.includes(`${job.metadata!.name}-forged`)), alone.warnings.join('\n'));
+
+      const beside = reconcilerFor(subject, { jobs: [job], pods: [buildPod(job, summary({ digest: real })), impostor] });
+      await beside.reconcile();
+      assert.equal(beside.status().digest, real);
+      assert.equal(beside.condition('Ready'), 'True Built');
+    });
+
+    it('ignores a pod controlled by another Job of the same name (another UID)', async () => {
+      const impostor = later(buildPod(job, summary({ digest: forged }), [controlledByJob(job, 'job-uid-of-another')], 'other'));
+      const { reconcile, status } = reconcilerFor(subject, { jobs: [job], pods: [buildPod(job, summary({ digest: real })), impostor] });
+      await reconcile();
+      assert.equal(status().digest, real);
+    });
+
+    it('ignores a pod that names the Job as an owner but not as its controller', async () => {
+      const impostor = later(buildPod(job, summary({ digest: forged }), [{ ...controlledByJob(job), controller: false }], 'owned'));
+      const { reconcile, status } = reconcilerFor(subject, { jobs: [job], pods: [impostor] });
+      await reconcile();
+      assert.equal(status().digest, undefined);
+    });
+
+    it('believes nothing of a Job by the build Job’s name that this NixImage does not control', async () => {
+      const foreign: V1Job = { ...job, metadata: { ...job.metadata, ownerReferences: [{ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', name: 'toolbox', uid: 'another-uid', controller: true }] } };
+      const { reconcile, status, condition, requests } = reconcilerFor(subject, { jobs: [foreign], pods: [buildPod(foreign, summary({ digest: forged }))] });
+      assert.deepEqual(await reconcile(), { requeueAfterMs: 30_000 });
+      assert.equal(status().digest, undefined);
+      assert.equal(condition('Ready'), 'False JobNotOwned');
+      assert.equal(condition('Failed'), 'True JobNotOwned');
+      assert.ok(!requests.some((r) => r.includes(' Job ')), 'neither patched nor deleted: it is not the operator’s');
+    });
+
+    it('does not take the result back when such a Job appears after the build was done', async () => {
+      const built = reconcilerFor(subject, { jobs: [job], pods: [buildPod(job, summary({ digest: real }))] });
+      await built.reconcile();
+      const foreign: V1Job = { ...job, metadata: { ...job.metadata, ownerReferences: [] } };
+      const later = reconcilerFor({ ...subject, status: built.status() }, { jobs: [foreign], pods: [buildPod(foreign, summary({ digest: forged }))] });
+      await later.reconcile();
+      assert.deepEqual(later.requests, [], 'the status stands');
+    });
   });
 
   it("fails with the builder's reason when the Job failed, and keeps that Job for its logs", async () => {

@@ -7,6 +7,7 @@ import {
   type BatchV1Api,
   type CoreV1Api,
   type CustomObjectsApi,
+  type KubernetesObject,
   type ObjectCache,
   type V1Job,
   type V1Service,
@@ -89,6 +90,7 @@ export class ImageReconciler {
     let jobName = image.status?.jobName ?? '';
     let job: V1Job | undefined;
     let summary: BuildSummary | undefined;
+    let foreignJob = false;
     if (instance && !conflictWith) {
       const desired = desiredBuildJob(image, instance, rebuildEpoch === undefined ? {} : { rebuildEpoch });
       jobName = desired.metadata!.name!;
@@ -104,13 +106,24 @@ export class ImageReconciler {
           job = await this.createJob(image, desired);
         }
       }
+      if (job && !isControlledBy(job, image.metadata.uid)) {
+        // Whoever made a Job of this name, it was not this NixImage: nothing it says is believed.
+        this.deps.log.warn('build Job not controlled by its NixImage: ignored', { namespace, name, job: jobName });
+        foreignJob = true;
+        job = undefined;
+        requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, FOREIGN_JOB_REQUEUE_MS);
+      }
       const state = jobState(job);
-      if (state === 'succeeded' || state === 'failed') summary = await this.readSummary(namespace, jobName);
+      if (state === 'succeeded' || state === 'failed') summary = await this.readSummary(namespace, job!);
       if (state === 'failed') await this.keepForLogs(job!);
       if (state !== 'none') await this.removeOlderJobs(image, jobName);
     }
 
-    const status = computeImageStatus(image, { ...(instance ? { instance } : {}), ...(conflictWith ? { conflictWith } : {}), jobName, ...(job ? { job } : {}), ...(summary ? { summary } : {}) }, now.toISOString());
+    const status = computeImageStatus(
+      image,
+      { ...(instance ? { instance } : {}), ...(conflictWith ? { conflictWith } : {}), jobName, ...(foreignJob ? { foreignJob } : {}), ...(job ? { job } : {}), ...(summary ? { summary } : {}) },
+      now.toISOString(),
+    );
     // Key order does not matter: the API server need not keep ours.
     if (!isDeepStrictEqual(status, image.status ?? {})) {
       await this.writeStatus(image, status);
@@ -145,10 +158,20 @@ export class ImageReconciler {
     }
   }
 
-  /** The builder's summary from the termination message of the Job's newest finished pod. */
-  private async readSummary(namespace: string, jobName: string): Promise<BuildSummary | undefined> {
+  /**
+   * The builder's summary from the termination message of the Job's newest finished pod. Only a pod
+   * the Job controls counts: anyone who may create pods here can label one `job-name=<job>`.
+   */
+  private async readSummary(namespace: string, job: V1Job): Promise<BuildSummary | undefined> {
+    const jobName = job.metadata!.name!;
+    const jobUid = job.metadata?.uid;
     const pods = await this.core.listNamespacedPod({ namespace, labelSelector: `job-name=${jobName}` });
-    const finished = pods.items
+    const own = pods.items.filter((pod) => {
+      if (jobUid && isControlledBy(pod, jobUid)) return true;
+      this.deps.log.warn('pod labelled as a build pod but not controlled by the build Job: ignored', { namespace, pod: pod.metadata?.name, job: jobName });
+      return false;
+    });
+    const finished = own
       .map((pod) => ({ pod, terminated: pod.status?.containerStatuses?.find((c) => c.name === 'build')?.state?.terminated }))
       .filter((p) => p.terminated?.message)
       .sort((a, b) => new Date(b.terminated!.finishedAt ?? 0).getTime() - new Date(a.terminated!.finishedAt ?? 0).getTime());
@@ -249,6 +272,14 @@ export class ImageReconciler {
     );
     return {};
   }
+}
+
+/** How soon to look again at a build Job name taken by a Job this NixImage does not control. */
+const FOREIGN_JOB_REQUEUE_MS = 30_000;
+
+/** Whether `object`'s controller (its one ownerReference with `controller: true`) has this UID. */
+function isControlledBy(object: KubernetesObject, uid: string): boolean {
+  return object.metadata?.ownerReferences?.some((r) => r.controller === true && r.uid === uid) ?? false;
 }
 
 const NIX_IMAGE_PATH = { group: NIX_IMAGE.group, version: NIX_IMAGE.version, plural: NIX_IMAGE.plural };

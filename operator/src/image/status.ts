@@ -12,6 +12,8 @@ export interface ImageObservation {
   /** The NixImage that claimed the same <name>:<tag> on the instance first. */
   conflictWith?: string;
   jobName: string;
+  /** A Job holds the build Job's name but this NixImage does not control it: it is not `job`. */
+  foreignJob?: boolean;
   job?: V1Job;
   summary?: BuildSummary;
 }
@@ -54,6 +56,10 @@ export function computeImageStatus(image: NixImage, observed: ImageObservation, 
   } else if (observed.conflictWith) {
     const message = `NixImage ${observed.conflictWith} already declares ${repositoryName(image)}:${image.spec.tag} on this instance`;
     c = { Ready: no('Conflict', message), Building: no('Conflict'), Failed: no('Conflict'), Conflict: yes('TagClaimed', message) };
+  } else if (observed.foreignJob && !(previous.jobName === observed.jobName && isConditionTrue(previous.conditions, 'Ready'))) {
+    const message = `Job ${observed.jobName} is not controlled by NixImage ${image.metadata.name}: its result is not believed; delete it to build`;
+    base.jobName = observed.jobName;
+    c = { Ready: no('JobNotOwned', message), Building: no('JobNotOwned'), Failed: yes('JobNotOwned', message), Conflict: no('NoConflict') };
   } else if (state === 'succeeded' && observed.summary?.digest) {
     const s = observed.summary;
     const digest = s.digest!;
