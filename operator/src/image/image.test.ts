@@ -111,13 +111,15 @@ describe('NixImage status', () => {
   const jobName = 'toolbox-build-abc';
   const done = { status: { conditions: [{ type: 'Complete', status: 'True' }], completionTime: new Date('2026-01-02T00:00:00Z') } };
   const failed = { status: { conditions: [{ type: 'Failed', status: 'True' }] } };
+  /** The registry serves the summary's digest under the repository and the tag. */
+  const confirmed = { confirmed: true } as const;
 
   it('is Ready with the pullable digest reference and the SBOM\'s digest once the Job succeeded', () => {
-    const status = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d', size: 42, layers: 5, sbomDigest: 'sha256:5b' } }, 't');
+    const status = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d', size: 42, layers: 5, sbomDigest: 'sha256:5b' }, verification: confirmed }, 't');
     assert.equal(status.image, 'nixery.team-a.svc.cluster.local:5000/toolbox@sha256:d');
     assert.equal(status.digest, 'sha256:d');
     assert.equal(status.sbomDigest, 'sha256:5b');
-    const rebuiltByAnOlderRegistry = computeImageStatus({ ...image(), status }, { instance, jobName: 'toolbox-build-def', job: done, summary: { digest: 'sha256:e' } }, 't2');
+    const rebuiltByAnOlderRegistry = computeImageStatus({ ...image(), status }, { instance, jobName: 'toolbox-build-def', job: done, summary: { digest: 'sha256:e' }, verification: confirmed }, 't2');
     assert.equal(rebuiltByAnOlderRegistry.sbomDigest, undefined, 'no SBOM named for a digest it does not refer to');
     assert.equal(status.size, 42);
     assert.equal(status.layers, 5);
@@ -133,12 +135,25 @@ describe('NixImage status', () => {
       { platform: 'linux/arm64', digest: 'sha256:b', sbomDigest: 'sha256:bs' },
     ];
     const summary = { digest: 'sha256:index', mediaType: 'application/vnd.oci.image.index.v1+json', size: 90, layers: 6, platforms };
-    const status = computeImageStatus(image({ platforms: ['linux/amd64', 'linux/arm64'] }), { instance, jobName, job: done, summary }, 't');
+    const status = computeImageStatus(image({ platforms: ['linux/amd64', 'linux/arm64'] }), { instance, jobName, job: done, summary, verification: confirmed }, 't');
     assert.equal(status.image, 'nixery.team-a.svc.cluster.local:5000/toolbox@sha256:index');
     assert.deepEqual(status.platforms, platforms);
     assert.equal(status.sbomDigest, undefined, 'an index has no SBOM of its own; its images have');
-    const single = computeImageStatus({ ...image(), status }, { instance, jobName: 'toolbox-build-def', job: done, summary: { digest: 'sha256:e', sbomDigest: 'sha256:es' } }, 't2');
+    const single = computeImageStatus({ ...image(), status }, { instance, jobName: 'toolbox-build-def', job: done, summary: { digest: 'sha256:e', sbomDigest: 'sha256:es' }, verification: confirmed }, 't2');
     assert.equal(single.platforms, undefined);
+  });
+
+  it('is not Ready, and takes no digest, until the registry confirms the one the build pod wrote', () => {
+    const message = 'HEAD http://10.0.0.7:5000/v2/toolbox/manifests/sha256:d answered 404';
+    const unconfirmed = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d' }, verification: { confirmed: false, message } }, 't');
+    assert.equal(unconfirmed.digest, undefined);
+    assert.equal(unconfirmed.image, undefined);
+    const ready = getCondition(unconfirmed.conditions, 'Ready')!;
+    assert.deepEqual([ready.status, ready.reason], ['False', 'DigestUnverified']);
+    assert.equal(ready.message, `the registry has not confirmed sha256:d for toolbox:v1: ${message}`);
+    assert.equal(getCondition(unconfirmed.conditions, 'Failed')!.status, 'False', 'an unanswered question is no failed build');
+    const unasked = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d' } }, 't');
+    assert.equal(getCondition(unasked.conditions, 'Ready')!.reason, 'DigestUnverified');
   });
 
   it('is Building while the Job runs, and Failed with the builder reason when it fails', () => {
@@ -159,7 +174,7 @@ describe('NixImage status', () => {
   });
 
   it('keeps a built result after its Job was cleaned up', () => {
-    const built = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d' } }, 't');
+    const built = computeImageStatus(image(), { instance, jobName, job: done, summary: { digest: 'sha256:d' }, verification: confirmed }, 't');
     const later = computeImageStatus({ ...image(), status: built }, { instance, jobName }, 't2');
     assert.deepEqual(later, built);
   });

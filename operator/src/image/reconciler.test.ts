@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { V1Job, V1Pod, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
+import type { V1Job, V1Pod, V1Secret, V1Service, V1ServiceAccount } from '@kubernetes/client-node';
 import { createLogger, tagUrl, type BuildSummary } from '@nixery/registry/operator-api';
 import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance, NixImage, NixImageStatus } from '../api/types.ts';
@@ -8,6 +8,7 @@ import { apiError, cacheOf } from '../test-support/fakes.ts';
 import { testImage, testInstance } from '../test-support/fixtures.ts';
 import { desiredBuildJob, desiredBuildServiceAccount } from './desired-job.ts';
 import { ImageReconciler, TAG_FINALIZER } from './reconciler.ts';
+import type { DigestCheckRequest, DigestVerifier } from './registry-check.ts';
 
 const NOW = new Date('2026-01-01T12:15:00Z');
 const instance: NixeryInstance = {
@@ -51,6 +52,8 @@ interface World {
   /** A Job the API server has but the cache has not seen yet. */
   serverJob?: V1Job;
   deleteTag?: () => Promise<void>;
+  /** What the registry says of a build's digest; by default it serves it under the tag. */
+  verify?: DigestVerifier;
   serviceAccounts?: V1ServiceAccount[];
   createServiceAccount?: () => Promise<void>;
 }
@@ -64,6 +67,7 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
   const statuses: NixImageStatus[] = [];
   const events: string[] = [];
   const warnings: string[] = [];
+  const checks: DigestCheckRequest[] = [];
   const reconciler = new ImageReconciler({
     clients: {
       batch: {
@@ -93,9 +97,11 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
           if (world.createServiceAccount) await world.createServiceAccount();
           return body;
         },
-        readNamespacedSecret: async ({ name }) => {
+        readNamespacedSecret: async ({ name }): Promise<V1Secret> => {
+          const b64 = (text: string) => Buffer.from(text).toString('base64');
+          if (name === 'nixery-pull-user') return { data: { username: b64('nixery-operator-pull'), password: b64('the-pull-password') } };
           if (name !== 'nixery-push-token') throw apiError(404);
-          return { data: { token: Buffer.from('the-push-token').toString('base64') } };
+          return { data: { token: b64('the-push-token') } };
         },
         createNamespacedEvent: async ({ body }) => {
           events.push(`${body.type} ${body.reason}: ${body.message}`);
@@ -127,6 +133,10 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
       requests.push(`DELETE ${tagUrl(tag, tls ? 'https' : 'http')} (${token})${tls ? ` trusting ${tls.ca}` : ''}`);
       await world.deleteTag?.();
     },
+    verifyDigest: async (request) => {
+      checks.push(request);
+      return world.verify ? world.verify(request) : { confirmed: true };
+    },
     now: () => NOW,
   });
   const status = () => statuses.at(-1)!;
@@ -134,7 +144,7 @@ function reconcilerFor(subject: NixImage, world: World = {}) {
     const c = getCondition(status().conditions, type);
     return c && `${c.status} ${c.reason}`;
   };
-  return { reconcile: () => reconciler.reconcile(`team-a/${subject.metadata.name}`), requests, statuses, events, warnings, status, condition };
+  return { reconcile: () => reconciler.reconcile(`team-a/${subject.metadata.name}`), requests, statuses, events, warnings, checks, status, condition };
 }
 
 describe('reconciling a NixImage', () => {
@@ -203,6 +213,69 @@ describe('reconciling a NixImage', () => {
     const later = reconcilerFor({ ...subject, status: built.status() }, { jobs: [] });
     await later.reconcile();
     assert.deepEqual(later.requests, [], 'the Job went after its TTL: the result stands and nothing is built again');
+  });
+
+  describe('asks the registry before it says Ready', () => {
+    const subject = image();
+    const job = buildJob(subject, complete);
+    const digest = `sha256:${'d'.repeat(64)}`;
+    const pods = [buildPod(job, summary({ digest }))];
+
+    it('asks the instance’s registry through the Service whether the digest is there under the repository and tag, then is Ready with it', async () => {
+      const { reconcile, checks, status, condition } = reconcilerFor(subject, { jobs: [job], pods });
+      assert.deepEqual(await reconcile(), {});
+      assert.deepEqual(checks.map(({ baseUrl, repository, tag, digest: asked, ca, servername }) => ({ baseUrl, repository, tag, digest: asked, ca, servername })), [
+        { baseUrl: 'http://10.0.0.7:5000', repository: 'toolbox', tag: 'v1', digest, ca: undefined, servername: undefined },
+      ]);
+      assert.equal(await checks[0]!.credentials!().then((c) => c?.username), 'nixery-operator-pull', 'the operator’s pull user, for a registry that wants a login');
+      assert.equal(status().digest, digest);
+      assert.equal(condition('Ready'), 'True Built');
+    });
+
+    it('asks over HTTPS by the ClusterIP, trusting the instance’s CA and checking the Service’s name, when TLS is on', async () => {
+      const tls: NixeryInstance = {
+        ...testInstance({ tls: { selfSigned: {} } }),
+        status: { conditions: [{ type: 'Ready', status: 'True', reason: 'RegistryAnswering' }], tls: { caBundle: 'CA-PEM', secretName: 'nixery-tls' } },
+      };
+      const desired = desiredBuildJob(subject, tls);
+      const tlsJob: V1Job = { ...desired, metadata: { ...desired.metadata, uid: 'job-uid-tls' }, status: complete };
+      const { reconcile, checks } = reconcilerFor(subject, { instances: [tls], jobs: [tlsJob], pods: [buildPod(tlsJob, summary({ digest }))] });
+      await reconcile();
+      assert.deepEqual([checks[0]!.baseUrl, checks[0]!.ca, checks[0]!.servername], ['https://10.0.0.7:5000', 'CA-PEM', 'nixery.team-a.svc.cluster.local']);
+    });
+
+    it('is not Ready, with no digest, while the registry answers another digest or none, and asks again later each time', async () => {
+      for (const message of [
+        `HEAD http://10.0.0.7:5000/v2/toolbox/manifests/v1 answered 200 with Docker-Content-Digest sha256:${'a'.repeat(64)}, not ${digest}`,
+        `HEAD http://10.0.0.7:5000/v2/toolbox/manifests/${digest} answered 404`,
+        'the registry at http://10.0.0.7:5000 could not be asked: connect ECONNREFUSED 10.0.0.7:5000',
+      ]) {
+        const { reconcile, status, condition, events } = reconcilerFor(subject, { jobs: [job], pods, verify: async () => ({ confirmed: false, message }) });
+        assert.deepEqual(await reconcile(), { requeueAfterMs: 2000 });
+        assert.deepEqual(await reconcile(), { requeueAfterMs: 4000 }, 'backing off');
+        assert.equal(status().digest, undefined);
+        assert.equal(status().image, undefined);
+        assert.equal(condition('Ready'), 'False DigestUnverified');
+        assert.equal(condition('Failed'), 'False DigestUnverified', 'not a build failure');
+        assert.equal(getCondition(status().conditions, 'Ready')!.message, `the registry has not confirmed ${digest} for toolbox:v1: ${message}`);
+        assert.deepEqual(events, []);
+      }
+    });
+
+    it('becomes Ready once the registry confirms, and does not ask again about a digest it confirmed', async () => {
+      let answer: Awaited<ReturnType<DigestVerifier>> = { confirmed: false, message: 'HEAD answered 503' };
+      const world = { jobs: [job], pods, verify: async () => answer };
+      const first = reconcilerFor(subject, world);
+      await first.reconcile();
+      answer = { confirmed: true };
+      const second = reconcilerFor({ ...subject, status: first.status() }, world);
+      assert.deepEqual(await second.reconcile(), {});
+      assert.equal(second.condition('Ready'), 'True Built');
+      assert.equal(second.status().digest, digest);
+      const third = reconcilerFor({ ...subject, status: second.status() }, world);
+      await third.reconcile();
+      assert.deepEqual([third.checks, third.requests], [[], []]);
+    });
   });
 
   describe('believes only the pods of the Job it made', () => {

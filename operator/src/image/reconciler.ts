@@ -18,12 +18,14 @@ import { getCondition, isConditionTrue } from '../api/conditions.ts';
 import { FIELD_MANAGER, NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../kube/http-status.ts';
+import { pullUserSecretName } from '../instance/auth.ts';
 import { pushTokenSecretName, PUSH_TOKEN_KEY } from '../instance/desired.ts';
 import { tlsMode, verificationName } from '../instance/tls.ts';
 import { recordEvent, type EventClient } from '../kube/events.ts';
 import { conflictingClaim } from './conflict.ts';
 import { desiredBuildJob, desiredBuildServiceAccount, IMAGE_LABEL, repositoryName } from './desired-job.ts';
 import { parseDuration } from './duration.ts';
+import { verifyDigest, type DigestCheck, type DigestCheckRequest, type DigestVerifier } from './registry-check.ts';
 import { computeImageStatus, jobState } from './status.ts';
 
 export const TAG_FINALIZER = 'nixery.dev/remove-tag';
@@ -56,6 +58,8 @@ export interface ImageReconcilerDeps {
   log: Logger;
   onWrite: (kind: string) => void;
   deleteTag?: TagDeleter;
+  /** Whether the registry serves a build's digest under its repository and tag. */
+  verifyDigest?: DigestVerifier;
   now?: () => Date;
 }
 
@@ -64,6 +68,8 @@ export class ImageReconciler {
   private readonly batch: ImageClients['batch'];
   private readonly core: ImageClients['core'];
   private readonly custom: ImageClients['customObjects'];
+  /** Unconfirmed digest checks in a row, by NixImage UID and Job: the backoff's exponent. */
+  private readonly unverified = new Map<string, number>();
 
   constructor(deps: ImageReconcilerDeps) {
     this.deps = deps;
@@ -91,6 +97,7 @@ export class ImageReconciler {
     let job: V1Job | undefined;
     let summary: BuildSummary | undefined;
     let foreignJob = false;
+    let verification: DigestCheck | undefined;
     if (instance && !conflictWith) {
       const desired = desiredBuildJob(image, instance, rebuildEpoch === undefined ? {} : { rebuildEpoch });
       jobName = desired.metadata!.name!;
@@ -115,13 +122,24 @@ export class ImageReconciler {
       }
       const state = jobState(job);
       if (state === 'succeeded' || state === 'failed') summary = await this.readSummary(namespace, job!);
+      if (state === 'succeeded' && summary?.digest) {
+        const key = `${image.metadata.uid}/${jobName}`;
+        verification = await this.verify(image, instance, jobName, summary.digest);
+        if (verification.confirmed) this.unverified.delete(key);
+        else {
+          // Not a build failure (the registry may be restarting): ask again, less often each time.
+          const attempts = this.unverified.get(key) ?? 0;
+          this.unverified.set(key, attempts + 1);
+          requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, Math.min(VERIFY_BACKOFF_BASE_MS * 2 ** attempts, VERIFY_BACKOFF_MAX_MS));
+        }
+      }
       if (state === 'failed') await this.keepForLogs(job!);
       if (state !== 'none') await this.removeOlderJobs(image, jobName);
     }
 
     const status = computeImageStatus(
       image,
-      { ...(instance ? { instance } : {}), ...(conflictWith ? { conflictWith } : {}), jobName, ...(foreignJob ? { foreignJob } : {}), ...(job ? { job } : {}), ...(summary ? { summary } : {}) },
+      { ...(instance ? { instance } : {}), ...(conflictWith ? { conflictWith } : {}), jobName, ...(foreignJob ? { foreignJob } : {}), ...(job ? { job } : {}), ...(summary ? { summary } : {}), ...(verification ? { verification } : {}) },
       now.toISOString(),
     );
     // Key order does not matter: the API server need not keep ours.
@@ -185,6 +203,47 @@ export class ImageReconciler {
     }
   }
 
+  /**
+   * Asks the instance's registry for the digest, as the instance's probe reaches it: through the
+   * Service's ClusterIP, over HTTPS trusting status.tls.caBundle and checking the Service's name.
+   * A digest this very Job already had confirmed (status Ready with it) is not asked about again.
+   */
+  private async verify(image: NixImage, instance: NixeryInstance, jobName: string, digest: string): Promise<DigestCheck> {
+    const previous = image.status;
+    if (previous?.digest === digest && previous.jobName === jobName && isConditionTrue(previous.conditions, 'Ready')) return { confirmed: true };
+    const { namespace } = image.metadata;
+    const clusterIP = this.deps.caches.services.get(instance.metadata.name, namespace)?.spec?.clusterIP;
+    if (!clusterIP || clusterIP === 'None') return { confirmed: false, message: `Service ${instance.metadata.name} has no ClusterIP to reach the registry by` };
+    const port = instance.spec.service.port;
+    const ca = instance.status?.tls?.caBundle;
+    if (tlsMode(instance) && !ca) return { confirmed: false, message: `NixeryInstance ${instance.metadata.name} has no CA bundle in status.tls to trust its registry by` };
+    const target: Pick<DigestCheckRequest, 'baseUrl' | 'ca' | 'servername'> = tlsMode(instance)
+      ? { baseUrl: `https://${clusterIP}:${port}`, ca: ca!, servername: verificationName(instance) }
+      : { baseUrl: `http://${clusterIP}:${port}` };
+    return (this.deps.verifyDigest ?? verifyDigest)({
+      ...target,
+      repository: repositoryName(image),
+      tag: image.spec.tag,
+      digest,
+      credentials: () => this.pullUser(instance),
+    });
+  }
+
+  /** The operator's pull user of the instance (instance/auth.ts), for registries that want a login. */
+  private async pullUser(instance: NixeryInstance): Promise<{ username: string; password: string } | undefined> {
+    let secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ name: pullUserSecretName(instance.metadata.name), namespace: instance.metadata.namespace });
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw error;
+    }
+    const field = (key: string) => (secret.data?.[key] ? Buffer.from(secret.data[key], 'base64').toString('utf8') : undefined);
+    const username = field('username');
+    const password = field('password');
+    return username && password ? { username, password } : undefined;
+  }
+
   /** The last failed build stays for its logs: no TTL for it. */
   private async keepForLogs(job: V1Job): Promise<void> {
     if (job.spec?.ttlSecondsAfterFinished === undefined || job.spec.ttlSecondsAfterFinished === null) return;
@@ -243,6 +302,7 @@ export class ImageReconciler {
 
   /** Deleting a NixImage removes its tag from the registry (blobs stay until garbage collection). */
   private async finalize(image: NixImage): Promise<ReconcileResult> {
+    for (const key of this.unverified.keys()) if (key.startsWith(`${image.metadata.uid}/`)) this.unverified.delete(key);
     if (!image.metadata.finalizers?.includes(TAG_FINALIZER)) return {};
     const { namespace } = image.metadata;
     const instance = this.deps.caches.instances.get(image.spec.instanceRef.name, namespace);
@@ -273,6 +333,10 @@ export class ImageReconciler {
     return {};
   }
 }
+
+/** Asking the registry again about an unconfirmed digest: 2 s, doubling, at most 5 min. */
+const VERIFY_BACKOFF_BASE_MS = 2000;
+const VERIFY_BACKOFF_MAX_MS = 5 * 60_000;
 
 /** How soon to look again at a build Job name taken by a Job this NixImage does not control. */
 const FOREIGN_JOB_REQUEUE_MS = 30_000;

@@ -16,6 +16,8 @@ export interface ImageObservation {
   foreignJob?: boolean;
   job?: V1Job;
   summary?: BuildSummary;
+  /** Whether the registry serves the summary's digest under the repository and tag; Ready needs it. */
+  verification?: { confirmed: true } | { confirmed: false; message: string };
 }
 
 export type JobState = 'none' | 'running' | 'succeeded' | 'failed';
@@ -60,6 +62,12 @@ export function computeImageStatus(image: NixImage, observed: ImageObservation, 
     const message = `Job ${observed.jobName} is not controlled by NixImage ${image.metadata.name}: its result is not believed; delete it to build`;
     base.jobName = observed.jobName;
     c = { Ready: no('JobNotOwned', message), Building: no('JobNotOwned'), Failed: yes('JobNotOwned', message), Conflict: no('NoConflict') };
+  } else if (state === 'succeeded' && observed.summary?.digest && !observed.verification?.confirmed) {
+    // What the pod wrote is not what pods pull until the registry says so: no digest from it.
+    const unconfirmed = observed.verification && !observed.verification.confirmed ? observed.verification.message : 'not asked yet';
+    const message = `the registry has not confirmed ${observed.summary.digest} for ${repositoryName(image)}:${image.spec.tag}: ${unconfirmed}`;
+    base.jobName = observed.jobName;
+    c = { Ready: no('DigestUnverified', message), Building: no('DigestUnverified'), Failed: no('DigestUnverified'), Conflict: no('NoConflict') };
   } else if (state === 'succeeded' && observed.summary?.digest) {
     const s = observed.summary;
     const digest = s.digest!;
