@@ -85,6 +85,35 @@ describe('operator: NixImage', () => {
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'entrypoint'])).trim(), 'Hello, world!');
   });
 
+  it('believes no pod that merely carries the build Job’s label: a forged termination message leaves status.digest alone', async () => {
+    const before = await get(['niximage', 'toolbox']);
+    const jobName = before.status.jobName as string;
+    // While the build Job is there the operator reads its pods: that is when a forgery could count.
+    assert.ok((await jobsOf('toolbox')).some((j) => j.metadata.name === jobName), `build Job ${jobName} still there (its TTL is 600 s)`);
+    const forged = `sha256:${'f'.repeat(64)}`;
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'forged-build', namespace: NS, labels: { 'job-name': jobName } },
+      spec: {
+        restartPolicy: 'Never',
+        containers: [{ name: 'build', image: `nixery.${NS}.svc.cluster.local:5000/greeter:1.0`, command: ['/bin/sh', '-c', `printf '{"digest":"${forged}"}' > /dev/termination-log`] }],
+      },
+    };
+    await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
+    await eventually('the forged pod to finish with its message', async () => {
+      const state = (await get(['pod', 'forged-build'])).status?.containerStatuses?.[0]?.state?.terminated;
+      return state?.message?.includes(forged) ? true : undefined;
+    }, 120_000, 500);
+    // Any change to the NixImage makes the operator look at it, and at the Job's pods, again.
+    await kubectlOk(kubeconfig, ['annotate', '-n', NS, 'niximage/toolbox', `e2e.nixery.dev/poke=${Date.now()}`, '--overwrite']);
+    await eventually('the operator to name the forged pod in a warning', async () => ((await operator.logs()).includes('forged-build') ? true : undefined), 60_000, 500);
+    const after = await get(['niximage', 'toolbox']);
+    assert.equal(after.status.digest, before.status.digest);
+    assert.equal(condition(after, 'Ready')?.status, 'True');
+    await kubectlOk(kubeconfig, ['delete', '-n', NS, 'pod/forged-build', '--wait=false']);
+  });
+
   it('builds a NixImage for linux/amd64 and linux/arm64: an index skopeo and ctr resolve per platform, whose arm64 image runs under emulation', async () => {
     const spec = { instanceRef: { name: 'nixery' }, packages: ['shell', 'hello'], tag: 'v1', platforms: ['linux/amd64', 'linux/arm64'] };
     const multi = { apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', metadata: { name: 'multi', namespace: NS }, spec };
