@@ -162,7 +162,7 @@ for (const version of HELM_VERSIONS) {
       assert.deepEqual(binding!.subjects, [{ kind: 'ServiceAccount', name: 'nixery-operator', namespace: 'nixery' }]);
       const [delegator] = find<V1ClusterRole>(clusterWide, 'ClusterRole', 'nixery-operator-auth-delegator');
       assert.deepEqual(delegator!.rules, [
-        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterrolebindings'], verbs: ['list', 'watch', 'create', 'patch', 'delete'] },
+        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterrolebindings'], verbs: ['list', 'watch', 'get', 'create', 'patch', 'delete'] },
         // bind on that one role: the operator never holds TokenReview rights itself.
         { apiGroups: ['rbac.authorization.k8s.io'], resources: ['clusterroles'], resourceNames: ['system:auth-delegator'], verbs: ['bind'] },
       ]);

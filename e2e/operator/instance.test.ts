@@ -89,6 +89,37 @@ describe('operator: NixeryInstance', () => {
     await eventually('the operator to restore the replica count', async () => ((await get(['deployment', 'nixery'])).spec.replicas === 1 ? true : undefined), 30_000, 500);
   });
 
+  it('leaves an unrelated Deployment of its name untouched and says Conflict, then proceeds once it is gone', async () => {
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'x', namespace: NS, labels: { app: 'someone-elses' } },
+      // No replicas: nothing needs to run for it to be someone's.
+      spec: { replicas: 0, selector: { matchLabels: { app: 'someone-elses' } }, template: { metadata: { labels: { app: 'someone-elses' } }, spec: { containers: [{ name: 'web', image: 'example.com/web:1' }] } } },
+    };
+    await kubectlOk(kubeconfig, ['create', '-f', '-'], JSON.stringify(deployment));
+    const before = await get(['deployment', 'x']);
+    const firstRequest = (await cluster.requests()).length;
+    await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'x', namespace: NS }, spec: {} }));
+    const ready = await eventually('the instance to report the conflict', async () => {
+      const condition = (await get(['nixeryinstance', 'x'])).status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
+      return condition?.reason === 'Conflict' ? condition : undefined;
+    }, 60_000, 500);
+    assert.equal(ready.status, 'False');
+    assert.match(ready.message, /^Deployment x exists and is not this NixeryInstance's/);
+    const after = await get(['deployment', 'x']);
+    // Not the resourceVersion: the Deployment controller writes the status of its own accord.
+    assert.deepEqual([after.metadata.generation, after.spec, after.metadata.labels], [before.metadata.generation, before.spec, before.metadata.labels]);
+    assert.equal(after.metadata.ownerReferences, undefined);
+    const writes = (await cluster.requests()).slice(firstRequest).filter((r) => r.path.includes('/deployments/x') && r.verb !== 'get' && isOperatorWrite(r));
+    assert.deepEqual(writes, [], 'the operator asked, and wrote nothing');
+
+    await kubectlOk(kubeconfig, ['delete', '-n', NS, 'deployment/x', '--wait=true', '--timeout=60s']);
+    await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/x', '--timeout=180s']);
+    assert.equal((await get(['deployment', 'x'])).metadata.ownerReferences[0].kind, 'NixeryInstance');
+    await kubectlOk(kubeconfig, ['delete', '-n', NS, 'nixeryinstance/x', '--wait=true', '--timeout=60s']);
+  });
+
   it('converges without duplicates when killed mid-reconcile and started again', async () => {
     const second = JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'second', namespace: NS }, spec: {} });
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], second);

@@ -3,11 +3,10 @@
 // and the binding that lets the registry review ServiceAccount tokens. Pure.
 import type { V1ClusterRoleBinding, V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import { API_VERSION, type AccessRule, type NixeryInstance } from '../api/types.ts';
-import { commonLabels, controllerReference } from '../kube/labels.ts';
+import { commonLabels, controllerReference, INSTANCE_NAMESPACE_LABEL } from '../kube/labels.ts';
 import { instanceEndpoint } from './endpoint.ts';
 
-/** Labels objects the instance cannot own (other namespaces, cluster scope) with its namespace too. */
-export const INSTANCE_NAMESPACE_LABEL = 'nixery.dev/instance-namespace';
+export { INSTANCE_NAMESPACE_LABEL };
 export const POLICY_KEY = 'policy.json';
 export const TOKEN_KEY_KEY = 'key.pem';
 

@@ -10,6 +10,7 @@ import type { NixeryInstance, NixeryInstanceStatus, NixImage } from '../api/type
 import { apiError, cacheOf } from '../test-support/fakes.ts';
 import { testImage, testInstance } from '../test-support/fixtures.ts';
 import { createCertificateAuthority, issueServingCertificate } from './certificates.ts';
+import { Applier, type ObjectApi } from '../kube/applier.ts';
 import { CLEANUP_FINALIZER, InstanceReconciler, probeRegistry, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
 import { servingNames } from './tls.ts';
 
@@ -20,14 +21,18 @@ const subject = (spec: Partial<NixeryInstance['spec']> = {}, metadata: Partial<N
   testInstance(spec, { finalizers: [CLEANUP_FINALIZER], resourceVersion: '7', ...metadata });
 const instance = subject();
 
+/** The controller reference the operator puts on what the instance owns (uid-1 is the instance's). */
+const byInstance = [{ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', name: 'nixery', uid: 'uid-1', controller: true, blockOwnerDeletion: true }];
+const ours = <T extends KubernetesObject>(object: T): T => ({ ...object, metadata: { ...object.metadata, ownerReferences: byInstance } });
+
 const deployment = (readyReplicas: number): V1Deployment => ({
   apiVersion: 'apps/v1',
   kind: 'Deployment',
-  metadata: { name: 'nixery', namespace: 'team-a', generation: 1 },
+  metadata: { name: 'nixery', namespace: 'team-a', generation: 1, ownerReferences: byInstance },
   status: { observedGeneration: 1, readyReplicas, updatedReplicas: 1 },
 });
-const service: V1Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'nixery', namespace: 'team-a' }, spec: { clusterIP: '10.0.0.7' } };
-const pvc = { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'nixery-storage', namespace: 'team-a' }, status: { phase: 'Bound' } };
+const service: V1Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'nixery', namespace: 'team-a', ownerReferences: byInstance }, spec: { clusterIP: '10.0.0.7' } };
+const pvc = { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'nixery-storage', namespace: 'team-a', ownerReferences: byInstance }, status: { phase: 'Bound' } };
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const secret = (namespace: string, name: string, data: Record<string, string>, labels: Record<string, string> = {}): V1Secret => ({
   apiVersion: 'v1',
@@ -37,20 +42,24 @@ const secret = (namespace: string, name: string, data: Record<string, string>, l
 });
 /** The Secrets an instance has made by its second reconcile. */
 const generated = [
-  secret('team-a', 'nixery-push-token', { token: 'the-push-token' }),
-  secret('team-a', 'nixery-token-key', { 'key.pem': 'KEY' }),
-  secret('team-a', 'nixery-pull-user', { username: 'nixery-operator-pull', password: 'pull-password', htpasswd: 'nixery-operator-pull:$2b$10$x\n' }),
+  ours(secret('team-a', 'nixery-push-token', { token: 'the-push-token' })),
+  ours(secret('team-a', 'nixery-token-key', { 'key.pem': 'KEY' })),
+  ours(secret('team-a', 'nixery-pull-user', { username: 'nixery-operator-pull', password: 'pull-password', htpasswd: 'nixery-operator-pull:$2b$10$x\n' })),
 ];
 
 interface World {
-  /** What the informer caches hold (the operator's own objects). */
+  /** What the informer caches hold (the operator's own objects); the API server has them too. */
   owned?: KubernetesObject[];
+  /** Objects (not Secrets) the API server has and no cache shows: they lack the operator's labels. */
+  others?: KubernetesObject[];
   /** Secrets the API server has (cached or not). */
   secrets?: V1Secret[];
   images?: NixImage[];
   probe?: Awaited<ReturnType<RegistryProbe>>;
   /** Another run of the operator creates each Secret first, with these values: creating it answers 409. */
   racedBy?: Record<string, Record<string, string>>;
+  /** The racing Secrets were made by someone else (no owner reference), not an earlier run. */
+  racedByOthers?: boolean;
   /** API groups discovery lists. */
   groups?: string[];
   certificate?: KubernetesObject;
@@ -71,6 +80,27 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
   const server = new Map((world.secrets ?? generated).map((s) => [`${s.metadata!.namespace}/${s.metadata!.name}`, s]));
   const owned: Record<string, KubernetesObject[]> = {};
   for (const object of world.owned ?? []) (owned[object.kind!] ??= []).push(object);
+  const keyOf = (o: KubernetesObject) => `${o.kind} ${o.metadata!.namespace ? `${o.metadata!.namespace}/` : ''}${o.metadata!.name}`;
+  /** What the API server holds besides Secrets: the cached objects, and others no cache shows. */
+  const objects = new Map([...(world.owned ?? []), ...(world.others ?? []), ...(world.certificate ? [world.certificate] : [])].map((o) => [keyOf(o), o]));
+  const objectApi = {
+    read: async (header: KubernetesObject) => {
+      requests.push(`read ${keyOf(header)}`);
+      const found = header.kind === 'Secret' ? server.get(`${header.metadata!.namespace}/${header.metadata!.name}`) : objects.get(keyOf(header));
+      if (!found) throw apiError(404);
+      return found;
+    },
+    patch: async (desired: KubernetesObject) => {
+      const key = keyOf(desired);
+      const inCache = world.owned?.some((o) => keyOf(o) === key) || (world.certificate && keyOf(world.certificate) === key);
+      requests.push(`apply ${key}${inCache ? ' over the cached one' : ''}`);
+      if (world.applyFails?.[key]) throw apiError(world.applyFails[key]);
+      applied.set(key, desired);
+      objects.set(key, desired);
+      if (desired.kind === 'Secret') server.set(`${desired.metadata!.namespace}/${desired.metadata!.name}`, desired as V1Secret);
+      return desired;
+    },
+  } as unknown as ObjectApi;
   const reconciler = new InstanceReconciler({
     clients: {
       core: {
@@ -83,7 +113,8 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
           requests.push(`create Secret ${body.metadata!.name}`);
           const earlier = world.racedBy?.[body.metadata!.name!];
           if (earlier) {
-            server.set(`${body.metadata!.namespace}/${body.metadata!.name}`, secret(body.metadata!.namespace!, body.metadata!.name!, earlier));
+            const made = secret(body.metadata!.namespace!, body.metadata!.name!, earlier);
+            server.set(`${body.metadata!.namespace}/${body.metadata!.name}`, world.racedByOthers ? made : ours(made));
             throw apiError(409);
           }
           server.set(`${body.metadata!.namespace}/${body.metadata!.name}`, body);
@@ -122,17 +153,8 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
         }),
       },
     },
-    applier: {
-      apply: async (desired, cached) => {
-        const namespace = desired.metadata!.namespace;
-        requests.push(`apply ${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}${cached ? ' over the cached one' : ''}`);
-        const key = `${desired.kind} ${namespace ? `${namespace}/` : ''}${desired.metadata!.name}`;
-        if (world.applyFails?.[key]) throw apiError(world.applyFails[key]);
-        applied.set(key, desired);
-        if (desired.kind === 'Secret') server.set(`${namespace}/${desired.metadata!.name}`, desired as V1Secret);
-        return 'applied';
-      },
-    },
+    // The real applier, over a fake API server: what it reads and writes is what a cluster would see.
+    applier: new Applier(objectApi),
     caches: {
       instances: cacheOf(current),
       images: cacheOf(...(world.images ?? [])),
@@ -269,7 +291,8 @@ describe('reconciling a NixeryInstance', () => {
     await reconcile();
     assert.deepEqual(
       requests.filter((r) => r.includes('nixery-pull ') || r.endsWith('nixery-pull') || r.includes('nixery-pull over')),
-      ['apply Secret apps/nixery-pull over the cached one', 'apply Secret web/nixery-pull', 'delete Secret old/nixery-pull'],
+      // web's is in no cache: read first, for it may be someone else's.
+      ['apply Secret apps/nixery-pull over the cached one', 'read Secret web/nixery-pull', 'apply Secret web/nixery-pull', 'delete Secret old/nixery-pull'],
     );
     const config = JSON.parse(Buffer.from((applied.get('Secret web/nixery-pull') as V1Secret).data!['.dockerconfigjson']!, 'base64').toString());
     assert.deepEqual(config.auths['nixery.team-a.svc.cluster.local:5000'], {
@@ -307,8 +330,8 @@ describe('reconciling a NixeryInstance', () => {
       const serving = await issueServingCertificate(ca, servingNames(selfSigned, '10.0.0.7'), new Date(NOW));
       const secrets = [
         ...generated,
-        secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
-        secret('team-a', 'nixery-tls', { 'tls.crt': serving.certPem, 'tls.key': serving.keyPem, 'ca.crt': ca.certPem }),
+        ours(secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem })),
+        ours(secret('team-a', 'nixery-tls', { 'tls.crt': serving.certPem, 'tls.key': serving.keyPem, 'ca.crt': ca.certPem })),
       ];
       const { reconcile, requests } = reconcilerFor(selfSigned, { secrets, owned: [deployment(1), service, pvc] });
       await reconcile();
@@ -320,8 +343,8 @@ describe('reconciling a NixeryInstance', () => {
       const early = await issueServingCertificate(ca, servingNames(selfSigned), new Date(NOW));
       const secrets = [
         ...generated,
-        secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
-        secret('team-a', 'nixery-tls', { 'tls.crt': early.certPem, 'tls.key': early.keyPem, 'ca.crt': ca.certPem }),
+        ours(secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem })),
+        ours(secret('team-a', 'nixery-tls', { 'tls.crt': early.certPem, 'tls.key': early.keyPem, 'ca.crt': ca.certPem })),
       ];
       const { reconcile, requests, server } = reconcilerFor(selfSigned, { secrets, owned: [service] });
       await reconcile();
@@ -335,8 +358,8 @@ describe('reconciling a NixeryInstance', () => {
       const old = await issueServingCertificate(ca, servingNames(testInstance({}, { name: 'renamed' })), new Date(NOW));
       const secrets = [
         ...generated,
-        secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem }),
-        secret('team-a', 'nixery-tls', { 'tls.crt': old.certPem, 'tls.key': old.keyPem, 'ca.crt': ca.certPem }),
+        ours(secret('team-a', 'nixery-ca', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem })),
+        ours(secret('team-a', 'nixery-tls', { 'tls.crt': old.certPem, 'tls.key': old.keyPem, 'ca.crt': ca.certPem })),
       ];
       const { reconcile, requests, server } = reconcilerFor(selfSigned, { secrets });
       await reconcile();
@@ -393,7 +416,7 @@ describe('reconciling a NixeryInstance', () => {
       assert.equal(waiting.condition('Degraded'), 'False AsExpected');
       assert.equal(waiting.condition('Ready'), 'False CertificateIssuing');
 
-      const certificate = { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'nixery-tls', namespace: 'team-a' } };
+      const certificate = ours({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'nixery-tls', namespace: 'team-a' } });
       const done = reconcilerFor(issued, {
         groups: ['cert-manager.io'],
         certificate,
@@ -427,6 +450,111 @@ describe('reconciling a NixeryInstance', () => {
     await reconcile();
     assert.equal(statuses[0]!.tls, null);
     assert.equal(getCondition(statuses[0]!.conditions as NixeryInstanceStatus['conditions'], 'TLSReady'), undefined);
+  });
+});
+
+describe('objects of its names that are not the instance’s', () => {
+  /** A user's own Deployment that happens to bear the instance's name: no labels of ours, no owner. */
+  const unrelated: V1Deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'nixery', namespace: 'team-a', uid: 'theirs', resourceVersion: '41', labels: { app: 'web' } },
+    spec: { replicas: 3, selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } },
+  };
+  const writesTo = (requests: string[], key: string) => requests.filter((r) => r.startsWith(`apply ${key}`) || r.startsWith(`create ${key}`));
+
+  it('leaves a Deployment of its name alone, applies nothing after it, and says Conflict naming it', async () => {
+    const { reconcile, requests, condition, status } = reconcilerFor(instance, { others: [unrelated] });
+    assert.deepEqual(await reconcile(), { requeueAfterMs: 3000 }, 'looked at again: the Deployment may go');
+    assert.ok(requests.includes('read Deployment team-a/nixery'), 'asked the API server, which shows what the caches do not');
+    assert.deepEqual(writesTo(requests, 'Deployment'), []);
+    assert.ok(!requests.some((r) => r.startsWith('apply ClusterRoleBinding')), 'nothing after the conflict');
+    assert.equal(condition('Ready'), 'False Conflict');
+    assert.equal(condition('Degraded'), 'True Conflict');
+    const message = getCondition(status().conditions, 'Ready')!.message!;
+    assert.match(message, /^Deployment nixery exists and is not this NixeryInstance's \(it has no controller reference to NixeryInstance nixery\)/);
+    assert.equal(getCondition(status().conditions, 'Degraded')!.message, message);
+  });
+
+  it('does not inherit a Deployment of an earlier instance of the same name (another UID)', async () => {
+    const leftover = { ...deployment(1), metadata: { ...deployment(1).metadata, ownerReferences: [{ ...byInstance[0]!, uid: 'uid-0' }] } };
+    const { reconcile, requests, condition } = reconcilerFor(instance, { owned: [leftover, service, pvc] });
+    await reconcile();
+    assert.deepEqual(writesTo(requests, 'Deployment'), []);
+    assert.equal(condition('Ready'), 'False Conflict');
+  });
+
+  it('proceeds once the Deployment is gone, or carries its controller reference, and becomes Ready', async () => {
+    const conflicted = reconcilerFor(instance, { others: [unrelated] });
+    await conflicted.reconcile();
+    const gone = reconcilerFor({ ...instance, status: conflicted.status() });
+    await gone.reconcile();
+    assert.deepEqual(writesTo(gone.requests, 'Deployment'), ['apply Deployment team-a/nixery']);
+    assert.equal(gone.condition('Ready'), 'False WaitingForPods');
+    assert.equal(gone.condition('Degraded'), 'False AsExpected');
+
+    const given = reconcilerFor({ ...instance, status: conflicted.status() }, { others: [ours(unrelated)] });
+    await given.reconcile();
+    assert.deepEqual(writesTo(given.requests, 'Deployment'), ['apply Deployment team-a/nixery']);
+
+    const running = reconcilerFor({ ...instance, status: gone.status() }, { owned: [deployment(1), service, pvc] });
+    assert.deepEqual(await running.reconcile(), {});
+    assert.equal(running.condition('Ready'), 'True RegistryAnswering');
+  });
+
+  for (const name of ['nixery-push-token', 'nixery-token-key', 'nixery-pull-user']) {
+    it(`does not adopt a Secret ${name} it did not make: no write, no Deployment mounting it, Conflict naming it`, async () => {
+      const planted = secret('team-a', name, { token: 'known-to-someone', 'key.pem': 'THEIRS', username: 'them', password: 'p', htpasswd: 'them:x' });
+      const secrets = [...generated.filter((s) => s.metadata!.name !== name), planted];
+      const { reconcile, requests, server, condition, status } = reconcilerFor(instance, { secrets, owned: [service, pvc] });
+      await reconcile();
+      assert.deepEqual(writesTo(requests, 'Secret'), []);
+      assert.deepEqual(writesTo(requests, 'Deployment'), [], 'no registry mounts it');
+      assert.equal(server.get(`team-a/${name}`), planted);
+      assert.equal(condition('Ready'), 'False Conflict');
+      assert.match(getCondition(status().conditions, 'Ready')!.message!, new RegExp(`^Secret ${name} exists and is not this NixeryInstance's`));
+    });
+  }
+
+  it('does not adopt a Secret someone else created between its read and its create (409)', async () => {
+    const { reconcile, requests, condition } = reconcilerFor(instance, { secrets: [], racedBy: { 'nixery-push-token': { token: 'known-to-someone' } }, racedByOthers: true });
+    await reconcile();
+    assert.deepEqual(writesTo(requests, 'Secret'), ['create Secret nixery-push-token'], 'the create that answered 409, and nothing after it');
+    assert.equal(condition('Ready'), 'False Conflict');
+  });
+
+  it('leaves a ClusterRoleBinding of its name without its labels alone', async () => {
+    const binding = { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'nixery.team-a.nixery.auth-delegator', labels: { team: 'b' } } };
+    const { reconcile, requests, status } = reconcilerFor(instance, { others: [binding] });
+    await reconcile();
+    assert.deepEqual(writesTo(requests, 'ClusterRoleBinding'), []);
+    assert.match(getCondition(status().conditions, 'Ready')!.message!, /^ClusterRoleBinding nixery\.team-a\.nixery\.auth-delegator exists and is not this NixeryInstance's \(it lacks the labels /);
+  });
+
+  it('leaves a pull Secret of its name in another namespace alone unless it carries the instance’s labels', async () => {
+    const spec = { auth: { anonymousPull: true, pullSecretNamespaces: ['apps'] } };
+    const foreign = secret('apps', 'nixery-pull', { '.dockerconfigjson': '{}' }, { 'app.kubernetes.io/instance': 'nixery' });
+    const refused = reconcilerFor(subject(spec), { secrets: [...generated, foreign] });
+    await refused.reconcile();
+    assert.deepEqual(writesTo(refused.requests, 'Secret apps/'), []);
+    assert.match(getCondition(refused.status().conditions, 'Ready')!.message!, /^Secret apps\/nixery-pull exists and is not this NixeryInstance's \(it lacks the labels app\.kubernetes\.io\/managed-by=nixery-operator, nixery\.dev\/instance-namespace=team-a\)/);
+
+    const labelled = { ...foreign, metadata: { ...foreign.metadata, labels: { 'app.kubernetes.io/instance': 'nixery', 'nixery.dev/instance-namespace': 'team-a', 'app.kubernetes.io/managed-by': 'nixery-operator' } } };
+    const kept = reconcilerFor(subject(spec), { secrets: [...generated, labelled] });
+    await kept.reconcile();
+    assert.deepEqual(writesTo(kept.requests, 'Secret apps/'), ['apply Secret apps/nixery-pull']);
+  });
+
+  it('keeps what earlier operator versions made (owner references, labels), and a resync of it asks the API server nothing', async () => {
+    const spec = { auth: { anonymousPull: true, pullSecretNamespaces: ['apps'] } };
+    const first = reconcilerFor(subject(spec));
+    await first.reconcile();
+    const made = [...first.applied.values()].map((o) => (o.kind === 'Deployment' ? { ...o, status: { observedGeneration: 1, readyReplicas: 1, updatedReplicas: 1 } } : o.kind === 'Service' ? { ...o, spec: { ...(o as V1Service).spec, clusterIP: '10.0.0.7' } } : o));
+    const secrets = [...generated, ...made.filter((o): o is V1Secret => o.kind === 'Secret')];
+    const resync = reconcilerFor(subject(spec), { owned: [...made, ...generated], secrets });
+    await resync.reconcile();
+    assert.deepEqual(resync.requests.filter((r) => !r.startsWith('patch nixeryinstances/nixery/status')), []);
+    assert.equal(resync.condition('Ready'), 'True RegistryAnswering');
   });
 });
 

@@ -27,7 +27,7 @@ import { API_VERSION, FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance, type 
 import type { ReconcileResult } from '../controller/controller.ts';
 import { conflictingClaim } from '../image/conflict.ts';
 import { repositoryName } from '../image/desired-job.ts';
-import type { Applier } from '../kube/applier.ts';
+import { checkOwnership, OwnershipConflictError, type Applier } from '../kube/applier.ts';
 import { statusOf } from '../kube/http-status.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import {
@@ -148,49 +148,41 @@ export class InstanceReconciler {
     if (instance.metadata.deletionTimestamp) return this.finalize(instance);
     if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) await this.setFinalizers(instance, [...(instance.metadata.finalizers ?? []), CLEANUP_FINALIZER]);
 
-    await this.ensureSecret(instance, pushTokenSecretName(name), 'push-token', async () => ({ [PUSH_TOKEN_KEY]: randomBytes(32).toString('hex') }));
-    await this.ensureSecret(instance, tokenKeySecretName(name), 'token-key', async () => ({ [TOKEN_KEY_KEY]: generateTokenKey() }));
-    const pullUser = await this.ensureSecret(instance, pullUserSecretName(name), 'pull-user', async () => {
-      const user = generatePullUser();
-      return { username: user.username, password: user.password, htpasswd: user.htpasswd };
-    });
-    const tls = await this.reconcileTls(instance);
-    if (tls.observation?.ready) {
-      const configMap = desiredCaBundleConfigMap(instance, tls.observation.caBundle);
-      await applier.apply(configMap, this.cached('ConfigMap', configMap.metadata!.name!, namespace));
-    }
-    const policy = desiredPolicyConfigMap(instance, renderPolicy(instance, this.buildGrants(instance), pullUser.username ?? PULL_USER));
-    await applier.apply(policy, this.cached('ConfigMap', policy.metadata!.name!, namespace));
-
     const desired = desiredInstance(instance);
-    for (const object of desiredObjects(desired)) {
-      await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
-    }
-    const binding = desiredAuthDelegatorBinding(instance);
-    await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
-    await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
+    let tls: { observation?: TlsObservation; renewAt?: Date } = {};
+    let conflict: InstanceObservation['conflict'];
+    try {
+      await this.ensureSecret(instance, pushTokenSecretName(name), 'push-token', async () => ({ [PUSH_TOKEN_KEY]: randomBytes(32).toString('hex') }));
+      await this.ensureSecret(instance, tokenKeySecretName(name), 'token-key', async () => ({ [TOKEN_KEY_KEY]: generateTokenKey() }));
+      const pullUser = await this.ensureSecret(instance, pullUserSecretName(name), 'pull-user', async () => {
+        const user = generatePullUser();
+        return { username: user.username, password: user.password, htpasswd: user.htpasswd };
+      });
+      tls = await this.reconcileTls(instance);
+      if (tls.observation?.ready) {
+        const configMap = desiredCaBundleConfigMap(instance, tls.observation.caBundle);
+        await applier.apply(configMap, this.cached('ConfigMap', configMap.metadata!.name!, namespace));
+      }
+      const policy = desiredPolicyConfigMap(instance, renderPolicy(instance, this.buildGrants(instance), pullUser.username ?? PULL_USER));
+      await applier.apply(policy, this.cached('ConfigMap', policy.metadata!.name!, namespace));
 
-    const observed: InstanceObservation = {
-      deployment: this.cached('Deployment', name, namespace) as V1Deployment | undefined,
-      ...(desired.persistentVolumeClaim ? { persistentVolumeClaim: this.cached('PersistentVolumeClaim', pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined } : {}),
-      ...(tls.observation ? { tls: tls.observation } : {}),
-    };
-    for (const secret of [instance.spec.storage.gcs?.credentialsSecret?.name, instance.spec.auth?.htpasswdSecretRef?.name]) {
-      if (secret && !observed.missingSecret && !(await this.readSecret(namespace, secret))) observed.missingSecret = secret;
+      for (const object of desiredObjects(desired)) {
+        await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
+      }
+      const binding = desiredAuthDelegatorBinding(instance);
+      await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
+      await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
+    } catch (error) {
+      if (!(error instanceof OwnershipConflictError)) throw error;
+      // Stop here: what follows builds on it (the Deployment mounts the Secrets, the Service
+      // selects the Deployment's pods), and someone else's push token must never become ours.
+      conflict = { kind: error.kind, name: error.objectName, ...(error.namespace ? { namespace: error.namespace } : {}), why: error.why };
+      this.deps.log.warn('an object the instance would write is not its own; leaving it alone', { namespace, name, object: `${error.kind} ${error.objectName}`, why: error.why });
     }
-    const service = this.cached('Service', name, namespace) as V1Service | undefined;
-    const clusterIP = service?.spec?.clusterIP;
-    const tlsUsable = !tls.observation || tls.observation.ready;
-    if ((observed.deployment?.status?.readyReplicas ?? 0) > 0 && clusterIP && clusterIP !== 'None' && tlsUsable) {
-      // Through the Service, as pods pull: ready replicas alone do not prove the registry answers.
-      const port = instance.spec.service.port;
-      const target: ProbeTarget = tls.observation?.ready
-        ? { url: `https://${clusterIP}:${port}/v2/`, ca: tls.observation.caBundle, servername: verificationName(instance) }
-        : { url: `http://${clusterIP}:${port}/v2/` };
-      const result = await (this.deps.probe ?? probeRegistry)(target);
-      observed.registryAnswers = result.ok;
-      if (result.error) observed.registryError = result.error;
-    }
+
+    const observed: InstanceObservation = conflict
+      ? { conflict, ...(tls.observation ? { tls: tls.observation } : {}) }
+      : await this.observe(instance, desired, tls.observation);
 
     const status = computeInstanceStatus(instance, observed, this.now().toISOString());
     // Key order does not matter: the API server need not keep ours.
@@ -211,6 +203,33 @@ export class InstanceReconciler {
     ].filter((w): w is number => w !== undefined);
     return waits.length ? { requeueAfterMs: Math.min(...waits) } : {};
   };
+
+  /** What the instance's objects say once applied: the Deployment, the volume, Secrets the spec names, and /v2/. */
+  private async observe(instance: NixeryInstance, desired: ReturnType<typeof desiredInstance>, tls: TlsObservation | undefined): Promise<InstanceObservation> {
+    const { name, namespace } = instance.metadata;
+    const observed: InstanceObservation = {
+      deployment: this.cached('Deployment', name, namespace) as V1Deployment | undefined,
+      ...(desired.persistentVolumeClaim ? { persistentVolumeClaim: this.cached('PersistentVolumeClaim', pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined } : {}),
+      ...(tls ? { tls } : {}),
+    };
+    for (const secret of [instance.spec.storage.gcs?.credentialsSecret?.name, instance.spec.auth?.htpasswdSecretRef?.name]) {
+      if (secret && !observed.missingSecret && !(await this.readSecret(namespace, secret))) observed.missingSecret = secret;
+    }
+    const service = this.cached('Service', name, namespace) as V1Service | undefined;
+    const clusterIP = service?.spec?.clusterIP;
+    const tlsUsable = !tls || tls.ready;
+    if ((observed.deployment?.status?.readyReplicas ?? 0) > 0 && clusterIP && clusterIP !== 'None' && tlsUsable) {
+      // Through the Service, as pods pull: ready replicas alone do not prove the registry answers.
+      const port = instance.spec.service.port;
+      const target: ProbeTarget = tls?.ready
+        ? { url: `https://${clusterIP}:${port}/v2/`, ca: tls.caBundle, servername: verificationName(instance) }
+        : { url: `http://${clusterIP}:${port}/v2/` };
+      const result = await (this.deps.probe ?? probeRegistry)(target);
+      observed.registryAnswers = result.ok;
+      if (result.error) observed.registryError = result.error;
+    }
+    return observed;
+  }
 
   private cached(kind: string, name: string, namespace: string | undefined): KubernetesObject | undefined {
     return this.deps.caches.owned[kind]?.get(name, namespace);
@@ -279,7 +298,7 @@ export class InstanceReconciler {
     } catch (error) {
       if (statusOf(error) !== 404) throw error;
     }
-    await this.deps.applier.apply(certificate, current);
+    await this.deps.applier.apply(certificate, current, 'server');
     return this.observeServingSecret(instance, 'CertificateIssuing');
   }
 
@@ -296,7 +315,7 @@ export class InstanceReconciler {
     if (caDecision.renew) {
       this.deps.log.info('making the instance CA', { namespace, name, why: caDecision.why });
       ca = await createCertificateAuthority(`nixery ${namespace}/${name} CA`, now);
-      await this.applySecret(instance, caSecretName(name), 'tls-ca', 'kubernetes.io/tls', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem });
+      await this.applySecret(instance, caSecret, caSecretName(name), 'tls-ca', 'kubernetes.io/tls', { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem });
     }
 
     const secretName = servingSecretName(instance)!;
@@ -307,7 +326,7 @@ export class InstanceReconciler {
     if (decision.renew || decode(serving, 'ca.crt') !== ca.certPem) {
       this.deps.log.info('issuing the serving certificate', { namespace, name, why: decision.renew ? decision.why : 'its ca.crt is not the CA' });
       const issued = await issueServingCertificate(ca, names, now);
-      await this.applySecret(instance, secretName, 'tls', 'kubernetes.io/tls', { 'tls.crt': issued.certPem, 'tls.key': issued.keyPem, 'ca.crt': ca.certPem });
+      await this.applySecret(instance, serving, secretName, 'tls', 'kubernetes.io/tls', { 'tls.crt': issued.certPem, 'tls.key': issued.keyPem, 'ca.crt': ca.certPem });
       const next = servingRenewal(issued.certPem, ca.certPem, names, now);
       renewAt = next.renew ? now : next.renewAt;
     } else {
@@ -333,27 +352,37 @@ export class InstanceReconciler {
 
   /**
    * A Secret made once with `make`'s values and never rewritten (running pods and pull Secrets
-   * hold them). Returns its values, decoded.
+   * hold them). Returns its values, decoded. One that exists is used only when it carries the
+   * instance's controller reference: a push token someone else made (and so knows) would be
+   * the registry's administrator credential.
    */
   private async ensureSecret(instance: NixeryInstance, name: string, component: string, make: () => Promise<Record<string, string>>): Promise<Record<string, string>> {
     const { namespace } = instance.metadata;
     const existing = await this.readSecret(namespace, name);
-    if (existing) return decodeAll(existing.data);
-    const values = await make();
+    const values = existing ? undefined : await make();
+    const body = this.secretBody(instance, name, component, 'Opaque', values ?? {});
+    if (existing) {
+      checkOwnership(body, existing);
+      return decodeAll(existing.data);
+    }
     this.deps.onWrite('Secret');
     try {
-      await this.core.createNamespacedSecret({ namespace, fieldManager: FIELD_MANAGER, body: this.secretBody(instance, name, component, 'Opaque', values) });
-      return values;
+      await this.core.createNamespacedSecret({ namespace, fieldManager: FIELD_MANAGER, body });
+      return values!;
     } catch (error) {
       if (statusOf(error) !== 409) throw error;
-      // Made meanwhile by an earlier run whose Secret the cache had not seen yet: that one holds.
-      return decodeAll((await this.core.readNamespacedSecret({ name, namespace })).data);
+      // Made meanwhile, by an earlier run whose Secret the cache had not seen yet (that one
+      // holds) or by someone else (a conflict).
+      const winner = await this.core.readNamespacedSecret({ name, namespace });
+      checkOwnership(body, winner);
+      return decodeAll(winner.data);
     }
   }
 
-  private async applySecret(instance: NixeryInstance, name: string, component: string, type: string, values: Record<string, string>): Promise<void> {
+  /** `current`: the Secret as the API server just answered (undefined: there is none). */
+  private async applySecret(instance: NixeryInstance, current: V1Secret | undefined, name: string, component: string, type: string, values: Record<string, string>): Promise<void> {
     const body = this.secretBody(instance, name, component, type, values);
-    await this.deps.applier.apply(body, undefined);
+    await this.deps.applier.apply(body, current, 'server');
   }
 
   private secretBody(instance: NixeryInstance, name: string, component: string, type: string, values: Record<string, string>): V1Secret {

@@ -38,6 +38,18 @@ describe('NixeryInstance status', () => {
     assert.match(getCondition(pending.conditions, 'Degraded')!.message!, /nixery-storage is Pending/);
   });
 
+  it('is not Ready, and Degraded, with reason Conflict naming the object, while an object of its names is not its own', () => {
+    const why = 'it has no controller reference to NixeryInstance nixery';
+    const status = computeInstanceStatus(instance, { conflict: { kind: 'Deployment', name: 'nixery', namespace: 'ns', why } }, 't');
+    const ready = getCondition(status.conditions, 'Ready')!;
+    assert.deepEqual([ready.status, ready.reason, getCondition(status.conditions, 'Degraded')!.status, getCondition(status.conditions, 'Degraded')!.reason], ['False', 'Conflict', 'True', 'Conflict']);
+    assert.equal(ready.message, `Deployment nixery exists and is not this NixeryInstance's (${why}); it is left untouched until it is deleted or given to this instance`);
+    const elsewhere = computeInstanceStatus(instance, { conflict: { kind: 'Secret', name: 'nixery-pull', namespace: 'apps', why } }, 't');
+    assert.match(getCondition(elsewhere.conditions, 'Ready')!.message!, /^Secret apps\/nixery-pull exists/, 'another namespace is named');
+    const stale = computeInstanceStatus(instance, { deployment: deployment(1), registryAnswers: true, conflict: { kind: 'ClusterRoleBinding', name: 'b', why } }, 't');
+    assert.equal(getCondition(stale.conditions, 'Ready')!.reason, 'Conflict', 'a running registry does not make it Ready');
+  });
+
   it('does not move lastTransitionTime when nothing changed', () => {
     const first = computeInstanceStatus(instance, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't1');
     const again = computeInstanceStatus({ ...instance, status: first }, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't2');

@@ -16,6 +16,8 @@ export interface InstanceObservation {
   /** Whether GET /v2/ on the Service answered 200; undefined when not tried (no ready replica). */
   registryAnswers?: boolean;
   registryError?: string;
+  /** An object the instance would write exists and is not its own: nothing after it was applied. */
+  conflict?: { kind: string; name: string; namespace?: string; why: string };
 }
 
 export function computeInstanceStatus(instance: NixeryInstance, observed: InstanceObservation, now: string): NixeryInstanceStatus {
@@ -28,7 +30,17 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
 
   let degraded: Omit<Condition, 'observedGeneration'> = { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' };
   const tls = observed.tls;
-  if (observed.missingSecret) {
+  const conflict = observed.conflict;
+  if (conflict) {
+    // The namespace only where it is not the instance's (pull Secrets); none for cluster scope.
+    const where = conflict.namespace && conflict.namespace !== instance.metadata.namespace ? `${conflict.namespace}/` : '';
+    degraded = {
+      type: 'Degraded',
+      status: 'True',
+      reason: 'Conflict',
+      message: `${conflict.kind} ${where}${conflict.name} exists and is not this NixeryInstance's (${conflict.why}); it is left untouched until it is deleted or given to this instance`,
+    };
+  } else if (observed.missingSecret) {
     degraded = { type: 'Degraded', status: 'True', reason: 'SecretNotFound', message: `Secret ${observed.missingSecret} does not exist` };
   } else if (tls && !tls.ready && isTlsProblem(tls.reason)) {
     degraded = { type: 'Degraded', status: 'True', reason: tls.reason, message: tls.message };
@@ -46,7 +58,7 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
   }
 
   const tlsWaiting = tls && !tls.ready ? tls : undefined;
-  const ready = readyReplicas > 0 && observed.registryAnswers === true && !tlsWaiting;
+  const ready = readyReplicas > 0 && observed.registryAnswers === true && !tlsWaiting && !conflict;
   const readyCondition: Omit<Condition, 'observedGeneration'> = ready
     ? { type: 'Ready', status: 'True', reason: 'RegistryAnswering', message: `the registry answers at ${tls ? 'https://' : ''}${instanceEndpoint(instance)}` }
     : degraded.status === 'True'

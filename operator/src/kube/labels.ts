@@ -3,9 +3,17 @@ import type { V1OwnerReference } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/types.ts';
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const INSTANCE_LABEL = 'app.kubernetes.io/instance';
+/** Labels objects the instance cannot own (other namespaces, cluster scope) with its namespace too. */
+export const INSTANCE_NAMESPACE_LABEL = 'nixery.dev/instance-namespace';
+/**
+ * The labels that say whose an object is when no owner reference can (kube/applier.ts): the
+ * operator's mark and the instance's name and namespace. Not the component: that is content.
+ */
+export const IDENTITY_LABELS: readonly string[] = [MANAGED_BY_LABEL, INSTANCE_LABEL, INSTANCE_NAMESPACE_LABEL];
 
 export function selectorLabels(instanceName: string): Record<string, string> {
-  return { 'app.kubernetes.io/name': 'nixery', 'app.kubernetes.io/instance': instanceName };
+  return { 'app.kubernetes.io/name': 'nixery', [INSTANCE_LABEL]: instanceName };
 }
 
 export function commonLabels(instanceName: string, component: string): Record<string, string> {
