@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { KubernetesObject, V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
+import type { KubernetesObject, V1ClusterRoleBinding, V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node';
 import { silentLogger } from '@nixery/registry/operator-api';
 import { getCondition } from '../api/conditions.ts';
 import type { NixeryInstance, NixeryInstanceStatus, NixImage } from '../api/types.ts';
@@ -13,6 +13,7 @@ import { createCertificateAuthority, issueServingCertificate } from './certifica
 import { Applier, type ObjectApi } from '../kube/applier.ts';
 import { CLEANUP_FINALIZER, InstanceReconciler, probeRegistry, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
 import { servingNames } from './tls.ts';
+import { desiredAuthDelegatorBinding, unownedLabels } from './auth.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
 const KEY = 'team-a/nixery';
@@ -142,8 +143,14 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
         },
       },
       rbac: {
+        readClusterRoleBinding: async ({ name }) => {
+          const found = objects.get(`ClusterRoleBinding ${name}`);
+          if (!found) throw apiError(404);
+          return found as V1ClusterRoleBinding;
+        },
         deleteClusterRoleBinding: async ({ name }) => {
           requests.push(`delete ClusterRoleBinding ${name}`);
+          if (!objects.delete(`ClusterRoleBinding ${name}`)) throw apiError(404);
           return {};
         },
       },
@@ -560,10 +567,10 @@ describe('objects of its names that are not the instance’s', () => {
 
 describe('deleting a NixeryInstance', () => {
   it('removes its ClusterRoleBinding and its pull Secrets, then its finalizer; the rest goes with owner references', async () => {
-    const labels = { 'app.kubernetes.io/instance': 'nixery', 'nixery.dev/instance-namespace': 'team-a' };
-    const leftover = secret('old', 'nixery-pull', {}, labels);
     const deleting = subject({ auth: { anonymousPull: true, pullSecretNamespaces: ['apps'] } }, { deletionTimestamp: new Date(NOW), finalizers: ['example.com/keep', CLEANUP_FINALIZER] });
-    const { reconcile, requests } = reconcilerFor(deleting, { owned: [leftover], secrets: [leftover, secret('apps', 'nixery-pull', {}, labels)] });
+    const labels = unownedLabels(deleting, 'pull-secret');
+    const leftover = secret('old', 'nixery-pull', {}, labels);
+    const { reconcile, requests } = reconcilerFor(deleting, { owned: [leftover, desiredAuthDelegatorBinding(deleting)], secrets: [leftover, secret('apps', 'nixery-pull', {}, labels)] });
     assert.deepEqual(await reconcile(), {});
     assert.deepEqual(requests, [
       'delete ClusterRoleBinding nixery.team-a.nixery.auth-delegator',
@@ -571,6 +578,14 @@ describe('deleting a NixeryInstance', () => {
       'delete Secret old/nixery-pull',
       'patch nixeryinstances/nixery finalizers=[example.com/keep]',
     ]);
+  });
+
+  it("leaves a same-named ClusterRoleBinding or pull Secret of someone else's alone, and still lets the instance go", async () => {
+    const deleting = subject({ auth: { anonymousPull: true, pullSecretNamespaces: ['apps'] } }, { deletionTimestamp: new Date(NOW), finalizers: [CLEANUP_FINALIZER] });
+    const theirBinding = { ...desiredAuthDelegatorBinding(deleting), metadata: { name: 'nixery.team-a.nixery.auth-delegator', labels: { team: 'platform' } } };
+    const { reconcile, requests } = reconcilerFor(deleting, { others: [theirBinding], secrets: [secret('apps', 'nixery-pull', {}, { team: 'apps' })] });
+    assert.deepEqual(await reconcile(), {});
+    assert.deepEqual(requests, ['patch nixeryinstances/nixery finalizers=[]']);
   });
 
   it('is left to the garbage collector once its finalizer is gone', async () => {

@@ -16,6 +16,7 @@ import {
   type KubernetesObject,
   type ObjectCache,
   type RbacAuthorizationV1Api,
+  type V1DeleteOptions,
   type V1Deployment,
   type V1PersistentVolumeClaim,
   type V1Secret,
@@ -27,7 +28,7 @@ import { API_VERSION, FIELD_MANAGER, NIXERY_INSTANCE, type NixeryInstance, type 
 import type { ReconcileResult } from '../controller/controller.ts';
 import { conflictingClaim } from '../image/conflict.ts';
 import { repositoryName } from '../image/desired-job.ts';
-import { checkOwnership, OwnershipConflictError, type Applier } from '../kube/applier.ts';
+import { checkOwnership, ownershipProblem, OwnershipConflictError, type Applier } from '../kube/applier.ts';
 import { statusOf } from '../kube/http-status.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import {
@@ -90,7 +91,7 @@ export type RegistryProbe = (target: ProbeTarget) => Promise<{ ok: boolean; erro
 export interface InstanceClients {
   core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret'>;
   customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus' | 'patchNamespacedCustomObject' | 'getNamespacedCustomObject'>;
-  rbac: Pick<RbacAuthorizationV1Api, 'deleteClusterRoleBinding'>;
+  rbac: Pick<RbacAuthorizationV1Api, 'readClusterRoleBinding' | 'deleteClusterRoleBinding'>;
   /** Discovery: whether cert-manager's API is served. */
   apis: Pick<ApisApi, 'getAPIVersions'>;
 }
@@ -433,15 +434,60 @@ export class InstanceReconciler {
   }
 
   private async deletePullSecret(instance: NixeryInstance, namespace: string): Promise<void> {
-    this.deps.onWrite('Secret');
-    await this.core.deleteNamespacedSecret({ name: pullSecretName(instance.metadata.name), namespace }).catch(ignoreNotFound);
+    const name = pullSecretName(instance.metadata.name);
+    await this.deleteIfOurs(
+      instance,
+      desiredPullSecret(instance, namespace, { username: '', password: '' }),
+      () => this.core.readNamespacedSecret({ name, namespace }),
+      (body) => this.core.deleteNamespacedSecret({ name, namespace, body }),
+    );
+  }
+
+  /**
+   * Deletes the object `desired` names only if the one there is this instance's (its identity
+   * labels, as the applier checks them): an instance must not take a same-named Secret or binding
+   * of someone else's with it. The UID precondition keeps a newer object of that name too.
+   */
+  private async deleteIfOurs(
+    instance: NixeryInstance,
+    desired: KubernetesObject,
+    read: () => Promise<KubernetesObject>,
+    remove: (options: V1DeleteOptions) => Promise<unknown>,
+  ): Promise<void> {
+    let existing: KubernetesObject;
+    try {
+      existing = await read();
+    } catch (error) {
+      ignoreNotFound(error);
+      return;
+    }
+    const problem = ownershipProblem(desired, existing);
+    if (problem) {
+      this.deps.log.warn('not deleted: it is not this instance\'s', {
+        namespace: instance.metadata.namespace,
+        name: instance.metadata.name,
+        object: `${desired.kind} ${existing.metadata?.namespace ? `${existing.metadata.namespace}/` : ''}${existing.metadata?.name}`,
+        why: problem,
+      });
+      return;
+    }
+    this.deps.onWrite(desired.kind ?? 'unknown');
+    await remove({ preconditions: { uid: existing.metadata!.uid! } }).catch((error: unknown) => {
+      // 409: the precondition failed, so the object there now is a newer one, not the one read.
+      if (statusOf(error) !== 409) ignoreNotFound(error);
+    });
   }
 
   /** Before the instance goes: its ClusterRoleBinding and pull Secrets, then the finalizer. */
   private async finalize(instance: NixeryInstance): Promise<ReconcileResult> {
     if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) return {};
-    this.deps.onWrite('ClusterRoleBinding');
-    await this.deps.clients.rbac.deleteClusterRoleBinding({ name: authDelegatorBindingName(instance) }).catch(ignoreNotFound);
+    const binding = authDelegatorBindingName(instance);
+    await this.deleteIfOurs(
+      instance,
+      desiredAuthDelegatorBinding(instance),
+      () => this.deps.clients.rbac.readClusterRoleBinding({ name: binding }),
+      (body) => this.deps.clients.rbac.deleteClusterRoleBinding({ name: binding, body }),
+    );
     // The spec's namespaces too: a Secret written a moment ago may not be in the cache yet.
     const namespaces = new Set([...(instance.spec.auth?.pullSecretNamespaces ?? []), ...this.pullSecretNamespaces(instance)]);
     for (const namespace of [...namespaces].sort()) await this.deletePullSecret(instance, namespace);
