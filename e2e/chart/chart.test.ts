@@ -158,6 +158,8 @@ for (const version of HELM_VERSIONS) {
       const clusterWide = await render(helm);
       const [clusterRole] = find<V1ClusterRole>(clusterWide, 'ClusterRole', 'nixery-operator');
       assert.ok(clusterRole);
+      // The NixImage Events (image/events.ts), in both modes: the Roles below carry the same rules.
+      assert.deepEqual(clusterRole.rules!.filter((r) => r.resources?.includes('events')), [{ apiGroups: [''], resources: ['events'], verbs: ['create'] }]);
       const [binding] = find<KubernetesObject & { subjects: unknown[] }>(clusterWide, 'ClusterRoleBinding', 'nixery-operator');
       assert.deepEqual(binding!.subjects, [{ kind: 'ServiceAccount', name: 'nixery-operator', namespace: 'nixery' }]);
       const [delegator] = find<V1ClusterRole>(clusterWide, 'ClusterRole', 'nixery-operator-auth-delegator');

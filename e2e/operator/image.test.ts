@@ -61,8 +61,30 @@ describe('operator: NixImage', () => {
       assert.equal((await skopeoInspect(registryHost, reference)).Digest, image.status.digest, `${reference} on the registry`);
     }
     const table = await kubectlOk(kubeconfig, ['get', '-n', NS, 'niximages']);
-    assert.match(table, /^NAME\s+READY\s+IMAGE\s+AGE/);
-    assert.match(table, /toolbox\s+True\s+nixery\.team-a\.svc\.cluster\.local:5000\/toolbox@sha256:/);
+    assert.match(table, /^NAME\s+READY\s+IMAGE\s+LAST BUILD\s+AGE\n/);
+    assert.match(table, /toolbox\s+True\s+nixery\.team-a\.svc\.cluster\.local:5000\/toolbox@sha256:[a-f0-9]{64}\s+\d+[smh]\s/);
+  });
+
+  it('tells each build in Events on the NixImage, and shows its digest with -o wide', async () => {
+    const toolbox = await get(['niximage', 'toolbox']);
+    type Event = { type: string; reason: string; message: string; involvedObject: { kind: string; uid: string }; source: { component: string } };
+    // The Events follow the status write that Ready waited for: a moment later at most.
+    const events = await eventually('BuildStarted and Pushed on toolbox', async () => {
+      const items = JSON.parse(await kubectlOk(kubeconfig, ['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=toolbox', '-o', 'json'])).items as Event[];
+      return items.some((e) => e.reason === 'Pushed') ? items : undefined;
+    }, 30_000, 500);
+    assert.deepEqual(events.map((e) => `${e.type} ${e.reason}`).sort(), ['Normal BuildStarted', 'Normal Pushed'], 'once each, however often the operator looked');
+    assert.ok(events.every((e) => e.involvedObject.kind === 'NixImage' && e.involvedObject.uid === toolbox.metadata.uid && e.source.component === 'nixery-operator'));
+    assert.match(events.find((e) => e.reason === 'BuildStarted')!.message, new RegExp(`build Job ${toolbox.status.jobName} started`));
+    assert.ok(events.find((e) => e.reason === 'Pushed')!.message.includes(toolbox.status.digest));
+
+    const describe = await kubectlOk(kubeconfig, ['describe', '-n', NS, 'niximage', 'toolbox']);
+    assert.match(describe, /Normal\s+BuildStarted\s+.*nixery-operator/);
+    assert.match(describe, /Normal\s+Pushed\s+.*nixery-operator/);
+
+    const wide = await kubectlOk(kubeconfig, ['get', '-n', NS, 'niximage', 'toolbox', '-o', 'wide']);
+    assert.match(wide, /^NAME\s+READY\s+IMAGE\s+LAST BUILD\s+DIGEST\s+AGE\n/);
+    assert.ok(wide.split('\n')[1]!.split(/\s+/).includes(toolbox.status.digest), wide);
   });
 
   it('runs pods from the declared image by tag and by the digest in status', async () => {
@@ -176,8 +198,13 @@ describe('operator: NixImage', () => {
     const failed = condition(await get(['niximage', 'broken-image']), 'Failed')!;
     assert.equal(failed.reason, 'PackagesNotFound');
     assert.match(failed.message!, /nosuchpackage/);
-    const events = await kubectlOk(kubeconfig, ['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=broken-image', '-o', 'json']);
-    assert.ok((JSON.parse(events).items as { reason: string }[]).some((e) => e.reason === 'BuildFailed'));
+    const warnings = await eventually('the Warning on broken-image', async () => {
+      const events = await kubectlOk(kubeconfig, ['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=broken-image', '-o', 'json']);
+      const found = (JSON.parse(events).items as { type: string; reason: string; message: string }[]).filter((e) => e.type === 'Warning');
+      return found.length ? found : undefined;
+    }, 30_000, 500);
+    assert.deepEqual(warnings.map((e) => e.reason), ['PackagesNotFound']);
+    assert.match(warnings[0]!.message, /nosuchpackage/);
   });
 
   it('gives the later of two claims on one tag a Conflict and builds nothing for it', async () => {

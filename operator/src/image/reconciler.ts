@@ -14,7 +14,7 @@ import {
   type V1ServiceAccount,
 } from '@kubernetes/client-node';
 import { deleteTag, type BuildSummary, type Logger, type TagReference } from '@nixery/registry/operator-api';
-import { getCondition, isConditionTrue } from '../api/conditions.ts';
+import { isConditionTrue } from '../api/conditions.ts';
 import { FIELD_MANAGER, NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../kube/http-status.ts';
@@ -25,6 +25,7 @@ import { recordEvent, type EventClient } from '../kube/events.ts';
 import { conflictingClaim } from './conflict.ts';
 import { desiredBuildJob, desiredBuildServiceAccount, IMAGE_LABEL, repositoryName } from './desired-job.ts';
 import { parseDuration } from './duration.ts';
+import { imageEvents } from './events.ts';
 import { verifyDigest, type DigestCheck, type DigestCheckRequest, type DigestVerifier } from './registry-check.ts';
 import { computeImageStatus, jobState } from './status.ts';
 
@@ -145,7 +146,8 @@ export class ImageReconciler {
     // Key order does not matter: the API server need not keep ours.
     if (!isDeepStrictEqual(status, image.status ?? {})) {
       await this.writeStatus(image, status);
-      this.announce(image, image.status, status);
+      // After the write: a status that did not land is computed again next time, events with it.
+      await this.announce(image, image.status, status);
     }
     return requeueAfterMs === undefined ? {} : { requeueAfterMs };
   };
@@ -166,9 +168,7 @@ export class ImageReconciler {
     const namespace = image.metadata.namespace;
     try {
       this.deps.onWrite('Job');
-      const job = await this.batch.createNamespacedJob({ namespace, body: desired, fieldManager: FIELD_MANAGER });
-      await recordEvent(this.core, image, 'Normal', 'BuildStarted', `started build Job ${desired.metadata!.name} for ${image.spec.packages.join(', ')}`, this.deps.onWrite);
-      return job;
+      return await this.batch.createNamespacedJob({ namespace, body: desired, fieldManager: FIELD_MANAGER });
     } catch (error) {
       // Created by a previous run of the operator whose cache had not seen it yet: adopt it.
       if (statusOf(error) === 409) return this.batch.readNamespacedJob({ name: desired.metadata!.name!, namespace });
@@ -276,12 +276,9 @@ export class ImageReconciler {
     );
   }
 
-  private announce(image: NixImage, before: NixImage['status'], after: NonNullable<NixImage['status']>): void {
-    const became = (type: string) => isConditionTrue(after.conditions, type) && !isConditionTrue(before?.conditions, type);
-    if (became('Ready')) {
-      void recordEvent(this.core, image, 'Normal', 'BuildSucceeded', `built ${after.image}`, this.deps.onWrite);
-    } else if (became('Failed')) {
-      void recordEvent(this.core, image, 'Warning', 'BuildFailed', getCondition(after.conditions, 'Failed')!.message ?? 'the build failed', this.deps.onWrite);
+  private async announce(image: NixImage, before: NixImage['status'], after: NonNullable<NixImage['status']>): Promise<void> {
+    for (const event of imageEvents(before, after)) {
+      await recordEvent(this.core, image, event.type, event.reason, event.message, this.deps.onWrite, this.deps.log);
     }
     this.deps.log.info('image status', { namespace: image.metadata.namespace, name: image.metadata.name, conditions: after.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
   }

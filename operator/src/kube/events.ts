@@ -1,6 +1,7 @@
 // core/v1 Events on the objects the operator acts on, so `kubectl describe` tells the story.
 import { randomBytes } from 'node:crypto';
 import type { CoreV1Api, KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '@nixery/registry/operator-api';
 import { FIELD_MANAGER } from '../api/types.ts';
 
 export type EventClient = Pick<CoreV1Api, 'createNamespacedEvent'>;
@@ -12,6 +13,7 @@ export async function recordEvent(
   reason: string,
   message: string,
   onWrite: (kind: string) => void,
+  log: Logger,
 ): Promise<void> {
   const namespace = object.metadata!.namespace!;
   const now = new Date();
@@ -40,6 +42,8 @@ export async function recordEvent(
         count: 1,
       },
     })
-    // Events are best effort: losing one must not fail a reconcile.
-    .catch(() => {});
+    // Events are best effort: losing one must not fail a reconcile, but it is said.
+    .catch((error: unknown) => {
+      log.warn('event not recorded', { namespace, name: object.metadata!.name, reason, error: error instanceof Error ? error.message : String(error) });
+    });
 }
