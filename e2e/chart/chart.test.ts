@@ -91,6 +91,8 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'a negative queue', values: { instance: { limits: { maxQueuedBuilds: -1 } } }, helm3: /instance\.limits\.maxQueuedBuilds: Must be greater than or equal to 0/, helm4: /at '\/instance\/limits\/maxQueuedBuilds': minimum: got -1, want 0/ },
   { name: 'an unknown limit', values: { instance: { limits: { maxBuilds: 3 } } }, helm3: /instance\.limits: Additional property maxBuilds is not allowed/, helm4: /at '\/instance\/limits': additional properties? 'maxBuilds' not allowed/ },
   { name: 'a send-stall timeout of 0', values: { instance: { limits: { sendStallTimeoutSeconds: 0 } } }, helm3: /instance\.limits\.sendStallTimeoutSeconds: Must be greater than or equal to 1/, helm4: /at '\/instance\/limits\/sendStallTimeoutSeconds': minimum: got 0, want 1/ },
+  { name: 'an image pattern with a space', values: { operator: { allowedRegistryImages: ['ghcr.io/x/nixery :*'] } }, helm3: /operator\.allowedRegistryImages\.0: Does not match pattern/, helm4: /at '\/operator\/allowedRegistryImages\/0': 'ghcr\.io\/x\/nixery :\*' does not match pattern/ },
+  { name: 'allowNodeLocal as a string', values: { operator: { allowNodeLocal: 'yes' } }, helm3: /operator\.allowNodeLocal: Invalid type\. Expected: boolean, given: string/, helm4: /at '\/operator\/allowNodeLocal': got string, want boolean/ },
   { name: 'a free-space reserve that is no size or percentage', values: { instance: { limits: { minFreeSpace: '1GB' } } }, helm3: /instance\.limits\.minFreeSpace: Does not match pattern/, helm4: /at '\/instance\/limits\/minFreeSpace': '1GB' does not match pattern/ },
 ];
 
@@ -205,6 +207,32 @@ for (const version of HELM_VERSIONS) {
       assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(gcs, 'NixeryInstance')[0]!.spec.storage, {
         gcs: { bucket: 'my-nixery-layers', credentialsSecret: { name: 'nixery-gcs-key', key: 'service-account.json' }, signedUrls: false },
       });
+    });
+
+    it("renders the privilege gates into the operator's flags, and always lets the chart's own instance run", async () => {
+      const args = async (values: string[]) => find<V1Deployment>(await render(helm, values), 'Deployment', 'nixery-operator')[0]!.spec!.template.spec!.containers[0]!.args!;
+      const gates = async (values: string[]) => (await args(values)).filter((a) => a.startsWith('--allow'));
+      assert.deepEqual(await gates([]), [], "no flags: the operator's defaults, no node-local, its own image");
+      assert.deepEqual(await gates(['-f', path.join(VALUES_DIR, 'privilege-gates.yaml')]), [
+        '--allow-node-local',
+        '--allowed-registry-images=registry.example.com/mirror/nixery:*,registry.example.com/mirror/nixery@sha256:*',
+      ]);
+      // The chart's instance with the default image: the operator's default patterns, once.
+      const published = 'ghcr.io/nixery-operator/nixery:*,ghcr.io/nixery-operator/nixery@sha256:*';
+      assert.deepEqual(await gates(['--set', 'instance.enabled=true']), [`--allowed-registry-images=${published}`]);
+      // Those patterns are the operator's default: the repository of the CRD's default image.
+      const crd = fs.readFileSync(path.join(CHART, 'crds/nixery.dev_nixeryinstances.yaml'), 'utf8');
+      assert.match(crd, /default: ghcr\.io\/nixery-operator\/nixery:[^\s/]+\n/);
+      // Its own repository is added (as install.test.ts installs it), the default kept beside it.
+      const mirror = ['--set', 'instance.enabled=true', '--set', 'instance.image.repository=localhost:5001/nixery-operator/nixery'];
+      assert.deepEqual(await gates(mirror), [`--allowed-registry-images=${published},localhost:5001/nixery-operator/nixery:*,localhost:5001/nixery-operator/nixery@sha256:*`]);
+      // An explicit list replaces the default; the instance's repository still joins it.
+      assert.deepEqual(await gates([...mirror, '--set-json', 'operator.allowedRegistryImages=["registry.example.com/**"]']), [
+        '--allowed-registry-images=registry.example.com/**,localhost:5001/nixery-operator/nixery:*,localhost:5001/nixery-operator/nixery@sha256:*',
+      ]);
+      // The chart's instance asking for node-local is the installer asking: the operator allows it.
+      assert.ok((await args(['--set', 'instance.enabled=true', '--set', 'instance.nodeLocal.enabled=true'])).includes('--allow-node-local'));
+      assert.ok(!(await args(['--set', 'instance.nodeLocal.enabled=true'])).includes('--allow-node-local'), 'no instance of the chart: nothing asked');
     });
 
     it('renders the on-demand switch and the package lists into the instance, lists only when set', async () => {

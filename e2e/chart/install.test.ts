@@ -50,6 +50,8 @@ const JUSTIFIED: Record<string, string> = {
   'get jobs.batch': 'image/reconciler.ts createJob → readNamespacedJob (adopting a Job after 409)',
   // The flow keeps its instance (uninstall leaves it) and names no namespace to drop.
   'delete secrets': 'instance/reconciler.ts deletePullSecret: a namespace dropped from spec.auth.pullSecretNamespaces, and the finalizer',
+  // The flow's instance asks for node-local, so the chart opens that gate: nothing to take back.
+  'delete daemonsets.apps': 'instance/reconciler.ts deleteRefusedDaemonSet: a node-local DaemonSet made before the operator lost --allow-node-local',
   'delete clusterrolebindings.rbac.authorization.k8s.io': "instance/reconciler.ts finalize: the registry's auth-delegator binding goes with its instance",
   // Not a request: the API server's escalation check when the operator creates a binding of it.
   'bind clusterroles.rbac.authorization.k8s.io system:auth-delegator': 'instance/auth.ts desiredAuthDelegatorBinding, applied by instance/reconciler.ts',

@@ -120,6 +120,33 @@ describe('operator: NixeryInstance', () => {
     await kubectlOk(kubeconfig, ['delete', '-n', NS, 'nixeryinstance/x', '--wait=true', '--timeout=60s']);
   });
 
+  // The chart installs the operator without operator.allowNodeLocal or allowedRegistryImages.
+  it('runs no node-local DaemonSet and no registry of a foreign image for an operator started without the gates open, and says why', async () => {
+    const apply = (name: string, spec: object) =>
+      kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name, namespace: NS }, spec }));
+    const conditions = async (name: string) =>
+      Object.fromEntries(((await get(['nixeryinstance', name])).status?.conditions ?? []).map((c: { type: string; status: string; reason: string; message: string }) => [c.type, c]));
+    await apply('edge', { nodeLocal: { enabled: true, hostPort: 5999 } });
+    await apply('foreign', { image: 'example.com/nixery:1' });
+
+    // The registry itself runs: Ready as for any instance; only its node-local path is refused.
+    await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/edge', '--timeout=180s']);
+    const edge = await conditions('edge');
+    assert.deepEqual([edge.NodeLocalReady?.status, edge.NodeLocalReady?.reason, edge.Degraded?.status, edge.Degraded?.reason], ['False', 'NotAllowed', 'True', 'NotAllowed']);
+    assert.match(edge.NodeLocalReady.message, /--allow-node-local \(the chart's operator\.allowNodeLocal\)/);
+    assert.equal((await kubectl(kubeconfig, ['get', '-n', NS, 'daemonset/edge-node-local'])).code, 1, 'no DaemonSet');
+
+    const foreign = await eventually('the foreign image to be refused', async () => {
+      const c = await conditions('foreign');
+      return c.Ready?.reason === 'ImageNotAllowed' ? c : undefined;
+    }, 60_000, 500);
+    assert.deepEqual([foreign.Ready.status, foreign.Degraded?.status, foreign.Degraded?.reason], ['False', 'True', 'ImageNotAllowed']);
+    assert.match(foreign.Ready.message, /^spec\.image example\.com\/nixery:1 is not allowed by the operator \(--allowed-registry-images=ghcr\.io\/nixery-operator\/nixery:\*,/);
+    assert.equal((await kubectl(kubeconfig, ['get', '-n', NS, 'deployment/foreign'])).code, 1, 'no Deployment');
+
+    await kubectlOk(kubeconfig, ['delete', '-n', NS, 'nixeryinstance/edge', 'nixeryinstance/foreign', '--wait=true', '--timeout=60s']);
+  });
+
   it('converges without duplicates when killed mid-reconcile and started again', async () => {
     const second = JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'second', namespace: NS }, spec: {} });
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], second);

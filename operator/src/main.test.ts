@@ -16,4 +16,16 @@ describe('nixery-operator start-up', () => {
       return true;
     });
   });
+
+  // Checked before anything starts: a typo must not leave the gate at its default unnoticed.
+  it('stops at a bad --allowed-registry-images pattern with one line naming it, as for other bad options', async () => {
+    const main = path.join(import.meta.dirname, 'main.ts');
+    const run = promisify(execFile)(process.execPath, [main, '--no-leader-elect', '--allowed-registry-images', 'ghcr.io/x/nixery:*,**'], { timeout: 30_000 });
+    await assert.rejects(run, (error: { code?: number; stderr?: string }) => {
+      assert.equal(error.code, 1);
+      assert.equal(error.stderr, `error: option '--allowed-registry-images <patterns>' argument 'ghcr.io/x/nixery:*,**' is invalid. "**" allows every image; name registries or repositories\n`);
+      return true;
+    });
+  });
 });
+

@@ -2,6 +2,7 @@
 // account; outside one, KUBECONFIG.
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, createLogger, loadLogLevel, type Level } from '@nixery/registry/operator-api';
+import { ALLOW_NODE_LOCAL_FLAG, ALLOWED_IMAGES_FLAG, DEFAULT_REGISTRY_IMAGE_PATTERNS, parseImagePatterns } from './instance/gates.ts';
 import { loadKubeConfig, operatorNamespace } from './kube/client.ts';
 import { Manager } from './manager.ts';
 
@@ -25,7 +26,19 @@ const program = new Command()
     if (list.length === 0 || list.some((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n))) throw new InvalidArgumentError('expected namespace names');
     return list;
   })
-  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[] }) => {
+  .option(ALLOW_NODE_LOCAL_FLAG, "let NixeryInstances have spec.nodeLocal: a hostNetwork DaemonSet on every node, with the instance's image")
+  .option(
+    `${ALLOWED_IMAGES_FLAG} <patterns>`,
+    `the images spec.image may name, comma-separated patterns of full references (* any characters but /, ** any) (default: ${DEFAULT_REGISTRY_IMAGE_PATTERNS.join(',')})`,
+    (v: string) => {
+      try {
+        return parseImagePatterns(v);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    },
+  )
+  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[]; allowNodeLocal?: boolean; allowedRegistryImages?: string[] }) => {
     const log = createLogger({ level: logLevelOrExit(), base: { component: 'operator' } });
     const manager = new Manager({
       kc: loadKubeConfig(),
@@ -36,7 +49,9 @@ const program = new Command()
       resyncSeconds: Math.max(1, options.resyncSeconds),
       workers: Math.max(1, options.workers),
       ...(options.namespaces ? { namespaces: options.namespaces } : {}),
+      gates: { allowNodeLocal: options.allowNodeLocal === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS },
     });
+    log.info('privilege gates', { allowNodeLocal: options.allowNodeLocal === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS });
     const shutdown = async (signal: string) => {
       log.info('shutting down', { signal });
       await manager.stop().catch((error: unknown) => log.error('shutdown failed', { error }));

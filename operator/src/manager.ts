@@ -12,6 +12,7 @@ import { Applier } from './kube/applier.ts';
 import { makeApiClients } from './kube/client.ts';
 import { MANAGED_BY_LABEL } from './kube/labels.ts';
 import { INSTANCE_NAMESPACE_LABEL } from './instance/auth.ts';
+import type { PrivilegeGates } from './instance/gates.ts';
 import { InstanceReconciler } from './instance/reconciler.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 
@@ -25,6 +26,8 @@ export interface ManagerOptions {
   workers: number;
   /** Watch only these namespaces (the RBAC can then be namespaced Roles); all when unset. */
   namespaces?: string[];
+  /** What NixeryInstance authors may ask for; the reconciler's defaults when unset. */
+  gates?: PrivilegeGates;
 }
 
 export class Manager {
@@ -95,7 +98,7 @@ export class Manager {
     const jobs = this.watch<V1Job>({ apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs' }, selector);
 
     const clients = makeApiClients(kc);
-    const reconciler = new InstanceReconciler({ clients, applier: new Applier(kc, onWrite), caches: { instances, images, owned }, log, onWrite });
+    const reconciler = new InstanceReconciler({ clients, applier: new Applier(kc, onWrite), caches: { instances, images, owned }, log, onWrite, ...(this.options.gates ? { gates: this.options.gates } : {}) });
     const controller = new Controller('nixeryinstance', reconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
     const imageReconciler = new ImageReconciler({
       clients,

@@ -53,3 +53,22 @@ app.kubernetes.io/part-of: nixery-operator
 {{- define "nixery-operator.metricsServiceEnabled" -}}
 {{- if or .Values.metrics.service.enabled .Values.metrics.serviceMonitor.enabled }}true{{ end }}
 {{- end }}
+
+{{/*
+What the operator allows spec.image to be: operator.allowedRegistryImages, and with the chart's
+instance any tag or digest of instance.image.repository, so that the instance the chart makes is
+never refused. An empty operator.allowedRegistryImages means the operator's default
+(DEFAULT_REGISTRY_IMAGE_PATTERNS in operator/src/instance/gates.ts), which is kept beside the
+instance's repository. Empty output: no flag, the operator's default.
+*/}}
+{{- define "nixery-operator.allowedRegistryImages" -}}
+{{- $images := .Values.operator.allowedRegistryImages }}
+{{- if .Values.instance.enabled }}
+{{- if not $images }}
+{{- $images = list "ghcr.io/nixery-operator/nixery:*" "ghcr.io/nixery-operator/nixery@sha256:*" }}
+{{- end }}
+{{- $repository := .Values.instance.image.repository }}
+{{- $images = concat $images (list (printf "%s:*" $repository) (printf "%s@sha256:*" $repository)) | uniq }}
+{{- end }}
+{{- join "," $images }}
+{{- end }}

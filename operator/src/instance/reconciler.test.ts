@@ -14,6 +14,7 @@ import { Applier, type ObjectApi } from '../kube/applier.ts';
 import { CLEANUP_FINALIZER, InstanceReconciler, probeRegistry, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
 import { servingNames } from './tls.ts';
 import { desiredAuthDelegatorBinding, unownedLabels } from './auth.ts';
+import type { PrivilegeGates } from './gates.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
 const KEY = 'team-a/nixery';
@@ -66,6 +67,8 @@ interface World {
   certificate?: KubernetesObject;
   /** Applying these (`Kind namespace/name`) answers with the status. */
   applyFails?: Record<string, number>;
+  /** The operator's flags (main.ts); the reconciler's defaults when unset. */
+  gates?: PrivilegeGates;
 }
 
 /**
@@ -127,6 +130,13 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
           return {};
         },
       },
+      apps: {
+        deleteNamespacedDaemonSet: async ({ name, namespace, body }) => {
+          requests.push(`delete DaemonSet ${namespace}/${name} uid=${body?.preconditions?.uid}`);
+          if (!objects.delete(`DaemonSet ${namespace}/${name}`)) throw apiError(404);
+          return {};
+        },
+      },
       customObjects: {
         patchNamespacedCustomObjectStatus: async ({ plural, name, body }) => {
           requests.push(`patch ${plural}/${name}/status`);
@@ -174,6 +184,7 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
       return world.probe ?? { ok: true };
     },
     now: () => NOW,
+    ...(world.gates ? { gates: world.gates } : {}),
   });
   const status = () => statuses.at(-1) as NixeryInstanceStatus;
   const condition = (type: string) => {
@@ -615,5 +626,79 @@ describe('the registry probe', () => {
     assert.equal(untrusted.ok, false);
     status = 503;
     assert.deepEqual(await probeRegistry({ url, ca: ca.certPem, servername: 'nixery.team-a.svc.cluster.local' }), { ok: false, error: `GET ${url} answered 503` });
+  });
+});
+
+describe("reconciling a NixeryInstance: the operator's privilege gates", () => {
+  const edge = subject({ nodeLocal: { enabled: true, hostPort: 5000 } });
+  const daemonSet = (ownerReferences: typeof byInstance | undefined) => ({
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'nixery-node-local', namespace: 'team-a', uid: 'ds-uid', ...(ownerReferences ? { ownerReferences } : {}) },
+    status: { desiredNumberScheduled: 2, numberReady: 2 },
+  });
+  const applies = (requests: string[], kind: string) => requests.filter((r) => r.startsWith(`apply ${kind} `));
+
+  it('makes no node-local DaemonSet without --allow-node-local, and says so, while the registry still becomes Ready', async () => {
+    const { reconcile, requests, condition, status } = reconcilerFor(edge, { owned: [deployment(1), service, pvc] });
+    assert.deepEqual(await reconcile(), {}, 'Ready: nothing to look at again soon');
+    assert.deepEqual(applies(requests, 'DaemonSet'), []);
+    assert.deepEqual(applies(requests, 'Deployment'), ['apply Deployment team-a/nixery over the cached one']);
+    assert.equal(condition('Ready'), 'True RegistryAnswering');
+    assert.equal(condition('NodeLocalReady'), 'False NotAllowed');
+    assert.equal(condition('Degraded'), 'True NotAllowed');
+    assert.match(getCondition(status().conditions, 'NodeLocalReady')!.message!, /--allow-node-local \(the chart's operator\.allowNodeLocal\)/);
+  });
+
+  it('deletes the node-local DaemonSet it made while it was allowed, by its UID, and only its own', async () => {
+    const mine = reconcilerFor(edge, { owned: [deployment(1), service, pvc, daemonSet(byInstance)] });
+    await mine.reconcile();
+    assert.deepEqual(mine.requests.filter((r) => r.startsWith('delete DaemonSet')), ['delete DaemonSet team-a/nixery-node-local uid=ds-uid']);
+
+    const theirs = reconcilerFor(edge, { owned: [deployment(1), service, pvc, daemonSet([{ ...byInstance[0]!, uid: 'uid-0' }])] });
+    await theirs.reconcile();
+    assert.deepEqual(theirs.requests.filter((r) => r.startsWith('delete')), []);
+  });
+
+  it('applies the DaemonSet with --allow-node-local, and NodeLocalReady follows its pods', async () => {
+    const allowed = { allowNodeLocal: true, allowedRegistryImages: ['ghcr.io/nixery-operator/nixery:*'] };
+    const first = reconcilerFor(edge, { owned: [deployment(1), service, pvc], gates: allowed });
+    await first.reconcile();
+    assert.deepEqual(applies(first.requests, 'DaemonSet'), ['apply DaemonSet team-a/nixery-node-local']);
+    assert.equal(first.condition('NodeLocalReady'), 'False WaitingForPods');
+    assert.equal(first.condition('Degraded'), 'False AsExpected');
+
+    const running = reconcilerFor(edge, { owned: [deployment(1), service, pvc, daemonSet(byInstance)], gates: allowed });
+    await running.reconcile();
+    assert.equal(running.condition('NodeLocalReady'), 'True Forwarding');
+    assert.deepEqual(running.requests.filter((r) => r.startsWith('delete')), []);
+  });
+
+  it('runs no registry of an image off the allow-list: no Deployment, no DaemonSet, Ready=False ImageNotAllowed naming it', async () => {
+    const foreign = subject({ image: 'example.com/miner:1', nodeLocal: { enabled: true, hostPort: 5000 } });
+    const { reconcile, requests, condition, status } = reconcilerFor(foreign, { owned: [service, pvc], gates: { allowNodeLocal: true, allowedRegistryImages: ['ghcr.io/nixery-operator/nixery:*'] } });
+    assert.deepEqual(await reconcile(), { requeueAfterMs: 3000 });
+    assert.deepEqual([...applies(requests, 'Deployment'), ...applies(requests, 'DaemonSet')], []);
+    assert.deepEqual(applies(requests, 'Service'), ['apply Service team-a/nixery over the cached one'], 'what runs no image is still kept');
+    assert.equal(condition('Ready'), 'False ImageNotAllowed');
+    assert.equal(condition('Degraded'), 'True ImageNotAllowed');
+    assert.equal(
+      getCondition(status().conditions, 'Ready')!.message,
+      "spec.image example.com/miner:1 is not allowed by the operator (--allowed-registry-images=ghcr.io/nixery-operator/nixery:*; the chart's operator.allowedRegistryImages): no registry runs it",
+    );
+  });
+
+  it('keeps a Deployment from before, of an allowed image, untouched when spec.image leaves the allow-list', async () => {
+    const { reconcile, requests, condition } = reconcilerFor(subject({ image: 'example.com/miner:1' }), { owned: [deployment(1), service, pvc] });
+    await reconcile();
+    assert.deepEqual(applies(requests, 'Deployment'), []);
+    assert.equal(condition('Ready'), 'False ImageNotAllowed');
+  });
+
+  it('allows the default image and its repository without flags', async () => {
+    const pinned = reconcilerFor(subject({ image: 'ghcr.io/nixery-operator/nixery@sha256:0123' }), { owned: [deployment(1), service, pvc] });
+    await pinned.reconcile();
+    assert.equal(pinned.condition('Ready'), 'True RegistryAnswering');
+    assert.equal(applies(pinned.requests, 'Deployment').length, 1);
   });
 });

@@ -11,11 +11,13 @@ import {
   PatchStrategy,
   setHeaderOptions,
   type ApisApi,
+  type AppsV1Api,
   type CoreV1Api,
   type CustomObjectsApi,
   type KubernetesObject,
   type ObjectCache,
   type RbacAuthorizationV1Api,
+  type V1DaemonSet,
   type V1DeleteOptions,
   type V1Deployment,
   type V1PersistentVolumeClaim,
@@ -48,6 +50,7 @@ import {
 import { caRenewal, createCertificateAuthority, issueServingCertificate, servingRenewal } from './certificates.ts';
 import { generatePullUser, generateTokenKey, PULL_USER } from './credentials.ts';
 import { desiredInstance, desiredObjects, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
+import { DEFAULT_GATES, gateRefusals, type GateRefusals, type PrivilegeGates } from './gates.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
 import {
   caBundleOf,
@@ -90,6 +93,8 @@ export type RegistryProbe = (target: ProbeTarget) => Promise<{ ok: boolean; erro
 /** The API calls of a reconcile besides applying: manager.ts passes the real clients, tests fakes. */
 export interface InstanceClients {
   core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret'>;
+  /** Removing a node-local DaemonSet the operator no longer allows. */
+  apps: Pick<AppsV1Api, 'deleteNamespacedDaemonSet'>;
   customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus' | 'patchNamespacedCustomObject' | 'getNamespacedCustomObject'>;
   rbac: Pick<RbacAuthorizationV1Api, 'readClusterRoleBinding' | 'deleteClusterRoleBinding'>;
   /** Discovery: whether cert-manager's API is served. */
@@ -106,6 +111,8 @@ export interface InstanceReconcilerDeps {
   now?: () => string;
   /** How soon to look again at an instance that is not Ready yet. */
   notReadyRequeueMs?: number;
+  /** What instance authors may ask for (main.ts's flags); DEFAULT_GATES when unset. */
+  gates?: PrivilegeGates;
 }
 
 /** GET /v2/ through the Service; over HTTPS trusting `ca` and checking `servername`. Bounded to 3 s. */
@@ -150,6 +157,13 @@ export class InstanceReconciler {
     if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) await this.setFinalizers(instance, [...(instance.metadata.finalizers ?? []), CLEANUP_FINALIZER]);
 
     const desired = desiredInstance(instance);
+    const refusals = gateRefusals(instance, this.deps.gates ?? DEFAULT_GATES);
+    // Both run the image, the DaemonSet on the node's network too: a refused image runs in
+    // neither (a Deployment from before keeps the image it was allowed to have).
+    const refused = new Set<object | undefined>([
+      ...(refusals.image ? [desired.deployment, desired.nodeLocal] : []),
+      ...(refusals.nodeLocal ? [desired.nodeLocal] : []),
+    ]);
     let tls: { observation?: TlsObservation; renewAt?: Date } = {};
     let conflict: InstanceObservation['conflict'];
     try {
@@ -168,8 +182,10 @@ export class InstanceReconciler {
       await applier.apply(policy, this.cached('ConfigMap', policy.metadata!.name!, namespace));
 
       for (const object of desiredObjects(desired)) {
+        if (refused.has(object)) continue;
         await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
       }
+      if (refusals.nodeLocal && desired.nodeLocal) await this.deleteRefusedDaemonSet(instance, desired.nodeLocal);
       const binding = desiredAuthDelegatorBinding(instance);
       await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
       await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
@@ -182,8 +198,8 @@ export class InstanceReconciler {
     }
 
     const observed: InstanceObservation = conflict
-      ? { conflict, ...(tls.observation ? { tls: tls.observation } : {}) }
-      : await this.observe(instance, desired, tls.observation);
+      ? { conflict, ...(tls.observation ? { tls: tls.observation } : {}), refusals }
+      : await this.observe(instance, desired, tls.observation, refusals);
 
     const status = computeInstanceStatus(instance, observed, this.now().toISOString());
     // Key order does not matter: the API server need not keep ours.
@@ -206,10 +222,13 @@ export class InstanceReconciler {
   };
 
   /** What the instance's objects say once applied: the Deployment, the volume, Secrets the spec names, and /v2/. */
-  private async observe(instance: NixeryInstance, desired: ReturnType<typeof desiredInstance>, tls: TlsObservation | undefined): Promise<InstanceObservation> {
+  private async observe(instance: NixeryInstance, desired: ReturnType<typeof desiredInstance>, tls: TlsObservation | undefined, refusals: GateRefusals): Promise<InstanceObservation> {
     const { name, namespace } = instance.metadata;
+    const nodeLocal = desired.nodeLocal && !refusals.nodeLocal ? (this.cached('DaemonSet', desired.nodeLocal.metadata!.name!, namespace) as V1DaemonSet | undefined) : undefined;
     const observed: InstanceObservation = {
       deployment: this.cached('Deployment', name, namespace) as V1Deployment | undefined,
+      refusals,
+      ...(nodeLocal ? { nodeLocal } : {}),
       ...(desired.persistentVolumeClaim ? { persistentVolumeClaim: this.cached('PersistentVolumeClaim', pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined } : {}),
       ...(tls ? { tls } : {}),
     };
@@ -247,6 +266,24 @@ export class InstanceReconciler {
     return all
       .filter((image) => image.spec.instanceRef.name === instance.metadata.name && !image.metadata.deletionTimestamp && !conflictingClaim(image, all))
       .map((image) => ({ serviceAccount: buildServiceAccountName(image.metadata.name), repository: repositoryName(image) }));
+  }
+
+  /**
+   * The instance's node-local DaemonSet, made while the operator allowed it: only its own (its
+   * controller reference), by the UID the cache saw. Ours always carries the managed-by label, so
+   * one the cache lacks is not ours and stays.
+   */
+  private async deleteRefusedDaemonSet(instance: NixeryInstance, desired: V1DaemonSet): Promise<void> {
+    const { namespace } = instance.metadata;
+    const name = desired.metadata!.name!;
+    const existing = this.cached('DaemonSet', name, namespace);
+    if (!existing) return;
+    await this.deleteIfOurs(
+      instance,
+      desired,
+      async () => existing,
+      (body) => this.deps.clients.apps.deleteNamespacedDaemonSet({ name, namespace, body }),
+    );
   }
 
   // ---- TLS ----

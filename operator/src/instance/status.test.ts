@@ -55,4 +55,31 @@ describe('NixeryInstance status', () => {
     const again = computeInstanceStatus({ ...instance, status: first }, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't2');
     assert.deepEqual(again, first);
   });
+
+  it('keeps Ready as it is when spec.nodeLocal is refused, and says so in NodeLocalReady and Degraded', () => {
+    const edge = { ...instance, spec: { ...instance.spec, nodeLocal: { enabled: true, hostPort: 5000 } } };
+    const refusals = { nodeLocal: 'spec.nodeLocal needs the operator started with --allow-node-local' };
+    const ready = computeInstanceStatus(edge, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true, refusals }, 't');
+    assert.equal(getCondition(ready.conditions, 'Ready')!.status, 'True');
+    assert.deepEqual(
+      ['NodeLocalReady', 'Degraded'].map((type) => { const c = getCondition(ready.conditions, type)!; return `${c.status} ${c.reason} ${c.message}`; }),
+      ['False NotAllowed ' + refusals.nodeLocal, 'True NotAllowed ' + refusals.nodeLocal],
+    );
+    // A worse problem keeps Degraded; NodeLocalReady still says why there is no DaemonSet.
+    const unbound = computeInstanceStatus(edge, { deployment: deployment(0), persistentVolumeClaim: { metadata: { name: 'nixery-storage' }, status: { phase: 'Pending' } }, refusals }, 't');
+    assert.equal(getCondition(unbound.conditions, 'Degraded')!.reason, 'VolumeNotBound');
+    assert.equal(getCondition(unbound.conditions, 'NodeLocalReady')!.reason, 'NotAllowed');
+    // No nodeLocal asked for, no NodeLocalReady, even from an earlier status.
+    const off = computeInstanceStatus({ ...instance, status: ready }, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true }, 't');
+    assert.equal(getCondition(off.conditions, 'NodeLocalReady'), undefined);
+  });
+
+  it('is never Ready with a refused image, even while an earlier Deployment serves', () => {
+    const refusals = { image: 'spec.image example.com/x:1 is not allowed by the operator' };
+    const status = computeInstanceStatus(instance, { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true, refusals }, 't');
+    assert.deepEqual(
+      ['Ready', 'Degraded'].map((type) => { const c = getCondition(status.conditions, type)!; return `${c.status} ${c.reason} ${c.message}`; }),
+      ['False ImageNotAllowed ' + refusals.image, 'True ImageNotAllowed ' + refusals.image],
+    );
+  });
 });

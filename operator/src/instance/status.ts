@@ -1,9 +1,10 @@
 // The status of a NixeryInstance from what was observed: pure, so every rule is a unit test.
 // Ready is honest: ready replicas AND a registry that answers /v2/.
-import type { V1Deployment, V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import type { V1DaemonSet, V1Deployment, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { removeCondition, setCondition } from '../api/conditions.ts';
 import type { Condition, NixeryInstance, NixeryInstanceStatus } from '../api/types.ts';
 import { instanceEndpoint } from './desired.ts';
+import type { GateRefusals } from './gates.ts';
 import { caBundleConfigMapName, isTlsProblem, tlsCondition, type TlsObservation } from './tls.ts';
 
 export interface InstanceObservation {
@@ -18,6 +19,10 @@ export interface InstanceObservation {
   registryError?: string;
   /** An object the instance would write exists and is not its own: nothing after it was applied. */
   conflict?: { kind: string; name: string; namespace?: string; why: string };
+  /** What the operator's privilege gates refused (gates.ts). */
+  refusals?: GateRefusals;
+  /** With spec.nodeLocal allowed: its DaemonSet, once there. */
+  nodeLocal?: V1DaemonSet;
 }
 
 export function computeInstanceStatus(instance: NixeryInstance, observed: InstanceObservation, now: string): NixeryInstanceStatus {
@@ -40,6 +45,8 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
       reason: 'Conflict',
       message: `${conflict.kind} ${where}${conflict.name} exists and is not this NixeryInstance's (${conflict.why}); it is left untouched until it is deleted or given to this instance`,
     };
+  } else if (observed.refusals?.image) {
+    degraded = { type: 'Degraded', status: 'True', reason: 'ImageNotAllowed', message: observed.refusals.image };
   } else if (observed.missingSecret) {
     degraded = { type: 'Degraded', status: 'True', reason: 'SecretNotFound', message: `Secret ${observed.missingSecret} does not exist` };
   } else if (tls && !tls.ready && isTlsProblem(tls.reason)) {
@@ -58,7 +65,7 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
   }
 
   const tlsWaiting = tls && !tls.ready ? tls : undefined;
-  const ready = readyReplicas > 0 && observed.registryAnswers === true && !tlsWaiting && !conflict;
+  const ready = readyReplicas > 0 && observed.registryAnswers === true && !tlsWaiting && !conflict && !observed.refusals?.image;
   const readyCondition: Omit<Condition, 'observedGeneration'> = ready
     ? { type: 'Ready', status: 'True', reason: 'RegistryAnswering', message: `the registry answers at ${tls ? 'https://' : ''}${instanceEndpoint(instance)}` }
     : degraded.status === 'True'
@@ -76,9 +83,15 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
     ? { type: 'Progressing', status: 'False', reason: 'RolledOut', message: 'every registry pod runs the current spec' }
     : { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `${updated} of ${desiredReplicas} registry pods updated` };
 
+  const nodeLocal = instance.spec.nodeLocal?.enabled ? nodeLocalCondition(observed) : undefined;
+  // The registry serves without its node-local path, so Ready stays as it is; Degraded says
+  // what is missing unless something worse already does.
+  if (nodeLocal?.reason === 'NotAllowed' && degraded.status === 'False') degraded = { type: 'Degraded', status: 'True', reason: 'NotAllowed', message: nodeLocal.message! };
+
   let conditions = instance.status?.conditions;
   for (const c of [readyCondition, progressing, degraded]) conditions = setCondition(conditions, { ...c, observedGeneration: generation }, now);
   conditions = tls ? setCondition(conditions, { ...tlsCondition(tls), observedGeneration: generation }, now) : removeCondition(conditions, 'TLSReady');
+  conditions = nodeLocal ? setCondition(conditions, { ...nodeLocal, observedGeneration: generation }, now) : removeCondition(conditions, 'NodeLocalReady');
   return {
     observedGeneration: generation,
     endpoint: instanceEndpoint(instance),
@@ -92,4 +105,14 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
       : {}),
     conditions: conditions ?? [],
   };
+}
+
+/** NodeLocalReady, for an instance with spec.nodeLocal.enabled: refused, or its DaemonSet's pods. */
+function nodeLocalCondition(observed: InstanceObservation): Omit<Condition, 'observedGeneration'> {
+  if (observed.refusals?.nodeLocal) return { type: 'NodeLocalReady', status: 'False', reason: 'NotAllowed', message: observed.refusals.nodeLocal };
+  const scheduled = observed.nodeLocal?.status?.desiredNumberScheduled ?? 0;
+  const ready = observed.nodeLocal?.status?.numberReady ?? 0;
+  return scheduled > 0 && ready >= scheduled
+    ? { type: 'NodeLocalReady', status: 'True', reason: 'Forwarding', message: `the node-local forwarder runs on ${ready} nodes` }
+    : { type: 'NodeLocalReady', status: 'False', reason: 'WaitingForPods', message: `${ready} of ${scheduled} node-local forwarder pods ready` };
 }

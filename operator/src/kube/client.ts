@@ -1,5 +1,5 @@
 // Cluster access: in-cluster configuration inside a pod, KUBECONFIG (or ~/.kube/config) outside.
-import { ApisApi, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { ApisApi, AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import fs from 'node:fs';
 
 export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
@@ -25,6 +25,7 @@ export function operatorNamespace(env: NodeJS.ProcessEnv = process.env): string 
 /** The generated API clients the reconcilers call, made once by the manager and shared. */
 export interface ApiClients {
   core: CoreV1Api;
+  apps: AppsV1Api;
   batch: BatchV1Api;
   customObjects: CustomObjectsApi;
   rbac: RbacAuthorizationV1Api;
@@ -35,6 +36,7 @@ export interface ApiClients {
 export function makeApiClients(kc: KubeConfig): ApiClients {
   return {
     core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
     batch: kc.makeApiClient(BatchV1Api),
     customObjects: kc.makeApiClient(CustomObjectsApi),
     rbac: kc.makeApiClient(RbacAuthorizationV1Api),
