@@ -191,6 +191,17 @@ describe('reconciling a NixImage', () => {
     assert.equal(condition('Building'), 'True JobPending');
   });
 
+  it('starts no Job while the instance is Ready only for an earlier generation of its spec', async () => {
+    const changed = { ...instance, metadata: { ...instance.metadata, generation: 3 }, status: { conditions: [{ type: 'Ready', status: 'True' as const, reason: 'RegistryAnswering', observedGeneration: 2 }] } };
+    const { reconcile, requests } = reconcilerFor(image(), { instances: [changed] });
+    assert.deepEqual(await reconcile(), { requeueAfterMs: 3000 });
+    assert.ok(!requests.some((r) => r.includes(' Job ')), requests.join('\n'));
+    const judged = { ...changed, status: { conditions: [{ ...changed.status.conditions[0]!, observedGeneration: 3 }] } };
+    const current = reconcilerFor(image(), { instances: [judged] });
+    await current.reconcile();
+    assert.ok(current.requests.some((r) => r.startsWith('create Job')));
+  });
+
   it('adopts the Job an earlier run created instead of starting another', async () => {
     const subject = image();
     const running = buildJob(subject, { active: 1 });

@@ -14,7 +14,7 @@ import {
   type V1ServiceAccount,
 } from '@kubernetes/client-node';
 import { deleteTag, type BuildSummary, type Logger, type TagReference } from '@nixery/registry/operator-api';
-import { isConditionTrue } from '../api/conditions.ts';
+import { getCondition, isConditionTrue } from '../api/conditions.ts';
 import { FIELD_MANAGER, NIX_IMAGE, type NixeryInstance, type NixImage } from '../api/types.ts';
 import type { ReconcileResult } from '../controller/controller.ts';
 import { statusOf } from '../kube/http-status.ts';
@@ -104,7 +104,7 @@ export class ImageReconciler {
       jobName = desired.metadata!.name!;
       job = caches.jobs.get(jobName, namespace);
       const alreadyBuilt = image.status?.jobName === jobName && isConditionTrue(image.status.conditions, 'Ready');
-      const instanceReady = isConditionTrue(instance.status?.conditions, 'Ready');
+      const instanceReady = isCurrentlyReady(instance);
       if (!job && !alreadyBuilt) {
         if (!instanceReady) {
           // The Job would only fail to push; look again soon.
@@ -347,3 +347,14 @@ const NIX_IMAGE_PATH = { group: NIX_IMAGE.group, version: NIX_IMAGE.version, plu
 
 /** operator-api's deleteTag: a token for `repository:NAME:delete` alone, bought with the push token. */
 const defaultTagDeleter: TagDeleter = (tag, pushToken, tls) => deleteTag(tag, pushToken, tls ? { scheme: 'https', ca: tls.ca } : {});
+
+/**
+ * Ready for the instance's current spec: a Ready written for an earlier generation may predate a
+ * change the operator has not judged yet (a new spec.image the allow-list refuses, say), and a
+ * build Job would run that image meanwhile. A condition without observedGeneration is taken as is.
+ */
+function isCurrentlyReady(instance: NixeryInstance): boolean {
+  const ready = getCondition(instance.status?.conditions, 'Ready');
+  if (ready?.status !== 'True') return false;
+  return ready.observedGeneration === undefined || ready.observedGeneration >= (instance.metadata.generation ?? 0);
+}
