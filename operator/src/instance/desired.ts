@@ -260,7 +260,7 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     nodeLocal = {
       apiVersion: 'apps/v1',
       kind: 'DaemonSet',
-      metadata: { ...meta(`${name}-node-local`, 'node-local'), labels },
+      metadata: { ...meta(nodeLocalName(name), 'node-local'), labels },
       spec: {
         selector: { matchLabels: selector },
         template: {
@@ -291,4 +291,9 @@ export function desiredObjects(desired: DesiredInstance): KubernetesObject[] {
   return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.nodeLocal].filter(
     (o): o is NonNullable<typeof o> => o !== undefined,
   );
+}
+
+/** The node-local DaemonSet's name (also what is removed once spec.nodeLocal is off). */
+export function nodeLocalName(instanceName: string): string {
+  return `${instanceName}-node-local`;
 }

@@ -660,6 +660,19 @@ describe("reconciling a NixeryInstance: the operator's privilege gates", () => {
     assert.deepEqual(theirs.requests.filter((r) => r.startsWith('delete')), []);
   });
 
+  it('deletes its node-local DaemonSet once spec.nodeLocal is off, even where node-local is allowed, and only its own', async () => {
+    const allowed = { allowNodeLocal: true, allowedRegistryImages: ['ghcr.io/nixery-operator/nixery:*'] };
+    const off = subject({ nodeLocal: { enabled: false, hostPort: 5000 } });
+    const mine = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet(byInstance)], gates: allowed });
+    await mine.reconcile();
+    assert.deepEqual(mine.requests.filter((r) => r.startsWith('delete DaemonSet')), ['delete DaemonSet team-a/nixery-node-local uid=ds-uid']);
+    assert.equal(mine.condition('NodeLocalReady'), undefined);
+
+    const theirs = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet(undefined)], gates: allowed });
+    await theirs.reconcile();
+    assert.deepEqual(theirs.requests.filter((r) => r.startsWith('delete')), []);
+  });
+
   it('applies the DaemonSet with --allow-node-local, and NodeLocalReady follows its pods', async () => {
     const allowed = { allowNodeLocal: true, allowedRegistryImages: ['ghcr.io/nixery-operator/nixery:*'] };
     const first = reconcilerFor(edge, { owned: [deployment(1), service, pvc], gates: allowed });

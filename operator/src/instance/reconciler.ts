@@ -49,7 +49,7 @@ import {
 } from './auth.ts';
 import { caRenewal, createCertificateAuthority, issueServingCertificate, servingRenewal } from './certificates.ts';
 import { generatePullUser, generateTokenKey, PULL_USER } from './credentials.ts';
-import { desiredInstance, desiredObjects, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
+import { desiredInstance, desiredObjects, nodeLocalName, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
 import { DEFAULT_GATES, gateRefusals, type GateRefusals, type PrivilegeGates } from './gates.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
 import {
@@ -185,7 +185,7 @@ export class InstanceReconciler {
         if (refused.has(object)) continue;
         await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
       }
-      if (refusals.nodeLocal && desired.nodeLocal) await this.deleteRefusedDaemonSet(instance, desired.nodeLocal);
+      if (!desired.nodeLocal || refusals.nodeLocal) await this.deleteNodeLocal(instance);
       const binding = desiredAuthDelegatorBinding(instance);
       await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
       await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
@@ -269,18 +269,24 @@ export class InstanceReconciler {
   }
 
   /**
-   * The instance's node-local DaemonSet, made while the operator allowed it: only its own (its
-   * controller reference), by the UID the cache saw. Ours always carries the managed-by label, so
-   * one the cache lacks is not ours and stays.
+   * The instance's node-local DaemonSet, made while spec.nodeLocal was on and the operator allowed
+   * it (a hostNetwork pod on every node must not outlive either): only its own (its controller
+   * reference), by the UID the cache saw. Ours always carries the managed-by label, so one the
+   * cache lacks is not ours and stays.
    */
-  private async deleteRefusedDaemonSet(instance: NixeryInstance, desired: V1DaemonSet): Promise<void> {
+  private async deleteNodeLocal(instance: NixeryInstance): Promise<void> {
     const { namespace } = instance.metadata;
-    const name = desired.metadata!.name!;
+    const name = nodeLocalName(instance.metadata.name);
     const existing = this.cached('DaemonSet', name, namespace);
     if (!existing) return;
+    const ours: V1DaemonSet = {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name, namespace, ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata })] },
+    };
     await this.deleteIfOurs(
       instance,
-      desired,
+      ours,
       async () => existing,
       (body) => this.deps.clients.apps.deleteNamespacedDaemonSet({ name, namespace, body }),
     );
