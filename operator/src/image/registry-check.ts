@@ -2,8 +2,7 @@
 // Ready: a termination message is only what some pod wrote, the registry is what pods pull from.
 // The manifest must answer by digest, and the tag must name that digest. A registry that wants a
 // login (anonymous pulls off) is asked again with a pull token bought with the operator's pull user.
-import http from 'node:http';
-import https from 'node:https';
+import { buyRegistryToken, exchange, type ExchangeAnswer } from '@nixery/registry/operator-api';
 
 export interface DigestCheckRequest {
   /** `http://host:port` or `https://host:port`: the registry as the operator reaches it. */
@@ -65,38 +64,16 @@ async function pullToken(request: DigestCheckRequest): Promise<{ ok: true; token
   const credentials = await request.credentials?.();
   if (!credentials) return { ok: false, message: 'the operator has no pull user to log in with' };
   const url = `${request.baseUrl}/v2/token?service=nixery&scope=${encodeURIComponent(`repository:${request.repository}:pull`)}`;
-  const basic = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
-  const answer = await send(request, 'GET', url, { Authorization: basic, Accept: 'application/json' });
-  if (answer.status !== 200) return { ok: false, message: `GET ${url} answered ${answer.status}` };
-  let token: unknown;
-  try {
-    token = (JSON.parse(answer.body) as { token?: unknown }).token;
-  } catch {
-    // told below
-  }
-  return typeof token === 'string' && token !== '' ? { ok: true, token } : { ok: false, message: `GET ${url} answered no token` };
+  const bought = await buyRegistryToken(url, credentials.username, credentials.password, options(request));
+  if (bought.ok) return bought;
+  return { ok: false, message: bought.reason === 'status' ? `GET ${url} answered ${bought.status}` : `GET ${url} answered no token` };
 }
 
-/** One request with node:http(s), which (unlike fetch) takes a CA to trust and a name to check. */
-function send(
-  target: Pick<DigestCheckRequest, 'ca' | 'servername'>,
-  method: string,
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const options = { method, headers, signal: AbortSignal.timeout(TIMEOUT_MS), ...(target.ca ? { ca: target.ca } : {}), ...(target.servername ? { servername: target.servername } : {}) };
-    const request = (url.startsWith('https:') ? https.request : http.request)(url, options, (response) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      response.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size <= 64 * 1024) chunks.push(chunk);
-      });
-      response.on('error', reject);
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    request.on('error', reject);
-    request.end();
-  });
+/** Each request bounded on its own. */
+function options(request: Pick<DigestCheckRequest, 'ca' | 'servername'>) {
+  return { signal: AbortSignal.timeout(TIMEOUT_MS), ...(request.ca ? { ca: request.ca } : {}), ...(request.servername ? { servername: request.servername } : {}) };
+}
+
+function send(request: Pick<DigestCheckRequest, 'ca' | 'servername'>, method: string, url: string, headers: Record<string, string>): Promise<ExchangeAnswer> {
+  return exchange(method, url, headers, options(request));
 }

@@ -1,6 +1,7 @@
 // What the registry offers the operator, and nothing else (package.json exports only this): how
 // to run its commands in a container, its environment, the build summary a Job leaves behind
-// and the failures it names, its logger and configuration errors, and removing a pushed tag.
+// and the failures it names, its logger and configuration errors, removing a pushed tag, and
+// small requests to a registry (a bounded exchange, a token bought with Basic credentials).
 export {
   buildArgs,
   CA_MOUNT,
@@ -23,4 +24,5 @@ export { PLATFORMS, type Platform } from '../image/platform.ts';
 export type { ImageConfigOverrides } from '../oci/image.ts';
 export { createLogger, silentLogger, type Level, type Logger } from '../log/logger.ts';
 export { deleteTag, tagUrl, TagDeleteError, type DeleteTagOptions, type TagReference } from '../push/delete-tag.ts';
+export { buyRegistryToken, exchange, type ExchangeAnswer, type ExchangeOptions, type TokenPurchase } from '../push/registry-exchange.ts';
 export { parsePolicy, PolicyError, policySchema, type Policy, type PolicyRule } from '../auth/policy.ts';
