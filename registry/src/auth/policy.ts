@@ -153,11 +153,7 @@ export function rightsOf(identity: Identity, repository: string, options: Rights
   const rights = new Set<Action>(options.anonymousPull ? ['pull'] : []);
   if (identity.kind === 'anonymous') return rights;
   if (!options.policy) return new Set(['pull']);
-  for (const rule of options.policy.rules) {
-    if (!ruleNames(rule, identity)) continue;
-    if (!rule.repositories.some((p) => repositoryMatches(p, repository))) continue;
-    for (const action of rule.actions) rights.add(action);
-  }
+  for (const rule of rulesFor(options.policy, identity, repository)) for (const action of rule.actions) rights.add(action);
   return rights;
 }
 
@@ -168,12 +164,15 @@ export function rightsOf(identity: Identity, repository: string, options: Rights
 export function rightsOverOnDemandNames(identity: Identity, repository: string, policy: CompiledPolicy | undefined): Set<Action> {
   const rights = new Set<Action>();
   if (identity.kind === 'admin' || identity.kind === 'anonymous' || !policy) return rights;
-  for (const rule of policy.rules) {
-    if (!rule.overOnDemandNames || !ruleNames(rule, identity)) continue;
-    if (!rule.repositories.some((p) => repositoryMatches(p, repository))) continue;
-    for (const action of rule.actions) rights.add(action);
+  for (const rule of rulesFor(policy, identity, repository)) {
+    if (rule.overOnDemandNames) for (const action of rule.actions) rights.add(action);
   }
   return rights;
+}
+
+/** The rules that name `identity` and match `repository`. */
+function rulesFor(policy: CompiledPolicy, identity: Identity & { kind: 'user' | 'serviceAccount' }, repository: string): CompiledRule[] {
+  return policy.rules.filter((rule) => ruleNames(rule, identity) && rule.repositories.some((p) => repositoryMatches(p, repository)));
 }
 
 /** Whether a rule's subjects include the identity; a rule without subjects names nobody. */
