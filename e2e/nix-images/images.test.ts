@@ -49,6 +49,11 @@ interface ImageArgs {
   created: string;
   contents: string[];
   includeNixDB?: boolean;
+  /** the owner of the files packed in the layers (dockerTools' default: root) */
+  uid?: number;
+  gid?: number;
+  uname?: string;
+  gname?: string;
   extraCommands: string;
   config: {
     Entrypoint: string[];
@@ -306,7 +311,16 @@ describe('the registry image (ghcr.io/nixery-operator/nixery)', () => {
     for (const line of productSettings) assert.ok(conf.split('\n').includes(line), `the image's nix.conf has '${line}' from nix/nix.conf`);
     assert.match(conf, /^substituters = https:\/\/cache\.nixos\.org$/m);
     assert.match(conf, /^trusted-public-keys = cache\.nixos\.org-1:/m);
-    assert.equal(envOf(image).get('HOME'), '/root');
+  });
+
+  it('runs as the non-root user nixery (10000:10000, as the operator\'s pods ask), which owns every file of the image, the store included', async () => {
+    assert.equal(image.config.User, '10000:10000');
+    assert.deepEqual([image.uid, image.gid, image.uname, image.gname], [10000, 10000, 'nixery', 'nixery']);
+    assert.equal(envOf(image).get('HOME'), '/var/lib/nixery');
+    assert.equal(envOf(image).get('USER'), 'nixery');
+    const root = await runExtraCommands(image);
+    assert.match(await fs.readFile(path.join(root, 'etc/passwd'), 'utf8'), /^nixery:x:10000:10000:[^:]*:\/var\/lib\/nixery:/m);
+    assert.match(await fs.readFile(path.join(root, 'etc/group'), 'utf8'), /^nixery:x:10000:$/m);
   });
 
   it('puts the nix/ folder beside the program, where registry/dist finds it', async () => {

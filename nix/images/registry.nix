@@ -2,14 +2,17 @@
 # (`build`, run by NixImage Jobs) and the node-local forwarder (`forward`).
 #
 # The registry runs nix-instantiate, nix-store and nix (path-info) and, for git
-# package sources, git, inside the container, as root with a single-user Nix
-# store, as Nixery's own image does. Unlike Nixery's image (Nix in `contents`,
-# no database) the store here comes with a Nix database (dockerTools'
-# includeNixDB): the image's own store paths are registered as valid, so Nix
-# neither refetches nor garbage-collects them, and what the registry builds
-# is added to the same writable /nix/store. The database covers the closure of
-# `contents`, which is why everything the configuration refers to is listed
-# there as well.
+# package sources, git, inside the container with a single-user Nix store, as
+# Nixery's own image does, but not as root: it runs as `nixery` (uid/gid 10000,
+# as scripts/build-images.sh makes it and the operator's pods ask for), which
+# owns every file of the image (the layers are packed with that owner), so Nix
+# can add to /nix/store and its database. Unlike Nixery's image (Nix in
+# `contents`, no database) the store here comes with a Nix database
+# (dockerTools' includeNixDB): the image's own store paths are registered as
+# valid, so Nix neither refetches nor garbage-collects them, and what the
+# registry builds is added to the same writable /nix/store. The database covers
+# the closure of `contents`, which is why everything the configuration refers
+# to is listed there as well.
 { pkgs
 , program      # the registry program (program.nix): lib/nixery/{registry,nix,node_modules}
 , version
@@ -17,6 +20,8 @@
 , nix ? pkgs.nix
 , name ? "ghcr.io/nixery-operator/nixery"
 , tag ? version
+, uid ? 10000
+, gid ? 10000
 , substituters ? [ "https://cache.nixos.org" ]
 , trustedPublicKeys ? [ "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" ]
 }:
@@ -61,6 +66,11 @@ pkgs.dockerTools.buildLayeredImage {
   inherit name tag;
   # Reproducible: a fixed creation time (and file times), no build-host state.
   created = "1970-01-01T00:00:01Z";
+  # Every file of every layer (the store, the Nix database, the customisation layer) belongs to
+  # the user the registry runs as: single-user Nix writes where it owns the store.
+  inherit uid gid;
+  uname = "nixery";
+  gname = "nixery";
 
   # The static busybox is what the bundled offline package set (nix/offline) builds from; it looks
   # for it at /usr/bin/busybox, so an instance without a package source works out of the box.
@@ -80,10 +90,12 @@ pkgs.dockerTools.buildLayeredImage {
     EOF
     cat > etc/passwd <<'EOF'
     root:x:0:0:root:/root:${pkgs.bashInteractive}/bin/bash
+    nixery:x:${toString uid}:${toString gid}:nixery registry:/var/lib/nixery:${pkgs.bashInteractive}/bin/bash
     nobody:x:65534:65534:nobody:/var/empty:/bin/false
     EOF
     cat > etc/group <<'EOF'
     root:x:0:
+    nixery:x:${toString gid}:
     nixbld:x:30000:
     nogroup:x:65534:
     EOF
@@ -93,6 +105,7 @@ pkgs.dockerTools.buildLayeredImage {
   config = {
     Entrypoint = [ "${nodejs}/bin/node" "${programPath}/registry/bin/nixery.js" ];
     Cmd = [ "serve" ];
+    User = "${toString uid}:${toString gid}";
     WorkingDir = "/var/lib/nixery";
     ExposedPorts = { "8080/tcp" = { }; };
     Env = [
@@ -101,8 +114,8 @@ pkgs.dockerTools.buildLayeredImage {
       "SSL_CERT_FILE=${certFile}"
       "NIX_SSL_CERT_FILE=${certFile}"
       "GIT_SSL_CAINFO=${certFile}"
-      "HOME=/root"
-      "USER=root"
+      "HOME=/var/lib/nixery"
+      "USER=nixery"
     ];
     Labels = {
       "org.opencontainers.image.title" = "nixery";
