@@ -22,6 +22,7 @@ import { eventFromCore, eventToCore } from './events.ts';
 import { normaliseFieldRequirements, objectFields } from './fields.ts';
 import { metaOf, obj, type JsonObject } from './json.ts';
 import { recordUpdate, sameIgnoringTimestamps, serverSideApply } from './managedfields.ts';
+import { podSecurityAdmission, type PodSecurityLookup } from './pod-security-admission.ts';
 import type { WriteContext } from './managedfields.ts';
 import { generatedSuffix, managerFor, nowTimestamp, SYSTEM_META, validateMetadata } from './object-meta.ts';
 import { jsonMergePatch, jsonPatch, strategicMergePatch } from './patch.ts';
@@ -151,6 +152,11 @@ export class Api {
     }
   }
 
+  private readonly podSecurityLookup: PodSecurityLookup = {
+    namespaceLabels: (namespace) => obj(obj(this.store.get('namespaces', '', namespace)?.metadata).labels),
+    pods: (namespace) => this.store.list('pods', namespace),
+  };
+
   private checkCrdActive(res: ResourceInfo): void {
     if (!res.crd) return;
     const crd = this.store.get('customresourcedefinitions.apiextensions.k8s.io', '', res.crd.crdName);
@@ -237,6 +243,8 @@ export class Api {
       const account = String(obj(internal.spec).serviceAccountName ?? 'default');
       admitPodServiceAccount(internal, this.store.get('serviceaccounts', namespace, account), generatedSuffix);
     }
+    // Validating admission (PodSecurity) sees the mutated object and comes before storage's AlreadyExists.
+    warnings.push(...podSecurityAdmission(res, namespace, internal, undefined, this.podSecurityLookup));
     if (this.store.get(res.storageKey, res.namespaced ? namespace : '', name)) throw alreadyExists(res, name);
     if (opts.dryRun) return { object: this.external(res, internal), status: 201, warnings };
     internal = this.store.create(res.storageKey, internal);
@@ -328,6 +336,7 @@ export class Api {
         throw invalid(res.kind, res.group, name, [{ type: 'FieldValueForbidden', field: 'metadata.finalizers', detail: `no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}` }]);
       }
     }
+    if (subresource === undefined) warnings.push(...podSecurityAdmission(res, String(meta.namespace ?? ''), next, old, this.podSecurityLookup));
     if (meta.generation !== undefined) {
       const specOf = (o: JsonObject): string => stable(Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'metadata' && k !== 'status')));
       if (specOf(next) !== specOf(old)) meta.generation = Number(oldMeta.generation ?? 0) + 1;
