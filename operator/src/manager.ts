@@ -89,6 +89,7 @@ export class Manager {
       Service: this.watch({ apiVersion: 'v1', kind: 'Service', plural: 'services' }, selector),
       Deployment: this.watch({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' }, selector),
       DaemonSet: this.watch({ apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets' }, selector),
+      PodDisruptionBudget: this.watch({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets' }, selector),
       // The operator's own Secrets and ConfigMaps only (the selector): generated credentials,
       // certificates, policies, and the pull Secrets it keeps in other namespaces.
       Secret: this.watch({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets' }, selector),

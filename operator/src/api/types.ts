@@ -33,6 +33,13 @@ export interface NixeryInstanceSpec {
   };
   packageSource?: PackageSourceSpec;
   resources?: Record<string, unknown>;
+  /** The NixImages' build Jobs. */
+  build?: {
+    /** Seconds a build pod may run before Kubernetes stops it; desired-job.ts has the default. */
+    activeDeadlineSeconds?: number;
+    /** Compute resources of the build container; unset: `resources`, else desired-job.ts's defaults. */
+    resources?: Record<string, unknown>;
+  };
   nixTimeout: number;
   popularityUrl?: string;
   service: { type: 'ClusterIP' | 'NodePort' | 'LoadBalancer'; port: number };

@@ -6,6 +6,7 @@ import type { V1Job, V1ServiceAccount, V1Volume, V1VolumeMount } from '@kubernet
 import { buildArgs, CA_MOUNT, containerEnv, IDENTITY_TOKEN_MOUNT, type RegistrySettings } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
+import { DEFAULT_NIX_RESOURCES, restrictedContainerSecurityContext, restrictedPodSecurityContext } from '../kube/pod-security.ts';
 import { buildServiceAccountName, tokenAudience } from '../instance/auth.ts';
 import { instanceEndpoint, packageSourceOf } from '../instance/desired.ts';
 import { caBundleConfigMapName, tlsMode } from '../instance/tls.ts';
@@ -13,6 +14,11 @@ import { caBundleConfigMapName, tlsMode } from '../instance/tls.ts';
 export const IMAGE_LABEL = 'nixery.dev/image';
 export const BUILD_HASH_ANNOTATION = 'nixery.dev/build-hash';
 const BUILD_STORAGE = '/var/lib/nixery-build';
+/**
+ * How long a build pod may run when the instance does not say (spec.build.activeDeadlineSeconds):
+ * a build stuck on a network fetch is stopped and reported instead of holding its node for good.
+ */
+export const DEFAULT_BUILD_DEADLINE_SECONDS = 3600;
 /** Successful build Jobs go away on their own; the operator keeps the last failed one (see reconciler). */
 export const FINISHED_JOB_TTL_SECONDS = 600;
 /**
@@ -114,6 +120,7 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     },
     spec: {
       backoffLimit: 1,
+      activeDeadlineSeconds: instance.spec.build?.activeDeadlineSeconds ?? DEFAULT_BUILD_DEADLINE_SECONDS,
       ttlSecondsAfterFinished: FINISHED_JOB_TTL_SECONDS,
       template: {
         metadata: { labels },
@@ -122,6 +129,7 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
           serviceAccountName: buildServiceAccountName(image.metadata.name),
           // The build talks to the registry only, never to the API server.
           automountServiceAccountToken: false,
+          securityContext: restrictedPodSecurityContext(),
           containers: [
             {
               name: 'build',
@@ -131,7 +139,9 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
               terminationMessagePath: '/dev/termination-log',
               terminationMessagePolicy: 'FallbackToLogsOnError',
               volumeMounts: mounts,
-              ...(instance.spec.resources ? { resources: instance.spec.resources } : {}),
+              resources: instance.spec.build?.resources ?? instance.spec.resources ?? DEFAULT_NIX_RESOURCES,
+              // Writable root: Nix adds the build to the image's own /nix/store (kube/pod-security.ts).
+              securityContext: restrictedContainerSecurityContext({ readOnlyRootFilesystem: false, ports: [] }),
             },
           ],
           volumes,

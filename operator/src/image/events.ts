@@ -3,15 +3,10 @@
 // (its cache holds the status the previous one wrote).
 import { getCondition, isConditionTrue } from '../api/conditions.ts';
 import type { NixImageStatus } from '../api/types.ts';
+import type { StatusEvent } from '../kube/events.ts';
 
-export interface ImageEvent {
-  type: 'Normal' | 'Warning';
-  reason: string;
-  message: string;
-}
-
-export function imageEvents(before: NixImageStatus | undefined, after: NixImageStatus): ImageEvent[] {
-  const events: ImageEvent[] = [];
+export function imageEvents(before: NixImageStatus | undefined, after: NixImageStatus): StatusEvent[] {
+  const events: StatusEvent[] = [];
   const was = before?.conditions;
   const now = after.conditions;
   // A new build Job is a new build even where the conditions read the same (a spec change mid-build).

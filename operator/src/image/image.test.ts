@@ -29,6 +29,29 @@ describe('the build Job of a NixImage', () => {
     assert.equal(env.NIXERY_STORAGE_BACKEND, 'filesystem');
   });
 
+  it('runs under the restricted Pod Security profile as the image\'s non-root user (root writable: Nix adds the build to /nix/store)', () => {
+    const pod = desiredBuildJob(image(), instance).spec!.template.spec!;
+    assert.equal(pod.securityContext!.runAsUser, 10000);
+    assert.equal(pod.containers[0]!.securityContext!.readOnlyRootFilesystem, false);
+    assert.deepEqual(pod.containers[0]!.securityContext!.capabilities, { drop: ['ALL'] });
+  });
+
+  it('bounds the build: a deadline, and requests and limits (ephemeral storage included) from spec.build, else the registry\'s, else defaults', () => {
+    const job = desiredBuildJob(image(), instance);
+    assert.equal(job.spec!.activeDeadlineSeconds, 3600);
+    assert.equal(job.spec!.ttlSecondsAfterFinished, 600);
+    assert.deepEqual(job.spec!.template.spec!.containers[0]!.resources, {
+      requests: { cpu: '250m', memory: '512Mi', 'ephemeral-storage': '2Gi' },
+      limits: { memory: '4Gi', 'ephemeral-storage': '20Gi' },
+    });
+    const registryOwn = { limits: { memory: '6Gi' } };
+    assert.deepEqual(desiredBuildJob(image(), testInstance({ resources: registryOwn })).spec!.template.spec!.containers[0]!.resources, registryOwn);
+    const buildOwn = { requests: { cpu: '4' }, limits: { 'ephemeral-storage': '50Gi' } };
+    const tuned = desiredBuildJob(image(), testInstance({ resources: registryOwn, build: { activeDeadlineSeconds: 120, resources: buildOwn } }));
+    assert.deepEqual(tuned.spec!.template.spec!.containers[0]!.resources, buildOwn);
+    assert.equal(tuned.spec!.activeDeadlineSeconds, 120);
+  });
+
   it('pushes as its own ServiceAccount with a short-lived projected token for the instance’s audience, and no static secret', () => {
     const job = desiredBuildJob(image(), instance);
     const pod = job.spec!.template.spec!;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { loadConfig } from '@nixery/registry/operator-api';
 import type { NixeryInstance } from '../api/types.ts';
 import { testInstance } from '../test-support/fixtures.ts';
-import { desiredInstance, desiredObjects, instanceEndpoint, REGISTRY_FS_GROUP, STORAGE_MOUNT } from './desired.ts';
+import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from './desired.ts';
 
 const instance = (spec: Partial<NixeryInstance['spec']> = {}) => testInstance(spec);
 
@@ -20,10 +20,10 @@ const envOf = (d: ReturnType<typeof desiredInstance>) =>
   Object.fromEntries((d.deployment.spec!.template.spec!.containers[0]!.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
 
 describe('desired objects of a NixeryInstance', () => {
-  it('owns a ServiceAccount, a PVC, a Deployment and a Service, all labelled and owned by the instance', () => {
+  it('owns a ServiceAccount, a PVC, a Deployment, its PodDisruptionBudget and a Service, all labelled and owned by the instance', () => {
     const d = desiredInstance(instance());
     const objects = desiredObjects(d);
-    assert.deepEqual(objects.map((o) => o.kind), ['ServiceAccount', 'PersistentVolumeClaim', 'Service', 'Deployment']);
+    assert.deepEqual(objects.map((o) => o.kind), ['ServiceAccount', 'PersistentVolumeClaim', 'Service', 'Deployment', 'PodDisruptionBudget']);
     for (const o of objects) {
       assert.equal(o.metadata!.namespace, 'team-a');
       assert.deepEqual(o.metadata!.ownerReferences, [
@@ -85,10 +85,61 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(d.persistentVolumeClaim!.spec!.resources!.requests, { storage: '10Gi' });
   });
 
-  it("makes the volume writable by the registry image's non-root user (fsGroup), with no other demand on the image", () => {
-    const pod = desiredInstance(instance()).deployment.spec!.template.spec!;
-    assert.deepEqual(pod.securityContext, { fsGroup: REGISTRY_FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' });
-    assert.equal(REGISTRY_FS_GROUP, 10000, 'the group scripts/build-images.sh gives the registry user');
+  describe('pod security', () => {
+    it("runs the registry as the image's non-root user under the restricted profile, with the volume made writable for it (fsGroup)", () => {
+      const pod = desiredInstance(instance()).deployment.spec!.template.spec!;
+      assert.deepEqual(pod.securityContext, {
+        runAsNonRoot: true,
+        runAsUser: 10000,
+        runAsGroup: 10000,
+        fsGroup: 10000,
+        fsGroupChangePolicy: 'OnRootMismatch',
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      assert.deepEqual(pod.containers[0]!.securityContext, {
+        allowPrivilegeEscalation: false,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+        // Nix writes its builds into the image's /nix/store.
+        readOnlyRootFilesystem: false,
+      });
+    });
+
+    it('keeps NET_BIND_SERVICE, and nothing else, for a registry port below 1024', () => {
+      const container = desiredInstance(instance({ port: 443 })).deployment.spec!.template.spec!.containers[0]!;
+      assert.deepEqual(container.securityContext!.capabilities, { drop: ['ALL'], add: ['NET_BIND_SERVICE'] });
+    });
+
+    it('bounds the registry container by default (memory, and ephemeral storage for the Nix store) and takes the spec\'s resources instead when set', () => {
+      const container = desiredInstance(instance()).deployment.spec!.template.spec!.containers[0]!;
+      assert.deepEqual(container.resources, {
+        requests: { cpu: '250m', memory: '512Mi', 'ephemeral-storage': '2Gi' },
+        limits: { memory: '4Gi', 'ephemeral-storage': '20Gi' },
+      });
+      const own = { requests: { cpu: '2' }, limits: { memory: '8Gi' } };
+      assert.deepEqual(desiredInstance(instance({ resources: own })).deployment.spec!.template.spec!.containers[0]!.resources, own);
+    });
+
+    it('gives the node-local forwarder everything restricted asks but the host network, a read-only root and no API token', () => {
+      const pod = desiredInstance(instance({ nodeLocal: { enabled: true, hostPort: 5555 } })).nodeLocal!.spec!.template.spec!;
+      assert.equal(pod.automountServiceAccountToken, false);
+      assert.equal(pod.containers[0]!.securityContext!.readOnlyRootFilesystem, true);
+      assert.deepEqual(pod.containers[0]!.securityContext!.capabilities, { drop: ['ALL'] });
+      assert.equal(pod.hostNetwork, true);
+    });
+  });
+
+  it('spreads registry pods over nodes and zones, softly, and lets a drain take one at a time', () => {
+    const d = desiredInstance(instance({ replicas: 3, storage: { gcs: { bucket: 'b', signedUrls: false } } }));
+    const spread = d.deployment.spec!.template.spec!.topologySpreadConstraints!;
+    assert.deepEqual(spread.map((c) => [c.topologyKey, c.whenUnsatisfiable, c.maxSkew]), [
+      ['kubernetes.io/hostname', 'ScheduleAnyway', 1],
+      ['topology.kubernetes.io/zone', 'ScheduleAnyway', 1],
+    ]);
+    for (const c of spread) assert.deepEqual(c.labelSelector!.matchLabels, d.deployment.spec!.selector.matchLabels);
+    assert.equal(d.podDisruptionBudget.apiVersion, 'policy/v1');
+    assert.equal(d.podDisruptionBudget.spec!.maxUnavailable, 1);
+    assert.deepEqual(d.podDisruptionBudget.spec!.selector, d.deployment.spec!.selector);
   });
 
   it('wires GCS: no PVC, the bucket and the mounted key in the environment, rolling updates', () => {

@@ -5,6 +5,7 @@ import type {
   V1Deployment,
   V1EnvVar,
   V1PersistentVolumeClaim,
+  V1PodDisruptionBudget,
   V1Service,
   V1ServiceAccount,
   V1Volume,
@@ -26,6 +27,7 @@ import {
 } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
+import { DEFAULT_FORWARDER_RESOURCES, DEFAULT_NIX_RESOURCES, restrictedContainerSecurityContext, restrictedPodSecurityContext } from '../kube/pod-security.ts';
 import { anonymousPull, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY } from './auth.ts';
 import { instanceEndpoint } from './endpoint.ts';
 import { servingSecretName } from './tls.ts';
@@ -33,12 +35,6 @@ import { servingSecretName } from './tls.ts';
 export { instanceEndpoint };
 
 export const STORAGE_MOUNT = '/var/lib/nixery';
-/**
- * The group of the registry image's user (scripts/build-images.sh runs it as 10000:10000). As the
- * pods' fsGroup it makes a freshly provisioned volume, owned by root, writable by that user; with
- * an image that runs as some other user the group is simply one more it belongs to.
- */
-export const REGISTRY_FS_GROUP = 10000;
 export const GCS_KEY_MOUNT = '/var/run/secrets/nixery/gcs';
 export const PUSH_TOKEN_KEY = 'token';
 
@@ -51,6 +47,7 @@ export interface DesiredInstance {
   serviceAccount: V1ServiceAccount;
   persistentVolumeClaim?: V1PersistentVolumeClaim;
   deployment: V1Deployment;
+  podDisruptionBudget: V1PodDisruptionBudget;
   service: V1Service;
   nodeLocal?: V1DaemonSet;
 }
@@ -216,7 +213,12 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
         metadata: { labels: commonLabels(name, 'registry') },
         spec: {
           serviceAccountName: name,
-          securityContext: { fsGroup: REGISTRY_FS_GROUP, fsGroupChangePolicy: 'OnRootMismatch' },
+          securityContext: restrictedPodSecurityContext(),
+          // Soft: with one node (or one zone) the replicas still all run.
+          topologySpreadConstraints: [
+            { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(name) } },
+            { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(name) } },
+          ],
           containers: [
             {
               name: 'registry',
@@ -230,7 +232,8 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
               // kubelet does not verify the certificate of an HTTPS probe.
               readinessProbe: { httpGet: { path: '/healthz', port, scheme }, periodSeconds: 5, failureThreshold: 3 },
               livenessProbe: { httpGet: { path: '/healthz', port, scheme }, periodSeconds: 10, failureThreshold: 6 },
-              ...(spec.resources ? { resources: spec.resources } : {}),
+              resources: spec.resources ?? DEFAULT_NIX_RESOURCES,
+              securityContext: restrictedContainerSecurityContext({ readOnlyRootFilesystem: false, ports: [spec.port] }),
               volumeMounts: mounts,
             },
           ],
@@ -253,6 +256,16 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
 
   const serviceAccount: V1ServiceAccount = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(name, 'registry') };
 
+  // A node drain takes one registry pod at a time. With one replica it lets that pod go, as no
+  // budget would (a budget that blocked it would stall every drain); it is there already when the
+  // replicas are raised.
+  const podDisruptionBudget: V1PodDisruptionBudget = {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta(name, 'registry'),
+    spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels(name) } },
+  };
+
   let nodeLocal: V1DaemonSet | undefined;
   if (spec.nodeLocal?.enabled) {
     const labels = { ...commonLabels(name, 'node-local'), 'app.kubernetes.io/name': 'nixery-node-local' };
@@ -267,14 +280,20 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
           metadata: { labels },
           spec: {
             // On the node's network, so the container runtime reaches it as localhost:<hostPort>.
+            // The one thing `restricted` (and `baseline`) forbid here: everything else it asks holds.
             hostNetwork: true,
             dnsPolicy: 'ClusterFirstWithHostNet',
+            // It forwards bytes; it never calls the API server.
+            automountServiceAccountToken: false,
+            securityContext: restrictedPodSecurityContext(),
             containers: [
               {
                 name: 'forward',
                 image: spec.image,
                 args: forwardArgs(`127.0.0.1:${spec.nodeLocal.hostPort}`, instanceEndpoint(instance)),
                 ports: [{ name: 'pull', containerPort: spec.nodeLocal.hostPort, hostPort: spec.nodeLocal.hostPort, protocol: 'TCP' }],
+                resources: DEFAULT_FORWARDER_RESOURCES,
+                securityContext: restrictedContainerSecurityContext({ readOnlyRootFilesystem: true, ports: [spec.nodeLocal.hostPort] }),
               },
             ],
           },
@@ -283,12 +302,12 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     };
   }
 
-  return { serviceAccount, ...(persistentVolumeClaim ? { persistentVolumeClaim } : {}), deployment, service, ...(nodeLocal ? { nodeLocal } : {}) };
+  return { serviceAccount, ...(persistentVolumeClaim ? { persistentVolumeClaim } : {}), deployment, podDisruptionBudget, service, ...(nodeLocal ? { nodeLocal } : {}) };
 }
 
 /** In the order they should be applied: what others reference comes first. */
 export function desiredObjects(desired: DesiredInstance): KubernetesObject[] {
-  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.nodeLocal].filter(
+  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.podDisruptionBudget, desired.nodeLocal].filter(
     (o): o is NonNullable<typeof o> => o !== undefined,
   );
 }

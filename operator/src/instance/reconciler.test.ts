@@ -79,6 +79,7 @@ interface World {
 function reconcilerFor(current: NixeryInstance, world: World = {}) {
   const requests: string[] = [];
   const statuses: Record<string, unknown>[] = [];
+  const events: string[] = [];
   const probed: ProbeTarget[] = [];
   const applied = new Map<string, KubernetesObject>();
   const server = new Map((world.secrets ?? generated).map((s) => [`${s.metadata!.namespace}/${s.metadata!.name}`, s]));
@@ -128,6 +129,10 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
           requests.push(`delete Secret ${namespace}/${name}`);
           if (!server.delete(`${namespace}/${name}`)) throw apiError(404);
           return {};
+        },
+        createNamespacedEvent: async ({ body }) => {
+          events.push(`${body.type} ${body.reason} on ${body.involvedObject.kind} ${body.involvedObject.name}: ${body.message}`);
+          return body;
         },
       },
       apps: {
@@ -191,7 +196,7 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
     const c = getCondition(status().conditions, type);
     return c && `${c.status} ${c.reason}`;
   };
-  return { reconcile: () => reconciler.reconcile(KEY), requests, statuses, status, condition, probed, applied, server };
+  return { reconcile: () => reconciler.reconcile(KEY), requests, statuses, events, status, condition, probed, applied, server };
 }
 
 describe('reconciling a NixeryInstance', () => {
@@ -210,6 +215,7 @@ describe('reconciling a NixeryInstance', () => {
       'apply PersistentVolumeClaim team-a/nixery-storage',
       'apply Service team-a/nixery',
       'apply Deployment team-a/nixery over the cached one',
+      'apply PodDisruptionBudget team-a/nixery',
       'apply ClusterRoleBinding nixery.team-a.nixery.auth-delegator',
     ]);
   });
@@ -230,6 +236,8 @@ describe('reconciling a NixeryInstance', () => {
     assert.deepEqual(ready.probed, [{ url: 'http://10.0.0.7:5000/v2/' }]);
     assert.deepEqual(ready.requests.filter((r) => r.startsWith('patch')), ['patch nixeryinstances/nixery/status']);
     assert.equal(ready.condition('Ready'), 'True RegistryAnswering');
+    assert.deepEqual(ready.events, ['Normal RegistryReady on NixeryInstance nixery: the registry answers at nixery.team-a.svc.cluster.local:5000']);
+    assert.deepEqual(starting.events, [], 'pods starting is no news');
     assert.equal(ready.status().endpoint, 'nixery.team-a.svc.cluster.local:5000');
     assert.equal(getCondition(ready.status().conditions, 'TLSReady'), undefined, 'no TLS, no TLSReady');
   });
@@ -240,6 +248,7 @@ describe('reconciling a NixeryInstance', () => {
     const again = reconcilerFor({ ...instance, status: first.status() }, { owned: [deployment(1), service, pvc] });
     assert.deepEqual(await again.reconcile(), {});
     assert.deepEqual(again.statuses, []);
+    assert.deepEqual(again.events, [], 'and records no Event: a resync is no news');
   });
 
   it('generates the push token, the token key and the pull user once, before the Deployment that mounts them', async () => {
@@ -482,8 +491,10 @@ describe('objects of its names that are not the instance’s', () => {
   const writesTo = (requests: string[], key: string) => requests.filter((r) => r.startsWith(`apply ${key}`) || r.startsWith(`create ${key}`));
 
   it('leaves a Deployment of its name alone, applies nothing after it, and says Conflict naming it', async () => {
-    const { reconcile, requests, condition, status } = reconcilerFor(instance, { others: [unrelated] });
+    const { reconcile, requests, condition, status, events } = reconcilerFor(instance, { others: [unrelated] });
     assert.deepEqual(await reconcile(), { requeueAfterMs: 3000 }, 'looked at again: the Deployment may go');
+    assert.equal(events.length, 1);
+    assert.match(events[0]!, /^Warning Conflict on NixeryInstance nixery: Deployment nixery exists and is not this NixeryInstance's/, 'kubectl describe tells it too');
     assert.ok(requests.includes('read Deployment team-a/nixery'), 'asked the API server, which shows what the caches do not');
     assert.deepEqual(writesTo(requests, 'Deployment'), []);
     assert.ok(!requests.some((r) => r.startsWith('apply ClusterRoleBinding')), 'nothing after the conflict');

@@ -31,6 +31,7 @@ import type { ReconcileResult } from '../controller/controller.ts';
 import { conflictingClaim } from '../image/conflict.ts';
 import { repositoryName } from '../image/desired-job.ts';
 import { checkOwnership, ownershipProblem, OwnershipConflictError, type Applier } from '../kube/applier.ts';
+import { recordEvent, type EventClient } from '../kube/events.ts';
 import { statusOf } from '../kube/http-status.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import {
@@ -51,6 +52,7 @@ import { caRenewal, createCertificateAuthority, issueServingCertificate, serving
 import { generatePullUser, generateTokenKey, PULL_USER } from './credentials.ts';
 import { desiredInstance, desiredObjects, nodeLocalName, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
 import { DEFAULT_GATES, gateRefusals, type GateRefusals, type PrivilegeGates } from './gates.ts';
+import { instanceEvents } from './events.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
 import {
   caBundleOf,
@@ -92,7 +94,7 @@ export type RegistryProbe = (target: ProbeTarget) => Promise<{ ok: boolean; erro
 
 /** The API calls of a reconcile besides applying: manager.ts passes the real clients, tests fakes. */
 export interface InstanceClients {
-  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret'>;
+  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret'> & EventClient;
   /** Removing a node-local DaemonSet the operator no longer allows. */
   apps: Pick<AppsV1Api, 'deleteNamespacedDaemonSet'>;
   customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus' | 'patchNamespacedCustomObject' | 'getNamespacedCustomObject'>;
@@ -213,6 +215,10 @@ export class InstanceReconciler {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       this.deps.log.info('instance status', { namespace, name, conditions: status.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`) });
+      // After the write: a status that did not land is computed again next time, events with it.
+      for (const event of instanceEvents(instance.status, status)) {
+        await recordEvent(this.core, { ...instance, apiVersion: API_VERSION, kind: NIXERY_INSTANCE.kind }, event.type, event.reason, event.message, this.deps.onWrite, this.deps.log);
+      }
     }
     const waits = [
       isConditionTrue(status.conditions, 'Ready') ? undefined : (this.deps.notReadyRequeueMs ?? 3000),

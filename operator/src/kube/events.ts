@@ -6,6 +6,13 @@ import { FIELD_MANAGER } from '../api/types.ts';
 
 export type EventClient = Pick<CoreV1Api, 'createNamespacedEvent'>;
 
+/** An Event a status change deserves (image/events.ts, instance/events.ts decide which). */
+export interface StatusEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
 export async function recordEvent(
   core: EventClient,
   object: KubernetesObject,
