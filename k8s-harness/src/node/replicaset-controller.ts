@@ -21,6 +21,9 @@ export function startReplicaSetController(ctx: ControllerContext): WorkQueue {
     const observed = caches.pods.list(namespace).filter((p) => isControlledBy(p, rs));
     const now = nowSeconds();
     const actions = planReplicaSet(rs, expectations.adjust(uid, observed, placeholder), now);
+    // Like upstream's manageReplicas: the first failed create stops this round; its error goes into
+    // the status (ReplicaFailure) and is then returned, so the queue retries with back-off.
+    let manageError: unknown;
     if (!rs.metadata?.deletionTimestamp) {
       for (let i = 0; i < actions.create; i++) {
         const podName = `${name}-${randomSuffix()}`;
@@ -32,11 +35,12 @@ export function startReplicaSetController(ctx: ControllerContext): WorkQueue {
         } catch (error) {
           expectations.forget(uid);
           events.emit(asReplicaSet(rs), 'Warning', 'FailedCreate', `Error creating: ${errorMessage(error)}`);
-          throw error;
+          manageError = error;
+          break;
         }
       }
     }
-    for (const podName of actions.delete) {
+    for (const podName of manageError === undefined ? actions.delete : []) {
       expectations.expectDelete(uid, podName);
       try {
         await kube.core.deleteNamespacedPod({ namespace, name: podName });
@@ -45,7 +49,7 @@ export function startReplicaSetController(ctx: ControllerContext): WorkQueue {
         if (!isNotFound(error)) throw error;
       }
     }
-    const { status, requeueAfterMs } = planReplicaSet(rs, observed, now);
+    const { status, requeueAfterMs } = planReplicaSet(rs, observed, now, manageError === undefined ? undefined : errorMessage(manageError));
     const desired = comparable(status);
     if (memo.shouldWrite(uid, desired, comparable(rs.status ?? {}))) {
       memo.wrote(uid, desired);
@@ -56,6 +60,7 @@ export function startReplicaSetController(ctx: ControllerContext): WorkQueue {
         if (!isNotFound(error)) throw error;
       }
     }
+    if (manageError !== undefined) throw manageError;
     return requeueAfterMs;
   }
 

@@ -47,4 +47,11 @@ describe('ReplicaSet → pods', () => {
     assert.equal(plan.status.availableReplicas, 1);
     assert.equal(plan.requeueAfterMs, 20_000);
   });
+  it('a failed create becomes a ReplicaFailure condition (FailedCreate), kept while failing, cleared (null for the merge patch) on success', () => {
+    const failing = planReplicaSet(rs, [], NOW, 'pods "web-abc-x" is forbidden: nope');
+    assert.deepEqual(failing.status.conditions, [{ type: 'ReplicaFailure', status: 'True', lastTransitionTime: new Date(NOW), reason: 'FailedCreate', message: 'pods "web-abc-x" is forbidden: nope' }]);
+    const failed = { ...rs, status: { replicas: 0, conditions: failing.status.conditions } };
+    assert.deepEqual(planReplicaSet(failed, [], NOW + 5000, 'another error').status.conditions, failing.status.conditions);
+    assert.equal(planReplicaSet(failed, [pod('a')], NOW).status.conditions, null);
+  });
 });

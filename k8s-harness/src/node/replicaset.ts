@@ -1,5 +1,5 @@
 // The ReplicaSet controller's decisions: how many pods to create, which to delete, and the status.
-import type { V1Pod, V1ReplicaSet, V1ReplicaSetStatus } from '@kubernetes/client-node';
+import type { V1Pod, V1ReplicaSet, V1ReplicaSetCondition, V1ReplicaSetStatus } from '@kubernetes/client-node';
 import { matchesSelector } from './labels.ts';
 import { isActivePod, isPodReady, toMillis } from './owners.ts';
 
@@ -20,8 +20,12 @@ export function availableSince(pod: V1Pod, minReadySeconds: number): number | un
   return since + minReadySeconds * 1000;
 }
 
-/** `owned`: the pods whose controller reference is this ReplicaSet. */
-export function planReplicaSet(rs: V1ReplicaSet, owned: readonly V1Pod[], now: number): ReplicaSetPlan {
+/**
+ * `owned`: the pods whose controller reference is this ReplicaSet. `manageError`: the message of
+ * the error that creating or deleting pods just ran into (upstream's manageReplicasErr), which
+ * becomes a ReplicaFailure condition; without one that condition goes.
+ */
+export function planReplicaSet(rs: V1ReplicaSet, owned: readonly V1Pod[], now: number, manageError?: string): ReplicaSetPlan {
   const active = owned.filter(isActivePod);
   const want = rs.spec?.replicas ?? 1;
   const minReady = rs.spec?.minReadySeconds ?? 0;
@@ -43,6 +47,8 @@ export function planReplicaSet(rs: V1ReplicaSet, owned: readonly V1Pod[], now: n
     availableReplicas: available,
     observedGeneration: rs.metadata?.generation ?? 0,
   };
+  const conditions = replicaFailure(rs, active.length - want, now, manageError);
+  if (conditions !== undefined) status.conditions = conditions;
   const plan: ReplicaSetPlan = { create: Math.max(0, diff), delete: toDelete, status };
   if (nextAvailable !== undefined) plan.requeueAfterMs = Math.max(0, nextAvailable - now);
   return plan;
@@ -65,4 +71,24 @@ function deletionOrder(a: V1Pod, b: V1Pod): number {
 
 function restartsOf(pod: V1Pod): number {
   return (pod.status?.containerStatuses ?? []).reduce((sum, c) => sum + (c.restartCount ?? 0), 0);
+}
+
+/**
+ * The status conditions after a sync, as calculateStatus: an error adds ReplicaFailure (reason
+ * FailedCreate when pods were missing, FailedDelete when there were too many) unless one is there,
+ * success removes it. `null` clears the list in a merge patch when the last condition goes;
+ * undefined: no conditions before or after.
+ */
+function replicaFailure(rs: V1ReplicaSet, diff: number, now: number, manageError: string | undefined): V1ReplicaSetCondition[] | undefined {
+  const existing = rs.status?.conditions ?? [];
+  const failure = existing.find((c) => c.type === 'ReplicaFailure');
+  let next = existing;
+  if (manageError !== undefined && !failure) {
+    const reason = diff < 0 ? 'FailedCreate' : diff > 0 ? 'FailedDelete' : '';
+    next = [...existing, { type: 'ReplicaFailure', status: 'True', lastTransitionTime: new Date(now), reason, message: manageError }];
+  } else if (manageError === undefined && failure) {
+    next = existing.filter((c) => c !== failure);
+  }
+  if (next.length > 0) return next;
+  return existing.length > 0 ? (null as unknown as V1ReplicaSetCondition[]) : undefined;
 }
