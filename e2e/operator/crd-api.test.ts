@@ -164,6 +164,12 @@ describe('the nixery.dev CRDs in a cluster', () => {
       await patch('nixeryinstances', 'volume-default', { spec: { storage: { persistentVolume: { storageClassName: 'fast' } } } });
     });
 
+    it('keeps spec.build of an instance (the operator reads it: a field the schema lacked would be pruned)', async () => {
+      const build = { activeDeadlineSeconds: 900, resources: { limits: { memory: '8Gi' } } };
+      const created = (await dryRunCreate('nixeryinstances', instance('build', { build }))) as { spec: { build?: object } };
+      assert.deepEqual(created.spec.build, build);
+    });
+
     it('a NixImage keeps its instanceRef, name and tag; its packages may change', async () => {
       await create('niximages', image('moving', { instanceRef: { name: 'nixery' }, packages: ['hello'], tag: 'v1' }));
       assertInvalid(await refusal(patch('niximages', 'moving', { spec: { instanceRef: { name: 'other' } } })), 'spec.instanceRef', /spec\.instanceRef is immutable/);
