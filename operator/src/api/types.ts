@@ -28,6 +28,7 @@ export interface NixeryInstanceSpec {
   replicas: number;
   port: number;
   storage: {
+    /** storageClassName and accessModes are immutable once set (CEL rules: a PVC's cannot change). */
     persistentVolume?: { size: string; storageClassName?: string; accessModes: string[] };
     gcs?: { bucket: string; credentialsSecret?: { name: string; key: string }; signedUrls: boolean };
   };
@@ -85,6 +86,8 @@ export type AccessAction = 'pull' | 'push' | 'delete';
 /** One rule of the registry's access policy file (NIXERY_AUTH_POLICY_FILE), as the issue-19 contract defines it. */
 export interface AccessRule {
   repositories: string[];
+  // The CRD (a CEL rule) wants at least one subject in an instance's rules: non-empty users,
+  // serviceAccounts or namespaces, or authenticated: true.
   users?: string[];
   /** `namespace/name`, with `*` globs. */
   serviceAccounts?: string[];
@@ -133,12 +136,14 @@ export const NIXERY_INSTANCE = { group: GROUP, version: VERSION, plural: 'nixery
 export const NIX_IMAGE = { group: GROUP, version: VERSION, plural: 'niximages', kind: 'NixImage' } as const;
 
 export interface NixImageSpec {
+  /** Immutable, as are `name` and `tag` (CEL rules): the finalizer deletes only the current tag. */
   instanceRef: { name: string };
   packages: string[];
   name?: string;
   tag: string;
   config?: ImageConfigOverrides;
   packageSource?: PackageSourceSpec;
+  /** A duration of h, m and s parts, at least 1m (the CRD's pattern and CEL rule); see image/duration.ts. */
   rebuildInterval?: string;
   /** Several: an image per platform and an OCI image index of them under the tag; unset: the node's architecture. */
   platforms?: Platform[];
