@@ -72,3 +72,34 @@ instance's repository. Empty output: no flag, the operator's default.
 {{- end }}
 {{- join "," $images }}
 {{- end }}
+
+{{/*
+The labels every registry pod the operator creates carries (operator/src/kube/labels.ts
+commonLabels with component registry; the Deployment in operator/src/instance/desired.ts).
+*/}}
+{{- define "nixery-operator.registryPodLabels" -}}
+app.kubernetes.io/name: nixery
+app.kubernetes.io/component: registry
+app.kubernetes.io/managed-by: nixery-operator
+{{- end }}
+
+{{/* The same for the pods of NixImage build Jobs (operator/src/image/desired-job.ts, component build). */}}
+{{- define "nixery-operator.buildPodLabels" -}}
+app.kubernetes.io/name: nixery
+app.kubernetes.io/component: build
+app.kubernetes.io/managed-by: nixery-operator
+{{- end }}
+
+{{/*
+The namespaces whose registry and build pods get NetworkPolicies, as JSON: networkPolicy.namespaces,
+else watchNamespaces, else the release namespace.
+*/}}
+{{- define "nixery-operator.networkPolicyNamespaces" -}}
+{{- $namespaces := .Values.networkPolicy.namespaces | default .Values.watchNamespaces | default (list .Release.Namespace) }}
+{{- toJson $namespaces }}
+{{- end }}
+
+{{/* The job label of the operator's metrics: the ServiceMonitor's (the metrics Service's name) unless told. */}}
+{{- define "nixery-operator.operatorJob" -}}
+{{- .Values.prometheusRule.operatorJob | default (printf "%s-metrics" (include "nixery-operator.fullname" .)) }}
+{{- end }}
