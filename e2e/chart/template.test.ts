@@ -5,6 +5,7 @@
 // support/cluster-under-test.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-test.ts';
@@ -14,26 +15,36 @@ import { CHART, HELM_VERSIONS, makeHelm, parseManifests, VALUES_DIR, valuesFiles
 const RELEASE_NAMESPACE = 'nixery';
 // watch-namespaces.yaml places Roles in team-a.
 const NAMESPACES = [RELEASE_NAMESPACE, 'team-a'];
-const SERVICE_MONITOR_CRD = 'customresourcedefinitions/servicemonitors.monitoring.coreos.com';
+/** The Prometheus operator's kinds the chart renders, and the stand-in CRD for each (see those files). */
+const MONITORING_CRDS = [
+  { name: 'customresourcedefinitions/servicemonitors.monitoring.coreos.com', file: 'servicemonitor-crd.yaml' },
+  { name: 'customresourcedefinitions/podmonitors.monitoring.coreos.com', file: 'monitoring-crds.yaml' },
+  { name: 'customresourcedefinitions/prometheusrules.monitoring.coreos.com', file: 'monitoring-crds.yaml' },
+];
 
 describe('helm template, validated by the API server', () => {
   let cluster: ClusterUnderTest;
   let kubeconfig: string;
-  /** A cluster running the Prometheus operator has the real CRD: it is used, not replaced. */
-  let createdServiceMonitorCrd = false;
+  /** A cluster running the Prometheus operator has the real CRDs: they are used, not replaced. */
+  const createdMonitoringCrds: string[] = [];
 
   before(async () => {
     cluster = await acquireCluster({ namespaces: NAMESPACES });
     kubeconfig = cluster.kubeconfigPath;
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(CHART, 'crds')]);
-    if ((await kubectl(kubeconfig, ['get', SERVICE_MONITOR_CRD])).code !== 0) {
-      await kubectlOk(kubeconfig, ['create', '-f', path.join(import.meta.dirname, 'servicemonitor-crd.yaml')]);
-      createdServiceMonitorCrd = true;
+    for (const crd of MONITORING_CRDS) {
+      if ((await kubectl(kubeconfig, ['get', crd.name])).code === 0) continue;
+      // One document of the file: the others may exist already.
+      const file = path.join(import.meta.dirname, crd.file);
+      const documents = fs.readFileSync(file, 'utf8').split(/^---$/m);
+      const document = documents.find((d) => d.includes(`name: ${crd.name.split('/')[1]}`))!;
+      await kubectlOk(kubeconfig, ['create', '-f', '-'], document);
+      createdMonitoringCrds.push(crd.name);
     }
     for (const namespace of NAMESPACES) await kubectlOk(kubeconfig, ['create', 'namespace', namespace]);
   });
   after(async () => {
-    if (createdServiceMonitorCrd) await kubectl(kubeconfig, ['delete', SERVICE_MONITOR_CRD]);
+    for (const crd of createdMonitoringCrds) await kubectl(kubeconfig, ['delete', crd]);
     await cluster?.release();
   });
 
