@@ -19,6 +19,7 @@ import { kubectl, kubectlOk } from '../support/kube.ts';
 import { permissionsOf } from './rbac-rules.ts';
 import { atomKey, deniedRequests, grantsFor, unusedPermissions, type Grant } from './rbac.ts';
 import { CHART, HELM_VERSIONS, makeHelm, parseManifests, type Helm, type HelmVersion } from './support.ts';
+import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
 
 const NS = 'nixery';
 const OPERATOR_USER = `system:serviceaccount:${NS}:nixery-operator`;
@@ -76,7 +77,8 @@ for (const { title, version, values, otherNamespaces } of SCENARIOS) {
       INSTALL_VALUES = [...values, ...images.chartValues];
       kubeconfig = cluster.kubeconfigPath;
       helm = makeHelm(version, cluster.workDir, kubeconfig);
-      for (const namespace of otherNamespaces) await kubectlOk(kubeconfig, ['create', 'namespace', namespace]);
+      // The release's namespace too, made before helm would make it: enforcing `restricted`.
+      for (const namespace of [NS, ...otherNamespaces]) await createRestrictedNamespace(kubeconfig, namespace);
     });
     after(async () => {
       await cluster?.release();
@@ -132,12 +134,12 @@ for (const { title, version, values, otherNamespaces } of SCENARIOS) {
         JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', metadata: { name, namespace: NS }, spec: { instanceRef: { name: 'nixery' }, packages, tag: 'v1' } });
       await kubectlOk(kubeconfig, ['apply', '-f', '-'], image('hello', ['shell', 'hello']));
       await waitOrExplain(['--for=condition=Ready', 'niximage/hello', '--timeout=180s']);
-      const pod = {
+      const pod = restricted({
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { name: 'hello', namespace: NS },
         spec: { restartPolicy: 'Never', containers: [{ name: 'hello', image: `nixery.${NS}.svc.cluster.local:5000/hello:v1`, command: ['/bin/hello'] }] },
-      };
+      });
       await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
       await eventually('the pod to succeed', async () => ((await get(['pod', 'hello'])).status.phase === 'Succeeded' ? true : undefined), 120_000, 500);
       assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'hello'])).trim(), 'Hello, world!');

@@ -12,6 +12,7 @@ import type { OperatorDeployment } from '../support/operator-deployment.ts';
 import { startContainerd, stopContainerd, type Containerd } from '../support/containerd.ts';
 import { pullAndUnpack, runInRoot, skopeoInspect, skopeoInspectRaw } from '../support/oci-client.ts';
 import { tempDir } from '../support/registry.ts';
+import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
 
 const NS = 'team-a';
 const EXAMPLES = path.join(REPO_ROOT, 'crds/examples');
@@ -40,7 +41,7 @@ describe('operator: NixImage', () => {
     cluster = await acquireCluster({ namespaces: [NS] });
     kubeconfig = cluster.kubeconfigPath;
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
-    await kubectlOk(kubeconfig, ['create', 'namespace', NS]);
+    await createRestrictedNamespace(kubeconfig, NS);
     operator = await cluster.installOperator();
     await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(EXAMPLES, 'instance.yaml')]);
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
@@ -97,7 +98,7 @@ describe('operator: NixImage', () => {
     ];
     for (const p of pods) {
       const container = { name: 'main', image: p.image, ...(p.command ? { command: p.command } : {}) };
-      await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: p.name, namespace: NS }, spec: { restartPolicy: 'Never', containers: [container] } }));
+      await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(restricted({ apiVersion: 'v1', kind: 'Pod', metadata: { name: p.name, namespace: NS }, spec: { restartPolicy: 'Never', containers: [container] } })));
     }
     for (const p of pods) {
       await eventually(`pod ${p.name} to succeed`, async () => ((await get(['pod', p.name])).status.phase === 'Succeeded' ? true : undefined), 120_000, 500);
@@ -113,7 +114,7 @@ describe('operator: NixImage', () => {
     // While the build Job is there the operator reads its pods: that is when a forgery could count.
     assert.ok((await jobsOf('toolbox')).some((j) => j.metadata.name === jobName), `build Job ${jobName} still there (its TTL is 600 s)`);
     const forged = `sha256:${'f'.repeat(64)}`;
-    const pod = {
+    const pod = restricted({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'forged-build', namespace: NS, labels: { 'job-name': jobName } },
@@ -121,7 +122,7 @@ describe('operator: NixImage', () => {
         restartPolicy: 'Never',
         containers: [{ name: 'build', image: `nixery.${NS}.svc.cluster.local:5000/greeter:1.0`, command: ['/bin/sh', '-c', `printf '{"digest":"${forged}"}' > /dev/termination-log`] }],
       },
-    };
+    });
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
     await eventually('the forged pod to finish with its message', async () => {
       const state = (await get(['pod', 'forged-build'])).status?.containerStatuses?.[0]?.state?.terminated;
@@ -166,7 +167,7 @@ describe('operator: NixImage', () => {
     }
 
     // The node pulls the index by tag and runs its own platform's image.
-    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'multi-by-tag', namespace: NS }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `nixery.${NS}.svc.cluster.local:5000/multi:v1`, command: ['/bin/uname', '-m'] }] } };
+    const pod = restricted({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'multi-by-tag', namespace: NS }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `nixery.${NS}.svc.cluster.local:5000/multi:v1`, command: ['/bin/uname', '-m'] }] } });
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
     await eventually('pod multi-by-tag to succeed', async () => ((await get(['pod', 'multi-by-tag'])).status.phase === 'Succeeded' ? true : undefined), 120_000, 500);
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'multi-by-tag'])).trim(), 'x86_64');
@@ -205,6 +206,13 @@ describe('operator: NixImage', () => {
     }, 30_000, 500);
     assert.deepEqual(warnings.map((e) => e.reason), ['PackagesNotFound']);
     assert.match(warnings[0]!.message, /nosuchpackage/);
+    // What a user waiting for it sees: the wait times out, and describe says why.
+    const wait = await kubectl(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'niximage/broken-image', '--timeout=3s']);
+    assert.notEqual(wait.code, 0);
+    assert.match(wait.stderr, /timed out waiting for the condition on niximages\/broken-image/);
+    const described = await kubectlOk(kubeconfig, ['describe', '-n', NS, 'niximage/broken-image']);
+    assert.match(described, /PackagesNotFound/);
+    assert.match(described, /nosuchpackage/);
   });
 
   it('gives the later of two claims on one tag a Conflict and builds nothing for it', async () => {

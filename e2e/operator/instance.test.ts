@@ -9,6 +9,7 @@ import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-
 import { eventually, REPO_ROOT } from '@nixery/test-support';
 import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
+import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
 
 const NS = 'team-a';
 
@@ -29,7 +30,7 @@ describe('operator: NixeryInstance', () => {
 
   it('kubectl apply of the CRDs and the example brings up a Ready registry', async () => {
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
-    await kubectlOk(kubeconfig, ['create', 'namespace', NS]);
+    await createRestrictedNamespace(kubeconfig, NS);
     operator = await cluster.installOperator();
     await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
@@ -37,14 +38,34 @@ describe('operator: NixeryInstance', () => {
     assert.equal(instance.status.endpoint, `nixery.${NS}.svc.cluster.local:5000`);
     assert.equal(instance.status.observedGeneration, instance.metadata.generation);
     assert.equal(instance.spec.image, 'ghcr.io/nixery-operator/nixery:0.1.0', 'defaulted by the CRD schema');
+    const events = await eventually('the RegistryReady Event on the instance', async () => {
+      const list = JSON.parse(await kubectlOk(kubeconfig, ['get', 'events', '-n', NS, '--field-selector', 'involvedObject.kind=NixeryInstance,involvedObject.name=nixery', '-o', 'json']));
+      const items = list.items as { type: string; reason: string; message: string; source?: { component?: string } }[];
+      return items.some((e) => e.reason === 'RegistryReady') ? items : undefined;
+    }, 30_000, 500);
+    const ready = events.find((e) => e.reason === 'RegistryReady')!;
+    assert.equal(ready.type, 'Normal');
+    assert.equal(ready.message, `the registry answers at nixery.${NS}.svc.cluster.local:5000`);
+    assert.equal(ready.source?.component, 'nixery-operator');
     for (const [kind, name] of [['deployment', 'nixery'], ['service', 'nixery'], ['pvc', 'nixery-storage'], ['serviceaccount', 'nixery'], ['secret', 'nixery-push-token']]) {
       const object = await get([kind!, name!]);
       assert.equal(object.metadata.ownerReferences[0].kind, 'NixeryInstance', `${kind} is owned by the instance`);
     }
   });
 
+  it('runs its registry where Pod Security admission enforces restricted, which refuses a pod that is not', async () => {
+    const namespace = JSON.parse(await kubectlOk(kubeconfig, ['get', 'namespace', NS, '-o', 'json']));
+    assert.equal(namespace.metadata.labels['pod-security.kubernetes.io/enforce'], 'restricted');
+    const pods = (await get(['pods', '-l', 'app.kubernetes.io/instance=nixery,app.kubernetes.io/component=registry'])).items;
+    assert.ok(pods.length > 0, 'the registry pod was admitted');
+    const rootPod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'as-root', namespace: NS }, spec: { containers: [{ name: 'c', image: `nixery.${NS}.svc.cluster.local:5000/shell:latest` }] } };
+    const refused = await kubectl(kubeconfig, ['apply', '-f', '-'], JSON.stringify(rootPod));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /pods "as-root" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false/);
+  });
+
   it('runs a pod whose image is pulled from the registry by the Service DNS name', async () => {
-    const pod = {
+    const pod = restricted({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'hello', namespace: NS },
@@ -52,7 +73,7 @@ describe('operator: NixeryInstance', () => {
         restartPolicy: 'Never',
         containers: [{ name: 'hello', image: `nixery.${NS}.svc.cluster.local:5000/shell/hello:latest`, command: ['/bin/hello'] }],
       },
-    };
+    });
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(pod));
     await eventually('the pod to succeed', async () => ((await get(['pod', 'hello'])).status.phase === 'Succeeded' ? true : undefined), 240_000, 500);
     assert.equal((await kubectlOk(kubeconfig, ['logs', '-n', NS, 'hello'])).trim(), 'Hello, world!');
@@ -160,7 +181,7 @@ describe('operator: NixeryInstance', () => {
 
   it('watches only the namespaces it is given', async () => {
     // The chart grants Roles in the watched namespaces, so they exist before the operator is told.
-    for (const ns of ['watched', 'ignored']) await kubectlOk(kubeconfig, ['create', 'namespace', ns]);
+    for (const ns of ['watched', 'ignored']) await createRestrictedNamespace(kubeconfig, ns);
     await operator.reconfigure({ namespaces: ['watched'] });
     for (const ns of ['watched', 'ignored']) {
       await kubectlOk(kubeconfig, ['apply', '-n', ns, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);

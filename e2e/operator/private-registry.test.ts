@@ -12,6 +12,7 @@ import { acquireCluster, type ClusterUnderTest } from '../support/cluster-under-
 import { eventually, REPO_ROOT } from '@nixery/test-support';
 import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
+import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
 
 const NS = 'private-reg';
 const APPS = 'apps';
@@ -56,7 +57,7 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
     cluster = await acquireCluster({ namespaces: [NS, APPS] });
     kubeconfig = cluster.kubeconfigPath;
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
-    for (const namespace of [NS, APPS]) await kubectlOk(kubeconfig, ['create', 'namespace', namespace]);
+    for (const namespace of [NS, APPS]) await createRestrictedNamespace(kubeconfig, namespace);
     operator = await cluster.installOperator();
     const instance = {
       apiVersion: 'nixery.dev/v1alpha1',
@@ -132,7 +133,7 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
     const secret = await get(['secret', 'nixery-pull'], APPS);
     assert.equal(secret.type, 'kubernetes.io/dockerconfigjson');
     assert.deepEqual(Object.keys(JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString()).auths), [ENDPOINT]);
-    const pod = (name: string, pullSecret: boolean) => ({
+    const pod = (name: string, pullSecret: boolean) => restricted({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name, namespace: APPS },
