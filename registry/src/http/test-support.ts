@@ -34,6 +34,8 @@ export interface AuthServerOptions {
   /** Costly credential checks per client a minute (default: no limit), and the limit's clock. */
   clientAuthChecksPerMinute?: number;
   checkLimitNow?: () => number;
+  /** The clock of the upload sessions' idle rule (default: the real one). */
+  uploadsNow?: () => number;
 }
 
 export interface AuthServer {
@@ -44,6 +46,7 @@ export interface AuthServer {
   logs: Record<string, unknown>[];
   tokenKey: KeyObject;
   policyFile: string;
+  uploads: Uploads;
   close(): Promise<void>;
 }
 
@@ -59,7 +62,7 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   await fs.writeFile(tokenKeyFile, tokenKey.export({ type: 'pkcs8', format: 'pem' }));
   const storage = new FilesystemStorage(path.join(dir, 'storage'));
   await storage.init();
-  const uploads = new Uploads(path.join(dir, 'uploads'));
+  const uploads = new Uploads(path.join(dir, 'uploads'), options.uploadsNow ? { now: options.uploadsNow } : {});
   await uploads.init();
   const builder = { resolves: async (image: ImageSpec) => image.packages.every((p) => PACKAGES.has(p)) } as unknown as ImageBuilder;
   const logs: Record<string, unknown>[] = [];
@@ -102,6 +105,7 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
     logs,
     tokenKey,
     policyFile,
+    uploads,
     close: () =>
       new Promise((resolve) => {
         auth.stop();

@@ -20,21 +20,26 @@ export async function handleUpload(deps: UploadsDeps, req: Request, res: Respons
       if (req.method !== 'POST') throw new RegistryError('UNSUPPORTED', `${req.method} needs an upload id`);
       return await startUpload(deps, req, res, name);
     }
-    const session = deps.uploads.get(id, name);
-    switch (req.method) {
-      case 'GET':
-        return uploadStatus(res, session, 204);
-      case 'PATCH':
-        await deps.uploads.append(session, req, contentRangeStart(req.headers['content-range']));
-        return uploadStatus(res, session, 202);
-      case 'PUT':
-        return await finishUpload(deps, req, res, session);
-      case 'DELETE':
-        await deps.uploads.finish(session);
-        res.status(204).end();
-        return;
-      default:
-        throw new RegistryError('UNSUPPORTED', `${req.method} is not an upload operation`);
+    // In flight until answered: the purge of idle sessions never takes one a request is using.
+    const session = deps.uploads.open(id, name);
+    try {
+      switch (req.method) {
+        case 'GET':
+          return uploadStatus(res, session, 204);
+        case 'PATCH':
+          await deps.uploads.append(session, req, contentRangeStart(req.headers['content-range']));
+          return uploadStatus(res, session, 202);
+        case 'PUT':
+          return await finishUpload(deps, req, res, session);
+        case 'DELETE':
+          await deps.uploads.finish(session);
+          res.status(204).end();
+          return;
+        default:
+          throw new RegistryError('UNSUPPORTED', `${req.method} is not an upload operation`);
+      }
+    } finally {
+      deps.uploads.close(session);
     }
   } catch (error) {
     if (error instanceof UploadNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', error.message);
@@ -53,10 +58,14 @@ async function startUpload(deps: UploadsDeps, req: Request, res: Response, name:
   const digest = typeof req.query.digest === 'string' ? req.query.digest : undefined;
   if (digest !== undefined) return blobCreated(res, name, await deps.blobs.put(req, checkUploadDigest(digest)));
   const session = await deps.uploads.start(name);
-  // A POST may carry the first chunk.
-  if (Number(req.headers['content-length'] ?? 0) > 0) await deps.uploads.append(session, req);
-  else req.resume();
-  uploadStatus(res, session, 202);
+  try {
+    // A POST may carry the first chunk.
+    if (Number(req.headers['content-length'] ?? 0) > 0) await deps.uploads.append(session, req);
+    else req.resume();
+    uploadStatus(res, session, 202);
+  } finally {
+    deps.uploads.close(session);
+  }
 }
 
 async function finishUpload(deps: UploadsDeps, req: Request, res: Response, session: UploadSession): Promise<void> {

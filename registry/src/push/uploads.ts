@@ -1,6 +1,13 @@
 // Blob upload sessions of the distribution push API. A session's bytes live in a local file of
 // this replica until the client finishes it; only then is the blob verified against its digest
 // and handed to storage, so nothing partial is ever visible under a digest.
+//
+// A session a client abandons (no request for longer than the idle limit, NIXERY_UPLOAD_SESSION_TTL)
+// is dropped with its file by `purgeIdle`, which service/purge.ts runs periodically; its id is then
+// unknown like any other. The rule: a session with a request in flight — from `open` (or `start`)
+// to `close`, which the HTTP layer calls around each request on the session — is never purged,
+// however long that request takes (the connection limits bound it); idle time counts from the end
+// of the session's last request.
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -35,14 +42,36 @@ export class UploadRangeError extends Error {
 
 const ID = /^[0-9a-f-]{36}$/;
 
+export interface UploadsOptions {
+  /** The clock of the idle rule, in milliseconds (tests pass a fake one). */
+  now?: () => number;
+}
+
+/** What `purgeIdle` removed. */
+export interface PurgedUploads {
+  sessions: number;
+  /** Bytes the sessions had received (their files' sizes). */
+  bytes: number;
+}
+
+interface Activity {
+  /** Requests on the session now. */
+  inFlight: number;
+  /** When its last request ended (or the current one began). */
+  lastUsedMs: number;
+}
+
 export class Uploads {
   private readonly dir: string;
+  private readonly now: () => number;
   private readonly sessions = new Map<string, UploadSession>();
+  private readonly activity = new Map<string, Activity>();
   /** Appends to one session run one at a time, in arrival order. */
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(dir: string) {
+  constructor(dir: string, options: UploadsOptions = {}) {
     this.dir = dir;
+    this.now = options.now ?? Date.now;
   }
 
   async init(): Promise<void> {
@@ -51,17 +80,63 @@ export class Uploads {
     await fs.mkdir(this.dir, { recursive: true });
   }
 
+  /** A new session, with the request that started it in flight: `close` it when that request ends. */
   async start(name: string): Promise<UploadSession> {
     const session = { id: randomUUID(), name, size: 0 };
     await fs.writeFile(this.file(session.id), '');
     this.sessions.set(session.id, session);
+    this.activity.set(session.id, { inFlight: 1, lastUsedMs: this.now() });
     return session;
   }
 
-  get(id: string, name: string): UploadSession {
+  /** The session a request names, now with that request in flight; throws UploadNotFoundError. `close` it when the request ends. */
+  open(id: string, name: string): UploadSession {
     const session = ID.test(id) ? this.sessions.get(id) : undefined;
-    if (!session || session.name !== name) throw new UploadNotFoundError(id);
+    const activity = session ? this.activity.get(session.id) : undefined;
+    if (!session || !activity || session.name !== name) throw new UploadNotFoundError(id);
+    activity.inFlight++;
+    activity.lastUsedMs = this.now();
     return session;
+  }
+
+  /** The request that opened or started the session ended; its idle time starts now. Harmless after `finish`. */
+  close(session: UploadSession): void {
+    const activity = this.activity.get(session.id);
+    if (!activity) return;
+    activity.inFlight = Math.max(0, activity.inFlight - 1);
+    activity.lastUsedMs = this.now();
+  }
+
+  /** Sessions open now (for tests and the purge's log line). */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Drops every session with no request in flight whose last request ended more than `idleMs`
+   * ago, with its file. A dropped session is unknown from the moment this is called: the choice
+   * and the removal from the table happen in one synchronous step, so no request can open a
+   * session between being judged idle and being dropped.
+   */
+  async purgeIdle(idleMs: number): Promise<PurgedUploads> {
+    const now = this.now();
+    const idle: UploadSession[] = [];
+    for (const [id, activity] of this.activity) {
+      if (activity.inFlight > 0 || now - activity.lastUsedMs <= idleMs) continue;
+      const session = this.sessions.get(id);
+      this.activity.delete(id);
+      this.locks.delete(id);
+      if (!session) continue;
+      this.sessions.delete(id);
+      idle.push(session);
+    }
+    let bytes = 0;
+    for (const session of idle) {
+      const stat = await fs.stat(this.file(session.id)).catch(() => null);
+      bytes += stat?.size ?? session.size;
+      await fs.rm(this.file(session.id), { force: true });
+    }
+    return { sessions: idle.length, bytes };
   }
 
   /** Appends a chunk; `start`, when the client sent Content-Range, must be where the upload ends. */
@@ -89,6 +164,7 @@ export class Uploads {
 
   async finish(session: UploadSession): Promise<void> {
     this.sessions.delete(session.id);
+    this.activity.delete(session.id);
     this.locks.delete(session.id);
     await fs.rm(this.file(session.id), { force: true });
   }
