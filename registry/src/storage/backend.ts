@@ -54,7 +54,36 @@ export interface StorageBackend {
   /** Atomic: readers see the old or the new document, never a partial one. */
   putDocument(key: string, value: unknown): Promise<void>;
   deleteDocument(key: string): Promise<boolean>;
+  /**
+   * Deletes staging leftovers — partial writes of a crashed process or of another replica
+   * sharing the storage — last written longer ago than the backend's staging TTL; never a staging
+   * object this process is writing now, whatever its age. A bounded amount of work per call.
+   */
+  sweepStaging(): Promise<SweptStaging>;
 }
+
+/** What one sweepStaging call deleted. */
+export interface SweptStaging {
+  objects: number;
+  bytes: number;
+}
+
+export interface StagingSweepOptions {
+  /**
+   * Staging objects older than this are leftovers (default DEFAULT_STAGING_TTL_MS). It must
+   * comfortably exceed the longest legitimate write by another process: a pushed blob is staged
+   * while its request body arrives, which NIXERY_RECEIVE_TIMEOUT bounds (config.ts refuses a TTL
+   * not above it); this process's own writes are skipped by name, however long they take.
+   */
+  stagingTtlMs?: number;
+  /** The clock of the age rule, in milliseconds (tests pass a fake one). */
+  now?: () => number;
+}
+
+/** An hour: six times the default NIXERY_RECEIVE_TIMEOUT, the bound of a pushed blob's write. */
+export const DEFAULT_STAGING_TTL_MS = 60 * 60 * 1000;
+/** Most staging objects one sweep looks at: a huge backlog is worked off over several runs. */
+export const MAX_STAGING_SWEEP = 10_000;
 
 export class StorageUnavailableError extends Error {
   readonly code = 'STORAGE_UNAVAILABLE';

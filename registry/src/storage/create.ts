@@ -1,19 +1,20 @@
 import type { StorageConfig } from '../config/config.ts';
 import type { Logger } from '../log/logger.ts';
-import type { StorageBackend } from './backend.ts';
+import type { StagingSweepOptions, StorageBackend } from './backend.ts';
 import { FilesystemStorage } from './filesystem.ts';
 import { GcsStorage } from './gcs.ts';
 
 /** Builds and checks the configured backend; a backend that cannot work stops start-up with the reason. */
-export async function openStorage(config: StorageConfig, log?: Logger): Promise<StorageBackend> {
+export async function openStorage(config: StorageConfig, log?: Logger, staging: StagingSweepOptions = {}): Promise<StorageBackend> {
   switch (config.backend) {
     case 'filesystem': {
-      const storage = new FilesystemStorage(config.path);
+      const storage = new FilesystemStorage(config.path, staging);
       await storage.init();
       return storage;
     }
     case 'gcs': {
       const storage = new GcsStorage({
+        ...staging,
         bucket: config.bucket,
         ...(config.credentialsFile !== undefined ? { credentialsFile: config.credentialsFile } : {}),
         ...(config.redirect !== undefined ? { redirect: config.redirect } : {}),

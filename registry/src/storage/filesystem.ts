@@ -1,6 +1,9 @@
 // Filesystem backend: blobs under blobs/sha256/<hex>, content types in the `user.mime_type`
 // extended attribute (Nixery's name), documents under documents/. Everything is written to
 // staging/ first, fsynced, and renamed into place, so a crash never exposes a partial file.
+// Staging files this process is writing are known by name; sweepStaging removes the others once
+// their last write is older than the staging TTL (at start-up and, through service/purge.ts, while
+// running).
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -19,20 +22,28 @@ import {
   type ByteRange,
   type PutBlobOptions,
   type PutBlobResult,
+  type StagingSweepOptions,
   type StorageBackend,
+  type SweptStaging,
+  DEFAULT_STAGING_TTL_MS,
+  MAX_STAGING_SWEEP,
 } from './backend.ts';
 
 const CONTENT_TYPE_ATTR = 'user.mime_type';
-/** Staging files older than this at start-up were left by a crash; nobody can still be writing them. */
-const STALE_STAGING_MS = 60 * 60 * 1000;
 
 export class FilesystemStorage implements StorageBackend {
   readonly root: string;
   readonly description: string;
+  private readonly stagingTtlMs: number;
+  private readonly now: () => number;
+  /** Names of the staging files this process is writing now: never swept. */
+  private readonly writing = new Set<string>();
 
-  constructor(root: string) {
+  constructor(root: string, options: StagingSweepOptions = {}) {
     this.root = path.resolve(root);
     this.description = `filesystem (${this.root})`;
+    this.stagingTtlMs = options.stagingTtlMs ?? DEFAULT_STAGING_TTL_MS;
+    this.now = options.now ?? Date.now;
   }
 
   async init(): Promise<void> {
@@ -58,7 +69,7 @@ export class FilesystemStorage implements StorageBackend {
     } finally {
       await fs.rm(probe, { force: true });
     }
-    await this.removeStaleStaging();
+    await this.sweepStaging();
   }
 
   async putBlob(source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
@@ -91,6 +102,8 @@ export class FilesystemStorage implements StorageBackend {
     } catch (error) {
       await fs.rm(staging, { force: true });
       throw error;
+    } finally {
+      this.writing.delete(path.basename(staging));
     }
   }
 
@@ -156,6 +169,8 @@ export class FilesystemStorage implements StorageBackend {
     } catch (error) {
       await fs.rm(staging, { force: true });
       throw error;
+    } finally {
+      this.writing.delete(path.basename(staging));
     }
   }
 
@@ -178,17 +193,31 @@ export class FilesystemStorage implements StorageBackend {
     return path.join(this.root, 'staging');
   }
 
+  /** A fresh staging name, known as being written until the caller's `finally` forgets it. */
   private stagingPath(): string {
-    return path.join(this.stagingDir(), randomUUID());
+    const name = randomUUID();
+    this.writing.add(name);
+    return path.join(this.stagingDir(), name);
   }
 
-  private async removeStaleStaging(): Promise<void> {
-    const now = Date.now();
-    for (const entry of await fs.readdir(this.stagingDir())) {
-      const file = path.join(this.stagingDir(), entry);
-      const stat = await fs.stat(file).catch(() => null);
-      if (stat && now - stat.mtimeMs > STALE_STAGING_MS) await fs.rm(file, { force: true });
+  async sweepStaging(): Promise<SweptStaging> {
+    const now = this.now();
+    let objects = 0;
+    let bytes = 0;
+    const dir = await fs.opendir(this.stagingDir());
+    let seen = 0;
+    for await (const entry of dir) {
+      if (++seen > MAX_STAGING_SWEEP) break;
+      if (this.writing.has(entry.name)) continue;
+      const file = path.join(this.stagingDir(), entry.name);
+      // mtime: a slow write keeps its file young; only one nobody wrote to for the TTL goes.
+      const stat = await fs.lstat(file).catch(() => null);
+      if (!stat || now - stat.mtimeMs <= this.stagingTtlMs) continue;
+      await fs.rm(file, { recursive: true, force: true });
+      objects++;
+      bytes += stat.isFile() ? stat.size : 0;
     }
+    return { objects, bytes };
   }
 }
 

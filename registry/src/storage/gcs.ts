@@ -5,7 +5,11 @@
 // staging/<uuid> for uploads in flight. A blob is uploaded to a staging name while it is hashed,
 // checked against the CRC32C and MD5 the service computed, and only then copied server-side to
 // its digest with ifGenerationMatch=0, so a partial or unverified blob is never visible under a
-// digest and a second writer of the same digest changes nothing.
+// digest and a second writer of the same digest changes nothing. A staging object exists only
+// once its upload completed (a resumable session creates nothing before), until the copy and
+// delete that follow; one left longer is a crashed writer's. sweepStaging deletes those older
+// than the staging TTL by their `updated` time from a paged prefix listing, at start-up and,
+// through service/purge.ts, while running, skipping the names this process is writing.
 //
 // Retries: the client runs with IdempotencyStrategy.RetryAlways. Every write here is safe to
 // repeat (fresh staging names, ifGenerationMatch=0 on the digest, whole-document replacement),
@@ -31,7 +35,11 @@ import {
   type ByteRange,
   type PutBlobOptions,
   type PutBlobResult,
+  type StagingSweepOptions,
   type StorageBackend,
+  type SweptStaging,
+  DEFAULT_STAGING_TTL_MS,
+  MAX_STAGING_SWEEP,
 } from './backend.ts';
 import { GcsIntegrityError, GcsShortReadError, GcsStallError, resumingRead } from './gcs-download.ts';
 import { publicObjectUrl, signedGetUrl, type SigningKey } from './gcs-signer.ts';
@@ -48,8 +56,8 @@ export const DEFAULT_RESUMABLE_THRESHOLD_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_CHUNK_SIZE_BYTES = 8 * 1024 * 1024;
 const CHUNK_UNIT = 256 * 1024;
 export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
-/** Staging objects older than this at start-up were left by a crashed writer. */
-const STALE_STAGING_MS = 60 * 60 * 1000;
+/** Objects per page of a staging listing (the service's maximum). */
+const STAGING_PAGE_SIZE = 1000;
 
 export interface GcsRetryOptions {
   /** Retries of one request (the library's maxRetries). */
@@ -64,7 +72,7 @@ export interface GcsRetryOptions {
   maxResumes?: number;
 }
 
-export interface GcsStorageOptions {
+export interface GcsStorageOptions extends StagingSweepOptions {
   bucket: string;
   /** A service account key file; signing needs one. Requests authenticate through application default credentials. */
   credentialsFile?: string;
@@ -119,6 +127,10 @@ export class GcsStorage implements StorageBackend {
   private readonly expirySeconds: number;
   private signingKey: SigningKey | undefined;
   private mode: GcsRedirectMode;
+  private readonly stagingTtlMs: number;
+  private readonly now: () => number;
+  /** Names of the staging objects this process is writing now: never swept. */
+  private readonly writing = new Set<string>();
 
   constructor(options: GcsStorageOptions) {
     this.options = options;
@@ -132,6 +144,8 @@ export class GcsStorage implements StorageBackend {
     this.stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     this.expirySeconds = options.signedUrlExpirySeconds ?? DEFAULT_SIGNED_URL_EXPIRY_SECONDS;
     this.mode = options.redirect ?? 'stream';
+    this.stagingTtlMs = options.stagingTtlMs ?? DEFAULT_STAGING_TTL_MS;
+    this.now = options.now ?? Date.now;
     const retry = options.retry ?? {};
     // Requests authenticate through application default credentials, which read
     // GOOGLE_APPLICATION_CREDENTIALS themselves (the variable credentialsFile comes from);
@@ -186,9 +200,8 @@ export class GcsStorage implements StorageBackend {
     }
     this.mode = requested ?? (key ? 'signed' : 'stream');
 
-    let staging: File[];
     try {
-      [staging] = await this.bucket.getFiles({ prefix: 'staging/', autoPaginate: true });
+      await this.bucket.getFiles({ prefix: 'staging/', autoPaginate: false, maxResults: 1 });
     } catch (error) {
       throw this.unavailable('list', error);
     }
@@ -201,12 +214,22 @@ export class GcsStorage implements StorageBackend {
     } catch (error) {
       throw this.unavailable('write', error);
     }
-    await this.removeStaleStaging(staging);
+    const swept = await this.sweepStaging();
+    if (swept.objects > 0) this.log.info('removed stale GCS staging objects', { bucket: this.bucketName, removed: swept.objects, bytes: swept.bytes });
     this.log.info('gcs storage ready', { bucket: this.bucketName, endpoint: this.endpoint, blobs: this.mode, signedUrlExpirySeconds: this.expirySeconds });
   }
 
   async putBlob(source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
     const staging = this.bucket.file(`staging/${randomUUID()}`);
+    this.writing.add(staging.name);
+    try {
+      return await this.putStaged(staging, source, options);
+    } finally {
+      this.writing.delete(staging.name);
+    }
+  }
+
+  private async putStaged(staging: File, source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
     const local = new LocalHashes();
     let stored: FileMetadata;
     try {
@@ -453,25 +476,53 @@ export class GcsStorage implements StorageBackend {
     }
   }
 
-  private async removeQuietly(file: File): Promise<void> {
+  /** True when the object was deleted here (false: already gone, or the delete failed). */
+  private async removeQuietly(file: File): Promise<boolean> {
     try {
-      await file.delete({ ignoreNotFound: true });
+      await file.delete();
+      return true;
     } catch (error) {
-      // Left for the stale-staging sweep at the next start.
+      if (httpStatus(error) === 404) return false;
+      // Left for the stale-staging sweep.
       this.log.warn('could not remove a GCS staging object', { bucket: this.bucketName, object: file.name, error });
+      return false;
     }
   }
 
-  private async removeStaleStaging(files: File[]): Promise<void> {
-    const now = Date.now();
-    let removed = 0;
-    for (const file of files) {
-      const updated = Date.parse(String(file.metadata.updated ?? ''));
-      if (Number.isNaN(updated) || now - updated < STALE_STAGING_MS) continue;
-      await this.removeQuietly(this.bucket.file(file.name, { generation: Number(file.metadata.generation) }));
-      removed++;
-    }
-    if (removed > 0) this.log.info('removed stale GCS staging objects', { bucket: this.bucketName, removed });
+  async sweepStaging(): Promise<SweptStaging> {
+    const now = this.now();
+    let objects = 0;
+    let bytes = 0;
+    let seen = 0;
+    let pageToken: string | undefined;
+    do {
+      let files: File[];
+      try {
+        const [page, next] = await this.bucket.getFiles({
+          prefix: 'staging/',
+          autoPaginate: false,
+          maxResults: Math.min(STAGING_PAGE_SIZE, MAX_STAGING_SWEEP - seen),
+          ...(pageToken !== undefined ? { pageToken } : {}),
+        });
+        files = page;
+        pageToken = (next as { pageToken?: string } | null)?.pageToken;
+      } catch (error) {
+        throw new GcsStorageError('list', this.bucketName, 'staging/', error);
+      }
+      seen += files.length;
+      for (const file of files) {
+        if (this.writing.has(file.name)) continue;
+        // `updated` is when the object got its content; timeCreated is the same for ours.
+        const written = Date.parse(String(file.metadata.updated ?? file.metadata.timeCreated ?? ''));
+        if (Number.isNaN(written) || now - written <= this.stagingTtlMs) continue;
+        // That generation only: an object written anew under the name since the listing stays.
+        if (await this.removeQuietly(this.bucket.file(file.name, { generation: Number(file.metadata.generation) }))) {
+          objects++;
+          bytes += Number(file.metadata.size ?? 0);
+        }
+      }
+    } while (pageToken !== undefined && seen < MAX_STAGING_SWEEP);
+    return { objects, bytes };
   }
 
   private unavailable(step: 'list' | 'write', error: unknown): StorageUnavailableError {
