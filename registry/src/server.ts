@@ -18,6 +18,7 @@ import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
 import type { Logger } from './log/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
+import { Purger } from './service/purge.ts';
 import { TagIndex } from './service/tags.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
@@ -34,7 +35,7 @@ export interface Runtime {
 
 /** Everything a build needs, shared by `serve` and `build`. */
 export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean; signal?: AbortSignal } = {}): Promise<Runtime> {
-  const storage = await openStorage(config.storage, log);
+  const storage = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
   const popularity = await loadPopularity(config.popularityUrl);
   const { signal, ...metricsOptions } = options;
   const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
@@ -102,6 +103,16 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     else server.listen(config.port, host, listening);
   });
   if (config.metricsPort !== undefined) await serveMetrics(server, config.metricsPort, runtime.metrics, log);
+  const purger = new Purger({
+    uploads,
+    storage: runtime.storage,
+    metrics: runtime.metrics,
+    log: log.child({ component: 'purge' }),
+    uploadSessionTtlMs: config.purge.uploadSessionTtlSeconds * 1000,
+    stagingTtlMs: config.purge.stagingTtlSeconds * 1000,
+  })
+    .start()
+    .stopWith(server);
   const address = server.address();
   log.info('nixery is listening', {
     port: typeof address === 'object' && address ? address.port : config.port,
@@ -109,6 +120,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     storage: runtime.storage.description,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     platforms: config.platforms,
+    purge: { ...config.purge, intervalSeconds: purger.intervalMs / 1000 },
     layerBudget: config.layerBudget,
     connections: config.connections,
     tls: config.tls ? { ...config.tls, certificate } : 'off',

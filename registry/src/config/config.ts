@@ -64,6 +64,8 @@ export const ENV = {
   tlsKeyFile: 'NIXERY_TLS_KEY_FILE',
   metricsPort: 'NIXERY_METRICS_PORT',
   platforms: 'NIXERY_PLATFORMS',
+  uploadSessionTtl: 'NIXERY_UPLOAD_SESSION_TTL',
+  stagingTtl: 'NIXERY_STAGING_TTL',
 } as const;
 
 export type StorageConfig =
@@ -147,6 +149,16 @@ export interface Config {
   metricsPort?: number;
   /** What a name is built for, in order; several: a pull gets an image index (service/manifests.ts). */
   platforms: Platform[];
+  /** What the running registry purges (service/purge.ts). */
+  purge: PurgeLimits;
+}
+
+/** Abandoned temporary data, dropped while the registry runs; whole seconds. */
+export interface PurgeLimits {
+  /** An upload session with no request for this long is dropped with its bytes (none in flight). */
+  uploadSessionTtlSeconds: number;
+  /** A staging object (a partial write) not written for this long is deleted, unless this process is writing it. */
+  stagingTtlSeconds: number;
 }
 
 /** Pull authentication and scoped tokens (auth/create.ts puts them to work). */
@@ -201,6 +213,17 @@ export const DEFAULT_CLIENT_BUILDS_PER_MINUTE = 30;
 /** A client that sends credentials with every request pays once a minute per credential (the caches); typos and retries fit too. */
 export const DEFAULT_CLIENT_AUTH_CHECKS_PER_MINUTE = 60;
 export const DEFAULT_MAX_CLOSURE_BYTES = 10 * 1024 ** 3;
+/**
+ * An hour without a request: a client pushing a blob sends its chunks back to back (seconds
+ * apart, each bounded by NIXERY_RECEIVE_TIMEOUT), so a session quiet for an hour was abandoned —
+ * a crashed or cancelled push — while one hour of a replica's upload files is little disk.
+ */
+export const DEFAULT_UPLOAD_SESSION_TTL_SECONDS = 3600;
+/**
+ * An hour, six times the default NIXERY_RECEIVE_TIMEOUT, which bounds the longest write another
+ * process stages (a pushed blob's body); with a longer receive timeout the default is twice it.
+ */
+export const DEFAULT_STAGING_TTL_SECONDS = 3600;
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -302,6 +325,8 @@ const fields = {
   tlsKeyFile: nonEmpty,
   metricsPort: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
   platforms: z.string().transform(platformList),
+  uploadSessionTtl: positiveInt('seconds'),
+  stagingTtl: positiveInt('seconds'),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -437,6 +462,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
 
   const auth = authSettings(v, cwd);
 
+  // A staging object younger than the longest legitimate write may be one in progress elsewhere.
+  if (v.stagingTtl !== undefined && v.stagingTtl <= connections.receiveTimeoutSeconds) {
+    throw new ConfigError(
+      ENV.stagingTtl,
+      `${v.stagingTtl} s must exceed ${ENV.receiveTimeout} (${connections.receiveTimeoutSeconds} s): a blob pushed by another replica is staged for up to that long`,
+    );
+  }
+  const purge: PurgeLimits = {
+    uploadSessionTtlSeconds: v.uploadSessionTtl ?? DEFAULT_UPLOAD_SESSION_TTL_SECONDS,
+    stagingTtlSeconds: v.stagingTtl ?? Math.max(DEFAULT_STAGING_TTL_SECONDS, 2 * connections.receiveTimeoutSeconds),
+  };
+
   return {
     ...(pushToken ? { pushToken } : {}),
     auth,
@@ -464,6 +501,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ...(tls ? { tls } : {}),
     ...(v.metricsPort !== undefined ? { metricsPort: v.metricsPort } : {}),
     platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
+    purge,
   };
 }
 
@@ -571,6 +609,8 @@ export interface RegistrySettings {
   metricsPort?: number;
   /** Unset: the registry's default (linux/amd64). */
   platforms?: readonly Platform[];
+  /** Unset fields keep the registry's defaults. */
+  purge?: Partial<PurgeLimits>;
 }
 
 /**
@@ -636,5 +676,7 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   }
   if (settings.metricsPort !== undefined) env[ENV.metricsPort] = String(settings.metricsPort);
   if (settings.platforms?.length) env[ENV.platforms] = settings.platforms.join(',');
+  if (settings.purge?.uploadSessionTtlSeconds !== undefined) env[ENV.uploadSessionTtl] = String(settings.purge.uploadSessionTtlSeconds);
+  if (settings.purge?.stagingTtlSeconds !== undefined) env[ENV.stagingTtl] = String(settings.purge.stagingTtlSeconds);
   return env;
 }

@@ -28,6 +28,12 @@ export interface Metrics {
   manifestCache: Counter<'result'>;
   /** Pulled tags served but not recorded for the listing (service/tags.ts): `index_full` or `pending_full`. */
   tagsDropped: Counter<'reason'>;
+  /** Runs of the purge of abandoned data (service/purge.ts), by `result`: 'ok' or 'error'. */
+  purgeRuns: Counter<'result'>;
+  purgeDuration: Histogram;
+  /** What the purge removed, by `kind`: 'upload_session' or 'staging'. */
+  purgedObjects: Counter<'kind'>;
+  purgedBytes: Counter<'kind'>;
 }
 
 /** Free space as builder/free-space.ts measures it. */
@@ -111,6 +117,30 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
       name: 'nixery_tag_index_dropped_total',
       help: 'Pulled tags served but not recorded for the tag listing, by reason (index_full, pending_full)',
       labelNames: ['reason'],
+      registers,
+    }),
+    purgeRuns: new Counter({
+      name: 'nixery_purge_runs_total',
+      help: 'Runs of the purge of abandoned upload sessions and staging objects, by result (ok, error)',
+      labelNames: ['result'],
+      registers,
+    }),
+    purgeDuration: new Histogram({
+      name: 'nixery_purge_duration_seconds',
+      help: 'Duration of a purge run of abandoned upload sessions and staging objects',
+      buckets: [0.01, 0.1, 0.5, 2, 10, 60, 300],
+      registers,
+    }),
+    purgedObjects: new Counter({
+      name: 'nixery_purged_objects_total',
+      help: 'Abandoned objects the purge removed, by kind: upload_session (idle past NIXERY_UPLOAD_SESSION_TTL), staging (older than NIXERY_STAGING_TTL)',
+      labelNames: ['kind'],
+      registers,
+    }),
+    purgedBytes: new Counter({
+      name: 'nixery_purged_bytes_total',
+      help: 'Bytes of the abandoned objects the purge removed, by kind (upload_session, staging)',
+      labelNames: ['kind'],
       registers,
     }),
   };
