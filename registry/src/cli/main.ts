@@ -1,5 +1,6 @@
 // `nixery serve` runs the registry; `nixery build` builds one image into storage and prints the
-// builder's JSON result. Both read Nixery's environment variables.
+// builder's JSON result. Both read Nixery's environment variables. `nixery forward` is the
+// node-local forwarder, `nixery node-config` configures a node's container runtime for the registry.
 import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
@@ -14,6 +15,8 @@ import { InvalidPlatformsError, parsePlatforms, PLATFORMS, type Platform } from 
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createRuntime, startServer } from '../server.ts';
 import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
+import { NodeConfigUsageError, parseInstance, parseRegistryHost, parseServer } from '../node-config/files.ts';
+import { NodeConfigSync, startReadinessServer } from '../node-config/sync.ts';
 import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
@@ -103,6 +106,77 @@ program
     const log = createLogger({ base: { component: 'forward' } });
     await startForwarder(options.listen, options.target, log);
     log.info('forwarding', { listen: options.listen, target: options.target });
+  });
+
+/** A commander option parser from one of node-config's, its message kept. */
+function nodeConfigOption<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      if (error instanceof NodeConfigUsageError) throw new InvalidArgumentError(error.message);
+      throw error;
+    }
+  };
+}
+
+const seconds = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
+  return n;
+};
+
+program
+  .command('node-config')
+  .description("configure this node's container runtime (containerd's hosts directory, CRI-O's registries.conf.d) to pull the registry's DNS names from its ClusterIP; keeps the files current and removes its own on SIGTERM")
+  .requiredOption('--instance <namespace/name>', 'the NixeryInstance, named in the marker line of every file written', nodeConfigOption(parseInstance))
+  .requiredOption('--host <host:port>', 'a name pods pull by (repeatable), e.g. nixery.team-a.svc.cluster.local:5000', (v: string, previous: string[] = []) => [...previous, nodeConfigOption(parseRegistryHost)(v)])
+  .requiredOption('--server <url>', 'where the runtime connects instead: http(s)://<ClusterIP>:<port>', nodeConfigOption((v: string) => (parseServer(v), v)))
+  .option('--ca-file <path>', 'with an https server: the CA bundle (PEM) to trust, re-read every interval')
+  .option('--containerd-dir <dir>', "containerd's hosts directory (its config_path), as mounted here")
+  .option('--containerd-host-dir <dir>', 'that directory as the node sees it (default: --containerd-dir)')
+  .option('--containerd-config <file>', "containerd's config.toml: not ready unless its config_path covers the hosts directory (a missing file: no check)")
+  .option('--crio-dir <dir>', "CRI-O's registries.conf.d drop-in directory, as mounted here")
+  .option('--crio-certs-dir <dir>', '/etc/containers/certs.d as mounted here: the CA for CRI-O, with an https server')
+  .option('--ready-listen <host:port>', 'serve GET /readyz (200 configured, 503 not) and /healthz there', parseHostPort)
+  .option('--interval <seconds>', 'how often to look again', seconds, 10)
+  .action(async (options: { instance: string; host: string[]; server: string; caFile?: string; containerdDir?: string; containerdHostDir?: string; containerdConfig?: string; crioDir?: string; crioCertsDir?: string; readyListen?: HostPort; interval: number }) => {
+    const log = createLogger({ base: { component: 'node-config' } });
+    if (!options.containerdDir && !options.crioDir) program.error('error: node-config needs --containerd-dir or --crio-dir');
+    if (parseServer(options.server).scheme === 'https' && !options.caFile) program.error('error: an https --server needs --ca-file');
+    const sync = new NodeConfigSync(
+      {
+        instance: options.instance,
+        hosts: options.host,
+        server: options.server,
+        ...(options.caFile ? { caFile: options.caFile } : {}),
+        ...(options.containerdDir ? { containerdDir: options.containerdDir } : {}),
+        ...(options.containerdHostDir ? { containerdHostDir: options.containerdHostDir } : {}),
+        ...(options.containerdConfig ? { containerdConfig: options.containerdConfig } : {}),
+        ...(options.crioDir ? { crioDir: options.crioDir } : {}),
+        ...(options.crioCertsDir ? { crioCertsDir: options.crioCertsDir } : {}),
+      },
+      log,
+    );
+    let stopping = false;
+    let pass = sync.sync();
+    await pass;
+    const server = options.readyListen ? await startReadinessServer(sync, options.readyListen.host, options.readyListen.port) : undefined;
+    log.info('node-config running', { instance: options.instance, hosts: options.host, server: options.server, ready: sync.report.ready, readyListen: options.readyListen });
+    const timer = setInterval(() => {
+      if (!stopping) pass = pass.then(() => sync.sync()).then(() => undefined, (error: unknown) => log.error('node-config pass failed', { error }));
+    }, options.interval * 1000);
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(timer);
+      log.info('removing the files this process wrote', { signal });
+      await pass.catch(() => {});
+      await sync.removeAll();
+      server?.close();
+      process.exit(0);
+    };
+    for (const signal of INTERRUPTING_SIGNALS) process.once(signal, () => void stop(signal));
   });
 
 const packageList = (value: string): string[] => {

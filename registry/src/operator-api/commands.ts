@@ -1,4 +1,4 @@
-// How a container runs the registry's three commands, for whoever deploys it (the operator):
+// How a container runs the registry's commands, for whoever deploys it (the operator):
 // the command lines, the environment in a stable order, and where mounted secrets are read.
 // The CLI (cli/main.ts) is the other side of these argv lists; the operator's end-to-end suites
 // run them for real.
@@ -75,4 +75,44 @@ export function buildArgs(command: BuildCommand): string[] {
 /** `nixery forward`: TCP from `listen` to `target`, both `host:port`. */
 export function forwardArgs(listen: string, target: string): string[] {
   return ['forward', '--listen', listen, '--target', target];
+}
+
+export interface NodeConfigCommand {
+  /** `<namespace>/<name>`: the marker in every file it writes. */
+  instance: string;
+  /** The `host:port` names pods pull by. */
+  hosts: readonly string[];
+  /** `http(s)://<ClusterIP>:<port>`: where the node's runtime connects instead. */
+  server: string;
+  /** With https: the CA bundle file (e.g. `${CA_MOUNT}/ca.crt`). */
+  caFile?: string;
+  /** containerd's hosts directory as mounted, and as the node sees it. */
+  containerdDir?: string;
+  containerdHostDir?: string;
+  /** containerd's config.toml as mounted, checked for a config_path covering the hosts directory. */
+  containerdConfig?: string;
+  /** CRI-O's registries.conf.d and /etc/containers/certs.d, as mounted. */
+  crioDir?: string;
+  crioCertsDir?: string;
+  /** `host:port` of the readiness endpoint (`/readyz`), e.g. `$(POD_IP):8090`. */
+  readyListen?: string;
+}
+
+/** `nixery node-config`: configures a node's container runtime for the registry's DNS names. */
+export function nodeConfigArgs(command: NodeConfigCommand): string[] {
+  return [
+    'node-config',
+    '--instance',
+    command.instance,
+    ...command.hosts.flatMap((host) => ['--host', host]),
+    '--server',
+    command.server,
+    ...(command.caFile ? ['--ca-file', command.caFile] : []),
+    ...(command.containerdDir ? ['--containerd-dir', command.containerdDir] : []),
+    ...(command.containerdHostDir ? ['--containerd-host-dir', command.containerdHostDir] : []),
+    ...(command.containerdConfig ? ['--containerd-config', command.containerdConfig] : []),
+    ...(command.crioDir ? ['--crio-dir', command.crioDir] : []),
+    ...(command.crioCertsDir ? ['--crio-certs-dir', command.crioCertsDir] : []),
+    ...(command.readyListen ? ['--ready-listen', command.readyListen] : []),
+  ];
 }

@@ -9,6 +9,7 @@ export {
   forwardArgs,
   HTPASSWD_MOUNT,
   IDENTITY_TOKEN_MOUNT,
+  nodeConfigArgs,
   POLICY_MOUNT,
   PULL_USER_MOUNT,
   PUSH_TOKEN_MOUNT,
@@ -16,6 +17,7 @@ export {
   TLS_MOUNT,
   TOKEN_KEY_MOUNT,
   type BuildCommand,
+  type NodeConfigCommand,
 } from './commands.ts';
 export { ConfigError, ENV, loadConfig, loadLogLevel, type RegistrySettings } from '../config/config.ts';
 export { DEFAULT_CHANNEL_BASE_URL, type PackageSource } from '../config/package-source.ts';
