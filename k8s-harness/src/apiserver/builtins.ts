@@ -111,6 +111,14 @@ export function applyBuiltinDefaults(kind: string, o: JsonObject): void {
       defaultTemplate(spec);
       break;
     case 'DaemonSet':
+      if (spec.updateStrategy === undefined) spec.updateStrategy = {};
+      setDefault(obj(spec.updateStrategy), 'type', 'RollingUpdate');
+      if (obj(spec.updateStrategy).type === 'RollingUpdate') {
+        setDefault(obj(spec.updateStrategy), 'rollingUpdate', {});
+        setDefault(obj(obj(spec.updateStrategy).rollingUpdate), 'maxUnavailable', 1);
+        setDefault(obj(obj(spec.updateStrategy).rollingUpdate), 'maxSurge', 0);
+      }
+      setDefault(spec, 'revisionHistoryLimit', 10);
       defaultTemplate(spec);
       break;
     case 'Job':

@@ -1,5 +1,5 @@
 // What every controller of the agent shares: the API, the caches, the event recorder.
-import type { V1Deployment, V1Endpoints, V1Job, V1PersistentVolumeClaim, V1Pod, V1ReplicaSet, V1Service } from '@kubernetes/client-node';
+import type { V1DaemonSet, V1Deployment, V1Endpoints, V1Job, V1PersistentVolumeClaim, V1Pod, V1ReplicaSet, V1Service } from '@kubernetes/client-node';
 import type { EventRecorder } from './events.ts';
 import type { Cache, Kube } from './kube.ts';
 
@@ -7,6 +7,7 @@ export interface Caches {
   pods: Cache<V1Pod>;
   replicaSets: Cache<V1ReplicaSet>;
   deployments: Cache<V1Deployment>;
+  daemonSets: Cache<V1DaemonSet>;
   jobs: Cache<V1Job>;
   services: Cache<V1Service>;
   endpoints: Cache<V1Endpoints>;

@@ -1,8 +1,9 @@
-// The node agent: a kubelet, the workload controllers (Deployment, ReplicaSet, Job), Endpoints,
+// The node agent: a kubelet, the workload controllers (Deployment, ReplicaSet, Job, DaemonSet), Endpoints,
 // Service networking and claim binding for a one-node cluster whose pods are local processes.
 // It is only a client of the API server: every read is a list+watch, every write an API call.
 import fs from 'node:fs/promises';
 import {
+  type V1DaemonSet,
   type V1Deployment,
   type V1Endpoints,
   type V1Job,
@@ -13,6 +14,7 @@ import {
 } from '@kubernetes/client-node';
 import { startClaimController } from './claim-controller.ts';
 import type { Caches, ControllerContext } from './controller-context.ts';
+import { startDaemonSetController } from './daemonset-controller.ts';
 import { startDeploymentController } from './deployment-controller.ts';
 import { readyBackends } from './endpoints.ts';
 import { startEndpointsController } from './endpoints-controller.ts';
@@ -50,6 +52,7 @@ function caches(kube: Kube, log: (line: object) => void): Caches {
     pods: new Cache<V1Pod>(kube, '/api/v1/pods', () => kube.core.listPodForAllNamespaces(), log),
     replicaSets: new Cache<V1ReplicaSet>(kube, '/apis/apps/v1/replicasets', () => kube.apps.listReplicaSetForAllNamespaces(), log),
     deployments: new Cache<V1Deployment>(kube, '/apis/apps/v1/deployments', () => kube.apps.listDeploymentForAllNamespaces(), log),
+    daemonSets: new Cache<V1DaemonSet>(kube, '/apis/apps/v1/daemonsets', () => kube.apps.listDaemonSetForAllNamespaces(), log),
     jobs: new Cache<V1Job>(kube, '/apis/batch/v1/jobs', () => kube.batch.listJobForAllNamespaces(), log),
     services: new Cache<V1Service>(kube, '/api/v1/services', () => kube.core.listServiceForAllNamespaces(), log),
     endpoints: new Cache<V1Endpoints>(kube, '/api/v1/endpoints', () => kube.core.listEndpointsForAllNamespaces(), log),
@@ -167,6 +170,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       startReplicaSetController(ctx),
       startDeploymentController(ctx),
       startJobController(ctx),
+      startDaemonSetController(ctx),
     ];
     stops.push(() => Promise.all(queues.map((q) => q.stop())));
     kubelet.start();
