@@ -2,7 +2,7 @@
 // account; outside one, KUBECONFIG.
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, createLogger, loadLogLevel, type Level } from '@nixery/registry/operator-api';
-import { ALLOW_NODE_LOCAL_FLAG, ALLOWED_IMAGES_FLAG, DEFAULT_REGISTRY_IMAGE_PATTERNS, parseImagePatterns } from './instance/gates.ts';
+import { ALLOW_NODE_CONFIG_FLAG, ALLOW_NODE_LOCAL_FLAG, ALLOWED_IMAGES_FLAG, DEFAULT_REGISTRY_IMAGE_PATTERNS, parseImagePatterns } from './instance/gates.ts';
 import { loadKubeConfig, operatorNamespace } from './kube/client.ts';
 import { Manager } from './manager.ts';
 
@@ -27,6 +27,7 @@ const program = new Command()
     return list;
   })
   .option(ALLOW_NODE_LOCAL_FLAG, "let NixeryInstances have spec.nodeLocal: a hostNetwork DaemonSet on every node, with the instance's image")
+  .option(ALLOW_NODE_CONFIG_FLAG, "let NixeryInstances have spec.nodeConfig: a root DaemonSet on every node, with the instance's image, writing the container runtime's registry configuration (hostPath)")
   .option(
     `${ALLOWED_IMAGES_FLAG} <patterns>`,
     `the images spec.image may name, comma-separated patterns of full references (* any characters but /, ** any) (default: ${DEFAULT_REGISTRY_IMAGE_PATTERNS.join(',')})`,
@@ -38,7 +39,7 @@ const program = new Command()
       }
     },
   )
-  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[]; allowNodeLocal?: boolean; allowedRegistryImages?: string[] }) => {
+  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[]; allowNodeLocal?: boolean; allowNodeConfig?: boolean; allowedRegistryImages?: string[] }) => {
     const log = createLogger({ level: logLevelOrExit(), base: { component: 'operator' } });
     const manager = new Manager({
       kc: loadKubeConfig(),
@@ -49,9 +50,9 @@ const program = new Command()
       resyncSeconds: Math.max(1, options.resyncSeconds),
       workers: Math.max(1, options.workers),
       ...(options.namespaces ? { namespaces: options.namespaces } : {}),
-      gates: { allowNodeLocal: options.allowNodeLocal === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS },
+      gates: { allowNodeLocal: options.allowNodeLocal === true, allowNodeConfig: options.allowNodeConfig === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS },
     });
-    log.info('privilege gates', { allowNodeLocal: options.allowNodeLocal === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS });
+    log.info('privilege gates', { allowNodeLocal: options.allowNodeLocal === true, allowNodeConfig: options.allowNodeConfig === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS });
     const shutdown = async (signal: string) => {
       log.info('shutting down', { signal });
       await manager.stop().catch((error: unknown) => log.error('shutdown failed', { error }));

@@ -45,6 +45,13 @@ export interface NixeryInstanceSpec {
   popularityUrl?: string;
   service: { type: 'ClusterIP' | 'NodePort' | 'LoadBalancer'; port: number };
   nodeLocal?: { enabled: boolean; hostPort: number };
+  /**
+   * A DaemonSet that configures every node's container runtime (containerd's hosts directory,
+   * CRI-O's registries.conf.d) to pull the Service's DNS names from its ClusterIP; needs the
+   * operator's --allow-node-config. `containerdConfigPath` ("" for none) is checked for a
+   * config_path covering /etc/containerd/certs.d.
+   */
+  nodeConfig?: { enabled: boolean; containerdConfigPath?: string; priorityClassName?: string };
   /** False: the registry serves NixImages' pushed tags only and builds nothing on demand. */
   onDemand: boolean;
   /** Attribute-path patterns (`*` a glob) of packages built on demand; NixImages are not subject to them. */

@@ -336,3 +336,82 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(desiredInstance(instance()), desiredInstance(instance()));
   });
 });
+
+describe('the node-config DaemonSet (spec.nodeConfig)', () => {
+  const configured = (spec: Partial<NixeryInstance['spec']> = {}) => instance({ nodeConfig: { enabled: true }, ...spec });
+
+  it('is made only when asked for and once the Service has a ClusterIP', () => {
+    assert.equal(desiredInstance(instance(), { clusterIP: '10.96.0.12' }).nodeConfig, undefined);
+    assert.equal(desiredInstance(configured()).nodeConfig, undefined);
+    assert.equal(desiredInstance(configured(), { clusterIP: 'None' }).nodeConfig, undefined);
+    const d = desiredInstance(configured(), { clusterIP: '10.96.0.12' });
+    assert.equal(d.nodeConfig!.metadata!.name, 'nixery-node-config');
+    assert.equal(d.nodeConfig!.metadata!.ownerReferences![0]!.controller, true);
+    assert.equal(desiredObjects(d).at(-1), d.nodeConfig);
+  });
+
+  it('runs `nixery node-config` for the Service names against the ClusterIP over plain HTTP', () => {
+    const container = desiredInstance(configured(), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!.containers[0]!;
+    assert.equal(container.image, configured().spec.image);
+    assert.deepEqual(container.args, [
+      'node-config',
+      '--instance', 'team-a/nixery',
+      '--host', 'nixery.team-a.svc.cluster.local:5000',
+      '--host', 'nixery.team-a.svc:5000',
+      '--server', 'http://10.96.0.12:5000',
+      '--containerd-dir', '/host/etc/containerd/certs.d',
+      '--containerd-host-dir', '/etc/containerd/certs.d',
+      '--containerd-config', '/host/etc/containerd/config.toml',
+      '--crio-dir', '/host/etc/containers/registries.conf.d',
+      '--ready-listen', '$(POD_IP):8090',
+    ]);
+    assert.deepEqual(container.readinessProbe!.httpGet, { path: '/readyz', port: 'ready', scheme: 'HTTP' });
+    assert.deepEqual(container.env, [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }]);
+  });
+
+  it('mounts exactly the runtime directories (and the config read-only), nothing else of the node', () => {
+    const pod = desiredInstance(configured(), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!;
+    assert.deepEqual(pod.volumes, [
+      { name: 'containerd-certs', hostPath: { path: '/etc/containerd/certs.d', type: 'DirectoryOrCreate' } },
+      { name: 'crio-registries', hostPath: { path: '/etc/containers/registries.conf.d', type: 'DirectoryOrCreate' } },
+      { name: 'containerd-config', hostPath: { path: '/etc/containerd/config.toml', type: 'File' } },
+    ]);
+    assert.deepEqual(pod.containers[0]!.volumeMounts, [
+      { name: 'containerd-certs', mountPath: '/host/etc/containerd/certs.d' },
+      { name: 'crio-registries', mountPath: '/host/etc/containers/registries.conf.d' },
+      { name: 'containerd-config', mountPath: '/host/etc/containerd/config.toml', readOnly: true },
+    ]);
+    // containerdConfigPath "" (CRI-O clusters): no config mount, no check.
+    const crio = desiredInstance(configured({ nodeConfig: { enabled: true, containerdConfigPath: '' } }), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!;
+    assert.deepEqual(crio.volumes!.map((v) => v.hostPath!.path), ['/etc/containerd/certs.d', '/etc/containers/registries.conf.d']);
+    assert.ok(!crio.containers[0]!.args!.includes('--containerd-config'));
+  });
+
+  it('with TLS: https to the ClusterIP, the CA bundle ConfigMap (optional until it exists), and CRI-O certs.d', () => {
+    const pod = desiredInstance(configured({ tls: { selfSigned: {} } }), { clusterIP: 'fd00::12' }).nodeConfig!.spec!.template.spec!;
+    const args = pod.containers[0]!.args!;
+    assert.equal(args[args.indexOf('--server') + 1], 'https://[fd00::12]:5000');
+    assert.equal(args[args.indexOf('--ca-file') + 1], '/var/run/secrets/nixery/ca/ca.crt');
+    assert.equal(args[args.indexOf('--crio-certs-dir') + 1], '/host/etc/containers/certs.d');
+    assert.deepEqual(pod.volumes!.slice(3), [
+      { name: 'containers-certs', hostPath: { path: '/etc/containers/certs.d', type: 'DirectoryOrCreate' } },
+      { name: 'ca', configMap: { name: 'nixery-ca-bundle', optional: true } },
+    ]);
+  });
+
+  it('runs as root without any capability, no host network, no API token, a read-only root, on every node', () => {
+    const ds = desiredInstance(configured({ nodeConfig: { enabled: true, priorityClassName: 'system-node-critical' } }), { clusterIP: '10.96.0.12' }).nodeConfig!;
+    const pod = ds.spec!.template.spec!;
+    assert.equal(pod.hostNetwork, undefined);
+    assert.equal(pod.hostPID, undefined);
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.deepEqual(pod.securityContext, { runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } });
+    assert.deepEqual(pod.containers[0]!.securityContext, { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true });
+    assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
+    assert.equal(pod.priorityClassName, 'system-node-critical');
+    assert.equal(desiredInstance(configured(), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!.priorityClassName, undefined);
+    assert.deepEqual(ds.spec!.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+    assert.deepEqual(ds.spec!.selector.matchLabels, { 'app.kubernetes.io/name': 'nixery-node-config', 'app.kubernetes.io/instance': 'nixery' });
+    assert.equal(ds.spec!.template.metadata!.labels!['app.kubernetes.io/name'], 'nixery-node-config');
+  });
+});

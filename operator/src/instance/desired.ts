@@ -12,10 +12,12 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import {
+  CA_MOUNT,
   containerEnv,
   DEFAULT_CHANNEL_BASE_URL,
   forwardArgs,
   HTPASSWD_MOUNT,
+  nodeConfigArgs,
   POLICY_MOUNT,
   PULL_USER_MOUNT,
   PUSH_TOKEN_MOUNT,
@@ -27,10 +29,18 @@ import {
 } from '@nixery/registry/operator-api';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
-import { DEFAULT_FORWARDER_RESOURCES, DEFAULT_NIX_RESOURCES, restrictedContainerSecurityContext, restrictedPodSecurityContext } from '../kube/pod-security.ts';
+import {
+  DEFAULT_FORWARDER_RESOURCES,
+  DEFAULT_NIX_RESOURCES,
+  DEFAULT_NODE_CONFIG_RESOURCES,
+  nodeConfigContainerSecurityContext,
+  nodeConfigPodSecurityContext,
+  restrictedContainerSecurityContext,
+  restrictedPodSecurityContext,
+} from '../kube/pod-security.ts';
 import { anonymousPull, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY } from './auth.ts';
 import { instanceEndpoint } from './endpoint.ts';
-import { servingSecretName } from './tls.ts';
+import { caBundleConfigMapName, servingSecretName } from './tls.ts';
 
 export { instanceEndpoint };
 
@@ -50,6 +60,14 @@ export interface DesiredInstance {
   podDisruptionBudget: V1PodDisruptionBudget;
   service: V1Service;
   nodeLocal?: V1DaemonSet;
+  /** spec.nodeConfig's DaemonSet, once the Service has a ClusterIP to point the nodes at. */
+  nodeConfig?: V1DaemonSet;
+}
+
+/** What desiredInstance needs from the cluster besides the instance. */
+export interface ClusterFacts {
+  /** The Service's ClusterIP, once it has one: where node-config points the nodes' runtimes. */
+  clusterIP?: string;
 }
 
 export function pvcName(instance: NixeryInstance): string {
@@ -158,7 +176,7 @@ function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): 
   );
 }
 
-export function desiredInstance(instance: NixeryInstance): DesiredInstance {
+export function desiredInstance(instance: NixeryInstance, facts: ClusterFacts = {}): DesiredInstance {
   const { name, namespace } = instance.metadata;
   const { spec } = instance;
   const owner = controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata });
@@ -302,12 +320,121 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     };
   }
 
-  return { serviceAccount, ...(persistentVolumeClaim ? { persistentVolumeClaim } : {}), deployment, podDisruptionBudget, service, ...(nodeLocal ? { nodeLocal } : {}) };
+  const nodeConfig = spec.nodeConfig?.enabled && facts.clusterIP && facts.clusterIP !== 'None' ? nodeConfigDaemonSet(instance, facts.clusterIP, meta(nodeConfigName(name), 'node-config')) : undefined;
+
+  return {
+    serviceAccount,
+    ...(persistentVolumeClaim ? { persistentVolumeClaim } : {}),
+    deployment,
+    podDisruptionBudget,
+    service,
+    ...(nodeLocal ? { nodeLocal } : {}),
+    ...(nodeConfig ? { nodeConfig } : {}),
+  };
+}
+
+/** Where the node-config container sees the node's directories. */
+export const NODE_CONFIG_HOST_ROOT = '/host';
+export const CONTAINERD_CERTS_DIR = '/etc/containerd/certs.d';
+export const CRIO_REGISTRIES_DIR = '/etc/containers/registries.conf.d';
+export const CONTAINERS_CERTS_DIR = '/etc/containers/certs.d';
+export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
+/** The readiness endpoint's port, on the pod's own address. */
+export const NODE_CONFIG_READY_PORT = 8090;
+
+/** The names pods pull by that a node cannot resolve, each `host:port`. */
+export function nodeConfigHosts(instance: NixeryInstance): string[] {
+  const { name, namespace } = instance.metadata;
+  const port = instance.spec.service.port;
+  return [`${name}.${namespace}.svc.cluster.local:${port}`, `${name}.${namespace}.svc:${port}`];
+}
+
+/**
+ * The node-config DaemonSet: `nixery node-config` on every node (every taint tolerated), with
+ * exactly these hostPaths — containerd's hosts directory and CRI-O's drop-in directory
+ * (DirectoryOrCreate), containerd's config.toml read-only (File: unless the spec names none), and
+ * with TLS /etc/containers/certs.d for CRI-O's CA — as root without capabilities. No hostNetwork,
+ * no API token. A new ClusterIP is a new argument, so new pods write new files.
+ */
+function nodeConfigDaemonSet(instance: NixeryInstance, clusterIP: string, metadata: V1DaemonSet['metadata']): V1DaemonSet {
+  const { name, namespace } = instance.metadata;
+  const spec = instance.spec;
+  const tls = servingSecretName(instance) !== undefined;
+  const host = (path: string) => `${NODE_CONFIG_HOST_ROOT}${path}`;
+  const containerdConfig = spec.nodeConfig?.containerdConfigPath ?? DEFAULT_CONTAINERD_CONFIG;
+  const server = `${tls ? 'https' : 'http'}://${clusterIP.includes(':') ? `[${clusterIP}]` : clusterIP}:${spec.service.port}`;
+  const volumes: V1Volume[] = [
+    { name: 'containerd-certs', hostPath: { path: CONTAINERD_CERTS_DIR, type: 'DirectoryOrCreate' } },
+    { name: 'crio-registries', hostPath: { path: CRIO_REGISTRIES_DIR, type: 'DirectoryOrCreate' } },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: 'containerd-certs', mountPath: host(CONTAINERD_CERTS_DIR) },
+    { name: 'crio-registries', mountPath: host(CRIO_REGISTRIES_DIR) },
+  ];
+  if (containerdConfig) {
+    volumes.push({ name: 'containerd-config', hostPath: { path: containerdConfig, type: 'File' } });
+    mounts.push({ name: 'containerd-config', mountPath: host('/etc/containerd/config.toml'), readOnly: true });
+  }
+  if (tls) {
+    volumes.push({ name: 'containers-certs', hostPath: { path: CONTAINERS_CERTS_DIR, type: 'DirectoryOrCreate' } });
+    mounts.push({ name: 'containers-certs', mountPath: host(CONTAINERS_CERTS_DIR) });
+    // Optional: the ConfigMap appears once the certificate is there; node-config waits for it.
+    volumes.push({ name: 'ca', configMap: { name: caBundleConfigMapName(name), optional: true } });
+    mounts.push({ name: 'ca', mountPath: CA_MOUNT, readOnly: true });
+  }
+  const labels = { ...commonLabels(name, 'node-config'), 'app.kubernetes.io/name': 'nixery-node-config' };
+  const selector = { 'app.kubernetes.io/name': 'nixery-node-config', 'app.kubernetes.io/instance': name };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { ...metadata, labels },
+    spec: {
+      selector: { matchLabels: selector },
+      // The old pod goes (removing its files) before the new one writes: never two on a node.
+      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } },
+      template: {
+        metadata: { labels },
+        spec: {
+          automountServiceAccountToken: false,
+          securityContext: nodeConfigPodSecurityContext(),
+          // Every node pulls: configure every node, whatever its taints.
+          tolerations: [{ operator: 'Exists' }],
+          ...(spec.nodeConfig?.priorityClassName ? { priorityClassName: spec.nodeConfig.priorityClassName } : {}),
+          containers: [
+            {
+              name: 'node-config',
+              image: spec.image,
+              args: nodeConfigArgs({
+                instance: `${namespace}/${name}`,
+                hosts: nodeConfigHosts(instance),
+                server,
+                ...(tls ? { caFile: `${CA_MOUNT}/ca.crt`, crioCertsDir: host(CONTAINERS_CERTS_DIR) } : {}),
+                containerdDir: host(CONTAINERD_CERTS_DIR),
+                containerdHostDir: CONTAINERD_CERTS_DIR,
+                ...(containerdConfig ? { containerdConfig: host('/etc/containerd/config.toml') } : {}),
+                crioDir: host(CRIO_REGISTRIES_DIR),
+                readyListen: `$(POD_IP):${NODE_CONFIG_READY_PORT}`,
+              }),
+              env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
+              ports: [{ name: 'ready', containerPort: NODE_CONFIG_READY_PORT, protocol: 'TCP' }],
+              // Not ready while a file could not be written or containerd reads no hosts directory; the log says which.
+              readinessProbe: { httpGet: { path: '/readyz', port: 'ready', scheme: 'HTTP' }, periodSeconds: 10, failureThreshold: 1 },
+              livenessProbe: { httpGet: { path: '/healthz', port: 'ready', scheme: 'HTTP' }, periodSeconds: 20, failureThreshold: 3 },
+              resources: DEFAULT_NODE_CONFIG_RESOURCES,
+              securityContext: nodeConfigContainerSecurityContext(),
+              volumeMounts: mounts,
+            },
+          ],
+          volumes,
+        },
+      },
+    },
+  };
 }
 
 /** In the order they should be applied: what others reference comes first. */
 export function desiredObjects(desired: DesiredInstance): KubernetesObject[] {
-  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.podDisruptionBudget, desired.nodeLocal].filter(
+  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.podDisruptionBudget, desired.nodeLocal, desired.nodeConfig].filter(
     (o): o is NonNullable<typeof o> => o !== undefined,
   );
 }
@@ -315,4 +442,9 @@ export function desiredObjects(desired: DesiredInstance): KubernetesObject[] {
 /** The node-local DaemonSet's name (also what is removed once spec.nodeLocal is off). */
 export function nodeLocalName(instanceName: string): string {
   return `${instanceName}-node-local`;
+}
+
+/** The node-config DaemonSet's name (also what is removed once spec.nodeConfig is off). */
+export function nodeConfigName(instanceName: string): string {
+  return `${instanceName}-node-config`;
 }

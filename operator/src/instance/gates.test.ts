@@ -56,3 +56,13 @@ describe('privilege gates', () => {
     assert.deepEqual(gateRefusals(testInstance({ nodeLocal: { enabled: false, hostPort: 5000 } }), DEFAULT_GATES), {});
   });
 });
+
+describe('the --allow-node-config gate', () => {
+  it('refuses spec.nodeConfig unless --allow-node-config', () => {
+    const configured = testInstance({ nodeConfig: { enabled: true } });
+    assert.match(gateRefusals(configured, DEFAULT_GATES).nodeConfig!, /^spec\.nodeConfig needs the operator started with --allow-node-config \(the chart's operator\.allowNodeConfig\)/);
+    assert.deepEqual(gateRefusals(configured, { ...DEFAULT_GATES, allowNodeConfig: true }), {});
+    assert.deepEqual(gateRefusals(configured, { ...DEFAULT_GATES, allowNodeLocal: true }).nodeConfig !== undefined, true, 'node-local does not open it');
+    assert.deepEqual(gateRefusals(testInstance({ nodeConfig: { enabled: false } }), DEFAULT_GATES), {});
+  });
+});

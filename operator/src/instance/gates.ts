@@ -1,6 +1,7 @@
 // What a NixeryInstance author may ask of the operator beyond their own namespace's rights: the
 // registry image runs with the registry's ServiceAccount and mounts, and the node-local DaemonSet
-// runs on every node's network. The operator's administrator opens these with flags; pure.
+// runs on every node's network, the node-config DaemonSet writes into every node's runtime
+// configuration. The operator's administrator opens these with flags; pure.
 import type { NixeryInstance } from '../api/types.ts';
 
 /** The registry image of an instance whose spec.image is unset: the CRD schema's default. */
@@ -11,17 +12,20 @@ export const DEFAULT_REGISTRY_REPOSITORY = DEFAULT_REGISTRY_IMAGE.slice(0, DEFAU
 export const DEFAULT_REGISTRY_IMAGE_PATTERNS = [`${DEFAULT_REGISTRY_REPOSITORY}:*`, `${DEFAULT_REGISTRY_REPOSITORY}@sha256:*`];
 
 export const ALLOW_NODE_LOCAL_FLAG = '--allow-node-local';
+export const ALLOW_NODE_CONFIG_FLAG = '--allow-node-config';
 export const ALLOWED_IMAGES_FLAG = '--allowed-registry-images';
 
 export interface PrivilegeGates {
   /** Whether an instance may have the hostNetwork DaemonSet of spec.nodeLocal. */
   allowNodeLocal: boolean;
+  /** Whether an instance may have spec.nodeConfig's DaemonSet, which writes into every node's runtime configuration as root. */
+  allowNodeConfig?: boolean;
   /** Patterns of the images spec.image may name (parseImagePatterns). */
   allowedRegistryImages: readonly string[];
 }
 
 /** What the operator grants when no flag says otherwise: nothing beyond its own registry image. */
-export const DEFAULT_GATES: PrivilegeGates = { allowNodeLocal: false, allowedRegistryImages: DEFAULT_REGISTRY_IMAGE_PATTERNS };
+export const DEFAULT_GATES: PrivilegeGates = { allowNodeLocal: false, allowNodeConfig: false, allowedRegistryImages: DEFAULT_REGISTRY_IMAGE_PATTERNS };
 
 // The characters of an image reference (name, tag, digest), and `*`.
 const PATTERN = /^[A-Za-z0-9._\-/:@*]+$/;
@@ -60,6 +64,8 @@ export interface GateRefusals {
   image?: string;
   /** spec.nodeLocal.enabled without --allow-node-local: no DaemonSet. */
   nodeLocal?: string;
+  /** spec.nodeConfig.enabled without --allow-node-config: no DaemonSet. */
+  nodeConfig?: string;
 }
 
 /** Why the operator refuses parts of this instance, in words for its status. */
@@ -71,6 +77,9 @@ export function gateRefusals(instance: NixeryInstance, gates: PrivilegeGates): G
   }
   if (instance.spec.nodeLocal?.enabled && !gates.allowNodeLocal) {
     refusals.nodeLocal = `spec.nodeLocal needs the operator started with ${ALLOW_NODE_LOCAL_FLAG} (the chart's operator.allowNodeLocal): it runs a hostNetwork DaemonSet on every node; none runs`;
+  }
+  if (instance.spec.nodeConfig?.enabled && !gates.allowNodeConfig) {
+    refusals.nodeConfig = `spec.nodeConfig needs the operator started with ${ALLOW_NODE_CONFIG_FLAG} (the chart's operator.allowNodeConfig): it runs a root DaemonSet writing the container runtime's configuration on every node; none runs`;
   }
   return refusals;
 }

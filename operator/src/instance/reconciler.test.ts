@@ -726,3 +726,78 @@ describe("reconciling a NixeryInstance: the operator's privilege gates", () => {
     assert.equal(applies(pinned.requests, 'Deployment').length, 1);
   });
 });
+
+describe("reconciling a NixeryInstance: spec.nodeConfig and --allow-node-config", () => {
+  const configured = subject({ nodeConfig: { enabled: true } });
+  const allowed = { allowNodeLocal: false, allowNodeConfig: true, allowedRegistryImages: ['ghcr.io/nixery-operator/nixery:*'] };
+  const daemonSet = (ownerReferences: typeof byInstance | undefined, ready = 2) => ({
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'nixery-node-config', namespace: 'team-a', uid: 'nc-uid', ...(ownerReferences ? { ownerReferences } : {}) },
+    status: { desiredNumberScheduled: 2, numberReady: ready },
+  });
+  const applies = (requests: string[]) => requests.filter((r) => r.startsWith('apply DaemonSet '));
+  const deletes = (requests: string[]) => requests.filter((r) => r.startsWith('delete'));
+
+  it('without the flag: no DaemonSet, NodeConfigReady=False and Degraded=True NotAllowed naming it, Ready untouched', async () => {
+    const { reconcile, requests, condition, status } = reconcilerFor(configured, { owned: [deployment(1), service, pvc] });
+    await reconcile();
+    assert.deepEqual(applies(requests), []);
+    assert.equal(condition('Ready'), 'True RegistryAnswering');
+    assert.equal(condition('NodeConfigReady'), 'False NotAllowed');
+    assert.equal(condition('Degraded'), 'True NotAllowed');
+    assert.match(getCondition(status().conditions, 'NodeConfigReady')!.message!, /--allow-node-config \(the chart's operator\.allowNodeConfig\)/);
+  });
+
+  it('refused, it deletes the DaemonSet it made while allowed, by UID, and only its own', async () => {
+    const mine = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(byInstance)] });
+    await mine.reconcile();
+    assert.deepEqual(deletes(mine.requests), ['delete DaemonSet team-a/nixery-node-config uid=nc-uid']);
+    const theirs = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(undefined)] });
+    await theirs.reconcile();
+    assert.deepEqual(deletes(theirs.requests), []);
+  });
+
+  it('turned off, it deletes its DaemonSet (its pods remove their files) and the condition goes', async () => {
+    const off = subject({ nodeConfig: { enabled: false } });
+    const mine = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet(byInstance)], gates: allowed });
+    await mine.reconcile();
+    assert.deepEqual(deletes(mine.requests), ['delete DaemonSet team-a/nixery-node-config uid=nc-uid']);
+    assert.equal(mine.condition('NodeConfigReady'), undefined);
+    const theirs = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet([{ ...byInstance[0]!, uid: 'uid-0' }])], gates: allowed });
+    await theirs.reconcile();
+    assert.deepEqual(deletes(theirs.requests), []);
+  });
+
+  it('allowed: applies the DaemonSet pointing at the ClusterIP, and NodeConfigReady follows its pods', async () => {
+    const first = reconcilerFor(configured, { owned: [deployment(1), service, pvc], gates: allowed });
+    await first.reconcile();
+    assert.deepEqual(applies(first.requests), ['apply DaemonSet team-a/nixery-node-config']);
+    assert.equal(first.condition('NodeConfigReady'), 'False WaitingForNodes');
+    assert.equal(first.condition('Degraded'), 'False AsExpected');
+
+    const partly = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(byInstance, 1)], gates: allowed });
+    await partly.reconcile();
+    assert.equal(partly.condition('NodeConfigReady'), 'False WaitingForNodes');
+    assert.match(getCondition(partly.status().conditions, 'NodeConfigReady')!.message!, /^1 of 2 nodes configured; .*kubectl logs -n team-a -l app\.kubernetes\.io\/name=nixery-node-config.*config_path/);
+
+    const running = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(byInstance)], gates: allowed });
+    await running.reconcile();
+    assert.equal(running.condition('NodeConfigReady'), 'True Configured');
+    assert.deepEqual(deletes(running.requests), []);
+  });
+
+  it('waits for the Service ClusterIP before making the DaemonSet, and deletes nothing meanwhile', async () => {
+    const { reconcile, requests, condition } = reconcilerFor(configured, { owned: [deployment(0), pvc, daemonSet(byInstance)], gates: allowed });
+    await reconcile();
+    assert.deepEqual(applies(requests), []);
+    assert.deepEqual(deletes(requests), []);
+    assert.equal(condition('NodeConfigReady'), 'True Configured', 'the DaemonSet there still reports');
+  });
+
+  it('runs no node-config DaemonSet of an image off the allow-list', async () => {
+    const { reconcile, requests } = reconcilerFor(subject({ image: 'example.com/miner:1', nodeConfig: { enabled: true } }), { owned: [service, pvc], gates: allowed });
+    await reconcile();
+    assert.deepEqual(applies(requests), []);
+  });
+});

@@ -50,7 +50,7 @@ import {
 } from './auth.ts';
 import { caRenewal, createCertificateAuthority, issueServingCertificate, servingRenewal } from './certificates.ts';
 import { generatePullUser, generateTokenKey, PULL_USER } from './credentials.ts';
-import { desiredInstance, desiredObjects, nodeLocalName, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
+import { desiredInstance, desiredObjects, nodeConfigName, nodeLocalName, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
 import { DEFAULT_GATES, gateRefusals, type GateRefusals, type PrivilegeGates } from './gates.ts';
 import { instanceEvents } from './events.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
@@ -158,13 +158,14 @@ export class InstanceReconciler {
     if (instance.metadata.deletionTimestamp) return this.finalize(instance);
     if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) await this.setFinalizers(instance, [...(instance.metadata.finalizers ?? []), CLEANUP_FINALIZER]);
 
-    const desired = desiredInstance(instance);
+    const desired = desiredInstance(instance, { clusterIP: this.clusterIP(instance) });
     const refusals = gateRefusals(instance, this.deps.gates ?? DEFAULT_GATES);
     // Both run the image, the DaemonSet on the node's network too: a refused image runs in
     // neither (a Deployment from before keeps the image it was allowed to have).
     const refused = new Set<object | undefined>([
-      ...(refusals.image ? [desired.deployment, desired.nodeLocal] : []),
+      ...(refusals.image ? [desired.deployment, desired.nodeLocal, desired.nodeConfig] : []),
       ...(refusals.nodeLocal ? [desired.nodeLocal] : []),
+      ...(refusals.nodeConfig ? [desired.nodeConfig] : []),
     ]);
     let tls: { observation?: TlsObservation; renewAt?: Date } = {};
     let conflict: InstanceObservation['conflict'];
@@ -187,7 +188,9 @@ export class InstanceReconciler {
         if (refused.has(object)) continue;
         await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
       }
-      if (!desired.nodeLocal || refusals.nodeLocal) await this.deleteNodeLocal(instance);
+      if (!desired.nodeLocal || refusals.nodeLocal) await this.deleteOwnDaemonSet(instance, nodeLocalName(name));
+      // Not while the ClusterIP is merely unknown: its pods' SIGTERM removes the nodes' files.
+      if (!instance.spec.nodeConfig?.enabled || refusals.nodeConfig) await this.deleteOwnDaemonSet(instance, nodeConfigName(name));
       const binding = desiredAuthDelegatorBinding(instance);
       await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
       await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
@@ -231,10 +234,16 @@ export class InstanceReconciler {
   private async observe(instance: NixeryInstance, desired: ReturnType<typeof desiredInstance>, tls: TlsObservation | undefined, refusals: GateRefusals): Promise<InstanceObservation> {
     const { name, namespace } = instance.metadata;
     const nodeLocal = desired.nodeLocal && !refusals.nodeLocal ? (this.cached('DaemonSet', desired.nodeLocal.metadata!.name!, namespace) as V1DaemonSet | undefined) : undefined;
+    // The one just applied counts too (no pods yet): NodeConfigReady waits for the Service only while there is no ClusterIP.
+    const nodeConfig =
+      instance.spec.nodeConfig?.enabled && !refusals.nodeConfig
+        ? ((this.cached('DaemonSet', nodeConfigName(name), namespace) as V1DaemonSet | undefined) ?? (refusals.image ? undefined : desired.nodeConfig))
+        : undefined;
     const observed: InstanceObservation = {
       deployment: this.cached('Deployment', name, namespace) as V1Deployment | undefined,
       refusals,
       ...(nodeLocal ? { nodeLocal } : {}),
+      ...(nodeConfig ? { nodeConfig } : {}),
       ...(desired.persistentVolumeClaim ? { persistentVolumeClaim: this.cached('PersistentVolumeClaim', pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined } : {}),
       ...(tls ? { tls } : {}),
     };
@@ -275,14 +284,13 @@ export class InstanceReconciler {
   }
 
   /**
-   * The instance's node-local DaemonSet, made while spec.nodeLocal was on and the operator allowed
-   * it (a hostNetwork pod on every node must not outlive either): only its own (its controller
-   * reference), by the UID the cache saw. Ours always carries the managed-by label, so one the
-   * cache lacks is not ours and stays.
+   * The instance's node-local or node-config DaemonSet, made while its spec field was on and the
+   * operator allowed it (a hostNetwork pod, or a root pod writing the runtime's configuration, on
+   * every node must not outlive either): only its own (its controller reference), by the UID the
+   * cache saw. Ours always carries the managed-by label, so one the cache lacks is not ours and stays.
    */
-  private async deleteNodeLocal(instance: NixeryInstance): Promise<void> {
+  private async deleteOwnDaemonSet(instance: NixeryInstance, name: string): Promise<void> {
     const { namespace } = instance.metadata;
-    const name = nodeLocalName(instance.metadata.name);
     const existing = this.cached('DaemonSet', name, namespace);
     if (!existing) return;
     const ours: V1DaemonSet = {

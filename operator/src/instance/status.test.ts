@@ -83,3 +83,31 @@ describe('NixeryInstance status', () => {
     );
   });
 });
+
+describe('NodeConfigReady', () => {
+  const configured = { ...instance, spec: { ...instance.spec, nodeConfig: { enabled: true } } };
+  const base = { deployment: deployment(1), persistentVolumeClaim: bound, registryAnswers: true };
+  const nodeConfig = (ready: number, desired = 3) => ({ status: { desiredNumberScheduled: desired, numberReady: ready, currentNumberScheduled: desired, numberMisscheduled: 0 } });
+  const of = (status: ReturnType<typeof computeInstanceStatus>, type: string) => { const c = getCondition(status.conditions, type); return c && `${c.status} ${c.reason}`; };
+
+  it('refused: NotAllowed naming the flag, Degraded NotAllowed, Ready untouched', () => {
+    const refusals = { nodeConfig: 'spec.nodeConfig needs the operator started with --allow-node-config' };
+    const status = computeInstanceStatus(configured, { ...base, refusals }, 't');
+    assert.equal(of(status, 'Ready'), 'True RegistryAnswering');
+    assert.equal(getCondition(status.conditions, 'NodeConfigReady')!.message, refusals.nodeConfig);
+    assert.equal(of(status, 'NodeConfigReady'), 'False NotAllowed');
+    assert.equal(of(status, 'Degraded'), 'True NotAllowed');
+  });
+
+  it("follows the DaemonSet's ready and desired pods, pointing at the logs while some are not ready", () => {
+    assert.equal(of(computeInstanceStatus(configured, base, 't'), 'NodeConfigReady'), 'False WaitingForService');
+    const partly = computeInstanceStatus(configured, { ...base, nodeConfig: nodeConfig(2) }, 't');
+    assert.equal(of(partly, 'NodeConfigReady'), 'False WaitingForNodes');
+    assert.match(getCondition(partly.conditions, 'NodeConfigReady')!.message!, /^2 of 3 nodes configured; .*kubectl logs -n ns -l app\.kubernetes\.io\/name=nixery-node-config,app\.kubernetes\.io\/instance=nixery.*config_path/);
+    assert.equal(of(partly, 'Degraded'), 'False AsExpected', 'a node not yet configured does not degrade the registry');
+    assert.equal(of(computeInstanceStatus(configured, { ...base, nodeConfig: nodeConfig(0, 0) }, 't'), 'NodeConfigReady'), 'False WaitingForNodes');
+    const all = computeInstanceStatus(configured, { ...base, nodeConfig: nodeConfig(3) }, 't');
+    assert.equal(of(all, 'NodeConfigReady'), 'True Configured');
+    assert.equal(of(computeInstanceStatus({ ...instance, status: all }, base, 't'), 'NodeConfigReady'), undefined, 'turned off: the condition goes');
+  });
+});

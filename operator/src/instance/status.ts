@@ -23,6 +23,8 @@ export interface InstanceObservation {
   refusals?: GateRefusals;
   /** With spec.nodeLocal allowed: its DaemonSet, once there. */
   nodeLocal?: V1DaemonSet;
+  /** With spec.nodeConfig allowed: its DaemonSet, once there (none until the Service has a ClusterIP). */
+  nodeConfig?: V1DaemonSet;
 }
 
 export function computeInstanceStatus(instance: NixeryInstance, observed: InstanceObservation, now: string): NixeryInstanceStatus {
@@ -87,11 +89,14 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
   // The registry serves without its node-local path, so Ready stays as it is; Degraded says
   // what is missing unless something worse already does.
   if (nodeLocal?.reason === 'NotAllowed' && degraded.status === 'False') degraded = { type: 'Degraded', status: 'True', reason: 'NotAllowed', message: nodeLocal.message! };
+  const nodeConfig = instance.spec.nodeConfig?.enabled ? nodeConfigCondition(instance, observed) : undefined;
+  if (nodeConfig?.reason === 'NotAllowed' && degraded.status === 'False') degraded = { type: 'Degraded', status: 'True', reason: 'NotAllowed', message: nodeConfig.message! };
 
   let conditions = instance.status?.conditions;
   for (const c of [readyCondition, progressing, degraded]) conditions = setCondition(conditions, { ...c, observedGeneration: generation }, now);
   conditions = tls ? setCondition(conditions, { ...tlsCondition(tls), observedGeneration: generation }, now) : removeCondition(conditions, 'TLSReady');
   conditions = nodeLocal ? setCondition(conditions, { ...nodeLocal, observedGeneration: generation }, now) : removeCondition(conditions, 'NodeLocalReady');
+  conditions = nodeConfig ? setCondition(conditions, { ...nodeConfig, observedGeneration: generation }, now) : removeCondition(conditions, 'NodeConfigReady');
   return {
     observedGeneration: generation,
     endpoint: instanceEndpoint(instance),
@@ -115,4 +120,24 @@ function nodeLocalCondition(observed: InstanceObservation): Omit<Condition, 'obs
   return scheduled > 0 && ready >= scheduled
     ? { type: 'NodeLocalReady', status: 'True', reason: 'Forwarding', message: `the node-local forwarder runs on ${ready} nodes` }
     : { type: 'NodeLocalReady', status: 'False', reason: 'WaitingForPods', message: `${ready} of ${scheduled} node-local forwarder pods ready` };
+}
+
+/**
+ * NodeConfigReady, for an instance with spec.nodeConfig.enabled: refused, waiting for the Service's
+ * ClusterIP, or its DaemonSet's pods — each ready once its node's files are written and the
+ * runtime reads them (a node whose containerd reads no hosts directory keeps its pod unready).
+ */
+function nodeConfigCondition(instance: NixeryInstance, observed: InstanceObservation): Omit<Condition, 'observedGeneration'> {
+  if (observed.refusals?.nodeConfig) return { type: 'NodeConfigReady', status: 'False', reason: 'NotAllowed', message: observed.refusals.nodeConfig };
+  if (!observed.nodeConfig) return { type: 'NodeConfigReady', status: 'False', reason: 'WaitingForService', message: `waiting for Service ${instance.metadata.name}'s ClusterIP to point the nodes at` };
+  const scheduled = observed.nodeConfig.status?.desiredNumberScheduled ?? 0;
+  const ready = observed.nodeConfig.status?.numberReady ?? 0;
+  if (scheduled > 0 && ready >= scheduled) return { type: 'NodeConfigReady', status: 'True', reason: 'Configured', message: `the container runtime is configured on ${ready} of ${scheduled} nodes` };
+  const logs = `kubectl logs -n ${instance.metadata.namespace} -l app.kubernetes.io/name=nixery-node-config,app.kubernetes.io/instance=${instance.metadata.name}`;
+  return {
+    type: 'NodeConfigReady',
+    status: 'False',
+    reason: 'WaitingForNodes',
+    message: `${ready} of ${scheduled} nodes configured; a node-config pod that stays unready logs why (${logs}): usually containerd without a config_path covering /etc/containerd/certs.d, or a file there that it did not write`,
+  };
 }

@@ -59,6 +59,27 @@ export const DEFAULT_NIX_RESOURCES: V1ResourceRequirements = {
   limits: { memory: '4Gi', 'ephemeral-storage': '20Gi' },
 };
 
+/**
+ * The node-config DaemonSet (spec.nodeConfig): it writes root-owned directories on the node
+ * (hostPath), so it runs as uid 0 — which no Pod Security level below `privileged` admits with
+ * hostPath — and is otherwise as tight as `restricted`: no capability at all (uid 0 owns those
+ * directories, so writing into them takes no CAP_DAC_OVERRIDE), no privilege escalation, a
+ * read-only root, seccomp RuntimeDefault.
+ */
+export function nodeConfigPodSecurityContext(): V1PodSecurityContext {
+  return { runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } };
+}
+
+export function nodeConfigContainerSecurityContext(): V1SecurityContext {
+  return { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true };
+}
+
+/** node-config writes a few small files every few seconds at most. */
+export const DEFAULT_NODE_CONFIG_RESOURCES: V1ResourceRequirements = {
+  requests: { cpu: '10m', memory: '48Mi' },
+  limits: { memory: '128Mi', 'ephemeral-storage': '10Mi' },
+};
+
 /** The node-local forwarder copies bytes; it needs little. */
 export const DEFAULT_FORWARDER_RESOURCES: V1ResourceRequirements = {
   requests: { cpu: '50m', memory: '64Mi' },
