@@ -159,7 +159,7 @@ program
       log,
     );
     let stopping = false;
-    let pass = sync.sync();
+    let pass: Promise<unknown> = sync.sync();
     await pass;
     const server = options.readyListen ? await startReadinessServer(sync, options.readyListen.host, options.readyListen.port) : undefined;
     log.info('node-config running', { instance: options.instance, hosts: options.host, server: options.server, ready: sync.report.ready, readyListen: options.readyListen });
