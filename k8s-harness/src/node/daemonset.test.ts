@@ -1,8 +1,13 @@
 // The DaemonSet controller against the API server: one pod on the node, named, labelled and owned
 // as upstream's; the status; a template change replaces the pod; a deleted pod comes back; a pod
-// PodSecurity refuses is a FailedCreate event; the pods go with the DaemonSet.
+// PodSecurity refuses is a FailedCreate event; the pods go with the DaemonSet. And hostPath volumes,
+// as a node-config DaemonSet uses them: mapped below the node root, containerd's hosts directory
+// to the cluster's certs dir.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { V1DaemonSet, V1Pod } from '@kubernetes/client-node';
 import { eventually } from '@nixery/test-support';
 import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
@@ -14,15 +19,18 @@ const NS = 'ds-it';
 describe('node agent: DaemonSets', () => {
   let range: ClaimedRange;
   let cluster: Cluster;
+  let certsDir: string;
 
   before(async () => {
+    certsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixery-ds-certs-'));
     range = await claimClusterIpRange();
-    cluster = await startCluster(range.range);
+    cluster = await startCluster(range.range, undefined, { certsDir });
     await cluster.namespace(NS);
   });
   after(async () => {
     await cluster?.stop();
     await range?.release();
+    if (certsDir) fs.rmSync(certsDir, { recursive: true, force: true });
   });
 
   const podsOf = async (name: string): Promise<V1Pod[]> =>
@@ -111,5 +119,80 @@ describe('node agent: DaemonSets', () => {
     await new Promise((resolve) => setTimeout(resolve, 3000));
     assert.ok(creates() - start <= 8, `${creates() - start} pod creates in 3 s`);
     assert.equal((await status('refused')).status?.currentNumberScheduled ?? 0, 0);
+  });
+
+  it('hostPath: a DaemonSet pod writes hosts.toml into the certs dir and a CRI-O drop-in into the node root; config.toml is there, read-only', async () => {
+    // Where the busybox program (run on the machine's root) sees the volumes; mount points are left there, empty.
+    const at = '/tmp/nixery-harness-hostpath-it';
+    const hostsToml = 'server = "http://reg.team-a.svc.cluster.local:5000"\n[host."http://127.96.0.10:5000"]\n  capabilities = ["pull", "resolve"]\n';
+    const script = [
+      `mkdir -p ${at}/certs.d/reg.team-a.svc.cluster.local:5000`,
+      `printf '%s' '${hostsToml.replaceAll('\\n', '\n')}' > ${at}/certs.d/reg.team-a.svc.cluster.local:5000/hosts.toml`,
+      `echo '[[registry]]' > ${at}/registries.conf.d/nixery.conf`,
+      `grep -q 'config_path = "/etc/containerd/certs.d"' ${at}/config.toml`,
+      `if echo x >> ${at}/config.toml; then echo writable; exit 1; fi`,
+      'echo done',
+    ].join(' && ');
+    await cluster.kube.core.createNamespace({ body: { metadata: { name: 'ds-host', labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } } });
+    await cluster.kube.apps.createNamespacedDaemonSet({
+      namespace: 'ds-host',
+      body: {
+        metadata: { name: 'node-config' },
+        spec: {
+          selector: { matchLabels: { app: 'node-config' } },
+          template: {
+            metadata: { labels: { app: 'node-config' } },
+            spec: {
+              volumes: [
+                { name: 'certs', hostPath: { path: '/etc/containerd/certs.d', type: 'DirectoryOrCreate' } },
+                { name: 'crio', hostPath: { path: '/etc/containers/registries.conf.d', type: 'DirectoryOrCreate' } },
+                { name: 'config', hostPath: { path: '/etc/containerd/config.toml', type: 'File' } },
+              ],
+              containers: [{
+                name: 'c',
+                image: BUSYBOX_IMAGE,
+                args: ['sh', '-c', `${script} && exec sleep 600`],
+                volumeMounts: [
+                  { name: 'certs', mountPath: `${at}/certs.d` },
+                  { name: 'crio', mountPath: `${at}/registries.conf.d` },
+                  { name: 'config', mountPath: `${at}/config.toml`, readOnly: true },
+                ],
+              }],
+            },
+          },
+        },
+      },
+    });
+    const file = path.join(certsDir, 'reg.team-a.svc.cluster.local:5000', 'hosts.toml');
+    await eventually('hosts.toml in the certs dir', async () => (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === hostsToml ? true : undefined), 30_000, 200);
+    const nodeRoot = path.join(cluster.dataDir, 'node-root');
+    assert.equal(fs.readFileSync(path.join(nodeRoot, 'etc/containers/registries.conf.d/nixery.conf'), 'utf8'), '[[registry]]\n');
+    assert.equal(fs.existsSync('/etc/containers/registries.conf.d/nixery.conf'), false, "never the machine's own path");
+    let last = '';
+    await eventually('the pod to be running, its checks passed', async () => {
+      const [pod] = (await cluster.kube.core.listNamespacedPod({ namespace: 'ds-host' })).items;
+      if (!pod?.metadata?.name) return undefined;
+      const logs = await cluster.kubectl(['logs', '-n', 'ds-host', pod.metadata.name]);
+      last = logs.stdout + logs.stderr;
+      return logs.stdout.endsWith('done\n') ? true : undefined;
+    }, 30_000, 200).catch((error: Error) => {
+      throw new Error(`${error.message}; its log: ${last}`);
+    });
+    assert.match(last, /can't create \/tmp\/nixery-harness-hostpath-it\/config\.toml: Read-only file system/);
+  });
+
+  it('hostPath type checks fail the mount with the kubelet\'s message', async () => {
+    await cluster.kube.core.createNamespacedPod({
+      namespace: 'ds-host',
+      body: {
+        metadata: { name: 'missing-dir' },
+        spec: {
+          volumes: [{ name: 'v', hostPath: { path: '/var/lib/absent', type: 'Directory' } }],
+          containers: [{ name: 'c', image: BUSYBOX_IMAGE, args: ['true'], volumeMounts: [{ name: 'v', mountPath: '/tmp/nixery-harness-hostpath-it/absent' }] }],
+        },
+      },
+    });
+    const event = await eventually('a FailedMount event', async () => (await cluster.kube.core.listNamespacedEvent({ namespace: 'ds-host' })).items.find((e) => e.involvedObject.name === 'missing-dir' && e.reason === 'FailedMount'), 30_000, 200);
+    assert.equal(event.message, 'MountVolume.SetUp failed for volume "v" : hostPath type check failed: /var/lib/absent is not a directory');
   });
 });

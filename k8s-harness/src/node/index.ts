@@ -26,6 +26,7 @@ import { Cache, connect, errorMessage, isNotFound, type Kube, type WorkQueue } f
 import { Kubelet } from './kubelet.ts';
 import { DEFAULT_VOLUME_SYNC_PERIOD_MS } from './pod-shared.ts';
 import { startLogServer } from './log-server.ts';
+import { nodeRootDir, prepareNodeRoot, type HostPathRoots } from './node-root.ts';
 import { registerNode } from './node-status.ts';
 import { ServiceProxy } from './proxy.ts';
 import { Puller, PullError } from './puller.ts';
@@ -129,6 +130,8 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     await Promise.all(cacheList.map((c) => c.start()));
     stops.push(() => Promise.all(cacheList.map((c) => c.stop())));
 
+    const hostPaths: HostPathRoots = { nodeRoot: nodeRootDir(options.dataDir), ...(options.certsDir ? { certsDir: options.certsDir } : {}) };
+    await prepareNodeRoot(hostPaths);
     const records = () => serviceRecords(all.services.list(), all.endpoints.list(), (s) => clusterAddress(s, serviceRange));
     const puller = new Puller(
       options.dataDir,
@@ -142,6 +145,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       kube,
       nodeName,
       dataDir: options.dataDir,
+      hostPaths,
       imageMap: options.imageMap,
       podRange,
       serviceRange,

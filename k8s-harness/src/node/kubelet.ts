@@ -12,6 +12,7 @@ import { isTerminalPod } from './owners.ts';
 import type { PodWorkerDeps } from './pod-shared.ts';
 import { PodWorker } from './pod-worker.ts';
 import type { Puller } from './puller.ts';
+import type { HostPathRoots } from './node-root.ts';
 import type { ImageMapping } from './types.ts';
 import type { VolumeSources } from './volumes.ts';
 
@@ -19,6 +20,7 @@ export interface KubeletOptions {
   kube: Kube;
   nodeName: string;
   dataDir: string;
+  hostPaths: HostPathRoots;
   imageMap: readonly ImageMapping[];
   podRange: Cidr;
   serviceRange: Cidr;
@@ -82,6 +84,7 @@ export class Kubelet {
       nodeName: o.nodeName,
       hostIP: '127.0.0.1',
       dataDir: o.dataDir,
+      hostPaths: o.hostPaths,
       imageMap: o.imageMap,
       events: o.events,
       puller: o.puller,

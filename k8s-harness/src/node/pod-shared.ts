@@ -4,6 +4,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import type { EventRecorder } from './events.ts';
 import type { ServiceRecord } from './hosts.ts';
 import type { Kube } from './kube.ts';
+import type { HostPathRoots } from './node-root.ts';
 import type { HostMountPoints } from './mountpoints.ts';
 import type { Puller } from './puller.ts';
 import type { ImageMapping } from './types.ts';
@@ -14,6 +15,8 @@ export interface PodWorkerDeps {
   nodeName: string;
   hostIP: string;
   dataDir: string;
+  /** where hostPath volumes are on this machine (node-root.ts) */
+  hostPaths: HostPathRoots;
   imageMap: readonly ImageMapping[];
   events: EventRecorder;
   puller: Puller;

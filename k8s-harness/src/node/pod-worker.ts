@@ -123,11 +123,14 @@ export class PodWorker {
 
     for (let attempt = 1; !this.signal.aborted; attempt++) {
       try {
-        this.#volumes = await prepareVolumes(this.pod, this.dir, this.#deps.dataDir, this.#deps.volumeSources, this.record.podIP);
+        this.#volumes = await prepareVolumes(this.pod, this.dir, this.#deps.dataDir, this.#deps.volumeSources, this.record.podIP, this.#deps.hostPaths);
         this.#waitingMessage(undefined);
         break;
       } catch (error) {
-        const message = `MountVolume.SetUp failed: ${error instanceof VolumeError ? error.message : errorMessage(error)}`;
+        const message =
+          error instanceof VolumeError && error.volume !== undefined
+            ? `MountVolume.SetUp failed for volume "${error.volume}" : ${error.message}`
+            : `MountVolume.SetUp failed: ${error instanceof VolumeError ? error.message : errorMessage(error)}`;
         this.#deps.events.emit(this.ref, 'Warning', 'FailedMount', message);
         // A kubelet only says this in events; the status says it too, so a stuck pod explains itself.
         this.#waitingMessage(message);

@@ -4,7 +4,8 @@
 // and again whenever what they project changes while it runs (syncVolumes, called every sync
 // period); projected service-account tokens come from the API server's TokenRequest, bound to
 // the pod, and are renewed at 80% of their lifetime. With a pod fsGroup, volumes are made the
-// group's as kubelet's SetVolumeOwnership makes them (see setVolumeOwnership).
+// group's as kubelet's SetVolumeOwnership makes them (see setVolumeOwnership). hostPath volumes are
+// directories of the node root, never the machine's own paths (node-root.ts).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1KeyToPath, V1PersistentVolumeClaim, V1Pod, V1Volume } from '@kubernetes/client-node';
@@ -13,8 +14,16 @@ import type { PullSecret } from './pull-secrets.ts';
 import { fieldPath } from './env.ts';
 import { podFsUser } from './identity.ts';
 import type { BindMount } from './launcher.ts';
+import { checkHostPathType, HostPathError, hostPathOnNode, nodeRootDir, type HostPathRoots } from './node-root.ts';
 
-export class VolumeError extends Error {}
+export class VolumeError extends Error {
+  /** the volume, when the message is upstream's for one volume (`MountVolume.SetUp failed for volume "v" : …`) */
+  readonly volume: string | undefined;
+  constructor(message: string, volume?: string) {
+    super(message);
+    this.volume = volume;
+  }
+}
 
 /** Where the API server's admission mounts a pod's service-account credentials. */
 export const SERVICE_ACCOUNT_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -205,7 +214,14 @@ async function syncProjection(pod: V1Pod, volume: PreparedVolume & { projection:
 }
 
 /** Makes every volume of the pod exist on disk. Throws VolumeError (a FailedMount) when one cannot. */
-export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string, sources: VolumeSources, podIP: string): Promise<Map<string, PreparedVolume>> {
+export async function prepareVolumes(
+  pod: V1Pod,
+  podDir: string,
+  dataDir: string,
+  sources: VolumeSources,
+  podIP: string,
+  roots: HostPathRoots = { nodeRoot: nodeRootDir(dataDir) },
+): Promise<Map<string, PreparedVolume>> {
   const namespace = pod.metadata?.namespace ?? 'default';
   const prepared = new Map<string, PreparedVolume>();
   const securityContext = pod.spec?.securityContext;
@@ -233,15 +249,16 @@ export async function prepareVolumes(pod: V1Pod, podDir: string, dataDir: string
       await syncProjection(pod, projected, sources, podIP, Date.now());
       prepared.set(volume.name, projected);
     } else if (volume.hostPath) {
-      const type = volume.hostPath.type ?? '';
-      if (type === 'DirectoryOrCreate') await fs.mkdir(volume.hostPath.path, { recursive: true });
-      else if (type === 'FileOrCreate') await fs.appendFile(volume.hostPath.path, '');
+      // Never the machine's own path: the node root, or the certs dir for containerd's hosts directory (node-root.ts).
+      const shown = volume.hostPath.path;
       try {
-        await fs.access(volume.hostPath.path);
-      } catch {
-        throw new VolumeError(`hostPath type check failed: ${volume.hostPath.path} does not exist`);
+        const real = hostPathOnNode(shown, roots);
+        await checkHostPathType(real, volume.hostPath.type ?? '', shown);
+        prepared.set(volume.name, { path: real, readOnly: false });
+      } catch (error) {
+        if (error instanceof HostPathError) throw new VolumeError(error.message, volume.name);
+        throw error;
       }
-      prepared.set(volume.name, { path: volume.hostPath.path, readOnly: false });
     } else {
       throw new VolumeError(`volume "${volume.name}": only emptyDir, persistentVolumeClaim, secret, configMap, downwardAPI, projected and hostPath volumes are supported on this node`);
     }
