@@ -18,6 +18,7 @@ import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
 import type { Logger } from './log/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
+import { GarbageCollector, PeriodicGc } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { TagIndex } from './service/tags.ts';
 import type { StorageBackend } from './storage/backend.ts';
@@ -113,6 +114,18 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   })
     .start()
     .stopWith(server);
+  // Every replica sharing the storage runs its own today; one at a time is phase 3 of #21 (service/gc.ts).
+  if (config.gc.intervalSeconds > 0) {
+    const gcLog = log.child({ component: 'gc' });
+    new PeriodicGc({
+      collector: new GarbageCollector({ storage: runtime.storage, graceMs: config.gc.graceSeconds * 1000, log: gcLog }),
+      metrics: runtime.metrics,
+      log: gcLog,
+      intervalMs: config.gc.intervalSeconds * 1000,
+    })
+      .start()
+      .stopWith(server);
+  }
   const address = server.address();
   log.info('nixery is listening', {
     port: typeof address === 'object' && address ? address.port : config.port,
@@ -121,6 +134,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     platforms: config.platforms,
     purge: { ...config.purge, intervalSeconds: purger.intervalMs / 1000 },
+    gc: config.gc.intervalSeconds > 0 ? config.gc : 'off (nixery gc only)',
     layerBudget: config.layerBudget,
     connections: config.connections,
     tls: config.tls ? { ...config.tls, certificate } : 'off',

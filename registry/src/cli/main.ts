@@ -1,6 +1,7 @@
 // `nixery serve` runs the registry; `nixery build` builds one image into storage and prints the
 // builder's JSON result. Both read Nixery's environment variables. `nixery forward` is the
 // node-local forwarder, `nixery node-config` configures a node's container runtime for the registry.
+// `nixery gc [--dry-run]` collects the storage's garbage once (service/gc.ts).
 import { writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
@@ -20,6 +21,8 @@ import { NodeConfigSync, startReadinessServer } from '../node-config/sync.ts';
 import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
+import { GarbageCollector } from '../service/gc.ts';
+import { openStorage } from '../storage/create.ts';
 import { parsePushReference, pushImage, readCaBundle, type PushTarget } from '../push/client.ts';
 import { pushImageIndex } from '../push/image-index.ts';
 
@@ -184,6 +187,26 @@ const packageList = (value: string): string[] => {
   if (packages.length === 0) throw new InvalidArgumentError('expected a comma-separated list of packages');
   return packages;
 };
+
+program
+  .command('gc')
+  .description('delete unreferenced blobs and cache entries from the configured storage (as serve has it) and print what was deleted as JSON')
+  .option('--dry-run', 'only print what would be deleted: nothing is written, not even the garbage collection state')
+  .action(async (options: { dryRun?: boolean }) => {
+    const config = configOrExit();
+    const log = createLogger({ level: config.logLevel, base: { component: 'gc' } });
+    try {
+      // A dry run sweeps no staging leftovers either (opening the storage otherwise does).
+      const storage = await openStorage(config.storage, log, { stagingTtlMs: options.dryRun ? Number.POSITIVE_INFINITY : config.purge.stagingTtlSeconds * 1000 });
+      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, log });
+      const report = await collector.collect({ dryRun: options.dryRun ?? false });
+      process.stdout.write(JSON.stringify(report) + '\n');
+      if (report.result !== 'ok') process.exitCode = EXIT_CODES.storage_failure;
+    } catch (error) {
+      process.stdout.write(JSON.stringify({ error: { message: (error as Error).message } }) + '\n');
+      fail(log, error, EXIT_CODES[classifyFailure(error).outcome]);
+    }
+  });
 
 program
   .command('build')

@@ -603,3 +603,25 @@ describe('the purge limits', () => {
     assert.deepEqual(loadConfig(env).purge, { uploadSessionTtlSeconds: 120, stagingTtlSeconds: 1800 });
   });
 });
+
+describe('the garbage collection settings', () => {
+  it('default to a grace delay of an hour (at least 3 × NIX_TIMEOUT) and a run every six hours', () => {
+    assert.deepEqual(loadConfig({}).gc, { graceSeconds: 3600, intervalSeconds: 21600 });
+    assert.equal(loadConfig({ NIX_TIMEOUT: '1800' }).gc.graceSeconds, 5400);
+    assert.deepEqual(loadConfig({ NIXERY_GC_GRACE: '7200', NIXERY_GC_INTERVAL: '0' }).gc, { graceSeconds: 7200, intervalSeconds: 0 });
+  });
+
+  it('refuse a grace delay not comfortably above the longest build, and malformed values', () => {
+    assert.throws(
+      () => loadConfig({ NIXERY_GC_GRACE: '179' }),
+      /NIXERY_GC_GRACE: 179 s is too short: it must be at least 3 × NIX_TIMEOUT \(180 s\)/,
+    );
+    assert.throws(() => loadConfig({ NIXERY_GC_GRACE: '3600', NIX_TIMEOUT: '1201' }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_GC_GRACE');
+    for (const bad of ['0', '-5', '1.5', 'an hour']) {
+      assert.throws(() => loadConfig({ NIXERY_GC_GRACE: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_GC_GRACE');
+    }
+    for (const bad of ['-5', '1.5', 'daily']) {
+      assert.throws(() => loadConfig({ NIXERY_GC_INTERVAL: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_GC_INTERVAL');
+    }
+  });
+});

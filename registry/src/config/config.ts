@@ -66,6 +66,8 @@ export const ENV = {
   platforms: 'NIXERY_PLATFORMS',
   uploadSessionTtl: 'NIXERY_UPLOAD_SESSION_TTL',
   stagingTtl: 'NIXERY_STAGING_TTL',
+  gcGrace: 'NIXERY_GC_GRACE',
+  gcInterval: 'NIXERY_GC_INTERVAL',
 } as const;
 
 export type StorageConfig =
@@ -151,6 +153,16 @@ export interface Config {
   platforms: Platform[];
   /** What the running registry purges (service/purge.ts). */
   purge: PurgeLimits;
+  /** Garbage collection of unreferenced blobs and cache entries (service/gc.ts). */
+  gc: GcSettings;
+}
+
+/** Garbage collection; whole seconds. */
+export interface GcSettings {
+  /** An unreferenced object goes only once runs this far apart saw it so, and never one written more recently. */
+  graceSeconds: number;
+  /** Between runs in the server; 0: the server never collects (`nixery gc` still does). */
+  intervalSeconds: number;
 }
 
 /** Abandoned temporary data, dropped while the registry runs; whole seconds. */
@@ -224,6 +236,12 @@ export const DEFAULT_UPLOAD_SESSION_TTL_SECONDS = 3600;
  * process stages (a pushed blob's body); with a longer receive timeout the default is twice it.
  */
 export const DEFAULT_STAGING_TTL_SECONDS = 3600;
+/** An hour: far above the default NIX_TIMEOUT (a build reuses a layer blob it found at most about that long later). */
+export const DEFAULT_GC_GRACE_SECONDS = 3600;
+/** The grace delay must be at least this many NIX_TIMEOUTs: a build evaluates, realises (each bounded by it), then packs. */
+export const GC_GRACE_BUILD_FACTOR = 3;
+/** Six hours between runs in the server. */
+export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -327,6 +345,12 @@ const fields = {
   platforms: z.string().transform(platformList),
   uploadSessionTtl: positiveInt('seconds'),
   stagingTtl: positiveInt('seconds'),
+  gcGrace: positiveInt('seconds'),
+  gcInterval: z
+    .string()
+    .trim()
+    .regex(/^[0-9]+$/, 'expected seconds as a whole number (0 turns periodic garbage collection off)')
+    .transform(Number),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -474,6 +498,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     stagingTtlSeconds: v.stagingTtl ?? Math.max(DEFAULT_STAGING_TTL_SECONDS, 2 * connections.receiveTimeoutSeconds),
   };
 
+  const nixTimeoutSeconds = v.nixTimeout ?? DEFAULT_NIX_TIMEOUT_SECONDS;
+  // A build may find a layer blob in the layer cache and name it in a manifest only at its end.
+  const minGrace = GC_GRACE_BUILD_FACTOR * nixTimeoutSeconds;
+  if (v.gcGrace !== undefined && v.gcGrace < minGrace) {
+    throw new ConfigError(
+      ENV.gcGrace,
+      `${v.gcGrace} s is too short: it must be at least ${GC_GRACE_BUILD_FACTOR} × ${ENV.nixTimeout} (${minGrace} s), ` +
+        'so that garbage collection never deletes a cached layer a running build is about to reference',
+    );
+  }
+  const gc: GcSettings = {
+    graceSeconds: v.gcGrace ?? Math.max(DEFAULT_GC_GRACE_SECONDS, minGrace),
+    intervalSeconds: v.gcInterval ?? DEFAULT_GC_INTERVAL_SECONDS,
+  };
+
   return {
     ...(pushToken ? { pushToken } : {}),
     auth,
@@ -481,7 +520,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     source,
     sourceIsDefault,
     storage,
-    nixTimeoutSeconds: v.nixTimeout ?? DEFAULT_NIX_TIMEOUT_SECONDS,
+    nixTimeoutSeconds,
     ...(v.popularityUrl ? { popularityUrl: v.popularityUrl } : {}),
     ...(v.webDir ? { webDir: path.resolve(cwd, v.webDir) } : {}),
     layerBudget: v.layerBudget ?? DEFAULT_LAYER_BUDGET,
@@ -502,6 +541,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ...(v.metricsPort !== undefined ? { metricsPort: v.metricsPort } : {}),
     platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
     purge,
+    gc,
   };
 }
 

@@ -34,6 +34,14 @@ export interface Metrics {
   /** What the purge removed, by `kind`: 'upload_session' or 'staging'. */
   purgedObjects: Counter<'kind'>;
   purgedBytes: Counter<'kind'>;
+  /** Garbage collection runs (service/gc.ts), by `result`: 'ok', 'incomplete' (something unreadable: nothing deleted) or 'error'. */
+  gcRuns: Counter<'result'>;
+  gcDuration: Histogram;
+  /** What garbage collection deleted, by `kind`: 'blob', 'layer_cache_entry' or 'document'. */
+  gcSweptObjects: Counter<'kind'>;
+  gcSweptBytes: Counter<'kind'>;
+  /** Bytes in use after the last complete run, by `kind`: 'blob' or 'document'. */
+  storageBytes: Gauge<'kind'>;
 }
 
 /** Free space as builder/free-space.ts measures it. */
@@ -140,6 +148,36 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
     purgedBytes: new Counter({
       name: 'nixery_purged_bytes_total',
       help: 'Bytes of the abandoned objects the purge removed, by kind (upload_session, staging)',
+      labelNames: ['kind'],
+      registers,
+    }),
+    gcRuns: new Counter({
+      name: 'nixery_gc_runs_total',
+      help: 'Garbage collection runs, by result (ok; incomplete: something could not be read, nothing deleted; error)',
+      labelNames: ['result'],
+      registers,
+    }),
+    gcDuration: new Histogram({
+      name: 'nixery_gc_duration_seconds',
+      help: 'Duration of a garbage collection run (listing, marking and sweeping storage)',
+      buckets: [0.1, 1, 5, 30, 120, 600, 1800],
+      registers,
+    }),
+    gcSweptObjects: new Counter({
+      name: 'nixery_gc_swept_objects_total',
+      help: 'Objects garbage collection deleted, by kind (blob, layer_cache_entry, document)',
+      labelNames: ['kind'],
+      registers,
+    }),
+    gcSweptBytes: new Counter({
+      name: 'nixery_gc_swept_bytes_total',
+      help: 'Bytes of the objects garbage collection deleted, by kind (blob, layer_cache_entry, document)',
+      labelNames: ['kind'],
+      registers,
+    }),
+    storageBytes: new Gauge({
+      name: 'nixery_storage_bytes',
+      help: 'Bytes stored after the last complete garbage collection run, by kind (blob, document)',
       labelNames: ['kind'],
       registers,
     }),

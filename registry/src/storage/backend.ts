@@ -60,6 +60,21 @@ export interface StorageBackend {
    * object this process is writing now, whatever its age. A bounded amount of work per call.
    */
   sweepStaging(): Promise<SweptStaging>;
+  /**
+   * Every blob stored under its digest, in no particular order, streamed a page (or directory
+   * read) at a time: for garbage collection (service/gc.ts), never a request's path. A blob being
+   * written is in staging and not listed; one that appears or goes during the listing may or may
+   * not be.
+   */
+  listBlobs(): AsyncIterable<StoredObject & { digest: string }>;
+  /** Every document whose key starts with `prefix` (default: all), streamed like listBlobs. */
+  listDocuments(prefix?: string): AsyncIterable<StoredObject & { key: string }>;
+}
+
+/** A listed object: its size and when its content was last written (ms since the epoch). */
+export interface StoredObject {
+  size: number;
+  modifiedMs: number;
 }
 
 /** What one sweepStaging call deleted. */

@@ -24,6 +24,7 @@ import {
   type PutBlobResult,
   type StagingSweepOptions,
   type StorageBackend,
+  type StoredObject,
   type SweptStaging,
   DEFAULT_STAGING_TTL_MS,
   MAX_STAGING_SWEEP,
@@ -93,6 +94,9 @@ export class FilesystemStorage implements StorageBackend {
       const target = this.blobPath(digest);
       if (await exists(target)) {
         await fs.rm(staging, { force: true });
+        // Written again: young again, so garbage collection's grace delay protects it anew
+        // (a push or build that found it stored is about to reference it).
+        await fs.utimes(target, new Date(), new Date()).catch(() => {});
         return { digest, size, created: false };
       }
       await setAttribute(staging, CONTENT_TYPE_ATTR, options.contentType);
@@ -176,6 +180,43 @@ export class FilesystemStorage implements StorageBackend {
 
   async deleteDocument(key: string): Promise<boolean> {
     return removeIfExists(this.documentPath(key));
+  }
+
+  async *listBlobs(): AsyncIterable<StoredObject & { digest: string }> {
+    const dir = path.join(this.root, 'blobs', 'sha256');
+    for await (const entry of await fs.opendir(dir)) {
+      if (!entry.isFile() || !/^[a-f0-9]{64}$/.test(entry.name)) continue;
+      const stat = await fs.stat(path.join(dir, entry.name)).catch(() => null);
+      if (stat) yield { digest: `sha256:${entry.name}`, size: stat.size, modifiedMs: stat.mtimeMs };
+    }
+  }
+
+  async *listDocuments(prefix = ''): AsyncIterable<StoredObject & { key: string }> {
+    const top = path.join(this.root, 'documents');
+    // Walk only below the prefix's directory part; the rest of the prefix filters names.
+    const base = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    if (base !== '') assertDocumentKey(base);
+    const walk = async function* (dir: string, keyPrefix: string): AsyncGenerator<StoredObject & { key: string }> {
+      let handle;
+      try {
+        handle = await fs.opendir(dir);
+      } catch (error) {
+        if (isNotFound(error)) return;
+        throw error;
+      }
+      for await (const entry of handle) {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) {
+          yield* walk(file, `${keyPrefix}${entry.name}/`);
+        } else if (entry.isFile() && entry.name.endsWith('.json')) {
+          const key = `${keyPrefix}${entry.name.slice(0, -'.json'.length)}`;
+          if (!key.startsWith(prefix)) continue;
+          const stat = await fs.stat(file).catch(() => null);
+          if (stat) yield { key, size: stat.size, modifiedMs: stat.mtimeMs };
+        }
+      }
+    };
+    yield* walk(base === '' ? top : path.join(top, base), base === '' ? '' : `${base}/`);
   }
 
   blobPath(digest: string): string {

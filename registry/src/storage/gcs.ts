@@ -37,6 +37,7 @@ import {
   type PutBlobResult,
   type StagingSweepOptions,
   type StorageBackend,
+  type StoredObject,
   type SweptStaging,
   DEFAULT_STAGING_TTL_MS,
   MAX_STAGING_SWEEP,
@@ -525,6 +526,37 @@ export class GcsStorage implements StorageBackend {
     return { objects, bytes };
   }
 
+  async *listBlobs(): AsyncIterable<StoredObject & { digest: string }> {
+    for await (const file of this.listPrefix('blobs/sha256/')) {
+      const hex = file.name.slice('blobs/sha256/'.length);
+      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+      yield { digest: `sha256:${hex}`, ...listed(file) };
+    }
+  }
+
+  async *listDocuments(prefix = ''): AsyncIterable<StoredObject & { key: string }> {
+    for await (const file of this.listPrefix(`documents/${prefix}`)) {
+      if (!file.name.endsWith('.json')) continue;
+      yield { key: file.name.slice('documents/'.length, -'.json'.length), ...listed(file) };
+    }
+  }
+
+  /** The objects under `prefix`, a page of LIST_PAGE_SIZE at a time. */
+  private async *listPrefix(prefix: string): AsyncGenerator<File> {
+    let pageToken: string | undefined;
+    do {
+      let files: File[];
+      try {
+        const [page, next] = await this.bucket.getFiles({ prefix, autoPaginate: false, maxResults: STAGING_PAGE_SIZE, ...(pageToken !== undefined ? { pageToken } : {}) });
+        files = page;
+        pageToken = (next as { pageToken?: string } | null)?.pageToken;
+      } catch (error) {
+        throw new GcsStorageError('list', this.bucketName, prefix, error);
+      }
+      yield* files;
+    } while (pageToken !== undefined);
+  }
+
   private unavailable(step: 'list' | 'write', error: unknown): StorageUnavailableError {
     const status = httpStatus(error);
     const where = `gs://${this.bucketName} at ${this.endpoint}`;
@@ -631,6 +663,13 @@ function blobObject(digest: string): string {
 function documentObject(key: string): string {
   assertDocumentKey(key);
   return `documents/${key}.json`;
+}
+
+function listed(file: File): StoredObject {
+  // `updated` is when the object got its content (ours are never rewritten in place).
+  // Unknown: never old enough for garbage collection to delete it.
+  const modified = Date.parse(String(file.metadata.updated ?? file.metadata.timeCreated ?? ''));
+  return { size: Number(file.metadata.size ?? 0), modifiedMs: Number.isNaN(modified) ? Number.POSITIVE_INFINITY : modified };
 }
 
 function blobInfo(digest: string, metadata: FileMetadata): BlobInfo {

@@ -107,5 +107,33 @@ export function storageContract(name: string, makeBackend: () => Promise<Storage
         await assert.rejects(storage.putDocument(key, {}), /invalid storage document key/, key);
       }
     });
+
+    it('lists blobs with size and modification time, and documents by key prefix, for garbage collection', async () => {
+      const storage = await makeBackend();
+      const before = Date.now() - 60_000;
+      const a = await storage.putBlob(Buffer.from('listed a'), { contentType: 'x/y' });
+      const b = await storage.putBlob(Buffer.from('listed bb'), { contentType: 'x/y' });
+      await storage.putDocument('layers/one', { digest: a.digest });
+      await storage.putDocument('pushed/team/app/_tags/v1', { digest: b.digest });
+      await storage.putDocument('layersx', { v: 1 });
+      const blobs = [];
+      for await (const blob of storage.listBlobs()) blobs.push(blob);
+      const mine = blobs.filter((x) => x.digest === a.digest || x.digest === b.digest).sort((x, y) => x.size - y.size);
+      assert.deepEqual(mine.map((x) => [x.digest, x.size]), [[a.digest, 8], [b.digest, 9]]);
+      for (const blob of mine) assert.ok(blob.modifiedMs >= before && blob.modifiedMs <= Date.now() + 60_000, String(blob.modifiedMs));
+      const keys = async (prefix?: string) => {
+        const out: string[] = [];
+        for await (const doc of storage.listDocuments(prefix)) {
+          assert.ok(doc.size > 0 && doc.modifiedMs >= before);
+          out.push(doc.key);
+        }
+        return out.sort();
+      };
+      const all = await keys();
+      for (const key of ['layers/one', 'layersx', 'pushed/team/app/_tags/v1']) assert.ok(all.includes(key), key);
+      assert.deepEqual(await keys('layers/'), ['layers/one']);
+      assert.deepEqual(await keys('pushed/team/'), ['pushed/team/app/_tags/v1']);
+      assert.deepEqual(await keys('nothing/'), []);
+    });
   });
 }

@@ -1,0 +1,489 @@
+// Online garbage collection (issue #21): mark and sweep of storage while the registry serves,
+// with a grace delay.
+//
+// Mark. Roots: every pushed tag (`pushed/<name>/_tags/<tag>`), every pushed manifest a repository
+// holds (`pushed-manifests/<hex>`: pushed by digest, kept until a DELETE by digest), and every
+// manifest cache entry of on-demand builds (`manifests/<hex>`). A kept manifest keeps what it
+// names (config, layers, an index's child manifests, recursively) and its referrers (OCI 1.1: the
+// pushed ones listed in `pushed/<name>/_referrers/<subject>`, the SBOMs of built images in
+// `built-referrers/<subject>`), which keep theirs. A layer cache entry (`layers/<hex>`) keeps its
+// blob only while the entry itself is kept (below). A document of a kind this code does not know,
+// or of a known kind in an unexpected shape, is a root for every digest it mentions. A document
+// (or a kept manifest) that cannot be read or parsed at all stops the run before anything is
+// deleted or recorded (result `incomplete`, logged): what it references is unknown.
+//
+// Sweep, and the races it must not lose:
+// - A blob being written is in staging (backend.ts), never under its digest, so it is not listed.
+// - A blob whose content was written less than the grace delay ago is never swept (nor a
+//   candidate): a push uploads blobs before the manifest naming them, a build stores layers before
+//   its manifest cache entry. The filesystem backend refreshes a blob's time when it is written
+//   again; GCS keeps its first write's (see below).
+// - A build may read a layer cache entry and reuse its blob minutes later, so an unreferenced blob
+//   is swept only when GC runs spanning at least the grace delay saw it unreferenced: the first run
+//   records "first seen unreferenced at" in the state document `gc/state` (bounded: at most
+//   MAX_CANDIDATES), a later run at least the grace delay after that deletes it. A blob referenced
+//   again in between drops out of the record. The grace delay must exceed the longest build
+//   (config.ts refuses one not above 3 × NIX_TIMEOUT).
+// - A layer cache entry whose blob no kept manifest references is deleted under the same two-run
+//   rule (its own record); until then its blob is kept, and the blob is first recorded by the run
+//   that deleted the entry, so it goes at least a grace delay after the entry.
+// - A `built-referrers/` index whose subject is no longer stored is deleted under the same rule.
+// What is left: a blob unreferenced for longer than the grace delay that a client re-references
+// without uploading it again (a HEAD, then a manifest PUT) in the moments of the sweep loses it;
+// the manifest PUT checks its blobs, so the race is narrow, and a re-push heals it.
+//
+// One collector at a time per storage: replicas sharing a bucket each run their own today (their
+// sweeps are idempotent, but their state records overwrite each other's). Electing one replica is
+// phase 3 of #21.
+import type { Server } from 'node:http';
+import { mapLimited } from '../cache/single-flight.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { MediaType } from '../oci/media-types.ts';
+import type { StorageBackend, StoredObject } from '../storage/backend.ts';
+
+export const GC_STATE_KEY = 'gc/state';
+/** Most "first seen unreferenced" records the state document holds (about 100 bytes each). */
+export const MAX_CANDIDATES = 100_000;
+/** Most objects one run deletes: a huge backlog is worked off over several runs. */
+export const MAX_DELETIONS = 10_000;
+/** Documents and manifests read at once while marking. */
+const READ_CONCURRENCY = 16;
+/** Unreadable documents named in a report, at most. */
+const MAX_NAMED_UNREADABLE = 20;
+
+export type GcKind = 'blob' | 'layer_cache_entry' | 'document';
+const KINDS: readonly GcKind[] = ['blob', 'layer_cache_entry', 'document'];
+
+const MANIFEST_TYPES = new Set<string>([MediaType.dockerManifest, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.ociIndex]);
+const DIGEST = /sha256:[a-f0-9]{64}/g;
+/** The media type the walk gives a digest it must keep but never read (configs, layers). */
+const LEAF = 'application/octet-stream';
+const KEYED_DIGEST = /^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})$/;
+
+export interface GcState {
+  version: 1;
+  /** Object (a blob's digest or a document's key) → when a run first saw it unreferenced (ms). */
+  candidates: Record<string, number>;
+}
+
+export interface GcCounts {
+  objects: number;
+  bytes: number;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  /** `incomplete`: something could not be read; nothing was deleted and the state was not written. */
+  result: 'ok' | 'incomplete';
+  /** Deleted (dry run: what this run would delete), by kind. */
+  deleted: Record<GcKind, GcCounts>;
+  /** Unreferenced, but within the grace delay (young, or not yet seen unreferenced for long enough). */
+  withinGrace: Record<GcKind, GcCounts>;
+  /** What stays stored. */
+  kept: { blobs: GcCounts; documents: GcCounts };
+  /** What could not be read (documents by key, manifests by digest), at most 20 named. */
+  unreadable: string[];
+  graceSeconds: number;
+  durationSeconds: number;
+}
+
+export interface GarbageCollectorOptions {
+  storage: StorageBackend;
+  /** Grace delay; config.ts keeps it above the longest build. Tests may pass 0. */
+  graceMs: number;
+  log: Logger;
+  now?: () => number;
+  maxCandidates?: number;
+  maxDeletions?: number;
+}
+
+interface Descriptorish {
+  digest: string;
+  mediaType?: string;
+}
+
+function emptyCounts(): Record<GcKind, GcCounts> {
+  return { blob: { objects: 0, bytes: 0 }, layer_cache_entry: { objects: 0, bytes: 0 }, document: { objects: 0, bytes: 0 } };
+}
+
+/** One mark-and-sweep pass over the storage; see the header. */
+export class GarbageCollector {
+  private readonly options: GarbageCollectorOptions;
+  private readonly now: () => number;
+
+  constructor(options: GarbageCollectorOptions) {
+    this.options = options;
+    this.now = options.now ?? Date.now;
+  }
+
+  async collect(options: { dryRun?: boolean } = {}): Promise<GcReport> {
+    const dryRun = options.dryRun ?? false;
+    const { storage, graceMs, log } = this.options;
+    const started = process.hrtime.bigint();
+    const unreadable: string[] = [];
+    const unread = (what: string, error: unknown) => {
+      if (unreadable.length < MAX_NAMED_UNREADABLE) unreadable.push(what);
+      log.warn('garbage collection cannot read an object: it deletes nothing this run', { object: what, error });
+    };
+    let unreadableCount = 0;
+
+    // Blobs first: a blob written after this listing is not considered at all.
+    const blobs = new Map<string, StoredObject>();
+    for await (const blob of storage.listBlobs()) blobs.set(blob.digest, { size: blob.size, modifiedMs: blob.modifiedMs });
+    const documents: (StoredObject & { key: string })[] = [];
+    for await (const doc of storage.listDocuments()) documents.push(doc);
+
+    const previous = await this.readState();
+    // What the documents say.
+    const roots: Descriptorish[] = [];
+    /** Digests mentioned by documents of unknown kinds or shapes: kept, and walked if they are manifests. */
+    const unknownRoots: string[] = [];
+    const referrersOf = new Map<string, Descriptorish[]>();
+    const layerEntries: { key: string; digest: string; doc: StoredObject }[] = [];
+    const builtReferrerDocs: { key: string; subject: string; doc: StoredObject }[] = [];
+    const addReferrers = (subject: string, value: unknown) => {
+      const manifests = (value as { manifests?: unknown })?.manifests;
+      if (!Array.isArray(manifests)) return false;
+      const list = referrersOf.get(subject) ?? [];
+      for (const m of manifests) if (isDescriptor(m)) list.push(m);
+      referrersOf.set(subject, list);
+      return true;
+    };
+
+    await mapLimited(documents, READ_CONCURRENCY, async (doc) => {
+      const { key } = doc;
+      if (key === GC_STATE_KEY) return;
+      let value: unknown;
+      try {
+        value = await storage.getDocument<unknown>(key);
+      } catch (error) {
+        unreadableCount++;
+        return unread(`document ${key}`, error);
+      }
+      if (value === null) return; // deleted since the listing
+      const segments = key.split('/');
+      let understood = false;
+      if (segments[0] === 'manifests' && isBuildResult(value)) {
+        roots.push(value.manifests.docker, value.manifests.oci, value.sbom.referrers.docker, value.sbom.referrers.oci);
+        // Leaves: kept, never stat'ed nor read.
+        for (const d of [value.config, value.sbom.document, ...value.layers]) roots.push({ digest: d.digest, mediaType: LEAF });
+        understood = true;
+      } else if (segments[0] === 'layers' && segments.length === 2 && isDigestString((value as { digest?: unknown }).digest)) {
+        layerEntries.push({ key, digest: (value as { digest: string }).digest, doc });
+        return;
+      } else if (segments[0] === 'pushed' && segments.at(-2) === '_tags' && isDescriptor(value)) {
+        roots.push(value);
+        understood = true;
+      } else if (segments[0] === 'pushed' && segments.at(-2) === '_referrers' && subjectOf(segments.at(-1)!)) {
+        understood = addReferrers(subjectOf(segments.at(-1)!)!, value);
+        if (understood) return;
+      } else if (segments[0] === 'built-referrers' && segments.length === 2 && subjectOf(segments[1]!)) {
+        const subject = subjectOf(segments[1]!)!;
+        if (addReferrers(subject, value)) {
+          builtReferrerDocs.push({ key, subject, doc });
+          return;
+        }
+      } else if (segments[0] === 'pushed-manifests' && segments.length === 2 && subjectOf(segments[1]!)) {
+        const repositories = (value as { repositories?: unknown }).repositories;
+        if (Array.isArray(repositories)) {
+          if (repositories.length > 0) roots.push({ digest: subjectOf(segments[1]!)! });
+          return;
+        }
+      } else if ((segments[0] === 'tags' || segments[0] === 'pulled-tags') && value !== null && typeof value === 'object') {
+        return; // tag listings name no digest
+      }
+      // Anything else, and known kinds in an unexpected shape: every digest it mentions is kept.
+      if (!understood) {
+        const mentioned = JSON.stringify(value).match(DIGEST) ?? [];
+        if (mentioned.length > 0) log.info('garbage collection keeps the digests of a document it does not know', { document: key, digests: mentioned.length });
+        unknownRoots.push(...mentioned);
+      }
+    });
+
+    // Walk from the roots.
+    const marked = new Set<string>();
+    const walked = new Set<string>();
+    let queue: Descriptorish[] = [...roots, ...unknownRoots.map((digest) => ({ digest }))];
+    const known = new Set(roots.filter((r) => r.mediaType === undefined).map((r) => r.digest));
+    while (queue.length > 0) {
+      const next: Descriptorish[] = [];
+      await mapLimited(queue, READ_CONCURRENCY, async (d) => {
+        if (walked.has(d.digest)) return;
+        walked.add(d.digest);
+        marked.add(d.digest);
+        for (const r of referrersOf.get(d.digest) ?? []) next.push(r);
+        if (!blobs.has(d.digest)) return;
+        let mediaType = d.mediaType;
+        const mustBeManifest = mediaType === undefined && known.has(d.digest);
+        if (mediaType === undefined) {
+          try {
+            mediaType = (await storage.statBlob(d.digest))?.contentType;
+          } catch (error) {
+            unreadableCount++;
+            return unread(`blob ${d.digest}`, error);
+          }
+        }
+        if (mediaType === undefined || (!MANIFEST_TYPES.has(mediaType) && !mustBeManifest && !looksLikeManifestType(mediaType))) return;
+        let manifest: unknown;
+        try {
+          manifest = JSON.parse((await storage.readBlob(d.digest)).toString('utf8'));
+        } catch (error) {
+          if ((error as { code?: string }).code === 'BLOB_UNKNOWN') return;
+          unreadableCount++;
+          return unread(`manifest ${d.digest}`, error);
+        }
+        next.push(...childrenOf(manifest));
+      });
+      queue = next;
+    }
+
+    const report: GcReport = {
+      dryRun,
+      result: unreadableCount > 0 ? 'incomplete' : 'ok',
+      deleted: emptyCounts(),
+      withinGrace: emptyCounts(),
+      kept: { blobs: { objects: 0, bytes: 0 }, documents: { objects: 0, bytes: 0 } },
+      unreadable,
+      graceSeconds: graceMs / 1000,
+      durationSeconds: 0,
+    };
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    if (report.result === 'incomplete') {
+      report.durationSeconds = seconds();
+      return report;
+    }
+
+    // Sweep decisions, under the two-run rule.
+    const now = this.now();
+    const maxCandidates = this.options.maxCandidates ?? MAX_CANDIDATES;
+    const maxDeletions = this.options.maxDeletions ?? MAX_DELETIONS;
+    const candidates: Record<string, number> = {};
+    let candidateCount = 0;
+    const deletions: { kind: GcKind; id: string; size: number }[] = [];
+    /** True when `id` goes now; else it is recorded (room permitting) and counted within grace. */
+    const decide = (kind: GcKind, id: string, object: StoredObject): boolean => {
+      const young = now - object.modifiedMs < graceMs;
+      const first = previous.candidates[id];
+      if (!young && first !== undefined && now - first >= graceMs && deletions.length < maxDeletions) {
+        deletions.push({ kind, id, size: object.size });
+        return true;
+      }
+      report.withinGrace[kind].objects++;
+      report.withinGrace[kind].bytes += object.size;
+      // A young object starts its record only once it is old: written again, it is in use again.
+      if (!young && candidateCount < maxCandidates) {
+        candidates[id] = first ?? now;
+        candidateCount++;
+      }
+      return false;
+    };
+    // Previously recorded objects first, so that the cap never drops an old record for a new one.
+    const byRecord = <T extends { id: string }>(items: T[]) =>
+      [...items].sort((a, b) => Number(previous.candidates[b.id] !== undefined) - Number(previous.candidates[a.id] !== undefined));
+
+    // Layer cache entries: kept with a kept blob; otherwise by the rule, their blob kept meanwhile.
+    for (const entry of byRecord(layerEntries.map((e) => ({ ...e, id: e.key })))) {
+      if (marked.has(entry.digest)) continue;
+      if (!decide('layer_cache_entry', entry.key, entry.doc)) marked.add(entry.digest);
+    }
+    // Referrer indexes of built images whose subject is gone.
+    for (const doc of byRecord(builtReferrerDocs.map((d) => ({ ...d, id: d.key })))) {
+      if (marked.has(doc.subject) || blobs.has(doc.subject)) continue;
+      decide('document', doc.key, doc.doc);
+    }
+    const unreferenced = [...blobs].filter(([digest]) => !marked.has(digest)).map(([digest, object]) => ({ id: digest, object }));
+    for (const blob of byRecord(unreferenced)) decide('blob', blob.id, blob.object);
+
+    // Layer cache entries and documents before blobs: no entry ever names a deleted blob.
+    const order: Record<GcKind, number> = { layer_cache_entry: 0, document: 1, blob: 2 };
+    deletions.sort((a, b) => order[a.kind] - order[b.kind]);
+    const deletedIds = new Set<string>();
+    for (const d of deletions) {
+      if (!dryRun) {
+        const gone = d.kind === 'blob' ? await storage.deleteBlob(d.id) : await storage.deleteDocument(d.id);
+        if (!gone) continue;
+      }
+      deletedIds.add(d.id);
+      report.deleted[d.kind].objects++;
+      report.deleted[d.kind].bytes += d.size;
+    }
+
+    for (const [digest, object] of blobs) {
+      if (deletedIds.has(digest)) continue;
+      report.kept.blobs.objects++;
+      report.kept.blobs.bytes += object.size;
+    }
+    for (const doc of documents) {
+      if (deletedIds.has(doc.key)) continue;
+      report.kept.documents.objects++;
+      report.kept.documents.bytes += doc.size;
+    }
+    if (!dryRun) await storage.putDocument(GC_STATE_KEY, { version: 1, candidates } satisfies GcState);
+    report.durationSeconds = seconds();
+    return report;
+  }
+
+  /** The records of earlier runs; a state this code cannot read starts over (that only delays deletion). */
+  private async readState(): Promise<GcState> {
+    try {
+      const state = await this.options.storage.getDocument<GcState>(GC_STATE_KEY);
+      if (state && state.version === 1 && state.candidates !== null && typeof state.candidates === 'object') {
+        const candidates: Record<string, number> = {};
+        for (const [id, at] of Object.entries(state.candidates)) if (typeof at === 'number' && Number.isFinite(at)) candidates[id] = at;
+        return { version: 1, candidates };
+      }
+      if (state) this.options.log.warn('the garbage collection state is not what this registry writes; it starts over', { document: GC_STATE_KEY });
+    } catch (error) {
+      this.options.log.warn('the garbage collection state cannot be read; it starts over', { document: GC_STATE_KEY, error });
+    }
+    return { version: 1, candidates: {} };
+  }
+}
+
+/** What a manifest or index names: config, layers (and an artifact's blobs), child manifests. Not its subject. */
+function childrenOf(manifest: unknown): Descriptorish[] {
+  if (manifest === null || typeof manifest !== 'object') return [];
+  const m = manifest as { config?: unknown; layers?: unknown; manifests?: unknown; blobs?: unknown };
+  const out: Descriptorish[] = [];
+  // Config and layers are kept, never read: the digest alone, typed so the walk does not stat them.
+  const leaf = (d: unknown) => {
+    if (isDescriptor(d)) out.push({ digest: d.digest, mediaType: MANIFEST_TYPES.has(d.mediaType ?? '') ? d.mediaType! : LEAF });
+  };
+  leaf(m.config);
+  for (const list of [m.layers, m.blobs]) if (Array.isArray(list)) list.forEach(leaf);
+  if (Array.isArray(m.manifests)) for (const d of m.manifests) if (isDescriptor(d)) out.push({ digest: d.digest, ...(d.mediaType ? { mediaType: d.mediaType } : {}) });
+  return out;
+}
+
+function looksLikeManifestType(mediaType: string): boolean {
+  return /manifest|index/.test(mediaType) && mediaType.endsWith('+json');
+}
+
+function isDigestString(value: unknown): value is string {
+  return typeof value === 'string' && /^sha256:[a-f0-9]{64}$/.test(value);
+}
+
+function isDescriptor(value: unknown): value is Descriptorish {
+  if (value === null || typeof value !== 'object') return false;
+  const v = value as { digest?: unknown; mediaType?: unknown };
+  return typeof v.digest === 'string' && (v.mediaType === undefined || typeof v.mediaType === 'string');
+}
+
+/** `sha256-<hex>` in a key → `sha256:<hex>`. */
+function subjectOf(segment: string): string | undefined {
+  const m = KEYED_DIGEST.exec(segment);
+  return m ? `${m[1]}:${m[2]}` : undefined;
+}
+
+interface BuildResultShape {
+  manifests: { docker: Descriptorish; oci: Descriptorish };
+  config: Descriptorish;
+  layers: Descriptorish[];
+  sbom: { document: Descriptorish; referrers: { docker: Descriptorish; oci: Descriptorish } };
+}
+
+function isBuildResult(value: unknown): value is BuildResultShape {
+  const v = value as Partial<BuildResultShape> | null;
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    isDescriptor(v.manifests?.docker) &&
+    isDescriptor(v.manifests?.oci) &&
+    isDescriptor(v.config) &&
+    Array.isArray(v.layers) &&
+    v.layers.every(isDescriptor) &&
+    isDescriptor(v.sbom?.document) &&
+    isDescriptor(v.sbom?.referrers?.docker) &&
+    isDescriptor(v.sbom?.referrers?.oci)
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periodic runs in the server (NIXERY_GC_INTERVAL), as service/purge.ts runs the purge.
+
+export interface PeriodicGcOptions {
+  collector: Pick<GarbageCollector, 'collect'>;
+  metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'storageBytes'>;
+  log: Logger;
+  intervalMs: number;
+}
+
+export class PeriodicGc {
+  readonly intervalMs: number;
+  private readonly options: PeriodicGcOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<GcReport | undefined> | undefined;
+  private stopped = false;
+
+  constructor(options: PeriodicGcOptions) {
+    if (!(options.intervalMs > 0)) throw new RangeError('the garbage collection interval must be positive');
+    this.options = options;
+    this.intervalMs = options.intervalMs;
+  }
+
+  start(): this {
+    this.schedule();
+    return this;
+  }
+
+  /** Stops when `server` closes (without holding the close up). */
+  stopWith(server: Server): this {
+    server.once('close', () => void this.stop());
+    return this;
+  }
+
+  get scheduled(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** No further run starts; resolves once a run in progress ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One run now; while one is in progress, that one (runs never overlap). Never rejects: undefined when it failed. */
+  run(): Promise<GcReport | undefined> {
+    this.running ??= this.runOnce().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.run().finally(() => this.schedule());
+    }, this.intervalMs);
+    // A pending collection never keeps the process alive.
+    this.timer.unref();
+  }
+
+  private async runOnce(): Promise<GcReport | undefined> {
+    const { collector, metrics, log } = this.options;
+    const started = process.hrtime.bigint();
+    try {
+      const report = await collector.collect();
+      metrics.gcRuns.inc({ result: report.result });
+      metrics.gcDuration.observe(report.durationSeconds);
+      for (const kind of KINDS) {
+        metrics.gcSweptObjects.inc({ kind }, report.deleted[kind].objects);
+        metrics.gcSweptBytes.inc({ kind }, report.deleted[kind].bytes);
+      }
+      if (report.result === 'ok') {
+        metrics.storageBytes.set({ kind: 'blob' }, report.kept.blobs.bytes);
+        metrics.storageBytes.set({ kind: 'document' }, report.kept.documents.bytes);
+      }
+      (report.result === 'ok' ? log.info : log.warn).call(log, 'garbage collection run', { ...report });
+      return report;
+    } catch (error) {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.gcRuns.inc({ result: 'error' });
+      metrics.gcDuration.observe(seconds);
+      log.warn('garbage collection run failed; nothing more is deleted until the next run', { error, durationSeconds: seconds });
+      return undefined;
+    }
+  }
+}
