@@ -183,7 +183,7 @@ for (const version of HELM_VERSIONS) {
       const [rule] = find<PrometheusRule>(await render(helm, ['--set', 'prometheusRule.enabled=true']), 'PrometheusRule', 'nixery-operator', 'nixery');
       assert.equal(rule!.apiVersion, 'monitoring.coreos.com/v1');
       assert.deepEqual(rule!.spec.groups.map((g) => g.name), ['nixery']);
-      assert.deepEqual(alerts(rule!).map((a) => a.alert), ['NixeryOperatorDown', 'NixeryOperatorReconcileErrors', 'NixeryRegistryDown', 'NixeryBuildsFailing', 'NixeryFreeSpaceLow']);
+      assert.deepEqual(alerts(rule!).map((a) => a.alert), ['NixeryOperatorDown', 'NixeryOperatorReconcileErrors', 'NixeryRegistryDown', 'NixeryBuildsFailing', 'NixeryFreeSpaceLow', 'NixeryGarbageCollectionFailing']);
       const expr = (name: string, r = rule!) => alerts(r).find((a) => a.alert === name)!.expr;
       // The ServiceMonitor's job is the metrics Service's name.
       assert.equal(expr('NixeryOperatorDown'), 'absent(up{job="nixery-operator-metrics", namespace="nixery"} == 1)');
@@ -196,17 +196,22 @@ for (const version of HELM_VERSIONS) {
       const counted = /result=~"([^"]+)"/.exec(expr('NixeryBuildsFailing'))![1]!.split('|');
       for (const outcome of counted) assert.ok((FAILURE_OUTCOMES as readonly string[]).includes(outcome), outcome);
       assert.ok(!counted.includes('not_found') && !counted.includes('usage'), "clients' mistakes are no failures of the registry");
+      // Garbage collection: failed and incomplete runs (service/gc.ts), only while no run completed, on the registry's job.
+      assert.equal(
+        expr('NixeryGarbageCollectionFailing'),
+        'sum by (namespace, pod) (increase(nixery_gc_runs_total{job="nixery-registry", result=~"error|incomplete"}[13h])) > 0 unless sum by (namespace, pod) (increase(nixery_gc_runs_total{job="nixery-registry", result="ok"}[13h])) > 0',
+      );
 
       const [full] = find<PrometheusRule>(await render(helm, production), 'PrometheusRule');
       assert.deepEqual(full!.spec.groups.map((g) => g.name), ['nixery', 'nixery-kube-state-metrics']);
-      assert.deepEqual(alerts(full!).slice(5).map((a) => a.alert), ['NixImageBuildFailed', 'NixeryRegistryReplicasUnavailable']);
+      assert.deepEqual(alerts(full!).slice(6).map((a) => a.alert), ['NixImageBuildFailed', 'NixeryRegistryReplicasUnavailable']);
       assert.equal(full!.metadata!.labels!.release, 'kube-prometheus-stack');
       for (const a of alerts(full!)) assert.equal(a.labels.team, 'platform', a.alert);
       // With watchNamespaces the registry series are those namespaces'.
       assert.match(expr('NixeryRegistryDown', full!), /^up\{job="nixery-registry", namespace=~"nixery\|team-a"\} == 0$/);
 
       const fewer = find<PrometheusRule>(
-        await render(helm, ['--set', 'prometheusRule.enabled=true', '--set', 'prometheusRule.disabledAlerts={NixeryFreeSpaceLow,NixeryOperatorDown}', '--set', 'prometheusRule.operatorJob=my-operator']),
+        await render(helm, ['--set', 'prometheusRule.enabled=true', '--set', 'prometheusRule.disabledAlerts={NixeryFreeSpaceLow,NixeryOperatorDown,NixeryGarbageCollectionFailing}', '--set', 'prometheusRule.operatorJob=my-operator']),
         'PrometheusRule',
       )[0]!;
       assert.deepEqual(alerts(fewer).map((a) => a.alert), ['NixeryOperatorReconcileErrors', 'NixeryRegistryDown', 'NixeryBuildsFailing']);
