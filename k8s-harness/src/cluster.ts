@@ -32,6 +32,14 @@ export interface ClusterOptions {
    * nixery-k8s-harness): `<certsDir>/<host:port>/hosts.toml` or `<certsDir>/<host:port>/ca.crt`, read at each pull.
    */
   certsDir?: string;
+  /**
+   * Pull images as a containerd node does (`--strict-node-pulls`): registry hosts resolved only by
+   * this machine's resolver — a Service's DNS name fails (`ErrImagePull`, `… lookup <name>: no such
+   * host`) unless a hosts.toml in `certsDir` names an endpoint the node reaches (its ClusterIP) —
+   * and plain HTTP only for localhost or `http://` endpoints. Default DEFAULT_STRICT_NODE_PULLS
+   * (src/node/puller.ts): false for now.
+   */
+  strictNodePulls?: boolean;
 }
 
 export interface Cluster {
@@ -64,6 +72,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       ...(options.log ? { log: options.log } : {}),
       ...(options.volumeSyncPeriodMs !== undefined ? { volumeSyncPeriodMs: options.volumeSyncPeriodMs } : {}),
       ...(options.certsDir ? { certsDir: path.resolve(options.certsDir) } : {}),
+      ...(options.strictNodePulls !== undefined ? { strictNodePulls: options.strictNodePulls } : {}),
     });
   } catch (error) {
     await apiServer.stop();

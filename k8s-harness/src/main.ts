@@ -1,4 +1,4 @@
-// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N] [--audit-log-path FILE] [--certs-dir DIR]`: runs the
+// `nixery-k8s-harness --kubeconfig FILE [--data-dir DIR] [--port N] [--audit-log-path FILE] [--certs-dir DIR] [--[no-]strict-node-pulls]`: runs the
 // test cluster until killed, after printing one JSON line when it is ready.
 import { Command, InvalidArgumentError } from 'commander';
 import { startCluster } from './cluster.ts';
@@ -15,13 +15,16 @@ const program = new Command()
   })
   .option('--audit-log-path <file>', "append the API server's audit events here (audit.k8s.io/v1 Event JSON lines, level Metadata), as kube-apiserver's flag")
   .option('--certs-dir <dir>', "the node's registry hosts directory, as containerd's config_path: <dir>/<host:port>/hosts.toml or ca.crt, read at each pull")
-  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number; auditLogPath?: string; certsDir?: string }) => {
+  .option('--strict-node-pulls', 'pull as a containerd node: registry hosts resolved only by this machine (no Service names: those need a hosts.toml in --certs-dir), plain HTTP only for localhost or http:// endpoints of hosts.toml')
+  .option('--no-strict-node-pulls', 'pull leniently: Service names resolve and plain HTTP is probed for any host (the default for now)')
+  .action(async (options: { kubeconfig: string; dataDir?: string; port?: number; auditLogPath?: string; certsDir?: string; strictNodePulls?: boolean }) => {
     const cluster = await startCluster({
       kubeconfigPath: options.kubeconfig,
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       ...(options.port !== undefined ? { port: options.port } : {}),
       ...(options.auditLogPath ? { auditLogPath: options.auditLogPath } : {}),
       ...(options.certsDir ? { certsDir: options.certsDir } : {}),
+      ...(options.strictNodePulls !== undefined ? { strictNodePulls: options.strictNodePulls } : {}),
       log: (line) => process.stderr.write(JSON.stringify(line) + '\n'),
     });
     const stop = async () => {

@@ -29,7 +29,7 @@ import { startLogServer } from './log-server.ts';
 import { nodeRootDir, prepareNodeRoot, type HostPathRoots } from './node-root.ts';
 import { registerNode } from './node-status.ts';
 import { ServiceProxy } from './proxy.ts';
-import { Puller, PullError } from './puller.ts';
+import { DEFAULT_STRICT_NODE_PULLS, Puller, PullError } from './puller.ts';
 import { startReplicaSetController } from './replicaset-controller.ts';
 import { startServiceController } from './service-controller.ts';
 import { clusterAddress } from './services.ts';
@@ -139,7 +139,10 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
         const found = registryAddress(registry, records());
         return 'address' in found ? found.address : new PullError(found.error);
       },
-      options.certsDir ? { certsDir: options.certsDir } : {},
+      {
+        ...(options.certsDir ? { certsDir: options.certsDir } : {}),
+        strict: options.strictNodePulls ?? DEFAULT_STRICT_NODE_PULLS,
+      },
     );
     const kubelet = new Kubelet({
       kube,
@@ -178,7 +181,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     ];
     stops.push(() => Promise.all(queues.map((q) => q.stop())));
     kubelet.start();
-    log({ msg: 'node agent started', node: nodeName, kubeletPort: logServer.port, serviceRange: options.clusterIpRange ?? DEFAULT_CLUSTER_IP_RANGE });
+    log({ msg: 'node agent started', node: nodeName, kubeletPort: logServer.port, serviceRange: options.clusterIpRange ?? DEFAULT_CLUSTER_IP_RANGE, strictNodePulls: options.strictNodePulls ?? DEFAULT_STRICT_NODE_PULLS });
   } catch (error) {
     await stopAll();
     throw error;

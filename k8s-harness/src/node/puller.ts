@@ -1,10 +1,14 @@
 // Pulling a registry image for real: skopeo copies it into an OCI layout, umoci unpacks its root
 // file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir/User.
 // Which endpoint, which CA and whether TLS at all follow containerd's hosts directory
-// (registry-hosts.ts; an endpoint nothing describes is probed: TLS verified, or plain HTTP);
+// (registry-hosts.ts). Lenient (the default for now): Service names resolve to the Service's
+// address and an endpoint nothing describes is probed (TLS verified, or plain HTTP). Strict
+// (`strict`, the cluster's strictNodePulls): as a containerd node, hosts resolved only by this
+// machine's resolver and plain HTTP only for localhost or `http://` endpoints (node-pull.ts);
 // credentials are the pod's pull secrets (pull-secrets.ts), tried one after another as the
 // kubelet does, handed to skopeo in an auth file that exists only for that copy.
 import { createHash, randomBytes } from 'node:crypto';
+import dns from 'node:dns/promises';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -12,6 +16,7 @@ import tls from 'node:tls';
 import { execFile } from '@nixery/test-support';
 import { repositoryAndVersion, type RegistryReference } from './images.ts';
 import type { RegistryCredential } from './pull-secrets.ts';
+import { lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
 import { HostsConfigError, registryEndpoints, type RegistryEndpoint } from './registry-hosts.ts';
 
 export interface PulledImage {
@@ -93,21 +98,47 @@ interface Descriptor {
   mediaType?: string;
 }
 
+/**
+ * Whether a cluster's node pulls as a containerd node does (node-pull.ts) unless told otherwise.
+ * The e2e suites still pull by Service names without hosts.toml files: flip this to `true` once the
+ * operator's node-config DaemonSet writes them (nixery-k8s-harness then takes --no-strict-node-pulls).
+ */
+export const DEFAULT_STRICT_NODE_PULLS = false;
+
+/** The node's own resolver (/etc/hosts and DNS of this machine): resolves or throws getaddrinfo's error. */
+export type NodeLookup = (hostname: string) => Promise<void>;
+
+export const systemLookup: NodeLookup = async (hostname) => {
+  await dns.lookup(hostname, { all: true });
+};
+
 export interface PullerOptions {
   /** containerd's hosts directory (`--certs-dir`): `<dir>/<host:port>/hosts.toml` or `ca.crt`, read at each pull */
   certsDir?: string;
+  /**
+   * Pull as a containerd node: hosts resolved only by the node's own resolver (no Service names),
+   * plain HTTP only for localhost or `http://` endpoints of hosts.toml (node-pull.ts). Default
+   * false: Service names resolve, and an endpoint nothing describes is probed.
+   */
+  strict?: boolean;
+  /** the node's resolver, for strict pulls; default: this machine's (getaddrinfo) */
+  lookup?: NodeLookup;
 }
 
 export class Puller {
   readonly #dir: string;
   readonly #resolve: HostResolver;
   readonly #certsDir: string | undefined;
+  readonly #strict: boolean;
+  readonly #lookup: NodeLookup;
   readonly #inFlight = new Map<string, Promise<PulledImage>>();
 
   constructor(dataDir: string, resolve: HostResolver, options: PullerOptions = {}) {
     this.#dir = path.join(dataDir, 'images');
     this.#resolve = resolve;
     this.#certsDir = options.certsDir;
+    this.#strict = options.strict ?? false;
+    this.#lookup = options.lookup ?? systemLookup;
   }
 
   /**
@@ -132,7 +163,7 @@ export class Puller {
     }
     if (policy === 'Always' || !present) {
       await fs.mkdir(layout, { recursive: true });
-      await this.#fetch(reference, layout, credentials);
+      await this.#fetch(image, reference, layout, credentials);
     }
     const digest = await this.#manifestDigest(layout);
     const rootfs = await this.#unpack(layout, digest);
@@ -159,7 +190,7 @@ export class Puller {
    * errors together, as utilerrors.NewAggregate writes them), each through containerd's
    * endpoints for the host in order (the first error counts).
    */
-  async #fetch(reference: RegistryReference, layout: string, credentials: readonly RegistryCredential[]): Promise<void> {
+  async #fetch(image: string, reference: RegistryReference, layout: string, credentials: readonly RegistryCredential[]): Promise<void> {
     let endpoints: RegistryEndpoint[];
     try {
       endpoints = await registryEndpoints(this.#certsDir, reference.registry);
@@ -174,7 +205,7 @@ export class Puller {
       let first: string | undefined;
       for (const endpoint of endpoints) {
         try {
-          await this.#copy(endpoint, reference, layout, endpoint.host === reference.registry ? credential : undefined);
+          await this.#copy(image, endpoint, reference, layout, endpoint.host === reference.registry ? credential : undefined);
           return;
         } catch (error) {
           first ??= error instanceof Error ? error.message : String(error);
@@ -186,16 +217,37 @@ export class Puller {
   }
 
   /** One `skopeo copy` from one endpoint, with one credential or none. */
-  async #copy(endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: RegistryCredential | undefined): Promise<void> {
-    const address = this.#resolve(endpoint.host);
-    if (address instanceof PullError) throw address;
+  async #copy(image: string, endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: RegistryCredential | undefined): Promise<void> {
     const name = hostName(endpoint.host);
-    const tlsOn = endpoint.scheme === 'https' || (endpoint.scheme === undefined && (await speaksTls(address, name)));
+    let address: string;
+    let tlsOn: boolean;
+    let skipVerify = endpoint.skipVerify;
+    if (this.#strict) {
+      // As a containerd node: the machine's resolver only (skopeo then connects by that name), and
+      // the scheme containerd's ConfigureHosts picks.
+      const transport = nodeTransport(endpoint);
+      const lookupName = nameToResolve(endpoint);
+      if (lookupName !== undefined) {
+        try {
+          await this.#lookup(lookupName);
+        } catch (error) {
+          throw new PullError(unreachableMessage(image, reference, endpoint, transport, lookupFailure(lookupName, error as NodeJS.ErrnoException)));
+        }
+      }
+      address = endpoint.host;
+      tlsOn = transport.mode === 'tls' || (transport.mode === 'fallback' && (await speaksTls(address, name)));
+      skipVerify = transport.skipVerify;
+    } else {
+      const resolved = this.#resolve(endpoint.host);
+      if (resolved instanceof PullError) throw resolved;
+      address = resolved;
+      tlsOn = endpoint.scheme === 'https' || (endpoint.scheme === undefined && (await speaksTls(address, name)));
+    }
     const scratch = path.join(this.#dir, 'tmp', randomBytes(8).toString('hex'));
     await fs.mkdir(scratch, { recursive: true, mode: 0o700 });
     try {
       const args = ['copy', '--quiet'];
-      if (!tlsOn || endpoint.skipVerify) {
+      if (!tlsOn || skipVerify) {
         // Plain HTTP (probed or configured), or TLS the configuration says not to verify.
         args.push('--src-tls-verify=false');
       } else {

@@ -17,6 +17,7 @@ import { eventually, runOk } from '@nixery/test-support';
 import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
 import { credentialsFor, keyMatches, keyringFromSecrets } from './pull-secrets.ts';
 import { parseHostsToml, registryEndpoints } from './registry-hosts.ts';
+import { registryHandler } from './test-registry.ts';
 import { startCluster, type Cluster } from './testing.ts';
 
 const NS = 'private-it';
@@ -86,38 +87,6 @@ describe("the node's hosts directory, as containerd reads it", () => {
   });
 });
 
-/** A read-only OCI distribution server for one OCI layout; with `auth`, Basic credentials are required as a registry requires them. */
-function registryHandler(layout: string, auth?: { user: string; password: string }) {
-  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; mediaType: string; annotations?: Record<string, string> }> };
-  const blob = (digest: string) => path.join(layout, 'blobs', ...digest.split(':'));
-  return (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const error = (status: number, code: string, message: string, headers: Record<string, string> = {}) => {
-      res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
-      res.end(JSON.stringify({ errors: [{ code, message, detail: null }] }));
-    };
-    if (auth) {
-      const expected = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
-      if (req.headers.authorization !== expected) return error(401, 'UNAUTHORIZED', 'authentication required by the test registry', { 'WWW-Authenticate': 'Basic realm="test-registry"' });
-    }
-    const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname === '/v2/') return error(200, 'OK', 'ok');
-    const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url.pathname);
-    if (!m || m[1] !== 'test/busybox') return error(404, 'NAME_UNKNOWN', 'repository name not known to registry');
-    let digest = m[3]!;
-    let type = 'application/octet-stream';
-    if (m[2] === 'manifests') {
-      const descriptor = index.manifests.find((d) => d.digest === digest || d.annotations?.['org.opencontainers.image.ref.name'] === digest);
-      if (!descriptor) return error(404, 'MANIFEST_UNKNOWN', 'manifest unknown');
-      digest = descriptor.digest;
-      type = descriptor.mediaType;
-    }
-    if (!fs.existsSync(blob(digest))) return error(404, 'BLOB_UNKNOWN', 'blob unknown to registry');
-    const body = fs.readFileSync(blob(digest));
-    res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length, 'Docker-Content-Digest': digest });
-    res.end(req.method === 'HEAD' ? undefined : body);
-  };
-}
-
 describe('node agent: pulling from a private registry with pull secrets and a CA from the certs dir', () => {
   let range: ClaimedRange;
   let cluster: Cluster;
@@ -155,7 +124,8 @@ describe('node agent: pulling from a private registry with pull secrets and a CA
     plainPort = (plainServer.address() as AddressInfo).port;
 
     range = await claimClusterIpRange();
-    cluster = await startCluster(range.range, undefined, { certsDir });
+    // Pulls by the Service's name with only a ca.crt: the lenient node, whatever the default (strict pulls: strict-pull.test.ts).
+    cluster = await startCluster(range.range, undefined, { certsDir, strictNodePulls: false });
     await cluster.namespace(NS);
     // The registry as a Service of the cluster (selector-less, its Endpoints the test's server).
     await core().createNamespacedService({ namespace: NS, body: { metadata: { name: 'reg' }, spec: { ports: [{ port: 443, targetPort: tlsPort }] } } });

@@ -37,7 +37,7 @@ export interface Cluster {
  * Suites that may run at the same time on one machine pass different `clusterIpRange`s: Service
  * listeners and pod addresses (derived from the range) then never collide.
  */
-export async function startCluster(clusterIpRange: string, imageMap: ImageMapping[] = TEST_IMAGES, options: { certsDir?: string } = {}): Promise<Cluster> {
+export async function startCluster(clusterIpRange: string, imageMap: ImageMapping[] = TEST_IMAGES, options: { certsDir?: string; strictNodePulls?: boolean } = {}): Promise<Cluster> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-node-it-'));
   const api = await startApiServer({ dataDir: path.join(dir, 'api'), serviceClusterIpRange: clusterIpRange });
   const logs: object[] = [];

@@ -42,6 +42,13 @@ export interface NodeAgentOptions {
    * `<certsDir>/<host:port>/*.crt` (e.g. `ca.crt`) as CAs for `https://<host:port>`; `_default/` for any other host.
    */
   certsDir?: string;
+  /**
+   * Pull as a containerd node does: a registry host is resolved only through this machine's own
+   * resolver (never a Service name), so a Service's DNS name is reachable only through a hosts.toml
+   * endpoint in `certsDir` (e.g. its ClusterIP); plain HTTP only for localhost or `http://` endpoints.
+   * Default: DEFAULT_STRICT_NODE_PULLS (puller.ts), false for now.
+   */
+  strictNodePulls?: boolean;
 }
 
 export interface NodeAgent {

@@ -1,0 +1,163 @@
+// Strict node pulls (`strictNodePulls`), as a containerd node makes them: a Service's DNS name is
+// no host to the node — ErrImagePull with containerd's "no such host" — until a hosts.toml in the
+// certs dir names the Service's ClusterIP, which the node reaches (the Service proxy here, kube-proxy
+// on a real node); plain HTTP only for localhost or an `http://` endpoint.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { eventually } from '@nixery/test-support';
+import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
+import { hostOf, isLocalhost, lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
+import type { RegistryEndpoint } from './registry-hosts.ts';
+import { busyboxLayout, registryHandler } from './test-registry.ts';
+import { startCluster, type Cluster } from './testing.ts';
+
+const endpoint = (host: string, scheme: RegistryEndpoint['scheme'], more: Partial<RegistryEndpoint> = {}): RegistryEndpoint => ({
+  scheme,
+  host,
+  caFiles: [],
+  skipVerify: false,
+  capabilities: ['pull', 'resolve', 'push'],
+  ...more,
+});
+
+describe('strict node pulls: the decisions', () => {
+  it('localhost is localhost, 127/8 and ::1 (containerd IsLocalhost); nothing else', () => {
+    for (const host of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.96.0.4:80', '[::1]:5000', '::1']) assert.equal(isLocalhost(host), true, host);
+    for (const host of ['reg.ns.svc.cluster.local:5000', '10.96.0.4:5000', 'localhost.example.com', '[fe80::1]:5000', 'registry-1.docker.io']) assert.equal(isLocalhost(host), false, host);
+    assert.equal(hostOf('[::1]:5000'), '::1');
+    assert.equal(hostOf('reg.ns:5000'), 'reg.ns');
+  });
+
+  it('an endpoint nothing describes: HTTPS verified; localhost as containerd (443 HTTPS, 80 HTTP, else HTTPS unverified falling back to HTTP)', () => {
+    assert.deepEqual(nodeTransport(endpoint('nixery.team-a.svc.cluster.local:5000', undefined)), { scheme: 'https', mode: 'tls', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('10.96.0.4:5000', undefined)), { scheme: 'https', mode: 'tls', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('localhost', undefined)), { scheme: 'https', mode: 'tls', skipVerify: true });
+    assert.deepEqual(nodeTransport(endpoint('127.0.0.1:443', undefined)), { scheme: 'https', mode: 'tls', skipVerify: true });
+    assert.deepEqual(nodeTransport(endpoint('127.0.0.1:80', undefined)), { scheme: 'http', mode: 'plain', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('[::1]:5000', undefined)), { scheme: 'http', mode: 'fallback', skipVerify: true });
+  });
+
+  it('hosts.toml endpoints as configured: http:// plain (HTTPS first with a ca and a port other than 80), https:// verified unless skip_verify', () => {
+    assert.deepEqual(nodeTransport(endpoint('127.96.0.4:5000', 'http')), { scheme: 'http', mode: 'plain', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('10.96.0.4:5000', 'http')), { scheme: 'http', mode: 'plain', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('10.96.0.4:5000', 'http', { caFiles: ['/ca.pem'] })), { scheme: 'https', mode: 'fallback', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('10.96.0.4:80', 'http', { caFiles: ['/ca.pem'] })), { scheme: 'http', mode: 'plain', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('reg.example.com', 'https')), { scheme: 'https', mode: 'tls', skipVerify: false });
+    assert.deepEqual(nodeTransport(endpoint('reg.example.com', 'https', { skipVerify: true })), { scheme: 'https', mode: 'tls', skipVerify: true });
+  });
+
+  it('names go to the node resolver, addresses do not; its failure in containerd and Go words', () => {
+    assert.equal(nameToResolve(endpoint('nixery.team-a.svc.cluster.local:5000', undefined)), 'nixery.team-a.svc.cluster.local');
+    assert.equal(nameToResolve(endpoint('127.96.0.4:5000', 'http')), undefined);
+    assert.equal(nameToResolve(endpoint('[::1]:5000', 'http')), undefined);
+    const notFound = Object.assign(new Error('getaddrinfo ENOTFOUND x'), { code: 'ENOTFOUND' });
+    assert.equal(lookupFailure('nixery.team-a.svc.cluster.local', notFound), 'lookup nixery.team-a.svc.cluster.local: no such host');
+    const image = 'nixery.team-a.svc.cluster.local:5000/x:y';
+    const e = endpoint('nixery.team-a.svc.cluster.local:5000', undefined);
+    assert.equal(
+      unreachableMessage(image, { registry: 'nixery.team-a.svc.cluster.local:5000', repository: 'x', tag: 'y' }, e, nodeTransport(e), lookupFailure('nixery.team-a.svc.cluster.local', notFound)),
+      'failed to pull and unpack image "nixery.team-a.svc.cluster.local:5000/x:y": failed to resolve reference "nixery.team-a.svc.cluster.local:5000/x:y": ' +
+        'failed to do request: Head "https://nixery.team-a.svc.cluster.local:5000/v2/x/manifests/y": dial tcp: lookup nixery.team-a.svc.cluster.local: no such host',
+    );
+    const digest = 'sha256:' + 'a'.repeat(64);
+    assert.match(unreachableMessage(`r:5000/a/b@${digest}`, { registry: 'r:5000', repository: 'a/b', digest }, endpoint('r:5000', undefined), nodeTransport(endpoint('r:5000', undefined)), 'x'), new RegExp(`Head "https://r:5000/v2/a/b/manifests/${digest}"`));
+  });
+});
+
+describe('node agent: strict pulls by a Service DNS name, without and with a hosts.toml', () => {
+  const NS = 'team-a';
+  const HOST = `nixery.${NS}.svc.cluster.local:5000`;
+  const IMAGE = `${HOST}/test/busybox:v1`;
+  let range: ClaimedRange;
+  let cluster: Cluster;
+  let work: string;
+  let certsDir: string;
+  let server: http.Server;
+  let port: number;
+  const requests: string[] = [];
+
+  before(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'nixery-strict-'));
+    certsDir = path.join(work, 'certs.d');
+    fs.mkdirSync(certsDir);
+    const layout = path.join(work, 'layout');
+    await busyboxLayout(layout);
+    const handle = registryHandler(layout);
+    server = http.createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      handle(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+    range = await claimClusterIpRange();
+    cluster = await startCluster(range.range, undefined, { certsDir, strictNodePulls: true });
+    await cluster.namespace(NS);
+    // The registry as a Service (selector-less, its Endpoints the test's server), port 5000.
+    await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'nixery' }, spec: { ports: [{ port: 5000, targetPort: port }] } } });
+    await cluster.kube.core.createNamespacedEndpoints({ namespace: NS, body: { metadata: { name: 'nixery' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port }] }] } });
+  });
+  after(async () => {
+    await cluster?.stop();
+    await range?.release();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  const pod = (name: string) => cluster.kube.core.readNamespacedPod({ namespace: NS, name });
+
+  it("fails with ErrImagePull and containerd's no-such-host message; pulls through the ClusterIP once hosts.toml names it", async () => {
+    await cluster.kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'by-name' }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: IMAGE }] } } });
+    const message = await eventually('ErrImagePull', async () => {
+      const waiting = (await pod('by-name')).status?.containerStatuses?.[0]?.state?.waiting;
+      return waiting?.reason === 'ErrImagePull' ? waiting.message : undefined;
+    }, 60_000, 100);
+    assert.equal(
+      message,
+      `failed to pull and unpack image "${IMAGE}": failed to resolve reference "${IMAGE}": failed to do request: Head "https://${HOST}/v2/test/busybox/manifests/v1": dial tcp: lookup nixery.${NS}.svc.cluster.local: no such host`,
+    );
+    assert.deepEqual(requests, [], 'the registry was never asked');
+
+    // What the operator's node-config DaemonSet writes: the ClusterIP as the endpoint, plain HTTP.
+    const clusterIP = await cluster.serviceAddress(NS, 'nixery');
+    fs.mkdirSync(path.join(certsDir, HOST));
+    fs.writeFileSync(
+      path.join(certsDir, HOST, 'hosts.toml'),
+      `server = "http://${clusterIP}:5000"\n\n[host."http://${clusterIP}:5000"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
+    const done = await eventually('the pod to finish', async () => {
+      const p = await pod('by-name');
+      return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
+    }, 90_000, 200);
+    assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
+    assert.equal((await cluster.kubectl(['logs', '-n', NS, 'by-name'])).stdout, 'pulled\n');
+    assert.ok(requests.some((r) => r === 'GET /v2/test/busybox/manifests/v1' || r === 'HEAD /v2/test/busybox/manifests/v1'), JSON.stringify(requests));
+  });
+
+  it('a hosts.toml endpoint without the pull capability is not used', async () => {
+    const clusterIP = await cluster.serviceAddress(NS, 'nixery');
+    const host = `nixery.${NS}.svc:5000`;
+    fs.mkdirSync(path.join(certsDir, host));
+    fs.writeFileSync(path.join(certsDir, host, 'hosts.toml'), `server = "http://${clusterIP}:5000"\ncapabilities = ["resolve"]\n\n[host."http://${clusterIP}:5000"]\n  capabilities = ["resolve"]\n`);
+    await cluster.kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'no-pull' }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `${host}/test/busybox:v1` }] } } });
+    const message = await eventually('ErrImagePull', async () => {
+      const waiting = (await pod('no-pull')).status?.containerStatuses?.[0]?.state?.waiting;
+      return waiting?.reason === 'ErrImagePull' ? waiting.message : undefined;
+    }, 60_000, 100);
+    assert.match(message ?? '', /no host of registry nixery\.team-a\.svc:5000 is configured to resolve images/);
+  });
+
+  it('a plain HTTP registry on a loopback address is pulled from (containerd: localhost falls back to HTTP)', async () => {
+    await cluster.kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'loopback' }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `127.0.0.1:${port}/test/busybox:v1`, imagePullPolicy: 'Always' }] } } });
+    const done = await eventually('the pod to finish', async () => {
+      const p = await pod('loopback');
+      return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
+    }, 90_000, 200);
+    assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
+  });
+});
