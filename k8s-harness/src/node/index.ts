@@ -26,7 +26,7 @@ import { Cache, connect, errorMessage, isNotFound, type Kube, type WorkQueue } f
 import { Kubelet } from './kubelet.ts';
 import { DEFAULT_VOLUME_SYNC_PERIOD_MS } from './pod-shared.ts';
 import { startLogServer } from './log-server.ts';
-import { nodeRootDir, prepareNodeRoot, type HostPathRoots } from './node-root.ts';
+import { CONTAINERD_CERTS_DIR, hostPathOnNode, nodeRootDir, prepareNodeRoot, type HostPathRoots } from './node-root.ts';
 import { registerNode } from './node-status.ts';
 import { ServiceProxy } from './proxy.ts';
 import { DEFAULT_STRICT_NODE_PULLS, Puller, PullError } from './puller.ts';
@@ -140,7 +140,9 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
         return 'address' in found ? found.address : new PullError(found.error);
       },
       {
-        ...(options.certsDir ? { certsDir: options.certsDir } : {}),
+        // containerd's config_path: the certs dir, else the node root's /etc/containerd/certs.d,
+        // so that hosts.toml files a pod writes through a hostPath are always what the node reads.
+        certsDir: hostPathOnNode(CONTAINERD_CERTS_DIR, hostPaths),
         strict: options.strictNodePulls ?? DEFAULT_STRICT_NODE_PULLS,
       },
     );

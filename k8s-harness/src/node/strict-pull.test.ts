@@ -14,7 +14,7 @@ import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
 import { hostOf, isLocalhost, lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
 import type { RegistryEndpoint } from './registry-hosts.ts';
 import { busyboxLayout, registryHandler } from './test-registry.ts';
-import { startCluster, type Cluster } from './testing.ts';
+import { BUSYBOX_IMAGE, startCluster, type Cluster } from './testing.ts';
 
 const endpoint = (host: string, scheme: RegistryEndpoint['scheme'], more: Partial<RegistryEndpoint> = {}): RegistryEndpoint => ({
   scheme,
@@ -158,6 +158,62 @@ describe('node agent: strict pulls by a Service DNS name, without and with a hos
       const p = await pod('loopback');
       return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
     }, 90_000, 200);
+    assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
+  });
+});
+
+describe('node agent: without a certs dir, the node root\'s /etc/containerd/certs.d is the hosts directory', () => {
+  const NS = 'team-b';
+  const HOST = `nixery.${NS}.svc.cluster.local:5000`;
+  let range: ClaimedRange;
+  let cluster: Cluster;
+  let work: string;
+  let server: http.Server;
+
+  before(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'nixery-strict-root-'));
+    const layout = path.join(work, 'layout');
+    await busyboxLayout(layout);
+    server = http.createServer(registryHandler(layout));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    range = await claimClusterIpRange();
+    cluster = await startCluster(range.range, undefined, { strictNodePulls: true });
+    await cluster.kube.core.createNamespace({ body: { metadata: { name: NS, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } } });
+    await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'nixery' }, spec: { ports: [{ port: 5000, targetPort: port }] } } });
+    await cluster.kube.core.createNamespacedEndpoints({ namespace: NS, body: { metadata: { name: 'nixery' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port }] }] } });
+  });
+  after(async () => {
+    await cluster?.stop();
+    await range?.release();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('a hosts.toml a pod writes through the hostPath makes the Service name pullable', async () => {
+    const clusterIP = await cluster.serviceAddress(NS, 'nixery');
+    const at = '/tmp/nixery-harness-strict-it/certs.d';
+    const toml = `server = "http://${clusterIP}:5000"\n[host."http://${clusterIP}:5000"]\n  capabilities = ["pull", "resolve"]\n`;
+    await cluster.kube.core.createNamespacedPod({
+      namespace: NS,
+      body: {
+        metadata: { name: 'writer' },
+        spec: {
+          restartPolicy: 'Never',
+          volumes: [{ name: 'certs', hostPath: { path: '/etc/containerd/certs.d', type: 'DirectoryOrCreate' } }],
+          containers: [{ name: 'c', image: BUSYBOX_IMAGE, args: ['sh', '-c', `mkdir -p ${at}/${HOST} && printf '%s' '${toml}' > ${at}/${HOST}/hosts.toml`], volumeMounts: [{ name: 'certs', mountPath: at }] }],
+        },
+      },
+    });
+    const finished = (name: string) => eventually(`${name} to finish`, async () => {
+      const p = await cluster.kube.core.readNamespacedPod({ namespace: NS, name });
+      return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
+    }, 90_000, 200);
+    assert.equal((await finished('writer')).status?.phase, 'Succeeded');
+    assert.equal(fs.readFileSync(path.join(cluster.dataDir, 'node-root/etc/containerd/certs.d', HOST, 'hosts.toml'), 'utf8'), toml);
+    await cluster.kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'puller' }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `${HOST}/test/busybox:v1` }] } } });
+    const done = await finished('puller');
     assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
   });
 });
