@@ -144,6 +144,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
         // so that hosts.toml files a pod writes through a hostPath are always what the node reads.
         certsDir: hostPathOnNode(CONTAINERD_CERTS_DIR, hostPaths),
         strict: options.strictNodePulls ?? DEFAULT_STRICT_NODE_PULLS,
+        nodePath: (p) => hostPathOnNode(p, hostPaths),
       },
     );
     const kubelet = new Kubelet({

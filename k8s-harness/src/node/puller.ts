@@ -9,6 +9,7 @@
 // kubelet does, handed to skopeo in an auth file that exists only for that copy.
 import { createHash, randomBytes } from 'node:crypto';
 import dns from 'node:dns/promises';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -17,7 +18,7 @@ import { execFile } from '@nixery/test-support';
 import { repositoryAndVersion, type RegistryReference } from './images.ts';
 import type { RegistryCredential } from './pull-secrets.ts';
 import { lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
-import { HostsConfigError, registryEndpoints, type RegistryEndpoint } from './registry-hosts.ts';
+import { HostsConfigError, registryEndpoints, type NodePath, type RegistryEndpoint } from './registry-hosts.ts';
 
 export interface PulledImage {
   /** the unpacked root file system (read-only: containers get an overlay on it) */
@@ -123,6 +124,12 @@ export interface PullerOptions {
   strict?: boolean;
   /** the node's resolver, for strict pulls; default: this machine's (getaddrinfo) */
   lookup?: NodeLookup;
+  /**
+   * Where a path of the node's file system is on this machine (hostPath mapping, node-root.ts), for
+   * absolute `ca` paths in hosts.toml. Lenient pulls fall back to the path as written when nothing
+   * is at the mapped one; strict pulls do not.
+   */
+  nodePath?: NodePath;
 }
 
 export class Puller {
@@ -131,6 +138,7 @@ export class Puller {
   readonly #certsDir: string | undefined;
   readonly #strict: boolean;
   readonly #lookup: NodeLookup;
+  readonly #nodePath: NodePath;
   readonly #inFlight = new Map<string, Promise<PulledImage>>();
 
   constructor(dataDir: string, resolve: HostResolver, options: PullerOptions = {}) {
@@ -139,6 +147,8 @@ export class Puller {
     this.#certsDir = options.certsDir;
     this.#strict = options.strict ?? false;
     this.#lookup = options.lookup ?? systemLookup;
+    const nodePath = options.nodePath ?? ((p: string) => p);
+    this.#nodePath = this.#strict ? nodePath : (p) => (fsSync.existsSync(nodePath(p)) ? nodePath(p) : p);
   }
 
   /**
@@ -193,7 +203,7 @@ export class Puller {
   async #fetch(image: string, reference: RegistryReference, layout: string, credentials: readonly RegistryCredential[]): Promise<void> {
     let endpoints: RegistryEndpoint[];
     try {
-      endpoints = await registryEndpoints(this.#certsDir, reference.registry);
+      endpoints = await registryEndpoints(this.#certsDir, reference.registry, this.#nodePath);
     } catch (error) {
       throw new PullError(error instanceof HostsConfigError ? error.message : String(error));
     }

@@ -31,18 +31,24 @@ function list(value: unknown, what: string): string[] {
   throw new HostsConfigError(`${what} must be a string or a list of strings`);
 }
 
-function endpoint(url: string, table: Record<string, unknown>, hostDir: string, where: string): RegistryEndpoint {
+/** Where a path of the node's file system is on this machine (node-root.ts's hostPathOnNode); identity by default. */
+export type NodePath = (nodePath: string) => string;
+
+const asWritten: NodePath = (p) => p;
+
+function endpoint(url: string, table: Record<string, unknown>, hostDir: string, where: string, nodePath: NodePath): RegistryEndpoint {
   const match = /^(?:(https?):\/\/)?([^/]+)/.exec(url);
   if (!match) throw new HostsConfigError(`${where}: "${url}" is not a registry URL`);
   const skip = table.skip_verify;
   if (skip !== undefined && typeof skip !== 'boolean') throw new HostsConfigError(`${where}: skip_verify must be true or false`);
-  const caFiles = list(table.ca, `${where}: ca`).map((ca) => (path.isAbsolute(ca) ? ca : path.join(hostDir, ca)));
+  // containerd reads `ca` on the node: an absolute path is the node's, a relative one is in the host's directory.
+  const caFiles = list(table.ca, `${where}: ca`).map((ca) => (path.isAbsolute(ca) ? nodePath(ca) : path.join(hostDir, ca)));
   const capabilities = table.capabilities === undefined ? DEFAULT_CAPABILITIES : list(table.capabilities, `${where}: capabilities`);
   return { scheme: (match[1] as 'https' | 'http' | undefined) ?? 'https', host: match[2]!, caFiles, skipVerify: skip === true, capabilities };
 }
 
 /** The endpoints a hosts.toml names, in the order containerd tries them: its `[host]` entries, then `server`. */
-export function parseHostsToml(text: string, hostDir: string, registry: string): RegistryEndpoint[] {
+export function parseHostsToml(text: string, hostDir: string, registry: string, nodePath: NodePath = asWritten): RegistryEndpoint[] {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text) as Record<string, unknown>;
@@ -56,12 +62,12 @@ export function parseHostsToml(text: string, hostDir: string, registry: string):
     if (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts)) throw new HostsConfigError(`${where}: host must be a table of [host."<url>"] entries`);
     for (const [url, table] of Object.entries(hosts as Record<string, unknown>)) {
       if (typeof table !== 'object' || table === null) throw new HostsConfigError(`${where}: [host."${url}"] must be a table`);
-      endpoints.push(endpoint(url, table as Record<string, unknown>, hostDir, `${where} [host."${url}"]`));
+      endpoints.push(endpoint(url, table as Record<string, unknown>, hostDir, `${where} [host."${url}"]`, nodePath));
     }
   }
   const server = doc.server;
   if (server !== undefined && typeof server !== 'string') throw new HostsConfigError(`${where}: server must be a string`);
-  endpoints.push(endpoint(server ?? `https://${registry}`, doc, hostDir, where));
+  endpoints.push(endpoint(server ?? `https://${registry}`, doc, hostDir, where, nodePath));
   return endpoints;
 }
 
@@ -79,7 +85,7 @@ async function exists(p: string): Promise<boolean> {
  * first. Without a certs dir, or without a directory for the host: the host itself, scheme
  * undefined (the puller probes it), no CA of its own.
  */
-export async function registryEndpoints(certsDir: string | undefined, registry: string): Promise<RegistryEndpoint[]> {
+export async function registryEndpoints(certsDir: string | undefined, registry: string, nodePath: NodePath = asWritten): Promise<RegistryEndpoint[]> {
   const fallback: RegistryEndpoint[] = [{ scheme: undefined, host: registry, caFiles: [], skipVerify: false, capabilities: DEFAULT_CAPABILITIES }];
   if (!certsDir) return fallback;
   let hostDir: string | undefined;
@@ -95,7 +101,7 @@ export async function registryEndpoints(certsDir: string | undefined, registry: 
     if (error.code === 'ENOENT') return undefined;
     throw new HostsConfigError(`${tomlFile}: ${error.message}`);
   });
-  if (text !== undefined && text.trim() !== '') return parseHostsToml(text, hostDir, registry);
+  if (text !== undefined && text.trim() !== '') return parseHostsToml(text, hostDir, registry, nodePath);
   // Docker's certs.d layout: every *.crt is a CA for the registry itself.
   const crts = (await fs.readdir(hostDir)).filter((f) => f.endsWith('.crt')).sort().map((f) => path.join(hostDir, f));
   return [{ ...fallback[0]!, ...(crts.length > 0 ? { scheme: 'https' as const } : {}), caFiles: crts }];

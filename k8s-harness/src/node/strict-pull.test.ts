@@ -6,13 +6,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { eventually } from '@nixery/test-support';
+import { eventually, runOk } from '@nixery/test-support';
 import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
 import { hostOf, isLocalhost, lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
-import type { RegistryEndpoint } from './registry-hosts.ts';
+import { hostPathOnNode } from './node-root.ts';
+import { parseHostsToml, type RegistryEndpoint } from './registry-hosts.ts';
 import { busyboxLayout, registryHandler } from './test-registry.ts';
 import { BUSYBOX_IMAGE, startCluster, type Cluster } from './testing.ts';
 
@@ -66,6 +68,19 @@ describe('strict node pulls: the decisions', () => {
     );
     const digest = 'sha256:' + 'a'.repeat(64);
     assert.match(unreachableMessage(`r:5000/a/b@${digest}`, { registry: 'r:5000', repository: 'a/b', digest }, endpoint('r:5000', undefined), nodeTransport(endpoint('r:5000', undefined)), 'x'), new RegExp(`Head "https://r:5000/v2/a/b/manifests/${digest}"`));
+  });
+});
+
+describe("hosts.toml's ca on the node's file system", () => {
+  it('an absolute ca is a node path (mapped as hostPaths are), a relative one is in the host directory', () => {
+    const endpoints = parseHostsToml(
+      'server = "https://10.96.0.4:5000"\nca = "/etc/containerd/certs.d/reg:5000/ca.crt"\n[host."https://10.96.0.5:5000"]\n  ca = "mine.pem"\n',
+      '/certs/reg:5000',
+      'reg:5000',
+      (p) => hostPathOnNode(p, { nodeRoot: '/data/node-root', certsDir: '/certs' }),
+    );
+    assert.deepEqual(endpoints.map((e) => e.caFiles), [['/certs/reg:5000/mine.pem'], ['/certs/reg:5000/ca.crt']]);
+    assert.deepEqual(parseHostsToml('ca = "/etc/ssl/reg.pem"\n', '/certs/reg', 'reg', (p) => hostPathOnNode(p, { nodeRoot: '/data/node-root' }))[0]?.caFiles, ['/data/node-root/etc/ssl/reg.pem']);
   });
 });
 
@@ -137,6 +152,44 @@ describe('node agent: strict pulls by a Service DNS name, without and with a hos
     assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
     assert.equal((await cluster.kubectl(['logs', '-n', NS, 'by-name'])).stdout, 'pulled\n');
     assert.ok(requests.some((r) => r === 'GET /v2/test/busybox/manifests/v1' || r === 'HEAD /v2/test/busybox/manifests/v1'), JSON.stringify(requests));
+  });
+
+  it('an https:// ClusterIP endpoint is verified: unknown authority fails, the ca named by its node path (/etc/containerd/certs.d/…) is trusted', async () => {
+    await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'secure' }, spec: { ports: [{ port: 5443 }] } } });
+    const clusterIP = await cluster.serviceAddress(NS, 'secure');
+    // A CA and a serving certificate for the ClusterIP, as the operator's TLS registry has one.
+    const ca = (...args: string[]) => runOk('openssl', args, { cwd: work, timeoutMs: 60_000 });
+    await ca('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=strict-it-ca');
+    await ca('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=secure');
+    fs.writeFileSync(path.join(work, 'san.ext'), `subjectAltName=DNS:secure.${NS}.svc.cluster.local,IP:${clusterIP}\n`);
+    await ca('x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'tls.crt', '-days', '2', '-extfile', 'san.ext');
+    const tlsServer = https.createServer({ key: fs.readFileSync(path.join(work, 'tls.key')), cert: fs.readFileSync(path.join(work, 'tls.crt')) }, registryHandler(path.join(work, 'layout')));
+    await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+    try {
+      const tlsPort = (tlsServer.address() as AddressInfo).port;
+      await cluster.kube.core.createNamespacedEndpoints({ namespace: NS, body: { metadata: { name: 'secure' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port: tlsPort }] }] } });
+      const host = `secure.${NS}.svc.cluster.local:5443`;
+      const dir = path.join(certsDir, host);
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path.join(dir, 'hosts.toml'), `server = "https://${clusterIP}:5443"\n\n[host."https://${clusterIP}:5443"]\n  capabilities = ["pull", "resolve"]\n`);
+      await cluster.kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'secure' }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `${host}/test/busybox:v1` }] } } });
+      const message = await eventually('ErrImagePull', async () => {
+        const waiting = (await pod('secure')).status?.containerStatuses?.[0]?.state?.waiting;
+        return waiting?.reason === 'ErrImagePull' ? waiting.message : undefined;
+      }, 60_000, 100);
+      assert.match(message ?? '', /x509: certificate signed by unknown authority/);
+      // As the node-config DaemonSet writes it: the CA beside hosts.toml, named by its path on the node.
+      fs.copyFileSync(path.join(work, 'ca.crt'), path.join(dir, 'ca.crt'));
+      fs.writeFileSync(path.join(dir, 'hosts.toml'), `server = "https://${clusterIP}:5443"\n\n[host."https://${clusterIP}:5443"]\n  capabilities = ["pull", "resolve"]\n  ca = "/etc/containerd/certs.d/${host}/ca.crt"\n`);
+      const done = await eventually('the pod to finish', async () => {
+        const p = await pod('secure');
+        return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
+      }, 90_000, 200);
+      assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
+    } finally {
+      tlsServer.closeAllConnections();
+      await new Promise((resolve) => tlsServer.close(resolve));
+    }
   });
 
   it('a hosts.toml endpoint without the pull capability is not used', async () => {
