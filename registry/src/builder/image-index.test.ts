@@ -6,7 +6,7 @@ import { FilesystemStorage } from '../storage/filesystem.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { BuildStorageError } from './errors.ts';
-import { ImageIndexes, renderPlatformIndex } from './image-index.ts';
+import { builtIndexKey, ImageIndexes, renderPlatformIndex, type BuiltIndexDocument } from './image-index.ts';
 import type { PlatformBuildResult } from './result.ts';
 
 const tempDir = tempDirs('nixery-image-index-');
@@ -65,6 +65,17 @@ describe('the image index of a multi-platform build', () => {
     assert.deepEqual(calls, { stat: 2, put: 2 }, 'known to be stored: no storage call');
     await new ImageIndexes(counted).store('hello', 'latest', images);
     assert.deepEqual(calls, { stat: 4, put: 2 }, 'another process looks, and writes nothing');
+  });
+
+  it('records the index in a document garbage collection keeps it by (a client may pull it by digest much later), once', async () => {
+    const { storage, counted } = await countedStorage();
+    let puts = 0;
+    counted.putDocument = (key, value) => (puts++, storage.putDocument(key, value));
+    const built = await new ImageIndexes(counted).store('shell/hello', 'latest', images);
+    const doc = await storage.getDocument<BuiltIndexDocument>(builtIndexKey(built.manifests.oci.digest));
+    assert.deepEqual(doc, { manifests: { docker: built.manifests.docker, oci: built.manifests.oci } });
+    await new ImageIndexes(counted).store('shell/hello', 'latest', images);
+    assert.equal(puts, 1, 'another process finds it and writes nothing');
   });
 
   it('fails as a storage failure when the index cannot be stored', async () => {

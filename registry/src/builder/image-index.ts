@@ -17,6 +17,19 @@ import type { IndexBuildResult, PlatformBuildResult } from './result.ts';
 const STORED_INDEX_ENTRIES = 1024;
 
 /**
+ * The document recording a built index (both renderings), keyed by its OCI digest's hex: what
+ * garbage collection (service/gc.ts) keeps it by, as manifest cache entries keep built images. A
+ * client may pull the index by digest long after the pull by tag that built it.
+ */
+export function builtIndexKey(ociDigest: string): string {
+  return `built-indexes/${ociDigest.slice('sha256:'.length)}`;
+}
+
+export interface BuiltIndexDocument {
+  manifests: { docker: Descriptor; oci: Descriptor };
+}
+
+/**
  * Builds `image` for each platform, all at once (the builder's queue bounds the work). The first
  * failure is thrown, and the other platforms' builds are no longer waited for: one still queued
  * for nobody else is dropped, one running finishes into the caches.
@@ -73,7 +86,22 @@ export class ImageIndexes {
    */
   async store(name: string, tag: string, images: readonly PlatformBuildResult[]): Promise<IndexBuildResult> {
     const [docker, oci] = await Promise.all((['docker', 'oci'] as const).map((format) => this.put(format, renderPlatformIndex(format, images))));
+    await this.record(docker!, oci!);
     return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { docker: docker!, oci: oci! }, platforms: images.map(asIndexed) };
+  }
+
+  /** Written once per index (the memo), after both blobs: a document never names a missing blob. */
+  private async record(docker: Descriptor, oci: Descriptor): Promise<void> {
+    const key = builtIndexKey(oci.digest);
+    if (this.stored.get(key)) return;
+    try {
+      if (!(await this.storage.getDocument<BuiltIndexDocument>(key))) {
+        await this.storage.putDocument(key, { manifests: { docker, oci } } satisfies BuiltIndexDocument);
+      }
+    } catch (cause) {
+      throw new BuildStorageError(`recording the image index ${oci.digest} failed: ${(cause as Error).message}`, { cause });
+    }
+    this.stored.set(key, true);
   }
 
   private async put(format: ManifestFormat, bytes: Buffer): Promise<Descriptor> {

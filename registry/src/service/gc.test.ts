@@ -13,6 +13,7 @@ import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { startAuthServer, TEST_ADMIN_TOKEN } from '../http/test-support.ts';
 import { GarbageCollector, GC_STATE_KEY, PeriodicGc, type GcReport, type GcState } from './gc.ts';
+import { builtIndexKey } from '../builder/image-index.ts';
 
 const tempDir = tempDirs('nixery-gc-');
 const HOUR = 3600_000;
@@ -150,6 +151,20 @@ describe('garbage collection: what goes, and when', () => {
       builtReferrer.digest, builtSbomExtra.digest,
     ];
     for (const digest of kept) assert.ok(await f.exists(digest), `${digest} is kept`);
+  });
+
+  it('keeps a multi-platform index built on demand, and its children, by its built-indexes document (a kind it knows)', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const f = await fixture({ log: createLogger({ write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }) });
+    const amd64 = await image(f, 'amd64');
+    const arm64 = await image(f, 'arm64');
+    const oci = await f.manifest({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [amd64.manifest, arm64.manifest] }, undefined, MediaType.ociIndex);
+    const docker = await f.manifest({ schemaVersion: 2, mediaType: MediaType.dockerManifestList, manifests: [amd64.manifest, arm64.manifest] }, undefined, MediaType.dockerManifestList);
+    await f.storage.putDocument(builtIndexKey(oci.digest), { manifests: { docker, oci } });
+    const report = await twoRuns(f);
+    assert.equal(report.deleted.blob.objects, 0);
+    for (const digest of [oci.digest, docker.digest, amd64.manifest.digest, amd64.layer, arm64.manifest.digest, arm64.config]) assert.ok(await f.exists(digest), `${digest} is kept`);
+    assert.deepEqual(lines.filter((l) => /does not know/.test(String(l.msg))), [], 'understood, not kept as an unknown document');
   });
 
   it('drops a referrer whose subject is no longer kept, and the built-referrers index of a subject that is gone', async () => {

@@ -3,7 +3,8 @@
 //
 // Mark. Roots: every pushed tag (`pushed/<name>/_tags/<tag>`), every pushed manifest a repository
 // holds (`pushed-manifests/<hex>`: pushed by digest, kept until a DELETE by digest), and every
-// manifest cache entry of on-demand builds (`manifests/<hex>`). A kept manifest keeps what it
+// manifest cache entry of on-demand builds (`manifests/<hex>`), and every multi-platform index built
+// on demand (`built-indexes/<hex>`, which a client may pull by digest long after). A kept manifest keeps what it
 // names (config, layers, an index's child manifests, recursively) and its referrers (OCI 1.1: the
 // pushed ones listed in `pushed/<name>/_referrers/<subject>`, the SBOMs of built images in
 // `built-referrers/<subject>`), which keep theirs. A layer cache entry (`layers/<hex>`) keeps its
@@ -168,6 +169,11 @@ export class GarbageCollector {
         roots.push(value.manifests.docker, value.manifests.oci, value.sbom.referrers.docker, value.sbom.referrers.oci);
         // Leaves: kept, never stat'ed nor read.
         for (const d of [value.config, value.sbom.document, ...value.layers]) roots.push({ digest: d.digest, mediaType: LEAF });
+        understood = true;
+      } else if (segments[0] === 'built-indexes' && segments.length === 2 && isDescriptor((value as { manifests?: { oci?: unknown } }).manifests?.oci) && isDescriptor((value as { manifests: { docker?: unknown } }).manifests.docker)) {
+        // A multi-platform index built on demand (builder/image-index.ts): a root as built images are.
+        const { docker, oci } = (value as { manifests: { docker: Descriptorish; oci: Descriptorish } }).manifests;
+        roots.push(docker, oci);
         understood = true;
       } else if (segments[0] === 'layers' && segments.length === 2 && isDigestString((value as { digest?: unknown }).digest)) {
         layerEntries.push({ key, digest: (value as { digest: string }).digest, doc });
