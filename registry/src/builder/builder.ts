@@ -39,9 +39,9 @@ export const BUILDER_VERSION = 2;
 
 /**
  * How long a verified manifest cache entry (document read, every blob it names stat'ed) is reused
- * without reading storage again. Nothing in the registry deletes blobs or cache documents, but
- * storage may be pruned from outside (by hand, a bucket lifecycle rule): after this long a pruned
- * entry is noticed and the image rebuilt, as before.
+ * without reading storage again. Garbage collection (service/gc.ts) keeps what a manifest cache
+ * entry names, but storage may be pruned from outside too (by hand, a bucket lifecycle rule):
+ * after this long a pruned entry is noticed and the image rebuilt, as before.
  */
 export const MANIFEST_MEMO_TTL_MS = 5_000;
 /** Entries hold the layers' store paths (tens of KB for a big image): cap the memo's memory. */
