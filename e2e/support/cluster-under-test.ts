@@ -32,6 +32,8 @@ export interface ClusterUnderTest {
    * reads as config_path (a shared mount, say).
    */
   trustRegistryCa(host: string, caPem: string): Promise<void>;
+  /** The nodes' registry hosts directory (containerd's certs.d, the test cluster's --certs-dir), if known here. */
+  certsDir: string | undefined;
   /** Removes what the suite made and, for a test cluster, the cluster itself. */
   release(): Promise<void>;
 }
@@ -39,6 +41,12 @@ export interface ClusterUnderTest {
 export interface ClusterRequest {
   /** Namespaces the suite creates (itself or through helm): they must not exist yet, and are deleted at the end. */
   namespaces: string[];
+  /**
+   * The test cluster's node pulls as a containerd node does: registry hosts resolved only by the
+   * machine (no Service names), plain HTTP only for localhost or where hosts.toml says. A real
+   * cluster's nodes do so anyway.
+   */
+  strictNodePulls?: boolean;
 }
 
 const OPERATOR_NAMESPACE = 'nixery-e2e-operator';
@@ -72,7 +80,7 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
     auditLogPath = path.join(workDir, 'audit.log');
     certsDir = path.join(workDir, 'certs.d');
     await fs.mkdir(certsDir);
-    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir });
+    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir, ...(request.strictNodePulls ? { strictNodePulls: true } : {}) });
     kubeconfigPath = cluster.kubeconfigPath;
   }
   const audit = await AuditLog.from(auditLogPath);
@@ -86,6 +94,7 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
     kubeconfigPath,
     workDir,
     requests: () => audit.requests(),
+    certsDir,
     async serviceHost(namespace, service, port) {
       const key = `${namespace}/${service}:${port}`;
       if (!forwarders.has(key)) forwarders.set(key, forwardService(kubeconfigPath, namespace, service, port));

@@ -11,6 +11,10 @@ export const OPERATOR_IMAGE = process.env.NIXERY_E2E_OPERATOR_IMAGE ?? 'ghcr.io/
 export interface OperatorOptions {
   /** --namespaces: the operator watches only these (the chart then grants Roles there). */
   namespaces?: string[];
+  /** --allow-node-config: instances may write the nodes' runtime configuration (spec.nodeConfig). */
+  allowNodeConfig?: boolean;
+  /** --allow-node-local: instances may run the node-local forwarder (spec.nodeLocal). */
+  allowNodeLocal?: boolean;
 }
 
 export interface OperatorDeployment {
@@ -35,6 +39,8 @@ export async function installOperator(kubeconfig: string, namespace: string, wor
     // Resyncs often enough that a test sees a few of them in seconds.
     '--set', 'operator.resyncSeconds=2',
     '--set-json', `watchNamespaces=${JSON.stringify(o.namespaces ?? [])}`,
+    ...(o.allowNodeConfig ? ['--set', 'operator.allowNodeConfig=true'] : []),
+    ...(o.allowNodeLocal ? ['--set', 'operator.allowNodeLocal=true'] : []),
   ];
   await helm.ok(['install', RELEASE, CHART, '--namespace', namespace, '--create-namespace', '--skip-crds', ...values(options)]);
   await waitWorking(kubeconfig, namespace, []);
