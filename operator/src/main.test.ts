@@ -27,5 +27,14 @@ describe('nixery-operator start-up', () => {
       return true;
     });
   });
-});
 
+  it('stops at a --node-config-namespace that is no namespace name', async () => {
+    const main = path.join(import.meta.dirname, 'main.ts');
+    const run = promisify(execFile)(process.execPath, [main, '--no-leader-elect', '--node-config-namespace', 'Kube_System'], { timeout: 30_000 });
+    await assert.rejects(run, (error: { code?: number; stderr?: string }) => {
+      assert.equal(error.code, 1);
+      assert.equal(error.stderr, "error: option '--node-config-namespace <namespace>' argument 'Kube_System' is invalid. expected a namespace name\n");
+      return true;
+    });
+  });
+});

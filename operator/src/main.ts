@@ -12,6 +12,13 @@ const int = (value: string): number => {
   return n;
 };
 
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const namespaceName = (value: string): string => {
+  if (!NAMESPACE.test(value) || value.length > 63) throw new InvalidArgumentError('expected a namespace name');
+  return value;
+};
+
 const program = new Command()
   .name('nixery-operator')
   .description('Kubernetes operator for NixeryInstance and NixImage')
@@ -23,9 +30,10 @@ const program = new Command()
   .option('--workers <n>', 'concurrent reconciles per controller', int, 2)
   .option('--namespaces <list>', 'watch only these comma-separated namespaces (default: all)', (v: string) => {
     const list = v.split(',').map((n) => n.trim()).filter(Boolean);
-    if (list.length === 0 || list.some((n) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n))) throw new InvalidArgumentError('expected namespace names');
+    if (list.length === 0 || list.some((n) => !NAMESPACE.test(n))) throw new InvalidArgumentError('expected namespace names');
     return list;
   })
+  .option('--node-config-namespace <namespace>', "where spec.nodeConfig's DaemonSets run, a namespace allowing privileged pods (default: the operator's own namespace)", namespaceName)
   .option(ALLOW_NODE_LOCAL_FLAG, "let NixeryInstances have spec.nodeLocal: a hostNetwork DaemonSet on every node, with the instance's image")
   .option(ALLOW_NODE_CONFIG_FLAG, "let NixeryInstances have spec.nodeConfig: a root DaemonSet on every node, with the instance's image, writing the container runtime's registry configuration (hostPath)")
   .option(
@@ -39,7 +47,7 @@ const program = new Command()
       }
     },
   )
-  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[]; allowNodeLocal?: boolean; allowNodeConfig?: boolean; allowedRegistryImages?: string[] }) => {
+  .action(async (options: { healthPort: number; healthHost: string; leaderElect: boolean; leaseNamespace?: string; resyncSeconds: number; workers: number; namespaces?: string[]; nodeConfigNamespace?: string; allowNodeLocal?: boolean; allowNodeConfig?: boolean; allowedRegistryImages?: string[] }) => {
     const log = createLogger({ level: logLevelOrExit(), base: { component: 'operator' } });
     const manager = new Manager({
       kc: loadKubeConfig(),
@@ -50,9 +58,10 @@ const program = new Command()
       resyncSeconds: Math.max(1, options.resyncSeconds),
       workers: Math.max(1, options.workers),
       ...(options.namespaces ? { namespaces: options.namespaces } : {}),
+      nodeConfigNamespace: options.nodeConfigNamespace ?? operatorNamespace(),
       gates: { allowNodeLocal: options.allowNodeLocal === true, allowNodeConfig: options.allowNodeConfig === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS },
     });
-    log.info('privilege gates', { allowNodeLocal: options.allowNodeLocal === true, allowNodeConfig: options.allowNodeConfig === true, allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS });
+    log.info('privilege gates', { allowNodeLocal: options.allowNodeLocal === true, allowNodeConfig: options.allowNodeConfig === true, nodeConfigNamespace: options.nodeConfigNamespace ?? operatorNamespace(), allowedRegistryImages: options.allowedRegistryImages ?? DEFAULT_REGISTRY_IMAGE_PATTERNS });
     const shutdown = async (signal: string) => {
       log.info('shutting down', { signal });
       await manager.stop().catch((error: unknown) => log.error('shutdown failed', { error }));

@@ -28,6 +28,8 @@ export interface ManagerOptions {
   namespaces?: string[];
   /** What NixeryInstance authors may ask for; the reconciler's defaults when unset. */
   gates?: PrivilegeGates;
+  /** Where spec.nodeConfig's DaemonSets (and their CA copies) go: the operator's own namespace in main.ts. */
+  nodeConfigNamespace: string;
 }
 
 export class Manager {
@@ -79,6 +81,9 @@ export class Manager {
     const { kc, log } = this.options;
     const onWrite = (kind: string) => this.metrics.writes.inc({ kind });
     const selector = `${MANAGED_BY_LABEL}=${FIELD_MANAGER}`;
+    // With --namespaces, the node-config namespace is watched too for what spec.nodeConfig puts
+    // there, once the operator may make it (the chart grants the rights there only then).
+    const nodeConfigScope = this.options.gates?.allowNodeConfig ? { extraNamespaces: [this.options.nodeConfigNamespace] } : {};
 
     const instances = this.watch<NixeryInstance>({ apiVersion: API_VERSION, kind: NIXERY_INSTANCE.kind, plural: NIXERY_INSTANCE.plural });
     const images = this.watch<NixImage>({ apiVersion: API_VERSION, kind: NIX_IMAGE.kind, plural: NIX_IMAGE.plural });
@@ -88,18 +93,26 @@ export class Manager {
       PersistentVolumeClaim: this.watch({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims' }, selector),
       Service: this.watch({ apiVersion: 'v1', kind: 'Service', plural: 'services' }, selector),
       Deployment: this.watch({ apiVersion: 'apps/v1', kind: 'Deployment', plural: 'deployments' }, selector),
-      DaemonSet: this.watch({ apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets' }, selector),
+      DaemonSet: this.watch({ apiVersion: 'apps/v1', kind: 'DaemonSet', plural: 'daemonsets' }, selector, nodeConfigScope),
       PodDisruptionBudget: this.watch({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets' }, selector),
       // The operator's own Secrets and ConfigMaps only (the selector): generated credentials,
       // certificates, policies, and the pull Secrets it keeps in other namespaces.
       Secret: this.watch({ apiVersion: 'v1', kind: 'Secret', plural: 'secrets' }, selector),
-      ConfigMap: this.watch({ apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps' }, selector),
+      ConfigMap: this.watch({ apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps' }, selector, nodeConfigScope),
       ClusterRoleBinding: this.watch({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', plural: 'clusterrolebindings' }, selector, { clusterScoped: true }),
     };
     const jobs = this.watch<V1Job>({ apiVersion: 'batch/v1', kind: 'Job', plural: 'jobs' }, selector);
 
     const clients = makeApiClients(kc);
-    const reconciler = new InstanceReconciler({ clients, applier: new Applier(kc, onWrite), caches: { instances, images, owned }, log, onWrite, ...(this.options.gates ? { gates: this.options.gates } : {}) });
+    const reconciler = new InstanceReconciler({
+      clients,
+      applier: new Applier(kc, onWrite),
+      caches: { instances, images, owned },
+      log,
+      onWrite,
+      nodeConfigNamespace: this.options.nodeConfigNamespace,
+      ...(this.options.gates ? { gates: this.options.gates } : {}),
+    });
     const controller = new Controller('nixeryinstance', reconciler.reconcile, { log, metrics: this.metrics, workers: this.options.workers });
     const imageReconciler = new ImageReconciler({
       clients,
@@ -165,9 +178,10 @@ export class Manager {
     for (const c of this.controllers) void c.run();
   }
 
-  private watch<T extends KubernetesObject>(ref: KindRef, labelSelector?: string, scope: { clusterScoped?: boolean } = {}): WatchedKind<T> {
+  private watch<T extends KubernetesObject>(ref: KindRef, labelSelector?: string, scope: { clusterScoped?: boolean; extraNamespaces?: string[] } = {}): WatchedKind<T> {
+    const namespaces = this.options.namespaces && watchedNamespaces(this.options.namespaces, scope.extraNamespaces ?? []);
     const kind = new WatchedKind<T>(this.options.kc, ref, {
-      ...(this.options.namespaces && !scope.clusterScoped ? { namespaces: this.options.namespaces } : {}),
+      ...(namespaces && !scope.clusterScoped ? { namespaces } : {}),
       ...(labelSelector ? { labelSelector } : {}),
       onError: (informer, error) => {
         this.options.log.warn('watch failed; restarting', { kind: ref.kind, error: (error as Error)?.message ?? String(error) });
@@ -197,4 +211,9 @@ export class Manager {
     });
     await new Promise<void>((resolve) => this.server!.listen(this.options.healthPort, this.options.healthHost ?? '0.0.0.0', resolve));
   }
+}
+
+/** `namespaces` and the `extra` ones it lacks, each once. */
+export function watchedNamespaces(namespaces: readonly string[], extra: readonly string[]): string[] {
+  return [...new Set([...namespaces, ...extra])];
 }

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { loadConfig } from '@nixery/registry/operator-api';
 import type { NixeryInstance } from '../api/types.ts';
 import { testInstance } from '../test-support/fixtures.ts';
-import { desiredInstance, desiredObjects, instanceEndpoint, STORAGE_MOUNT } from './desired.ts';
+import { ownershipProblem } from '../kube/applier.ts';
+import { desiredInstance, desiredNodeConfig, desiredObjects, instanceEndpoint, nodeConfigCaName, nodeConfigName, STORAGE_MOUNT, type NodeConfigFacts } from './desired.ts';
 
 const instance = (spec: Partial<NixeryInstance['spec']> = {}) => testInstance(spec);
 
@@ -339,19 +340,67 @@ describe('desired objects of a NixeryInstance', () => {
 
 describe('the node-config DaemonSet (spec.nodeConfig)', () => {
   const configured = (spec: Partial<NixeryInstance['spec']> = {}) => instance({ nodeConfig: { enabled: true }, ...spec });
+  const SYSTEM = 'nixery-system';
+  const facts = (more: Partial<NodeConfigFacts> = {}): NodeConfigFacts => ({ clusterIP: '10.96.0.12', namespace: SYSTEM, ...more });
+  /** The DaemonSet for `subject` with the ClusterIP 10.96.0.12 (or `more`'s) in nixery-system. */
+  const daemonSetOf = (subject: NixeryInstance, more: Partial<NodeConfigFacts> = {}) => desiredNodeConfig(subject, facts(more))!.daemonSet;
 
-  it('is made only when asked for and once the Service has a ClusterIP', () => {
-    assert.equal(desiredInstance(instance(), { clusterIP: '10.96.0.12' }).nodeConfig, undefined);
-    assert.equal(desiredInstance(configured()).nodeConfig, undefined);
-    assert.equal(desiredInstance(configured(), { clusterIP: 'None' }).nodeConfig, undefined);
-    const d = desiredInstance(configured(), { clusterIP: '10.96.0.12' });
-    assert.equal(d.nodeConfig!.metadata!.name, 'nixery-node-config');
-    assert.equal(d.nodeConfig!.metadata!.ownerReferences![0]!.controller, true);
-    assert.equal(desiredObjects(d).at(-1), d.nodeConfig);
+  it('is made only when asked for and once the Service has a ClusterIP, and never among the instance-namespace objects', () => {
+    assert.equal(desiredNodeConfig(instance(), facts()), undefined);
+    assert.equal(desiredNodeConfig(configured(), { namespace: SYSTEM }), undefined);
+    assert.equal(desiredNodeConfig(configured(), facts({ clusterIP: 'None' })), undefined);
+    const d = desiredInstance(configured());
+    assert.ok(desiredObjects(d).every((o) => o.kind !== 'DaemonSet'));
+    assert.ok(desiredNodeConfig(configured(), facts()));
+  });
+
+  it("lives in the node-config namespace under a name unique across namespaces, with the instance's identity labels and no owner reference", () => {
+    const ds = daemonSetOf(configured());
+    assert.equal(ds.metadata!.namespace, SYSTEM);
+    assert.match(ds.metadata!.name!, /^nixery-node-config-team-a-nixery-[0-9a-f]{8}$/);
+    assert.equal(ds.metadata!.name, nodeConfigName('team-a', 'nixery'));
+    assert.equal(ds.metadata!.ownerReferences, undefined, 'an owner reference cannot cross namespaces');
+    assert.deepEqual(ds.metadata!.labels, {
+      'app.kubernetes.io/name': 'nixery-node-config',
+      'app.kubernetes.io/instance': 'nixery',
+      'app.kubernetes.io/component': 'node-config',
+      'app.kubernetes.io/part-of': 'nixery',
+      'app.kubernetes.io/managed-by': 'nixery-operator',
+      'nixery.dev/instance-namespace': 'team-a',
+    });
+    assert.deepEqual(ds.spec!.template.metadata!.labels, ds.metadata!.labels);
+    // The same instance name in another namespace: another DaemonSet, whose pods this one's selector does not take.
+    const other = daemonSetOf(testInstance({ nodeConfig: { enabled: true } }, { namespace: 'team-b' }));
+    assert.notEqual(other.metadata!.name, ds.metadata!.name);
+    assert.deepEqual(ds.spec!.selector.matchLabels, { 'app.kubernetes.io/name': 'nixery-node-config', 'app.kubernetes.io/instance': 'nixery', 'nixery.dev/instance-namespace': 'team-a' });
+    assert.notEqual(other.spec!.selector.matchLabels!['nixery.dev/instance-namespace'], 'team-a');
+    // The applier's test: ours by the identity labels, not someone else's same-named DaemonSet.
+    assert.equal(ownershipProblem(ds, ds), undefined);
+    assert.equal(ownershipProblem(ds, other), 'it lacks the labels nixery.dev/instance-namespace=team-a');
+    assert.match(ownershipProblem(ds, { metadata: { name: ds.metadata!.name } })!, /^it lacks the labels .*app\.kubernetes\.io\/managed-by=nixery-operator/);
+  });
+
+  it('names stay within 63 characters (a pod name) and distinct where the readable part is not', () => {
+    assert.equal(nodeConfigName('team-a', 'nixery'), nodeConfigName('team-a', 'nixery'), 'stable');
+    assert.notEqual(nodeConfigName('team', 'a-web'), nodeConfigName('team-a', 'web'), 'the same readable part');
+    const longNamespace = 'n'.repeat(63);
+    const longName = `registry-${'x'.repeat(200)}`;
+    const long = nodeConfigName(longNamespace, longName);
+    assert.equal(long.length, 63);
+    assert.match(long, /^nixery-node-config-n+-[0-9a-f]{8}$/);
+    assert.notEqual(nodeConfigName(longNamespace, `${longName}y`), long, 'cut short alike, hashed apart');
+    // Cut at a dash or a dot: never a name ending in one before the hash.
+    for (const cut of ['a-'.repeat(40), 'a.'.repeat(40), `${'b'.repeat(34)}-c`]) {
+      const name = nodeConfigName('ns', cut);
+      assert.ok(name.length <= 63, name);
+      assert.match(name, /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, name);
+      assert.doesNotMatch(name, /[-.]{2}|\.-/, name);
+    }
+    assert.equal(nodeConfigCaName('team-a', 'nixery'), `${nodeConfigName('team-a', 'nixery')}-ca`);
   });
 
   it('runs `nixery node-config` for the Service names against the ClusterIP over plain HTTP', () => {
-    const container = desiredInstance(configured(), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!.containers[0]!;
+    const container = daemonSetOf(configured()).spec!.template.spec!.containers[0]!;
     assert.equal(container.image, configured().spec.image);
     assert.deepEqual(container.args, [
       'node-config',
@@ -370,7 +419,7 @@ describe('the node-config DaemonSet (spec.nodeConfig)', () => {
   });
 
   it('mounts exactly the runtime directories (and the config read-only), nothing else of the node', () => {
-    const pod = desiredInstance(configured(), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!;
+    const pod = daemonSetOf(configured()).spec!.template.spec!;
     assert.deepEqual(pod.volumes, [
       { name: 'containerd-certs', hostPath: { path: '/etc/containerd/certs.d', type: 'DirectoryOrCreate' } },
       { name: 'crio-registries', hostPath: { path: '/etc/containers/registries.conf.d', type: 'DirectoryOrCreate' } },
@@ -382,25 +431,39 @@ describe('the node-config DaemonSet (spec.nodeConfig)', () => {
       { name: 'containerd-config', mountPath: '/host/etc/containerd/config.toml', readOnly: true },
     ]);
     // containerdConfigPath "" (CRI-O clusters): no config mount, no check.
-    const crio = desiredInstance(configured({ nodeConfig: { enabled: true, containerdConfigPath: '' } }), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!;
+    const crio = daemonSetOf(configured({ nodeConfig: { enabled: true, containerdConfigPath: '' } })).spec!.template.spec!;
     assert.deepEqual(crio.volumes!.map((v) => v.hostPath!.path), ['/etc/containerd/certs.d', '/etc/containers/registries.conf.d']);
     assert.ok(!crio.containers[0]!.args!.includes('--containerd-config'));
   });
 
-  it('with TLS: https to the ClusterIP, the CA bundle ConfigMap (optional until it exists), and CRI-O certs.d', () => {
-    const pod = desiredInstance(configured({ tls: { selfSigned: {} } }), { clusterIP: 'fd00::12' }).nodeConfig!.spec!.template.spec!;
+  it('with TLS: https to the ClusterIP, the copy of the CA bundle beside it (optional until it exists), and CRI-O certs.d', () => {
+    const pod = daemonSetOf(configured({ tls: { selfSigned: {} } }), { clusterIP: 'fd00::12' }).spec!.template.spec!;
     const args = pod.containers[0]!.args!;
     assert.equal(args[args.indexOf('--server') + 1], 'https://[fd00::12]:5000');
     assert.equal(args[args.indexOf('--ca-file') + 1], '/var/run/secrets/nixery/ca/ca.crt');
     assert.equal(args[args.indexOf('--crio-certs-dir') + 1], '/host/etc/containers/certs.d');
     assert.deepEqual(pod.volumes!.slice(3), [
       { name: 'containers-certs', hostPath: { path: '/etc/containers/certs.d', type: 'DirectoryOrCreate' } },
-      { name: 'ca', configMap: { name: 'nixery-ca-bundle', optional: true } },
+      { name: 'ca', configMap: { name: nodeConfigCaName('team-a', 'nixery'), optional: true } },
     ]);
   });
 
+  it('with TLS and the CA bundle: its copy in the node-config namespace, labelled as the DaemonSet is, unowned', () => {
+    const secure = configured({ tls: { selfSigned: {} } });
+    assert.equal(desiredNodeConfig(secure, facts())!.caConfigMap, undefined, 'no bundle yet: nothing to copy');
+    assert.equal(desiredNodeConfig(configured(), facts({ caBundle: 'PEM' }))!.caConfigMap, undefined, 'no TLS: no copy');
+    const { daemonSet, caConfigMap } = desiredNodeConfig(secure, facts({ caBundle: '-----BEGIN CERTIFICATE-----\n' }))!;
+    assert.deepEqual(caConfigMap, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: nodeConfigCaName('team-a', 'nixery'), namespace: SYSTEM, labels: { ...daemonSet.metadata!.labels, 'app.kubernetes.io/name': 'nixery' } },
+      data: { 'ca.crt': '-----BEGIN CERTIFICATE-----\n' },
+    });
+    assert.equal(daemonSet.spec!.template.spec!.volumes!.find((v) => v.name === 'ca')!.configMap!.name, caConfigMap!.metadata!.name);
+  });
+
   it('runs as root without any capability, no host network, no API token, a read-only root, on every node', () => {
-    const ds = desiredInstance(configured({ nodeConfig: { enabled: true, priorityClassName: 'system-node-critical' } }), { clusterIP: '10.96.0.12' }).nodeConfig!;
+    const ds = daemonSetOf(configured({ nodeConfig: { enabled: true, priorityClassName: 'system-node-critical' } }));
     const pod = ds.spec!.template.spec!;
     assert.equal(pod.hostNetwork, undefined);
     assert.equal(pod.hostPID, undefined);
@@ -409,9 +472,8 @@ describe('the node-config DaemonSet (spec.nodeConfig)', () => {
     assert.deepEqual(pod.containers[0]!.securityContext, { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true });
     assert.deepEqual(pod.tolerations, [{ operator: 'Exists' }]);
     assert.equal(pod.priorityClassName, 'system-node-critical');
-    assert.equal(desiredInstance(configured(), { clusterIP: '10.96.0.12' }).nodeConfig!.spec!.template.spec!.priorityClassName, undefined);
+    assert.equal(daemonSetOf(configured()).spec!.template.spec!.priorityClassName, undefined);
     assert.deepEqual(ds.spec!.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
-    assert.deepEqual(ds.spec!.selector.matchLabels, { 'app.kubernetes.io/name': 'nixery-node-config', 'app.kubernetes.io/instance': 'nixery' });
     assert.equal(ds.spec!.template.metadata!.labels!['app.kubernetes.io/name'], 'nixery-node-config');
   });
 });

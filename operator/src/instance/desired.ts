@@ -1,6 +1,8 @@
 // What a NixeryInstance should look like in the cluster: pure, instance in, objects out.
+import { createHash } from 'node:crypto';
 import type {
   KubernetesObject,
+  V1ConfigMap,
   V1DaemonSet,
   V1Deployment,
   V1EnvVar,
@@ -38,9 +40,9 @@ import {
   restrictedContainerSecurityContext,
   restrictedPodSecurityContext,
 } from '../kube/pod-security.ts';
-import { anonymousPull, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY } from './auth.ts';
+import { anonymousPull, INSTANCE_NAMESPACE_LABEL, policyConfigMapName, POLICY_KEY, pullUserSecretName, tokenAudience, tokenKeySecretName, TOKEN_KEY_KEY, unownedLabels } from './auth.ts';
 import { instanceEndpoint } from './endpoint.ts';
-import { caBundleConfigMapName, servingSecretName } from './tls.ts';
+import { servingSecretName } from './tls.ts';
 
 export { instanceEndpoint };
 
@@ -60,14 +62,26 @@ export interface DesiredInstance {
   podDisruptionBudget: V1PodDisruptionBudget;
   service: V1Service;
   nodeLocal?: V1DaemonSet;
-  /** spec.nodeConfig's DaemonSet, once the Service has a ClusterIP to point the nodes at. */
-  nodeConfig?: V1DaemonSet;
 }
 
-/** What desiredInstance needs from the cluster besides the instance. */
-export interface ClusterFacts {
+/** What desiredNodeConfig needs besides the instance. */
+export interface NodeConfigFacts {
   /** The Service's ClusterIP, once it has one: where node-config points the nodes' runtimes. */
   clusterIP?: string;
+  /**
+   * Where the node agents run (--node-config-namespace, by default the operator's own): a
+   * namespace allowing the `privileged` Pod Security level, not the instance's.
+   */
+  namespace: string;
+  /** With TLS: the CA bundle, once the reconciler has it (copied beside the DaemonSet). */
+  caBundle?: string;
+}
+
+/** spec.nodeConfig's objects, in the node-config namespace: neither has an owner reference. */
+export interface DesiredNodeConfig {
+  daemonSet: V1DaemonSet;
+  /** With TLS and a CA bundle: the copy of `<instance>-ca-bundle` the DaemonSet mounts. */
+  caConfigMap?: V1ConfigMap;
 }
 
 export function pvcName(instance: NixeryInstance): string {
@@ -176,7 +190,7 @@ function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): 
   );
 }
 
-export function desiredInstance(instance: NixeryInstance, facts: ClusterFacts = {}): DesiredInstance {
+export function desiredInstance(instance: NixeryInstance): DesiredInstance {
   const { name, namespace } = instance.metadata;
   const { spec } = instance;
   const owner = controllerReference({ apiVersion: API_VERSION, kind: 'NixeryInstance', metadata: instance.metadata });
@@ -320,8 +334,6 @@ export function desiredInstance(instance: NixeryInstance, facts: ClusterFacts = 
     };
   }
 
-  const nodeConfig = spec.nodeConfig?.enabled && facts.clusterIP && facts.clusterIP !== 'None' ? nodeConfigDaemonSet(instance, facts.clusterIP, meta(nodeConfigName(name), 'node-config')) : undefined;
-
   return {
     serviceAccount,
     ...(persistentVolumeClaim ? { persistentVolumeClaim } : {}),
@@ -329,7 +341,6 @@ export function desiredInstance(instance: NixeryInstance, facts: ClusterFacts = 
     podDisruptionBudget,
     service,
     ...(nodeLocal ? { nodeLocal } : {}),
-    ...(nodeConfig ? { nodeConfig } : {}),
   };
 }
 
@@ -350,13 +361,52 @@ export function nodeConfigHosts(instance: NixeryInstance): string[] {
 }
 
 /**
+ * spec.nodeConfig's DaemonSet (and with TLS the copy of the CA bundle it mounts) in the
+ * node-config namespace, once the Service has a ClusterIP to point the nodes at; undefined before,
+ * and when spec.nodeConfig is off.
+ */
+export function desiredNodeConfig(instance: NixeryInstance, facts: NodeConfigFacts): DesiredNodeConfig | undefined {
+  if (!instance.spec.nodeConfig?.enabled || !facts.clusterIP || facts.clusterIP === 'None') return undefined;
+  const daemonSet = nodeConfigDaemonSet(instance, facts.clusterIP, facts.namespace);
+  const tls = servingSecretName(instance) !== undefined;
+  return { daemonSet, ...(tls && facts.caBundle ? { caConfigMap: nodeConfigCaConfigMap(instance, facts.namespace, facts.caBundle) } : {}) };
+}
+
+/**
+ * The CA bundle (`ca.crt`) where the node-config pods can mount it: a ConfigMap volume cannot
+ * name another namespace's. Applied whenever the instance's own `<instance>-ca-bundle` is, with
+ * the same content; the kubelet updates the mounted file and node-config re-reads it.
+ */
+export function nodeConfigCaConfigMap(instance: NixeryInstance, nodeConfigNamespace: string, caBundle: string): V1ConfigMap {
+  const { name, namespace } = instance.metadata;
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: nodeConfigCaName(namespace, name), namespace: nodeConfigNamespace, labels: unownedLabels(instance, 'node-config') },
+    data: { 'ca.crt': caBundle },
+  };
+}
+
+/** The DaemonSet's and its pods' labels: the identity labels (applier.ts) with the node-config name. */
+function nodeConfigLabels(instance: NixeryInstance): Record<string, string> {
+  return { ...unownedLabels(instance, 'node-config'), 'app.kubernetes.io/name': 'nixery-node-config' };
+}
+
+/** With the instance's namespace: same-named instances of two namespaces share the node-config namespace. */
+export function nodeConfigSelector(instance: NixeryInstance): Record<string, string> {
+  return { 'app.kubernetes.io/name': 'nixery-node-config', 'app.kubernetes.io/instance': instance.metadata.name, [INSTANCE_NAMESPACE_LABEL]: instance.metadata.namespace };
+}
+
+/**
  * The node-config DaemonSet: `nixery node-config` on every node (every taint tolerated), with
  * exactly these hostPaths — containerd's hosts directory and CRI-O's drop-in directory
  * (DirectoryOrCreate), containerd's config.toml read-only (File: unless the spec names none), and
  * with TLS /etc/containers/certs.d for CRI-O's CA — as root without capabilities. No hostNetwork,
- * no API token. A new ClusterIP is a new argument, so new pods write new files.
+ * no API token. A new ClusterIP is a new argument, so new pods write new files. It runs in the
+ * node-config namespace (not the instance's, which may enforce `restricted`), so it has no owner
+ * reference: the identity labels say whose it is, and the instance's finalizer deletes it.
  */
-function nodeConfigDaemonSet(instance: NixeryInstance, clusterIP: string, metadata: V1DaemonSet['metadata']): V1DaemonSet {
+function nodeConfigDaemonSet(instance: NixeryInstance, clusterIP: string, nodeConfigNamespace: string): V1DaemonSet {
   const { name, namespace } = instance.metadata;
   const spec = instance.spec;
   const tls = servingSecretName(instance) !== undefined;
@@ -379,17 +429,16 @@ function nodeConfigDaemonSet(instance: NixeryInstance, clusterIP: string, metada
     volumes.push({ name: 'containers-certs', hostPath: { path: CONTAINERS_CERTS_DIR, type: 'DirectoryOrCreate' } });
     mounts.push({ name: 'containers-certs', mountPath: host(CONTAINERS_CERTS_DIR) });
     // Optional: the ConfigMap appears once the certificate is there; node-config waits for it.
-    volumes.push({ name: 'ca', configMap: { name: caBundleConfigMapName(name), optional: true } });
+    volumes.push({ name: 'ca', configMap: { name: nodeConfigCaName(namespace, name), optional: true } });
     mounts.push({ name: 'ca', mountPath: CA_MOUNT, readOnly: true });
   }
-  const labels = { ...commonLabels(name, 'node-config'), 'app.kubernetes.io/name': 'nixery-node-config' };
-  const selector = { 'app.kubernetes.io/name': 'nixery-node-config', 'app.kubernetes.io/instance': name };
+  const labels = nodeConfigLabels(instance);
   return {
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',
-    metadata: { ...metadata, labels },
+    metadata: { name: nodeConfigName(namespace, name), namespace: nodeConfigNamespace, labels },
     spec: {
-      selector: { matchLabels: selector },
+      selector: { matchLabels: nodeConfigSelector(instance) },
       // The old pod goes (removing its files) before the new one writes: never two on a node.
       updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } },
       template: {
@@ -434,7 +483,7 @@ function nodeConfigDaemonSet(instance: NixeryInstance, clusterIP: string, metada
 
 /** In the order they should be applied: what others reference comes first. */
 export function desiredObjects(desired: DesiredInstance): KubernetesObject[] {
-  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.podDisruptionBudget, desired.nodeLocal, desired.nodeConfig].filter(
+  return [desired.serviceAccount, desired.persistentVolumeClaim, desired.service, desired.deployment, desired.podDisruptionBudget, desired.nodeLocal].filter(
     (o): o is NonNullable<typeof o> => o !== undefined,
   );
 }
@@ -444,7 +493,27 @@ export function nodeLocalName(instanceName: string): string {
   return `${instanceName}-node-local`;
 }
 
-/** The node-config DaemonSet's name (also what is removed once spec.nodeConfig is off). */
-export function nodeConfigName(instanceName: string): string {
+/** A DNS label's (and so a pod name's useful) length. */
+const MAX_NAME = 63;
+
+/**
+ * The node-config DaemonSet's name in the node-config namespace, shared by every instance:
+ * `nixery-node-config-<namespace>-<name>-<hash>`, the readable part cut short so that the whole
+ * stays within 63 characters. The hash (of `<namespace>/<name>`) keeps it unique where the
+ * readable part alone is not: `team/a-web` and `team-a/web` read the same, and long names are cut.
+ */
+export function nodeConfigName(instanceNamespace: string, instanceName: string): string {
+  const hash = createHash('sha256').update(`${instanceNamespace}/${instanceName}`).digest('hex').slice(0, 8);
+  const readable = `nixery-node-config-${instanceNamespace}-${instanceName}`.slice(0, MAX_NAME - hash.length - 1).replace(/[-.]+$/, '');
+  return `${readable}-${hash}`;
+}
+
+/** The copy of the CA bundle in the node-config namespace: the DaemonSet's name and `-ca`. */
+export function nodeConfigCaName(instanceNamespace: string, instanceName: string): string {
+  return `${nodeConfigName(instanceNamespace, instanceName)}-ca`;
+}
+
+/** The DaemonSet spec.nodeConfig made in the instance's own namespace before it moved (removed once seen). */
+export function legacyNodeConfigName(instanceName: string): string {
   return `${instanceName}-node-config`;
 }

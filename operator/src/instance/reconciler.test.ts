@@ -13,10 +13,13 @@ import { createCertificateAuthority, issueServingCertificate } from './certifica
 import { Applier, type ObjectApi } from '../kube/applier.ts';
 import { CLEANUP_FINALIZER, InstanceReconciler, probeRegistry, type ProbeTarget, type RegistryProbe } from './reconciler.ts';
 import { servingNames } from './tls.ts';
+import { nodeConfigCaName, nodeConfigName } from './desired.ts';
 import { desiredAuthDelegatorBinding, unownedLabels } from './auth.ts';
 import type { PrivilegeGates } from './gates.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
+/** Where spec.nodeConfig's objects go (--node-config-namespace; the operator's own by default). */
+const OPERATOR_NAMESPACE = 'nixery-system';
 const KEY = 'team-a/nixery';
 /** An instance as after its first reconcile: it carries the cleanup finalizer. */
 const subject = (spec: Partial<NixeryInstance['spec']> = {}, metadata: Partial<NixeryInstance['metadata']> = {}) =>
@@ -130,12 +133,29 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
           if (!server.delete(`${namespace}/${name}`)) throw apiError(404);
           return {};
         },
+        readNamespacedConfigMap: async ({ name, namespace }) => {
+          requests.push(`read ConfigMap ${namespace}/${name}`);
+          const found = objects.get(`ConfigMap ${namespace}/${name}`);
+          if (!found) throw apiError(404);
+          return found;
+        },
+        deleteNamespacedConfigMap: async ({ name, namespace, body }) => {
+          requests.push(`delete ConfigMap ${namespace}/${name} uid=${body?.preconditions?.uid}`);
+          if (!objects.delete(`ConfigMap ${namespace}/${name}`)) throw apiError(404);
+          return {};
+        },
         createNamespacedEvent: async ({ body }) => {
           events.push(`${body.type} ${body.reason} on ${body.involvedObject.kind} ${body.involvedObject.name}: ${body.message}`);
           return body;
         },
       },
       apps: {
+        readNamespacedDaemonSet: async ({ name, namespace }) => {
+          requests.push(`read DaemonSet ${namespace}/${name}`);
+          const found = objects.get(`DaemonSet ${namespace}/${name}`);
+          if (!found) throw apiError(404);
+          return found;
+        },
         deleteNamespacedDaemonSet: async ({ name, namespace, body }) => {
           requests.push(`delete DaemonSet ${namespace}/${name} uid=${body?.preconditions?.uid}`);
           if (!objects.delete(`DaemonSet ${namespace}/${name}`)) throw apiError(404);
@@ -189,6 +209,7 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
       return world.probe ?? { ok: true };
     },
     now: () => NOW,
+    nodeConfigNamespace: OPERATOR_NAMESPACE,
     ...(world.gates ? { gates: world.gates } : {}),
   });
   const status = () => statuses.at(-1) as NixeryInstanceStatus;
@@ -730,13 +751,18 @@ describe("reconciling a NixeryInstance: the operator's privilege gates", () => {
 describe("reconciling a NixeryInstance: spec.nodeConfig and --allow-node-config", () => {
   const configured = subject({ nodeConfig: { enabled: true } });
   const allowed = { allowNodeLocal: false, allowNodeConfig: true, allowedRegistryImages: ['ghcr.io/nixery-operator/nixery:*'] };
-  const daemonSet = (ownerReferences: typeof byInstance | undefined, ready = 2) => ({
+  const NAME = nodeConfigName('team-a', 'nixery');
+  const CA = nodeConfigCaName('team-a', 'nixery');
+  /** Labelled as the instance's (identity labels), someone else's (`labels` given), or none. */
+  const daemonSet = (labels: Record<string, string> | undefined, ready = 2) => ({
     apiVersion: 'apps/v1',
     kind: 'DaemonSet',
-    metadata: { name: 'nixery-node-config', namespace: 'team-a', uid: 'nc-uid', ...(ownerReferences ? { ownerReferences } : {}) },
+    metadata: { name: NAME, namespace: OPERATOR_NAMESPACE, uid: 'nc-uid', ...(labels ? { labels } : {}) },
     status: { desiredNumberScheduled: 2, numberReady: ready },
   });
-  const applies = (requests: string[]) => requests.filter((r) => r.startsWith('apply DaemonSet '));
+  const mine = unownedLabels(configured, 'node-config');
+  const caCopy = (labels: Record<string, string> = mine) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: CA, namespace: OPERATOR_NAMESPACE, uid: 'ca-uid', labels }, data: { 'ca.crt': 'PEM' } });
+  const applies = (requests: string[]) => requests.filter((r) => r.startsWith('apply DaemonSet ') || r.startsWith(`apply ConfigMap ${OPERATOR_NAMESPACE}/`));
   const deletes = (requests: string[]) => requests.filter((r) => r.startsWith('delete'));
 
   it('without the flag: no DaemonSet, NodeConfigReady=False and Degraded=True NotAllowed naming it, Ready untouched', async () => {
@@ -749,46 +775,95 @@ describe("reconciling a NixeryInstance: spec.nodeConfig and --allow-node-config"
     assert.match(getCondition(status().conditions, 'NodeConfigReady')!.message!, /--allow-node-config \(the chart's operator\.allowNodeConfig\)/);
   });
 
-  it('refused, it deletes the DaemonSet it made while allowed, by UID, and only its own', async () => {
-    const mine = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(byInstance)] });
-    await mine.reconcile();
-    assert.deepEqual(deletes(mine.requests), ['delete DaemonSet team-a/nixery-node-config uid=nc-uid']);
-    const theirs = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(undefined)] });
+  it('refused, it deletes the DaemonSet and CA copy it made while allowed, by UID, and only its own', async () => {
+    const refused = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(mine), caCopy()] });
+    await refused.reconcile();
+    assert.deepEqual(deletes(refused.requests), [`delete DaemonSet ${OPERATOR_NAMESPACE}/${NAME} uid=nc-uid`, `delete ConfigMap ${OPERATOR_NAMESPACE}/${CA} uid=ca-uid`]);
+    const theirs = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet({ ...mine, 'nixery.dev/instance-namespace': 'team-b' }), caCopy({ ...mine, 'app.kubernetes.io/instance': 'other' })] });
     await theirs.reconcile();
     assert.deepEqual(deletes(theirs.requests), []);
   });
 
-  it('turned off, it deletes its DaemonSet (its pods remove their files) and the condition goes', async () => {
+  it('turned off, it deletes its DaemonSet (its pods remove their files) and CA copy, and the condition goes', async () => {
     const off = subject({ nodeConfig: { enabled: false } });
-    const mine = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet(byInstance)], gates: allowed });
-    await mine.reconcile();
-    assert.deepEqual(deletes(mine.requests), ['delete DaemonSet team-a/nixery-node-config uid=nc-uid']);
-    assert.equal(mine.condition('NodeConfigReady'), undefined);
-    const theirs = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet([{ ...byInstance[0]!, uid: 'uid-0' }])], gates: allowed });
+    const turnedOff = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet(mine), caCopy()], gates: allowed });
+    await turnedOff.reconcile();
+    assert.deepEqual(deletes(turnedOff.requests), [`delete DaemonSet ${OPERATOR_NAMESPACE}/${NAME} uid=nc-uid`, `delete ConfigMap ${OPERATOR_NAMESPACE}/${CA} uid=ca-uid`]);
+    assert.equal(turnedOff.condition('NodeConfigReady'), undefined);
+    const theirs = reconcilerFor(off, { owned: [deployment(1), service, pvc, daemonSet({ ...mine, 'app.kubernetes.io/managed-by': 'someone' })], gates: allowed });
     await theirs.reconcile();
     assert.deepEqual(deletes(theirs.requests), []);
   });
 
-  it('allowed: applies the DaemonSet pointing at the ClusterIP, and NodeConfigReady follows its pods', async () => {
+  it("allowed: applies the DaemonSet in the operator's namespace (none in the instance's), and NodeConfigReady follows its pods", async () => {
     const first = reconcilerFor(configured, { owned: [deployment(1), service, pvc], gates: allowed });
     await first.reconcile();
-    assert.deepEqual(applies(first.requests), ['apply DaemonSet team-a/nixery-node-config']);
+    assert.deepEqual(applies(first.requests), [`apply DaemonSet ${OPERATOR_NAMESPACE}/${NAME}`]);
+    const applied = first.applied.get(`DaemonSet ${OPERATOR_NAMESPACE}/${NAME}`)!;
+    assert.equal(applied.metadata!.ownerReferences, undefined);
+    assert.deepEqual(applied.metadata!.labels, { ...mine, 'app.kubernetes.io/name': 'nixery-node-config' });
     assert.equal(first.condition('NodeConfigReady'), 'False WaitingForNodes');
     assert.equal(first.condition('Degraded'), 'False AsExpected');
 
-    const partly = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(byInstance, 1)], gates: allowed });
+    const partly = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(mine, 1)], gates: allowed });
     await partly.reconcile();
     assert.equal(partly.condition('NodeConfigReady'), 'False WaitingForNodes');
-    assert.match(getCondition(partly.status().conditions, 'NodeConfigReady')!.message!, /^1 of 2 nodes configured; .*kubectl logs -n team-a -l app\.kubernetes\.io\/name=nixery-node-config.*config_path/);
+    assert.match(
+      getCondition(partly.status().conditions, 'NodeConfigReady')!.message!,
+      /^1 of 2 nodes configured; .*kubectl logs -n nixery-system -l app\.kubernetes\.io\/name=nixery-node-config,app\.kubernetes\.io\/instance=nixery,nixery\.dev\/instance-namespace=team-a\).*config_path/,
+    );
 
-    const running = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(byInstance)], gates: allowed });
+    const running = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(mine)], gates: allowed });
     await running.reconcile();
     assert.equal(running.condition('NodeConfigReady'), 'True Configured');
     assert.deepEqual(deletes(running.requests), []);
+    assert.deepEqual(applies(running.requests), [`apply DaemonSet ${OPERATOR_NAMESPACE}/${NAME} over the cached one`]);
+  });
+
+  it('with TLS: copies the CA bundle beside the DaemonSet before it, and keeps the copy current', async () => {
+    const secure = subject({ tls: { selfSigned: {} }, nodeConfig: { enabled: true } });
+    const { reconcile, requests, applied } = reconcilerFor(secure, { owned: [deployment(1), service, pvc], gates: allowed });
+    await reconcile();
+    assert.deepEqual(applies(requests), [`apply ConfigMap ${OPERATOR_NAMESPACE}/${CA}`, `apply DaemonSet ${OPERATOR_NAMESPACE}/${NAME}`]);
+    const original = applied.get('ConfigMap team-a/nixery-ca-bundle') as { data: Record<string, string> };
+    const copy = applied.get(`ConfigMap ${OPERATOR_NAMESPACE}/${CA}`) as KubernetesObject & { data: Record<string, string> };
+    assert.match(copy.data['ca.crt']!, /^-----BEGIN CERTIFICATE-----/);
+    assert.deepEqual(copy.data, original.data);
+    assert.equal(copy.metadata!.ownerReferences, undefined);
+    assert.deepEqual(copy.metadata!.labels, unownedLabels(secure, 'node-config'));
+    // A stale copy (the CA was replaced) is applied over.
+    const stale = reconcilerFor(secure, { owned: [deployment(1), service, pvc, caCopy()], gates: allowed });
+    await stale.reconcile();
+    assert.ok(stale.requests.includes(`apply ConfigMap ${OPERATOR_NAMESPACE}/${CA} over the cached one`));
+    // TLS turned off: the copy goes, the DaemonSet stays.
+    const plain = reconcilerFor(configured, { owned: [deployment(1), service, pvc, daemonSet(mine), caCopy()], gates: allowed });
+    await plain.reconcile();
+    assert.deepEqual(deletes(plain.requests), [`delete ConfigMap ${OPERATOR_NAMESPACE}/${CA} uid=ca-uid`]);
+  });
+
+  it("leaves a same-named DaemonSet of someone else's in the operator's namespace untouched: a Conflict", async () => {
+    const foreign = daemonSet(undefined);
+    const { reconcile, requests, condition, status } = reconcilerFor(configured, { owned: [deployment(1), service, pvc], others: [foreign], gates: allowed });
+    await reconcile();
+    assert.ok(requests.includes(`read DaemonSet ${OPERATOR_NAMESPACE}/${NAME}`));
+    assert.deepEqual(applies(requests), []);
+    assert.deepEqual(deletes(requests), []);
+    assert.equal(condition('Degraded'), 'True Conflict');
+    assert.match(getCondition(status().conditions, 'Degraded')!.message!, new RegExp(`^DaemonSet ${OPERATOR_NAMESPACE}/${NAME} exists and is not this NixeryInstance's`));
+  });
+
+  it('removes the DaemonSet it made in the instance namespace before the move, only its own', async () => {
+    const legacy = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'nixery-node-config', namespace: 'team-a', uid: 'old-uid', ownerReferences: byInstance } };
+    const moved = reconcilerFor(configured, { owned: [deployment(1), service, pvc, legacy], gates: allowed });
+    await moved.reconcile();
+    assert.deepEqual(deletes(moved.requests), ['delete DaemonSet team-a/nixery-node-config uid=old-uid']);
+    const theirs = reconcilerFor(configured, { owned: [deployment(1), service, pvc, { ...legacy, metadata: { ...legacy.metadata, ownerReferences: undefined } }], gates: allowed });
+    await theirs.reconcile();
+    assert.deepEqual(deletes(theirs.requests), []);
   });
 
   it('waits for the Service ClusterIP before making the DaemonSet, and deletes nothing meanwhile', async () => {
-    const { reconcile, requests, condition } = reconcilerFor(configured, { owned: [deployment(0), pvc, daemonSet(byInstance)], gates: allowed });
+    const { reconcile, requests, condition } = reconcilerFor(configured, { owned: [deployment(0), pvc, daemonSet(mine)], gates: allowed });
     await reconcile();
     assert.deepEqual(applies(requests), []);
     assert.deepEqual(deletes(requests), []);
@@ -799,5 +874,43 @@ describe("reconciling a NixeryInstance: spec.nodeConfig and --allow-node-config"
     const { reconcile, requests } = reconcilerFor(subject({ image: 'example.com/miner:1', nodeConfig: { enabled: true } }), { owned: [service, pvc], gates: allowed });
     await reconcile();
     assert.deepEqual(applies(requests), []);
+  });
+
+  describe('deleting the instance', () => {
+    const deleting = subject({ nodeConfig: { enabled: true } }, { deletionTimestamp: new Date(NOW), finalizers: [CLEANUP_FINALIZER] });
+
+    it('its finalizer deletes the DaemonSet and CA copy by UID, then lets it go', async () => {
+      const { reconcile, requests } = reconcilerFor(deleting, { owned: [daemonSet(mine), caCopy()], gates: allowed });
+      assert.deepEqual(await reconcile(), {});
+      assert.deepEqual(requests, [
+        `delete DaemonSet ${OPERATOR_NAMESPACE}/${NAME} uid=nc-uid`,
+        `delete ConfigMap ${OPERATOR_NAMESPACE}/${CA} uid=ca-uid`,
+        'patch nixeryinstances/nixery finalizers=[]',
+      ]);
+    });
+
+    it('asks the API server for what the cache has not seen yet (applied a moment ago)', async () => {
+      const { reconcile, requests } = reconcilerFor(deleting, { others: [daemonSet(mine), caCopy()], gates: allowed });
+      await reconcile();
+      assert.deepEqual(requests, [
+        `read DaemonSet ${OPERATOR_NAMESPACE}/${NAME}`,
+        `delete DaemonSet ${OPERATOR_NAMESPACE}/${NAME} uid=nc-uid`,
+        `read ConfigMap ${OPERATOR_NAMESPACE}/${CA}`,
+        `delete ConfigMap ${OPERATOR_NAMESPACE}/${CA} uid=ca-uid`,
+        'patch nixeryinstances/nixery finalizers=[]',
+      ]);
+    });
+
+    it("leaves a same-named DaemonSet of someone else's there, and still lets the instance go", async () => {
+      const { reconcile, requests } = reconcilerFor(deleting, { others: [daemonSet({ team: 'platform' })], gates: allowed });
+      await reconcile();
+      assert.deepEqual(requests.filter((r) => !r.startsWith('read')), ['patch nixeryinstances/nixery finalizers=[]']);
+    });
+
+    it('without --allow-node-config asks nothing of a namespace it may have no rights in', async () => {
+      const { reconcile, requests } = reconcilerFor(deleting, { others: [daemonSet(mine)] });
+      await reconcile();
+      assert.deepEqual(requests, ['patch nixeryinstances/nixery finalizers=[]']);
+    });
   });
 });

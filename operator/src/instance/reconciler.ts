@@ -2,7 +2,8 @@
 // access policy, then the desired objects (applied only where they differ), observe, and write
 // the status only when it changed. What it owns in its namespace goes with it through owner
 // references; what it cannot own (the ClusterRoleBinding, pull Secrets in other namespaces) its
-// finalizer removes.
+// finalizer removes, as it removes spec.nodeConfig's DaemonSet and CA copy in the node-config
+// namespace.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
@@ -17,6 +18,7 @@ import {
   type KubernetesObject,
   type ObjectCache,
   type RbacAuthorizationV1Api,
+  type V1ConfigMap,
   type V1DaemonSet,
   type V1DeleteOptions,
   type V1Deployment,
@@ -42,6 +44,7 @@ import {
   desiredPullSecret,
   INSTANCE_NAMESPACE_LABEL,
   pullSecretName,
+  unownedLabels,
   pullUserSecretName,
   renderPolicy,
   tokenKeySecretName,
@@ -50,7 +53,19 @@ import {
 } from './auth.ts';
 import { caRenewal, createCertificateAuthority, issueServingCertificate, servingRenewal } from './certificates.ts';
 import { generatePullUser, generateTokenKey, PULL_USER } from './credentials.ts';
-import { desiredInstance, desiredObjects, nodeConfigName, nodeLocalName, pvcName, pushTokenSecretName, PUSH_TOKEN_KEY } from './desired.ts';
+import {
+  desiredInstance,
+  desiredNodeConfig,
+  desiredObjects,
+  legacyNodeConfigName,
+  nodeConfigCaConfigMap,
+  nodeConfigName,
+  nodeLocalName,
+  pvcName,
+  pushTokenSecretName,
+  PUSH_TOKEN_KEY,
+  type DesiredNodeConfig,
+} from './desired.ts';
 import { DEFAULT_GATES, gateRefusals, type GateRefusals, type PrivilegeGates } from './gates.ts';
 import { instanceEvents } from './events.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
@@ -94,9 +109,9 @@ export type RegistryProbe = (target: ProbeTarget) => Promise<{ ok: boolean; erro
 
 /** The API calls of a reconcile besides applying: manager.ts passes the real clients, tests fakes. */
 export interface InstanceClients {
-  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret'> & EventClient;
-  /** Removing a node-local DaemonSet the operator no longer allows. */
-  apps: Pick<AppsV1Api, 'deleteNamespacedDaemonSet'>;
+  core: Pick<CoreV1Api, 'readNamespacedSecret' | 'createNamespacedSecret' | 'deleteNamespacedSecret' | 'readNamespacedConfigMap' | 'deleteNamespacedConfigMap'> & EventClient;
+  /** Removing a node-local or node-config DaemonSet the operator no longer allows or the instance no longer asks for. */
+  apps: Pick<AppsV1Api, 'readNamespacedDaemonSet' | 'deleteNamespacedDaemonSet'>;
   customObjects: Pick<CustomObjectsApi, 'patchNamespacedCustomObjectStatus' | 'patchNamespacedCustomObject' | 'getNamespacedCustomObject'>;
   rbac: Pick<RbacAuthorizationV1Api, 'readClusterRoleBinding' | 'deleteClusterRoleBinding'>;
   /** Discovery: whether cert-manager's API is served. */
@@ -115,6 +130,8 @@ export interface InstanceReconcilerDeps {
   notReadyRequeueMs?: number;
   /** What instance authors may ask for (main.ts's flags); DEFAULT_GATES when unset. */
   gates?: PrivilegeGates;
+  /** Where spec.nodeConfig's DaemonSets run (--node-config-namespace: the operator's own by default). */
+  nodeConfigNamespace: string;
 }
 
 /** GET /v2/ through the Service; over HTTPS trusting `ca` and checking `servername`. Bounded to 3 s. */
@@ -158,15 +175,16 @@ export class InstanceReconciler {
     if (instance.metadata.deletionTimestamp) return this.finalize(instance);
     if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) await this.setFinalizers(instance, [...(instance.metadata.finalizers ?? []), CLEANUP_FINALIZER]);
 
-    const desired = desiredInstance(instance, { clusterIP: this.clusterIP(instance) });
+    const desired = desiredInstance(instance);
     const refusals = gateRefusals(instance, this.deps.gates ?? DEFAULT_GATES);
     // Both run the image, the DaemonSet on the node's network too: a refused image runs in
     // neither (a Deployment from before keeps the image it was allowed to have).
     const refused = new Set<object | undefined>([
-      ...(refusals.image ? [desired.deployment, desired.nodeLocal, desired.nodeConfig] : []),
+      ...(refusals.image ? [desired.deployment, desired.nodeLocal] : []),
       ...(refusals.nodeLocal ? [desired.nodeLocal] : []),
-      ...(refusals.nodeConfig ? [desired.nodeConfig] : []),
     ]);
+    const nodeConfigRefused = refusals.image !== undefined || refusals.nodeConfig !== undefined;
+    let nodeConfig: DesiredNodeConfig | undefined;
     let tls: { observation?: TlsObservation; renewAt?: Date } = {};
     let conflict: InstanceObservation['conflict'];
     try {
@@ -189,8 +207,23 @@ export class InstanceReconciler {
         await applier.apply(object, this.cached(object.kind!, object.metadata!.name!, namespace));
       }
       if (!desired.nodeLocal || refusals.nodeLocal) await this.deleteOwnDaemonSet(instance, nodeLocalName(name));
+      // Where it ran before it moved to the node-config namespace.
+      await this.deleteOwnDaemonSet(instance, legacyNodeConfigName(name));
+      nodeConfig = desiredNodeConfig(instance, {
+        clusterIP: this.clusterIP(instance),
+        namespace: this.deps.nodeConfigNamespace,
+        ...(tls.observation?.ready ? { caBundle: tls.observation.caBundle } : {}),
+      });
+      if (nodeConfig && !nodeConfigRefused) {
+        const { caConfigMap, daemonSet } = nodeConfig;
+        // The CA first: the pods mount it.
+        if (caConfigMap) await applier.apply(caConfigMap, this.cached('ConfigMap', caConfigMap.metadata!.name!, caConfigMap.metadata!.namespace));
+        // TLS turned off: the copy goes (the DaemonSet's new pods no longer mount it).
+        else if (!servingSecretName(instance)) await this.deleteNodeConfigCa(instance, { fresh: false });
+        await applier.apply(daemonSet, this.cached('DaemonSet', daemonSet.metadata!.name!, daemonSet.metadata!.namespace));
+      }
       // Not while the ClusterIP is merely unknown: its pods' SIGTERM removes the nodes' files.
-      if (!instance.spec.nodeConfig?.enabled || refusals.nodeConfig) await this.deleteOwnDaemonSet(instance, nodeConfigName(name));
+      if (!instance.spec.nodeConfig?.enabled || refusals.nodeConfig) await this.deleteNodeConfig(instance, { fresh: false });
       const binding = desiredAuthDelegatorBinding(instance);
       await applier.apply(binding, this.cached('ClusterRoleBinding', binding.metadata!.name!, undefined));
       await this.reconcilePullSecrets(instance, { username: pullUser.username ?? PULL_USER, password: pullUser.password ?? '' });
@@ -204,7 +237,7 @@ export class InstanceReconciler {
 
     const observed: InstanceObservation = conflict
       ? { conflict, ...(tls.observation ? { tls: tls.observation } : {}), refusals }
-      : await this.observe(instance, desired, tls.observation, refusals);
+      : await this.observe(instance, desired, nodeConfigRefused ? undefined : nodeConfig, tls.observation, refusals);
 
     const status = computeInstanceStatus(instance, observed, this.now().toISOString());
     // Key order does not matter: the API server need not keep ours.
@@ -231,13 +264,19 @@ export class InstanceReconciler {
   };
 
   /** What the instance's objects say once applied: the Deployment, the volume, Secrets the spec names, and /v2/. */
-  private async observe(instance: NixeryInstance, desired: ReturnType<typeof desiredInstance>, tls: TlsObservation | undefined, refusals: GateRefusals): Promise<InstanceObservation> {
+  private async observe(
+    instance: NixeryInstance,
+    desired: ReturnType<typeof desiredInstance>,
+    applied: DesiredNodeConfig | undefined,
+    tls: TlsObservation | undefined,
+    refusals: GateRefusals,
+  ): Promise<InstanceObservation> {
     const { name, namespace } = instance.metadata;
     const nodeLocal = desired.nodeLocal && !refusals.nodeLocal ? (this.cached('DaemonSet', desired.nodeLocal.metadata!.name!, namespace) as V1DaemonSet | undefined) : undefined;
     // The one just applied counts too (no pods yet): NodeConfigReady waits for the Service only while there is no ClusterIP.
     const nodeConfig =
       instance.spec.nodeConfig?.enabled && !refusals.nodeConfig
-        ? ((this.cached('DaemonSet', nodeConfigName(name), namespace) as V1DaemonSet | undefined) ?? (refusals.image ? undefined : desired.nodeConfig))
+        ? ((this.cached('DaemonSet', nodeConfigName(namespace, name), this.deps.nodeConfigNamespace) as V1DaemonSet | undefined) ?? applied?.daemonSet)
         : undefined;
     const observed: InstanceObservation = {
       deployment: this.cached('Deployment', name, namespace) as V1Deployment | undefined,
@@ -304,6 +343,48 @@ export class InstanceReconciler {
       async () => existing,
       (body) => this.deps.clients.apps.deleteNamespacedDaemonSet({ name, namespace, body }),
     );
+  }
+
+  /**
+   * spec.nodeConfig's DaemonSet in the node-config namespace (its pods' SIGTERM removes the files
+   * they wrote on the nodes), then its CA copy: only this instance's (identity labels), by UID.
+   * `fresh`: not only what the cache holds but, failing that, what the API server has (the
+   * finalizer: one applied a moment ago may not be cached yet). Only while the operator may
+   * make them: otherwise (--allow-node-config off) it may lack the rights there, and made none.
+   */
+  private async deleteNodeConfig(instance: NixeryInstance, options: { fresh: boolean }): Promise<void> {
+    const { name: instanceName, namespace: instanceNamespace } = instance.metadata;
+    const namespace = this.deps.nodeConfigNamespace;
+    const name = nodeConfigName(instanceNamespace, instanceName);
+    const ours: V1DaemonSet = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name, namespace, labels: unownedLabels(instance, 'node-config') } };
+    const { apps } = this.deps.clients;
+    await this.deleteIfOurs(
+      instance,
+      ours,
+      () => this.cachedOrRead('DaemonSet', name, namespace, options.fresh, () => apps.readNamespacedDaemonSet({ name, namespace })),
+      (body) => apps.deleteNamespacedDaemonSet({ name, namespace, body }),
+    );
+    await this.deleteNodeConfigCa(instance, options);
+  }
+
+  private async deleteNodeConfigCa(instance: NixeryInstance, options: { fresh: boolean }): Promise<void> {
+    const namespace = this.deps.nodeConfigNamespace;
+    const ours = nodeConfigCaConfigMap(instance, namespace, '');
+    const name = ours.metadata!.name!;
+    await this.deleteIfOurs(
+      instance,
+      ours,
+      () => this.cachedOrRead('ConfigMap', name, namespace, options.fresh, () => this.core.readNamespacedConfigMap({ name, namespace })),
+      (body) => this.core.deleteNamespacedConfigMap({ name, namespace, body }),
+    );
+  }
+
+  /** The cached object; else, with `fresh` and the node-config gate open, the API server's; else a 404. */
+  private async cachedOrRead(kind: string, name: string, namespace: string, fresh: boolean, read: () => Promise<KubernetesObject>): Promise<KubernetesObject> {
+    const cached = this.cached(kind, name, namespace);
+    if (cached) return cached;
+    if (fresh && (this.deps.gates ?? DEFAULT_GATES).allowNodeConfig) return read();
+    throw new NotCached(kind, name);
   }
 
   // ---- TLS ----
@@ -535,7 +616,7 @@ export class InstanceReconciler {
     });
   }
 
-  /** Before the instance goes: its ClusterRoleBinding and pull Secrets, then the finalizer. */
+  /** Before the instance goes: its ClusterRoleBinding, pull Secrets and node-config objects, then the finalizer. */
   private async finalize(instance: NixeryInstance): Promise<ReconcileResult> {
     if (!instance.metadata.finalizers?.includes(CLEANUP_FINALIZER)) return {};
     const binding = authDelegatorBindingName(instance);
@@ -548,6 +629,7 @@ export class InstanceReconciler {
     // The spec's namespaces too: a Secret written a moment ago may not be in the cache yet.
     const namespaces = new Set([...(instance.spec.auth?.pullSecretNamespaces ?? []), ...this.pullSecretNamespaces(instance)]);
     for (const namespace of [...namespaces].sort()) await this.deletePullSecret(instance, namespace);
+    await this.deleteNodeConfig(instance, { fresh: true });
     await this.setFinalizers(instance, instance.metadata.finalizers.filter((f) => f !== CLEANUP_FINALIZER));
     return {};
   }
@@ -582,4 +664,13 @@ function decodeAll(data: Record<string, string> | undefined): Record<string, str
 
 function ignoreNotFound(error: unknown): void {
   if (statusOf(error) !== 404) throw error;
+}
+
+/** Not in the cache, and not to be asked for: as good as a 404 to deleteIfOurs. */
+class NotCached extends Error {
+  readonly statusCode = 404;
+
+  constructor(kind: string, name: string) {
+    super(`${kind} ${name} is not cached`);
+  }
 }

@@ -3,6 +3,7 @@
 import type { V1DaemonSet, V1Deployment, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { removeCondition, setCondition } from '../api/conditions.ts';
 import type { Condition, NixeryInstance, NixeryInstanceStatus } from '../api/types.ts';
+import { INSTANCE_NAMESPACE_LABEL } from '../kube/labels.ts';
 import { instanceEndpoint } from './desired.ts';
 import type { GateRefusals } from './gates.ts';
 import { caBundleConfigMapName, isTlsProblem, tlsCondition, type TlsObservation } from './tls.ts';
@@ -23,7 +24,7 @@ export interface InstanceObservation {
   refusals?: GateRefusals;
   /** With spec.nodeLocal allowed: its DaemonSet, once there. */
   nodeLocal?: V1DaemonSet;
-  /** With spec.nodeConfig allowed: its DaemonSet, once there (none until the Service has a ClusterIP). */
+  /** With spec.nodeConfig allowed: its DaemonSet in the node-config namespace, once there (none until the Service has a ClusterIP). */
   nodeConfig?: V1DaemonSet;
 }
 
@@ -133,7 +134,9 @@ function nodeConfigCondition(instance: NixeryInstance, observed: InstanceObserva
   const scheduled = observed.nodeConfig.status?.desiredNumberScheduled ?? 0;
   const ready = observed.nodeConfig.status?.numberReady ?? 0;
   if (scheduled > 0 && ready >= scheduled) return { type: 'NodeConfigReady', status: 'True', reason: 'Configured', message: `the container runtime is configured on ${ready} of ${scheduled} nodes` };
-  const logs = `kubectl logs -n ${instance.metadata.namespace} -l app.kubernetes.io/name=nixery-node-config,app.kubernetes.io/instance=${instance.metadata.name}`;
+  // In the node-config namespace (the operator's), where the DaemonSet runs.
+  const where = observed.nodeConfig.metadata?.namespace ?? instance.metadata.namespace;
+  const logs = `kubectl logs -n ${where} -l app.kubernetes.io/name=nixery-node-config,app.kubernetes.io/instance=${instance.metadata.name},${INSTANCE_NAMESPACE_LABEL}=${instance.metadata.namespace}`;
   return {
     type: 'NodeConfigReady',
     status: 'False',
