@@ -103,3 +103,12 @@ else watchNamespaces, else the release namespace.
 {{- define "nixery-operator.operatorJob" -}}
 {{- .Values.prometheusRule.operatorJob | default (printf "%s-metrics" (include "nixery-operator.fullname" .)) }}
 {{- end }}
+
+{{/*
+"true" when the operator runs with --allow-node-config (operator.allowNodeConfig, or the chart's
+instance asks for spec.nodeConfig): its node-config DaemonSets then run in the release namespace
+(--node-config-namespace's default, the operator's own), which must allow privileged pods.
+*/}}
+{{- define "nixery-operator.nodeConfigAllowed" -}}
+{{- if or .Values.operator.allowNodeConfig (and .Values.instance.enabled .Values.instance.nodeConfig.enabled) }}true{{ end }}
+{{- end }}
