@@ -189,6 +189,23 @@ for (const version of HELM_VERSIONS) {
       assert.ok(deployment!.spec!.template.spec!.containers[0]!.args!.includes('--namespaces=nixery,team-a'));
     });
 
+    it('grants the node-config DaemonSets and CA copies in the release namespace only with node config allowed, and all of it only where the watched namespaces leave it out', async () => {
+      const roleOf = (objects: KubernetesObject[]) => find<V1Role>(objects, 'Role', 'nixery-operator-node-config', 'nixery')[0];
+      assert.equal(roleOf(await render(helm)), undefined, 'not without --allow-node-config');
+      const allowed = await render(helm, ['--set', 'operator.allowNodeConfig=true']);
+      // The ClusterRole covers the rest; the copies' deletion is the one verb it lacks.
+      assert.deepEqual(roleOf(allowed)?.rules, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['delete'] }]);
+      assert.deepEqual(find<KubernetesObject & { subjects: unknown[] }>(allowed, 'RoleBinding', 'nixery-operator-node-config', 'nixery')[0]?.subjects, [
+        { kind: 'ServiceAccount', name: 'nixery-operator', namespace: 'nixery' },
+      ]);
+      assert.ok(roleOf(await render(helm, ['--set', 'instance.enabled=true', '--set', 'instance.nodeConfig.enabled=true'])), "the chart's own instance asking for it allows it");
+      const elsewhere = await render(helm, ['--set', 'operator.allowNodeConfig=true', '--set-json', 'watchNamespaces=["team-a"]']);
+      assert.deepEqual(roleOf(elsewhere)?.rules, [
+        { apiGroups: ['apps'], resources: ['daemonsets'], verbs: ['list', 'watch', 'get', 'create', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['list', 'watch', 'get', 'create', 'patch', 'delete'] },
+      ]);
+    });
+
     it('renders the default instance with the published registry image, kept on uninstall', async () => {
       const objects = await render(helm, ['--set', 'instance.enabled=true']);
       const [instance] = find<KubernetesObject & { spec: Record<string, unknown> }>(objects, 'NixeryInstance', 'nixery', 'nixery');
