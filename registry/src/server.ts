@@ -20,6 +20,7 @@ import type { Logger } from './log/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { GarbageCollector, PeriodicGc } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
+import { PullRecorder } from './service/pulls.ts';
 import { TagIndex } from './service/tags.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
@@ -32,6 +33,8 @@ export interface Runtime {
   log: Logger;
   /** `serve` only: served tags, flushed to storage in batches; close() it at shutdown. */
   tags: TagIndex;
+  /** `serve` only: when on-demand images were last pulled, flushed in batches; close() it at shutdown. */
+  pulls: PullRecorder;
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
@@ -64,7 +67,8 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     log,
     onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
   });
-  return { config, storage, builder, metrics, log, tags };
+  const pulls = new PullRecorder(storage, { flushIntervalMs: config.tagFlushIntervalSeconds * 1000, log });
+  return { config, storage, builder, metrics, log, tags, pulls };
 }
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
@@ -82,6 +86,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     storage: runtime.storage,
     builder: runtime.builder,
     tags: runtime.tags,
+    pulls: runtime.pulls,
     metrics: runtime.metrics,
     log,
     source: config.source,

@@ -90,9 +90,10 @@ program
     }
     const stop = (signal: string) => {
       log.info('shutting down', { signal });
-      // Pulled tags not yet written are written now, and again once the last request is answered.
+      // Pulled tags (and pull records) not yet written are written now, and again once the last request is answered.
       void runtime.tags.flush();
-      server.close(() => void runtime.tags.close().then(() => process.exit(0)));
+      void runtime.pulls.flush();
+      server.close(() => void Promise.all([runtime.tags.close(), runtime.pulls.close()]).then(() => process.exit(0)));
       server.closeIdleConnections();
       setTimeout(() => process.exit(0), 10_000).unref();
     };

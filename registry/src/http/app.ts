@@ -17,6 +17,7 @@ import { PushedTags } from '../push/tag-store.ts';
 import type { Uploads } from '../push/uploads.ts';
 import { Blobs } from '../service/blobs.ts';
 import { Manifests } from '../service/manifests.ts';
+import type { PullRecorder } from '../service/pulls.ts';
 import { TagIndex } from '../service/tags.ts';
 
 export interface AppDeps {
@@ -44,6 +45,8 @@ export interface AppDeps {
   serveMetrics?: boolean;
   /** What names are built for (NIXERY_PLATFORMS); several make image indexes. Default: linux/amd64. */
   platforms?: readonly Platform[];
+  /** When on-demand images were last pulled, for garbage collection (its flushes outlive requests: the caller closes it); default: not recorded. */
+  pulls?: PullRecorder;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -84,6 +87,7 @@ export function createApp(deps: AppDeps): express.Express {
     ...(deps.packagePolicy ? { packagePolicy: deps.packagePolicy } : {}),
     ...(deps.maxClosureBytes !== undefined ? { maxClosureBytes: deps.maxClosureBytes } : {}),
     ...(deps.platforms ? { platforms: deps.platforms } : {}),
+    ...(deps.pulls ? { pulls: deps.pulls } : {}),
   });
   const blobs = new Blobs(deps.storage, deps.uploads);
   const auth = deps.auth ?? RegistryAuth.withPushToken(deps.pushToken, onDemandNames(deps));

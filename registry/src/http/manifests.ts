@@ -43,7 +43,7 @@ class ClientGoneError extends Error {
 export async function getManifest(deps: ManifestsDeps, req: Request, res: Response, name: string, reference: string): Promise<void> {
   let manifest: Manifest;
   try {
-    if (reference.includes(':')) manifest = await deps.manifests.byDigest(checkDigest(reference));
+    if (reference.includes(':')) manifest = await deps.manifests.byDigest(checkDigest(reference), name);
     else {
       // A client that leaves stops waiting for its build; one still queued for nobody else is dropped.
       const gone = new AbortController();

@@ -357,7 +357,7 @@ describe('pushed manifests: DELETE by tag and by digest, referrers', () => {
 
 describe('manifests by tag with several platforms (NIXERY_PLATFORMS)', () => {
   /** A builder whose images stand for what Nix would make: one config and layer per system. */
-  async function platformSetup(platforms: Platform[], fail?: (image: ImageSpec) => Error | undefined) {
+  async function platformSetup(platforms: Platform[], fail?: (image: ImageSpec) => Error | undefined, pulls?: { recordPulled(name: string, digest: string): void }) {
     const storage = new FilesystemStorage(await tempDir());
     await storage.init();
     const builds: { system: string; packages: string[]; signal?: AbortSignal }[] = [];
@@ -375,10 +375,29 @@ describe('manifests by tag with several platforms (NIXERY_PLATFORMS)', () => {
       const sbom = { referrers: { docker: { ...manifests.docker, digest: sha256(`sbom ${manifests.docker.digest}`) }, oci: { ...manifests.oci, digest: sha256(`sbom ${manifests.oci.digest}`) } } };
       return { name: image.name, tag: image.tag, packages: image.packages, system: image.arch.system, ...manifests.docker, manifests, config, layers, sbom } as unknown as BuildResult;
     };
-    const manifests = new Manifests({ storage, builder: { build } as unknown as ImageBuilder, pushedTags: new PushedTags(storage), tags: new TagIndex(storage), platforms });
+    const manifests = new Manifests({ storage, builder: { build } as unknown as ImageBuilder, pushedTags: new PushedTags(storage), tags: new TagIndex(storage), platforms, ...(pulls ? { pulls } : {}) });
     return { manifests, builds, storage, build };
   }
   const both: Platform[] = ['linux/amd64', 'linux/arm64'];
+
+  it('notes each pull of an on-demand image for retention: the manifest served by tag (an index and its platforms\' images), and any manifest by digest with its name', async () => {
+    const noted: [string, string][] = [];
+    const pulls = { recordPulled: (name: string, digest: string) => void noted.push([name, digest]) };
+    const { manifests, build } = await platformSetup(both, undefined, pulls);
+    const index = await manifests.byTag('shell/hello', 'latest', { image: 'oci', index: 'oci' });
+    const amd64 = await build(imageFromName('hello', 'latest'), {});
+    const arm64 = await build(imageFromName('arm64/hello', 'latest'), {});
+    assert.deepEqual(noted, [['shell/hello', amd64.manifests.oci.digest], ['shell/hello', arm64.manifests.oci.digest], ['shell/hello', index.digest]]);
+    noted.length = 0;
+    const single = await manifests.byTag('arm64/hello', 'v1', 'docker');
+    assert.deepEqual(noted, [['arm64/hello', single.digest]]);
+    noted.length = 0;
+    await manifests.byDigest(index.digest, 'shell/hello');
+    await manifests.byDigest(index.digest);
+    assert.deepEqual(noted, [['shell/hello', index.digest]], 'by digest with the repository name; without one, nothing');
+    await assert.rejects(manifests.byDigest(sha256('no such manifest'), 'shell/hello'), ManifestUnknownError);
+    assert.equal(noted.length, 1, 'a manifest not served is not noted');
+  });
 
   it('serves a client that reads OCI indexes an image index: each platform\'s OCI manifest, built through the builder, and stores it for pulls by digest', async () => {
     const { manifests, builds, storage, build } = await platformSetup(both);

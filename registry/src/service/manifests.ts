@@ -26,6 +26,7 @@ import {
   ManifestUnknownError,
   PackagesRefusedError,
 } from './errors.ts';
+import type { PullRecorder } from './pulls.ts';
 import type { TagIndex } from './tags.ts';
 
 const IMAGE_MANIFESTS = new Set<string>([MediaType.dockerManifest, MediaType.ociManifest]);
@@ -57,6 +58,8 @@ export interface ManifestsDeps {
    * linux/amd64 alone.
    */
   platforms?: readonly Platform[];
+  /** Notes when on-demand images were last pulled, for garbage collection's retention (service/pulls.ts). Default: not noted. */
+  pulls?: Pick<PullRecorder, 'recordPulled'>;
 }
 
 /**
@@ -104,11 +107,17 @@ export class Manifests {
     this.indexes = new ImageIndexes(deps.storage);
   }
 
-  /** Any stored manifest, built or pushed, by its digest. Throws ManifestUnknownError. */
-  async byDigest(digest: string): Promise<Manifest> {
+  /**
+   * Any stored manifest, built or pushed, by its digest. Throws ManifestUnknownError. With
+   * on-demand builds on, the pull is noted (in memory) as one of `name`: whether the digest is a
+   * built image's is garbage collection's question (service/pulls.ts).
+   */
+  async byDigest(digest: string, name?: string): Promise<Manifest> {
     const info = await this.deps.storage.statBlob(digest);
     if (!info || !MANIFEST_TYPES.has(info.contentType)) throw new ManifestUnknownError(`manifest ${digest} is not known`, digest);
-    return { body: await this.deps.storage.readBlob(digest), mediaType: info.contentType, digest };
+    const manifest = { body: await this.deps.storage.readBlob(digest), mediaType: info.contentType, digest };
+    if (name !== undefined && this.deps.onDemand !== false) this.deps.pulls?.recordPulled(name, digest);
+    return manifest;
   }
 
   /**
@@ -157,6 +166,8 @@ export class Manifests {
         const built = await this.indexes.store(name, tag, images);
         // Rendered again, as an image manifest below: the bytes stored, without reading them.
         manifest = { body: renderPlatformIndex(index, images), mediaType: built.manifests[index].mediaType, digest: built.manifests[index].digest };
+        // The platforms' images are pulled by digest next; noted now, in case a client has them already.
+        for (const platform of images) this.deps.pulls?.recordPulled(name, platform.manifests[index].digest);
       } else {
         const result = await this.deps.builder.build(prefixed ? image : { ...image, arch: PLATFORMS[platforms[0]!] }, options);
         // Rendered again rather than read from storage: rendering is pure, the same inputs give the
@@ -169,6 +180,7 @@ export class Manifests {
     }
     // Noted in memory, written later in a batch: a pull writes nothing (service/tags.ts).
     this.deps.tags.recordPulled(name, tag);
+    this.deps.pulls?.recordPulled(name, manifest.digest);
     return manifest;
   }
 
