@@ -18,7 +18,7 @@ import { describeSource } from './http/index-page.ts';
 import { loadPopularity } from './layers/index.ts';
 import type { Logger } from './log/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
-import { GarbageCollector, PeriodicGc } from './service/gc.ts';
+import { GarbageCollector, PeriodicGc, retention } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { PullRecorder } from './service/pulls.ts';
 import { TagIndex } from './service/tags.ts';
@@ -123,7 +123,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   if (config.gc.intervalSeconds > 0) {
     const gcLog = log.child({ component: 'gc' });
     new PeriodicGc({
-      collector: new GarbageCollector({ storage: runtime.storage, graceMs: config.gc.graceSeconds * 1000, log: gcLog }),
+      collector: new GarbageCollector({ storage: runtime.storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log: gcLog }),
       metrics: runtime.metrics,
       log: gcLog,
       intervalMs: config.gc.intervalSeconds * 1000,

@@ -73,7 +73,7 @@ describe('the image index of a multi-platform build', () => {
     counted.putDocument = (key, value) => (puts++, storage.putDocument(key, value));
     const built = await new ImageIndexes(counted).store('shell/hello', 'latest', images);
     const doc = await storage.getDocument<BuiltIndexDocument>(builtIndexKey(built.manifests.oci.digest));
-    assert.deepEqual(doc, { manifests: { docker: built.manifests.docker, oci: built.manifests.oci } });
+    assert.deepEqual(doc, { manifests: { docker: built.manifests.docker, oci: built.manifests.oci }, name: 'shell/hello' }, 'with the name it was built by, for the per-name limit');
     await new ImageIndexes(counted).store('shell/hello', 'latest', images);
     assert.equal(puts, 1, 'another process finds it and writes nothing');
   });

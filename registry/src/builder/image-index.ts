@@ -27,6 +27,8 @@ export function builtIndexKey(ociDigest: string): string {
 
 export interface BuiltIndexDocument {
   manifests: { docker: Descriptor; oci: Descriptor };
+  /** The name it was first built by: garbage collection's per-name limit (absent in documents of earlier versions). */
+  name?: string;
 }
 
 /**
@@ -86,17 +88,17 @@ export class ImageIndexes {
    */
   async store(name: string, tag: string, images: readonly PlatformBuildResult[]): Promise<IndexBuildResult> {
     const [docker, oci] = await Promise.all((['docker', 'oci'] as const).map((format) => this.put(format, renderPlatformIndex(format, images))));
-    await this.record(docker!, oci!);
+    await this.record(name, docker!, oci!);
     return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { docker: docker!, oci: oci! }, platforms: images.map(asIndexed) };
   }
 
   /** Written once per index (the memo), after both blobs: a document never names a missing blob. */
-  private async record(docker: Descriptor, oci: Descriptor): Promise<void> {
+  private async record(name: string, docker: Descriptor, oci: Descriptor): Promise<void> {
     const key = builtIndexKey(oci.digest);
     if (this.stored.get(key)) return;
     try {
       if (!(await this.storage.getDocument<BuiltIndexDocument>(key))) {
-        await this.storage.putDocument(key, { manifests: { docker, oci } } satisfies BuiltIndexDocument);
+        await this.storage.putDocument(key, { manifests: { docker, oci }, name } satisfies BuiltIndexDocument);
       }
     } catch (cause) {
       throw new BuildStorageError(`recording the image index ${oci.digest} failed: ${(cause as Error).message}`, { cause });

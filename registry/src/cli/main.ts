@@ -21,7 +21,7 @@ import { NodeConfigSync, startReadinessServer } from '../node-config/sync.ts';
 import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
-import { GarbageCollector } from '../service/gc.ts';
+import { GarbageCollector, retention } from '../service/gc.ts';
 import { openStorage } from '../storage/create.ts';
 import { parsePushReference, pushImage, readCaBundle, type PushTarget } from '../push/client.ts';
 import { pushImageIndex } from '../push/image-index.ts';
@@ -199,7 +199,7 @@ program
     try {
       // A dry run sweeps no staging leftovers either (opening the storage otherwise does).
       const storage = await openStorage(config.storage, log, { stagingTtlMs: options.dryRun ? Number.POSITIVE_INFINITY : config.purge.stagingTtlSeconds * 1000 });
-      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, log });
+      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log });
       const report = await collector.collect({ dryRun: options.dryRun ?? false });
       process.stdout.write(JSON.stringify(report) + '\n');
       if (report.result !== 'ok') process.exitCode = EXIT_CODES.storage_failure;

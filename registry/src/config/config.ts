@@ -68,6 +68,8 @@ export const ENV = {
   stagingTtl: 'NIXERY_STAGING_TTL',
   gcGrace: 'NIXERY_GC_GRACE',
   gcInterval: 'NIXERY_GC_INTERVAL',
+  gcRetentionDays: 'NIXERY_GC_RETENTION_DAYS',
+  gcMaxImagesPerName: 'NIXERY_GC_MAX_IMAGES_PER_NAME',
 } as const;
 
 export type StorageConfig =
@@ -163,6 +165,10 @@ export interface GcSettings {
   graceSeconds: number;
   /** Between runs in the server; 0: the server never collects (`nixery gc` still does). */
   intervalSeconds: number;
+  /** An on-demand image not pulled for this many days is expired (service/gc.ts); 0: kept forever. */
+  retentionDays: number;
+  /** At most this many on-demand images per name (the most recently pulled); 0: no limit. */
+  maxImagesPerName: number;
 }
 
 /** Abandoned temporary data, dropped while the registry runs; whole seconds. */
@@ -242,6 +248,10 @@ export const DEFAULT_GC_GRACE_SECONDS = 3600;
 export const GC_GRACE_BUILD_FACTOR = 3;
 /** Six hours between runs in the server. */
 export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
+/** On-demand images not pulled for 30 days are expired. */
+export const DEFAULT_GC_RETENTION_DAYS = 30;
+/** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
+export const DEFAULT_GC_MAX_IMAGES_PER_NAME = 10;
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -351,6 +361,18 @@ const fields = {
     .trim()
     .regex(/^[0-9]+$/, 'expected seconds as a whole number (0 turns periodic garbage collection off)')
     .transform(Number),
+  gcRetentionDays: z
+    .string()
+    .trim()
+    .regex(/^[0-9]+$/, 'expected days as a whole number (0 keeps on-demand images forever)')
+    .transform(Number)
+    .pipe(z.number().max(36500, 'expected at most 36500 days (0 keeps on-demand images forever)')),
+  gcMaxImagesPerName: z
+    .string()
+    .trim()
+    .regex(/^[0-9]+$/, 'expected a number of images as a whole number (0: no limit)')
+    .transform(Number)
+    .pipe(z.number().max(1_000_000, 'expected at most 1000000 images (0: no limit)')),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -511,6 +533,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   const gc: GcSettings = {
     graceSeconds: v.gcGrace ?? Math.max(DEFAULT_GC_GRACE_SECONDS, minGrace),
     intervalSeconds: v.gcInterval ?? DEFAULT_GC_INTERVAL_SECONDS,
+    retentionDays: v.gcRetentionDays ?? DEFAULT_GC_RETENTION_DAYS,
+    maxImagesPerName: v.gcMaxImagesPerName ?? DEFAULT_GC_MAX_IMAGES_PER_NAME,
   };
 
   return {

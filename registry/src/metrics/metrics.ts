@@ -40,6 +40,8 @@ export interface Metrics {
   /** What garbage collection deleted, by `kind`: 'blob', 'layer_cache_entry' or 'document'. */
   gcSweptObjects: Counter<'kind'>;
   gcSweptBytes: Counter<'kind'>;
+  /** On-demand images garbage collection expired (their cache entries deleted), by `reason`: 'retention' or 'per_name'. */
+  gcExpiredImages: Counter<'reason'>;
   /** Bytes in use after the last complete run, by `kind`: 'blob' or 'document'. */
   storageBytes: Gauge<'kind'>;
 }
@@ -173,6 +175,12 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
       name: 'nixery_gc_swept_bytes_total',
       help: 'Bytes of the objects garbage collection deleted, by kind (blob, layer_cache_entry, document)',
       labelNames: ['kind'],
+      registers,
+    }),
+    gcExpiredImages: new Counter({
+      name: 'nixery_gc_expired_images_total',
+      help: 'On-demand images garbage collection expired (manifest cache entries or built indexes deleted; blobs follow by the grace rule), by reason (retention: not pulled within NIXERY_GC_RETENTION_DAYS; per_name: beyond NIXERY_GC_MAX_IMAGES_PER_NAME)',
+      labelNames: ['reason'],
       registers,
     }),
     storageBytes: new Gauge({

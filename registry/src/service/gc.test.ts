@@ -302,7 +302,8 @@ describe('periodic garbage collection', () => {
     const report: GcReport = {
       dryRun: false,
       result: 'ok',
-      deleted: { blob: { objects: 2, bytes: 300 }, layer_cache_entry: { objects: 1, bytes: 50 }, document: { objects: 0, bytes: 0 } },
+      deleted: { blob: { objects: 2, bytes: 300 }, layer_cache_entry: { objects: 1, bytes: 50 }, document: { objects: 3, bytes: 0 } },
+      expired: { retention: 2, per_name: 1 },
       withinGrace: { blob: { objects: 0, bytes: 0 }, layer_cache_entry: { objects: 0, bytes: 0 }, document: { objects: 0, bytes: 0 } },
       kept: { blobs: { objects: 3, bytes: 1000 }, documents: { objects: 4, bytes: 40 } },
       unreadable: [],
@@ -332,6 +333,8 @@ describe('periodic garbage collection', () => {
     assert.match(text, /nixery_gc_swept_objects_total\{kind="blob"\} 2/);
     assert.match(text, /nixery_gc_swept_bytes_total\{kind="layer_cache_entry"\} 50/);
     assert.match(text, /nixery_storage_bytes\{kind="blob"\} 1000/);
+    assert.match(text, /nixery_gc_expired_images_total\{reason="retention"\} 2/);
+    assert.match(text, /nixery_gc_expired_images_total\{reason="per_name"\} 1/);
     assert.match(text, /nixery_gc_duration_seconds_count 1/);
 
     periodic.start();
@@ -392,5 +395,154 @@ describe('pulls after garbage collection', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('garbage collection: retention of on-demand images (NIXERY_GC_RETENTION_DAYS, NIXERY_GC_MAX_IMAGES_PER_NAME)', () => {
+  const DAY = 24 * HOUR;
+  const RETENTION = 30 * DAY;
+
+  /** An on-demand build's manifest cache entry written `ageMs` ago, naming a manifest, config, the given layers and an SBOM. */
+  async function built(f: Fixture, key: string, options: { name: string; ageMs: number; layers: { digest: string; size: number; mediaType: string }[]; system?: string }) {
+    const config = await f.blob(`config of ${key}`, undefined, 'application/vnd.docker.container.image.v1+json');
+    const docker = await f.manifest({ schemaVersion: 2, mediaType: MediaType.dockerManifest, config, layers: options.layers }, undefined, MediaType.dockerManifest);
+    const oci = await f.manifest({ schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers: options.layers });
+    const sbom = await f.blob(`sbom of ${key}`);
+    const sbomRef = await f.manifest({ schemaVersion: 2, config: sbom, layers: [sbom], subject: docker });
+    await f.storage.putDocument(`manifests/${key}`, {
+      name: options.name,
+      tag: 'latest',
+      system: options.system ?? 'x86_64-linux',
+      manifests: { docker, oci },
+      config,
+      layers: options.layers,
+      sbom: { document: sbom, referrers: { docker: sbomRef, oci: sbomRef } },
+    });
+    const t = new Date(f.clock.now - options.ageMs);
+    await fs.utimes(path.join(f.storage.root, 'documents', 'manifests', `${key}.json`), t, t);
+    return { docker, oci, config: config.digest, sbom: sbom.digest };
+  }
+  const pull = (f: Fixture, digest: string, name: string, at: number) => f.storage.putDocument(`pulled/${digest.slice(7)}`, { lastPulled: at, name });
+  const collector = (f: Fixture, options: { maxImagesPerName?: number } = {}) =>
+    new GarbageCollector({ storage: f.storage, graceMs: GRACE, log: silentLogger, now: () => f.clock.now, retentionMs: RETENTION, ...options });
+
+  it('expires an image not pulled within the retention on the second run, its unique blobs a grace delay later, and keeps a pulled one and shared layers', async () => {
+    const f = await fixture();
+    const gc = collector(f);
+    const shared = await f.blob('a layer both images have');
+    const unique = await f.blob('a layer only the stale image has');
+    const stale = await built(f, 'a'.repeat(64), { name: 'shell/old', ageMs: RETENTION + DAY, layers: [shared, unique] });
+    const fresh = await built(f, 'b'.repeat(64), { name: 'shell/hot', ageMs: RETENTION + DAY, layers: [shared] });
+    await pull(f, fresh.oci.digest, 'shell/hot', f.clock.now - DAY); // built long ago, pulled yesterday
+
+    const first = await gc.collect();
+    assert.deepEqual(first.expired, { retention: 0, per_name: 0 }, 'the first run only records it');
+    assert.equal(first.withinGrace.document.objects, 1);
+    assert.ok(await f.storage.getDocument(`manifests/${'a'.repeat(64)}`));
+    f.clock.now += GRACE;
+    const second = await gc.collect();
+    assert.deepEqual(second.expired, { retention: 1, per_name: 0 });
+    assert.equal(await f.storage.getDocument(`manifests/${'a'.repeat(64)}`), null, 'the stale entry is gone');
+    assert.ok(await f.storage.getDocument(`manifests/${'b'.repeat(64)}`), 'the pulled one stays past the retention of its entry');
+    assert.ok(await f.exists(unique.digest), 'its blobs wait a grace delay after the entry');
+    f.clock.now += GRACE;
+    const third = await gc.collect();
+    for (const digest of [unique.digest, stale.docker.digest, stale.oci.digest, stale.config, stale.sbom]) assert.equal(await f.exists(digest), false, `${digest} swept`);
+    for (const digest of [shared.digest, fresh.docker.digest, fresh.oci.digest, fresh.config]) assert.ok(await f.exists(digest), `${digest} kept`);
+    assert.equal(third.expired.retention, 0);
+  });
+
+  it('keeps an image pulled between the two runs: the record refreshes, it leaves the record, and counts anew', async () => {
+    const f = await fixture();
+    const gc = collector(f);
+    const layer = await f.blob('layer');
+    const image = await built(f, 'c'.repeat(64), { name: 'shell/maybe', ageMs: RETENTION + DAY, layers: [layer] });
+    await gc.collect();
+    assert.ok((await f.state())?.candidates[`manifests/${'c'.repeat(64)}`] !== undefined);
+    f.clock.now += GRACE / 2;
+    await pull(f, image.docker.digest, 'shell/maybe', f.clock.now);
+    f.clock.now += GRACE;
+    const second = await gc.collect();
+    assert.deepEqual(second.expired, { retention: 0, per_name: 0 });
+    assert.ok(await f.storage.getDocument(`manifests/${'c'.repeat(64)}`));
+    assert.equal((await f.state())?.candidates[`manifests/${'c'.repeat(64)}`], undefined);
+    assert.ok(await f.exists(layer.digest));
+    // Unpulled again for the retention: expired, and its pull record goes with it.
+    f.clock.now += RETENTION + HOUR;
+    await gc.collect();
+    f.clock.now += GRACE;
+    const later = await gc.collect();
+    assert.equal(later.expired.retention, 1);
+    assert.equal(await f.storage.getDocument(`pulled/${image.docker.digest.slice(7)}`), null, 'the pull record goes with its entry');
+  });
+
+  it('never expires pushed tags nor manifests held by repositories, and with a retention of 0 keeps on-demand images forever', async () => {
+    const f = await fixture();
+    const gc = collector(f, { maxImagesPerName: 1 });
+    const tagged = await image(f, 'tagged');
+    await f.storage.putDocument('pushed/team/app/_tags/v1', tagged.manifest);
+    const held = await image(f, 'held');
+    await f.storage.putDocument(`pushed-manifests/${held.manifest.digest.replace(':', '-')}`, { repositories: ['team/app'] });
+    const layer = await f.blob('on-demand layer');
+    await built(f, 'd'.repeat(64), { name: 'shell/old', ageMs: 400 * DAY, layers: [layer] });
+    f.clock.now += 400 * DAY;
+    await gc.collect();
+    f.clock.now += GRACE;
+    await gc.collect();
+    for (const digest of [tagged.manifest.digest, tagged.layer, held.manifest.digest, held.layer]) assert.ok(await f.exists(digest));
+    assert.equal(await f.storage.getDocument(`manifests/${'d'.repeat(64)}`), null);
+
+    const g = await fixture();
+    const forever = new GarbageCollector({ storage: g.storage, graceMs: GRACE, log: silentLogger, now: () => g.clock.now, retentionMs: 0 });
+    await built(g, 'e'.repeat(64), { name: 'shell/old', ageMs: 400 * DAY, layers: [await g.blob('x')] });
+    await forever.collect();
+    g.clock.now += GRACE;
+    assert.deepEqual((await forever.collect()).expired, { retention: 0, per_name: 0 });
+    assert.ok(await g.storage.getDocument(`manifests/${'e'.repeat(64)}`));
+  });
+
+  it('keeps the M most recently pulled images of a name and platform, expires the rest (per_name), and counts each image once', async () => {
+    const f = await fixture();
+    const gc = collector(f, { maxImagesPerName: 2 });
+    const images = [];
+    for (let i = 0; i < 4; i++) {
+      const key = `${i}`.repeat(64);
+      images.push(await built(f, key, { name: 'shell/hello', ageMs: 2 * DAY, layers: [await f.blob(`layer ${i}`)] }));
+      await pull(f, images[i]!.docker.digest, 'shell/hello', f.clock.now - (10 - i) * HOUR); // 3 is the most recent
+    }
+    // A second entry of image 0 (another name list resolving to it): one image, counted once.
+    const alias = JSON.parse(JSON.stringify(await f.storage.getDocument(`manifests/${'0'.repeat(64)}`)));
+    await f.storage.putDocument(`manifests/${'f'.repeat(64)}`, alias);
+    const old = new Date(f.clock.now - 2 * DAY);
+    await fs.utimes(path.join(f.storage.root, 'documents', 'manifests', `${'f'.repeat(64)}.json`), old, old);
+    // Another platform of the name, and another name: limits of their own.
+    await built(f, '9'.repeat(64), { name: 'shell/hello', system: 'aarch64-linux', ageMs: 2 * DAY, layers: [await f.blob('arm layer')] });
+    await built(f, '8'.repeat(64), { name: 'shell/other', ageMs: 2 * DAY, layers: [await f.blob('other layer')] });
+
+    await gc.collect();
+    f.clock.now += GRACE;
+    const report = await gc.collect();
+    assert.deepEqual(report.expired, { retention: 0, per_name: 2 });
+    const left = [];
+    for (const key of ['0', '1', '2', '3', 'f', '9', '8']) if (await f.storage.getDocument(`manifests/${key.repeat(64)}`)) left.push(key);
+    assert.deepEqual(left, ['2', '3', '9', '8']);
+  });
+
+  it('counts expiries in a dry run without deleting, and deletes stale pull records of pushed manifests', async () => {
+    const f = await fixture();
+    const gc = collector(f);
+    await built(f, 'a'.repeat(64), { name: 'shell/old', ageMs: RETENTION + DAY, layers: [await f.blob('l')] });
+    const pushedDigest = 'sha256:' + '7'.repeat(64);
+    await pull(f, pushedDigest, 'team/app', f.clock.now - RETENTION - DAY);
+    await pull(f, 'sha256:' + '6'.repeat(64), 'team/app', f.clock.now - DAY);
+    await gc.collect();
+    f.clock.now += GRACE;
+    const dry = await gc.collect({ dryRun: true });
+    assert.deepEqual(dry.expired, { retention: 1, per_name: 0 });
+    assert.ok(await f.storage.getDocument(`manifests/${'a'.repeat(64)}`));
+    await gc.collect();
+    assert.equal(await f.storage.getDocument(`manifests/${'a'.repeat(64)}`), null);
+    assert.equal(await f.storage.getDocument(`pulled/${'7'.repeat(64)}`), null, 'stale, naming no on-demand image');
+    assert.ok(await f.storage.getDocument(`pulled/${'6'.repeat(64)}`), 'recent: kept');
   });
 });

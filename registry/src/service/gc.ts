@@ -55,6 +55,10 @@ const MAX_NAMED_UNREADABLE = 20;
 
 export type GcKind = 'blob' | 'layer_cache_entry' | 'document';
 const KINDS: readonly GcKind[] = ['blob', 'layer_cache_entry', 'document'];
+/** Why an on-demand image expired: not pulled within the retention, or beyond the most recent per name. */
+export type ExpiryReason = 'retention' | 'per_name';
+export const EXPIRY_REASONS: readonly ExpiryReason[] = ['retention', 'per_name'];
+const DAY_MS = 86_400_000;
 
 const MANIFEST_TYPES = new Set<string>([MediaType.dockerManifest, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.ociIndex]);
 const DIGEST = /sha256:[a-f0-9]{64}/g;
@@ -79,6 +83,11 @@ export interface GcReport {
   result: 'ok' | 'incomplete';
   /** Deleted (dry run: what this run would delete), by kind. */
   deleted: Record<GcKind, GcCounts>;
+  /**
+   * On-demand images (distinct manifests) whose manifest cache entries or built-index documents
+   * this run deleted (dry run: would delete) as expired, by reason; counted in `deleted.document` too.
+   */
+  expired: Record<ExpiryReason, number>;
   /** Unreferenced, but within the grace delay (young, or not yet seen unreferenced for long enough). */
   withinGrace: Record<GcKind, GcCounts>;
   /** What stays stored. */
@@ -93,6 +102,10 @@ export interface GarbageCollectorOptions {
   storage: StorageBackend;
   /** Grace delay; config.ts keeps it above the longest build. Tests may pass 0. */
   graceMs: number;
+  /** An on-demand image not pulled for this long expires (NIXERY_GC_RETENTION_DAYS); 0 or absent: never. */
+  retentionMs?: number;
+  /** On-demand images kept per name and platform, the most recently pulled (NIXERY_GC_MAX_IMAGES_PER_NAME); 0 or absent: all. */
+  maxImagesPerName?: number;
   log: Logger;
   now?: () => number;
   maxCandidates?: number;
@@ -142,6 +155,10 @@ export class GarbageCollector {
     const unknownRoots: string[] = [];
     const referrersOf = new Map<string, Descriptorish[]>();
     const layerEntries: { key: string; digest: string; doc: StoredObject }[] = [];
+    /** Manifest cache entries and built indexes: roots unless expired (below). */
+    const onDemand: OnDemandEntry[] = [];
+    /** `pulled/<hex>` records (service/pulls.ts) by digest. */
+    const pulled = new Map<string, { key: string; doc: StoredObject; lastPulled: number; name?: string }>();
     const builtReferrerDocs: { key: string; subject: string; doc: StoredObject }[] = [];
     const addReferrers = (subject: string, value: unknown) => {
       const manifests = (value as { manifests?: unknown })?.manifests;
@@ -166,15 +183,23 @@ export class GarbageCollector {
       const segments = key.split('/');
       let understood = false;
       if (segments[0] === 'manifests' && isBuildResult(value)) {
-        roots.push(value.manifests.docker, value.manifests.oci, value.sbom.referrers.docker, value.sbom.referrers.oci);
+        const entryRoots: Descriptorish[] = [value.manifests.docker, value.manifests.oci, value.sbom.referrers.docker, value.sbom.referrers.oci];
         // Leaves: kept, never stat'ed nor read.
-        for (const d of [value.config, value.sbom.document, ...value.layers]) roots.push({ digest: d.digest, mediaType: LEAF });
-        understood = true;
+        for (const d of [value.config, value.sbom.document, ...value.layers]) entryRoots.push({ digest: d.digest, mediaType: LEAF });
+        const name = typeof value.name === 'string' ? value.name : undefined;
+        onDemand.push({ key, doc, digests: [value.manifests.docker.digest, value.manifests.oci.digest], roots: entryRoots, ...(name ? { name } : {}), group: `system ${String(value.system)}` });
+        return;
       } else if (segments[0] === 'built-indexes' && segments.length === 2 && isDescriptor((value as { manifests?: { oci?: unknown } }).manifests?.oci) && isDescriptor((value as { manifests: { docker?: unknown } }).manifests.docker)) {
         // A multi-platform index built on demand (builder/image-index.ts): a root as built images are.
         const { docker, oci } = (value as { manifests: { docker: Descriptorish; oci: Descriptorish } }).manifests;
-        roots.push(docker, oci);
-        understood = true;
+        const name = (value as { name?: unknown }).name;
+        onDemand.push({ key, doc, digests: [docker.digest, oci.digest], roots: [docker, oci], ...(typeof name === 'string' ? { name } : {}), group: 'index' });
+        return;
+      } else if (segments[0] === 'pulled' && segments.length === 2 && /^[a-f0-9]{64}$/.test(segments[1]!) && typeof (value as { lastPulled?: unknown }).lastPulled === 'number') {
+        // When an on-demand image was last pulled (service/pulls.ts): names no digest to keep.
+        const { lastPulled, name } = value as { lastPulled: number; name?: unknown };
+        pulled.set(`sha256:${segments[1]}`, { key, doc, lastPulled, ...(typeof name === 'string' ? { name } : {}) });
+        return;
       } else if (segments[0] === 'layers' && segments.length === 2 && isDigestString((value as { digest?: unknown }).digest)) {
         layerEntries.push({ key, digest: (value as { digest: string }).digest, doc });
         return;
@@ -206,6 +231,63 @@ export class GarbageCollector {
         unknownRoots.push(...mentioned);
       }
     });
+
+    // Sweep decisions, under the two-run rule (made here for expired on-demand entries, which stay
+    // roots of this run unless they go in it; the others after the walk).
+    const now = this.now();
+    const maxCandidates = this.options.maxCandidates ?? MAX_CANDIDATES;
+    const maxDeletions = this.options.maxDeletions ?? MAX_DELETIONS;
+    const candidates: Record<string, number> = {};
+    let candidateCount = 0;
+    const deletions: { kind: GcKind; id: string; size: number }[] = [];
+    const withinGrace = emptyCounts();
+    /** True when `id` goes now; else it is recorded (room permitting) and counted within grace. */
+    const decide = (kind: GcKind, id: string, object: StoredObject): boolean => {
+      const young = now - object.modifiedMs < graceMs;
+      const first = previous.candidates[id];
+      if (!young && first !== undefined && now - first >= graceMs && deletions.length < maxDeletions) {
+        deletions.push({ kind, id, size: object.size });
+        return true;
+      }
+      withinGrace[kind].objects++;
+      withinGrace[kind].bytes += object.size;
+      // A young object starts its record only once it is old: written again, it is in use again.
+      if (!young && candidateCount < maxCandidates) {
+        candidates[id] = first ?? now;
+        candidateCount++;
+      }
+      return false;
+    };
+    // Previously recorded objects first, so that the cap never drops an old record for a new one.
+    const byRecord = <T extends { id: string }>(items: T[]) =>
+      [...items].sort((a, b) => Number(previous.candidates[b.id] !== undefined) - Number(previous.candidates[a.id] !== undefined));
+
+    // Retention of on-demand images: an expired entry goes by the two-run rule (a pull in between
+    // refreshes its record, it is no longer expired and leaves the record); until it goes it is a
+    // root, and its blobs are first recorded by the run that deleted it.
+    const expiry = expiredEntries(onDemand, pulled, now, this.options.retentionMs ?? 0, this.options.maxImagesPerName ?? 0);
+    const expiredImages: Record<ExpiryReason, Set<string>> = { retention: new Set(), per_name: new Set() };
+    const keptDigests = new Set<string>();
+    const goneEntries: OnDemandEntry[] = [];
+    for (const entry of byRecord(onDemand.map((e) => ({ ...e, id: e.key })))) {
+      const reason = expiry.get(entry.key);
+      if (reason !== undefined && decide('document', entry.key, entry.doc)) {
+        expiredImages[reason].add(entry.digests[0]!);
+        goneEntries.push(entry);
+        continue;
+      }
+      roots.push(...entry.roots);
+      for (const d of entry.digests) keptDigests.add(d);
+    }
+    // Pull records go with the last entry naming their digest, and those naming no on-demand image
+    // (pushed manifests pulled by digest) once older than the retention. Records only: at once.
+    const named = new Set(onDemand.flatMap((e) => e.digests));
+    const retentionMs = this.options.retentionMs ?? 0;
+    for (const [digest, record] of pulled) {
+      const withEntry = goneEntries.some((e) => e.digests.includes(digest)) && !keptDigests.has(digest);
+      const stale = !named.has(digest) && retentionMs > 0 && now - record.lastPulled > retentionMs;
+      if ((withEntry || stale) && deletions.length < maxDeletions) deletions.push({ kind: 'document', id: record.key, size: record.doc.size });
+    }
 
     // Walk from the roots.
     const marked = new Set<string>();
@@ -248,7 +330,8 @@ export class GarbageCollector {
       dryRun,
       result: unreadableCount > 0 ? 'incomplete' : 'ok',
       deleted: emptyCounts(),
-      withinGrace: emptyCounts(),
+      expired: { retention: expiredImages.retention.size, per_name: expiredImages.per_name.size },
+      withinGrace,
       kept: { blobs: { objects: 0, bytes: 0 }, documents: { objects: 0, bytes: 0 } },
       unreadable,
       graceSeconds: graceMs / 1000,
@@ -260,34 +343,7 @@ export class GarbageCollector {
       return report;
     }
 
-    // Sweep decisions, under the two-run rule.
-    const now = this.now();
-    const maxCandidates = this.options.maxCandidates ?? MAX_CANDIDATES;
-    const maxDeletions = this.options.maxDeletions ?? MAX_DELETIONS;
-    const candidates: Record<string, number> = {};
-    let candidateCount = 0;
-    const deletions: { kind: GcKind; id: string; size: number }[] = [];
-    /** True when `id` goes now; else it is recorded (room permitting) and counted within grace. */
-    const decide = (kind: GcKind, id: string, object: StoredObject): boolean => {
-      const young = now - object.modifiedMs < graceMs;
-      const first = previous.candidates[id];
-      if (!young && first !== undefined && now - first >= graceMs && deletions.length < maxDeletions) {
-        deletions.push({ kind, id, size: object.size });
-        return true;
-      }
-      report.withinGrace[kind].objects++;
-      report.withinGrace[kind].bytes += object.size;
-      // A young object starts its record only once it is old: written again, it is in use again.
-      if (!young && candidateCount < maxCandidates) {
-        candidates[id] = first ?? now;
-        candidateCount++;
-      }
-      return false;
-    };
-    // Previously recorded objects first, so that the cap never drops an old record for a new one.
-    const byRecord = <T extends { id: string }>(items: T[]) =>
-      [...items].sort((a, b) => Number(previous.candidates[b.id] !== undefined) - Number(previous.candidates[a.id] !== undefined));
-
+    // The other sweep decisions.
     // Layer cache entries: kept with a kept blob; otherwise by the rule, their blob kept meanwhile.
     for (const entry of byRecord(layerEntries.map((e) => ({ ...e, id: e.key })))) {
       if (marked.has(entry.digest)) continue;
@@ -347,6 +403,63 @@ export class GarbageCollector {
   }
 }
 
+/** A manifest cache entry or built-index document: what it keeps, and what its retention reads. */
+interface OnDemandEntry {
+  key: string;
+  doc: StoredObject;
+  /** Its manifests' digests (Docker's first), as pulls record them. */
+  digests: string[];
+  roots: Descriptorish[];
+  /** The name it was built by (a build result's; a built index's from this version on), else a pull record's. */
+  name?: string;
+  /** What it counts among in its name: its platform (system), or `index`. */
+  group: string;
+}
+
+/**
+ * Which on-demand entries are expired, and why. An entry was last used when its document was
+ * written (the build) or, if later, when a pull of either of its manifests was last recorded.
+ * Retention: unused for longer than `retentionMs`. Per name: the entries of one name and platform
+ * (or of one name's indexes) are ranked by image (manifest digest: entries of one image share its
+ * fate), most recently used first; images beyond the first `maxPerName` expire. An entry with no
+ * name (a built index written before indexes recorded theirs, never pulled since) has no limit.
+ */
+function expiredEntries(
+  entries: readonly OnDemandEntry[],
+  pulled: ReadonlyMap<string, { lastPulled: number; name?: string }>,
+  now: number,
+  retentionMs: number,
+  maxPerName: number,
+): Map<string, ExpiryReason> {
+  const expired = new Map<string, ExpiryReason>();
+  const lastUsed = new Map<OnDemandEntry, number>();
+  for (const entry of entries) {
+    let used = entry.doc.modifiedMs;
+    for (const d of entry.digests) used = Math.max(used, pulled.get(d)?.lastPulled ?? Number.NEGATIVE_INFINITY);
+    lastUsed.set(entry, used);
+    if (retentionMs > 0 && now - used > retentionMs) expired.set(entry.key, 'retention');
+  }
+  if (maxPerName > 0) {
+    const groups = new Map<string, Map<string, { used: number; entries: OnDemandEntry[] }>>();
+    for (const entry of entries) {
+      const name = entry.name ?? entry.digests.map((d) => pulled.get(d)).filter((r) => r?.name !== undefined).sort((a, b) => b!.lastPulled - a!.lastPulled)[0]?.name;
+      if (name === undefined) continue;
+      const groupKey = `${name}\n${entry.group}`;
+      let images = groups.get(groupKey);
+      if (!images) groups.set(groupKey, (images = new Map()));
+      const image = images.get(entry.digests[0]!) ?? { used: Number.NEGATIVE_INFINITY, entries: [] };
+      image.used = Math.max(image.used, lastUsed.get(entry)!);
+      image.entries.push(entry);
+      images.set(entry.digests[0]!, image);
+    }
+    for (const images of groups.values()) {
+      const ranked = [...images].sort(([da, a], [db, b]) => b.used - a.used || (da < db ? -1 : 1));
+      for (const [, image] of ranked.slice(maxPerName)) for (const entry of image.entries) if (!expired.has(entry.key)) expired.set(entry.key, 'per_name');
+    }
+  }
+  return expired;
+}
+
 /** What a manifest or index names: config, layers (and an artifact's blobs), child manifests. Not its subject. */
 function childrenOf(manifest: unknown): Descriptorish[] {
   if (manifest === null || typeof manifest !== 'object') return [];
@@ -383,6 +496,8 @@ function subjectOf(segment: string): string | undefined {
 }
 
 interface BuildResultShape {
+  name?: unknown;
+  system?: unknown;
   manifests: { docker: Descriptorish; oci: Descriptorish };
   config: Descriptorish;
   layers: Descriptorish[];
@@ -405,12 +520,17 @@ function isBuildResult(value: unknown): value is BuildResultShape {
   );
 }
 
+/** The retention settings of a configuration, as GarbageCollectorOptions take them. */
+export function retention(config: { gc: { retentionDays: number; maxImagesPerName: number } }): Pick<GarbageCollectorOptions, 'retentionMs' | 'maxImagesPerName'> {
+  return { retentionMs: config.gc.retentionDays * DAY_MS, maxImagesPerName: config.gc.maxImagesPerName };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Periodic runs in the server (NIXERY_GC_INTERVAL), as service/purge.ts runs the purge.
 
 export interface PeriodicGcOptions {
   collector: Pick<GarbageCollector, 'collect'>;
-  metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'storageBytes'>;
+  metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'gcExpiredImages' | 'storageBytes'>;
   log: Logger;
   intervalMs: number;
 }
@@ -478,6 +598,7 @@ export class PeriodicGc {
         metrics.gcSweptObjects.inc({ kind }, report.deleted[kind].objects);
         metrics.gcSweptBytes.inc({ kind }, report.deleted[kind].bytes);
       }
+      for (const reason of EXPIRY_REASONS) metrics.gcExpiredImages.inc({ reason }, report.expired[reason]);
       if (report.result === 'ok') {
         metrics.storageBytes.set({ kind: 'blob' }, report.kept.blobs.bytes);
         metrics.storageBytes.set({ kind: 'document' }, report.kept.documents.bytes);
