@@ -29,6 +29,12 @@
 //   rule (its own record); until then its blob is kept, and the blob is first recorded by the run
 //   that deleted the entry, so it goes at least a grace delay after the entry.
 // - A `built-referrers/` index whose subject is no longer stored is deleted under the same rule.
+// - Retention (phase 2): a manifest cache entry or built index whose image was last used (its
+//   `pulled/` record, service/pulls.ts, else its document's time) longer than the retention ago, or
+//   that is beyond the most recently used per name and platform, is no root: it is deleted under
+//   the same two-run rule (a pull between the runs refreshes the record and keeps it), with its
+//   pull records, and its blobs are first recorded by the run that deleted it. Pushed tags and
+//   held manifests never expire. A later pull is a cache miss and builds the image again.
 // What is left: a blob unreferenced for longer than the grace delay that a client re-references
 // without uploading it again (a HEAD, then a manifest PUT) in the moments of the sweep loses it;
 // the manifest PUT checks its blobs, so the race is narrow, and a re-push heals it.
