@@ -16,6 +16,8 @@ import { FINGERPRINT_FRESH_MS } from './fingerprint-cache.ts';
 import { FreeSpace, InsufficientSpaceError } from './free-space.ts';
 import { builtReferrers } from './built-referrers.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
+import { GarbageCollector } from '../service/gc.ts';
+import { eventually } from '@nixery/test-support';
 
 const tempDir = tempDirs('nixery-builder-');
 
@@ -277,6 +279,29 @@ describe('image builder', () => {
     assert.ok(await storage.statBlob(rebuilt.manifests.oci.digest));
   });
 
+  it('builds an image again, whole, once garbage collection expired it (not pulled within the retention) and swept its blobs', async () => {
+    const DAY = 86_400_000;
+    let time = Date.now();
+    const { builder, calls, storage } = await setup({ ...base, hello: [] }, { now: () => time });
+    const first = await builder.build(imageFromName('hello', 'latest'));
+    const gc = new GarbageCollector({ storage, graceMs: 60_000, retentionMs: 30 * DAY, log: silentLogger, now: () => time });
+    // Never pulled since: past the retention, the entry goes on the second run, its blobs a grace later.
+    time += 31 * DAY;
+    await gc.collect();
+    time += 60_000;
+    const expiring = await gc.collect();
+    assert.equal(expiring.expired.retention, 1);
+    time += 60_000;
+    await gc.collect();
+    assert.equal(await storage.statBlob(first.manifests.oci.digest), null, 'the expired image is gone from storage');
+
+    time += MANIFEST_MEMO_TTL_MS;
+    const again = await builder.build(imageFromName('hello', 'latest'));
+    assert.equal(calls.length, 2, 'a cache miss: built again');
+    assert.equal(again.digest, first.digest, 'the same image, reproducibly');
+    for (const d of [again.manifests.docker, again.manifests.oci, again.config, ...again.layers]) assert.ok(await storage.statBlob(d.digest), `${d.digest} stored again`);
+  });
+
   it('remembers a verified manifest cache entry: storage is read once per MANIFEST_MEMO_TTL_MS, not per request', async () => {
     let time = 0;
     const { builder, storage, calls, sourceDir } = await setup({ ...base, hello: [] }, { now: () => time });
@@ -454,9 +479,11 @@ describe('image builder', () => {
   it('drops a queued build whose every client left: Nix never evaluates or builds it', async () => {
     const { builder, calls, evaluations, metrics } = await setup({ ...base, a: [], b: [] }, { maxConcurrentBuilds: 1, realiseMs: 50 });
     const running = builder.build(imageFromName('a', 'latest'));
+    // Until a holds the one build slot (its job evaluates): b must queue behind it, not overtake it.
+    await eventually('a to run', () => (evaluations.length > 0 ? true : undefined), 5_000, 1);
     const clients = [new AbortController(), new AbortController()];
     const waiting = clients.map((c) => builder.build(imageFromName('b', 'latest'), { signal: c.signal }));
-    await new Promise((r) => setTimeout(r, 10));
+    await eventually('b to queue', async () => ((await sample(metrics.buildQueueLength)) === 1 ? true : undefined), 5_000, 1);
     clients[0]!.abort(new Error('first client left'));
     await assert.rejects(waiting[0]!, /first client left/);
     assert.equal(await sample(metrics.buildQueueLength), 1, 'another client still waits');
