@@ -73,6 +73,8 @@ export interface NixeryInstanceSpec {
     tagFlushIntervalSeconds?: number;
     maxRecordedTags?: number;
   };
+  /** The registry's garbage collection; unset fields keep the registry's defaults (README, Garbage collection). */
+  gc?: { intervalSeconds?: number; graceSeconds?: number; retentionDays?: number; maxImagesPerName?: number };
   /** HTTPS for the registry: exactly one of the three (a CEL rule of the CRD says so). */
   tls?: TlsSpec;
   /** Who may pull and push; unset behaves as `{anonymousPull: true}`. */

@@ -193,6 +193,16 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(desiredInstance(instance({ limits: {} })), desiredInstance(instance()), 'instances that set no limit keep their pods');
   });
 
+  it('passes the garbage-collection settings to the registry, as it reads them, and leaves unset ones to its defaults', () => {
+    const d = desiredInstance(instance({ nixTimeout: 60, gc: { intervalSeconds: 0, graceSeconds: 7200, retentionDays: 7, maxImagesPerName: 3 } }));
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    assert.deepEqual(load(env).gc, { intervalSeconds: 0, graceSeconds: 7200, retentionDays: 7, maxImagesPerName: 3 });
+    const partial = envOf(desiredInstance(instance({ gc: { retentionDays: 90 } })));
+    assert.equal(partial.NIXERY_GC_RETENTION_DAYS, '90');
+    for (const name of ['NIXERY_GC_INTERVAL', 'NIXERY_GC_GRACE', 'NIXERY_GC_MAX_IMAGES_PER_NAME']) assert.equal(partial[name], undefined, name);
+    assert.deepEqual(desiredInstance(instance({ gc: {} })), desiredInstance(instance()), 'an empty gc keeps the pods');
+  });
+
   it('passes the build slots and the tag records to the registry, as it reads them', () => {
     const d = desiredInstance(instance({ limits: { maxConcurrentBuilds: 4, tagFlushIntervalSeconds: 5, maxRecordedTags: 50_000 } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);

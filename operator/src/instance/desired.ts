@@ -127,6 +127,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.maxConcurrentBuilds !== undefined ? { maxConcurrentBuilds: spec.limits.maxConcurrentBuilds } : {}),
     ...(spec.limits?.tagFlushIntervalSeconds !== undefined ? { tagFlushIntervalSeconds: spec.limits.tagFlushIntervalSeconds } : {}),
     ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
+    ...(spec.gc && Object.values(spec.gc).some((v) => v !== undefined) ? { gc: gcSettingsOf(spec.gc) } : {}),
     ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
     ...authSettings(instance),
   };
@@ -188,6 +189,12 @@ function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): 
   return Object.fromEntries(
     Object.entries({ headersTimeoutSeconds, receiveTimeoutSeconds, sendStallTimeoutSeconds, keepAliveTimeoutSeconds, maxConnections }).filter(([, v]) => v !== undefined),
   );
+}
+
+/** The garbage-collection settings a NixeryInstance sets; the others are left to the registry. */
+function gcSettingsOf(gc: NonNullable<NixeryInstanceSpec['gc']>): NonNullable<RegistrySettings['gc']> {
+  const { intervalSeconds, graceSeconds, retentionDays, maxImagesPerName } = gc;
+  return Object.fromEntries(Object.entries({ intervalSeconds, graceSeconds, retentionDays, maxImagesPerName }).filter(([, v]) => v !== undefined));
 }
 
 export function desiredInstance(instance: NixeryInstance): DesiredInstance {

@@ -675,6 +675,8 @@ export interface RegistrySettings {
   platforms?: readonly Platform[];
   /** Unset fields keep the registry's defaults. */
   purge?: Partial<PurgeLimits>;
+  /** Unset fields keep the registry's defaults (the grace delay's depends on nixTimeoutSeconds). */
+  gc?: Partial<GcSettings>;
 }
 
 /**
@@ -742,5 +744,9 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.platforms?.length) env[ENV.platforms] = settings.platforms.join(',');
   if (settings.purge?.uploadSessionTtlSeconds !== undefined) env[ENV.uploadSessionTtl] = String(settings.purge.uploadSessionTtlSeconds);
   if (settings.purge?.stagingTtlSeconds !== undefined) env[ENV.stagingTtl] = String(settings.purge.stagingTtlSeconds);
+  if (settings.gc?.graceSeconds !== undefined) env[ENV.gcGrace] = String(settings.gc.graceSeconds);
+  if (settings.gc?.intervalSeconds !== undefined) env[ENV.gcInterval] = String(settings.gc.intervalSeconds);
+  if (settings.gc?.retentionDays !== undefined) env[ENV.gcRetentionDays] = String(settings.gc.retentionDays);
+  if (settings.gc?.maxImagesPerName !== undefined) env[ENV.gcMaxImagesPerName] = String(settings.gc.maxImagesPerName);
   return env;
 }
