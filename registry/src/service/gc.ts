@@ -42,12 +42,12 @@
 // One collector at a time per storage: replicas sharing a bucket each run their own today (their
 // sweeps are idempotent, but their state records overwrite each other's). Electing one replica is
 // phase 3 of #21.
-import type { Server } from 'node:http';
 import { mapLimited } from '../cache/single-flight.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { MediaType } from '../oci/media-types.ts';
 import type { StorageBackend, StoredObject } from '../storage/backend.ts';
+import { PeriodicRun } from './periodic.ts';
 
 export const GC_STATE_KEY = 'gc/state';
 /** Most "first seen unreferenced" records the state document holds (about 100 bytes each). */
@@ -541,59 +541,17 @@ export interface PeriodicGcOptions {
   intervalMs: number;
 }
 
-export class PeriodicGc {
-  readonly intervalMs: number;
+/** run() resolves undefined when a run failed. */
+export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   private readonly options: PeriodicGcOptions;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<GcReport | undefined> | undefined;
-  private stopped = false;
 
   constructor(options: PeriodicGcOptions) {
     if (!(options.intervalMs > 0)) throw new RangeError('the garbage collection interval must be positive');
+    super(options.intervalMs);
     this.options = options;
-    this.intervalMs = options.intervalMs;
   }
 
-  start(): this {
-    this.schedule();
-    return this;
-  }
-
-  /** Stops when `server` closes (without holding the close up). */
-  stopWith(server: Server): this {
-    server.once('close', () => void this.stop());
-    return this;
-  }
-
-  get scheduled(): boolean {
-    return this.timer !== undefined;
-  }
-
-  /** No further run starts; resolves once a run in progress ended. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  /** One run now; while one is in progress, that one (runs never overlap). Never rejects: undefined when it failed. */
-  run(): Promise<GcReport | undefined> {
-    this.running ??= this.runOnce().finally(() => (this.running = undefined));
-    return this.running;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.run().finally(() => this.schedule());
-    }, this.intervalMs);
-    // A pending collection never keeps the process alive.
-    this.timer.unref();
-  }
-
-  private async runOnce(): Promise<GcReport | undefined> {
+  protected async runOnce(): Promise<GcReport | undefined> {
     const { collector, metrics, log } = this.options;
     const started = process.hrtime.bigint();
     try {

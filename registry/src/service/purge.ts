@@ -4,11 +4,11 @@
 // process is writing). It runs every quarter of the shorter limit, within 30 s and 10 min, on an
 // unref'd timer that the next run is set on only once a run ended, so runs never overlap; it stops
 // with the server. A run that removed something logs one line; every run is counted.
-import type { Server } from 'node:http';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Uploads } from '../push/uploads.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import { PeriodicRun } from './periodic.ts';
 
 export const MIN_PURGE_INTERVAL_MS = 30_000;
 export const MAX_PURGE_INTERVAL_MS = 10 * 60_000;
@@ -38,60 +38,15 @@ export interface PurgeResult {
   errors: ('upload_session' | 'staging')[];
 }
 
-export class Purger {
-  readonly intervalMs: number;
+export class Purger extends PeriodicRun<PurgeResult> {
   private readonly options: PurgeOptions;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<PurgeResult> | undefined;
-  private stopped = false;
 
   constructor(options: PurgeOptions) {
+    super(options.intervalMs ?? purgeIntervalMs(options.uploadSessionTtlMs, options.stagingTtlMs));
     this.options = options;
-    this.intervalMs = options.intervalMs ?? purgeIntervalMs(options.uploadSessionTtlMs, options.stagingTtlMs);
   }
 
-  /** Runs every intervalMs from now on, until stop(). */
-  start(): this {
-    this.schedule();
-    return this;
-  }
-
-  /** Stops when `server` closes (without holding the close up). */
-  stopWith(server: Server): this {
-    server.once('close', () => void this.stop());
-    return this;
-  }
-
-  /** True while a next run is scheduled. */
-  get scheduled(): boolean {
-    return this.timer !== undefined;
-  }
-
-  /** No further run starts; resolves once a run in progress ended. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
-
-  /** One run now; while one is in progress, that one (runs never overlap). Never rejects. */
-  run(): Promise<PurgeResult> {
-    this.running ??= this.runOnce().finally(() => (this.running = undefined));
-    return this.running;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.run().finally(() => this.schedule());
-    }, this.intervalMs);
-    // A pending purge never keeps the process alive.
-    this.timer.unref();
-  }
-
-  private async runOnce(): Promise<PurgeResult> {
+  protected async runOnce(): Promise<PurgeResult> {
     const { uploads, storage, metrics, log, uploadSessionTtlMs } = this.options;
     const started = process.hrtime.bigint();
     const result: PurgeResult = { uploadSessions: 0, uploadBytes: 0, stagingObjects: 0, stagingBytes: 0, errors: [] };
