@@ -23,6 +23,7 @@ import { mapLimited } from '../cache/single-flight.ts';
 import type { Logger } from '../log/logger.ts';
 import { silentLogger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import { FlushSchedule } from './flush-schedule.ts';
 
 export const PULLED_PREFIX = 'pulled/';
 /** A record is not written again within this long of the last write (per process). */
@@ -57,7 +58,6 @@ export interface PullRecorderOptions {
 
 export class PullRecorder {
   private readonly storage: StorageBackend;
-  private readonly flushIntervalMs: number;
   private readonly granularityMs: number;
   private readonly maxPending: number;
   private readonly maxPerFlush: number;
@@ -67,16 +67,14 @@ export class PullRecorder {
   private pending = new Map<string, PulledRecord>();
   /** Digest → the lastPulled this process last wrote. */
   private readonly known: BoundedMap<string, number>;
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
-  private closed = false;
+  private readonly schedule: FlushSchedule;
   /** Pulls served but not noted (the pending map was full), in all. */
   dropped = 0;
   private droppedLogged = 0;
 
   constructor(storage: StorageBackend, options: PullRecorderOptions = {}) {
     this.storage = storage;
-    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_TAG_FLUSH_INTERVAL_SECONDS * 1000;
+    this.schedule = new FlushSchedule(options.flushIntervalMs ?? DEFAULT_TAG_FLUSH_INTERVAL_SECONDS * 1000, () => this.flushNow());
     this.granularityMs = options.granularityMs ?? PULL_RECORD_GRANULARITY_MS;
     this.maxPending = options.maxPending ?? DEFAULT_MAX_PENDING_PULLS;
     this.maxPerFlush = options.maxPerFlush ?? DEFAULT_MAX_PULLS_PER_FLUSH;
@@ -108,20 +106,17 @@ export class PullRecorder {
       return;
     }
     this.pending.set(digest, { lastPulled: now, name });
-    this.schedule();
+    this.schedule.soon();
   }
 
   /** Writes up to maxPerFlush waiting records (one flush at a time). Never rejects. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.flushNow());
-    return this.flushing;
+    return this.schedule.flush();
   }
 
   /** At shutdown: no timer afterwards; writes what waits, a flush at a time while each makes progress. */
   async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.schedule.close();
     let before = Number.POSITIVE_INFINITY;
     while (this.pending.size > 0 && this.pending.size < before) {
       before = this.pending.size;
@@ -129,19 +124,7 @@ export class PullRecorder {
     }
   }
 
-  private schedule(): void {
-    if (this.timer !== undefined || this.closed) return;
-    const delay = this.flushIntervalMs * (0.8 + 0.4 * Math.random());
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, delay);
-    this.timer.unref();
-  }
-
   private async flushNow(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
     const batch: [string, PulledRecord][] = [];
     for (const entry of this.pending) {
       if (batch.length >= this.maxPerFlush) break;
@@ -166,6 +149,6 @@ export class PullRecorder {
       this.log.warn('pulls served but not recorded: too many waiting', { dropped: this.dropped - this.droppedLogged, maxPending: this.maxPending });
       this.droppedLogged = this.dropped;
     }
-    if (this.pending.size) this.schedule();
+    if (this.pending.size) this.schedule.soon();
   }
 }

@@ -27,6 +27,7 @@ import { DEFAULT_MAX_RECORDED_TAGS, DEFAULT_TAG_FLUSH_INTERVAL_SECONDS } from '.
 import type { Logger } from '../log/logger.ts';
 import { silentLogger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import { FlushSchedule } from './flush-schedule.ts';
 
 /** The number of pulled-tag documents. Part of the storage layout: every replica must agree. */
 export const SHARDS = 16;
@@ -94,13 +95,12 @@ export class TagIndex {
   private inFlight: TagSet[] = [];
   /** Each shard as this process last read or wrote it: pulls of tags it holds need no record. */
   private readonly shards: (TagSet | undefined)[] = new Array(SHARDS);
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
-  private closed = false;
+  private readonly schedule: FlushSchedule;
 
   constructor(storage: StorageBackend, options: TagIndexOptions = {}) {
     this.storage = storage;
     this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_TAG_FLUSH_INTERVAL_SECONDS * 1000;
+    this.schedule = new FlushSchedule(this.flushIntervalMs, () => this.flushNow());
     this.maxRecorded = options.maxRecorded ?? DEFAULT_MAX_RECORDED_TAGS;
     if (!(this.maxRecorded >= 1)) throw new RangeError('maxRecorded must be at least 1');
     this.shardCapacity = Math.ceil(this.maxRecorded / SHARDS);
@@ -129,7 +129,7 @@ export class TagIndex {
     if (shard && shard.size >= this.shardCapacity) return this.onDropped('index_full', 1);
     if (this.pending.size >= this.maxRecorded) return this.onDropped('pending_full', 1);
     this.pending.add(name, tag);
-    this.schedule();
+    this.schedule.soon();
   }
 
   /** A pushed tag: written through to `tags/<name>` before the push is answered. */
@@ -168,31 +168,16 @@ export class TagIndex {
 
   /** Writes what is pending now (one flush at a time). Never rejects: failures are logged and retried. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.flushNow());
-    return this.flushing;
+    return this.schedule.flush();
   }
 
   /** The last flush, for shutdown: no timer runs afterwards. */
   async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.schedule.close();
     await this.flush();
   }
 
-  private schedule(): void {
-    if (this.timer !== undefined || this.closed) return;
-    const delay = this.flushIntervalMs * (0.8 + 0.4 * Math.random());
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, delay);
-    this.timer.unref();
-  }
-
   private async flushNow(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
     const pending = this.pending;
     const verify = this.written;
     this.pending = new TagSet();
@@ -247,7 +232,7 @@ export class TagIndex {
       this.log.warn('the tag index is full: pulled tags are served but not listed', { dropped: full, maxRecordedTags: this.maxRecorded });
     }
     if (restored) this.log.info('pulled tags another writer had overwritten were written again', { tags: restored });
-    if (this.pending.size || this.written.size) this.schedule();
+    if (this.pending.size || this.written.size) this.schedule.soon();
   }
 
   /** Back into pending after a failed flush, while it has room; false (and counted) if not. */
