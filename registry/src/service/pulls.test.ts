@@ -4,26 +4,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '../log/logger.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
+import { countingStorage as countingStorageIn } from '../test-support/counting-storage.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { PULL_RECORD_GRANULARITY_MS, PullRecorder, pulledKey, type PulledRecord } from './pulls.ts';
 
 const tempDir = tempDirs('nixery-pulls-');
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
 
-async function countingStorage() {
-  const storage = new FilesystemStorage(await tempDir());
-  await storage.init();
-  const calls = { reads: 0, writes: 0, failWrites: false };
-  const counting = Object.assign(Object.create(storage) as FilesystemStorage, {
-    getDocument: <T>(key: string) => (calls.reads++, storage.getDocument<T>(key)),
-    putDocument: (key: string, value: unknown) => {
-      calls.writes++;
-      if (calls.failWrites) return Promise.reject(Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' }));
-      return storage.putDocument(key, value);
-    },
-  });
-  return { storage, counting, calls };
-}
+const countingStorage = async () => countingStorageIn(await tempDir());
 
 /** A recorder that never flushes on its own (each test flushes when it says so), on a fake clock. */
 function recorder(storage: FilesystemStorage, clock: { now: number }, options: { maxPending?: number; maxPerFlush?: number; lines?: string[] } = {}) {

@@ -3,26 +3,13 @@ import assert from 'node:assert/strict';
 import { eventually } from '@nixery/test-support';
 import { createLogger } from '../log/logger.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
+import { countingStorage as countingStorageIn } from '../test-support/counting-storage.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { compareTags, paginate, SHARDS, shardOf, TagIndex, type DropReason } from './tags.ts';
 
 const tempDir = tempDirs('nixery-tags-');
 
-/** Filesystem storage that counts document reads and writes, and fails writes while `failWrites` is set. */
-async function countingStorage() {
-  const storage = new FilesystemStorage(await tempDir());
-  await storage.init();
-  const calls = { reads: 0, writes: 0, failWrites: false };
-  const counting = Object.assign(Object.create(storage) as FilesystemStorage, {
-    getDocument: <T>(key: string) => (calls.reads++, storage.getDocument<T>(key)),
-    putDocument: (key: string, value: unknown) => {
-      calls.writes++;
-      if (calls.failWrites) return Promise.reject(Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' }));
-      return storage.putDocument(key, value);
-    },
-  });
-  return { storage, counting, calls };
-}
+const countingStorage = async () => countingStorageIn(await tempDir());
 
 /** A tag index that never flushes on its own, so each test flushes when it says so. */
 function index(storage: FilesystemStorage, options: { maxRecorded?: number; lines?: string[]; dropped?: Map<DropReason, number> } = {}): TagIndex {
