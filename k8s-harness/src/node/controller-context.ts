@@ -1,7 +1,8 @@
 // What every controller of the agent shares: the API, the caches, the event recorder.
 import type { V1DaemonSet, V1Deployment, V1Endpoints, V1Job, V1PersistentVolumeClaim, V1Pod, V1ReplicaSet, V1Service } from '@kubernetes/client-node';
 import type { EventRecorder } from './events.ts';
-import type { Cache, Kube } from './kube.ts';
+import { isNotFound, type Cache, type Kube } from './kube.ts';
+import { comparable } from './owners.ts';
 
 export interface Caches {
   pods: Cache<V1Pod>;
@@ -26,15 +27,21 @@ export interface ControllerContext {
 export class StatusMemo {
   readonly #written = new Map<string, string>();
 
-  shouldWrite(uid: string, desired: string, current: string): boolean {
-    if (desired === current) return false;
-    return this.#written.get(uid) !== desired;
-  }
-  wrote(uid: string, desired: string): void {
+  /**
+   * Writes `status` with `patch` unless it equals `current` or what was last written for `uid`; an
+   * object gone meanwhile is no error. True when it wrote (the object may have gone): a transition.
+   */
+  async write(uid: string, status: unknown, current: unknown, patch: () => Promise<unknown>): Promise<boolean> {
+    const desired = comparable(status);
+    if (desired === comparable(current ?? {}) || this.#written.get(uid) === desired) return false;
     this.#written.set(uid, desired);
-  }
-  failed(uid: string): void {
-    this.#written.delete(uid);
+    try {
+      await patch();
+    } catch (error) {
+      this.#written.delete(uid);
+      if (!isNotFound(error)) throw error;
+    }
+    return true;
   }
   forget(uid: string): void {
     this.#written.delete(uid);

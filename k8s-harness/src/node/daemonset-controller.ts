@@ -6,7 +6,7 @@ import type { V1DaemonSet, V1Pod } from '@kubernetes/client-node';
 import { StatusMemo, type ControllerContext } from './controller-context.ts';
 import { daemonPodLabels, daemonPodTemplate, planDaemonSet } from './daemonset.ts';
 import { errorMessage, Expectations, isNotFound, keyOf, mergePatch, splitKey, WorkQueue, type Key } from './kube.ts';
-import { comparable, controllerOf, isControlledBy, nowSeconds, podFromTemplate, randomSuffix } from './owners.ts';
+import { controllerOf, isControlledBy, nowSeconds, podFromTemplate, randomSuffix } from './owners.ts';
 
 /** A pod just created, until the cache shows it: of the current revision, so that it is not replaced. */
 const placeholder = (labels: Record<string, string>) => (name: string): V1Pod => ({ metadata: { name, labels, creationTimestamp: new Date() }, status: { phase: 'Pending' } });
@@ -56,16 +56,7 @@ export function startDaemonSetController(ctx: ControllerContext): WorkQueue {
       }
     }
     const { status, requeueAfterMs } = planDaemonSet(ds, observed, now);
-    const desired = comparable(status);
-    if (memo.shouldWrite(uid, desired, comparable(ds.status ?? {}))) {
-      memo.wrote(uid, desired);
-      try {
-        await kube.apps.patchNamespacedDaemonSetStatus({ namespace, name, body: { status } }, mergePatch);
-      } catch (error) {
-        memo.failed(uid);
-        if (!isNotFound(error)) throw error;
-      }
-    }
+    await memo.write(uid, status, ds.status, () => kube.apps.patchNamespacedDaemonSetStatus({ namespace, name, body: { status } }, mergePatch));
     if (manageError !== undefined) throw manageError;
     return requeueAfterMs;
   }

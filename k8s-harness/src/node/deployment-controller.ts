@@ -3,7 +3,7 @@ import type { V1Deployment, V1ReplicaSet } from '@kubernetes/client-node';
 import { StatusMemo, type ControllerContext } from './controller-context.ts';
 import { planDeployment, REVISION_ANNOTATION, TEMPLATE_HASH_LABEL, templateHash } from './deployment.ts';
 import { isConflict, isNotFound, keyOf, mergePatch, splitKey, WorkQueue, type Key } from './kube.ts';
-import { comparable, controllerOf, isControlledBy, isTerminalPod, nowSeconds } from './owners.ts';
+import { controllerOf, isControlledBy, isTerminalPod, nowSeconds } from './owners.ts';
 
 export function startDeploymentController(ctx: ControllerContext): WorkQueue {
   const { kube, caches, events } = ctx;
@@ -59,16 +59,7 @@ export function startDeploymentController(ctx: ControllerContext): WorkQueue {
       await kube.apps.patchNamespacedDeployment({ namespace, name, body: { metadata: { annotations: { [REVISION_ANNOTATION]: revision } } } }, mergePatch);
     }
     const uid = deployment.metadata?.uid ?? '';
-    const desired = comparable(plan.status);
-    if (memo.shouldWrite(uid, desired, comparable(deployment.status ?? {}))) {
-      memo.wrote(uid, desired);
-      try {
-        await kube.apps.patchNamespacedDeploymentStatus({ namespace, name, body: { status: plan.status } }, mergePatch);
-      } catch (error) {
-        memo.failed(uid);
-        if (!isNotFound(error)) throw error;
-      }
-    }
+    await memo.write(uid, plan.status, deployment.status, () => kube.apps.patchNamespacedDeploymentStatus({ namespace, name, body: { status: plan.status } }, mergePatch));
     return plan.requeueAfterMs;
   }
 

@@ -4,7 +4,7 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { StatusMemo, type ControllerContext } from './controller-context.ts';
 import { finishedCondition, jobPodLabels, planJob } from './job.ts';
 import { errorMessage, Expectations, isNotFound, keyOf, mergePatch, splitKey, WorkQueue, type Key } from './kube.ts';
-import { comparable, controllerOf, isControlledBy, nowSeconds, podFromTemplate, randomSuffix } from './owners.ts';
+import { controllerOf, isControlledBy, nowSeconds, podFromTemplate, randomSuffix } from './owners.ts';
 
 const placeholder = (name: string): V1Pod => ({ metadata: { name }, status: { phase: 'Pending' } });
 
@@ -49,15 +49,7 @@ export function startJobController(ctx: ControllerContext): WorkQueue {
         if (!isNotFound(error)) throw error;
       }
     }
-    const desired = comparable(plan.status);
-    if (memo.shouldWrite(uid, desired, comparable(job.status ?? {}))) {
-      memo.wrote(uid, desired);
-      try {
-        await kube.batch.patchNamespacedJobStatus({ namespace, name, body: { status: plan.status } }, mergePatch);
-      } catch (error) {
-        memo.failed(uid);
-        if (!isNotFound(error)) throw error;
-      }
+    if (await memo.write(uid, plan.status, job.status, () => kube.batch.patchNamespacedJobStatus({ namespace, name, body: { status: plan.status } }, mergePatch))) {
       const finished = finishedCondition(job) ? undefined : finishedCondition({ status: plan.status });
       if (finished?.type === 'Complete') events.emit(asJob(job), 'Normal', 'Completed', 'Job completed');
       else if (finished) events.emit(asJob(job), 'Warning', finished.reason ?? 'Failed', finished.message ?? 'Job failed');

@@ -2,7 +2,7 @@
 import type { V1Pod, V1ReplicaSet } from '@kubernetes/client-node';
 import { StatusMemo, type ControllerContext } from './controller-context.ts';
 import { errorMessage, Expectations, isNotFound, keyOf, mergePatch, splitKey, WorkQueue, type Key } from './kube.ts';
-import { comparable, controllerOf, isControlledBy, nowSeconds, podFromTemplate, randomSuffix } from './owners.ts';
+import { controllerOf, isControlledBy, nowSeconds, podFromTemplate, randomSuffix } from './owners.ts';
 import { planReplicaSet } from './replicaset.ts';
 
 const placeholder = (name: string): V1Pod => ({ metadata: { name }, status: { phase: 'Pending' } });
@@ -50,16 +50,7 @@ export function startReplicaSetController(ctx: ControllerContext): WorkQueue {
       }
     }
     const { status, requeueAfterMs } = planReplicaSet(rs, observed, now, manageError === undefined ? undefined : errorMessage(manageError));
-    const desired = comparable(status);
-    if (memo.shouldWrite(uid, desired, comparable(rs.status ?? {}))) {
-      memo.wrote(uid, desired);
-      try {
-        await kube.apps.patchNamespacedReplicaSetStatus({ namespace, name, body: { status } }, mergePatch);
-      } catch (error) {
-        memo.failed(uid);
-        if (!isNotFound(error)) throw error;
-      }
-    }
+    await memo.write(uid, status, rs.status, () => kube.apps.patchNamespacedReplicaSetStatus({ namespace, name, body: { status } }, mergePatch));
     if (manageError !== undefined) throw manageError;
     return requeueAfterMs;
   }
