@@ -83,25 +83,34 @@ function annotationsOf(metadata: JsonObject): Record<string, string> {
 
 const APPARMOR_ANNOTATION_PREFIX = 'container.apparmor.security.beta.kubernetes.io/';
 
+/**
+ * Who sets a profile field (`appArmorProfile`, `seccompProfile`) to a type `allowed` refuses: the
+ * pod, then the containers (one phrase), with the types they set, as both upstream checks collect them.
+ */
+function refusedProfileTypes(spec: JsonObject, field: string, allowed: (type: unknown) => boolean): { setters: string[]; values: string[] } {
+  const setters: string[] = [];
+  const values: string[] = [];
+  const podProfile = podSecurityContext(spec)?.[field];
+  if (isSet(podProfile) && !allowed(obj(podProfile).type)) {
+    setters.push('pod');
+    values.push(String(obj(podProfile).type ?? ''));
+  }
+  const containers: string[] = [];
+  for (const c of containersOf(spec)) {
+    const profile = c.securityContext?.[field];
+    if (isSet(profile) && !allowed(obj(profile).type)) {
+      containers.push(c.name);
+      values.push(String(obj(profile).type ?? ''));
+    }
+  }
+  if (containers.length > 0) setters.push(containersPhrase(containers));
+  return { setters, values };
+}
+
 const appArmorProfile: Check = (metadata, spec) => {
   const allowedType = (t: unknown): boolean => t === 'RuntimeDefault' || t === 'Localhost';
   const allowedAnnotation = (v: string): boolean => v === '' || v === 'runtime/default' || v.startsWith('localhost/');
-  const badSetters: string[] = [];
-  const badValues: string[] = [];
-  const podProfile = podSecurityContext(spec)?.appArmorProfile;
-  if (isSet(podProfile) && !allowedType(obj(podProfile).type)) {
-    badSetters.push('pod');
-    badValues.push(String(obj(podProfile).type ?? ''));
-  }
-  const badContainers: string[] = [];
-  for (const c of containersOf(spec)) {
-    const profile = c.securityContext?.appArmorProfile;
-    if (isSet(profile) && !allowedType(obj(profile).type)) {
-      badContainers.push(c.name);
-      badValues.push(String(obj(profile).type ?? ''));
-    }
-  }
-  if (badContainers.length > 0) badSetters.push(containersPhrase(badContainers));
+  const { setters: badSetters, values: badValues } = refusedProfileTypes(spec, 'appArmorProfile', allowedType);
   const forbiddenAnnotations: string[] = [];
   for (const [k, v] of Object.entries(annotationsOf(metadata))) {
     if (k.startsWith(APPARMOR_ANNOTATION_PREFIX) && !allowedAnnotation(v)) forbiddenAnnotations.push(`${k}=${goQuote(v)}`);
@@ -243,22 +252,7 @@ const seLinuxOptions: Check = (_metadata, spec) => {
 const validSeccomp = (t: unknown): boolean => t === 'Localhost' || t === 'RuntimeDefault';
 
 const seccompProfileBaseline: Check = (_metadata, spec) => {
-  const badSetters: string[] = [];
-  const badValues: string[] = [];
-  const podProfile = podSecurityContext(spec)?.seccompProfile;
-  if (isSet(podProfile) && !validSeccomp(obj(podProfile).type)) {
-    badSetters.push('pod');
-    badValues.push(String(obj(podProfile).type ?? ''));
-  }
-  const bad: string[] = [];
-  for (const c of containersOf(spec)) {
-    const profile = c.securityContext?.seccompProfile;
-    if (isSet(profile) && !validSeccomp(obj(profile).type)) {
-      bad.push(c.name);
-      badValues.push(String(obj(profile).type ?? ''));
-    }
-  }
-  if (bad.length > 0) badSetters.push(containersPhrase(bad));
+  const { setters: badSetters, values: badValues } = refusedProfileTypes(spec, 'seccompProfile', validSeccomp);
   if (badSetters.length === 0) return undefined;
   return { forbiddenReason: 'seccompProfile', forbiddenDetail: `${badSetters.join(' and ')} must not set securityContext.seccompProfile.type to ${joinQuote(sortedSet(badValues))}` };
 };
