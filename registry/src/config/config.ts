@@ -276,6 +276,11 @@ const positiveInt = (what: string) =>
     .regex(/^[0-9]+$/, `expected ${what} as a whole number`)
     .transform(Number)
     .pipe(z.number().int().positive(`expected ${what} greater than zero`));
+/** A whole number, 0 included (`message` says what 0 means), at most `max` when given. */
+const wholeNumber = (message: string, max?: { value: number; message: string }) => {
+  const value = z.string().trim().regex(/^[0-9]+$/, message).transform(Number);
+  return max ? value.pipe(z.number().int().max(max.value, max.message)) : value;
+};
 
 const BYTE_SUFFIXES: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
 
@@ -314,7 +319,7 @@ const fields = {
   maxConcurrentBuilds: positiveInt('a number of builds'),
   tagFlushInterval: positiveInt('seconds'),
   maxRecordedTags: positiveInt('a number of tags'),
-  maxQueuedBuilds: z.string().trim().regex(/^[0-9]+$/, 'expected a number of builds as a whole number (0: no build waits)').transform(Number).pipe(z.number().int().max(1_000_000, 'expected at most 1000000 builds')),
+  maxQueuedBuilds: wholeNumber('expected a number of builds as a whole number (0: no build waits)', { value: 1_000_000, message: 'expected at most 1000000 builds' }),
   clientBuildsPerMinute: positiveInt('a number of builds a minute'),
   clientAuthChecksPerMinute: positiveInt('a number of credential checks a minute'),
   maxClosureSize: byteSize,
@@ -356,23 +361,9 @@ const fields = {
   uploadSessionTtl: positiveInt('seconds'),
   stagingTtl: positiveInt('seconds'),
   gcGrace: positiveInt('seconds'),
-  gcInterval: z
-    .string()
-    .trim()
-    .regex(/^[0-9]+$/, 'expected seconds as a whole number (0 turns periodic garbage collection off)')
-    .transform(Number),
-  gcRetentionDays: z
-    .string()
-    .trim()
-    .regex(/^[0-9]+$/, 'expected days as a whole number (0 keeps on-demand images forever)')
-    .transform(Number)
-    .pipe(z.number().max(36500, 'expected at most 36500 days (0 keeps on-demand images forever)')),
-  gcMaxImagesPerName: z
-    .string()
-    .trim()
-    .regex(/^[0-9]+$/, 'expected a number of images as a whole number (0: no limit)')
-    .transform(Number)
-    .pipe(z.number().max(1_000_000, 'expected at most 1000000 images (0: no limit)')),
+  gcInterval: wholeNumber('expected seconds as a whole number (0 turns periodic garbage collection off)'),
+  gcRetentionDays: wholeNumber('expected days as a whole number (0 keeps on-demand images forever)', { value: 36500, message: 'expected at most 36500 days (0 keeps on-demand images forever)' }),
+  gcMaxImagesPerName: wholeNumber('expected a number of images as a whole number (0: no limit)', { value: 1_000_000, message: 'expected at most 1000000 images (0: no limit)' }),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
