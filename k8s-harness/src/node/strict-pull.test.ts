@@ -84,6 +84,21 @@ describe("hosts.toml's ca on the node's file system", () => {
   });
 });
 
+/** The test's registry at 127.0.0.1:`port` as the Service `nixery` (selector-less, its Endpoints that server), port 5000. */
+async function registryService(cluster: Cluster, namespace: string, port: number): Promise<void> {
+  await cluster.kube.core.createNamespacedService({ namespace, body: { metadata: { name: 'nixery' }, spec: { ports: [{ port: 5000, targetPort: port }] } } });
+  await cluster.kube.core.createNamespacedEndpoints({ namespace, body: { metadata: { name: 'nixery' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port }] }] } });
+}
+
+/** Whatever of a suite's cluster, IP range, registry and scratch directory was made, stopped and removed. */
+async function stopAll(cluster: Cluster | undefined, range: ClaimedRange | undefined, server: http.Server | undefined, work: string | undefined): Promise<void> {
+  await cluster?.stop();
+  await range?.release();
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+}
+
 describe('node agent: strict pulls by a Service DNS name, without and with a hosts.toml', () => {
   const NS = 'team-a';
   const HOST = `nixery.${NS}.svc.cluster.local:5000`;
@@ -112,17 +127,9 @@ describe('node agent: strict pulls by a Service DNS name, without and with a hos
     range = await claimClusterIpRange();
     cluster = await startCluster(range.range, undefined, { certsDir, strictNodePulls: true });
     await cluster.namespace(NS);
-    // The registry as a Service (selector-less, its Endpoints the test's server), port 5000.
-    await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'nixery' }, spec: { ports: [{ port: 5000, targetPort: port }] } } });
-    await cluster.kube.core.createNamespacedEndpoints({ namespace: NS, body: { metadata: { name: 'nixery' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port }] }] } });
+    await registryService(cluster, NS, port);
   });
-  after(async () => {
-    await cluster?.stop();
-    await range?.release();
-    server?.closeAllConnections();
-    await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => stopAll(cluster, range, server, work));
 
   const pod = (name: string) => cluster.kube.core.readNamespacedPod({ namespace: NS, name });
 
@@ -233,16 +240,9 @@ describe('node agent: without a certs dir, the node root\'s /etc/containerd/cert
     range = await claimClusterIpRange();
     cluster = await startCluster(range.range, undefined, { strictNodePulls: true });
     await cluster.kube.core.createNamespace({ body: { metadata: { name: NS, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } } });
-    await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'nixery' }, spec: { ports: [{ port: 5000, targetPort: port }] } } });
-    await cluster.kube.core.createNamespacedEndpoints({ namespace: NS, body: { metadata: { name: 'nixery' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port }] }] } });
+    await registryService(cluster, NS, port);
   });
-  after(async () => {
-    await cluster?.stop();
-    await range?.release();
-    server?.closeAllConnections();
-    await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
-    if (work) fs.rmSync(work, { recursive: true, force: true });
-  });
+  after(() => stopAll(cluster, range, server, work));
 
   it('a hosts.toml a pod writes through the hostPath makes the Service name pullable', async () => {
     const clusterIP = await cluster.serviceAddress(NS, 'nixery');
