@@ -196,9 +196,9 @@ describe('desired objects of a NixeryInstance', () => {
   it('passes the garbage-collection settings to the registry, as it reads them, and leaves unset ones to its defaults', () => {
     const d = desiredInstance(instance({ nixTimeout: 60, gc: { intervalSeconds: 0, graceSeconds: 7200, retentionDays: 7, maxImagesPerName: 3 } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
-    assert.deepEqual(load(env).gc, { intervalSeconds: 0, graceSeconds: 7200, retentionDays: 7, maxImagesPerName: 3 });
+    assert.deepEqual(load(env).gc, { intervalSeconds: 0, graceSeconds: 7200, retainPulledWithinSeconds: 604800, maxImagesPerName: 3 });
     const partial = envOf(desiredInstance(instance({ gc: { retentionDays: 90 } })));
-    assert.equal(partial.NIXERY_GC_RETENTION_DAYS, '90');
+    assert.equal(partial.NIXERY_RETAIN_PULLED_WITHIN, String(90 * 86400));
     for (const name of ['NIXERY_GC_INTERVAL', 'NIXERY_GC_GRACE', 'NIXERY_GC_MAX_IMAGES_PER_NAME']) assert.equal(partial[name], undefined, name);
     assert.deepEqual(desiredInstance(instance({ gc: {} })), desiredInstance(instance()), 'an empty gc keeps the pods');
   });

@@ -194,7 +194,8 @@ function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): 
 /** The garbage-collection settings a NixeryInstance sets; the others are left to the registry. */
 function gcSettingsOf(gc: NonNullable<NixeryInstanceSpec['gc']>): NonNullable<RegistrySettings['gc']> {
   const { intervalSeconds, graceSeconds, retentionDays, maxImagesPerName } = gc;
-  return Object.fromEntries(Object.entries({ intervalSeconds, graceSeconds, retentionDays, maxImagesPerName }).filter(([, v]) => v !== undefined));
+  const retainPulledWithinSeconds = retentionDays === undefined ? undefined : retentionDays * 86_400;
+  return Object.fromEntries(Object.entries({ intervalSeconds, graceSeconds, retainPulledWithinSeconds, maxImagesPerName }).filter(([, v]) => v !== undefined));
 }
 
 export function desiredInstance(instance: NixeryInstance): DesiredInstance {

@@ -606,18 +606,18 @@ describe('the purge limits', () => {
 
 describe('the garbage collection settings', () => {
   it('default to a grace delay of an hour (at least 3 × NIX_TIMEOUT) and a run every six hours', () => {
-    assert.deepEqual(loadConfig({}).gc, { graceSeconds: 3600, intervalSeconds: 21600, retentionDays: 30, maxImagesPerName: 10 });
+    assert.deepEqual(loadConfig({}).gc, { graceSeconds: 3600, intervalSeconds: 21600, retainPulledWithinSeconds: 2592000, maxImagesPerName: 10 });
     assert.equal(loadConfig({ NIX_TIMEOUT: '1800' }).gc.graceSeconds, 5400);
-    assert.deepEqual(loadConfig({ NIXERY_GC_GRACE: '7200', NIXERY_GC_INTERVAL: '0' }).gc, { graceSeconds: 7200, intervalSeconds: 0, retentionDays: 30, maxImagesPerName: 10 });
+    assert.deepEqual(loadConfig({ NIXERY_GC_GRACE: '7200', NIXERY_GC_INTERVAL: '0' }).gc, { graceSeconds: 7200, intervalSeconds: 0, retainPulledWithinSeconds: 2592000, maxImagesPerName: 10 });
   });
 
-  it('take a retention in days and a limit of on-demand images per name, 0 for none, and refuse anything else', () => {
-    assert.deepEqual(loadConfig({ NIXERY_GC_RETENTION_DAYS: '7', NIXERY_GC_MAX_IMAGES_PER_NAME: '3' }).gc, { graceSeconds: 3600, intervalSeconds: 21600, retentionDays: 7, maxImagesPerName: 3 });
-    const off = loadConfig({ NIXERY_GC_RETENTION_DAYS: '0', NIXERY_GC_MAX_IMAGES_PER_NAME: ' 0 ' }).gc;
-    assert.equal(off.retentionDays, 0);
+  it('take a retention in seconds (NIXERY_RETAIN_PULLED_WITHIN) and a limit of on-demand images per name, 0 for none, and refuse anything else', () => {
+    assert.deepEqual(loadConfig({ NIXERY_RETAIN_PULLED_WITHIN: '604800', NIXERY_GC_MAX_IMAGES_PER_NAME: '3' }).gc, { graceSeconds: 3600, intervalSeconds: 21600, retainPulledWithinSeconds: 604800, maxImagesPerName: 3 });
+    const off = loadConfig({ NIXERY_RETAIN_PULLED_WITHIN: '0', NIXERY_GC_MAX_IMAGES_PER_NAME: ' 0 ' }).gc;
+    assert.equal(off.retainPulledWithinSeconds, 0);
     assert.equal(off.maxImagesPerName, 0);
-    for (const bad of ['-1', '1.5', '30d', '36501']) {
-      assert.throws(() => loadConfig({ NIXERY_GC_RETENTION_DAYS: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_GC_RETENTION_DAYS', bad);
+    for (const bad of ['-1', '1.5', '30d', '3153600001']) {
+      assert.throws(() => loadConfig({ NIXERY_RETAIN_PULLED_WITHIN: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_RETAIN_PULLED_WITHIN', bad);
     }
     for (const bad of ['-1', 'ten', '2.5']) {
       assert.throws(() => loadConfig({ NIXERY_GC_MAX_IMAGES_PER_NAME: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_GC_MAX_IMAGES_PER_NAME', bad);

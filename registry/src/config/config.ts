@@ -68,7 +68,7 @@ export const ENV = {
   stagingTtl: 'NIXERY_STAGING_TTL',
   gcGrace: 'NIXERY_GC_GRACE',
   gcInterval: 'NIXERY_GC_INTERVAL',
-  gcRetentionDays: 'NIXERY_GC_RETENTION_DAYS',
+  retainPulledWithin: 'NIXERY_RETAIN_PULLED_WITHIN',
   gcMaxImagesPerName: 'NIXERY_GC_MAX_IMAGES_PER_NAME',
 } as const;
 
@@ -165,8 +165,8 @@ export interface GcSettings {
   graceSeconds: number;
   /** Between runs in the server; 0: the server never collects (`nixery gc` still does). */
   intervalSeconds: number;
-  /** An on-demand image not pulled for this many days is expired (service/gc.ts); 0: kept forever. */
-  retentionDays: number;
+  /** An on-demand image not pulled for this many seconds is expired (service/gc.ts); 0: kept forever. */
+  retainPulledWithinSeconds: number;
   /** At most this many on-demand images per name (the most recently pulled); 0: no limit. */
   maxImagesPerName: number;
 }
@@ -249,7 +249,7 @@ export const GC_GRACE_BUILD_FACTOR = 3;
 /** Six hours between runs in the server. */
 export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
 /** On-demand images not pulled for 30 days are expired. */
-export const DEFAULT_GC_RETENTION_DAYS = 30;
+export const DEFAULT_RETAIN_PULLED_WITHIN_SECONDS = 30 * 86400;
 /** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
 export const DEFAULT_GC_MAX_IMAGES_PER_NAME = 10;
 
@@ -362,7 +362,7 @@ const fields = {
   stagingTtl: positiveInt('seconds'),
   gcGrace: positiveInt('seconds'),
   gcInterval: wholeNumber('expected seconds as a whole number (0 turns periodic garbage collection off)'),
-  gcRetentionDays: wholeNumber('expected days as a whole number (0 keeps on-demand images forever)', { value: 36500, message: 'expected at most 36500 days (0 keeps on-demand images forever)' }),
+  retainPulledWithin: wholeNumber('expected seconds as a whole number (0 keeps on-demand images forever)', { value: 100 * 365 * 86400, message: 'expected at most 100 years in seconds (0 keeps on-demand images forever)' }),
   gcMaxImagesPerName: wholeNumber('expected a number of images as a whole number (0: no limit)', { value: 1_000_000, message: 'expected at most 1000000 images (0: no limit)' }),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
@@ -524,7 +524,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   const gc: GcSettings = {
     graceSeconds: v.gcGrace ?? Math.max(DEFAULT_GC_GRACE_SECONDS, minGrace),
     intervalSeconds: v.gcInterval ?? DEFAULT_GC_INTERVAL_SECONDS,
-    retentionDays: v.gcRetentionDays ?? DEFAULT_GC_RETENTION_DAYS,
+    retainPulledWithinSeconds: v.retainPulledWithin ?? DEFAULT_RETAIN_PULLED_WITHIN_SECONDS,
     maxImagesPerName: v.gcMaxImagesPerName ?? DEFAULT_GC_MAX_IMAGES_PER_NAME,
   };
 
@@ -737,7 +737,7 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.purge?.stagingTtlSeconds !== undefined) env[ENV.stagingTtl] = String(settings.purge.stagingTtlSeconds);
   if (settings.gc?.graceSeconds !== undefined) env[ENV.gcGrace] = String(settings.gc.graceSeconds);
   if (settings.gc?.intervalSeconds !== undefined) env[ENV.gcInterval] = String(settings.gc.intervalSeconds);
-  if (settings.gc?.retentionDays !== undefined) env[ENV.gcRetentionDays] = String(settings.gc.retentionDays);
+  if (settings.gc?.retainPulledWithinSeconds !== undefined) env[ENV.retainPulledWithin] = String(settings.gc.retainPulledWithinSeconds);
   if (settings.gc?.maxImagesPerName !== undefined) env[ENV.gcMaxImagesPerName] = String(settings.gc.maxImagesPerName);
   return env;
 }

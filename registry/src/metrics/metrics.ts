@@ -179,7 +179,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
     }),
     gcExpiredImages: new Counter({
       name: 'nixery_gc_expired_images_total',
-      help: 'On-demand images garbage collection expired (manifest cache entries or built indexes deleted; blobs follow by the grace rule), by reason (retention: not pulled within NIXERY_GC_RETENTION_DAYS; per_name: beyond NIXERY_GC_MAX_IMAGES_PER_NAME)',
+      help: 'On-demand images garbage collection expired (manifest cache entries or built indexes deleted; blobs follow by the grace rule), by reason (retention: not pulled within NIXERY_RETAIN_PULLED_WITHIN; per_name: beyond NIXERY_GC_MAX_IMAGES_PER_NAME)',
       labelNames: ['reason'],
       registers,
     }),

@@ -398,7 +398,7 @@ describe('pulls after garbage collection', () => {
   });
 });
 
-describe('garbage collection: retention of on-demand images (NIXERY_GC_RETENTION_DAYS, NIXERY_GC_MAX_IMAGES_PER_NAME)', () => {
+describe('garbage collection: retention of on-demand images (NIXERY_RETAIN_PULLED_WITHIN, NIXERY_GC_MAX_IMAGES_PER_NAME)', () => {
   const DAY = 24 * HOUR;
   const RETENTION = 30 * DAY;
 

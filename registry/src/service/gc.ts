@@ -64,7 +64,6 @@ const KINDS: readonly GcKind[] = ['blob', 'layer_cache_entry', 'document'];
 /** Why an on-demand image expired: not pulled within the retention, or beyond the most recent per name. */
 export type ExpiryReason = 'retention' | 'per_name';
 export const EXPIRY_REASONS: readonly ExpiryReason[] = ['retention', 'per_name'];
-const DAY_MS = 86_400_000;
 
 const MANIFEST_TYPES = new Set<string>([MediaType.dockerManifest, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.ociIndex]);
 const DIGEST = /sha256:[a-f0-9]{64}/g;
@@ -108,7 +107,7 @@ export interface GarbageCollectorOptions {
   storage: StorageBackend;
   /** Grace delay; config.ts keeps it above the longest build. Tests may pass 0. */
   graceMs: number;
-  /** An on-demand image not pulled for this long expires (NIXERY_GC_RETENTION_DAYS); 0 or absent: never. */
+  /** An on-demand image not pulled for this long expires (NIXERY_RETAIN_PULLED_WITHIN); 0 or absent: never. */
   retentionMs?: number;
   /** On-demand images kept per name and platform, the most recently pulled (NIXERY_GC_MAX_IMAGES_PER_NAME); 0 or absent: all. */
   maxImagesPerName?: number;
@@ -527,8 +526,8 @@ function isBuildResult(value: unknown): value is BuildResultShape {
 }
 
 /** The retention settings of a configuration, as GarbageCollectorOptions take them. */
-export function retention(config: { gc: { retentionDays: number; maxImagesPerName: number } }): Pick<GarbageCollectorOptions, 'retentionMs' | 'maxImagesPerName'> {
-  return { retentionMs: config.gc.retentionDays * DAY_MS, maxImagesPerName: config.gc.maxImagesPerName };
+export function retention(config: { gc: { retainPulledWithinSeconds: number; maxImagesPerName: number } }): Pick<GarbageCollectorOptions, 'retentionMs' | 'maxImagesPerName'> {
+  return { retentionMs: config.gc.retainPulledWithinSeconds * 1000, maxImagesPerName: config.gc.maxImagesPerName };
 }
 
 // ---------------------------------------------------------------------------------------------
