@@ -22,6 +22,7 @@ import { GarbageCollector, PeriodicGc, retention } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { PullRecorder } from './service/pulls.ts';
 import { TagIndex } from './service/tags.ts';
+import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
 
@@ -108,7 +109,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     if (host === undefined) server.listen(config.port, listening);
     else server.listen(config.port, host, listening);
   });
-  if (config.metricsPort !== undefined) await serveMetrics(server, config.metricsPort, runtime.metrics, log);
+  if (config.metricsPort !== undefined) await serveMetrics(server, config.metricsPort, runtime.metrics, log, runtime.storage);
   const purger = new Purger({
     uploads,
     storage: runtime.storage,
@@ -179,9 +180,9 @@ function createServer(app: RequestListener, config: Config, metrics: Metrics, lo
   return { server, certificate: pair.summary };
 }
 
-/** `/metrics` on its own port, on every interface; it closes when the registry's server does. */
-async function serveMetrics(registry: Server, port: number, metrics: Metrics, log: Logger): Promise<void> {
-  const server = createMetricsServer(metrics, log);
+/** `/metrics` and `/storage-status` on their own port, on every interface; it closes when the registry's server does. */
+async function serveMetrics(registry: Server, port: number, metrics: Metrics, log: Logger, storage: StorageBackend): Promise<void> {
+  const server = createMetricsServer(metrics, log, new StorageStatus(storage));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, () => {

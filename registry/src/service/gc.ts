@@ -48,6 +48,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { MediaType } from '../oci/media-types.ts';
 import type { StorageBackend, StoredObject } from '../storage/backend.ts';
 import { PeriodicRun } from './periodic.ts';
+import { GC_LAST_RUN_KEY, recordGcRun } from './storage-status.ts';
 
 export const GC_STATE_KEY = 'gc/state';
 /** Most "first seen unreferenced" records the state document holds (about 100 bytes each). */
@@ -176,7 +177,7 @@ export class GarbageCollector {
 
     await mapLimited(documents, READ_CONCURRENCY, async (doc) => {
       const { key } = doc;
-      if (key === GC_STATE_KEY) return;
+      if (key === GC_STATE_KEY || key === GC_LAST_RUN_KEY) return;
       let value: unknown;
       try {
         value = await storage.getDocument<unknown>(key);
@@ -345,6 +346,7 @@ export class GarbageCollector {
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     if (report.result === 'incomplete') {
       report.durationSeconds = seconds();
+      await recordGcRun(storage, report, new Date(this.now()), log);
       return report;
     }
 
@@ -388,6 +390,7 @@ export class GarbageCollector {
     }
     if (!dryRun) await storage.putDocument(GC_STATE_KEY, { version: 1, candidates } satisfies GcState);
     report.durationSeconds = seconds();
+    await recordGcRun(storage, report, new Date(this.now()), log);
     return report;
   }
 
