@@ -44,6 +44,8 @@
 // phase 3 of #21.
 import { mapLimited } from '../cache/single-flight.ts';
 import type { Logger } from '../log/logger.ts';
+import { isHeld, type HeldLease, type Leases } from '../storage/lease.ts';
+import { GC_LEASE } from './gc-lease.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { MediaType } from '../oci/media-types.ts';
 import type { StorageBackend, StoredObject } from '../storage/backend.ts';
@@ -538,9 +540,11 @@ export interface PeriodicGcOptions {
   metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'gcExpiredImages' | 'storageBytes'>;
   log: Logger;
   intervalMs: number;
+  /** Replicas sharing the storage: a run holds the GC lease (gc-lease.ts), and is skipped while another replica does. */
+  leases?: Leases;
 }
 
-/** run() resolves undefined when a run failed. */
+/** run() resolves undefined when a run failed or was skipped (another replica holds the GC lease). */
 export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   private readonly options: PeriodicGcOptions;
 
@@ -551,9 +555,18 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   }
 
   protected async runOnce(): Promise<GcReport | undefined> {
-    const { collector, metrics, log } = this.options;
+    const { collector, metrics, log, leases } = this.options;
     const started = process.hrtime.bigint();
+    let lease: HeldLease | undefined;
     try {
+      if (leases) {
+        const got = await leases.tryAcquire(GC_LEASE);
+        if (!isHeld(got)) {
+          log.info('garbage collection run skipped: another replica is collecting', { holder: got.holder, leaseExpiresMs: got.expiresMs });
+          return undefined;
+        }
+        lease = got;
+      }
       const report = await collector.collect();
       metrics.gcRuns.inc({ result: report.result });
       metrics.gcDuration.observe(report.durationSeconds);
@@ -574,6 +587,8 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
       metrics.gcDuration.observe(seconds);
       log.warn('garbage collection run failed; nothing more is deleted until the next run', { error, durationSeconds: seconds });
       return undefined;
+    } finally {
+      await lease?.release();
     }
   }
 }
