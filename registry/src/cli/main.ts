@@ -206,7 +206,7 @@ program
       const leases = createLeases(storage, config, log);
       const lease = options.dryRun ? undefined : await acquireGcLease(leases, { waitMs: (config.leaseDurationSeconds + 5) * 1000 });
       try {
-        const report = await collector.collect({ dryRun: options.dryRun ?? false });
+        const report = await collector.collect({ dryRun: options.dryRun ?? false, ...(lease ? { signal: lease.signal } : {}) });
         process.stdout.write(JSON.stringify(report) + '\n');
         if (report.result !== 'ok') process.exitCode = EXIT_CODES.storage_failure;
       } finally {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { silentLogger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
-import { isHeld, Leases } from '../storage/lease.ts';
+import { isHeld, LeaseLostError, Leases } from '../storage/lease.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { PeriodicGc, type GcReport } from './gc.ts';
+import { GarbageCollector, PeriodicGc, type GcReport } from './gc.ts';
 import { acquireGcLease, GC_LEASE, GcLeaseBusyError } from './gc-lease.ts';
 
 const tempDir = tempDirs('nixery-gc-lease-');
@@ -90,5 +90,18 @@ describe('garbage collection on one replica at a time', () => {
     const lease = await acquireGcLease(replica('cli'), { waitMs: 10_000, pollMs: 10 });
     assert.equal(lease.holder, 'cli');
     await lease.release();
+  });
+
+  it('a run whose lease was lost to another replica deletes nothing more', async () => {
+    const { storage } = await replicas();
+    const { digest } = await storage.putBlob(Buffer.from('garbage'), { contentType: 'x/y' });
+    const collector = new GarbageCollector({ storage, graceMs: 0, log: silentLogger });
+    await collector.collect(); // first seen unreferenced
+    const lost = new AbortController();
+    lost.abort(new LeaseLostError(GC_LEASE, 'another replica took it over'));
+    await assert.rejects(collector.collect({ signal: lost.signal }), LeaseLostError);
+    assert.ok(await storage.statBlob(digest), 'kept');
+    await collector.collect();
+    assert.equal(await storage.statBlob(digest), null, 'the next run with the lease deletes it');
   });
 });

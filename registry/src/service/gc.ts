@@ -138,7 +138,8 @@ export class GarbageCollector {
     this.now = options.now ?? Date.now;
   }
 
-  async collect(options: { dryRun?: boolean } = {}): Promise<GcReport> {
+  /** `signal`: the GC lease (gc-lease.ts); once it aborts (the lease lost to another replica), no further deletion. */
+  async collect(options: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcReport> {
     const dryRun = options.dryRun ?? false;
     const { storage, graceMs, log } = this.options;
     const started = process.hrtime.bigint();
@@ -369,6 +370,7 @@ export class GarbageCollector {
     deletions.sort((a, b) => order[a.kind] - order[b.kind]);
     const deletedIds = new Set<string>();
     for (const d of deletions) {
+      options.signal?.throwIfAborted();
       if (!dryRun) {
         const gone = d.kind === 'blob' ? await storage.deleteBlob(d.id) : await storage.deleteDocument(d.id);
         if (!gone) continue;
@@ -388,6 +390,7 @@ export class GarbageCollector {
       report.kept.documents.objects++;
       report.kept.documents.bytes += doc.size;
     }
+    options.signal?.throwIfAborted();
     if (!dryRun) await storage.putDocument(GC_STATE_KEY, { version: 1, candidates } satisfies GcState);
     report.durationSeconds = seconds();
     return report;
@@ -567,7 +570,7 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
         }
         lease = got;
       }
-      const report = await collector.collect();
+      const report = await collector.collect(lease ? { signal: lease.signal } : {});
       metrics.gcRuns.inc({ result: report.result });
       metrics.gcDuration.observe(report.durationSeconds);
       for (const kind of KINDS) {
