@@ -84,4 +84,17 @@ describe('build lease: one build per image across replicas', () => {
     assert.deepEqual(waits, ['built_here']);
     await first.lease.release();
   });
+
+  it('stops waiting for another replica once its signal aborts (every client left)', async () => {
+    const { storage, replica } = await replicas();
+    const first = await buildTurn({ leases: replica('a'), name: 'build/image', cached: () => storage.getDocument('manifests/image'), pollMs: 10, maxWaitMs: 60_000, log: silentLogger });
+    assert.ok('lease' in first && first.lease);
+    const left = new AbortController();
+    const waiting = buildTurn({ leases: replica('b'), name: 'build/image', cached: () => storage.getDocument('manifests/image'), pollMs: 10, maxWaitMs: 60_000, log: silentLogger, signal: left.signal });
+    setTimeout(() => left.abort(new Error('the clients left')), 30);
+    await assert.rejects(waiting, /the clients left/);
+    assert.equal((await storage.readLease('build/image'))?.record?.holder, 'a', 'the holder keeps its lease');
+    await first.lease.release();
+  });
 });
+

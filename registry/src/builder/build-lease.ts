@@ -23,6 +23,8 @@ export interface BuildTurnOptions<T> {
   log: Logger;
   /** Told how a wait for another replica ended. */
   onWait?: (result: 'served' | 'built_here') => void;
+  /** Ends a wait for another replica (the job's callers all left): rejects with its reason. */
+  signal?: AbortSignal;
   /** Tests: the clock of maxWaitMs. */
   now?: () => number;
 }
@@ -54,7 +56,9 @@ export async function buildTurn<T>(options: BuildTurnOptions<T>): Promise<BuildT
     if (!waited) log.info('another replica is building this image: waiting for its result', { lease: name, holder: lease.holder, expiresMs: lease.expiresMs });
     waited = true;
     for (;;) {
-      await sleep(options.pollMs);
+      await sleep(options.pollMs, undefined, options.signal ? { signal: options.signal } : {}).catch((error: unknown) => {
+        throw options.signal?.aborted ? options.signal.reason : error;
+      });
       const result = await cached();
       if (result) {
         onWait?.('served');

@@ -237,7 +237,11 @@ export class ImageBuilder {
     // Across replicas: one builds, the others wait for its manifest cache entry.
     let lease: HeldLease | undefined;
     if (cacheKey !== undefined && this.options.leases) {
-      const turn = await this.storageStep('taking the build lease', () => this.buildTurn(image, cacheKey));
+      const turn = await this.buildTurn(image, cacheKey, job.abandoned).catch((cause: unknown) => {
+        // Every client left while this replica waited for another's build: nothing to build for.
+        if (job.abandoned.aborted) throw job.abandoned.reason;
+        throw new BuildStorageError(`taking the build lease failed: ${(cause as Error).message}`, { cause });
+      });
       if ('result' in turn) return turn.result;
       lease = turn.lease;
     }
@@ -278,7 +282,7 @@ export class ImageBuilder {
   }
 
   /** The build lease of a manifest cache key: held (build), or another replica's result. */
-  private buildTurn(image: ImageSpec, cacheKey: string) {
+  private buildTurn(image: ImageSpec, cacheKey: string, abandoned: AbortSignal) {
     const { leases, metrics, log } = this.options;
     return buildTurn({
       leases: leases!,
@@ -289,6 +293,7 @@ export class ImageBuilder {
       maxWaitMs: 2 * this.options.nixTimeoutSeconds * 1000 + leases!.durationMs,
       log: log.child({ image: image.name, tag: image.tag }),
       onWait: (result) => metrics.leaseWaits.inc({ result }),
+      signal: abandoned,
     });
   }
 
