@@ -39,9 +39,9 @@
 // without uploading it again (a HEAD, then a manifest PUT) in the moments of the sweep loses it;
 // the manifest PUT checks its blobs, so the race is narrow, and a re-push heals it.
 //
-// One collector at a time per storage: replicas sharing a bucket each run their own today (their
-// sweeps are idempotent, but their state records overwrite each other's). Electing one replica is
-// phase 3 of #21.
+// One collector at a time per storage: a run holds the GC lease (gc-lease.ts); replicas sharing a
+// bucket or volume skip their turn while another holds it, and a run whose lease is lost stops
+// deleting (collect's signal), so state records never overwrite each other's.
 import { mapLimited } from '../cache/single-flight.ts';
 import type { Logger } from '../log/logger.ts';
 import { isHeld, type HeldLease, type Leases } from '../storage/lease.ts';
