@@ -119,6 +119,8 @@ export class HeldLease {
   private readonly now: () => number;
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
+  /** Fires at the expiry last written: a renewal still hanging then does not keep the lease ours. */
+  private expiryTimer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private released = false;
 
@@ -132,6 +134,15 @@ export class HeldLease {
     this.now = now;
     this.timer = setInterval(() => void this.renew(), Math.max(10, Math.floor(durationMs / 3)));
     this.timer.unref();
+    this.armExpiry();
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => {
+      if (!this.released && this.now() >= this.expiresMs) this.lose('it was not renewed before it expired');
+    }, Math.max(0, this.expiresMs - this.now()));
+    this.expiryTimer.unref();
   }
 
   get signal(): AbortSignal {
@@ -154,6 +165,7 @@ export class HeldLease {
       if (version === null) return this.lose('another replica changed it');
       this.version = version;
       this.expiresMs = record.expiresMs;
+      this.armExpiry();
     } catch (error) {
       // Transient: the next beat tries again; the lease is lost only once its expiry passes.
       this.options.log.warn('could not renew a lease', { lease: this.name, expiresMs: this.expiresMs, error });
@@ -166,6 +178,7 @@ export class HeldLease {
     await this.renewing;
     this.released = true;
     clearInterval(this.timer);
+    clearTimeout(this.expiryTimer);
     if (this.signal.aborted) return;
     try {
       await this.options.storage.swapLease(this.name, this.version, null);
@@ -176,7 +189,9 @@ export class HeldLease {
   }
 
   private lose(why: string): void {
+    if (this.signal.aborted) return;
     clearInterval(this.timer);
+    clearTimeout(this.expiryTimer);
     this.options.onEvent?.('lost', this.name);
     this.options.log.warn('lost a lease', { lease: this.name, why });
     this.controller.abort(new LeaseLostError(this.name, why));
