@@ -25,6 +25,7 @@ import { TagIndex } from './service/tags.ts';
 import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
+import { Leases, type LeaseEvent } from './storage/lease.ts';
 
 export interface Runtime {
   config: Config;
@@ -36,6 +37,8 @@ export interface Runtime {
   tags: TagIndex;
   /** `serve` only: when on-demand images were last pulled, flushed in batches; close() it at shutdown. */
   pulls: PullRecorder;
+  /** Build and GC leases in the shared storage (storage/lease.ts), this process's holder name. */
+  leases: Leases;
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
@@ -45,6 +48,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
   const { signal, ...metricsOptions } = options;
   const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
   const metrics = createMetrics({ ...metricsOptions, freeSpace: () => freeSpace.sample() });
+  const leases = createLeases(storage, config, log, metrics);
   const builder = new ImageBuilder({
     ...(signal ? { signal } : {}),
     freeSpace,
@@ -58,6 +62,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     popularity,
     log,
     metrics,
+    leases,
     // The bundled set builds everything from a local busybox: asking a binary cache only costs
     // Nix's retries (seconds per call) on machines without network access.
     ...(config.sourceIsDefault ? { nixOptions: { substituters: '' } } : {}),
@@ -69,7 +74,17 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
   });
   const pulls = new PullRecorder(storage, { flushIntervalMs: config.tagFlushIntervalSeconds * 1000, log });
-  return { config, storage, builder, metrics, log, tags, pulls };
+  return { config, storage, builder, metrics, log, tags, pulls, leases };
+}
+
+/** This process's leases on the storage, counted in nixery_lease_events_total by their first name segment (build, gc). */
+export function createLeases(storage: StorageBackend, config: Config, log: Logger, metrics?: Metrics): Leases {
+  return new Leases({
+    storage,
+    durationMs: config.leaseDurationSeconds * 1000,
+    log: log.child({ component: 'lease' }),
+    ...(metrics ? { onEvent: (event: LeaseEvent, name: string) => metrics.leaseEvents.inc({ lease: name.split('/')[0]!, event }) } : {}),
+  });
 }
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
@@ -120,7 +135,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   })
     .start()
     .stopWith(server);
-  // Every replica sharing the storage runs its own today; one at a time is phase 3 of #21 (service/gc.ts).
+  // Replicas sharing the storage take turns through the GC lease (service/gc-lease.ts).
   if (config.gc.intervalSeconds > 0) {
     const gcLog = log.child({ component: 'gc' });
     new PeriodicGc({
@@ -128,6 +143,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
       metrics: runtime.metrics,
       log: gcLog,
       intervalMs: config.gc.intervalSeconds * 1000,
+      leases: runtime.leases,
     })
       .start()
       .stopWith(server);

@@ -33,6 +33,8 @@ import { RateLimiter } from '../cache/rate-limiter.ts';
 import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
 import type { Fingerprint } from './source-fingerprint.ts';
 import { BoundedMap, TtlCache } from '../cache/ttl-cache.ts';
+import type { HeldLease, Leases } from '../storage/lease.ts';
+import { buildTurn, DEFAULT_LEASE_POLL_MS } from './build-lease.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
 export const BUILDER_VERSION = 2;
@@ -90,6 +92,10 @@ export interface BuilderOptions {
   /** Tests: the source lookup behind the fingerprint cache, and the clock of both caches. */
   fingerprintLookup?: FingerprintLookup;
   now?: () => number;
+  /** Replicas sharing the storage: one build per image across them (build-lease.ts). Absent: this process alone decides. */
+  leases?: Leases;
+  /** How often a replica waiting for another's build looks for its result (default DEFAULT_LEASE_POLL_MS). */
+  leasePollMs?: number;
 }
 
 export interface BuildOptions {
@@ -228,6 +234,17 @@ export class ImageBuilder {
     // While this job was queued, a job of the same name may have finished.
     const cached = await this.cachedImage(image, cacheKey);
     if (cached) return cached;
+    // Across replicas: one builds, the others wait for its manifest cache entry.
+    let lease: HeldLease | undefined;
+    if (cacheKey !== undefined && this.options.leases) {
+      const turn = await this.buildTurn(image, cacheKey, job.abandoned).catch((cause: unknown) => {
+        // Every client left while this replica waited for another's build: nothing to build for.
+        if (job.abandoned.aborted) throw job.abandoned.reason;
+        throw new BuildStorageError(`taking the build lease failed: ${(cause as Error).message}`, { cause });
+      });
+      if ('result' in turn) return turn.result;
+      lease = turn.lease;
+    }
     const { log, metrics } = this.options;
     const started = performance.now();
     metrics.buildsInFlight.inc();
@@ -260,7 +277,24 @@ export class ImageBuilder {
       throw error;
     } finally {
       metrics.buildsInFlight.dec();
+      await lease?.release();
     }
+  }
+
+  /** The build lease of a manifest cache key: held (build), or another replica's result. */
+  private buildTurn(image: ImageSpec, cacheKey: string, abandoned: AbortSignal) {
+    const { leases, metrics, log } = this.options;
+    return buildTurn({
+      leases: leases!,
+      name: `build/${cacheKey.slice('manifests/'.length)}`,
+      cached: () => this.cachedImage(image, cacheKey),
+      pollMs: this.options.leasePollMs ?? DEFAULT_LEASE_POLL_MS,
+      // Longer than any build of the holder's should take; past it, building here too is the lesser evil.
+      maxWaitMs: 2 * this.options.nixTimeoutSeconds * 1000 + leases!.durationMs,
+      log: log.child({ image: image.name, tag: image.tag }),
+      onWait: (result) => metrics.leaseWaits.inc({ result }),
+      signal: abandoned,
+    });
   }
 
   /** The image a resolved package list makes: from the manifest cache by what it resolved to, else built and cached. */

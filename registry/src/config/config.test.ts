@@ -638,3 +638,14 @@ describe('the garbage collection settings', () => {
     }
   });
 });
+
+// --- Leases across replicas ---
+describe('NIXERY_LEASE_DURATION', () => {
+  it('is a minute by default, whole seconds from 3 to 3600 otherwise', () => {
+    assert.equal(loadConfig({}).leaseDurationSeconds, 60);
+    assert.equal(loadConfig({ NIXERY_LEASE_DURATION: '3' }).leaseDurationSeconds, 3);
+    for (const bad of ['2', '3601', '1.5', 'soon']) {
+      assert.throws(() => loadConfig({ NIXERY_LEASE_DURATION: bad }), { variable: 'NIXERY_LEASE_DURATION' }, bad);
+    }
+  });
+});

@@ -70,6 +70,8 @@ export const ENV = {
   gcInterval: 'NIXERY_GC_INTERVAL',
   retainPulledWithin: 'NIXERY_RETAIN_PULLED_WITHIN',
   gcMaxImagesPerName: 'NIXERY_GC_MAX_IMAGES_PER_NAME',
+  // Leases across replicas (storage/lease.ts).
+  leaseDuration: 'NIXERY_LEASE_DURATION',
 } as const;
 
 export type StorageConfig =
@@ -157,6 +159,8 @@ export interface Config {
   purge: PurgeLimits;
   /** Garbage collection of unreferenced blobs and cache entries (service/gc.ts). */
   gc: GcSettings;
+  /** Build and GC leases in the shared storage last this long unless renewed (every third of it); a dead holder's are taken over after it. */
+  leaseDurationSeconds: number;
 }
 
 /** Garbage collection; whole seconds. */
@@ -250,6 +254,9 @@ export const GC_GRACE_BUILD_FACTOR = 3;
 export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
 /** On-demand images not pulled for 30 days are expired. */
 export const DEFAULT_RETAIN_PULLED_WITHIN_SECONDS = 30 * 86400;
+/** A minute: a dead replica's build or GC is taken over about a minute later; renewals every 20 s. */
+export const DEFAULT_LEASE_DURATION_SECONDS = 60;
+
 /** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
 export const DEFAULT_GC_MAX_IMAGES_PER_NAME = 10;
 
@@ -364,6 +371,8 @@ const fields = {
   gcInterval: wholeNumber('expected seconds as a whole number (0 turns periodic garbage collection off)'),
   retainPulledWithin: wholeNumber('expected seconds as a whole number (0 keeps on-demand images forever)', { value: 100 * 365 * 86400, message: 'expected at most 100 years in seconds (0 keeps on-demand images forever)' }),
   gcMaxImagesPerName: wholeNumber('expected a number of images as a whole number (0: no limit)', { value: 1_000_000, message: 'expected at most 1000000 images (0: no limit)' }),
+  // Renewals come every third of it: below 3 s a slow storage round trip alone could lose the lease.
+  leaseDuration: positiveInt('seconds').pipe(z.number().min(3, 'expected at least 3 seconds').max(3600, 'expected at most 3600 seconds')),
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -557,6 +566,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
     purge,
     gc,
+    leaseDurationSeconds: v.leaseDuration ?? DEFAULT_LEASE_DURATION_SECONDS,
   };
 }
 

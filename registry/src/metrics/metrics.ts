@@ -44,6 +44,14 @@ export interface Metrics {
   gcExpiredImages: Counter<'reason'>;
   /** Bytes in use after the last complete run, by `kind`: 'blob' or 'document'. */
   storageBytes: Gauge<'kind'>;
+  // --- Leases across replicas (storage/lease.ts) ---
+  /**
+   * Lease events by `lease` ('build', 'gc') and `event`: 'acquired', 'taken_over' (its holder had
+   * stopped renewing it), 'busy' (another replica holds it: a build waits, a GC run is skipped), 'lost'.
+   */
+  leaseEvents: Counter<'lease' | 'event'>;
+  /** Waits for a build another replica holds the lease of, by `result`: 'served' (its image came from storage), 'built_here' (its lease was released or expired without the image, or the wait ran out). */
+  leaseWaits: Counter<'result'>;
 }
 
 /** Free space as builder/free-space.ts measures it. */
@@ -187,6 +195,18 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
       name: 'nixery_storage_bytes',
       help: 'Bytes stored after the last complete garbage collection run, by kind (blob, document)',
       labelNames: ['kind'],
+      registers,
+    }),
+    leaseEvents: new Counter({
+      name: 'nixery_lease_events_total',
+      help: 'Leases in the shared storage, by lease (build, gc) and event (acquired, taken_over, busy: held by another replica, lost)',
+      labelNames: ['lease', 'event'],
+      registers,
+    }),
+    leaseWaits: new Counter({
+      name: 'nixery_lease_waits_total',
+      help: 'Waits for a build another replica holds the lease of, by result (served: from storage; built_here: the lease ended without the image)',
+      labelNames: ['result'],
       registers,
     }),
   };

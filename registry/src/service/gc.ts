@@ -39,11 +39,13 @@
 // without uploading it again (a HEAD, then a manifest PUT) in the moments of the sweep loses it;
 // the manifest PUT checks its blobs, so the race is narrow, and a re-push heals it.
 //
-// One collector at a time per storage: replicas sharing a bucket each run their own today (their
-// sweeps are idempotent, but their state records overwrite each other's). Electing one replica is
-// phase 3 of #21.
+// One collector at a time per storage: a run holds the GC lease (gc-lease.ts); replicas sharing a
+// bucket or volume skip their turn while another holds it, and a run whose lease is lost stops
+// deleting (collect's signal), so state records never overwrite each other's.
 import { mapLimited } from '../cache/single-flight.ts';
 import type { Logger } from '../log/logger.ts';
+import { isHeld, type HeldLease, type Leases } from '../storage/lease.ts';
+import { GC_LEASE } from './gc-lease.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { MediaType } from '../oci/media-types.ts';
 import type { StorageBackend, StoredObject } from '../storage/backend.ts';
@@ -137,7 +139,8 @@ export class GarbageCollector {
     this.now = options.now ?? Date.now;
   }
 
-  async collect(options: { dryRun?: boolean } = {}): Promise<GcReport> {
+  /** `signal`: the GC lease (gc-lease.ts); once it aborts (the lease lost to another replica), no further deletion. */
+  async collect(options: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcReport> {
     const dryRun = options.dryRun ?? false;
     const { storage, graceMs, log } = this.options;
     const started = process.hrtime.bigint();
@@ -369,6 +372,7 @@ export class GarbageCollector {
     deletions.sort((a, b) => order[a.kind] - order[b.kind]);
     const deletedIds = new Set<string>();
     for (const d of deletions) {
+      options.signal?.throwIfAborted();
       if (!dryRun) {
         const gone = d.kind === 'blob' ? await storage.deleteBlob(d.id) : await storage.deleteDocument(d.id);
         if (!gone) continue;
@@ -388,6 +392,7 @@ export class GarbageCollector {
       report.kept.documents.objects++;
       report.kept.documents.bytes += doc.size;
     }
+    options.signal?.throwIfAborted();
     if (!dryRun) await storage.putDocument(GC_STATE_KEY, { version: 1, candidates } satisfies GcState);
     report.durationSeconds = seconds();
     await recordGcRun(storage, report, new Date(this.now()), log);
@@ -541,9 +546,11 @@ export interface PeriodicGcOptions {
   metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'gcExpiredImages' | 'storageBytes'>;
   log: Logger;
   intervalMs: number;
+  /** Replicas sharing the storage: a run holds the GC lease (gc-lease.ts), and is skipped while another replica does. */
+  leases?: Leases;
 }
 
-/** run() resolves undefined when a run failed. */
+/** run() resolves undefined when a run failed or was skipped (another replica holds the GC lease). */
 export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   private readonly options: PeriodicGcOptions;
 
@@ -554,10 +561,19 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   }
 
   protected async runOnce(): Promise<GcReport | undefined> {
-    const { collector, metrics, log } = this.options;
+    const { collector, metrics, log, leases } = this.options;
     const started = process.hrtime.bigint();
+    let lease: HeldLease | undefined;
     try {
-      const report = await collector.collect();
+      if (leases) {
+        const got = await leases.tryAcquire(GC_LEASE);
+        if (!isHeld(got)) {
+          log.info('garbage collection run skipped: another replica is collecting', { holder: got.holder, leaseExpiresMs: got.expiresMs });
+          return undefined;
+        }
+        lease = got;
+      }
+      const report = await collector.collect(lease ? { signal: lease.signal } : {});
       metrics.gcRuns.inc({ result: report.result });
       metrics.gcDuration.observe(report.durationSeconds);
       for (const kind of KINDS) {
@@ -577,6 +593,8 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
       metrics.gcDuration.observe(seconds);
       log.warn('garbage collection run failed; nothing more is deleted until the next run', { error, durationSeconds: seconds });
       return undefined;
+    } finally {
+      await lease?.release();
     }
   }
 }

@@ -31,8 +31,11 @@ import {
   sha256Hex,
   StorageUnavailableError,
   type BlobDelivery,
+  assertLeaseName,
   type BlobInfo,
   type ByteRange,
+  type LeaseRecord,
+  type StoredLease,
   type PutBlobOptions,
   type PutBlobResult,
   type StagingSweepOptions,
@@ -557,6 +560,61 @@ export class GcsStorage implements StorageBackend {
     } while (pageToken !== undefined);
   }
 
+  // --- Leases ---------------------------------------------------------------------------------
+  // A lease is the object leases/<name>.json; its version is the object's generation, and every
+  // change is conditional on it (ifGenerationMatch; 0: the object must not exist), so the service
+  // lets at most one of two swaps from one generation through. Release deletes the object, which
+  // is safe here (unlike on the file system): a recreated object gets a new generation, and a
+  // stale swap names the old one.
+
+  async readLease(name: string): Promise<StoredLease | null> {
+    const object = leaseObject(name);
+    const metadata = await this.metadata(object);
+    if (!metadata) return null;
+    let text: string;
+    try {
+      text = (await collect(this.read(object, metadata))).toString('utf8');
+    } catch (error) {
+      // Replaced or deleted since the metadata read: the caller reads again or finds it free.
+      if (httpStatus(error) === 404 || httpStatus((error as { cause?: unknown }).cause) === 404) return this.readLease(name);
+      throw error;
+    }
+    const { record } = JSON.parse(text) as { record: LeaseRecord };
+    return { version: String(metadata.generation), record };
+  }
+
+  async swapLease(name: string, expected: string | null, record: LeaseRecord | null): Promise<string | null> {
+    const file = this.bucket.file(leaseObject(name));
+    if (record === null) {
+      if (expected === null) return null;
+      try {
+        await file.delete({ ifGenerationMatch: Number(expected) });
+        return '0';
+      } catch (error) {
+        const status = httpStatus(error);
+        if (status === 412) return null;
+        // A retried delete whose first attempt succeeded unseen: only the generation's writer deletes it.
+        if (status === 404) return '0';
+        throw new GcsStorageError('lease release', this.bucketName, file.name, error);
+      }
+    }
+    const body = Buffer.from(JSON.stringify({ record }));
+    try {
+      await file.save(body, {
+        resumable: false,
+        validation: false,
+        metadata: { contentType: 'application/json', cacheControl: 'no-store' },
+        preconditionOpts: { ifGenerationMatch: expected === null ? 0 : Number(expected) },
+      });
+      return String(file.metadata.generation);
+    } catch (error) {
+      if (httpStatus(error) !== 412) throw new GcsStorageError('lease write', this.bucketName, file.name, error);
+      // Also the answer to a retried write whose first attempt succeeded unseen: then the lease is ours.
+      const now = await this.readLease(name);
+      return now && now.record?.holder === record.holder && now.record.expiresMs === record.expiresMs ? now.version : null;
+    }
+  }
+
   private unavailable(step: 'list' | 'write', error: unknown): StorageUnavailableError {
     const status = httpStatus(error);
     const where = `gs://${this.bucketName} at ${this.endpoint}`;
@@ -663,6 +721,11 @@ function blobObject(digest: string): string {
 function documentObject(key: string): string {
   assertDocumentKey(key);
   return `documents/${key}.json`;
+}
+
+function leaseObject(name: string): string {
+  assertLeaseName(name);
+  return `leases/${name}.json`;
 }
 
 function listed(file: File): StoredObject {

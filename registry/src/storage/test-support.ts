@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { DigestMismatchError, type StorageBackend } from './backend.ts';
+import { isHeld, LeaseLostError, Leases, type HeldLease, type LeaseEvent } from './lease.ts';
+import { createLogger } from '../log/logger.ts';
 
 export function sha256(data: string | Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -134,6 +136,102 @@ export function storageContract(name: string, makeBackend: () => Promise<Storage
       assert.deepEqual(await keys('layers/'), ['layers/one']);
       assert.deepEqual(await keys('pushed/team/'), ['pushed/team/app/_tags/v1']);
       assert.deepEqual(await keys('nothing/'), []);
+    });
+
+    leaseContract(makeBackend);
+  });
+}
+
+// --- Leases: the compare-and-swap every backend provides, and storage/lease.ts on top of it -----
+
+function leaseContract(makeBackend: () => Promise<StorageBackend>): void {
+  const quiet = createLogger({ level: 'error' });
+  const record = (holder: string, expiresMs = Date.now() + 60_000) => ({ holder, expiresMs });
+  /** Leases sharing one storage and one fake clock; durations long enough that no heartbeat fires in a test. */
+  const replicas = (storage: StorageBackend, clock: { now: number }, events: [LeaseEvent, string][] = []) => (holder: string) =>
+    new Leases({ storage, holder, durationMs: 600_000, log: quiet, now: () => clock.now, onEvent: (event, name) => events.push([event, name]) });
+
+  describe('leases', () => {
+    it('swaps a lease only from the version it has: create when absent, replace, release', async () => {
+      const storage = await makeBackend();
+      assert.equal(await storage.readLease('build/abc'), null);
+      const v1 = await storage.swapLease('build/abc', null, record('a'));
+      assert.ok(v1);
+      assert.equal(await storage.swapLease('build/abc', null, record('b')), null, 'created once only');
+      const read = await storage.readLease('build/abc');
+      assert.equal(read?.version, v1);
+      assert.equal(read?.record?.holder, 'a');
+      const v2 = await storage.swapLease('build/abc', v1, record('a', 42));
+      assert.ok(v2 && v2 !== v1);
+      assert.equal(await storage.swapLease('build/abc', v1, record('c')), null, 'a stale version is refused');
+      assert.deepEqual((await storage.readLease('build/abc'))?.record, record('a', 42));
+      assert.ok((await storage.swapLease('build/abc', v2, null)) !== null, 'released');
+      const released = await storage.readLease('build/abc');
+      assert.equal(released?.record ?? null, null);
+      assert.equal(await storage.swapLease('build/abc', v2, record('c')), null, 'the released version is gone too');
+      assert.ok(await storage.swapLease('build/abc', released?.version ?? null, record('d')), 'a released lease can be taken again');
+      assert.equal((await storage.readLease('build/abc'))?.record?.holder, 'd');
+    });
+
+    it('lets exactly one of many concurrent swaps from one version through', async () => {
+      const storage = await makeBackend();
+      const v1 = await storage.swapLease('gc', null, record('first', 0));
+      const results = await Promise.all(Array.from({ length: 16 }, (_, i) => storage.swapLease('gc', v1, record(`taker-${i}`))));
+      const winners = results.flatMap((v, i) => (v === null ? [] : [i]));
+      assert.equal(winners.length, 1, JSON.stringify(results));
+      assert.equal((await storage.readLease('gc'))?.record?.holder, `taker-${winners[0]}`);
+      // The same from nothing at all: one creator.
+      const created = await Promise.all(Array.from({ length: 16 }, (_, i) => storage.swapLease('build/new', null, record(`creator-${i}`))));
+      assert.equal(created.filter((v) => v !== null).length, 1);
+    });
+
+    it('keeps a held lease from others until it expires, then one of many takers takes it over', async () => {
+      const storage = await makeBackend();
+      const clock = { now: 1_000_000 };
+      const events: [LeaseEvent, string][] = [];
+      const replica = replicas(storage, clock, events);
+      const a = await replica('a').tryAcquire('build/x');
+      assert.ok(isHeld(a));
+      const busy = await replica('b').tryAcquire('build/x');
+      assert.ok(!isHeld(busy));
+      assert.equal(busy.holder, 'a');
+      clock.now += 600_001;
+      const takers = await Promise.all(Array.from({ length: 10 }, (_, i) => replica(`t${i}`).tryAcquire('build/x')));
+      const held = takers.filter(isHeld);
+      assert.equal(held.length, 1, 'one taker');
+      assert.equal(events.filter(([e]) => e === 'taken_over').length, 1);
+      // The old holder finds out on its next renewal, and its release leaves the new holder's lease alone.
+      assert.equal(await a.renew(), false);
+      assert.ok(a.signal.aborted);
+      assert.ok(a.signal.reason instanceof LeaseLostError);
+      await a.release();
+      assert.equal((await storage.readLease('build/x'))?.record?.holder, held[0]!.holder);
+      for (const lease of held) await lease.release();
+    });
+
+    it('renewal moves the expiry on, and release frees the lease at once', async () => {
+      const storage = await makeBackend();
+      const clock = { now: 5_000_000 };
+      const replica = replicas(storage, clock);
+      const a = (await replica('a').tryAcquire('gc')) as HeldLease;
+      clock.now += 400_000;
+      assert.equal(await a.renew(), true);
+      clock.now += 400_000; // past the first expiry, not the renewed one
+      assert.ok(!isHeld(await replica('b').tryAcquire('gc')));
+      await a.release();
+      const b = await replica('b').tryAcquire('gc');
+      assert.ok(isHeld(b));
+      await b.release();
+    });
+
+    it('a holder that could not renew before its expiry counts the lease as lost, not as still its own', async () => {
+      const storage = await makeBackend();
+      const clock = { now: 9_000_000 };
+      const a = (await replicas(storage, clock)('a').tryAcquire('gc')) as HeldLease;
+      clock.now += 600_000;
+      assert.equal(await a.renew(), false);
+      assert.ok(a.signal.aborted);
+      await a.release();
     });
   });
 }
