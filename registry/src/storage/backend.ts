@@ -2,6 +2,7 @@
 // under its digest only once it is complete and its digest verified. Small JSON documents (cache
 // entries, tags) live beside the blobs so that caches survive restarts.
 import type { Readable } from 'node:stream';
+import type { UploadStore } from './upload-store.ts';
 
 export interface BlobInfo {
   digest: string;
@@ -69,6 +70,10 @@ export interface StorageBackend {
   listBlobs(): AsyncIterable<StoredObject & { digest: string }>;
   /** Every document whose key starts with `prefix` (default: all), streamed like listBlobs. */
   listDocuments(prefix?: string): AsyncIterable<StoredObject & { key: string }>;
+
+  // ---- Upload sessions (#21: any replica can continue a push) ----
+  /** The state and bytes of chunked blob uploads, shared by every replica on this storage (upload-store.ts). */
+  readonly uploads: UploadStore;
 }
 
 /** A listed object: its size and when its content was last written (ms since the epoch). */
