@@ -9,7 +9,7 @@ import { text } from 'node:stream/consumers';
 import { eventually } from '@nixery/test-support';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { UploadNotFoundError, UploadRangeError, Uploads, type UploadSession } from './uploads.ts';
+import { ACTIVITY_WRITE_INTERVAL_MS, UploadNotFoundError, UploadRangeError, Uploads, type UploadSession } from './uploads.ts';
 
 const tempDir = tempDirs('nixery-uploads-');
 const TTL = 60_000;
@@ -195,5 +195,28 @@ describe('upload sessions shared by two replicas', () => {
     clock.now += 2;
     assert.deepEqual(await a!.purgeIdle(TTL), { sessions: 1, bytes: 'kept by b'.length });
     await assert.rejects(b!.open(session.id, 'team/app'), UploadNotFoundError);
+  });
+});
+
+describe('the shared last activity', () => {
+  it('is written at most once a second per session: back-to-back requests cost no write each', async () => {
+    const clock = { now: 1_000_000 };
+    const storage = new FilesystemStorage(await tempDir());
+    await storage.init();
+    const touches: number[] = [];
+    const store = Object.create(storage.uploads) as typeof storage.uploads;
+    store.touchUpload = (id, nowMs) => (touches.push(nowMs), storage.uploads.touchUpload(id, nowMs));
+    const uploads = new Uploads(store, { now: () => clock.now });
+    const session = await uploads.start('team/app');
+    await uploads.close(session);
+    for (let i = 0; i < 5; i++) {
+      clock.now += ACTIVITY_WRITE_INTERVAL_MS / 5 - 1;
+      await request(uploads, session, `chunk ${i};`);
+    }
+    assert.deepEqual(touches, [], 'the record written at the start is recent enough');
+    clock.now += ACTIVITY_WRITE_INTERVAL_MS;
+    await request(uploads, session);
+    assert.deepEqual(touches, [clock.now], 'one write for the open; the close follows within the interval');
+    assert.equal((await storage.uploads.uploadState(session.id))?.lastActivityMs, clock.now);
   });
 });

@@ -13,7 +13,7 @@
 // A session a client abandons (no request for longer than the idle limit, NIXERY_UPLOAD_SESSION_TTL)
 // is dropped with its bytes by `purgeIdle`, which service/purge.ts runs on every replica; its id
 // is then unknown to all of them. Idle time is the shared last activity every request writes
-// (at its start and its end), so any replica judges it the same way; a request in flight on this
+// (at its start and its end, at most once a second), so any replica judges it the same way; a request in flight on this
 // replica — from `open` (or `start`) to `close`, which the HTTP layer calls around each request
 // — additionally keeps the session from this replica's purge however long it takes. A request in
 // flight on another replica wrote its activity when it began, and the connection limits end it
@@ -65,7 +65,17 @@ interface LocalActivity {
   inFlight: number;
   /** When this replica's last request on it ended (or the current one began). */
   lastUsedMs: number;
+  /** The newest last activity known to be in the storage (read or written here). */
+  sharedMs: number;
 }
+
+/**
+ * The shared last activity is written at most this often per session and replica: GCS allows
+ * about one write a second to one object, and a client's requests on a session come back to
+ * back. Idle time is then judged up to this much early, which the TTL's margin over the
+ * receive timeout (config.ts: at least a second) covers.
+ */
+export const ACTIVITY_WRITE_INTERVAL_MS = 1000;
 
 export class Uploads {
   private readonly store: UploadStore;
@@ -84,7 +94,7 @@ export class Uploads {
   /** A new session, with the request that started it in flight: `close` it when that request ends. */
   async start(name: string): Promise<UploadSession> {
     const session = { id: randomUUID(), name, size: 0 };
-    this.markInFlight(session.id);
+    this.markInFlight(session.id, this.now());
     try {
       await this.store.createUpload(session.id, name, this.now());
     } catch (error) {
@@ -100,9 +110,9 @@ export class Uploads {
     const state = await this.store.uploadState(id);
     // Checked and marked in one synchronous step after the read, against the purge's decision.
     if (!state || state.name !== name || this.dropping.has(id)) throw new UploadNotFoundError(id);
-    this.markInFlight(id);
+    this.markInFlight(id, state.lastActivityMs);
     try {
-      await this.store.touchUpload(id, this.now());
+      await this.recordActivity(id);
     } catch (error) {
       await this.close({ id, name, size: state.size });
       throw error;
@@ -118,7 +128,7 @@ export class Uploads {
    */
   async close(session: UploadSession): Promise<void> {
     try {
-      await this.store.touchUpload(session.id, this.now());
+      await this.recordActivity(session.id);
     } catch {
       // The activity the request wrote when it began stands; the TTL is far longer than a request.
     } finally {
@@ -209,11 +219,21 @@ export class Uploads {
     await this.store.deleteUpload(session.id);
   }
 
-  private markInFlight(id: string): void {
-    const local = this.activity.get(id) ?? { inFlight: 0, lastUsedMs: this.now() };
+  private markInFlight(id: string, sharedMs: number): void {
+    const local = this.activity.get(id) ?? { inFlight: 0, lastUsedMs: this.now(), sharedMs };
     local.inFlight++;
     local.lastUsedMs = this.now();
+    local.sharedMs = Math.max(local.sharedMs, sharedMs);
     this.activity.set(id, local);
+  }
+
+  /** Writes the session's last activity, unless one was written less than ACTIVITY_WRITE_INTERVAL_MS ago. */
+  private async recordActivity(id: string): Promise<void> {
+    const now = this.now();
+    const local = this.activity.get(id);
+    if (local && now - local.sharedMs < ACTIVITY_WRITE_INTERVAL_MS) return;
+    await this.store.touchUpload(id, now);
+    if (local) local.sharedMs = Math.max(local.sharedMs, now);
   }
 
   private release(id: string): void {
