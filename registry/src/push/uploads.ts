@@ -123,8 +123,8 @@ export class Uploads {
   /**
    * The request that opened or started the session ended; its idle time starts now, for every
    * replica (the shared last activity is written before the local count drops). Harmless after
-   * `finish`; a failure to write the activity is only logged by the caller's error handling of
-   * the next request, never this one's answer.
+   * `finish`. A failure to write the activity does not fail the request: the activity written
+   * when it began stands, and the TTL exceeds any request's receive time.
    */
   async close(session: UploadSession): Promise<void> {
     try {
