@@ -1,8 +1,5 @@
 // Wires configuration, storage, the builder and the HTTP app together.
 import type { RequestListener, Server } from 'node:http';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './builder/builder.ts';
 import { buildVolumes, FreeSpace } from './builder/free-space.ts';
@@ -89,8 +86,8 @@ export function createLeases(storage: StorageBackend, config: Config, log: Logge
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
   const { config, log } = runtime;
-  const uploads = new Uploads(await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-uploads-')));
-  await uploads.init();
+  // Sessions live in the shared storage: any replica on it continues any of them.
+  const uploads = new Uploads(runtime.storage.uploads);
   const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });
   const auth = await openAuth(
     { ...config.auth, ...(config.pushToken ? { pushToken: config.pushToken } : {}), clientAuthChecksPerMinute: config.clientAuthChecksPerMinute },

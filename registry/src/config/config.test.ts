@@ -582,25 +582,28 @@ describe('platforms (NIXERY_PLATFORMS)', () => {
 });
 
 describe('the purge limits', () => {
-  it('default to an hour each; NIXERY_STAGING_TTL to twice a receive timeout longer than that', () => {
+  it('default to an hour each, or to twice a receive timeout longer than that', () => {
     assert.deepEqual(loadConfig({}).purge, { uploadSessionTtlSeconds: 3600, stagingTtlSeconds: 3600 });
-    assert.equal(loadConfig({ NIXERY_RECEIVE_TIMEOUT: '7200' }).purge.stagingTtlSeconds, 14400);
-    assert.deepEqual(loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '600', NIXERY_STAGING_TTL: '601' }).purge, { uploadSessionTtlSeconds: 600, stagingTtlSeconds: 601 });
+    assert.deepEqual(loadConfig({ NIXERY_RECEIVE_TIMEOUT: '7200' }).purge, { uploadSessionTtlSeconds: 14400, stagingTtlSeconds: 14400 });
+    assert.deepEqual(loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '601', NIXERY_STAGING_TTL: '601' }).purge, { uploadSessionTtlSeconds: 601, stagingTtlSeconds: 601 });
   });
 
-  it('are positive whole seconds; the staging TTL must exceed the receive timeout', () => {
+  it('are positive whole seconds; both must exceed the receive timeout', () => {
     for (const bad of ['0', '-5', '1.5', 'an hour']) {
       assert.throws(() => loadConfig({ NIXERY_UPLOAD_SESSION_TTL: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_UPLOAD_SESSION_TTL');
       assert.throws(() => loadConfig({ NIXERY_STAGING_TTL: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_STAGING_TTL');
     }
     assert.throws(() => loadConfig({ NIXERY_STAGING_TTL: '600' }), /NIXERY_STAGING_TTL: 600 s must exceed NIXERY_RECEIVE_TIMEOUT \(600 s\)/);
     assert.throws(() => loadConfig({ NIXERY_STAGING_TTL: '100', NIXERY_RECEIVE_TIMEOUT: '200' }), /must exceed NIXERY_RECEIVE_TIMEOUT/);
+    // Upload sessions are shared by replicas: one receiving a chunk elsewhere shows only its start.
+    assert.throws(() => loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '600' }), /NIXERY_UPLOAD_SESSION_TTL: 600 s must exceed NIXERY_RECEIVE_TIMEOUT \(600 s\)/);
+    assert.throws(() => loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '100', NIXERY_RECEIVE_TIMEOUT: '200' }), /must exceed NIXERY_RECEIVE_TIMEOUT/);
   });
 
   it('round-trip through renderEnvironment', () => {
-    const env = renderEnvironment({ purge: { uploadSessionTtlSeconds: 120, stagingTtlSeconds: 1800 } });
-    assert.deepEqual(env, { NIXERY_UPLOAD_SESSION_TTL: '120', NIXERY_STAGING_TTL: '1800' });
-    assert.deepEqual(loadConfig(env).purge, { uploadSessionTtlSeconds: 120, stagingTtlSeconds: 1800 });
+    const env = renderEnvironment({ purge: { uploadSessionTtlSeconds: 1200, stagingTtlSeconds: 1800 } });
+    assert.deepEqual(env, { NIXERY_UPLOAD_SESSION_TTL: '1200', NIXERY_STAGING_TTL: '1800' });
+    assert.deepEqual(loadConfig(env).purge, { uploadSessionTtlSeconds: 1200, stagingTtlSeconds: 1800 });
   });
 });
 

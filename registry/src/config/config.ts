@@ -238,7 +238,8 @@ export const DEFAULT_MAX_CLOSURE_BYTES = 10 * 1024 ** 3;
 /**
  * An hour without a request: a client pushing a blob sends its chunks back to back (seconds
  * apart, each bounded by NIXERY_RECEIVE_TIMEOUT), so a session quiet for an hour was abandoned —
- * a crashed or cancelled push — while one hour of a replica's upload files is little disk.
+ * a crashed or cancelled push — while one hour of upload chunks is little storage. With a longer
+ * receive timeout the default is twice it (the TTL must exceed it: sessions are shared by replicas).
  */
 export const DEFAULT_UPLOAD_SESSION_TTL_SECONDS = 3600;
 /**
@@ -515,8 +516,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       `${v.stagingTtl} s must exceed ${ENV.receiveTimeout} (${connections.receiveTimeoutSeconds} s): a blob pushed by another replica is staged for up to that long`,
     );
   }
+  // Upload sessions are shared by the replicas (push/uploads.ts), and another replica's request
+  // in flight is known only by the activity it wrote when it began: it must end (the receive
+  // timeout bounds it) before the session can look idle.
+  if (v.uploadSessionTtl !== undefined && v.uploadSessionTtl <= connections.receiveTimeoutSeconds) {
+    throw new ConfigError(
+      ENV.uploadSessionTtl,
+      `${v.uploadSessionTtl} s must exceed ${ENV.receiveTimeout} (${connections.receiveTimeoutSeconds} s): a chunk another replica is receiving shows as activity only when its request began`,
+    );
+  }
   const purge: PurgeLimits = {
-    uploadSessionTtlSeconds: v.uploadSessionTtl ?? DEFAULT_UPLOAD_SESSION_TTL_SECONDS,
+    uploadSessionTtlSeconds: v.uploadSessionTtl ?? Math.max(DEFAULT_UPLOAD_SESSION_TTL_SECONDS, 2 * connections.receiveTimeoutSeconds),
     stagingTtlSeconds: v.stagingTtl ?? Math.max(DEFAULT_STAGING_TTL_SECONDS, 2 * connections.receiveTimeoutSeconds),
   };
 

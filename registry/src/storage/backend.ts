@@ -2,6 +2,7 @@
 // under its digest only once it is complete and its digest verified. Small JSON documents (cache
 // entries, tags) live beside the blobs so that caches survive restarts.
 import type { Readable } from 'node:stream';
+import type { UploadStore } from './upload-store.ts';
 
 export interface BlobInfo {
   digest: string;
@@ -80,6 +81,10 @@ export interface StorageBackend {
    * longer at `expected` (nothing was written).
    */
   swapLease(name: string, expected: string | null, record: LeaseRecord | null): Promise<string | null>;
+
+  // ---- Upload sessions (#21: any replica can continue a push) ----
+  /** The state and bytes of chunked blob uploads, shared by every replica on this storage (upload-store.ts). */
+  readonly uploads: UploadStore;
 }
 
 /** Who holds a lease until when (ms since the epoch, the holder's clock). */

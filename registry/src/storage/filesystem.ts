@@ -3,7 +3,7 @@
 // staging/ first, fsynced, and renamed into place, so a crash never exposes a partial file.
 // Staging files this process is writing are known by name; sweepStaging removes the others once
 // their last write is older than the staging TTL (at start-up and, through service/purge.ts, while
-// running).
+// running). Upload sessions live under uploads/ (filesystem-uploads.ts).
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -32,6 +32,8 @@ import {
   DEFAULT_STAGING_TTL_MS,
   MAX_STAGING_SWEEP,
 } from './backend.ts';
+import { FilesystemUploadStore } from './filesystem-uploads.ts';
+import type { UploadStore } from './upload-store.ts';
 
 const CONTENT_TYPE_ATTR = 'user.mime_type';
 
@@ -42,9 +44,11 @@ export class FilesystemStorage implements StorageBackend {
   private readonly now: () => number;
   /** Names of the staging files this process is writing now: never swept. */
   private readonly writing = new Set<string>();
+  readonly uploads: UploadStore;
 
   constructor(root: string, options: StagingSweepOptions = {}) {
     this.root = path.resolve(root);
+    this.uploads = new FilesystemUploadStore(path.join(this.root, 'uploads'));
     this.description = `filesystem (${this.root})`;
     this.stagingTtlMs = options.stagingTtlMs ?? DEFAULT_STAGING_TTL_MS;
     this.now = options.now ?? Date.now;
@@ -55,6 +59,7 @@ export class FilesystemStorage implements StorageBackend {
       await fs.mkdir(this.stagingDir(), { recursive: true });
       await fs.mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
       await fs.mkdir(path.join(this.root, 'documents'), { recursive: true });
+      await fs.mkdir(path.join(this.root, 'uploads'), { recursive: true });
     } catch (cause) {
       throw new StorageUnavailableError(`cannot create the storage directory ${this.root}: ${(cause as Error).message}`, { cause });
     }

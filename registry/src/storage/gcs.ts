@@ -10,6 +10,7 @@
 // delete that follow; one left longer is a crashed writer's. sweepStaging deletes those older
 // than the staging TTL by their `updated` time from a paged prefix listing, at start-up and,
 // through service/purge.ts, while running, skipping the names this process is writing.
+// Upload sessions live under uploads/ (gcs-uploads.ts); their chunks are staged the same way.
 //
 // Retries: the client runs with IdempotencyStrategy.RetryAlways. Every write here is safe to
 // repeat (fresh staging names, ifGenerationMatch=0 on the digest, whole-document replacement),
@@ -47,6 +48,8 @@ import {
 } from './backend.ts';
 import { GcsIntegrityError, GcsShortReadError, GcsStallError, resumingRead } from './gcs-download.ts';
 import { publicObjectUrl, signedGetUrl, type SigningKey } from './gcs-signer.ts';
+import { GcsUploadStore } from './gcs-uploads.ts';
+import type { UploadStore } from './upload-store.ts';
 
 export { GcsIntegrityError } from './gcs-download.ts';
 
@@ -135,6 +138,7 @@ export class GcsStorage implements StorageBackend {
   private readonly now: () => number;
   /** Names of the staging objects this process is writing now: never swept. */
   private readonly writing = new Set<string>();
+  readonly uploads: UploadStore;
 
   constructor(options: GcsStorageOptions) {
     this.options = options;
@@ -175,6 +179,13 @@ export class GcsStorage implements StorageBackend {
       },
     });
     this.bucket = this.storage.bucket(options.bucket);
+    this.uploads = new GcsUploadStore({
+      bucket: this.bucket,
+      putObjectOnce: (name, source) => this.putObjectOnce(name, source),
+      read: (name, metadata) => this.read(name, metadata),
+      status: httpStatus,
+      failure: (operation, object, cause) => new GcsStorageError(operation, this.bucketName, object, cause),
+    });
   }
 
   get description(): string {
@@ -264,6 +275,52 @@ export class GcsStorage implements StorageBackend {
       await this.removeQuietly(stagingFile);
     }
   }
+
+  // ---- Upload sessions (gcs-uploads.ts) ----
+
+  /**
+   * Creates the object `name` from `source` unless that name exists, for upload chunks: staged,
+   * verified and copied as putBlob does, the copy with ifGenerationMatch=0 so that of two writers
+   * exactly one creates it. `taken`: another writer's object has the name. An empty source
+   * creates nothing (an empty chunk would take a name that the next chunk needs).
+   */
+  private async putObjectOnce(name: string, source: Readable): Promise<{ size: number; taken: boolean }> {
+    const staging = this.bucket.file(`staging/${randomUUID()}`);
+    this.writing.add(staging.name);
+    try {
+      const local = new LocalHashes();
+      let stored: FileMetadata;
+      try {
+        stored = await this.upload(staging, source, local, 'application/octet-stream');
+      } catch (error) {
+        await this.removeQuietly(staging);
+        if (error instanceof SourceError) throw error.cause;
+        throw error instanceof GcsStorageError ? error : new GcsStorageError('upload', this.bucketName, staging.name, error);
+      }
+      const stagingFile = this.bucket.file(staging.name, { generation: Number(stored.generation) });
+      try {
+        verifyUpload(staging.name, stored, local);
+        if (local.size === 0) return { size: 0, taken: false };
+        try {
+          await stagingFile.copy(this.bucket.file(name), { preconditionOpts: { ifGenerationMatch: 0 } });
+          return { size: local.size, taken: false };
+        } catch (error) {
+          if (httpStatus(error) !== 412) throw new GcsStorageError('copy', this.bucketName, name, error);
+          // A retried copy whose first attempt succeeded unseen finds its own bytes there; the
+          // same bytes from another writer are as good (the chain holds what the client sent).
+          const existing = await this.metadata(name);
+          const ours = existing !== null && Number(existing.size) === local.size && existing.crc32c === local.crc32cBase64;
+          return { size: local.size, taken: !ours };
+        }
+      } finally {
+        await this.removeQuietly(stagingFile);
+      }
+    } finally {
+      this.writing.delete(staging.name);
+    }
+  }
+
+  // ---- Blobs and documents ----
 
   async statBlob(digest: string): Promise<BlobInfo | null> {
     if (sha256Hex(digest) === null) return null;

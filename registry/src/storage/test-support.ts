@@ -1,13 +1,15 @@
 // The storage contract as a test suite, run against every backend with the same expectations
-// (filesystem.test.ts here, e2e/gcs/gcs-storage.test.ts against the GCS emulator).
+// (filesystem.test.ts here, e2e/gcs/gcs-storage.test.ts against the GCS emulator); its
+// upload-session part (upload-store.ts) is uploadStoreContract, run the same way.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { DigestMismatchError, type StorageBackend } from './backend.ts';
 import { isHeld, LeaseLostError, Leases, type HeldLease, type LeaseEvent } from './lease.ts';
 import { createLogger } from '../log/logger.ts';
+import { UploadGoneError, UploadOffsetError, type UploadState } from './upload-store.ts';
 
 export function sha256(data: string | Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -232,6 +234,141 @@ function leaseContract(makeBackend: () => Promise<StorageBackend>): void {
       assert.equal(await a.renew(), false);
       assert.ok(a.signal.aborted);
       await a.release();
+    });
+  });
+}
+
+// ---- Upload sessions (upload-store.ts): any replica on the storage can continue a push ----
+
+function body(content: string): Readable {
+  return Readable.from([Buffer.from(content)]);
+}
+
+/** A body that is read only once released: `reading` settles when the store starts to consume it, i.e. after its offset check. */
+function gatedBody(content: string): { body: Readable; reading: Promise<void>; release(): void } {
+  let started!: () => void;
+  let release!: () => void;
+  const reading = new Promise<void>((resolve) => (started = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let sent = false;
+  const stream = new Readable({
+    read() {
+      started();
+      if (sent) return;
+      sent = true;
+      void released.then(() => {
+        this.push(Buffer.from(content));
+        this.push(null);
+      });
+    },
+  });
+  return { body: stream, reading, release };
+}
+
+async function listed(storage: StorageBackend): Promise<Map<string, UploadState>> {
+  const states = new Map<string, UploadState>();
+  for await (const state of storage.uploads.listUploads()) states.set(state.id, state);
+  return states;
+}
+
+export function uploadStoreContract(name: string, makeBackend: () => Promise<StorageBackend>): void {
+  describe(`storage contract, upload sessions: ${name}`, () => {
+    it('records a session with its repository, size and last activity; unknown and malformed ids have none', async () => {
+      const { uploads } = await makeBackend();
+      const id = randomUUID();
+      await uploads.createUpload(id, 'team/app', 1_000_000);
+      assert.deepEqual(await uploads.uploadState(id), { id, name: 'team/app', size: 0, lastActivityMs: 1_000_000 });
+      await uploads.touchUpload(id, 1_060_000);
+      assert.equal((await uploads.uploadState(id))?.lastActivityMs, 1_060_000);
+      assert.equal(await uploads.uploadState(randomUUID()), null);
+      assert.equal(await uploads.uploadState('../../documents'), null);
+    });
+
+    it('appends chunks at the end only and reads them back in order', async () => {
+      const { uploads } = await makeBackend();
+      const id = randomUUID();
+      await uploads.createUpload(id, 'team/app', Date.now());
+      let size = 0;
+      const parts = Array.from({ length: 12 }, (_, i) => `part ${i};`);
+      for (const part of parts) size = await uploads.appendUpload(id, size, body(part));
+      assert.equal(size, parts.join('').length);
+      assert.equal((await uploads.uploadState(id))?.size, size);
+      assert.equal(await text(uploads.readUpload(id)), parts.join(''));
+    });
+
+    it('refuses a chunk that does not start at the end, with the size, and keeps nothing of it', async () => {
+      const { uploads } = await makeBackend();
+      const id = randomUUID();
+      await uploads.createUpload(id, 'team/app', Date.now());
+      await uploads.appendUpload(id, 0, body('01234'));
+      for (const offset of [0, 3, 6]) {
+        await assert.rejects(uploads.appendUpload(id, offset, body('xx')), (error: unknown) => {
+          assert.ok(error instanceof UploadOffsetError);
+          assert.equal(error.size, 5);
+          return true;
+        });
+      }
+      assert.equal(await text(uploads.readUpload(id)), '01234');
+    });
+
+    it('adds nothing for an empty chunk or a failed one, and leaves the offset free', async () => {
+      const { uploads } = await makeBackend();
+      const id = randomUUID();
+      await uploads.createUpload(id, 'team/app', Date.now());
+      assert.equal(await uploads.appendUpload(id, 0, body('')), 0);
+      await assert.rejects(uploads.appendUpload(id, 0, failingStream(['half a chunk'])), /connection reset/);
+      assert.equal((await uploads.uploadState(id))?.size, 0);
+      assert.equal(await uploads.appendUpload(id, 0, body('whole')), 5);
+      assert.equal(await text(uploads.readUpload(id)), 'whole');
+    });
+
+    it('of two appends racing for one offset, keeps exactly the first to finish and refuses the other', async () => {
+      const { uploads } = await makeBackend();
+      const id = randomUUID();
+      await uploads.createUpload(id, 'team/app', Date.now());
+      await uploads.appendUpload(id, 0, body('head-'));
+      const first = gatedBody('first');
+      const second = gatedBody('second!');
+      const appendFirst = uploads.appendUpload(id, 5, first.body);
+      const appendSecond = uploads.appendUpload(id, 5, second.body);
+      await Promise.all([first.reading, second.reading]);
+      first.release();
+      assert.equal(await appendFirst, 10);
+      second.release();
+      await assert.rejects(appendSecond, (error: unknown) => {
+        assert.ok(error instanceof UploadOffsetError, String(error));
+        assert.equal(error.size, 10);
+        return true;
+      });
+      assert.equal(await text(uploads.readUpload(id)), 'head-first');
+    });
+
+    it('deletes a session with its bytes: then it is gone for every operation, and a touch does not bring it back', async () => {
+      const { uploads } = await makeBackend();
+      const id = randomUUID();
+      await uploads.createUpload(id, 'team/app', Date.now());
+      await uploads.appendUpload(id, 0, body('abc'));
+      await uploads.appendUpload(id, 3, body('defg'));
+      assert.equal(await uploads.deleteUpload(id), 7);
+      assert.equal(await uploads.deleteUpload(id), 0);
+      assert.equal(await uploads.uploadState(id), null);
+      await uploads.touchUpload(id, Date.now());
+      assert.equal(await uploads.uploadState(id), null);
+      await assert.rejects(uploads.appendUpload(id, 7, body('h')), UploadGoneError);
+      await assert.rejects(text(uploads.readUpload(id)), UploadGoneError);
+      assert.equal((await listed({ uploads } as StorageBackend)).has(id), false);
+    });
+
+    it('lists every session with its repository, size and last activity, for the purge', async () => {
+      const storage = await makeBackend();
+      const a = randomUUID();
+      const b = randomUUID();
+      await storage.uploads.createUpload(a, 'team/a', 1_000);
+      await storage.uploads.createUpload(b, 'team/b', 2_000);
+      await storage.uploads.appendUpload(b, 0, body('four'));
+      const states = await listed(storage);
+      assert.deepEqual(states.get(a), { id: a, name: 'team/a', size: 0, lastActivityMs: 1_000 });
+      assert.deepEqual(states.get(b), { id: b, name: 'team/b', size: 4, lastActivityMs: 2_000 });
     });
   });
 }
