@@ -21,6 +21,7 @@ import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { GarbageCollector, PeriodicGc, retention } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { PullRecorder } from './service/pulls.ts';
+import { meterWrites, StorageUsage } from './service/quota.ts';
 import { TagIndex } from './service/tags.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
@@ -35,16 +36,30 @@ export interface Runtime {
   tags: TagIndex;
   /** `serve` only: when on-demand images were last pulled, flushed in batches; close() it at shutdown. */
   pulls: PullRecorder;
+  /** With NIXERY_STORAGE_QUOTA: this process's estimate of the storage in use (service/quota.ts). */
+  usage?: StorageUsage;
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
 export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean; signal?: AbortSignal } = {}): Promise<Runtime> {
-  const storage = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
+  const opened = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
   const popularity = await loadPopularity(config.popularityUrl);
   const { signal, ...metricsOptions } = options;
   const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
   const metrics = createMetrics({ ...metricsOptions, freeSpace: () => freeSpace.sample() });
+  // ---- Storage quota: writes counted into the estimate; startServer's collector evicts.
+  const usage = config.gc.storageQuotaBytes === undefined ? undefined : new StorageUsage({ quotaBytes: config.gc.storageQuotaBytes, retryAfterSeconds: config.gc.graceSeconds });
+  const storage = usage
+    ? meterWrites(opened, {
+        noteWrite: (bytes) => {
+          usage.noteWrite(bytes);
+          if (usage.estimateBytes !== undefined) metrics.storageEstimatedBytes.set(usage.estimateBytes);
+        },
+      })
+    : opened;
+  if (usage) metrics.storageQuotaBytes.set(usage.quotaBytes);
   const builder = new ImageBuilder({
+    ...(usage ? { quota: usage } : {}),
     ...(signal ? { signal } : {}),
     freeSpace,
     storage,
@@ -68,7 +83,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
   });
   const pulls = new PullRecorder(storage, { flushIntervalMs: config.tagFlushIntervalSeconds * 1000, log });
-  return { config, storage, builder, metrics, log, tags, pulls };
+  return { config, storage, builder, metrics, log, tags, pulls, ...(usage ? { usage } : {}) };
 }
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
@@ -122,14 +137,27 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   // Every replica sharing the storage runs its own today; one at a time is phase 3 of #21 (service/gc.ts).
   if (config.gc.intervalSeconds > 0) {
     const gcLog = log.child({ component: 'gc' });
-    new PeriodicGc({
-      collector: new GarbageCollector({ storage: runtime.storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log: gcLog }),
+    const { usage } = runtime;
+    const gc = new PeriodicGc({
+      collector: new GarbageCollector({
+        storage: runtime.storage,
+        graceMs: config.gc.graceSeconds * 1000,
+        ...retention(config),
+        ...(config.gc.storageQuotaBytes !== undefined ? { quotaBytes: config.gc.storageQuotaBytes } : {}),
+        log: gcLog,
+      }),
       metrics: runtime.metrics,
       log: gcLog,
       intervalMs: config.gc.intervalSeconds * 1000,
+      ...(usage ? { usage, followUpMs: config.gc.graceSeconds * 1000 } : {}),
     })
       .start()
       .stopWith(server);
+    if (usage) {
+      // The first run measures the storage (until then no build is refused); later ones run when writes take the estimate over.
+      usage.onOver = () => void gc.run();
+      void gc.run();
+    }
   }
   const address = server.address();
   log.info('nixery is listening', {

@@ -33,6 +33,7 @@ import { RateLimiter } from '../cache/rate-limiter.ts';
 import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
 import type { Fingerprint } from './source-fingerprint.ts';
 import { BoundedMap, TtlCache } from '../cache/ttl-cache.ts';
+import type { StorageUsage } from '../service/quota.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
 export const BUILDER_VERSION = 2;
@@ -87,6 +88,8 @@ export interface BuilderOptions {
   signal?: AbortSignal;
   /** Asked before each build starts (after a manifest cache miss); InsufficientSpaceError refuses it (free-space.ts). */
   freeSpace?: Pick<FreeSpace, 'check'>;
+  /** NIXERY_STORAGE_QUOTA: asked once the closure size is known, before packing; StorageQuotaExceededError refuses the build (service/quota.ts). */
+  quota?: Pick<StorageUsage, 'checkFits'>;
   /** Tests: the source lookup behind the fingerprint cache, and the clock of both caches. */
   fingerprintLookup?: FingerprintLookup;
   now?: () => number;
@@ -370,6 +373,12 @@ export class ImageBuilder {
     if (options.maxClosureBytes !== undefined && closureBytes > options.maxClosureBytes) {
       this.options.metrics.buildsRejected.inc({ reason: 'closure_too_large' });
       throw new ClosureTooLargeError(closureBytes, options.maxClosureBytes);
+    }
+    try {
+      this.options.quota?.checkFits(closureBytes);
+    } catch (error) {
+      this.options.metrics.buildsRejected.inc({ reason: 'over_quota' });
+      throw error;
     }
 
     const layeringStart = performance.now();

@@ -70,6 +70,10 @@ export const ENV = {
   gcInterval: 'NIXERY_GC_INTERVAL',
   retainPulledWithin: 'NIXERY_RETAIN_PULLED_WITHIN',
   gcMaxImagesPerName: 'NIXERY_GC_MAX_IMAGES_PER_NAME',
+  // Storage quota and Nix store collection (service/quota.ts, nix/store-gc.ts).
+  storageQuota: 'NIXERY_STORAGE_QUOTA',
+  nixGcInterval: 'NIXERY_NIX_GC_INTERVAL',
+  nixGcMaxFreed: 'NIXERY_NIX_GC_MAX_FREED',
 } as const;
 
 export type StorageConfig =
@@ -169,6 +173,12 @@ export interface GcSettings {
   retainPulledWithinSeconds: number;
   /** At most this many on-demand images per name (the most recently pulled); 0: no limit. */
   maxImagesPerName: number;
+  /** NIXERY_STORAGE_QUOTA in bytes: above it, on-demand images are evicted (service/quota.ts); unset: no quota. */
+  storageQuotaBytes?: number;
+  /** Seconds between collections of the registry's Nix store (nix/store-gc.ts); 0: never. */
+  nixGcIntervalSeconds: number;
+  /** Most bytes one Nix store collection frees (`--max-freed`). */
+  nixGcMaxFreedBytes: number;
 }
 
 /** Abandoned temporary data, dropped while the registry runs; whole seconds. */
@@ -250,6 +260,10 @@ export const GC_GRACE_BUILD_FACTOR = 3;
 export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
 /** On-demand images not pulled for 30 days are expired. */
 export const DEFAULT_RETAIN_PULLED_WITHIN_SECONDS = 30 * 86400;
+/** An hour between collections of the registry's Nix store. */
+export const DEFAULT_NIX_GC_INTERVAL_SECONDS = 3600;
+/** One collection frees at most 10 GiB: a bounded amount of deletion work per run. */
+export const DEFAULT_NIX_GC_MAX_FREED_BYTES = 10 * 1024 ** 3;
 /** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
 export const DEFAULT_GC_MAX_IMAGES_PER_NAME = 10;
 
@@ -364,6 +378,9 @@ const fields = {
   gcInterval: wholeNumber('expected seconds as a whole number (0 turns periodic garbage collection off)'),
   retainPulledWithin: wholeNumber('expected seconds as a whole number (0 keeps on-demand images forever)', { value: 100 * 365 * 86400, message: 'expected at most 100 years in seconds (0 keeps on-demand images forever)' }),
   gcMaxImagesPerName: wholeNumber('expected a number of images as a whole number (0: no limit)', { value: 1_000_000, message: 'expected at most 1000000 images (0: no limit)' }),
+  storageQuota: byteSize,
+  nixGcInterval: wholeNumber('expected seconds as a whole number (0 turns the Nix store collection off)'),
+  nixGcMaxFreed: byteSize,
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -526,7 +543,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     intervalSeconds: v.gcInterval ?? DEFAULT_GC_INTERVAL_SECONDS,
     retainPulledWithinSeconds: v.retainPulledWithin ?? DEFAULT_RETAIN_PULLED_WITHIN_SECONDS,
     maxImagesPerName: v.gcMaxImagesPerName ?? DEFAULT_GC_MAX_IMAGES_PER_NAME,
+    ...(v.storageQuota !== undefined ? { storageQuotaBytes: v.storageQuota } : {}),
+    nixGcIntervalSeconds: v.nixGcInterval ?? DEFAULT_NIX_GC_INTERVAL_SECONDS,
+    nixGcMaxFreedBytes: v.nixGcMaxFreed ?? DEFAULT_NIX_GC_MAX_FREED_BYTES,
   };
+  // Eviction happens in garbage collection runs, which the server then must make.
+  if (gc.storageQuotaBytes !== undefined && gc.intervalSeconds === 0) {
+    throw new ConfigError(ENV.storageQuota, `needs garbage collection in the server, which evicts: ${ENV.gcInterval} must not be 0`);
+  }
 
   return {
     ...(pushToken ? { pushToken } : {}),
