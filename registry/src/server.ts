@@ -22,6 +22,9 @@ import { GarbageCollector, PeriodicGc, retention } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { PullRecorder } from './service/pulls.ts';
 import { meterWrites, StorageUsage } from './service/quota.ts';
+import { BuildRoots } from './nix/gc-roots.ts';
+import { StoreGate } from './nix/store-gate.ts';
+import { NixStoreCollector, PeriodicNixStoreGc } from './nix/store-gc.ts';
 import { TagIndex } from './service/tags.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
@@ -38,6 +41,8 @@ export interface Runtime {
   pulls: PullRecorder;
   /** With NIXERY_STORAGE_QUOTA: this process's estimate of the storage in use (service/quota.ts). */
   usage?: StorageUsage;
+  /** With NIXERY_NIX_GC_INTERVAL: builds root their store paths; startServer collects the store (nix/store-gc.ts). */
+  nixStore?: { gate: StoreGate; roots: BuildRoots };
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
@@ -58,8 +63,12 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
       })
     : opened;
   if (usage) metrics.storageQuotaBytes.set(usage.quotaBytes);
+  // ---- Nix store collection: builds root their paths while in flight.
+  const nixStore = config.gc.nixGcIntervalSeconds > 0 ? { gate: new StoreGate(), roots: new BuildRoots({ log: log.child({ component: 'nix-gc' }) }) } : undefined;
+  await nixStore?.roots.removeStale();
   const builder = new ImageBuilder({
     ...(usage ? { quota: usage } : {}),
+    ...(nixStore ? { nixStore } : {}),
     ...(signal ? { signal } : {}),
     freeSpace,
     storage,
@@ -83,7 +92,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
   });
   const pulls = new PullRecorder(storage, { flushIntervalMs: config.tagFlushIntervalSeconds * 1000, log });
-  return { config, storage, builder, metrics, log, tags, pulls, ...(usage ? { usage } : {}) };
+  return { config, storage, builder, metrics, log, tags, pulls, ...(usage ? { usage } : {}), ...(nixStore ? { nixStore } : {}) };
 }
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
@@ -158,6 +167,23 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
       usage.onOver = () => void gc.run();
       void gc.run();
     }
+  }
+  if (runtime.nixStore) {
+    const nixGcLog = log.child({ component: 'nix-gc' });
+    new PeriodicNixStoreGc({
+      collector: new NixStoreCollector({
+        gate: runtime.nixStore.gate,
+        timeoutSeconds: config.nixTimeoutSeconds,
+        maxFreedBytes: config.gc.nixGcMaxFreedBytes,
+        log: nixGcLog,
+        beforeCollect: () => runtime.builder.forgetResolutions(),
+      }),
+      metrics: runtime.metrics,
+      log: nixGcLog,
+      intervalMs: config.gc.nixGcIntervalSeconds * 1000,
+    })
+      .start()
+      .stopWith(server);
   }
   const address = server.address();
   log.info('nixery is listening', {
