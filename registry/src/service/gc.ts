@@ -342,7 +342,6 @@ export class GarbageCollector {
 
     // ---- Storage quota (service/quota.ts): evict on-demand images, least recently used first.
     const quotaBytes = this.options.quotaBytes;
-    const young = (object: StoredObject) => now - object.modifiedMs < graceMs;
     let eviction: { images: number; bytes: number } | undefined;
     let pinnedMarked: Set<string> | undefined;
     if (quotaBytes !== undefined && unreadableCount === 0) {
@@ -351,15 +350,23 @@ export class GarbageCollector {
       for (const object of blobs.values()) inUseBytes += object.size;
       for (const doc of documents) inUseBytes += doc.size;
       const onDemandDigests = new Set(keptOnDemand.flatMap((e) => e.roots.map((r) => r.digest)));
+      // Unreferenced blobs count as leaving whatever their age: a young one is most often an
+      // evicted image's, which goes by the two-run rule once old (a blob a push is uploading
+      // before its manifest is counted a pass late: the estimate errs low by a push in progress).
       let leavingBytes = deletions.reduce((sum, d) => sum + d.size, 0);
-      const held = new Set(pinnedMarked);
-      for (const [digest, object] of blobs) {
-        if (young(object)) held.add(digest);
-        else if (!pinnedMarked.has(digest) && !onDemandDigests.has(digest)) leavingBytes += object.size;
+      const held = pinnedMarked;
+      for (const [digest, object] of blobs) if (!pinnedMarked.has(digest) && !onDemandDigests.has(digest)) leavingBytes += object.size;
+      // By image (its first manifest digest): the entries of one image (by name and by what it resolved to) go together.
+      const byImage = new Map<string, { lastUsed: number; digests: string[]; entries: OnDemandEntry[] }>();
+      for (const e of keptOnDemand) {
+        const image = byImage.get(e.digests[0]!) ?? { lastUsed: Number.NEGATIVE_INFINITY, digests: [], entries: [] };
+        image.lastUsed = Math.max(image.lastUsed, lastUsedOf(e, pulled));
+        image.digests.push(...e.roots.map((r) => r.digest));
+        image.entries.push(e);
+        byImage.set(e.digests[0]!, image);
       }
-      const lastUsed = new Map(keptOnDemand.map((e) => [e.key, lastUsedOf(e, pulled)]));
       const decision = chooseEvictions({
-        candidates: keptOnDemand.map((e) => ({ key: e.key, lastUsed: lastUsed.get(e.key)!, digests: e.roots.map((r) => r.digest) })),
+        candidates: [...byImage].map(([digest, image]) => ({ key: digest, lastUsed: image.lastUsed, digests: image.digests })),
         blobSizes: new Map([...blobs].map(([digest, object]) => [digest, object.size])),
         held,
         inUseBytes,
@@ -368,11 +375,13 @@ export class GarbageCollector {
       });
       // An evicted entry goes in this run (a later pull builds it again); its blobs by the sweep's rules.
       const evicted = new Set<string>();
-      for (const key of decision.evicted) {
-        if (deletions.length >= maxDeletions) break;
-        const entry = keptOnDemand.find((e) => e.key === key)!;
-        deletions.push({ kind: 'document', id: key, size: entry.doc.size });
-        evicted.add(key);
+      for (const digest of decision.evicted) {
+        const { entries } = byImage.get(digest)!;
+        if (deletions.length + entries.length > maxDeletions) break;
+        for (const entry of entries) {
+          deletions.push({ kind: 'document', id: entry.key, size: entry.doc.size });
+          evicted.add(entry.key);
+        }
       }
       keptOnDemand = keptOnDemand.filter((e) => !evicted.has(e.key));
       const stillNamed = new Set(keptOnDemand.flatMap((e) => e.digests));
@@ -389,6 +398,8 @@ export class GarbageCollector {
       if (evicted.size) log.info('storage quota: evicting on-demand images, least recently used first; their blobs go by the grace rule', { quotaBytes, inUseBytes, leavingBytes, images: images.size, documents: evicted.size, freedBytes: decision.freedBytes });
     }
     await walk(keptOnDemand.flatMap((e) => e.roots));
+    /** What the roots reach; layer cache entries waiting for the two-run rule mark their blobs too, below, but those are leaving. */
+    const reached = new Set(marked);
 
     const report: GcReport = {
       dryRun,
@@ -447,14 +458,14 @@ export class GarbageCollector {
       report.kept.documents.bytes += doc.size;
     }
     if (report.quota) {
-      // What stays, what nothing evicts (held from pinned roots, or too young), what is on its way out.
+      // What stays, what nothing evicts (reachable from pinned roots; documents), what is on its way out (unreferenced).
       const measure = report.quota.measure;
       measure.inUseBytes = report.kept.blobs.bytes + report.kept.documents.bytes;
       measure.pinnedBytes = report.kept.documents.bytes;
       for (const [digest, object] of blobs) {
         if (deletedIds.has(digest)) continue;
-        if (pinnedMarked?.has(digest) || young(object)) measure.pinnedBytes += object.size;
-        else if (!marked.has(digest)) measure.leavingBytes += object.size;
+        if (pinnedMarked?.has(digest)) measure.pinnedBytes += object.size;
+        else if (!reached.has(digest)) measure.leavingBytes += object.size;
       }
     }
     if (!dryRun) await storage.putDocument(GC_STATE_KEY, { version: 1, candidates } satisfies GcState);

@@ -12,11 +12,14 @@
 // manifest cache entries (and built indexes) of the least recently used on-demand images at once
 // (no two-run rule for the entry: a later pull rebuilds it), until what stays plus what is already
 // on its way out is under the quota. Their blobs then go by the ordinary sweep rules: a blob goes
-// only once two runs at least the grace delay apart saw it unreferenced. That keeps the promise
-// that a client that just got a manifest has a grace delay to fetch its blobs — and means an
-// eviction frees its bytes only a grace delay later, at the first pass after it (the server runs
-// one then). The quota is therefore a target the storage may exceed for about a grace delay, by
-// what was written meanwhile; the free-space reserve (NIXERY_MIN_FREE_SPACE) stays the hard limit.
+// only once two runs at least the grace delay apart saw it unreferenced, and a blob written less
+// than the grace delay ago is not even recorded. That keeps the promise that a client that just
+// got a manifest has a grace delay to fetch its blobs — and means an eviction frees its bytes only
+// a grace delay later at the earliest (the server runs a pass then), two grace delays for blobs
+// written within the last grace delay: eviction can only free bytes older than the grace. Until
+// then the estimate counts them as leaving, so passes meanwhile do not evict more for them. The
+// quota is therefore a target the storage may exceed for one or two grace delays, by what was
+// written meanwhile; the free-space reserve (NIXERY_MIN_FREE_SPACE) stays the hard limit.
 //
 // A build would not fit when the bytes nothing may evict (pushed images, documents of unknown
 // kinds, what the last pass kept and could not evict) plus the new image's closure (sum of NAR
@@ -30,15 +33,15 @@ import type { PutBlobOptions, PutBlobResult, StorageBackend } from '../storage/b
 export interface QuotaMeasure {
   /** Every blob and document stored when the pass listed them, minus what it deleted. */
   inUseBytes: number;
-  /** Of those, what no eviction can free: reachable from pushed tags and held manifests, unknown documents, young unreferenced blobs. */
+  /** Of those, what no eviction can free: what pushed tags, held manifests and unknown documents reach, and every document. */
   pinnedBytes: number;
-  /** Of those, what is already on its way out: unreferenced blobs and entries waiting for the grace rule, evicted images' blobs. */
+  /** Of those, what is already on its way out: blobs nothing references (evicted or expired images', whatever their age), waiting for the grace rule. */
   leavingBytes: number;
 }
 
 /** An on-demand image as eviction sees it. */
 export interface EvictionCandidate {
-  /** Its document (manifest cache entry or built index). */
+  /** What names it (garbage collection: its manifest digest, standing for its manifest cache entries or built index). */
   key: string;
   /** Last built or pulled (ms). */
   lastUsed: number;
@@ -50,7 +53,7 @@ export interface EvictionInput {
   candidates: readonly EvictionCandidate[];
   /** Size of each stored blob. */
   blobSizes: ReadonlyMap<string, number>;
-  /** Digests kept whatever is evicted (pushed images and the like), or too young to be swept. */
+  /** Digests kept whatever is evicted (what pushed images and the like reach). */
   held: ReadonlySet<string>;
   inUseBytes: number;
   /** Already leaving without eviction. */
@@ -59,7 +62,7 @@ export interface EvictionInput {
 }
 
 export interface EvictionDecision {
-  /** Keys of the documents to delete, least recently used first. */
+  /** Keys of the images to evict, least recently used first. */
   evicted: string[];
   /** Bytes of blobs only evicted images named: they leave by the sweep. */
   freedBytes: number;
