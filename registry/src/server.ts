@@ -53,7 +53,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
   const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
   const metrics = createMetrics({ ...metricsOptions, freeSpace: () => freeSpace.sample() });
   // ---- Storage quota: writes counted into the estimate; startServer's collector evicts.
-  const usage = config.gc.storageQuotaBytes === undefined ? undefined : new StorageUsage({ quotaBytes: config.gc.storageQuotaBytes, retryAfterSeconds: config.gc.graceSeconds });
+  const usage = config.storageQuotaBytes === undefined ? undefined : new StorageUsage({ quotaBytes: config.storageQuotaBytes, retryAfterSeconds: config.gc.graceSeconds });
   const storage = usage
     ? meterWrites(opened, {
         noteWrite: (bytes) => {
@@ -64,7 +64,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     : opened;
   if (usage) metrics.storageQuotaBytes.set(usage.quotaBytes);
   // ---- Nix store collection: builds root their paths while in flight.
-  const nixStore = config.gc.nixGcIntervalSeconds > 0 ? { gate: new StoreGate(), roots: new BuildRoots({ log: log.child({ component: 'nix-gc' }) }) } : undefined;
+  const nixStore = config.nixGc.intervalSeconds > 0 ? { gate: new StoreGate(), roots: new BuildRoots({ log: log.child({ component: 'nix-gc' }) }) } : undefined;
   await nixStore?.roots.removeStale();
   const builder = new ImageBuilder({
     ...(usage ? { quota: usage } : {}),
@@ -152,7 +152,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
         storage: runtime.storage,
         graceMs: config.gc.graceSeconds * 1000,
         ...retention(config),
-        ...(config.gc.storageQuotaBytes !== undefined ? { quotaBytes: config.gc.storageQuotaBytes } : {}),
+        ...(config.storageQuotaBytes !== undefined ? { quotaBytes: config.storageQuotaBytes } : {}),
         log: gcLog,
       }),
       metrics: runtime.metrics,
@@ -174,13 +174,13 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
       collector: new NixStoreCollector({
         gate: runtime.nixStore.gate,
         timeoutSeconds: config.nixTimeoutSeconds,
-        maxFreedBytes: config.gc.nixGcMaxFreedBytes,
+        maxFreedBytes: config.nixGc.maxFreedBytes,
         log: nixGcLog,
         beforeCollect: () => runtime.builder.forgetResolutions(),
       }),
       metrics: runtime.metrics,
       log: nixGcLog,
-      intervalMs: config.gc.nixGcIntervalSeconds * 1000,
+      intervalMs: config.nixGc.intervalSeconds * 1000,
     })
       .start()
       .stopWith(server);
@@ -194,6 +194,8 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     platforms: config.platforms,
     purge: { ...config.purge, intervalSeconds: purger.intervalMs / 1000 },
     gc: config.gc.intervalSeconds > 0 ? config.gc : 'off (nixery gc only)',
+    storageQuotaBytes: config.storageQuotaBytes ?? 'none',
+    nixStoreGc: config.nixGc.intervalSeconds > 0 ? config.nixGc : 'off',
     layerBudget: config.layerBudget,
     connections: config.connections,
     tls: config.tls ? { ...config.tls, certificate } : 'off',

@@ -199,7 +199,7 @@ program
     try {
       // A dry run sweeps no staging leftovers either (opening the storage otherwise does).
       const storage = await openStorage(config.storage, log, { stagingTtlMs: options.dryRun ? Number.POSITIVE_INFINITY : config.purge.stagingTtlSeconds * 1000 });
-      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), ...(config.gc.storageQuotaBytes !== undefined ? { quotaBytes: config.gc.storageQuotaBytes } : {}), log });
+      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), ...(config.storageQuotaBytes !== undefined ? { quotaBytes: config.storageQuotaBytes } : {}), log });
       const report = await collector.collect({ dryRun: options.dryRun ?? false });
       process.stdout.write(JSON.stringify(report) + '\n');
       if (report.result !== 'ok') process.exitCode = EXIT_CODES.storage_failure;

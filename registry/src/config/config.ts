@@ -161,6 +161,9 @@ export interface Config {
   purge: PurgeLimits;
   /** Garbage collection of unreferenced blobs and cache entries (service/gc.ts). */
   gc: GcSettings;
+  /** NIXERY_STORAGE_QUOTA in bytes: above it, garbage collection evicts on-demand images (service/quota.ts); unset: no quota. */
+  storageQuotaBytes?: number;
+  nixGc: NixGcSettings;
 }
 
 /** Garbage collection; whole seconds. */
@@ -173,12 +176,14 @@ export interface GcSettings {
   retainPulledWithinSeconds: number;
   /** At most this many on-demand images per name (the most recently pulled); 0: no limit. */
   maxImagesPerName: number;
-  /** NIXERY_STORAGE_QUOTA in bytes: above it, on-demand images are evicted (service/quota.ts); unset: no quota. */
-  storageQuotaBytes?: number;
-  /** Seconds between collections of the registry's Nix store (nix/store-gc.ts); 0: never. */
-  nixGcIntervalSeconds: number;
-  /** Most bytes one Nix store collection frees (`--max-freed`). */
-  nixGcMaxFreedBytes: number;
+}
+
+/** Collection of the registry's Nix store (nix/store-gc.ts). */
+export interface NixGcSettings {
+  /** Seconds between collections in the server; 0: never. */
+  intervalSeconds: number;
+  /** Most bytes one collection frees (`--max-freed`). */
+  maxFreedBytes: number;
 }
 
 /** Abandoned temporary data, dropped while the registry runs; whole seconds. */
@@ -260,8 +265,11 @@ export const GC_GRACE_BUILD_FACTOR = 3;
 export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
 /** On-demand images not pulled for 30 days are expired. */
 export const DEFAULT_RETAIN_PULLED_WITHIN_SECONDS = 30 * 86400;
-/** An hour between collections of the registry's Nix store. */
-export const DEFAULT_NIX_GC_INTERVAL_SECONDS = 3600;
+/**
+ * Off: a collection deletes every unrooted path of the Nix store the registry uses, which is only
+ * right where that store is the registry's own (its pod), not a developer's or a CI machine's.
+ */
+export const DEFAULT_NIX_GC_INTERVAL_SECONDS = 0;
 /** One collection frees at most 10 GiB: a bounded amount of deletion work per run. */
 export const DEFAULT_NIX_GC_MAX_FREED_BYTES = 10 * 1024 ** 3;
 /** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
@@ -543,12 +551,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     intervalSeconds: v.gcInterval ?? DEFAULT_GC_INTERVAL_SECONDS,
     retainPulledWithinSeconds: v.retainPulledWithin ?? DEFAULT_RETAIN_PULLED_WITHIN_SECONDS,
     maxImagesPerName: v.gcMaxImagesPerName ?? DEFAULT_GC_MAX_IMAGES_PER_NAME,
-    ...(v.storageQuota !== undefined ? { storageQuotaBytes: v.storageQuota } : {}),
-    nixGcIntervalSeconds: v.nixGcInterval ?? DEFAULT_NIX_GC_INTERVAL_SECONDS,
-    nixGcMaxFreedBytes: v.nixGcMaxFreed ?? DEFAULT_NIX_GC_MAX_FREED_BYTES,
   };
+  // ---- Storage quota and Nix store collection.
+  const nixGc: NixGcSettings = { intervalSeconds: v.nixGcInterval ?? DEFAULT_NIX_GC_INTERVAL_SECONDS, maxFreedBytes: v.nixGcMaxFreed ?? DEFAULT_NIX_GC_MAX_FREED_BYTES };
   // Eviction happens in garbage collection runs, which the server then must make.
-  if (gc.storageQuotaBytes !== undefined && gc.intervalSeconds === 0) {
+  if (v.storageQuota !== undefined && gc.intervalSeconds === 0) {
     throw new ConfigError(ENV.storageQuota, `needs garbage collection in the server, which evicts: ${ENV.gcInterval} must not be 0`);
   }
 
@@ -581,6 +588,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
     purge,
     gc,
+    ...(v.storageQuota !== undefined ? { storageQuotaBytes: v.storageQuota } : {}),
+    nixGc,
   };
 }
 
