@@ -18,6 +18,10 @@ import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { GarbageCollector, PeriodicGc, retention } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { PullRecorder } from './service/pulls.ts';
+import { meterWrites, StorageUsage } from './service/quota.ts';
+import { BuildRoots } from './nix/gc-roots.ts';
+import { StoreGate } from './nix/store-gate.ts';
+import { NixStoreCollector, PeriodicNixStoreGc } from './nix/store-gc.ts';
 import { TagIndex } from './service/tags.ts';
 import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
@@ -36,17 +40,37 @@ export interface Runtime {
   pulls: PullRecorder;
   /** Build and GC leases in the shared storage (storage/lease.ts), this process's holder name. */
   leases: Leases;
+  /** With NIXERY_STORAGE_QUOTA: this process's estimate of the storage in use (service/quota.ts). */
+  usage?: StorageUsage;
+  /** With NIXERY_NIX_GC_INTERVAL: builds root their store paths; startServer collects the store (nix/store-gc.ts). */
+  nixStore?: { gate: StoreGate; roots: BuildRoots };
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
 export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean; signal?: AbortSignal } = {}): Promise<Runtime> {
-  const storage = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
+  const opened = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
   const popularity = await loadPopularity(config.popularityUrl);
   const { signal, ...metricsOptions } = options;
   const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
   const metrics = createMetrics({ ...metricsOptions, freeSpace: () => freeSpace.sample() });
+  // ---- Storage quota: writes counted into the estimate; startServer's collector evicts.
+  const usage = config.storageQuotaBytes === undefined ? undefined : new StorageUsage({ quotaBytes: config.storageQuotaBytes, retryAfterSeconds: config.gc.graceSeconds });
+  const storage = usage
+    ? meterWrites(opened, {
+        noteWrite: (bytes) => {
+          usage.noteWrite(bytes);
+          if (usage.estimateBytes !== undefined) metrics.storageEstimatedBytes.set(usage.estimateBytes);
+        },
+      })
+    : opened;
+  if (usage) metrics.storageQuotaBytes.set(usage.quotaBytes);
+  // ---- Nix store collection: builds root their paths while in flight.
+  const nixStore = config.nixGc.intervalSeconds > 0 ? { gate: new StoreGate(), roots: new BuildRoots({ log: log.child({ component: 'nix-gc' }) }) } : undefined;
+  await nixStore?.roots.removeStale();
   const leases = createLeases(storage, config, log, metrics);
   const builder = new ImageBuilder({
+    ...(usage ? { quota: usage } : {}),
+    ...(nixStore ? { nixStore } : {}),
     ...(signal ? { signal } : {}),
     freeSpace,
     storage,
@@ -71,7 +95,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
   });
   const pulls = new PullRecorder(storage, { flushIntervalMs: config.tagFlushIntervalSeconds * 1000, log });
-  return { config, storage, builder, metrics, log, tags, pulls, leases };
+  return { config, storage, builder, metrics, log, tags, pulls, leases, ...(usage ? { usage } : {}), ...(nixStore ? { nixStore } : {}) };
 }
 
 /** This process's leases on the storage, counted in nixery_lease_events_total by their first name segment (build, gc). */
@@ -135,12 +159,42 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   // Replicas sharing the storage take turns through the GC lease (service/gc-lease.ts).
   if (config.gc.intervalSeconds > 0) {
     const gcLog = log.child({ component: 'gc' });
-    new PeriodicGc({
-      collector: new GarbageCollector({ storage: runtime.storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log: gcLog }),
+    const { usage } = runtime;
+    const gc = new PeriodicGc({
+      collector: new GarbageCollector({
+        storage: runtime.storage,
+        graceMs: config.gc.graceSeconds * 1000,
+        ...retention(config),
+        ...(config.storageQuotaBytes !== undefined ? { quotaBytes: config.storageQuotaBytes } : {}),
+        log: gcLog,
+      }),
       metrics: runtime.metrics,
       log: gcLog,
       intervalMs: config.gc.intervalSeconds * 1000,
       leases: runtime.leases,
+      ...(usage ? { usage, followUpMs: config.gc.graceSeconds * 1000 } : {}),
+    })
+      .start()
+      .stopWith(server);
+    if (usage) {
+      // The first run measures the storage (until then no build is refused); later ones run when writes take the estimate over.
+      usage.onOver = () => void gc.run();
+      void gc.run();
+    }
+  }
+  if (runtime.nixStore) {
+    const nixGcLog = log.child({ component: 'nix-gc' });
+    new PeriodicNixStoreGc({
+      collector: new NixStoreCollector({
+        gate: runtime.nixStore.gate,
+        timeoutSeconds: config.nixTimeoutSeconds,
+        maxFreedBytes: config.nixGc.maxFreedBytes,
+        log: nixGcLog,
+        beforeCollect: () => runtime.builder.forgetResolutions(),
+      }),
+      metrics: runtime.metrics,
+      log: nixGcLog,
+      intervalMs: config.nixGc.intervalSeconds * 1000,
     })
       .start()
       .stopWith(server);
@@ -154,6 +208,8 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     platforms: config.platforms,
     purge: { ...config.purge, intervalSeconds: purger.intervalMs / 1000 },
     gc: config.gc.intervalSeconds > 0 ? config.gc : 'off (nixery gc only)',
+    storageQuotaBytes: config.storageQuotaBytes ?? 'none',
+    nixStoreGc: config.nixGc.intervalSeconds > 0 ? config.nixGc : 'off',
     layerBudget: config.layerBudget,
     connections: config.connections,
     tls: config.tls ? { ...config.tls, certificate } : 'off',

@@ -200,7 +200,7 @@ program
     try {
       // A dry run sweeps no staging leftovers either (opening the storage otherwise does).
       const storage = await openStorage(config.storage, log, { stagingTtlMs: options.dryRun ? Number.POSITIVE_INFINITY : config.purge.stagingTtlSeconds * 1000 });
-      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log });
+      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), ...(config.storageQuotaBytes !== undefined ? { quotaBytes: config.storageQuotaBytes } : {}), log });
       // One run at a time across replicas; a dry run deletes nothing and needs no lease. Waiting
       // a lease duration and a bit covers a run of a replica that died (its lease expires).
       const leases = createLeases(storage, config, log);

@@ -652,3 +652,28 @@ describe('NIXERY_LEASE_DURATION', () => {
     }
   });
 });
+
+describe('the storage quota and the Nix store collection', () => {
+  it('take NIXERY_STORAGE_QUOTA as a size in bytes, with a quantity suffix, unset by default', () => {
+    assert.equal(loadConfig({}).storageQuotaBytes, undefined);
+    assert.equal(loadConfig({ NIXERY_STORAGE_QUOTA: '20Gi' }).storageQuotaBytes, 20 * 1024 ** 3);
+    assert.equal(loadConfig({ NIXERY_STORAGE_QUOTA: '1500000' }).storageQuotaBytes, 1_500_000);
+    for (const bad of ['0', '-5', '20GB', 'lots']) {
+      assert.throws(() => loadConfig({ NIXERY_STORAGE_QUOTA: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_STORAGE_QUOTA', bad);
+    }
+  });
+
+  it('refuse a quota without garbage collection in the server, which evicts', () => {
+    assert.throws(
+      () => loadConfig({ NIXERY_STORAGE_QUOTA: '1Gi', NIXERY_GC_INTERVAL: '0' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_STORAGE_QUOTA' && /NIXERY_GC_INTERVAL must not be 0/.test(e.message),
+    );
+  });
+
+  it('leave the Nix store collection off by default, and take an interval and a bound', () => {
+    assert.deepEqual(loadConfig({}).nixGc, { intervalSeconds: 0, maxFreedBytes: 10 * 1024 ** 3 });
+    assert.deepEqual(loadConfig({ NIXERY_NIX_GC_INTERVAL: '600', NIXERY_NIX_GC_MAX_FREED: '2Gi' }).nixGc, { intervalSeconds: 600, maxFreedBytes: 2 * 1024 ** 3 });
+    assert.throws(() => loadConfig({ NIXERY_NIX_GC_INTERVAL: '1h' }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_NIX_GC_INTERVAL');
+    assert.throws(() => loadConfig({ NIXERY_NIX_GC_MAX_FREED: '0' }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_NIX_GC_MAX_FREED');
+  });
+});

@@ -72,6 +72,10 @@ export const ENV = {
   gcMaxImagesPerName: 'NIXERY_GC_MAX_IMAGES_PER_NAME',
   // Leases across replicas (storage/lease.ts).
   leaseDuration: 'NIXERY_LEASE_DURATION',
+  // Storage quota and Nix store collection (service/quota.ts, nix/store-gc.ts).
+  storageQuota: 'NIXERY_STORAGE_QUOTA',
+  nixGcInterval: 'NIXERY_NIX_GC_INTERVAL',
+  nixGcMaxFreed: 'NIXERY_NIX_GC_MAX_FREED',
 } as const;
 
 export type StorageConfig =
@@ -161,6 +165,9 @@ export interface Config {
   gc: GcSettings;
   /** Build and GC leases in the shared storage last this long unless renewed (every third of it); a dead holder's are taken over after it. */
   leaseDurationSeconds: number;
+  /** NIXERY_STORAGE_QUOTA in bytes: above it, garbage collection evicts on-demand images (service/quota.ts); unset: no quota. */
+  storageQuotaBytes?: number;
+  nixGc: NixGcSettings;
 }
 
 /** Garbage collection; whole seconds. */
@@ -173,6 +180,14 @@ export interface GcSettings {
   retainPulledWithinSeconds: number;
   /** At most this many on-demand images per name (the most recently pulled); 0: no limit. */
   maxImagesPerName: number;
+}
+
+/** Collection of the registry's Nix store (nix/store-gc.ts). */
+export interface NixGcSettings {
+  /** Seconds between collections in the server; 0: never. */
+  intervalSeconds: number;
+  /** Most bytes one collection frees (`--max-freed`). */
+  maxFreedBytes: number;
 }
 
 /** Abandoned temporary data, dropped while the registry runs; whole seconds. */
@@ -258,6 +273,13 @@ export const DEFAULT_RETAIN_PULLED_WITHIN_SECONDS = 30 * 86400;
 /** A minute: a dead replica's build or GC is taken over about a minute later; renewals every 20 s. */
 export const DEFAULT_LEASE_DURATION_SECONDS = 60;
 
+/**
+ * Off: a collection deletes every unrooted path of the Nix store the registry uses, which is only
+ * right where that store is the registry's own (its pod), not a developer's or a CI machine's.
+ */
+export const DEFAULT_NIX_GC_INTERVAL_SECONDS = 0;
+/** One collection frees at most 10 GiB: a bounded amount of deletion work per run. */
+export const DEFAULT_NIX_GC_MAX_FREED_BYTES = 10 * 1024 ** 3;
 /** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
 export const DEFAULT_GC_MAX_IMAGES_PER_NAME = 10;
 
@@ -374,6 +396,9 @@ const fields = {
   gcMaxImagesPerName: wholeNumber('expected a number of images as a whole number (0: no limit)', { value: 1_000_000, message: 'expected at most 1000000 images (0: no limit)' }),
   // Renewals come every third of it: below 3 s a slow storage round trip alone could lose the lease.
   leaseDuration: positiveInt('seconds').pipe(z.number().min(3, 'expected at least 3 seconds').max(3600, 'expected at most 3600 seconds')),
+  storageQuota: byteSize,
+  nixGcInterval: wholeNumber('expected seconds as a whole number (0 turns the Nix store collection off)'),
+  nixGcMaxFreed: byteSize,
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -546,6 +571,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     retainPulledWithinSeconds: v.retainPulledWithin ?? DEFAULT_RETAIN_PULLED_WITHIN_SECONDS,
     maxImagesPerName: v.gcMaxImagesPerName ?? DEFAULT_GC_MAX_IMAGES_PER_NAME,
   };
+  // ---- Storage quota and Nix store collection.
+  const nixGc: NixGcSettings = { intervalSeconds: v.nixGcInterval ?? DEFAULT_NIX_GC_INTERVAL_SECONDS, maxFreedBytes: v.nixGcMaxFreed ?? DEFAULT_NIX_GC_MAX_FREED_BYTES };
+  // Eviction happens in garbage collection runs, which the server then must make.
+  if (v.storageQuota !== undefined && gc.intervalSeconds === 0) {
+    throw new ConfigError(ENV.storageQuota, `needs garbage collection in the server, which evicts: ${ENV.gcInterval} must not be 0`);
+  }
 
   return {
     ...(pushToken ? { pushToken } : {}),
@@ -577,6 +608,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     purge,
     gc,
     leaseDurationSeconds: v.leaseDuration ?? DEFAULT_LEASE_DURATION_SECONDS,
+    ...(v.storageQuota !== undefined ? { storageQuotaBytes: v.storageQuota } : {}),
+    nixGc,
   };
 }
 

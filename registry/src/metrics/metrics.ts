@@ -52,6 +52,17 @@ export interface Metrics {
   leaseEvents: Counter<'lease' | 'event'>;
   /** Waits for a build another replica holds the lease of, by `result`: 'served' (its image came from storage), 'built_here' (its lease was released or expired without the image, or the wait ran out). */
   leaseWaits: Counter<'result'>;
+  // ---- Storage quota and Nix store collection (service/quota.ts, nix/store-gc.ts)
+  /** NIXERY_STORAGE_QUOTA in bytes (absent: no quota). */
+  storageQuotaBytes: Gauge;
+  /** This process's estimate of the storage in use against the quota: the last pass's measure plus its writes since. */
+  storageEstimatedBytes: Gauge;
+  /** On-demand images evicted to stay under the quota. */
+  storageQuotaEvictions: Counter;
+  /** Collections of the registry's Nix store, by result: ok, error. */
+  nixStoreGcRuns: Counter<'result'>;
+  /** Bytes the Nix store collections freed. */
+  nixStoreGcFreedBytes: Counter;
 }
 
 /** Free space as builder/free-space.ts measures it. */
@@ -114,7 +125,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
     buildQueueLength: new Gauge({ name: 'nixery_build_queue_length', help: 'Image builds waiting for a build slot', registers }),
     buildsRejected: new Counter({
       name: 'nixery_builds_rejected_total',
-      help: 'Image builds refused or dropped, by reason: queue_full, rate_limited, abandoned (queued, every client left), closure_too_large',
+      help: 'Image builds refused or dropped, by reason: queue_full, rate_limited, abandoned (queued, every client left), closure_too_large, over_quota',
       labelNames: ['reason'],
       registers,
     }),
@@ -209,5 +220,19 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
       labelNames: ['result'],
       registers,
     }),
+    // ---- Storage quota and Nix store collection
+    storageQuotaBytes: new Gauge({ name: 'nixery_storage_quota_bytes', help: 'The storage quota (NIXERY_STORAGE_QUOTA): above it, on-demand images are evicted', registers }),
+    storageEstimatedBytes: new Gauge({
+      name: 'nixery_storage_estimated_bytes',
+      help: "This replica's estimate of the storage in use against the quota: the last garbage collection's measure (minus what is leaving) plus its own writes since",
+      registers,
+    }),
+    storageQuotaEvictions: new Counter({
+      name: 'nixery_storage_quota_evictions_total',
+      help: 'On-demand images evicted, least recently pulled first, to keep the storage under NIXERY_STORAGE_QUOTA (their blobs follow by the grace rule)',
+      registers,
+    }),
+    nixStoreGcRuns: new Counter({ name: 'nixery_nix_store_gc_runs_total', help: "Collections of the registry's Nix store, by result (ok, error)", labelNames: ['result'], registers }),
+    nixStoreGcFreedBytes: new Counter({ name: 'nixery_nix_store_gc_freed_bytes_total', help: "Bytes the collections of the registry's Nix store freed", registers }),
   };
 }
