@@ -6,7 +6,8 @@
 // (`strict`, the cluster's strictNodePulls): as a containerd node, hosts resolved only by this
 // machine's resolver and plain HTTP only for localhost or `http://` endpoints (node-pull.ts);
 // credentials are the pod's pull secrets (pull-secrets.ts), tried one after another as the
-// kubelet does, handed to skopeo in an auth file that exists only for that copy.
+// kubelet does, each given to every endpoint of the image's host as containerd does (a pull
+// Secret's credential names no server), handed to skopeo in an auth file that exists only for that copy.
 import { createHash, randomBytes } from 'node:crypto';
 import dns from 'node:dns/promises';
 import fsSync from 'node:fs';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { execFile } from '@nixery/test-support';
 import { repositoryAndVersion, type RegistryReference } from './images.ts';
-import type { RegistryCredential } from './pull-secrets.ts';
+import { credentialForEndpoint, criAuthConfig, type RegistryCredential } from './pull-secrets.ts';
 import { lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
 import { HostsConfigError, registryEndpoints, type NodePath, type RegistryEndpoint } from './registry-hosts.ts';
 
@@ -213,9 +214,11 @@ export class Puller {
     const errors: string[] = [];
     for (const credential of credentials.length > 0 ? credentials : [undefined]) {
       let first: string | undefined;
+      // As containerd: every endpoint of the host (mirrors too) gets the credential, which names no server.
+      const auth = credential ? criAuthConfig(credential) : undefined;
       for (const endpoint of endpoints) {
         try {
-          await this.#copy(image, endpoint, reference, layout, endpoint.host === reference.registry ? credential : undefined);
+          await this.#copy(image, endpoint, reference, layout, credentialForEndpoint(auth, endpoint.host));
           return;
         } catch (error) {
           first ??= error instanceof Error ? error.message : String(error);
@@ -227,7 +230,7 @@ export class Puller {
   }
 
   /** One `skopeo copy` from one endpoint, with one credential or none. */
-  async #copy(image: string, endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: RegistryCredential | undefined): Promise<void> {
+  async #copy(image: string, endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: { username: string; password: string } | undefined): Promise<void> {
     const name = hostName(endpoint.host);
     let address: string;
     let tlsOn: boolean;
