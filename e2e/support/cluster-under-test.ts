@@ -42,9 +42,9 @@ export interface ClusterRequest {
   /** Namespaces the suite creates (itself or through helm): they must not exist yet, and are deleted at the end. */
   namespaces: string[];
   /**
-   * The test cluster's node pulls as a containerd node does: registry hosts resolved only by the
-   * machine (no Service names), plain HTTP only for localhost or where hosts.toml says. A real
-   * cluster's nodes do so anyway.
+   * Whether the test cluster's node pulls as a containerd node does: registry hosts resolved only
+   * by the machine (no Service names), plain HTTP only for localhost or where hosts.toml says.
+   * Default: yes (the harness's default), as a real cluster's nodes do anyway.
    */
   strictNodePulls?: boolean;
 }
@@ -80,7 +80,7 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
     auditLogPath = path.join(workDir, 'audit.log');
     certsDir = path.join(workDir, 'certs.d');
     await fs.mkdir(certsDir);
-    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir, ...(request.strictNodePulls ? { strictNodePulls: true } : {}) });
+    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir, ...(request.strictNodePulls !== undefined ? { strictNodePulls: request.strictNodePulls } : {}) });
     kubeconfigPath = cluster.kubeconfigPath;
   }
   const audit = await AuditLog.from(auditLogPath);

@@ -1,9 +1,9 @@
 // Pulling a registry image for real: skopeo copies it into an OCI layout, umoci unpacks its root
 // file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir/User.
 // Which endpoint, which CA and whether TLS at all follow containerd's hosts directory
-// (registry-hosts.ts). Lenient (the default for now): Service names resolve to the Service's
+// (registry-hosts.ts). Lenient (`strictNodePulls: false`): Service names resolve to the Service's
 // address and an endpoint nothing describes is probed (TLS verified, or plain HTTP). Strict
-// (`strict`, the cluster's strictNodePulls): as a containerd node, hosts resolved only by this
+// (`strict`, the cluster's strictNodePulls, its default): as a containerd node, hosts resolved only by this
 // machine's resolver and plain HTTP only for localhost or `http://` endpoints (node-pull.ts);
 // credentials are the pod's pull secrets (pull-secrets.ts), tried one after another as the
 // kubelet does, each given to every endpoint of the image's host as containerd does (a pull
@@ -101,11 +101,11 @@ interface Descriptor {
 }
 
 /**
- * Whether a cluster's node pulls as a containerd node does (node-pull.ts) unless told otherwise.
- * The e2e suites still pull by Service names without hosts.toml files: flip this to `true` once the
- * operator's node-config DaemonSet writes them (nixery-k8s-harness then takes --no-strict-node-pulls).
+ * Whether a cluster's node pulls as a containerd node does (node-pull.ts) unless told otherwise:
+ * yes, so that a suite pulling by a Service name configures the node as a real cluster must
+ * (hosts.toml, e.g. the operator's spec.nodeConfig). `--no-strict-node-pulls` opts out.
  */
-export const DEFAULT_STRICT_NODE_PULLS = false;
+export const DEFAULT_STRICT_NODE_PULLS = true;
 
 /** The node's own resolver (/etc/hosts and DNS of this machine): resolves or throws getaddrinfo's error. */
 export type NodeLookup = (hostname: string) => Promise<void>;
