@@ -134,6 +134,10 @@ for (const { title, version, values, otherNamespaces } of SCENARIOS) {
         JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixImage', metadata: { name, namespace: NS }, spec: { instanceRef: { name: 'nixery' }, packages, tag: 'v1' } });
       await kubectlOk(kubeconfig, ['apply', '-f', '-'], image('hello', ['shell', 'hello']));
       await waitOrExplain(['--for=condition=Ready', 'niximage/hello', '--timeout=180s']);
+      // The cluster admin's part: no node resolves the Service's name, so containerd is told its
+      // ClusterIP by hand (the chart's instance.nodeConfig would do it, from a privileged release namespace).
+      const clusterIP = (await get(['service', 'nixery'])).spec.clusterIP as string;
+      await cluster.writeRegistryHosts(`nixery.${NS}.svc.cluster.local:5000`, `http://${clusterIP}:5000`);
       const pod = restricted({
         apiVersion: 'v1',
         kind: 'Pod',

@@ -13,6 +13,7 @@ import { startContainerd, stopContainerd, type Containerd } from '../support/con
 import { pullAndUnpack, runInRoot, skopeoInspect, skopeoInspectRaw } from '../support/oci-client.ts';
 import { tempDir } from '../support/registry.ts';
 import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
+import { enableNodeConfig } from '../support/node-config.ts';
 
 const NS = 'team-a';
 const EXAMPLES = path.join(REPO_ROOT, 'crds/examples');
@@ -42,9 +43,11 @@ describe('operator: NixImage', () => {
     kubeconfig = cluster.kubeconfigPath;
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
     await createRestrictedNamespace(kubeconfig, NS);
-    operator = await cluster.installOperator();
+    // Pods pull by the Service's name: the nodes learn its ClusterIP from node-config's hosts.toml.
+    operator = await cluster.installOperator({ allowNodeConfig: true });
     await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(EXAMPLES, 'instance.yaml')]);
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
+    await enableNodeConfig(kubeconfig, NS, 'nixery');
     registryHost = await cluster.serviceHost(NS, 'nixery', 5000);
   });
   after(async () => {

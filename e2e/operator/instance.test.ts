@@ -10,6 +10,7 @@ import { eventually, REPO_ROOT } from '@nixery/test-support';
 import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
 import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
+import { enableNodeConfig } from '../support/node-config.ts';
 
 const NS = 'team-a';
 
@@ -31,7 +32,8 @@ describe('operator: NixeryInstance', () => {
   it('kubectl apply of the CRDs and the example brings up a Ready registry', async () => {
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
     await createRestrictedNamespace(kubeconfig, NS);
-    operator = await cluster.installOperator();
+    // Node configuration allowed: pods pull by the Service's name, as on a real cluster only through node-config's hosts.toml.
+    operator = await cluster.installOperator({ allowNodeConfig: true });
     await kubectlOk(kubeconfig, ['apply', '-n', NS, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
     await kubectlOk(kubeconfig, ['wait', '-n', NS, '--for=condition=Ready', 'nixeryinstance/nixery', '--timeout=180s']);
     const instance = await get(['nixeryinstance', 'nixery']);
@@ -64,7 +66,8 @@ describe('operator: NixeryInstance', () => {
     assert.match(refused.stderr, /pods "as-root" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false/);
   });
 
-  it('runs a pod whose image is pulled from the registry by the Service DNS name', async () => {
+  it('runs a pod whose image is pulled from the registry by the Service DNS name, once spec.nodeConfig configured the node', async () => {
+    await enableNodeConfig(kubeconfig, NS, 'nixery');
     const pod = restricted({
       apiVersion: 'v1',
       kind: 'Pod',
@@ -182,7 +185,7 @@ describe('operator: NixeryInstance', () => {
   it('watches only the namespaces it is given', async () => {
     // The chart grants Roles in the watched namespaces, so they exist before the operator is told.
     for (const ns of ['watched', 'ignored']) await createRestrictedNamespace(kubeconfig, ns);
-    await operator.reconfigure({ namespaces: ['watched'] });
+    await operator.reconfigure({ namespaces: ['watched'], allowNodeConfig: true });
     for (const ns of ['watched', 'ignored']) {
       await kubectlOk(kubeconfig, ['apply', '-n', ns, '-f', path.join(REPO_ROOT, 'crds/examples/instance.yaml')]);
     }
@@ -190,7 +193,7 @@ describe('operator: NixeryInstance', () => {
     const ignored = JSON.parse(await kubectlOk(kubeconfig, ['get', '-n', 'ignored', 'nixeryinstance/nixery', '-o', 'json']));
     assert.equal(ignored.status, undefined);
     assert.equal((await kubectl(kubeconfig, ['get', '-n', 'ignored', 'deployment/nixery'])).code, 1);
-    await operator.reconfigure({});
+    await operator.reconfigure({ allowNodeConfig: true });
   });
 
   it('removes the Deployment, Service and PVC with the instance', async () => {

@@ -1,9 +1,11 @@
 // Operator, issue 19 end to end: a private registry. An instance with a self-signed certificate and
 // anonymous pulls off; a NixImage builds and pushes with its build ServiceAccount's projected token;
-// a pod in another namespace pulls the image with the operator's pull Secret while the node trusts
-// the CA from status.tls.caBundle (as a cluster admin writes it for containerd); the registry's
-// request log shows that nothing used the static push token. Runs against the test cluster or,
-// with NIXERY_E2E_CLUSTER=existing (and NIXERY_E2E_CERTS_DIR), a real one.
+// a pod in another namespace pulls the image by the Service's name with the operator's pull Secret
+// on a node as strict as a real one: spec.nodeConfig writes containerd's hosts.toml (the ClusterIP,
+// over HTTPS, trusting the CA from status.tls.caBundle), and the pull Secret's credentials reach
+// that ClusterIP endpoint as containerd gives them; the registry's request log shows that the pull
+// user pulled and nothing used the static push token. Runs against the test cluster or, with
+// NIXERY_E2E_CLUSTER=existing, a real one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import { eventually, REPO_ROOT } from '@nixery/test-support';
 import { kubectl, kubectlOk } from '../support/kube.ts';
 import type { OperatorDeployment } from '../support/operator-deployment.ts';
 import { createRestrictedNamespace, restricted } from '../support/pod-security.ts';
+import { waitForNodeConfig } from '../support/node-config.ts';
 
 const NS = 'private-reg';
 const APPS = 'apps';
@@ -58,7 +61,7 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
     kubeconfig = cluster.kubeconfigPath;
     await kubectlOk(kubeconfig, ['apply', '-f', path.join(REPO_ROOT, 'crds')]);
     for (const namespace of [NS, APPS]) await createRestrictedNamespace(kubeconfig, namespace);
-    operator = await cluster.installOperator();
+    operator = await cluster.installOperator({ allowNodeConfig: true });
     const instance = {
       apiVersion: 'nixery.dev/v1alpha1',
       kind: 'NixeryInstance',
@@ -67,6 +70,7 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
         storage: { persistentVolume: { size: '1Gi' } },
         tls: { selfSigned: {} },
         auth: { anonymousPull: false, pullSecretNamespaces: [APPS] },
+        nodeConfig: { enabled: true },
       },
     };
     await kubectlOk(kubeconfig, ['apply', '-f', '-'], JSON.stringify(instance));
@@ -104,8 +108,8 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
     const binding = JSON.parse(await kubectlOk(kubeconfig, ['get', 'clusterrolebinding', `nixery.${NS}.nixery.auth-delegator`, '-o', 'json']));
     assert.equal(binding.roleRef.name, 'system:auth-delegator');
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'nixery', namespace: NS }]);
-    // The cluster admin's part: containerd's certs.d on every node.
-    await cluster.trustRegistryCa(ENDPOINT, caBundle);
+    // node-config's part: containerd's hosts.toml on every node, the ClusterIP over HTTPS trusting that CA.
+    await waitForNodeConfig(kubeconfig, NS, 'nixery');
   });
 
   it('builds a NixImage that pushes with its projected ServiceAccount token, granted its own repository', async () => {
@@ -129,7 +133,7 @@ describe('operator: a private registry (TLS, logins, projected push tokens)', ()
     );
   });
 
-  it("runs a pod in another namespace from the image, pulled with the operator's pull Secret; without it the pull is refused", async () => {
+  it("runs a pod in another namespace from the image, pulled through the ClusterIP with the operator's pull Secret; without it the pull is refused", async () => {
     const secret = await get(['secret', 'nixery-pull'], APPS);
     assert.equal(secret.type, 'kubernetes.io/dockerconfigjson');
     assert.deepEqual(Object.keys(JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString()).auths), [ENDPOINT]);

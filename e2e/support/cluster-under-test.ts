@@ -26,12 +26,14 @@ export interface ClusterUnderTest {
   /** Installs the operator with the chart in its own namespace. */
   installOperator(options?: OperatorOptions): Promise<OperatorDeployment>;
   /**
-   * Makes the nodes trust `caPem` for the registry at `host` (`name:port`), as a cluster admin
-   * does for containerd: `<certs dir>/<host>/ca.crt`. The test cluster's node reads its own
+   * Tells the nodes' containerd where the registry `host` (`name:port`, e.g. a Service's DNS name,
+   * which no node resolves) is served, as a cluster admin does by hand: `<certs dir>/<host>/hosts.toml`
+   * with `server` as the endpoint for pulls (e.g. `http://<ClusterIP>:<port>`) and, given `caPem`,
+   * a `ca.crt` beside it that the endpoint is verified with. The test cluster's node reads its own
    * certs dir; a real cluster's must be NIXERY_E2E_CERTS_DIR, a directory its nodes' containerd
-   * reads as config_path (a shared mount, say).
+   * reads as config_path (a shared mount, say). The operator's spec.nodeConfig does the same.
    */
-  trustRegistryCa(host: string, caPem: string): Promise<void>;
+  writeRegistryHosts(host: string, server: string, caPem?: string): Promise<void>;
   /** The nodes' registry hosts directory (containerd's certs.d, the test cluster's --certs-dir), if known here. */
   certsDir: string | undefined;
   /** Removes what the suite made and, for a test cluster, the cluster itself. */
@@ -42,9 +44,9 @@ export interface ClusterRequest {
   /** Namespaces the suite creates (itself or through helm): they must not exist yet, and are deleted at the end. */
   namespaces: string[];
   /**
-   * The test cluster's node pulls as a containerd node does: registry hosts resolved only by the
-   * machine (no Service names), plain HTTP only for localhost or where hosts.toml says. A real
-   * cluster's nodes do so anyway.
+   * Whether the test cluster's node pulls as a containerd node does: registry hosts resolved only
+   * by the machine (no Service names), plain HTTP only for localhost or where hosts.toml says.
+   * Default: yes (the harness's default), as a real cluster's nodes do anyway.
    */
   strictNodePulls?: boolean;
 }
@@ -80,7 +82,7 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
     auditLogPath = path.join(workDir, 'audit.log');
     certsDir = path.join(workDir, 'certs.d');
     await fs.mkdir(certsDir);
-    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir, ...(request.strictNodePulls ? { strictNodePulls: true } : {}) });
+    cluster = await startCluster({ dataDir: path.join(workDir, 'cluster'), auditLogPath, certsDir, ...(request.strictNodePulls !== undefined ? { strictNodePulls: request.strictNodePulls } : {}) });
     kubeconfigPath = cluster.kubeconfigPath;
   }
   const audit = await AuditLog.from(auditLogPath);
@@ -105,11 +107,14 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
       operator = await installOperator(kubeconfigPath, OPERATOR_NAMESPACE, workDir, options);
       return operator;
     },
-    async trustRegistryCa(host, caPem) {
+    async writeRegistryHosts(host, server, caPem) {
       if (!certsDir) throw new Error("NIXERY_E2E_CLUSTER=existing needs NIXERY_E2E_CERTS_DIR for this suite: a directory the nodes' containerd reads as config_path");
-      await fs.mkdir(path.join(certsDir, host), { recursive: true });
-      await fs.writeFile(path.join(certsDir, host, 'ca.crt'), caPem);
-      trusted.push(path.join(certsDir, host));
+      const dir = path.join(certsDir, host);
+      await fs.mkdir(dir, { recursive: true });
+      trusted.push(dir);
+      if (caPem !== undefined) await fs.writeFile(path.join(dir, 'ca.crt'), caPem);
+      // A relative ca is read from the host's directory, wherever the nodes mount it.
+      await fs.writeFile(path.join(dir, 'hosts.toml'), registryHostsToml(server, caPem !== undefined));
     },
     async release() {
       for (const forwarder of forwarders.values()) await (await forwarder.catch(() => undefined))?.close();
@@ -130,6 +135,11 @@ export async function acquireCluster(request: ClusterRequest): Promise<ClusterUn
       await fs.rm(workDir, { recursive: true, force: true });
     },
   };
+}
+
+/** containerd's hosts.toml for one endpoint that pulls and resolves. */
+export function registryHostsToml(server: string, withCa: boolean): string {
+  return `server = ${JSON.stringify(server)}\n\n[host.${JSON.stringify(server)}]\n  capabilities = ["pull", "resolve"]\n${withCa ? '  ca = "ca.crt"\n' : ''}`;
 }
 
 function requiredEnv(name: string, what: string): string {

@@ -37,7 +37,7 @@ export interface ClusterOptions {
    * this machine's resolver — a Service's DNS name fails (`ErrImagePull`, `… lookup <name>: no such
    * host`) unless a hosts.toml in `certsDir` names an endpoint the node reaches (its ClusterIP) —
    * and plain HTTP only for localhost or `http://` endpoints. Default DEFAULT_STRICT_NODE_PULLS
-   * (src/node/puller.ts): false for now.
+   * (src/node/puller.ts): true; `false` resolves Service names when pulling, which no real node does.
    */
   strictNodePulls?: boolean;
 }

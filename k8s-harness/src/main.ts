@@ -15,8 +15,8 @@ const program = new Command()
   })
   .option('--audit-log-path <file>', "append the API server's audit events here (audit.k8s.io/v1 Event JSON lines, level Metadata), as kube-apiserver's flag")
   .option('--certs-dir <dir>', "the node's registry hosts directory, as containerd's config_path: <dir>/<host:port>/hosts.toml or ca.crt, read at each pull")
-  .option('--strict-node-pulls', 'pull as a containerd node: registry hosts resolved only by this machine (no Service names: those need a hosts.toml in --certs-dir), plain HTTP only for localhost or http:// endpoints of hosts.toml')
-  .option('--no-strict-node-pulls', 'pull leniently: Service names resolve and plain HTTP is probed for any host (the default for now)')
+  .option('--strict-node-pulls', 'pull as a containerd node: registry hosts resolved only by this machine (no Service names: those need a hosts.toml in --certs-dir), plain HTTP only for localhost or http:// endpoints of hosts.toml (the default)')
+  .option('--no-strict-node-pulls', 'pull leniently: Service names resolve and plain HTTP is probed for any host (no real node does)')
   .action(async (options: { kubeconfig: string; dataDir?: string; port?: number; auditLogPath?: string; certsDir?: string; strictNodePulls?: boolean }) => {
     const cluster = await startCluster({
       kubeconfigPath: options.kubeconfig,

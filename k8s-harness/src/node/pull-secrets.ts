@@ -122,3 +122,32 @@ export function credentialsFor(keyring: readonly RegistryCredential[], image: st
   const keys = [...new Set(keyring.map((c) => c.key))].sort().reverse();
   return keys.filter((key) => keyMatches(key, image)).flatMap((key) => keyring.filter((c) => c.key === key));
 }
+
+/** The CRI AuthConfig the kubelet sends with a pull: what containerd sees of a credential. */
+export interface CriAuthConfig {
+  username: string;
+  password: string;
+  /** empty for pull Secrets: the kubelet's keyring (BasicDockerKeyring.Add) never sets it */
+  serverAddress: string;
+}
+
+/** A pull Secret's credential as the kubelet hands it to the runtime: its key is not passed on. */
+export function criAuthConfig(credential: RegistryCredential): CriAuthConfig {
+  return { username: credential.username, password: credential.password, serverAddress: '' };
+}
+
+/**
+ * containerd CRI's ParseAuth(auth, host), asked for each endpoint of the image's registry host
+ * (the host itself and every hosts.toml mirror, e.g. a ClusterIP): the credentials are withheld
+ * only when the AuthConfig names a server address whose host differs from the endpoint's. Pull
+ * Secrets name none, so their credentials reach every endpoint.
+ */
+export function credentialForEndpoint(auth: CriAuthConfig | undefined, endpointHost: string): { username: string; password: string } | undefined {
+  if (!auth) return undefined;
+  if (auth.serverAddress !== '') {
+    // Go's url.Parse(...).Host: the authority as written (a default port kept); no scheme, no host.
+    const authority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/.exec(auth.serverAddress)?.[1] ?? '';
+    if (authority.slice(authority.lastIndexOf('@') + 1) !== endpointHost) return undefined;
+  }
+  return { username: auth.username, password: auth.password };
+}

@@ -1,12 +1,13 @@
 // Pulling a registry image for real: skopeo copies it into an OCI layout, umoci unpacks its root
 // file system once per manifest digest, and the image config supplies ENTRYPOINT/CMD/Env/WorkingDir/User.
 // Which endpoint, which CA and whether TLS at all follow containerd's hosts directory
-// (registry-hosts.ts). Lenient (the default for now): Service names resolve to the Service's
+// (registry-hosts.ts). Lenient (`strictNodePulls: false`): Service names resolve to the Service's
 // address and an endpoint nothing describes is probed (TLS verified, or plain HTTP). Strict
-// (`strict`, the cluster's strictNodePulls): as a containerd node, hosts resolved only by this
+// (`strict`, the cluster's strictNodePulls, its default): as a containerd node, hosts resolved only by this
 // machine's resolver and plain HTTP only for localhost or `http://` endpoints (node-pull.ts);
 // credentials are the pod's pull secrets (pull-secrets.ts), tried one after another as the
-// kubelet does, handed to skopeo in an auth file that exists only for that copy.
+// kubelet does, each given to every endpoint of the image's host as containerd does (a pull
+// Secret's credential names no server), handed to skopeo in an auth file that exists only for that copy.
 import { createHash, randomBytes } from 'node:crypto';
 import dns from 'node:dns/promises';
 import fsSync from 'node:fs';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { execFile } from '@nixery/test-support';
 import { repositoryAndVersion, type RegistryReference } from './images.ts';
-import type { RegistryCredential } from './pull-secrets.ts';
+import { credentialForEndpoint, criAuthConfig, type RegistryCredential } from './pull-secrets.ts';
 import { lookupFailure, nameToResolve, nodeTransport, unreachableMessage } from './node-pull.ts';
 import { HostsConfigError, registryEndpoints, type NodePath, type RegistryEndpoint } from './registry-hosts.ts';
 
@@ -100,11 +101,11 @@ interface Descriptor {
 }
 
 /**
- * Whether a cluster's node pulls as a containerd node does (node-pull.ts) unless told otherwise.
- * The e2e suites still pull by Service names without hosts.toml files: flip this to `true` once the
- * operator's node-config DaemonSet writes them (nixery-k8s-harness then takes --no-strict-node-pulls).
+ * Whether a cluster's node pulls as a containerd node does (node-pull.ts) unless told otherwise:
+ * yes, so that a suite pulling by a Service name configures the node as a real cluster must
+ * (hosts.toml, e.g. the operator's spec.nodeConfig). `--no-strict-node-pulls` opts out.
  */
-export const DEFAULT_STRICT_NODE_PULLS = false;
+export const DEFAULT_STRICT_NODE_PULLS = true;
 
 /** The node's own resolver (/etc/hosts and DNS of this machine): resolves or throws getaddrinfo's error. */
 export type NodeLookup = (hostname: string) => Promise<void>;
@@ -213,9 +214,11 @@ export class Puller {
     const errors: string[] = [];
     for (const credential of credentials.length > 0 ? credentials : [undefined]) {
       let first: string | undefined;
+      // As containerd: every endpoint of the host (mirrors too) gets the credential, which names no server.
+      const auth = credential ? criAuthConfig(credential) : undefined;
       for (const endpoint of endpoints) {
         try {
-          await this.#copy(image, endpoint, reference, layout, endpoint.host === reference.registry ? credential : undefined);
+          await this.#copy(image, endpoint, reference, layout, credentialForEndpoint(auth, endpoint.host));
           return;
         } catch (error) {
           first ??= error instanceof Error ? error.message : String(error);
@@ -227,7 +230,7 @@ export class Puller {
   }
 
   /** One `skopeo copy` from one endpoint, with one credential or none. */
-  async #copy(image: string, endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: RegistryCredential | undefined): Promise<void> {
+  async #copy(image: string, endpoint: RegistryEndpoint, reference: RegistryReference, layout: string, credential: { username: string; password: string } | undefined): Promise<void> {
     const name = hostName(endpoint.host);
     let address: string;
     let tlsOn: boolean;

@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { eventually, runOk } from '@nixery/test-support';
 import { claimClusterIpRange, type ClaimedRange } from '../ip-range.ts';
-import { credentialsFor, keyMatches, keyringFromSecrets } from './pull-secrets.ts';
+import { credentialForEndpoint, credentialsFor, criAuthConfig, keyMatches, keyringFromSecrets } from './pull-secrets.ts';
 import { parseHostsToml, registryEndpoints } from './registry-hosts.ts';
 import { registryHandler } from './test-registry.ts';
 import { startCluster, type Cluster } from './testing.ts';
@@ -46,6 +46,18 @@ describe('pull secrets: the kubelet keyring', () => {
     assert.deepEqual(credentialsFor(keyring, 'reg:5000/team/tool').map((c) => c.username), ['narrow', 'broad']);
     assert.deepEqual(credentialsFor(keyring, 'other:5000/team/tool'), []);
     assert.throws(() => keyringFromSecrets([{ name: 'bad', type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from('{') } }]), /invalid image pull secret "bad"/);
+  });
+
+  it("reach every endpoint of the image's host, mirrors too (containerd's ParseAuth with the kubelet's empty server address)", () => {
+    const [credential] = keyringFromSecrets([{ name: 'pull', type: 'kubernetes.io/dockerconfigjson', data: dockerConfigJson(SERVICE_HOST, USER, PASSWORD) }]);
+    const auth = criAuthConfig(credential!);
+    assert.equal(auth.serverAddress, '', 'the key of the docker config is not passed on');
+    for (const endpoint of [SERVICE_HOST, '10.96.0.4:443', '127.96.0.4:443']) assert.deepEqual(credentialForEndpoint(auth, endpoint), { username: USER, password: PASSWORD }, endpoint);
+    // An AuthConfig that names a server (not one from a pull Secret) is for that host only.
+    const named = { ...auth, serverAddress: `https://${SERVICE_HOST}` };
+    assert.deepEqual(credentialForEndpoint(named, SERVICE_HOST), { username: USER, password: PASSWORD });
+    assert.equal(credentialForEndpoint(named, '10.96.0.4:443'), undefined);
+    assert.equal(credentialForEndpoint(undefined, SERVICE_HOST), undefined);
   });
 });
 

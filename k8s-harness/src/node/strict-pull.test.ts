@@ -212,6 +212,42 @@ describe('node agent: strict pulls by a Service DNS name, without and with a hos
     assert.match(message ?? '', /no host of registry nixery\.team-a\.svc:5000 is configured to resolve images/);
   });
 
+  it("a pod's pull Secret for the Service's name reaches the ClusterIP endpoint hosts.toml names (containerd gives it to every endpoint of the host)", async () => {
+    const privateServer = http.createServer(registryHandler(path.join(work, 'layout'), { user: 'puller', password: 'right-password' }));
+    await new Promise<void>((resolve) => privateServer.listen(0, '127.0.0.1', resolve));
+    try {
+      const privatePort = (privateServer.address() as AddressInfo).port;
+      await cluster.kube.core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'private' }, spec: { ports: [{ port: 5000, targetPort: privatePort }] } } });
+      await cluster.kube.core.createNamespacedEndpoints({ namespace: NS, body: { metadata: { name: 'private' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port: privatePort }] }] } });
+      const clusterIP = await cluster.serviceAddress(NS, 'private');
+      const host = `private.${NS}.svc.cluster.local:5000`;
+      fs.mkdirSync(path.join(certsDir, host));
+      fs.writeFileSync(path.join(certsDir, host, 'hosts.toml'), `server = "http://${clusterIP}:5000"\n\n[host."http://${clusterIP}:5000"]\n  capabilities = ["pull", "resolve"]\n`);
+      const auths = { [host]: { auth: Buffer.from('puller:right-password').toString('base64') } };
+      await cluster.kube.core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'private-pull' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(JSON.stringify({ auths })).toString('base64') } } });
+      const run = (name: string, pullSecrets: string[]) =>
+        cluster.kube.core.createNamespacedPod({
+          namespace: NS,
+          body: { metadata: { name }, spec: { restartPolicy: 'Never', imagePullSecrets: pullSecrets.map((n) => ({ name: n })), containers: [{ name: 'main', image: `${host}/test/busybox:v1`, imagePullPolicy: 'Always' }] } },
+        });
+      await run('private-anonymous', []);
+      const message = await eventually('ErrImagePull', async () => {
+        const waiting = (await pod('private-anonymous')).status?.containerStatuses?.[0]?.state?.waiting;
+        return waiting?.reason === 'ErrImagePull' ? waiting.message : undefined;
+      }, 60_000, 100);
+      assert.match(message ?? '', /authentication required by the test registry/);
+      await run('private-with-secret', ['private-pull']);
+      const done = await eventually('the pod to finish', async () => {
+        const p = await pod('private-with-secret');
+        return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
+      }, 90_000, 200);
+      assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status?.containerStatuses));
+    } finally {
+      privateServer.closeAllConnections();
+      await new Promise((resolve) => privateServer.close(resolve));
+    }
+  });
+
   it('a plain HTTP registry on a loopback address is pulled from (containerd: localhost falls back to HTTP)', async () => {
     await cluster.kube.core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'loopback' }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: `127.0.0.1:${port}/test/busybox:v1`, imagePullPolicy: 'Always' }] } } });
     const done = await eventually('the pod to finish', async () => {

@@ -46,7 +46,7 @@ export interface NodeAgentOptions {
    * Pull as a containerd node does: a registry host is resolved only through this machine's own
    * resolver (never a Service name), so a Service's DNS name is reachable only through a hosts.toml
    * endpoint in `certsDir` (e.g. its ClusterIP); plain HTTP only for localhost or `http://` endpoints.
-   * Default: DEFAULT_STRICT_NODE_PULLS (puller.ts), false for now.
+   * Default: DEFAULT_STRICT_NODE_PULLS (puller.ts), true.
    */
   strictNodePulls?: boolean;
 }
