@@ -93,7 +93,11 @@ describe('operator: NixeryInstance', () => {
     const bad = (spec: object) => JSON.stringify({ apiVersion: 'nixery.dev/v1alpha1', kind: 'NixeryInstance', metadata: { name: 'bad', namespace: NS }, spec });
     const replicas = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ replicas: 2 }));
     assert.notEqual(replicas.code, 0);
-    assert.match(replicas.stderr, /more than one replica needs storage\.gcs/);
+    assert.match(replicas.stderr, /more than one replica needs shared storage/);
+    const shared = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], bad({ replicas: 2, storage: { persistentVolume: { size: '1Gi', accessModes: ['ReadWriteMany'] } } }));
+    assert.equal(shared.code, 0, `several replicas on a ReadWriteMany volume are accepted: ${shared.stderr}`);
+    const quotaWithoutGc = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ storage: { quota: '10Gi', gc: { intervalSeconds: 0 } } }));
+    assert.match(quotaWithoutGc.stderr, /storage\.quota needs garbage collection/);
     const both = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ storage: { persistentVolume: {}, gcs: { bucket: 'abc' } } }));
     assert.match(both.stderr, /at most one of persistentVolume and gcs/);
     const enumValue = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ service: { type: 'Internal' } }));

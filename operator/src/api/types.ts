@@ -33,6 +33,8 @@ export interface NixeryInstanceSpec {
     gcs?: { bucket: string; credentialsSecret?: { name: string; key: string }; signedUrls: boolean };
     /** The registry's garbage collection; unset fields keep the registry's defaults (README, Garbage collection). */
     gc?: { intervalSeconds?: number; graceSeconds?: number; retainPulledWithinSeconds?: number; maxImagesPerName?: number };
+    /** NIXERY_STORAGE_QUOTA: a Kubernetes quantity (`50Gi`); above it on-demand images are evicted. */
+    quota?: string;
   };
   packageSource?: PackageSourceSpec;
   resources?: Record<string, unknown>;

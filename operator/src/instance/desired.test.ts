@@ -200,6 +200,21 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(desiredInstance(instance({ storage: { gcs: { bucket: 'b', signedUrls: true } } })).persistentVolumeClaim, undefined);
   });
 
+  it('rolls a ReadWriteMany volume\'s replicas over one by one, and replaces the pod of a ReadWriteOnce one', () => {
+    const shared = desiredInstance(instance({ replicas: 3, storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteMany'] } } }));
+    assert.equal(shared.deployment.spec?.replicas, 3);
+    assert.deepEqual(shared.deployment.spec?.strategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    assert.deepEqual(desiredInstance(instance()).deployment.spec?.strategy, { type: 'Recreate' });
+  });
+
+  it('passes the storage quota to the registry as NIXERY_STORAGE_QUOTA, which it reads back in bytes', () => {
+    const d = desiredInstance(instance({ storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, quota: '8Gi' } }));
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    assert.equal(env.NIXERY_STORAGE_QUOTA, '8Gi');
+    assert.equal(load(env).storageQuotaBytes, 8 * 1024 ** 3);
+    assert.equal(envOf(desiredInstance(instance())).NIXERY_STORAGE_QUOTA, undefined);
+  });
+
   it('passes the garbage-collection settings to the registry, as it reads them, and leaves unset ones to its defaults', () => {
     const d = desiredInstance(instance({ nixTimeout: 60, storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, gc: { intervalSeconds: 0, graceSeconds: 7200, retainPulledWithinSeconds: 604800, maxImagesPerName: 3 } } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);

@@ -128,6 +128,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.tagFlushIntervalSeconds !== undefined ? { tagFlushIntervalSeconds: spec.limits.tagFlushIntervalSeconds } : {}),
     ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
     ...(spec.storage.gc && Object.values(spec.storage.gc).some((v) => v !== undefined) ? { gc: gcSettingsOf(spec.storage.gc) } : {}),
+    ...(spec.storage.quota !== undefined ? { storageQuota: spec.storage.quota } : {}),
     ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
     ...authSettings(instance),
   };
@@ -256,7 +257,8 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
       replicas: spec.replicas,
       selector: { matchLabels: selectorLabels(name) },
       // A persistent volume is written by one registry at a time: the old pod goes before the new one starts.
-      strategy: pv ? { type: 'Recreate' } : { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      // A volume only one pod may mount (ReadWriteOnce) cannot have the new pod beside the old one.
+      strategy: pv && !pv.accessModes.includes('ReadWriteMany') ? { type: 'Recreate' } : { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: {
         metadata: { labels: commonLabels(name, 'registry') },
         spec: {

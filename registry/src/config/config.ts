@@ -721,6 +721,8 @@ export interface RegistrySettings {
   purge?: Partial<PurgeLimits>;
   /** Unset fields keep the registry's defaults (the grace delay's depends on nixTimeoutSeconds). */
   gc?: Partial<GcSettings>;
+  /** NIXERY_STORAGE_QUOTA as written (`50Gi`, bytes); unset: no quota. */
+  storageQuota?: string;
 }
 
 /**
@@ -792,5 +794,6 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.gc?.intervalSeconds !== undefined) env[ENV.gcInterval] = String(settings.gc.intervalSeconds);
   if (settings.gc?.retainPulledWithinSeconds !== undefined) env[ENV.retainPulledWithin] = String(settings.gc.retainPulledWithinSeconds);
   if (settings.gc?.maxImagesPerName !== undefined) env[ENV.gcMaxImagesPerName] = String(settings.gc.maxImagesPerName);
+  if (settings.storageQuota !== undefined) env[ENV.storageQuota] = settings.storageQuota;
   return env;
 }
