@@ -172,7 +172,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
       log: gcLog,
       intervalMs: config.gc.intervalSeconds * 1000,
       leases: runtime.leases,
-      ...(usage ? { usage, followUpMs: config.gc.graceSeconds * 1000 } : {}),
+      ...(usage ? { usage, followUpMs: config.gc.graceSeconds * 1000, storage: runtime.storage } : {}),
     })
       .start()
       .stopWith(server);

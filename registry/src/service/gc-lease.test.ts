@@ -7,6 +7,7 @@ import { isHeld, LeaseLostError, Leases } from '../storage/lease.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { GarbageCollector, PeriodicGc, type GcReport } from './gc.ts';
 import { acquireGcLease, GC_LEASE, GcLeaseBusyError } from './gc-lease.ts';
+import { StorageUsage } from './quota.ts';
 
 const tempDir = tempDirs('nixery-gc-lease-');
 
@@ -73,6 +74,33 @@ describe('garbage collection on one replica at a time', () => {
     await other.release();
     assert.equal(await periodic.run(), emptyReport);
     assert.equal(collected, 1);
+  });
+
+  it('with a quota, a replica whose turn is skipped takes its estimate from the last run another replica recorded', async () => {
+    const { storage, metrics, replica } = await replicas();
+    const blob = await storage.putBlob(Buffer.alloc(5000, 1), { contentType: 'application/octet-stream' });
+    await storage.putDocument('pushed/app/_tags/v1', { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size });
+    const usageOf = () => new StorageUsage({ quotaBytes: 1_000_000, retryAfterSeconds: 60 });
+    const gcOf = (holder: string, usage: StorageUsage) =>
+      new PeriodicGc({
+        collector: new GarbageCollector({ storage, graceMs: 3600_000, quotaBytes: 1_000_000, log: silentLogger }),
+        metrics,
+        log: silentLogger,
+        intervalMs: 60_000,
+        leases: replica(holder),
+        usage,
+        storage,
+      });
+    const a = usageOf();
+    await gcOf('a', a).run();
+    assert.ok(a.estimateBytes! >= 5000, `a measured the blob (${a.estimateBytes})`);
+    const other = await replica('c').tryAcquire(GC_LEASE);
+    assert.ok(isHeld(other));
+    const b = usageOf();
+    assert.equal(b.estimateBytes, undefined, 'nothing measured yet');
+    assert.equal(await gcOf('b', b).run(), undefined, 'b skipped its turn');
+    assert.equal(b.estimateBytes, a.estimateBytes, 'and took the measure a recorded');
+    await other.release();
   });
 
   it('nixery gc waits a bounded time for the lease, then says who holds it', async () => {

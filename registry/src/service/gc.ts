@@ -50,7 +50,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { MediaType } from '../oci/media-types.ts';
 import type { StorageBackend, StoredObject } from '../storage/backend.ts';
 import { PeriodicRun } from './periodic.ts';
-import { GC_LAST_RUN_KEY, recordGcRun } from './storage-status.ts';
+import { GC_LAST_RUN_KEY, readStorageStatusDocument, recordGcRun } from './storage-status.ts';
 import { chooseEvictions, type QuotaMeasure, type StorageUsage } from './quota.ts';
 
 export const GC_STATE_KEY = 'gc/state';
@@ -638,6 +638,8 @@ export interface PeriodicGcOptions {
   leases?: Leases;
   /** With a storage quota: told each complete run's measure (service/quota.ts). */
   usage?: Pick<StorageUsage, 'record' | 'estimateBytes'>;
+  /** With a quota and leases: where a skipped run reads the measure another replica's run recorded. */
+  storage?: Pick<StorageBackend, 'getDocument'>;
   /**
    * With a storage quota: a run that evicted is followed by one this long after it (the grace
    * delay), which sweeps the evicted images' blobs, whatever the interval.
@@ -650,6 +652,8 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   private readonly options: PeriodicGcOptions;
   private followUp: NodeJS.Timeout | undefined;
   private halted = false;
+  /** When the quota measure last adopted from another replica's run was made (ms). */
+  private adoptedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: PeriodicGcOptions) {
     if (!(options.intervalMs > 0)) throw new RangeError('the garbage collection interval must be positive');
@@ -674,6 +678,26 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
     this.followUp.unref();
   }
 
+  /**
+   * A replica whose runs are skipped measures nothing itself: with a quota, it takes the measure
+   * of the last complete run, whichever replica made it (storage-status.ts's record), when newer.
+   */
+  private async adoptQuotaMeasure(): Promise<void> {
+    const { usage, storage, metrics, log } = this.options;
+    if (!usage || !storage) return;
+    try {
+      const quota = (await readStorageStatusDocument(storage))?.quota;
+      const at = quota ? Date.parse(quota.measuredAt) : Number.NaN;
+      if (!quota || !(at > this.adoptedAt)) return;
+      this.adoptedAt = at;
+      usage.record({ inUseBytes: quota.inUseBytes, pinnedBytes: quota.pinnedBytes, leavingBytes: quota.leavingBytes });
+      const estimate = usage.estimateBytes;
+      if (estimate !== undefined) metrics.storageEstimatedBytes.set(estimate);
+    } catch (error) {
+      log.warn('the last garbage collection run\'s quota measure could not be read', { error });
+    }
+  }
+
   protected async runOnce(): Promise<GcReport | undefined> {
     const { collector, metrics, log, leases } = this.options;
     const started = process.hrtime.bigint();
@@ -683,6 +707,7 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
         const got = await leases.tryAcquire(GC_LEASE);
         if (!isHeld(got)) {
           log.info('garbage collection run skipped: another replica is collecting', { holder: got.holder, leaseExpiresMs: got.expiresMs });
+          await this.adoptQuotaMeasure();
           return undefined;
         }
         lease = got;

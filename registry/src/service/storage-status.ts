@@ -14,6 +14,15 @@ export interface GcRunFigures {
   expired: { retention: number; per_name: number };
   kept: { blobs: { bytes: number }; documents: { bytes: number } };
   durationSeconds: number;
+  /** With a storage quota: what the run measured for it (service/quota.ts's QuotaMeasure). */
+  quota?: { measure: QuotaFigures };
+}
+
+/** service/quota.ts's QuotaMeasure: what a complete run measured for the quota. */
+export interface QuotaFigures {
+  inUseBytes: number;
+  pinnedBytes: number;
+  leavingBytes: number;
 }
 
 export const GC_LAST_RUN_KEY = 'gc/last-run';
@@ -46,6 +55,11 @@ export interface StorageStatusDocument {
   lastGc: LastGcRun;
   /** Absent until a run completed. */
   usage?: StorageUsage;
+  /**
+   * With a storage quota, the last complete run's measure: replicas whose own runs are skipped
+   * (another holds the GC lease) take their quota estimate from it.
+   */
+  quota?: QuotaFigures & { measuredAt: string };
 }
 
 /** The document after `report` — pure; an incomplete run keeps the previous usage. */
@@ -59,10 +73,22 @@ export function nextStorageStatus(previous: StorageStatusDocument | null, report
     bytesFreed: kinds.reduce((n, c) => n + c.bytes, 0),
     imagesExpired: report.expired.retention + report.expired.per_name,
   };
-  if (report.result !== 'ok') return { version: 1, lastGc, ...(previous?.usage ? { usage: previous.usage } : {}) };
+  if (report.result !== 'ok') return { version: 1, lastGc, ...(previous?.usage ? { usage: previous.usage } : {}), ...(previous?.quota ? { quota: previous.quota } : {}) };
   const blobBytes = report.kept.blobs.bytes;
   const documentBytes = report.kept.documents.bytes;
-  return { version: 1, lastGc, usage: { measuredAt: lastGc.finishedAt, blobBytes, documentBytes, totalBytes: blobBytes + documentBytes } };
+  const { inUseBytes, pinnedBytes, leavingBytes } = report.quota?.measure ?? {};
+  return {
+    version: 1,
+    lastGc,
+    usage: { measuredAt: lastGc.finishedAt, blobBytes, documentBytes, totalBytes: blobBytes + documentBytes },
+    ...(report.quota ? { quota: { measuredAt: lastGc.finishedAt, inUseBytes: inUseBytes!, pinnedBytes: pinnedBytes!, leavingBytes: leavingBytes! } } : {}),
+  };
+}
+
+/** The document as stored, or null (none yet, or not of this shape). */
+export async function readStorageStatusDocument(storage: Pick<StorageBackend, 'getDocument'>): Promise<StorageStatusDocument | null> {
+  const doc = await storage.getDocument<unknown>(GC_LAST_RUN_KEY);
+  return isStatusDocument(doc) ? doc : null;
 }
 
 function isStatusDocument(value: unknown): value is StorageStatusDocument {
