@@ -15,6 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { fsyncFile } from './fsync.ts';
 import {
   assertUploadId,
   chunkChain,
@@ -184,15 +185,6 @@ export class FilesystemUploadStore implements UploadStore {
 async function setTime(file: string, ms: number): Promise<void> {
   const when = new Date(ms);
   await fs.utimes(file, when, when);
-}
-
-async function fsyncFile(file: string): Promise<void> {
-  const handle = await fs.open(file, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function isNotFound(error: unknown): boolean {

@@ -33,6 +33,7 @@ import {
   MAX_STAGING_SWEEP,
 } from './backend.ts';
 import { FilesystemUploadStore } from './filesystem-uploads.ts';
+import { fsyncFile } from './fsync.ts';
 import type { UploadStore } from './upload-store.ts';
 
 const CONTENT_TYPE_ATTR = 'user.mime_type';
@@ -326,15 +327,6 @@ export class FilesystemStorage implements StorageBackend {
       bytes += stat.isFile() ? stat.size : 0;
     }
     return { objects, bytes };
-  }
-}
-
-async function fsyncFile(file: string): Promise<void> {
-  const handle = await fs.open(file, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

@@ -244,11 +244,16 @@ export class GcsStorage implements StorageBackend {
     }
   }
 
-  private async putStaged(staging: File, source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
+/**
+   * Uploads `source` to the staging object and checks what GCS stored against what was sent; the
+   * staged object (at the generation written) is the caller's to copy and remove. A failed upload
+   * leaves nothing.
+   */
+  private async uploadVerified(staging: File, source: Readable | Buffer, contentType: string): Promise<{ local: LocalHashes; stagingFile: File }> {
     const local = new LocalHashes();
     let stored: FileMetadata;
     try {
-      stored = await this.upload(staging, source, local, options.contentType);
+      stored = await this.upload(staging, source, local, contentType);
     } catch (error) {
       await this.removeQuietly(staging);
       if (error instanceof SourceError) throw error.cause;
@@ -257,6 +262,16 @@ export class GcsStorage implements StorageBackend {
     const stagingFile = this.bucket.file(staging.name, { generation: Number(stored.generation) });
     try {
       verifyUpload(staging.name, stored, local);
+    } catch (error) {
+      await this.removeQuietly(stagingFile);
+      throw error;
+    }
+    return { local, stagingFile };
+  }
+
+  private async putStaged(staging: File, source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
+    const { local, stagingFile } = await this.uploadVerified(staging, source, options.contentType);
+    try {
       const digest = `sha256:${local.sha256.digest('hex')}`;
       if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
         throw new DigestMismatchError(options.expectedDigest, digest);
@@ -288,18 +303,8 @@ export class GcsStorage implements StorageBackend {
     const staging = this.bucket.file(`staging/${randomUUID()}`);
     this.writing.add(staging.name);
     try {
-      const local = new LocalHashes();
-      let stored: FileMetadata;
+      const { local, stagingFile } = await this.uploadVerified(staging, source, 'application/octet-stream');
       try {
-        stored = await this.upload(staging, source, local, 'application/octet-stream');
-      } catch (error) {
-        await this.removeQuietly(staging);
-        if (error instanceof SourceError) throw error.cause;
-        throw error instanceof GcsStorageError ? error : new GcsStorageError('upload', this.bucketName, staging.name, error);
-      }
-      const stagingFile = this.bucket.file(staging.name, { generation: Number(stored.generation) });
-      try {
-        verifyUpload(staging.name, stored, local);
         if (local.size === 0) return { size: 0, taken: false };
         try {
           await stagingFile.copy(this.bucket.file(name), { preconditionOpts: { ifGenerationMatch: 0 } });
