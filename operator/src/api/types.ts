@@ -46,6 +46,11 @@ export interface NixeryInstanceSpec {
     resources?: Record<string, unknown>;
   };
   nixTimeout: number;
+  /**
+   * Collection of the registry pod's own Nix store (NIXERY_NIX_GC_INTERVAL, NIXERY_NIX_GC_MAX_FREED);
+   * unset or 0: off. Only for images whose programs live outside /nix/store or are rooted there.
+   */
+  nixStoreGc?: { intervalSeconds?: number; maxFreed?: string };
   popularityUrl?: string;
   service: { type: 'ClusterIP' | 'NodePort' | 'LoadBalancer'; port: number };
   nodeLocal?: { enabled: boolean; hostPort: number };

@@ -207,6 +207,15 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(desiredInstance(instance()).deployment.spec?.strategy, { type: 'Recreate' });
   });
 
+  it('turns the Nix store collection on only when asked, as the registry reads it', () => {
+    const d = desiredInstance(instance({ nixStoreGc: { intervalSeconds: 3600, maxFreed: '5Gi' } }));
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    assert.deepEqual(load(env).nixGc, { intervalSeconds: 3600, maxFreedBytes: 5 * 1024 ** 3 });
+    for (const off of [instance(), instance({ nixStoreGc: {} }), instance({ nixStoreGc: { intervalSeconds: 0 } })]) {
+      assert.equal(envOf(desiredInstance(off)).NIXERY_NIX_GC_INTERVAL, undefined);
+    }
+  });
+
   it('passes the storage quota to the registry as NIXERY_STORAGE_QUOTA, which it reads back in bytes', () => {
     const d = desiredInstance(instance({ storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, quota: '8Gi' } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);

@@ -129,6 +129,9 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
     ...(spec.storage.gc && Object.values(spec.storage.gc).some((v) => v !== undefined) ? { gc: gcSettingsOf(spec.storage.gc) } : {}),
     ...(spec.storage.quota !== undefined ? { storageQuota: spec.storage.quota } : {}),
+    ...(spec.nixStoreGc && (spec.nixStoreGc.intervalSeconds || spec.nixStoreGc.maxFreed)
+      ? { nixStoreGc: { ...(spec.nixStoreGc.intervalSeconds ? { intervalSeconds: spec.nixStoreGc.intervalSeconds } : {}), ...(spec.nixStoreGc.maxFreed ? { maxFreed: spec.nixStoreGc.maxFreed } : {}) } }
+      : {}),
     ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
     ...authSettings(instance),
   };

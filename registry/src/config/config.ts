@@ -723,6 +723,8 @@ export interface RegistrySettings {
   gc?: Partial<GcSettings>;
   /** NIXERY_STORAGE_QUOTA as written (`50Gi`, bytes); unset: no quota. */
   storageQuota?: string;
+  /** NIXERY_NIX_GC_INTERVAL (seconds) and NIXERY_NIX_GC_MAX_FREED as written; unset: the registry's (off). */
+  nixStoreGc?: { intervalSeconds?: number; maxFreed?: string };
 }
 
 /**
@@ -795,5 +797,7 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   if (settings.gc?.retainPulledWithinSeconds !== undefined) env[ENV.retainPulledWithin] = String(settings.gc.retainPulledWithinSeconds);
   if (settings.gc?.maxImagesPerName !== undefined) env[ENV.gcMaxImagesPerName] = String(settings.gc.maxImagesPerName);
   if (settings.storageQuota !== undefined) env[ENV.storageQuota] = settings.storageQuota;
+  if (settings.nixStoreGc?.intervalSeconds !== undefined) env[ENV.nixGcInterval] = String(settings.nixStoreGc.intervalSeconds);
+  if (settings.nixStoreGc?.maxFreed !== undefined) env[ENV.nixGcMaxFreed] = settings.nixStoreGc.maxFreed;
   return env;
 }
