@@ -1,0 +1,281 @@
+// The S3 backend against a real S3 server, Ceph's RADOS Gateway (radosgw.ts): the shared storage
+// contract, then what is particular to S3: layout and verification, multipart uploads of blobs
+// above the part size, retries of throttled requests without corruption, presigned URLs the
+// server accepts (and refuses once tampered with), the stale-staging sweep of objects and of
+// unfinished multipart uploads, and start-up checks. Faults radosgw does not make on demand come
+// from a proxy in front of it (fault-proxy.ts).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { silentLogger } from '../../registry/src/log/logger.ts';
+import { StorageUnavailableError } from '../../registry/src/storage/backend.ts';
+import { failingStream, sha256, storageContract } from '../../registry/src/storage/test-support.ts';
+import { S3Storage, type S3StorageOptions, MIN_PART_SIZE_BYTES } from '../../registry/src/storage/s3.ts';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
+import { startRadosGateway, type RadosGateway } from './radosgw.ts';
+
+const MiB = 1024 * 1024;
+let rgw: RadosGateway;
+let proxy: FaultProxy;
+let buckets = 0;
+
+before(async () => {
+  rgw = await startRadosGateway();
+  proxy = await startFaultProxy(rgw.endpoint);
+});
+after(async () => {
+  await proxy?.close();
+  await rgw?.stop();
+});
+
+async function newBucket(): Promise<string> {
+  const name = `nixery-test-${process.pid}-${++buckets}`;
+  await rgw.createBucket(name);
+  return name;
+}
+
+/** A backend on a fresh bucket, through the fault proxy, with the test gateway's keys in the SDK's chain. */
+async function backend(options: Partial<S3StorageOptions> = {}, init = true): Promise<S3Storage> {
+  process.env.AWS_ACCESS_KEY_ID = rgw.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = rgw.secretAccessKey;
+  process.env.AWS_REGION = rgw.region;
+  const storage = new S3Storage({
+    bucket: options.bucket ?? (await newBucket()),
+    endpoint: proxy.url,
+    forcePathStyle: true,
+    log: silentLogger,
+    resumeDelayMs: 10,
+    ...options,
+  });
+  if (init) await storage.init();
+  return storage;
+}
+
+function chunked(data: Buffer, size: number): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < data.length; i += size) parts.push(data.subarray(i, i + size));
+  return Readable.from(parts);
+}
+
+async function bytes(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function seen(bucket: string, operation: string) {
+  return proxy.requests.filter((r) => r.path.startsWith(`/${bucket}/`) && r.operation === operation);
+}
+
+async function keys(storage: S3Storage, prefix = ''): Promise<string[]> {
+  const client = rgw.client();
+  const page = await client.send(new ListObjectsV2Command({ Bucket: storage.bucket, Prefix: prefix }));
+  client.destroy();
+  return (page.Contents ?? []).map((o) => o.Key!).sort();
+}
+
+describe('storage contract on radosgw', () => {
+  storageContract('s3 on radosgw, blobs redirected to presigned URLs', () => backend({ redirect: 'presigned' }));
+  storageContract('s3 on radosgw, blobs streamed through the registry', () => backend({ redirect: 'stream' }));
+});
+
+describe('s3 storage: layout and verification', () => {
+  it('keeps blobs under <prefix>/blobs/sha256/<hex> with their content type, documents as JSON, and no staging left', async () => {
+    const storage = await backend({ prefix: '/team/registry/' });
+    const { digest } = await storage.putBlob(Buffer.from('{"architecture":"amd64"}'), { contentType: 'application/vnd.oci.image.config.v1+json' });
+    await storage.putDocument('cache/manifests/x', { v: 1 });
+    const hex = digest.slice('sha256:'.length);
+    assert.deepEqual(await keys(storage), [`team/registry/blobs/sha256/${hex}`, 'team/registry/documents/cache/manifests/x.json']);
+    const client = rgw.client();
+    const head = await client.send(new HeadObjectCommand({ Bucket: storage.bucket, Key: `team/registry/blobs/sha256/${hex}` }));
+    client.destroy();
+    assert.equal(head.ContentType, 'application/vnd.oci.image.config.v1+json');
+    assert.match(storage.description, /^s3 \(s3:\/\/nixery-test-\d+-\d+\/team\/registry\/ at http:\/\/127\.0\.0\.1:\d+, blobs presigned URL redirects\)$/);
+  });
+
+  it('uploads a blob above the part size as a multipart upload, bounded to whole parts, and stores it intact', async () => {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES, redirect: 'stream' });
+    const layer = randomBytes(12 * MiB + 123);
+    const result = await storage.putBlob(chunked(layer, 64 * 1024), { contentType: 'application/vnd.oci.image.layer.v1.tar', expectedDigest: sha256(layer) });
+    assert.deepEqual(result, { digest: sha256(layer), size: layer.length, created: true });
+    assert.equal(seen(storage.bucket, 'CreateMultipartUpload').length, 1);
+    const parts = seen(storage.bucket, 'UploadPart');
+    assert.deepEqual(parts.map((p) => Number(p.query.get('partNumber'))).sort(), [1, 2, 3]);
+    assert.equal(seen(storage.bucket, 'CompleteMultipartUpload').length, 1);
+    assert.equal(seen(storage.bucket, 'PutObject').filter((r) => r.path.includes('/staging/') && !r.path.includes('probe')).length, 0);
+    const delivery = await storage.deliverBlob(result.digest);
+    assert.ok(delivery?.kind === 'stream');
+    assert.ok((await bytes(delivery.open())).equals(layer));
+    assert.deepEqual((await keys(storage, 'staging/')), []);
+  });
+
+  it('uploads a blob of exactly one part in a single PutObject', async () => {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES });
+    const blob = randomBytes(MIN_PART_SIZE_BYTES);
+    const result = await storage.putBlob(chunked(blob, 100_000), { contentType: 'x/y' });
+    assert.equal(result.size, MIN_PART_SIZE_BYTES);
+    assert.equal(seen(storage.bucket, 'CreateMultipartUpload').length, 0);
+    assert.ok((await storage.readBlob(result.digest)).equals(blob));
+  });
+
+  it('aborts the multipart upload of a stream that fails mid-way and leaves nothing', async () => {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES });
+    const part = randomBytes(3 * MiB).toString('latin1');
+    await assert.rejects(storage.putBlob(failingStream([part, part, part]), { contentType: 'x/y' }), /connection reset/);
+    assert.equal(seen(storage.bucket, 'AbortMultipartUpload').length, 1);
+    const client = rgw.client();
+    const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: storage.bucket }));
+    client.destroy();
+    assert.deepEqual(uploads.Uploads ?? [], []);
+    assert.deepEqual(await keys(storage), []);
+  });
+
+  it('reports an existing digest as not created and leaves the first copy in place', async () => {
+    const storage = await backend();
+    const first = await storage.putBlob(Buffer.from('same bytes'), { contentType: 'x/first' });
+    const copies = seen(storage.bucket, 'CopyObject').length;
+    const second = await storage.putBlob(Buffer.from('same bytes'), { contentType: 'x/second' });
+    assert.equal(second.created, false);
+    assert.equal(seen(storage.bucket, 'CopyObject').length, copies, 'no second copy');
+    assert.equal((await storage.statBlob(first.digest))?.contentType, 'x/first');
+  });
+});
+
+describe('s3 storage: transient failures', () => {
+  it('retries 503 SlowDown on every step of a multipart upload and stores the blob uncorrupted', async () => {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES, redirect: 'stream' });
+    const bucket = storage.bucket;
+    const slowDown = { type: 'error', status: 503, code: 'SlowDown' } as const;
+    for (const operation of ['CreateMultipartUpload', 'UploadPart', 'CompleteMultipartUpload', 'HeadObject', 'CopyObject'] as const) {
+      proxy.inject({ when: (r) => r.path.startsWith(`/${bucket}/`) && r.operation === operation, times: 2, action: slowDown });
+    }
+    const layer = randomBytes(11 * MiB);
+    const result = await storage.putBlob(chunked(layer, 256 * 1024), { contentType: 'x/y', expectedDigest: sha256(layer) });
+    assert.equal(result.digest, sha256(layer));
+    const injected = proxy.requests.filter((r) => r.path.startsWith(`/${bucket}/`) && r.injected);
+    assert.deepEqual([...new Set(injected.map((r) => r.operation))].sort(), ['CompleteMultipartUpload', 'CopyObject', 'CreateMultipartUpload', 'HeadObject', 'UploadPart']);
+    assert.ok((await storage.readBlob(result.digest)).equals(layer));
+    assert.deepEqual(await keys(storage, 'staging/'), []);
+  });
+
+  it('retries throttled document writes and reads, and resumes a throttled blob download', async () => {
+    const storage = await backend({ redirect: 'stream' });
+    const bucket = storage.bucket;
+    const { digest } = await storage.putBlob(Buffer.from('0123456789'), { contentType: 'x/y' });
+    proxy.inject({ when: (r) => r.path.startsWith(`/${bucket}/`) && (r.operation === 'PutObject' || r.operation === 'GetObject'), times: 3, action: { type: 'error', status: 503, code: 'SlowDown' } });
+    await storage.putDocument('tags/x', { digest });
+    assert.deepEqual(await storage.getDocument('tags/x'), { digest });
+    proxy.inject({ when: (r) => r.path.startsWith(`/${bucket}/`) && r.operation === 'GetObject', times: 8, action: { type: 'error', status: 500, code: 'InternalError' } });
+    const delivery = await storage.deliverBlob(digest);
+    assert.ok(delivery?.kind === 'stream');
+    assert.equal((await bytes(delivery.open({ start: 2, end: 5 }))).toString(), '2345');
+  });
+
+  it('gives up with a typed error naming the operation when the server keeps refusing', async () => {
+    const storage = await backend({ maxAttempts: 2 });
+    const bucket = storage.bucket;
+    proxy.inject({ when: (r) => r.path.startsWith(`/${bucket}/`) && r.operation === 'PutObject', times: 2, action: { type: 'error', status: 503, code: 'SlowDown' } });
+    await assert.rejects(storage.putDocument('a', {}), (error: Error & { status?: number; s3Code?: string; operation?: string }) => {
+      assert.equal(error.name, 'S3StorageError');
+      assert.equal(error.status, 503);
+      assert.equal(error.s3Code, 'SlowDown');
+      assert.equal(error.operation, 'write');
+      return true;
+    });
+  });
+});
+
+describe('s3 storage: presigned URLs', () => {
+  it('redirects to a SigV4 presigned GET the server honours, and refuses once tampered with or for another key', async () => {
+    const storage = await backend({ presignedUrlExpirySeconds: 120 });
+    const content = randomBytes(4096);
+    const { digest } = await storage.putBlob(content, { contentType: 'x/y' });
+    const delivery = await storage.deliverBlob(digest);
+    assert.ok(delivery?.kind === 'redirect');
+    const url = new URL(delivery.url);
+    assert.equal(url.searchParams.get('X-Amz-Algorithm'), 'AWS4-HMAC-SHA256');
+    assert.equal(url.searchParams.get('X-Amz-Expires'), '120');
+    const ok = await fetch(url);
+    assert.equal(ok.status, 200);
+    assert.equal(createHash('sha256').update(Buffer.from(await ok.arrayBuffer())).digest('hex'), digest.slice('sha256:'.length));
+
+    const tampered = new URL(url);
+    tampered.searchParams.set('X-Amz-Expires', '604800');
+    const refused = await fetch(tampered);
+    assert.equal(refused.status, 403);
+    assert.match(await refused.text(), /SignatureDoesNotMatch|AccessDenied/);
+
+    const other = await storage.putBlob(Buffer.from('another blob'), { contentType: 'x/y' });
+    const elsewhere = new URL(url);
+    elsewhere.pathname = url.pathname.replace(digest.slice('sha256:'.length), other.digest.slice('sha256:'.length));
+    const refusedElsewhere = await fetch(elsewhere);
+    assert.equal(refusedElsewhere.status, 403);
+    await refusedElsewhere.body?.cancel();
+  });
+});
+
+describe('s3 storage: stale staging', () => {
+  it('sweeps staging objects and unfinished multipart uploads older than the TTL, never its own writes', async () => {
+    let now = Date.now();
+    const storage = await backend({ stagingTtlMs: 60_000, now: () => now });
+    const client = rgw.client();
+    await client.send(new PutObjectCommand({ Bucket: storage.bucket, Key: 'staging/crashed-writer', Body: randomBytes(1000) }));
+    const upload = await client.send(new CreateMultipartUploadCommand({ Bucket: storage.bucket, Key: 'staging/crashed-multipart' }));
+    await client.send(new UploadPartCommand({ Bucket: storage.bucket, Key: 'staging/crashed-multipart', UploadId: upload.UploadId, PartNumber: 1, Body: randomBytes(MIN_PART_SIZE_BYTES) }));
+    assert.deepEqual(await storage.sweepStaging(), { objects: 0, bytes: 0 }, 'young leftovers stay');
+
+    // A write of this process, its staging object uploaded and its check held at the server,
+    // while the clock passes the TTL.
+    const bucket = storage.bucket;
+    proxy.inject({ when: (r) => r.path.startsWith(`/${bucket}/staging/`) && r.operation === 'HeadObject' && !r.path.includes('crashed'), times: 1, action: { type: 'hold' } });
+    const held = proxy.held();
+    const writing = storage.putBlob(Buffer.from('in flight'), { contentType: 'x/y' });
+    const ownStaging = (await held).path.slice(`/${bucket}/`.length);
+    now += 120_000;
+    const swept = await storage.sweepStaging();
+    assert.deepEqual(swept, { objects: 2, bytes: 1000 + MIN_PART_SIZE_BYTES });
+    assert.deepEqual(await keys(storage, 'staging/'), [ownStaging]);
+    const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: storage.bucket }));
+    assert.deepEqual(uploads.Uploads ?? [], []);
+    client.destroy();
+    proxy.releaseHeld();
+    assert.deepEqual(await writing, { digest: sha256('in flight'), size: 9, created: true });
+    assert.deepEqual(await keys(storage, 'staging/'), []);
+  });
+});
+
+describe('s3 storage: start-up checks', () => {
+  it('refuses a bucket that does not exist, naming S3_BUCKET', async () => {
+    const storage = await backend({ bucket: 'no-such-bucket' }, false);
+    await assert.rejects(storage.init(), (error: Error) => {
+      assert.ok(error instanceof StorageUnavailableError);
+      assert.match(error.message, /^S3_BUCKET: the bucket s3:\/\/no-such-bucket at http:\/\/127\.0\.0\.1:\d+ does not exist/);
+      return true;
+    });
+  });
+
+  it('refuses credentials the server does not know, naming the SDK chain', async () => {
+    const bucket = await newBucket();
+    const storage = await backend({ bucket }, false);
+    process.env.AWS_SECRET_ACCESS_KEY = 'not-the-secret';
+    try {
+      const wrong = new S3Storage({ bucket, endpoint: proxy.url, forcePathStyle: true, log: silentLogger });
+      await assert.rejects(wrong.init(), /the AWS credentials \(from the SDK's default chain.*\) may not access s3:\/\/nixery-test-\d+-\d+ at .* \(HTTP 403/);
+    } finally {
+      process.env.AWS_SECRET_ACCESS_KEY = rgw.secretAccessKey;
+    }
+    await storage.init();
+  });
+
+  it('reads objects written by another writer: a document put through the SDK directly', async () => {
+    const storage = await backend();
+    const client = rgw.client();
+    await client.send(new PutObjectCommand({ Bucket: storage.bucket, Key: 'documents/shared.json', Body: '{"from":"elsewhere"}' }));
+    const got = await client.send(new GetObjectCommand({ Bucket: storage.bucket, Key: 'documents/shared.json' }));
+    await got.Body?.transformToString();
+    client.destroy();
+    assert.deepEqual(await storage.getDocument('shared'), { from: 'elsewhere' });
+  });
+});

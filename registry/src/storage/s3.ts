@@ -1,0 +1,622 @@
+// Amazon S3 and S3-compatible services (Ceph RGW, MinIO, …) as the storage backend, with the
+// settings of Nixery's and distribution's S3 drivers: bucket, region, endpoint, path-style
+// addressing, a key prefix, server-side encryption, and blobs redirected to presigned URLs or
+// streamed through the registry. Credentials come from the SDK's default chain (s3-client.ts).
+//
+// Layout under the prefix: blobs/sha256/<hex> (content type on the object), documents/<key>.json,
+// staging/<uuid> for uploads in flight. A blob is uploaded to a staging key while it is hashed
+// (one PutObject, or a multipart upload in parts of partSize bytes with at most queueSize parts
+// in flight, so memory stays bounded whatever the layer's size), checked against the size and
+// ETag the server reports (s3-etag.ts), and only then copied server-side under its digest. The
+// copy carries `If-None-Match: *`, which AWS S3 honours; Ceph RGW 16 ignores it on a copy (it
+// honours it, and If-Match, on PutObject), so a HEAD of the digest comes first: an existing blob
+// is reported as not created and left alone, and two writers racing past the HEAD both write
+// the same verified bytes under the same content address, which changes nothing a reader sees.
+// A partial or unverified blob is never under a digest: a multipart upload's object exists only
+// once it completes, and a writer that dies leaves a staging object or an unfinished multipart
+// upload, which sweepStaging removes (aborts) once older than the staging TTL.
+//
+// Retries: the SDK's standard strategy retries throttling (503 SlowDown), 5xx and cut connections
+// for every request, each with a Buffer body it can resend; every write is safe to repeat (fresh
+// staging keys, copies of verified bytes, whole-document replacement). Reads through the registry
+// resume with a Range request after a failure mid-body (gcs-download.ts's reader).
+import { createHash, randomUUID } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AbortMultipartUploadCommand,
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  type HeadObjectCommandOutput,
+  type S3Client,
+  type _Object,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { createLogger, type Logger } from '../log/logger.ts';
+import {
+  assertDocumentKey,
+  BlobNotFoundError,
+  DigestMismatchError,
+  sha256Hex,
+  StorageUnavailableError,
+  type BlobDelivery,
+  type BlobInfo,
+  type ByteRange,
+  type PutBlobOptions,
+  type PutBlobResult,
+  type StagingSweepOptions,
+  type StorageBackend,
+  type StoredObject,
+  type SweptStaging,
+  DEFAULT_STAGING_TTL_MS,
+  MAX_STAGING_SWEEP,
+} from './backend.ts';
+import { GcsShortReadError, GcsStallError, resumingRead } from './gcs-download.ts';
+import { isTransientS3Error, makeS3Client, s3Code, s3Status } from './s3-client.ts';
+import { unquoteEtag, UploadEtag } from './s3-etag.ts';
+
+export type S3RedirectMode = 'presigned' | 'stream';
+export type S3ServerSideEncryption = 'AES256' | 'aws:kms';
+
+/** As the GCS backend's signed URLs: long enough to start a download, short if leaked. */
+export const DEFAULT_PRESIGNED_URL_EXPIRY_SECONDS = 300;
+/** S3 allows parts of 5 MiB to 5 GiB (the last one smaller). */
+export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
+export const MAX_PART_SIZE_BYTES = 5 * 1024 * 1024 * 1024;
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+/** Parts uploaded at once by one blob upload: memory is about (queueSize + 1) × partSize. */
+export const DEFAULT_QUEUE_SIZE = 2;
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+/** Keys per listing page (the API's maximum). */
+const PAGE_SIZE = 1000;
+
+export interface S3StorageOptions extends StagingSweepOptions {
+  bucket: string;
+  /** Keys start with `<prefix>/`; slashes around it are ignored. */
+  prefix?: string;
+  region?: string;
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  /** Default presigned. */
+  redirect?: S3RedirectMode;
+  presignedUrlExpirySeconds?: number;
+  serverSideEncryption?: S3ServerSideEncryption;
+  /** With aws:kms: the key; unset, the bucket's or account's default key. */
+  kmsKeyId?: string;
+  partSizeBytes?: number;
+  queueSize?: number;
+  /** Attempts of one request, the first included. */
+  maxAttempts?: number;
+  stallTimeoutMs?: number;
+  /** Reads through the registry: first back-off before a Range resume, and attempts without progress. */
+  resumeDelayMs?: number;
+  maxResumes?: number;
+  log?: Logger;
+}
+
+/** A failed call to the service, with what was being done to which key. */
+export class S3StorageError extends Error {
+  readonly code = 'S3_ERROR';
+  readonly operation: string;
+  readonly bucket: string;
+  readonly key: string | undefined;
+  /** The HTTP status and S3 error code the service answered, when it answered. */
+  readonly status: number | undefined;
+  readonly s3Code: string | undefined;
+  constructor(operation: string, bucket: string, key: string | undefined, cause: unknown) {
+    const status = s3Status(cause);
+    const code = s3Code(cause);
+    super(
+      `S3 ${operation} of s3://${bucket}${key !== undefined ? `/${key}` : ''} failed` +
+        `${status !== undefined ? ` (HTTP ${status}${code ? ` ${code}` : ''})` : ''}: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+    this.name = 'S3StorageError';
+    this.operation = operation;
+    this.bucket = bucket;
+    this.key = key;
+    this.status = status;
+    this.s3Code = code;
+  }
+}
+
+/** What the server stored is not what was sent; such an object is never kept. */
+export class S3IntegrityError extends Error {
+  readonly code = 'S3_INTEGRITY';
+  readonly key: string;
+  constructor(key: string, what: string, expected: string, actual: string) {
+    super(`S3 object ${key}: ${what} is ${actual}, expected ${expected}`);
+    this.name = 'S3IntegrityError';
+    this.key = key;
+  }
+}
+
+export class S3Storage implements StorageBackend {
+  readonly bucket: string;
+  /** '' or ending in '/'. */
+  readonly keyPrefix: string;
+  readonly client: S3Client;
+  private readonly options: S3StorageOptions;
+  private readonly log: Logger;
+  private readonly mode: S3RedirectMode;
+  private readonly expirySeconds: number;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+  private readonly stagingTtlMs: number;
+  private readonly now: () => number;
+  /** Staging keys this process is writing now: never swept. */
+  private readonly writing = new Set<string>();
+
+  constructor(options: S3StorageOptions) {
+    this.options = options;
+    this.bucket = options.bucket;
+    const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    this.keyPrefix = prefix === '' ? '' : `${prefix}/`;
+    this.log = options.log ?? createLogger({ base: { component: 'storage' } });
+    this.mode = options.redirect ?? 'presigned';
+    this.expirySeconds = options.presignedUrlExpirySeconds ?? DEFAULT_PRESIGNED_URL_EXPIRY_SECONDS;
+    this.partSize = options.partSizeBytes ?? DEFAULT_PART_SIZE_BYTES;
+    if (this.partSize < MIN_PART_SIZE_BYTES || this.partSize > MAX_PART_SIZE_BYTES) {
+      throw new RangeError(`S3 multipart parts must be ${MIN_PART_SIZE_BYTES} to ${MAX_PART_SIZE_BYTES} bytes, not ${this.partSize}`);
+    }
+    this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+    this.stagingTtlMs = options.stagingTtlMs ?? DEFAULT_STAGING_TTL_MS;
+    this.now = options.now ?? Date.now;
+    this.client = makeS3Client({
+      ...(options.region !== undefined ? { region: options.region } : {}),
+      ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
+      ...(options.forcePathStyle !== undefined ? { forcePathStyle: options.forcePathStyle } : {}),
+      ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),
+    });
+  }
+
+  get description(): string {
+    const delivery = { presigned: 'presigned URL redirects', stream: 'streamed through the registry' }[this.mode];
+    return `s3 (s3://${this.bucket}/${this.keyPrefix} at ${this.options.endpoint ?? 'AWS'}, blobs ${delivery})`;
+  }
+
+  get redirectMode(): S3RedirectMode {
+    return this.mode;
+  }
+
+  async init(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (error) {
+      throw this.unavailable('open', error);
+    }
+    // Reading is not enough to serve: a registry that cannot write fails its first build.
+    const probe = this.key(`staging/probe-${randomUUID()}`);
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: Buffer.alloc(0), ContentType: 'text/plain', ...this.encryption() }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: probe }));
+    } catch (error) {
+      throw this.unavailable('write', error);
+    }
+    const swept = await this.sweepStaging();
+    if (swept.objects > 0) this.log.info('removed stale S3 staging objects', { bucket: this.bucket, removed: swept.objects, bytes: swept.bytes });
+    this.log.info('s3 storage ready', {
+      bucket: this.bucket,
+      prefix: this.keyPrefix,
+      endpoint: this.options.endpoint ?? 'AWS',
+      blobs: this.mode,
+      presignedUrlExpirySeconds: this.expirySeconds,
+      partSizeBytes: this.partSize,
+    });
+  }
+
+  async putBlob(source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
+    const staging = this.key(`staging/${randomUUID()}`);
+    this.writing.add(staging);
+    try {
+      return await this.putStaged(staging, source, options);
+    } finally {
+      this.writing.delete(staging);
+    }
+  }
+
+  private async putStaged(staging: string, source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
+    const sha256 = createHash('sha256');
+    const etag = new UploadEtag(this.partSize);
+    const hashed = (chunk: Buffer) => {
+      sha256.update(chunk);
+      etag.update(chunk);
+      return chunk;
+    };
+    let sourceError: { error: unknown } | undefined;
+    let body: Buffer | Readable;
+    if (Buffer.isBuffer(source)) {
+      body = hashed(source);
+    } else {
+      // The source's own failure is the caller's (a client that went away), not the service's:
+      // it is kept to be rethrown as it was.
+      const chunks = async function* (): AsyncGenerator<Buffer> {
+        try {
+          for await (const chunk of source) yield hashed(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+        } catch (error) {
+          sourceError = { error };
+          throw error;
+        }
+      };
+      body = Readable.from(chunks(), { objectMode: false });
+    }
+    try {
+      try {
+        await new Upload({
+          client: this.client,
+          queueSize: this.queueSize,
+          partSize: this.partSize,
+          leavePartsOnError: false,
+          params: { Bucket: this.bucket, Key: staging, Body: body, ContentType: options.contentType, ...this.encryption() },
+        }).done();
+      } catch (error) {
+        if (sourceError) throw sourceError.error;
+        throw new S3StorageError('upload', this.bucket, staging, error);
+      } finally {
+        if (!Buffer.isBuffer(source) && !source.destroyed && !source.readableEnded) source.destroy();
+      }
+      await this.verifyStaged(staging, etag);
+      const digest = `sha256:${sha256.digest('hex')}`;
+      if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
+        throw new DigestMismatchError(options.expectedDigest, digest);
+      }
+      const created = await this.publish(staging, this.blobKey(digest));
+      return { digest, size: etag.size, created };
+    } finally {
+      await this.removeQuietly(staging);
+    }
+  }
+
+  /** Compares what the server stored with what was sent. */
+  private async verifyStaged(staging: string, sent: UploadEtag): Promise<void> {
+    const stored = await this.head(staging);
+    if (!stored) throw new S3IntegrityError(staging, 'the staging object', 'present after its upload', 'missing');
+    if (stored.ContentLength !== sent.size) throw new S3IntegrityError(staging, 'the stored size', String(sent.size), String(stored.ContentLength));
+    // With SSE-KMS the ETag is not an MD5 of the content; the size and the server's own
+    // per-request checks are what remain.
+    if (this.options.serverSideEncryption !== 'aws:kms') {
+      const etag = unquoteEtag(stored.ETag);
+      if (etag !== sent.value()) throw new S3IntegrityError(staging, 'the ETag the server computed', sent.value(), String(etag));
+    }
+  }
+
+  /** Copies a verified staging object under its digest; false when the digest was already there. */
+  private async publish(staging: string, target: string): Promise<boolean> {
+    if (await this.head(target)) return false;
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: target,
+          CopySource: `${this.bucket}/${encodeURIComponent(staging).replace(/%2F/g, '/')}`,
+          IfNoneMatch: '*',
+          MetadataDirective: 'COPY',
+          ...this.encryption(),
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (s3Status(error) === 412) return false;
+      throw new S3StorageError('copy', this.bucket, target, error);
+    }
+  }
+
+  async statBlob(digest: string): Promise<BlobInfo | null> {
+    if (sha256Hex(digest) === null) return null;
+    const head = await this.head(this.blobKey(digest));
+    return head ? blobInfo(digest, head) : null;
+  }
+
+  async readBlob(digest: string): Promise<Buffer> {
+    const hex = sha256Hex(digest);
+    if (hex === null) throw new BlobNotFoundError(digest);
+    const key = this.blobKey(digest);
+    const head = await this.head(key);
+    if (!head) throw new BlobNotFoundError(digest);
+    return collect(this.read(key, head, undefined, hex));
+  }
+
+  async deliverBlob(digest: string): Promise<BlobDelivery | null> {
+    const hex = sha256Hex(digest);
+    if (hex === null) return null;
+    const key = this.blobKey(digest);
+    const head = await this.head(key);
+    if (!head) return null;
+    const info = blobInfo(digest, head);
+    switch (this.mode) {
+      case 'presigned':
+        return { kind: 'redirect', info, url: await this.presignedUrl(key) };
+      case 'stream':
+        // A whole blob is checked against its digest before its last bytes are passed on.
+        return { kind: 'stream', info, open: (range?: ByteRange) => this.read(key, head, range, range ? undefined : hex) };
+    }
+  }
+
+  /** A SigV4 query-signed GET of the key, valid for the configured expiry. */
+  presignedUrl(key: string): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: this.expirySeconds });
+  }
+
+  async deleteBlob(digest: string): Promise<boolean> {
+    if (sha256Hex(digest) === null) return false;
+    return this.remove(this.blobKey(digest));
+  }
+
+  async getDocument<T>(key: string): Promise<T | null> {
+    const name = this.documentKey(key);
+    let text: string;
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: name }));
+      text = await response.Body!.transformToString('utf8');
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw new S3StorageError('read', this.bucket, name, error);
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (cause) {
+      throw new S3StorageError('parse', this.bucket, name, cause);
+    }
+  }
+
+  async putDocument(key: string, value: unknown): Promise<void> {
+    const name = this.documentKey(key);
+    const body = Buffer.from(JSON.stringify(value));
+    try {
+      // One PutObject replaces the object atomically: readers see the old document or the new
+      // one. With Content-MD5 the server refuses bytes damaged on the way.
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: name,
+          Body: body,
+          ContentType: 'application/json',
+          CacheControl: 'no-store',
+          ContentMD5: createHash('md5').update(body).digest('base64'),
+          ...this.encryption(),
+        }),
+      );
+    } catch (error) {
+      throw new S3StorageError('write', this.bucket, name, error);
+    }
+  }
+
+  async deleteDocument(key: string): Promise<boolean> {
+    return this.remove(this.documentKey(key));
+  }
+
+  async sweepStaging(): Promise<SweptStaging> {
+    const now = this.now();
+    const stale = (written: Date | undefined) => written !== undefined && now - written.getTime() > this.stagingTtlMs;
+    let objects = 0;
+    let bytes = 0;
+    let seen = 0;
+    const prefix = this.key('staging/');
+    for await (const object of this.listPrefix(prefix, () => MAX_STAGING_SWEEP - seen)) {
+      seen++;
+      if (object.Key === undefined || this.writing.has(object.Key) || !stale(object.LastModified)) continue;
+      if (await this.removeQuietly(object.Key)) {
+        objects++;
+        bytes += object.Size ?? 0;
+      }
+      if (seen >= MAX_STAGING_SWEEP) break;
+    }
+    // A writer that died mid-way through a multipart upload leaves no object, only its parts.
+    for await (const upload of this.unfinishedUploads(prefix, () => MAX_STAGING_SWEEP - seen)) {
+      seen++;
+      if (upload.Key === undefined || upload.UploadId === undefined || this.writing.has(upload.Key) || !stale(upload.Initiated)) continue;
+      const partBytes = await this.uploadedBytes(upload.Key, upload.UploadId);
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+        objects++;
+        bytes += partBytes;
+      } catch (error) {
+        if (!isNotFound(error)) this.log.warn('could not abort a stale S3 multipart upload', { bucket: this.bucket, key: upload.Key, error });
+      }
+      if (seen >= MAX_STAGING_SWEEP) break;
+    }
+    return { objects, bytes };
+  }
+
+  async *listBlobs(): AsyncIterable<StoredObject & { digest: string }> {
+    const prefix = this.key('blobs/sha256/');
+    for await (const object of this.listPrefix(prefix)) {
+      const hex = object.Key!.slice(prefix.length);
+      if (!/^[a-f0-9]{64}$/.test(hex)) continue;
+      yield { digest: `sha256:${hex}`, ...listed(object) };
+    }
+  }
+
+  async *listDocuments(prefix = ''): AsyncIterable<StoredObject & { key: string }> {
+    const root = this.key('documents/');
+    for await (const object of this.listPrefix(`${root}${prefix}`)) {
+      if (!object.Key!.endsWith('.json')) continue;
+      yield { key: object.Key!.slice(root.length, -'.json'.length), ...listed(object) };
+    }
+  }
+
+  /** The objects under `prefix`, a page at a time; `budget` bounds the page size when given. */
+  private async *listPrefix(prefix: string, budget?: () => number): AsyncGenerator<_Object> {
+    let token: string | undefined;
+    do {
+      const max = Math.min(PAGE_SIZE, budget?.() ?? PAGE_SIZE);
+      if (max <= 0) return;
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: max, ...(token !== undefined ? { ContinuationToken: token } : {}) }));
+      } catch (error) {
+        throw new S3StorageError('list', this.bucket, prefix, error);
+      }
+      for (const object of page.Contents ?? []) if (object.Key !== undefined) yield object;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  private async *unfinishedUploads(prefix: string, budget: () => number) {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const max = Math.min(PAGE_SIZE, budget());
+      if (max <= 0) return;
+      let page;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            MaxUploads: max,
+            ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
+            ...(uploadIdMarker !== undefined ? { UploadIdMarker: uploadIdMarker } : {}),
+          }),
+        );
+      } catch (error) {
+        throw new S3StorageError('list multipart uploads', this.bucket, prefix, error);
+      }
+      yield* page.Uploads ?? [];
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker !== undefined);
+  }
+
+  /** What an unfinished upload's first page of parts holds, for the sweep's report (0 when unknown). */
+  private async uploadedBytes(key: string, uploadId: string): Promise<number> {
+    try {
+      const parts = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+      return (parts.Parts ?? []).reduce((sum, part) => sum + (part.Size ?? 0), 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  private read(key: string, head: HeadObjectCommandOutput, range?: ByteRange, expectedSha256?: string): Readable {
+    const size = head.ContentLength ?? 0;
+    const resumeDelayMs = this.options.resumeDelayMs ?? 250;
+    return resumingRead({
+      object: key,
+      start: range?.start ?? 0,
+      end: range?.end ?? size - 1,
+      stallTimeoutMs: this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      maxResumes: this.options.maxResumes ?? 5,
+      retryDelayMs: (attempt) => Math.min(resumeDelayMs * 2 ** (attempt - 1), 8_000),
+      isRetryable: (error) => error instanceof GcsStallError || error instanceof GcsShortReadError || isTransientS3Error(error),
+      ...(expectedSha256 !== undefined ? { expectedSha256 } : {}),
+      open: (start, end) => this.openRange(key, start, end, head.ETag),
+      onResume: ({ offset, attempt, error }) => this.log.warn('resuming an S3 download with a Range request', { bucket: this.bucket, key, offset, attempt, error }),
+    });
+  }
+
+  /** One GET of bytes start..end; destroying the stream aborts the request. */
+  private openRange(key: string, start: number, end: number, etag: string | undefined): Readable {
+    const out = new PassThrough();
+    const abort = new AbortController();
+    out.once('close', () => abort.abort());
+    void (async () => {
+      const response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end}`, ...(etag !== undefined ? { IfMatch: etag } : {}) }),
+        { abortSignal: abort.signal },
+      );
+      if (start > 0 && response.ContentRange === undefined) {
+        throw new S3StorageError('download', this.bucket, key, new Error(`asked for bytes ${start}-${end}, got the whole object`));
+      }
+      await pipeline(response.Body as Readable, out);
+    })().catch((error: unknown) => out.destroy(error as Error));
+    return out;
+  }
+
+  private async head(key: string): Promise<HeadObjectCommandOutput | null> {
+    try {
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw new S3StorageError('metadata read', this.bucket, key, error);
+    }
+  }
+
+  /** S3 deletes answer 204 whether or not the key existed: a HEAD tells which. */
+  private async remove(key: string): Promise<boolean> {
+    if (!(await this.head(key))) return false;
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (error) {
+      throw new S3StorageError('delete', this.bucket, key, error);
+    }
+  }
+
+  /** True when the delete went through; a failure is logged and left for the stale-staging sweep. */
+  private async removeQuietly(key: string): Promise<boolean> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (error) {
+      this.log.warn('could not remove an S3 staging object', { bucket: this.bucket, key, error });
+      return false;
+    }
+  }
+
+  private encryption(): { ServerSideEncryption?: S3ServerSideEncryption; SSEKMSKeyId?: string } {
+    const sse = this.options.serverSideEncryption;
+    if (sse === undefined) return {};
+    return { ServerSideEncryption: sse, ...(sse === 'aws:kms' && this.options.kmsKeyId !== undefined ? { SSEKMSKeyId: this.options.kmsKeyId } : {}) };
+  }
+
+  private key(relative: string): string {
+    return `${this.keyPrefix}${relative}`;
+  }
+
+  private blobKey(digest: string): string {
+    return this.key(`blobs/sha256/${sha256Hex(digest)}`);
+  }
+
+  private documentKey(key: string): string {
+    assertDocumentKey(key);
+    return this.key(`documents/${key}.json`);
+  }
+
+  private unavailable(step: 'open' | 'write', error: unknown): StorageUnavailableError {
+    const status = s3Status(error);
+    const where = `s3://${this.bucket} at ${this.options.endpoint ?? 'AWS'}`;
+    const detail = `${s3Code(error) ?? (error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`;
+    let message: string;
+    if (status === 404) {
+      message = `S3_BUCKET: the bucket ${where} does not exist (${detail})`;
+    } else if (status === 401 || status === 403) {
+      const needs = step === 'open' ? 'access' : 'put and delete objects in';
+      message = `the AWS credentials (from the SDK's default chain: AWS_* variables, shared files, web identity) may not ${needs} ${where} (HTTP ${status} ${detail})`;
+    } else if (status === 301 || status === 400) {
+      message = `S3 answered HTTP ${status} when opening ${where}: check AWS_REGION, S3_ENDPOINT and S3_FORCE_PATH_STYLE (${detail})`;
+    } else if (status !== undefined) {
+      message = `S3 answered HTTP ${status} when opening ${where}: ${detail}`;
+    } else {
+      message = `cannot reach or authenticate to S3 for ${where}: ${detail}`;
+    }
+    return new StorageUnavailableError(message, { cause: error });
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return s3Status(error) === 404;
+}
+
+function listed(object: _Object): StoredObject {
+  // Unknown: never old enough for garbage collection to delete it.
+  return { size: object.Size ?? 0, modifiedMs: object.LastModified?.getTime() ?? Number.POSITIVE_INFINITY };
+}
+
+function blobInfo(digest: string, head: HeadObjectCommandOutput): BlobInfo {
+  return { digest, size: head.ContentLength ?? 0, contentType: head.ContentType ?? 'application/octet-stream' };
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
