@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { silentLogger } from '../../registry/src/log/logger.ts';
 import { StorageUnavailableError } from '../../registry/src/storage/backend.ts';
 import { failingStream, sha256, storageContract } from '../../registry/src/storage/test-support.ts';
@@ -243,6 +243,25 @@ describe('s3 storage: stale staging', () => {
     proxy.releaseHeld();
     assert.deepEqual(await writing, { digest: sha256('in flight'), size: 9, created: true });
     assert.deepEqual(await keys(storage, 'staging/'), []);
+  });
+});
+
+describe('what radosgw 16 does with conditional writes (why publishing a blob HEADs its digest first)', () => {
+  const status = (request: Promise<unknown>) => request.then(() => 200, (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode);
+
+  it('honours If-None-Match: * and If-Match on PutObject, and ignores If-None-Match on CopyObject', async () => {
+    const bucket = await newBucket();
+    const client = rgw.client();
+    const put = (key: string, body: string, extra: object = {}) => client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...extra }));
+    const read = async (key: string) => (await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToString();
+    await put('a', 'one');
+    assert.equal(await status(put('a', 'two', { IfNoneMatch: '*' })), 412);
+    assert.equal(await status(put('b', 'two', { IfNoneMatch: '*' })), 200);
+    assert.equal(await status(put('a', 'three', { IfMatch: '"00000000000000000000000000000000"' })), 412);
+    assert.equal(await read('a'), 'one');
+    assert.equal(await status(client.send(new CopyObjectCommand({ Bucket: bucket, Key: 'b', CopySource: `${bucket}/a`, IfNoneMatch: '*' }))), 200);
+    assert.equal(await read('b'), 'one', 'the copy replaced an existing object despite If-None-Match: *');
+    client.destroy();
   });
 });
 
