@@ -111,6 +111,23 @@ describe('s3 storage: layout and verification', () => {
     assert.deepEqual((await keys(storage, 'staging/')), []);
   });
 
+  it('publishes a blob above the single-copy limit range by range, visible only once complete', async () => {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES, maxCopyObjectBytes: MIN_PART_SIZE_BYTES, copyPartSizeBytes: MIN_PART_SIZE_BYTES, redirect: 'stream' });
+    const layer = randomBytes(12 * MiB + 7);
+    const { digest, created } = await storage.putBlob(chunked(layer, 1 * MiB), { contentType: 'application/vnd.oci.image.layer.v1.tar' });
+    assert.equal(created, true);
+    const hex = digest.slice('sha256:'.length);
+    const copies = proxy.requests.filter((r) => r.path === `/${storage.bucket}/blobs/sha256/${hex}` && r.operation === 'UploadPart');
+    assert.deepEqual(copies.map((r) => Number(r.query.get('partNumber'))), [1, 2, 3]);
+    assert.equal(seen(storage.bucket, 'CopyObject').length, 0);
+    assert.equal((await storage.statBlob(digest))?.contentType, 'application/vnd.oci.image.layer.v1.tar');
+    assert.ok((await storage.readBlob(digest)).equals(layer));
+    const client = rgw.client();
+    assert.deepEqual((await client.send(new ListMultipartUploadsCommand({ Bucket: storage.bucket }))).Uploads ?? [], []);
+    client.destroy();
+    assert.equal((await storage.putBlob(layer, { contentType: 'x/y' })).created, false);
+  });
+
   it('uploads a blob of exactly one part in a single PutObject', async () => {
     const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES });
     const blob = randomBytes(MIN_PART_SIZE_BYTES);
@@ -217,13 +234,17 @@ describe('s3 storage: presigned URLs', () => {
 });
 
 describe('s3 storage: stale staging', () => {
-  it('sweeps staging objects and unfinished multipart uploads older than the TTL, never its own writes', async () => {
+  it('sweeps staging objects and unfinished multipart uploads (staging and copies) older than the TTL, never its own writes nor other keys', async () => {
     let now = Date.now();
     const storage = await backend({ stagingTtlMs: 60_000, now: () => now });
     const client = rgw.client();
     await client.send(new PutObjectCommand({ Bucket: storage.bucket, Key: 'staging/crashed-writer', Body: randomBytes(1000) }));
     const upload = await client.send(new CreateMultipartUploadCommand({ Bucket: storage.bucket, Key: 'staging/crashed-multipart' }));
     await client.send(new UploadPartCommand({ Bucket: storage.bucket, Key: 'staging/crashed-multipart', UploadId: upload.UploadId, PartNumber: 1, Body: randomBytes(MIN_PART_SIZE_BYTES) }));
+    // A multipart copy of a large blob whose writer died: parts under the digest, no object.
+    await client.send(new CreateMultipartUploadCommand({ Bucket: storage.bucket, Key: `blobs/sha256/${'a'.repeat(64)}` }));
+    // Someone else's upload in the same bucket, outside the registry's keys, is not ours to abort.
+    await client.send(new CreateMultipartUploadCommand({ Bucket: storage.bucket, Key: 'other-app/upload' }));
     assert.deepEqual(await storage.sweepStaging(), { objects: 0, bytes: 0 }, 'young leftovers stay');
 
     // A write of this process, its staging object uploaded and its check held at the server,
@@ -235,10 +256,10 @@ describe('s3 storage: stale staging', () => {
     const ownStaging = (await held).path.slice(`/${bucket}/`.length);
     now += 120_000;
     const swept = await storage.sweepStaging();
-    assert.deepEqual(swept, { objects: 2, bytes: 1000 + MIN_PART_SIZE_BYTES });
+    assert.deepEqual(swept, { objects: 3, bytes: 1000 + MIN_PART_SIZE_BYTES });
     assert.deepEqual(await keys(storage, 'staging/'), [ownStaging]);
     const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: storage.bucket }));
-    assert.deepEqual(uploads.Uploads ?? [], []);
+    assert.deepEqual((uploads.Uploads ?? []).map((u) => u.Key), ['other-app/upload']);
     client.destroy();
     proxy.releaseHeld();
     assert.deepEqual(await writing, { digest: sha256('in flight'), size: 9, created: true });

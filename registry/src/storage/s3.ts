@@ -7,7 +7,8 @@
 // staging/<uuid> for uploads in flight. A blob is uploaded to a staging key while it is hashed
 // (one PutObject, or a multipart upload in parts of partSize bytes with at most queueSize parts
 // in flight, so memory stays bounded whatever the layer's size), checked against the size and
-// ETag the server reports (s3-etag.ts), and only then copied server-side under its digest. The
+// ETag the server reports (s3-etag.ts), and only then copied server-side under its digest (above
+// CopyObject's 5 GiB, range by range into a multipart upload that completes all at once). The
 // copy carries `If-None-Match: *`, which AWS S3 honours; Ceph RGW 16 ignores it on a copy (it
 // honours it, and If-Match, on PutObject), so a HEAD of the digest comes first: an existing blob
 // is reported as not created and left alone, and two writers racing past the HEAD both write
@@ -25,7 +26,9 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -34,6 +37,7 @@ import {
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
+  UploadPartCopyCommand,
   type HeadObjectCommandOutput,
   type S3Client,
   type _Object,
@@ -75,6 +79,9 @@ export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
 /** Parts uploaded at once by one blob upload: memory is about (queueSize + 1) × partSize. */
 export const DEFAULT_QUEUE_SIZE = 2;
 export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+/** CopyObject copies at most 5 GiB; larger blobs are copied part by part (UploadPartCopy). */
+export const MAX_COPY_OBJECT_BYTES = 5 * 1024 * 1024 * 1024;
+export const DEFAULT_COPY_PART_SIZE_BYTES = 1024 * 1024 * 1024;
 /** Keys per listing page (the API's maximum). */
 const PAGE_SIZE = 1000;
 
@@ -93,6 +100,9 @@ export interface S3StorageOptions extends StagingSweepOptions {
   kmsKeyId?: string;
   partSizeBytes?: number;
   queueSize?: number;
+  /** Blobs above this are published with a multipart copy (tests lower it; S3's CopyObject limit otherwise). */
+  maxCopyObjectBytes?: number;
+  copyPartSizeBytes?: number;
   /** Attempts of one request, the first included. */
   maxAttempts?: number;
   stallTimeoutMs?: number;
@@ -268,8 +278,14 @@ export class S3Storage implements StorageBackend {
       if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
         throw new DigestMismatchError(options.expectedDigest, digest);
       }
-      const created = await this.publish(staging, this.blobKey(digest));
-      return { digest, size: etag.size, created };
+      const target = this.blobKey(digest);
+      this.writing.add(target);
+      try {
+        const created = await this.publish(staging, target, etag.size, options.contentType);
+        return { digest, size: etag.size, created };
+      } finally {
+        this.writing.delete(target);
+      }
     } finally {
       await this.removeQuietly(staging);
     }
@@ -289,14 +305,15 @@ export class S3Storage implements StorageBackend {
   }
 
   /** Copies a verified staging object under its digest; false when the digest was already there. */
-  private async publish(staging: string, target: string): Promise<boolean> {
+  private async publish(staging: string, target: string, size: number, contentType: string): Promise<boolean> {
     if (await this.head(target)) return false;
+    if (size > (this.options.maxCopyObjectBytes ?? MAX_COPY_OBJECT_BYTES)) return this.publishInParts(staging, target, size, contentType);
     try {
       await this.client.send(
         new CopyObjectCommand({
           Bucket: this.bucket,
           Key: target,
-          CopySource: `${this.bucket}/${encodeURIComponent(staging).replace(/%2F/g, '/')}`,
+          CopySource: this.copySource(staging),
           IfNoneMatch: '*',
           MetadataDirective: 'COPY',
           ...this.encryption(),
@@ -307,6 +324,42 @@ export class S3Storage implements StorageBackend {
       if (s3Status(error) === 412) return false;
       throw new S3StorageError('copy', this.bucket, target, error);
     }
+  }
+
+  /**
+   * A server-side copy in ranges: the object under the digest exists only once the upload
+   * completes. A writer that dies mid-way leaves an unfinished upload under blobs/, which
+   * sweepStaging aborts like a staging one.
+   */
+  private async publishInParts(staging: string, target: string, size: number, contentType: string): Promise<boolean> {
+    const source = this.copySource(staging);
+    const partSize = this.options.copyPartSizeBytes ?? DEFAULT_COPY_PART_SIZE_BYTES;
+    let uploadId: string | undefined;
+    try {
+      uploadId = (await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: target, ContentType: contentType, ...this.encryption() }))).UploadId;
+      const parts: { PartNumber: number; ETag: string | undefined }[] = [];
+      for (let start = 0, part = 1; start < size; start += partSize, part++) {
+        const end = Math.min(size, start + partSize) - 1;
+        const copied = await this.client.send(
+          new UploadPartCopyCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId, PartNumber: part, CopySource: source, CopySourceRange: `bytes=${start}-${end}` }),
+        );
+        parts.push({ PartNumber: part, ETag: copied.CopyPartResult?.ETag });
+      }
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }));
+      return true;
+    } catch (error) {
+      if (uploadId !== undefined) {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId })).catch((abortError: unknown) =>
+          this.log.warn('could not abort an S3 multipart copy', { bucket: this.bucket, key: target, error: abortError }),
+        );
+      }
+      if (s3Status(error) === 412) return false;
+      throw new S3StorageError('multipart copy', this.bucket, target, error);
+    }
+  }
+
+  private copySource(key: string): string {
+    return `${this.bucket}/${encodeURIComponent(key).replace(/%2F/g, '/')}`;
   }
 
   async statBlob(digest: string): Promise<BlobInfo | null> {
@@ -409,8 +462,9 @@ export class S3Storage implements StorageBackend {
       }
       if (seen >= MAX_STAGING_SWEEP) break;
     }
-    // A writer that died mid-way through a multipart upload leaves no object, only its parts.
-    for await (const upload of this.unfinishedUploads(prefix, () => MAX_STAGING_SWEEP - seen)) {
+    // A writer that died mid-way through a multipart upload (or copy) leaves no object, only its
+    // parts. Only our own prefixes: a bucket may hold other applications' uploads.
+    for await (const upload of this.unfinishedUploads([prefix, this.key('blobs/sha256/')], () => MAX_STAGING_SWEEP - seen)) {
       seen++;
       if (upload.Key === undefined || upload.UploadId === undefined || this.writing.has(upload.Key) || !stale(upload.Initiated)) continue;
       const partBytes = await this.uploadedBytes(upload.Key, upload.UploadId);
@@ -460,7 +514,11 @@ export class S3Storage implements StorageBackend {
     } while (token !== undefined);
   }
 
-  private async *unfinishedUploads(prefix: string, budget: () => number) {
+  private async *unfinishedUploads(prefixes: string[], budget: () => number) {
+    for (const prefix of prefixes) yield* this.unfinishedUploadsUnder(prefix, budget);
+  }
+
+  private async *unfinishedUploadsUnder(prefix: string, budget: () => number) {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
