@@ -43,6 +43,9 @@ const EXPECTED = [
   'operator.reconciles_per_second',
   'operator.requests_per_image',
   'operator.resync_writes',
+  'storage.gc_pass_per_10k_objects',
+  'storage.manifest_p99_large_store',
+  'storage.manifest_p99_during_gc',
 ];
 
 describe('benchmarks (smoke)', () => {

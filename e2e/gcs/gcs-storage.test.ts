@@ -4,14 +4,14 @@
 // when a client is constructed, so it is set before any backend exists.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createVerify, randomBytes } from 'node:crypto';
+import { createHash, createVerify, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createLogger, silentLogger } from '../../registry/src/log/logger.ts';
 import { StorageUnavailableError } from '../../registry/src/storage/backend.ts';
-import { failingStream, sha256, storageContract } from '../../registry/src/storage/test-support.ts';
+import { failingStream, sha256, storageContract, uploadStoreContract } from '../../registry/src/storage/test-support.ts';
 import { GcsIntegrityError, GcsStorage, GcsStorageError, type GcsStorageOptions } from '../../registry/src/storage/gcs.ts';
 import { publicObjectUrl, signedGetUrl } from '../../registry/src/storage/gcs-signer.ts';
 import { crc32cBase64 } from './crc32c.ts';
@@ -70,6 +70,44 @@ function opsFor(bucket: string, operation: string) {
 
 storageContract('gcs on the emulator, blobs streamed through the registry', () => backend({ redirect: 'stream' }));
 storageContract('gcs on the emulator, blobs redirected to signed URLs', () => backend({ credentialsFile: key.file }));
+uploadStoreContract('gcs on the emulator', () => backend({ redirect: 'stream' }));
+
+describe('gcs storage: upload sessions', () => {
+  it('keeps a session as a record and one object per chunk, named by its offset, and leaves no staging behind', async () => {
+    const storage = await backend({ resumableThresholdBytes: 64 * KiB, chunkSizeBytes: 256 * KiB });
+    const id = randomUUID();
+    await storage.uploads.createUpload(id, 'team/app', 1_000);
+    const large = randomBytes(300 * KiB);
+    await storage.uploads.appendUpload(id, 0, Readable.from([Buffer.from('small')]));
+    // Above the resumable threshold: the chunk goes through a resumable upload to staging first.
+    await storage.uploads.appendUpload(id, 5, chunked(large, 16 * KiB));
+    assert.deepEqual(emulator.objectNames(storage.bucketName, `uploads/${id}/`), [
+      `uploads/${id}/chunks/0000000000000000`,
+      `uploads/${id}/chunks/0000000000000005`,
+      `uploads/${id}/session`,
+    ]);
+    assert.deepEqual(emulator.object(storage.bucketName, `uploads/${id}/session`)?.metadata, { name: 'team/app', lastActivityMs: '1000' });
+    assert.deepEqual(emulator.objectNames(storage.bucketName, 'staging/'), []);
+    assert.ok((await text(storage.uploads.readUpload(id))).equals(Buffer.concat([Buffer.from('small'), large])));
+
+    await storage.uploads.deleteUpload(id);
+    assert.deepEqual(emulator.objectNames(storage.bucketName, `uploads/${id}/`), []);
+  });
+
+  it('finishes into a blob by streaming the chunks through putBlob, which checks the digest', async () => {
+    const storage = await backend();
+    const id = randomUUID();
+    await storage.uploads.createUpload(id, 'team/app', Date.now());
+    await storage.uploads.appendUpload(id, 0, Readable.from([Buffer.from('chunk one, ')]));
+    await storage.uploads.appendUpload(id, 11, Readable.from([Buffer.from('chunk two')]));
+    await assert.rejects(
+      storage.putBlob(storage.uploads.readUpload(id), { contentType: 'application/octet-stream', expectedDigest: sha256('something else') }),
+      { code: 'DIGEST_INVALID' },
+    );
+    const stored = await storage.putBlob(storage.uploads.readUpload(id), { contentType: 'application/octet-stream', expectedDigest: sha256('chunk one, chunk two') });
+    assert.equal(stored.size, 20);
+  });
+});
 
 describe('gcs storage: layout and metadata', () => {
   it('keeps blobs under blobs/sha256/<hex> with their content type in the object metadata', async () => {

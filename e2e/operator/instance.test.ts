@@ -92,7 +92,7 @@ describe('operator: NixeryInstance', () => {
     assert.notEqual(replicas.code, 0);
     assert.match(replicas.stderr, /more than one replica needs storage\.gcs/);
     const both = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ storage: { persistentVolume: {}, gcs: { bucket: 'abc' } } }));
-    assert.match(both.stderr, /exactly one of persistentVolume, gcs and s3/);
+    assert.match(both.stderr, /at most one of persistentVolume, gcs and s3/);
     const enumValue = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ service: { type: 'Internal' } }));
     assert.match(enumValue.stderr, /Unsupported value: "Internal"/);
   });

@@ -366,8 +366,9 @@ describe('hostile requests', () => {
       /^a$/, /^a\/b$/, /^a\/b\/storage(\/|$)/,
       // The empty package repository, untouched by the registry.
       /^empty-repo(\/|$)/,
-      // Upload sessions (os.tmpdir()/nixery-uploads-*) and the mirror of the trusted refs.
-      /^tmp$/, /^tmp\/nixery-uploads-[^/]+(\/|$)/,
+      // TMPDIR itself, left empty (upload sessions live in the storage, uploads/), and the
+      // mirror of the trusted refs.
+      /^tmp$/,
       /^home$/, /^home\/\.cache$/, /^home\/\.cache\/nixery$/, /^home\/\.cache\/nixery\/git-mirrors(\/|$)/,
     ];
     const outside = (await listTree(work)).filter((p) => !allowed.some((a) => a.test(p)));

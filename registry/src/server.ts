@@ -1,8 +1,5 @@
 // Wires configuration, storage, the builder and the HTTP app together.
 import type { RequestListener, Server } from 'node:http';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Uploads } from './push/uploads.ts';
 import { ImageBuilder } from './builder/builder.ts';
 import { buildVolumes, FreeSpace } from './builder/free-space.ts';
@@ -21,9 +18,15 @@ import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { GarbageCollector, PeriodicGc, retention } from './service/gc.ts';
 import { Purger } from './service/purge.ts';
 import { PullRecorder } from './service/pulls.ts';
+import { meterWrites, StorageUsage } from './service/quota.ts';
+import { BuildRoots } from './nix/gc-roots.ts';
+import { StoreGate } from './nix/store-gate.ts';
+import { NixStoreCollector, PeriodicNixStoreGc } from './nix/store-gc.ts';
 import { TagIndex } from './service/tags.ts';
+import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
+import { Leases, type LeaseEvent } from './storage/lease.ts';
 
 export interface Runtime {
   config: Config;
@@ -35,16 +38,39 @@ export interface Runtime {
   tags: TagIndex;
   /** `serve` only: when on-demand images were last pulled, flushed in batches; close() it at shutdown. */
   pulls: PullRecorder;
+  /** Build and GC leases in the shared storage (storage/lease.ts), this process's holder name. */
+  leases: Leases;
+  /** With NIXERY_STORAGE_QUOTA: this process's estimate of the storage in use (service/quota.ts). */
+  usage?: StorageUsage;
+  /** With NIXERY_NIX_GC_INTERVAL: builds root their store paths; startServer collects the store (nix/store-gc.ts). */
+  nixStore?: { gate: StoreGate; roots: BuildRoots };
 }
 
 /** Everything a build needs, shared by `serve` and `build`. */
 export async function createRuntime(config: Config, log: Logger, options: { defaultMetrics?: boolean; signal?: AbortSignal } = {}): Promise<Runtime> {
-  const storage = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
+  const opened = await openStorage(config.storage, log, { stagingTtlMs: config.purge.stagingTtlSeconds * 1000 });
   const popularity = await loadPopularity(config.popularityUrl);
   const { signal, ...metricsOptions } = options;
   const freeSpace = new FreeSpace({ volumes: buildVolumes(config.storage), reserve: config.minFreeSpace });
   const metrics = createMetrics({ ...metricsOptions, freeSpace: () => freeSpace.sample() });
+  // ---- Storage quota: writes counted into the estimate; startServer's collector evicts.
+  const usage = config.storageQuotaBytes === undefined ? undefined : new StorageUsage({ quotaBytes: config.storageQuotaBytes, retryAfterSeconds: config.gc.graceSeconds });
+  const storage = usage
+    ? meterWrites(opened, {
+        noteWrite: (bytes) => {
+          usage.noteWrite(bytes);
+          if (usage.estimateBytes !== undefined) metrics.storageEstimatedBytes.set(usage.estimateBytes);
+        },
+      })
+    : opened;
+  if (usage) metrics.storageQuotaBytes.set(usage.quotaBytes);
+  // ---- Nix store collection: builds root their paths while in flight.
+  const nixStore = config.nixGc.intervalSeconds > 0 ? { gate: new StoreGate(), roots: new BuildRoots({ log: log.child({ component: 'nix-gc' }) }) } : undefined;
+  await nixStore?.roots.removeStale();
+  const leases = createLeases(storage, config, log, metrics);
   const builder = new ImageBuilder({
+    ...(usage ? { quota: usage } : {}),
+    ...(nixStore ? { nixStore } : {}),
     ...(signal ? { signal } : {}),
     freeSpace,
     storage,
@@ -57,6 +83,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     popularity,
     log,
     metrics,
+    leases,
     // The bundled set builds everything from a local busybox: asking a binary cache only costs
     // Nix's retries (seconds per call) on machines without network access.
     ...(config.sourceIsDefault ? { nixOptions: { substituters: '' } } : {}),
@@ -68,13 +95,23 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     onDropped: (reason, n) => metrics.tagsDropped.inc({ reason }, n),
   });
   const pulls = new PullRecorder(storage, { flushIntervalMs: config.tagFlushIntervalSeconds * 1000, log });
-  return { config, storage, builder, metrics, log, tags, pulls };
+  return { config, storage, builder, metrics, log, tags, pulls, leases, ...(usage ? { usage } : {}), ...(nixStore ? { nixStore } : {}) };
+}
+
+/** This process's leases on the storage, counted in nixery_lease_events_total by their first name segment (build, gc). */
+export function createLeases(storage: StorageBackend, config: Config, log: Logger, metrics?: Metrics): Leases {
+  return new Leases({
+    storage,
+    durationMs: config.leaseDurationSeconds * 1000,
+    log: log.child({ component: 'lease' }),
+    ...(metrics ? { onEvent: (event: LeaseEvent, name: string) => metrics.leaseEvents.inc({ lease: name.split('/')[0]!, event }) } : {}),
+  });
 }
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
   const { config, log } = runtime;
-  const uploads = new Uploads(await fs.mkdtemp(path.join(os.tmpdir(), 'nixery-uploads-')));
-  await uploads.init();
+  // Sessions live in the shared storage: any replica on it continues any of them.
+  const uploads = new Uploads(runtime.storage.uploads);
   const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });
   const auth = await openAuth(
     { ...config.auth, ...(config.pushToken ? { pushToken: config.pushToken } : {}), clientAuthChecksPerMinute: config.clientAuthChecksPerMinute },
@@ -108,7 +145,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     if (host === undefined) server.listen(config.port, listening);
     else server.listen(config.port, host, listening);
   });
-  if (config.metricsPort !== undefined) await serveMetrics(server, config.metricsPort, runtime.metrics, log);
+  if (config.metricsPort !== undefined) await serveMetrics(server, config.metricsPort, runtime.metrics, log, runtime.storage);
   const purger = new Purger({
     uploads,
     storage: runtime.storage,
@@ -119,14 +156,45 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
   })
     .start()
     .stopWith(server);
-  // Every replica sharing the storage runs its own today; one at a time is phase 3 of #21 (service/gc.ts).
+  // Replicas sharing the storage take turns through the GC lease (service/gc-lease.ts).
   if (config.gc.intervalSeconds > 0) {
     const gcLog = log.child({ component: 'gc' });
-    new PeriodicGc({
-      collector: new GarbageCollector({ storage: runtime.storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log: gcLog }),
+    const { usage } = runtime;
+    const gc = new PeriodicGc({
+      collector: new GarbageCollector({
+        storage: runtime.storage,
+        graceMs: config.gc.graceSeconds * 1000,
+        ...retention(config),
+        ...(config.storageQuotaBytes !== undefined ? { quotaBytes: config.storageQuotaBytes } : {}),
+        log: gcLog,
+      }),
       metrics: runtime.metrics,
       log: gcLog,
       intervalMs: config.gc.intervalSeconds * 1000,
+      leases: runtime.leases,
+      ...(usage ? { usage, followUpMs: config.gc.graceSeconds * 1000 } : {}),
+    })
+      .start()
+      .stopWith(server);
+    if (usage) {
+      // The first run measures the storage (until then no build is refused); later ones run when writes take the estimate over.
+      usage.onOver = () => void gc.run();
+      void gc.run();
+    }
+  }
+  if (runtime.nixStore) {
+    const nixGcLog = log.child({ component: 'nix-gc' });
+    new PeriodicNixStoreGc({
+      collector: new NixStoreCollector({
+        gate: runtime.nixStore.gate,
+        timeoutSeconds: config.nixTimeoutSeconds,
+        maxFreedBytes: config.nixGc.maxFreedBytes,
+        log: nixGcLog,
+        beforeCollect: () => runtime.builder.forgetResolutions(),
+      }),
+      metrics: runtime.metrics,
+      log: nixGcLog,
+      intervalMs: config.nixGc.intervalSeconds * 1000,
     })
       .start()
       .stopWith(server);
@@ -140,6 +208,8 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     platforms: config.platforms,
     purge: { ...config.purge, intervalSeconds: purger.intervalMs / 1000 },
     gc: config.gc.intervalSeconds > 0 ? config.gc : 'off (nixery gc only)',
+    storageQuotaBytes: config.storageQuotaBytes ?? 'none',
+    nixStoreGc: config.nixGc.intervalSeconds > 0 ? config.nixGc : 'off',
     layerBudget: config.layerBudget,
     connections: config.connections,
     tls: config.tls ? { ...config.tls, certificate } : 'off',
@@ -179,9 +249,9 @@ function createServer(app: RequestListener, config: Config, metrics: Metrics, lo
   return { server, certificate: pair.summary };
 }
 
-/** `/metrics` on its own port, on every interface; it closes when the registry's server does. */
-async function serveMetrics(registry: Server, port: number, metrics: Metrics, log: Logger): Promise<void> {
-  const server = createMetricsServer(metrics, log);
+/** `/metrics` and `/storage-status` on their own port, on every interface; it closes when the registry's server does. */
+async function serveMetrics(registry: Server, port: number, metrics: Metrics, log: Logger, storage: StorageBackend): Promise<void> {
+  const server = createMetricsServer(metrics, log, new StorageStatus(storage));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, () => {

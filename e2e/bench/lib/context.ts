@@ -26,6 +26,9 @@ export interface Sizes {
   resyncSeconds: number;
   /** Files in the nixpkgs-sized local package source (a nixpkgs checkout has about 40,000). */
   sourceFiles: number;
+  /** Blobs and pushed tags of the storage garbage collection passes over (suites/storage.ts). */
+  gcBlobs: number;
+  gcTags: number;
 }
 
 export const FULL: Sizes = {
@@ -40,6 +43,8 @@ export const FULL: Sizes = {
   iterations: 3,
   resyncSeconds: 15,
   sourceFiles: 40_000,
+  gcBlobs: 100_000,
+  gcTags: 10_000,
 };
 
 export const SMOKE: Sizes = {
@@ -54,6 +59,8 @@ export const SMOKE: Sizes = {
   iterations: 1,
   resyncSeconds: 3,
   sourceFiles: 2_000,
+  gcBlobs: 2_000,
+  gcTags: 200,
 };
 
 export interface Context {

@@ -49,6 +49,8 @@ export interface NixeryInstanceSpec {
     persistentVolume?: { size: string; storageClassName?: string; accessModes: string[] };
     gcs?: { bucket: string; credentialsSecret?: { name: string; key: string }; signedUrls: boolean };
     s3?: S3StorageSpec;
+    /** The registry's garbage collection; unset fields keep the registry's defaults (README, Garbage collection). */
+    gc?: { intervalSeconds?: number; graceSeconds?: number; retainPulledWithinSeconds?: number; maxImagesPerName?: number };
   };
   packageSource?: PackageSourceSpec;
   resources?: Record<string, unknown>;
@@ -91,8 +93,6 @@ export interface NixeryInstanceSpec {
     tagFlushIntervalSeconds?: number;
     maxRecordedTags?: number;
   };
-  /** The registry's garbage collection; unset fields keep the registry's defaults (README, Garbage collection). */
-  gc?: { intervalSeconds?: number; graceSeconds?: number; retentionDays?: number; maxImagesPerName?: number };
   /** HTTPS for the registry: exactly one of the three (a CEL rule of the CRD says so). */
   tls?: TlsSpec;
   /** Who may pull and push; unset behaves as `{anonymousPull: true}`. */
@@ -150,7 +150,24 @@ export interface NixeryInstanceStatus {
     /** The Secret the registry serves its certificate from. */
     secretName?: string;
   };
+  /** What the registry's storage holds and what its last garbage collection did (GET /storage-status). */
+  storage?: InstanceStorageStatus;
   conditions?: Condition[];
+}
+
+export interface InstanceStorageStatus {
+  /** Bytes stored (blobs and documents) as the last complete garbage collection counted them. */
+  usedBytes?: number;
+  /** When they were counted (RFC 3339). */
+  measuredAt?: string;
+  lastGarbageCollection?: {
+    finishedAt: string;
+    /** `Completed`, or `Incomplete` when something could not be read and nothing was deleted. */
+    result: 'Completed' | 'Incomplete';
+    objectsSwept: number;
+    bytesFreed: number;
+    imagesExpired: number;
+  };
 }
 
 export interface NixeryInstance extends KubernetesObject {

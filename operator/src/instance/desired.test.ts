@@ -246,14 +246,21 @@ describe('desired objects of a NixeryInstance', () => {
     assert.deepEqual(desiredInstance(instance({ limits: {} })), desiredInstance(instance()), 'instances that set no limit keep their pods');
   });
 
+  it('gives an instance whose storage names neither a volume nor a bucket (only gc settings) the default 20Gi ReadWriteOnce volume', () => {
+    const d = desiredInstance(instance({ storage: { gc: { graceSeconds: 7200 } } }));
+    assert.deepEqual(d.persistentVolumeClaim?.spec, { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '20Gi' } } });
+    assert.equal(envOf(d).NIXERY_GC_GRACE, '7200');
+    assert.equal(desiredInstance(instance({ storage: { gcs: { bucket: 'b', signedUrls: true } } })).persistentVolumeClaim, undefined);
+  });
+
   it('passes the garbage-collection settings to the registry, as it reads them, and leaves unset ones to its defaults', () => {
-    const d = desiredInstance(instance({ nixTimeout: 60, gc: { intervalSeconds: 0, graceSeconds: 7200, retentionDays: 7, maxImagesPerName: 3 } }));
+    const d = desiredInstance(instance({ nixTimeout: 60, storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, gc: { intervalSeconds: 0, graceSeconds: 7200, retainPulledWithinSeconds: 604800, maxImagesPerName: 3 } } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
     assert.deepEqual(load(env).gc, { intervalSeconds: 0, graceSeconds: 7200, retainPulledWithinSeconds: 604800, maxImagesPerName: 3 });
-    const partial = envOf(desiredInstance(instance({ gc: { retentionDays: 90 } })));
+    const partial = envOf(desiredInstance(instance({ storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, gc: { retainPulledWithinSeconds: 90 * 86400 } } })));
     assert.equal(partial.NIXERY_RETAIN_PULLED_WITHIN, String(90 * 86400));
     for (const name of ['NIXERY_GC_INTERVAL', 'NIXERY_GC_GRACE', 'NIXERY_GC_MAX_IMAGES_PER_NAME']) assert.equal(partial[name], undefined, name);
-    assert.deepEqual(desiredInstance(instance({ gc: {} })), desiredInstance(instance()), 'an empty gc keeps the pods');
+    assert.deepEqual(desiredInstance(instance({ storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, gc: {} } })), desiredInstance(instance()), 'an empty gc keeps the pods');
   });
 
   it('passes the build slots and the tag records to the registry, as it reads them', () => {

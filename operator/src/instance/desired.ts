@@ -159,7 +159,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.limits?.maxConcurrentBuilds !== undefined ? { maxConcurrentBuilds: spec.limits.maxConcurrentBuilds } : {}),
     ...(spec.limits?.tagFlushIntervalSeconds !== undefined ? { tagFlushIntervalSeconds: spec.limits.tagFlushIntervalSeconds } : {}),
     ...(spec.limits?.maxRecordedTags !== undefined ? { maxRecordedTags: spec.limits.maxRecordedTags } : {}),
-    ...(spec.gc && Object.values(spec.gc).some((v) => v !== undefined) ? { gc: gcSettingsOf(spec.gc) } : {}),
+    ...(spec.storage.gc && Object.values(spec.storage.gc).some((v) => v !== undefined) ? { gc: gcSettingsOf(spec.storage.gc) } : {}),
     ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
     ...authSettings(instance),
   };
@@ -223,10 +223,18 @@ function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): 
   );
 }
 
+/** The CRD's default volume, for a storage that names neither a volume nor a bucket (only gc settings, say). */
+export const DEFAULT_PERSISTENT_VOLUME = { size: '20Gi', accessModes: ['ReadWriteOnce'] } as const;
+
+/** The instance's volume: the one it names, else the default unless it keeps its storage in a bucket (GCS or S3). */
+export function persistentVolumeOf(spec: NixeryInstanceSpec): NonNullable<NixeryInstanceSpec['storage']['persistentVolume']> | undefined {
+  if (spec.storage.persistentVolume) return spec.storage.persistentVolume;
+  return spec.storage.gcs || spec.storage.s3 ? undefined : { size: DEFAULT_PERSISTENT_VOLUME.size, accessModes: [...DEFAULT_PERSISTENT_VOLUME.accessModes] };
+}
+
 /** The garbage-collection settings a NixeryInstance sets; the others are left to the registry. */
-function gcSettingsOf(gc: NonNullable<NixeryInstanceSpec['gc']>): NonNullable<RegistrySettings['gc']> {
-  const { intervalSeconds, graceSeconds, retentionDays, maxImagesPerName } = gc;
-  const retainPulledWithinSeconds = retentionDays === undefined ? undefined : retentionDays * 86_400;
+function gcSettingsOf(gc: NonNullable<NixeryInstanceSpec['storage']['gc']>): NonNullable<RegistrySettings['gc']> {
+  const { intervalSeconds, graceSeconds, retainPulledWithinSeconds, maxImagesPerName } = gc;
   return Object.fromEntries(Object.entries({ intervalSeconds, graceSeconds, retainPulledWithinSeconds, maxImagesPerName }).filter(([, v]) => v !== undefined));
 }
 
@@ -246,7 +254,7 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
   const volumes: V1Volume[] = [{ name: 'push-token', secret: { secretName: pushTokenSecretName(name) } }];
   const mounts: V1VolumeMount[] = [{ name: 'push-token', mountPath: PUSH_TOKEN_MOUNT, readOnly: true }];
   let persistentVolumeClaim: V1PersistentVolumeClaim | undefined;
-  const pv = spec.storage.persistentVolume;
+  const pv = persistentVolumeOf(spec);
   if (pv) {
     persistentVolumeClaim = {
       apiVersion: 'v1',

@@ -61,6 +61,8 @@ interface World {
   secrets?: V1Secret[];
   images?: NixImage[];
   probe?: Awaited<ReturnType<RegistryProbe>>;
+  /** What GET /storage-status answers (default: nothing readable). */
+  storageStatus?: unknown;
   /** Another run of the operator creates each Secret first, with these values: creating it answers 409. */
   racedBy?: Record<string, Record<string, string>>;
   /** The racing Secrets were made by someone else (no owner reference), not an earlier run. */
@@ -84,6 +86,7 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
   const statuses: Record<string, unknown>[] = [];
   const events: string[] = [];
   const probed: ProbeTarget[] = [];
+  const storageAsked: ProbeTarget[] = [];
   const applied = new Map<string, KubernetesObject>();
   const server = new Map((world.secrets ?? generated).map((s) => [`${s.metadata!.namespace}/${s.metadata!.name}`, s]));
   const owned: Record<string, KubernetesObject[]> = {};
@@ -208,6 +211,10 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
       probed.push(target);
       return world.probe ?? { ok: true };
     },
+    storageStatus: async (target) => {
+      storageAsked.push(target);
+      return world.storageStatus;
+    },
     now: () => NOW,
     nodeConfigNamespace: OPERATOR_NAMESPACE,
     ...(world.gates ? { gates: world.gates } : {}),
@@ -217,7 +224,7 @@ function reconcilerFor(current: NixeryInstance, world: World = {}) {
     const c = getCondition(status().conditions, type);
     return c && `${c.status} ${c.reason}`;
   };
-  return { reconcile: () => reconciler.reconcile(KEY), requests, statuses, events, status, condition, probed, applied, server };
+  return { reconcile: () => reconciler.reconcile(KEY), requests, statuses, events, status, condition, probed, storageAsked, applied, server };
 }
 
 describe('reconciling a NixeryInstance', () => {
@@ -261,6 +268,27 @@ describe('reconciling a NixeryInstance', () => {
     assert.deepEqual(starting.events, [], 'pods starting is no news');
     assert.equal(ready.status().endpoint, 'nixery.team-a.svc.cluster.local:5000');
     assert.equal(getCondition(ready.status().conditions, 'TLSReady'), undefined, 'no TLS, no TLSReady');
+  });
+
+  it('shows the storage in use and the last garbage collection as the registry reports them, and keeps them when it cannot say', async () => {
+    const answer = {
+      lastGc: { finishedAt: '2026-12-07T10:00:00.123Z', result: 'ok', durationSeconds: 2.5, objectsSwept: 12, bytesFreed: 34567, imagesExpired: 2 },
+      usage: { measuredAt: '2026-12-07T10:00:00.123Z', blobBytes: 1000, documentBytes: 24, totalBytes: 1024 },
+    };
+    const first = reconcilerFor(instance, { owned: [deployment(1), service, pvc], storageStatus: answer });
+    await first.reconcile();
+    assert.deepEqual(first.storageAsked, [{ url: 'http://10.0.0.7:5000/storage-status' }], 'asked through the Service, once /v2/ answered');
+    assert.deepEqual(first.status().storage, {
+      usedBytes: 1024,
+      measuredAt: '2026-12-07T10:00:00Z',
+      lastGarbageCollection: { finishedAt: '2026-12-07T10:00:00Z', result: 'Completed', objectsSwept: 12, bytesFreed: 34567, imagesExpired: 2 },
+    });
+    const unreadable = reconcilerFor({ ...instance, status: first.status() }, { owned: [deployment(1), service, pvc], storageStatus: '<html>' });
+    await unreadable.reconcile();
+    assert.deepEqual(unreadable.statuses, [], 'an answer of another shape changes nothing');
+    const never = reconcilerFor(instance, { owned: [deployment(1), service, pvc], storageStatus: { lastGc: null, usage: null } });
+    await never.reconcile();
+    assert.deepEqual(never.status().storage, {}, 'no collection yet: nothing to show');
   });
 
   it('writes no status when the one it has is still true', async () => {

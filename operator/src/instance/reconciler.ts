@@ -69,6 +69,7 @@ import {
 import { DEFAULT_GATES, gateRefusals, type GateRefusals, type PrivilegeGates } from './gates.ts';
 import { instanceEvents } from './events.ts';
 import { computeInstanceStatus, type InstanceObservation } from './status.ts';
+import { instanceStorageStatus, readStorageStatus, type StorageStatusReader } from './storage-status.ts';
 import {
   caBundleOf,
   caSecretName,
@@ -125,6 +126,8 @@ export interface InstanceReconcilerDeps {
   log: Logger;
   onWrite: (kind: string) => void;
   probe?: RegistryProbe;
+  /** GET /storage-status through the Service (storage-status.ts's readStorageStatus by default). */
+  storageStatus?: StorageStatusReader;
   now?: () => string;
   /** How soon to look again at an instance that is not Ready yet. */
   notReadyRequeueMs?: number;
@@ -301,6 +304,10 @@ export class InstanceReconciler {
       const result = await (this.deps.probe ?? probeRegistry)(target);
       observed.registryAnswers = result.ok;
       if (result.error) observed.registryError = result.error;
+      if (result.ok) {
+        const storage = instanceStorageStatus(await (this.deps.storageStatus ?? readStorageStatus)({ ...target, url: target.url.replace(/\/v2\/$/, '/storage-status') }));
+        if (storage) observed.storage = storage;
+      }
     }
     return observed;
   }

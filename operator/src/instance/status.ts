@@ -2,7 +2,7 @@
 // Ready is honest: ready replicas AND a registry that answers /v2/.
 import type { V1DaemonSet, V1Deployment, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { removeCondition, setCondition } from '../api/conditions.ts';
-import type { Condition, NixeryInstance, NixeryInstanceStatus } from '../api/types.ts';
+import type { Condition, InstanceStorageStatus, NixeryInstance, NixeryInstanceStatus } from '../api/types.ts';
 import { INSTANCE_NAMESPACE_LABEL } from '../kube/labels.ts';
 import { instanceEndpoint } from './desired.ts';
 import type { GateRefusals } from './gates.ts';
@@ -26,6 +26,8 @@ export interface InstanceObservation {
   nodeLocal?: V1DaemonSet;
   /** With spec.nodeConfig allowed: its DaemonSet in the node-config namespace, once there (none until the Service has a ClusterIP). */
   nodeConfig?: V1DaemonSet;
+  /** What the registry said at /storage-status; unset when it was not asked or did not answer (the status keeps what it had). */
+  storage?: InstanceStorageStatus;
 }
 
 export function computeInstanceStatus(instance: NixeryInstance, observed: InstanceObservation, now: string): NixeryInstanceStatus {
@@ -109,6 +111,7 @@ export function computeInstanceStatus(instance: NixeryInstance, observed: Instan
             : { secretName: tls.secretName },
         }
       : {}),
+    ...(observed.storage ? { storage: observed.storage } : instance.status?.storage ? { storage: instance.status.storage } : {}),
     conditions: conditions ?? [],
   };
 }

@@ -18,6 +18,9 @@ import { builtReferrers } from './built-referrers.ts';
 import { CYCLONEDX_MEDIA_TYPE } from '../sbom/cyclonedx.ts';
 import { GarbageCollector } from '../service/gc.ts';
 import { eventually } from '@nixery/test-support';
+import { StorageQuotaExceededError, StorageUsage } from '../service/quota.ts';
+import { BuildRoots } from '../nix/gc-roots.ts';
+import { StoreGate } from '../nix/store-gate.ts';
 
 const tempDir = tempDirs('nixery-builder-');
 
@@ -59,6 +62,9 @@ interface SetupOptions {
   freeSpace?: FreeSpace;
   /** What the builder sees of the storage (the test keeps the real one). */
   wrapStorage?: (storage: FilesystemStorage) => FilesystemStorage;
+  // ---- Storage quota and Nix store roots
+  quota?: StorageUsage;
+  nixStore?: { gate: StoreGate; roots: BuildRoots };
 }
 
 async function setup(packages: Record<string, string[]>, options: SetupOptions = {}) {
@@ -116,6 +122,8 @@ async function setup(packages: Record<string, string[]>, options: SetupOptions =
     evaluate,
     ...(options.now ? { now: options.now } : {}),
     ...(options.freeSpace ? { freeSpace: options.freeSpace } : {}),
+    ...(options.quota ? { quota: options.quota } : {}),
+    ...(options.nixStore ? { nixStore: options.nixStore } : {}),
   });
   return { builder, storage, calls, evaluations, metrics, sourceDir };
 }
@@ -530,5 +538,52 @@ describe('image builder', () => {
     time += 30_000;
     await builder.build(imageFromName('d', 'other'), { client: '10.0.0.1' });
     await builder.build(imageFromName('c/d', 'latest'), { client: '10.0.0.1' });
+  });
+});
+
+// ---- Storage quota and Nix store roots
+describe('image builder: storage quota and Nix store roots', () => {
+  it('refuses before packing an image whose closure cannot fit in the quota even after evicting every on-demand image', async () => {
+    const closureBytes = 1006 + 1005 + 1008;
+    const quota = new StorageUsage({ quotaBytes: 10_000 });
+    quota.record({ inUseBytes: 9_000, pinnedBytes: 10_000 - closureBytes + 1, leavingBytes: 0 });
+    const { builder, storage, metrics } = await setup({ ...base, hello: [] }, { quota });
+    await assert.rejects(builder.build(imageFromName('hello', 'latest')), StorageQuotaExceededError);
+    assert.deepEqual(await fs.readdir(path.join(storage.root, 'blobs/sha256')).catch(() => []), [], 'nothing was packed or stored');
+    assert.equal(await sample(metrics.buildsRejected, { reason: 'over_quota' }), 1);
+    assert.equal(await sample(metrics.builds, { result: 'storage_failure' }), 1);
+    quota.record({ inUseBytes: 9_000, pinnedBytes: 10_000 - closureBytes, leavingBytes: 0 });
+    await builder.build(imageFromName('hello', 'latest'));
+  });
+
+  it('roots the derivations and outputs of a build from its evaluation until it is stored, and forgets evaluations on demand', async () => {
+    const roots = new BuildRoots({ base: path.join(await tempDir(), 'gcroots'), log: silentLogger, pid: 7 });
+    let rootedWhileRealising: string[] = [];
+    const nixStore = { gate: new StoreGate(), roots };
+    const { builder, evaluations, sourceDir } = await setup(
+      { ...base, hello: [] },
+      {
+        nixStore,
+        realise: async (request) => {
+          const builds = await fs.readdir(roots.dir);
+          rootedWhileRealising = (await Promise.all(builds.map((b) => fs.readdir(path.join(roots.dir, b))))).flat().sort();
+          const { closure } = await fakeStore({ ...base, hello: [] });
+          return { packages: request.evaluated!.packages.map((p) => ({ name: p.name, attrPath: p.attrPath, outPaths: Object.values(p.outputs) })), closure, timings: { evaluateMs: 1, realiseMs: 1, graphMs: 1 } };
+        },
+      },
+    );
+    // The fake evaluation names derivations after the source's text: make it a valid store path name.
+    await fs.writeFile(path.join(sourceDir, 'default.nix'), 'v1');
+    await builder.build(imageFromName('hello', 'latest'));
+    const expected = evaluations[0]!.packages.flatMap((name) => [path.basename(`${storePath(name + 'v1')}.drv`), path.basename(storePath(name))]).sort();
+    assert.equal(expected.length, 6, 'hello, cacert and iana-etc: a derivation and an output each');
+    assert.deepEqual(rootedWhileRealising, expected);
+    assert.deepEqual(await fs.readdir(roots.dir), [], 'released once stored');
+    assert.equal(evaluations.length, 1);
+    assert.equal(await builder.resolves(imageFromName('hello', 'latest')), true);
+    assert.equal(evaluations.length, 1, 'remembered');
+    builder.forgetResolutions();
+    assert.equal(await builder.resolves(imageFromName('hello', 'latest')), true);
+    assert.equal(evaluations.length, 2, 'evaluated again after a collection may have deleted the derivations');
   });
 });

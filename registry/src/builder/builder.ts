@@ -33,6 +33,11 @@ import { RateLimiter } from '../cache/rate-limiter.ts';
 import { SourceFingerprints, type FingerprintLookup } from './fingerprint-cache.ts';
 import type { Fingerprint } from './source-fingerprint.ts';
 import { BoundedMap, TtlCache } from '../cache/ttl-cache.ts';
+import type { HeldLease, Leases } from '../storage/lease.ts';
+import { buildTurn, DEFAULT_LEASE_POLL_MS } from './build-lease.ts';
+import type { StorageUsage } from '../service/quota.ts';
+import type { BuildRootHold, BuildRoots } from '../nix/gc-roots.ts';
+import type { StoreGate } from '../nix/store-gate.ts';
 
 /** Bump when anything changes the bytes of layers, configs or manifests, so old cache entries are not reused. */
 export const BUILDER_VERSION = 2;
@@ -87,9 +92,20 @@ export interface BuilderOptions {
   signal?: AbortSignal;
   /** Asked before each build starts (after a manifest cache miss); InsufficientSpaceError refuses it (free-space.ts). */
   freeSpace?: Pick<FreeSpace, 'check'>;
+  /** NIXERY_STORAGE_QUOTA: asked once the closure size is known, before packing; StorageQuotaExceededError refuses the build (service/quota.ts). */
+  quota?: Pick<StorageUsage, 'checkFits'>;
+  /**
+   * When the server collects its Nix store (nix/store-gc.ts): each build roots its derivations and
+   * outputs from its evaluation until it is stored, evaluating and rooting under the gate's shared side.
+   */
+  nixStore?: { gate: StoreGate; roots: Pick<BuildRoots, 'hold'> };
   /** Tests: the source lookup behind the fingerprint cache, and the clock of both caches. */
   fingerprintLookup?: FingerprintLookup;
   now?: () => number;
+  /** Replicas sharing the storage: one build per image across them (build-lease.ts). Absent: this process alone decides. */
+  leases?: Leases;
+  /** How often a replica waiting for another's build looks for its result (default DEFAULT_LEASE_POLL_MS). */
+  leasePollMs?: number;
 }
 
 export interface BuildOptions {
@@ -126,7 +142,7 @@ export class ImageBuilder {
   /** Builds by what the names resolved to: case variants of one image share one. */
   private readonly canonicalFlights = new SingleFlight<BuildResult>();
   private readonly rateLimiter: RateLimiter | undefined;
-  private readonly resolutions = new BoundedMap<string, Resolution>(RESOLUTION_ENTRIES);
+  private resolutions = new BoundedMap<string, Resolution>(RESOLUTION_ENTRIES);
   /** Evaluations asked for by resolves(), one at a time per name list. */
   private readonly evaluations = new SingleFlight<EvaluatedImage>();
   private readonly realise: Realise;
@@ -228,13 +244,29 @@ export class ImageBuilder {
     // While this job was queued, a job of the same name may have finished.
     const cached = await this.cachedImage(image, cacheKey);
     if (cached) return cached;
+    // Across replicas: one builds, the others wait for its manifest cache entry.
+    let lease: HeldLease | undefined;
+    if (cacheKey !== undefined && this.options.leases) {
+      const turn = await this.buildTurn(image, cacheKey, job.abandoned).catch((cause: unknown) => {
+        // Every client left while this replica waited for another's build: nothing to build for.
+        if (job.abandoned.aborted) throw job.abandoned.reason;
+        throw new BuildStorageError(`taking the build lease failed: ${(cause as Error).message}`, { cause });
+      });
+      if ('result' in turn) return turn.result;
+      lease = turn.lease;
+    }
     const { log, metrics } = this.options;
     const started = performance.now();
     metrics.buildsInFlight.inc();
     const buildLog = log.child({ image: image.name, tag: image.tag });
+    let roots: BuildRootHold | undefined;
     try {
       await this.options.freeSpace?.check();
-      const canonical = canonicalImage(await this.resolve(image, fingerprint), image.arch.system, options.config);
+      const canonical = canonicalImage(
+        await this.rootedResolve(image, fingerprint, (hold) => (roots = hold)),
+        image.arch.system,
+        options.config,
+      );
       let built: BuildResult;
       if (this.canonicalFlights.has(canonical.key)) {
         job.release();
@@ -260,7 +292,45 @@ export class ImageBuilder {
       throw error;
     } finally {
       metrics.buildsInFlight.dec();
+      await roots?.release();
+      await lease?.release();
     }
+  }
+
+  /** The build lease of a manifest cache key: held (build), or another replica's result. */
+  private buildTurn(image: ImageSpec, cacheKey: string, abandoned: AbortSignal) {
+    const { leases, metrics, log } = this.options;
+    return buildTurn({
+      leases: leases!,
+      name: `build/${cacheKey.slice('manifests/'.length)}`,
+      cached: () => this.cachedImage(image, cacheKey),
+      pollMs: this.options.leasePollMs ?? DEFAULT_LEASE_POLL_MS,
+      // Longer than any build of the holder's should take; past it, building here too is the lesser evil.
+      maxWaitMs: 2 * this.options.nixTimeoutSeconds * 1000 + leases!.durationMs,
+      log: log.child({ image: image.name, tag: image.tag }),
+      onWait: (result) => metrics.leaseWaits.inc({ result }),
+      signal: abandoned,
+    });
+  }
+
+
+  /**
+   * resolve(), and with a Nix store collector, the derivations and outputs rooted before a
+   * collection may run (the gate's shared side: no collection between the evaluation and the roots).
+   */
+  private async rootedResolve(image: ImageSpec, fingerprint: Fingerprint, held: (hold: BuildRootHold) => void): Promise<EvaluatedImage> {
+    const { nixStore } = this.options;
+    if (!nixStore) return this.resolve(image, fingerprint);
+    return nixStore.gate.shared(async () => {
+      const evaluated = await this.resolve(image, fingerprint);
+      held(await nixStore.roots.hold(evaluated.packages.flatMap((p) => [p.drvPath, ...Object.values(p.outputs)])));
+      return evaluated;
+    });
+  }
+
+  /** A Nix store collection may delete the derivations of remembered evaluations: evaluate again. */
+  forgetResolutions(): void {
+    this.resolutions = new BoundedMap(RESOLUTION_ENTRIES);
   }
 
   /** The image a resolved package list makes: from the manifest cache by what it resolved to, else built and cached. */
@@ -292,7 +362,7 @@ export class ImageBuilder {
     const fingerprint = await this.fingerprints.get(image.tag);
     const key = this.resolutionKey(image, fingerprint) ?? JSON.stringify([null, image.arch.system, image.packages]);
     try {
-      await this.evaluations.run(key, () => this.resolve(image, fingerprint));
+      await this.evaluations.run(key, () => (this.options.nixStore ? this.options.nixStore.gate.shared(() => this.resolve(image, fingerprint)) : this.resolve(image, fingerprint)));
       return true;
     } catch (error) {
       if (error instanceof PackagesNotFoundError) return false;
@@ -370,6 +440,12 @@ export class ImageBuilder {
     if (options.maxClosureBytes !== undefined && closureBytes > options.maxClosureBytes) {
       this.options.metrics.buildsRejected.inc({ reason: 'closure_too_large' });
       throw new ClosureTooLargeError(closureBytes, options.maxClosureBytes);
+    }
+    try {
+      this.options.quota?.checkFits(closureBytes);
+    } catch (error) {
+      this.options.metrics.buildsRejected.inc({ reason: 'over_quota' });
+      throw error;
     }
 
     const layeringStart = performance.now();

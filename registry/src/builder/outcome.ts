@@ -10,6 +10,7 @@ import { StorageUnavailableError } from '../storage/backend.ts';
 import { BuildStorageError, ClosureTooLargeError } from './errors.ts';
 import { InsufficientSpaceError, type VolumeName } from './free-space.ts';
 import { ChannelUnavailableError } from './source-fingerprint.ts';
+import { StorageQuotaExceededError } from '../service/quota.ts';
 
 /**
  * What a failure is reported as: `error.outcome` of the build summary and of `nixery build`'s JSON,
@@ -36,6 +37,8 @@ export type Failure =
   | { kind: 'storage_failure'; outcome: 'storage_failure'; message: string }
   /** A file system a build writes to (the storage, the Nix store) is below the free-space reserve: nothing was built. */
   | { kind: 'insufficient_space'; outcome: 'storage_failure'; message: string; volume: VolumeName; freeBytes: number; reserveBytes: number }
+  /** The image would not fit in the storage quota (NIXERY_STORAGE_QUOTA) even if every on-demand image were evicted: nothing was packed. */
+  | { kind: 'storage_quota_exceeded'; outcome: 'storage_failure'; message: string; imageBytes: number; pinnedBytes: number; quotaBytes: number; retryAfterSeconds: number }
   /** `nixery build --push`: the target registry refused or failed the push. */
   | { kind: 'push_failure'; outcome: 'push_failure'; message: string }
   /** An invocation that cannot work: configuration, image name or tag, a command-line flag. */
@@ -61,6 +64,10 @@ export function classifyFailure(error: unknown): Failure {
   }
   if (error instanceof InsufficientSpaceError) {
     return { kind: 'insufficient_space', outcome: 'storage_failure', message, volume: error.volume, freeBytes: error.freeBytes, reserveBytes: error.reserveBytes };
+  }
+  if (error instanceof StorageQuotaExceededError) {
+    const { imageBytes, pinnedBytes, quotaBytes, retryAfterSeconds } = error;
+    return { kind: 'storage_quota_exceeded', outcome: 'storage_failure', message, imageBytes, pinnedBytes, quotaBytes, retryAfterSeconds };
   }
   if (error instanceof BuildStorageError || error instanceof StorageUnavailableError) return { kind: 'storage_failure', outcome: 'storage_failure', message };
   if (error instanceof ClosureTooLargeError) {

@@ -217,4 +217,25 @@ describe('job queue', () => {
     g.open();
     await busy;
   });
+
+  it('tells a running job once every caller has left (Job.abandoned), and not before', async () => {
+    const queue = new JobQueue<string>({ concurrency: 1, maxQueued: 0 });
+    let job!: Job;
+    let finish!: (v: string) => void;
+    const a = new AbortController();
+    const b = new AbortController();
+    const work = (j: Job) => ((job = j), new Promise<string>((r) => (finish = r)));
+    const first = queue.run('k', work, { signal: a.signal });
+    const second = queue.run('k', work, { signal: b.signal });
+    await tick();
+    a.abort(new Error('a left'));
+    await assert.rejects(first, /a left/);
+    assert.equal(job.abandoned.aborted, false, 'one caller still waits');
+    b.abort(new Error('b left'));
+    await assert.rejects(second, /b left/);
+    assert.equal(job.abandoned.aborted, true);
+    assert.ok(job.abandoned.reason instanceof JobAbandonedError);
+    finish('done');
+  });
 });
+

@@ -65,10 +65,10 @@ export class QueueFullError extends Error {
   }
 }
 
-/** Every caller of a queued job left before it started: it was dropped, never run. */
+/** Every caller of a queued job left before it started: it was dropped, never run (or, as Job.abandoned's reason, left it while it ran). */
 export class JobAbandonedError extends Error {
-  constructor() {
-    super('every caller left before the job started');
+  constructor(message = 'every caller left before the job started') {
+    super(message);
     this.name = 'JobAbandonedError';
   }
 }
@@ -88,6 +88,12 @@ export interface JobQueueOptions {
 export interface Job {
   /** Gives the slot back before the work ends (e.g. while it only waits for another job); idempotent. */
   release(): void;
+  /**
+   * Aborts once every caller of the running job has left (only callers with a signal can). The
+   * work may go on regardless (a build's result is cached for the next request); work that only
+   * waits, such as a wait for another replica's build, stops.
+   */
+  readonly abandoned: AbortSignal;
 }
 
 export interface JobRunOptions {
@@ -108,6 +114,8 @@ interface Entry<T> {
   /** Callers still waiting; Infinity once one without a signal joined. */
   callers: number;
   promise: Promise<T>;
+  /** Aborted when the last caller of the running job left. */
+  abandoned: AbortController;
   resolve: (value: T) => void;
   reject: (error: unknown) => void;
 }
@@ -176,7 +184,7 @@ export class JobQueue<T> {
     });
     // Callers that left no longer listen; the outcome must not become an unhandled rejection.
     promise.catch(() => {});
-    const entry: Entry<T> = { key, work, state: 'queued', callers: 0, promise, resolve, reject };
+    const entry: Entry<T> = { key, work, state: 'queued', callers: 0, promise, abandoned: new AbortController(), resolve, reject };
     this.entries.set(key, entry);
     return entry;
   }
@@ -192,6 +200,7 @@ export class JobQueue<T> {
         reject(signal.reason);
         entry.callers--;
         if (entry.callers === 0 && entry.state === 'queued') this.drop(entry);
+        else if (entry.callers === 0) entry.abandoned.abort(new JobAbandonedError('every caller left while the job ran'));
       };
       signal.addEventListener('abort', leave, { once: true });
       entry.promise.then(
@@ -228,7 +237,7 @@ export class JobQueue<T> {
     };
     // A microtask later, so that run() has registered its caller before the work can settle.
     void Promise.resolve()
-      .then(() => entry.work({ release }))
+      .then(() => entry.work({ release, abandoned: entry.abandoned.signal }))
       .then(entry.resolve, entry.reject)
       .finally(() => {
         if (this.entries.get(entry.key) === entry) this.entries.delete(entry.key);

@@ -14,7 +14,7 @@ import { ConfigError, loadConfig } from '../config/config.ts';
 import { ARM64, imageFromName } from '../image/name.ts';
 import { InvalidPlatformsError, parsePlatforms, PLATFORMS, type Platform } from '../image/platform.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
-import { createRuntime, startServer } from '../server.ts';
+import { createLeases, createRuntime, startServer } from '../server.ts';
 import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
 import { NodeConfigUsageError, parseInstance, parseRegistryHost, parseServer } from '../node-config/files.ts';
 import { NodeConfigSync, startReadinessServer } from '../node-config/sync.ts';
@@ -22,6 +22,7 @@ import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
 import { GarbageCollector, retention } from '../service/gc.ts';
+import { acquireGcLease, GC_BUSY_EXIT_CODE, GcLeaseBusyError } from '../service/gc-lease.ts';
 import { openStorage } from '../storage/create.ts';
 import { parsePushReference, pushImage, readCaBundle, type PushTarget } from '../push/client.ts';
 import { pushImageIndex } from '../push/image-index.ts';
@@ -199,13 +200,21 @@ program
     try {
       // A dry run sweeps no staging leftovers either (opening the storage otherwise does).
       const storage = await openStorage(config.storage, log, { stagingTtlMs: options.dryRun ? Number.POSITIVE_INFINITY : config.purge.stagingTtlSeconds * 1000 });
-      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), log });
-      const report = await collector.collect({ dryRun: options.dryRun ?? false });
-      process.stdout.write(JSON.stringify(report) + '\n');
-      if (report.result !== 'ok') process.exitCode = EXIT_CODES.storage_failure;
+      const collector = new GarbageCollector({ storage, graceMs: config.gc.graceSeconds * 1000, ...retention(config), ...(config.storageQuotaBytes !== undefined ? { quotaBytes: config.storageQuotaBytes } : {}), log });
+      // One run at a time across replicas; a dry run deletes nothing and needs no lease. Waiting
+      // a lease duration and a bit covers a run of a replica that died (its lease expires).
+      const leases = createLeases(storage, config, log);
+      const lease = options.dryRun ? undefined : await acquireGcLease(leases, { waitMs: (config.leaseDurationSeconds + 5) * 1000 });
+      try {
+        const report = await collector.collect({ dryRun: options.dryRun ?? false, ...(lease ? { signal: lease.signal } : {}) });
+        process.stdout.write(JSON.stringify(report) + '\n');
+        if (report.result !== 'ok') process.exitCode = EXIT_CODES.storage_failure;
+      } finally {
+        await lease?.release();
+      }
     } catch (error) {
       process.stdout.write(JSON.stringify({ error: { message: (error as Error).message } }) + '\n');
-      fail(log, error, EXIT_CODES[classifyFailure(error).outcome]);
+      fail(log, error, error instanceof GcLeaseBusyError ? GC_BUSY_EXIT_CODE : EXIT_CODES[classifyFailure(error).outcome]);
     }
   });
 

@@ -645,25 +645,28 @@ describe('platforms (NIXERY_PLATFORMS)', () => {
 });
 
 describe('the purge limits', () => {
-  it('default to an hour each; NIXERY_STAGING_TTL to twice a receive timeout longer than that', () => {
+  it('default to an hour each, or to twice a receive timeout longer than that', () => {
     assert.deepEqual(loadConfig({}).purge, { uploadSessionTtlSeconds: 3600, stagingTtlSeconds: 3600 });
-    assert.equal(loadConfig({ NIXERY_RECEIVE_TIMEOUT: '7200' }).purge.stagingTtlSeconds, 14400);
-    assert.deepEqual(loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '600', NIXERY_STAGING_TTL: '601' }).purge, { uploadSessionTtlSeconds: 600, stagingTtlSeconds: 601 });
+    assert.deepEqual(loadConfig({ NIXERY_RECEIVE_TIMEOUT: '7200' }).purge, { uploadSessionTtlSeconds: 14400, stagingTtlSeconds: 14400 });
+    assert.deepEqual(loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '601', NIXERY_STAGING_TTL: '601' }).purge, { uploadSessionTtlSeconds: 601, stagingTtlSeconds: 601 });
   });
 
-  it('are positive whole seconds; the staging TTL must exceed the receive timeout', () => {
+  it('are positive whole seconds; both must exceed the receive timeout', () => {
     for (const bad of ['0', '-5', '1.5', 'an hour']) {
       assert.throws(() => loadConfig({ NIXERY_UPLOAD_SESSION_TTL: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_UPLOAD_SESSION_TTL');
       assert.throws(() => loadConfig({ NIXERY_STAGING_TTL: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_STAGING_TTL');
     }
     assert.throws(() => loadConfig({ NIXERY_STAGING_TTL: '600' }), /NIXERY_STAGING_TTL: 600 s must exceed NIXERY_RECEIVE_TIMEOUT \(600 s\)/);
     assert.throws(() => loadConfig({ NIXERY_STAGING_TTL: '100', NIXERY_RECEIVE_TIMEOUT: '200' }), /must exceed NIXERY_RECEIVE_TIMEOUT/);
+    // Upload sessions are shared by replicas: one receiving a chunk elsewhere shows only its start.
+    assert.throws(() => loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '600' }), /NIXERY_UPLOAD_SESSION_TTL: 600 s must exceed NIXERY_RECEIVE_TIMEOUT \(600 s\)/);
+    assert.throws(() => loadConfig({ NIXERY_UPLOAD_SESSION_TTL: '100', NIXERY_RECEIVE_TIMEOUT: '200' }), /must exceed NIXERY_RECEIVE_TIMEOUT/);
   });
 
   it('round-trip through renderEnvironment', () => {
-    const env = renderEnvironment({ purge: { uploadSessionTtlSeconds: 120, stagingTtlSeconds: 1800 } });
-    assert.deepEqual(env, { NIXERY_UPLOAD_SESSION_TTL: '120', NIXERY_STAGING_TTL: '1800' });
-    assert.deepEqual(loadConfig(env).purge, { uploadSessionTtlSeconds: 120, stagingTtlSeconds: 1800 });
+    const env = renderEnvironment({ purge: { uploadSessionTtlSeconds: 1200, stagingTtlSeconds: 1800 } });
+    assert.deepEqual(env, { NIXERY_UPLOAD_SESSION_TTL: '1200', NIXERY_STAGING_TTL: '1800' });
+    assert.deepEqual(loadConfig(env).purge, { uploadSessionTtlSeconds: 1200, stagingTtlSeconds: 1800 });
   });
 });
 
@@ -699,5 +702,41 @@ describe('the garbage collection settings', () => {
     for (const bad of ['-5', '1.5', 'daily']) {
       assert.throws(() => loadConfig({ NIXERY_GC_INTERVAL: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_GC_INTERVAL');
     }
+  });
+});
+
+// --- Leases across replicas ---
+describe('NIXERY_LEASE_DURATION', () => {
+  it('is a minute by default, whole seconds from 3 to 3600 otherwise', () => {
+    assert.equal(loadConfig({}).leaseDurationSeconds, 60);
+    assert.equal(loadConfig({ NIXERY_LEASE_DURATION: '3' }).leaseDurationSeconds, 3);
+    for (const bad of ['2', '3601', '1.5', 'soon']) {
+      assert.throws(() => loadConfig({ NIXERY_LEASE_DURATION: bad }), { variable: 'NIXERY_LEASE_DURATION' }, bad);
+    }
+  });
+});
+
+describe('the storage quota and the Nix store collection', () => {
+  it('take NIXERY_STORAGE_QUOTA as a size in bytes, with a quantity suffix, unset by default', () => {
+    assert.equal(loadConfig({}).storageQuotaBytes, undefined);
+    assert.equal(loadConfig({ NIXERY_STORAGE_QUOTA: '20Gi' }).storageQuotaBytes, 20 * 1024 ** 3);
+    assert.equal(loadConfig({ NIXERY_STORAGE_QUOTA: '1500000' }).storageQuotaBytes, 1_500_000);
+    for (const bad of ['0', '-5', '20GB', 'lots']) {
+      assert.throws(() => loadConfig({ NIXERY_STORAGE_QUOTA: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_STORAGE_QUOTA', bad);
+    }
+  });
+
+  it('refuse a quota without garbage collection in the server, which evicts', () => {
+    assert.throws(
+      () => loadConfig({ NIXERY_STORAGE_QUOTA: '1Gi', NIXERY_GC_INTERVAL: '0' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_STORAGE_QUOTA' && /NIXERY_GC_INTERVAL must not be 0/.test(e.message),
+    );
+  });
+
+  it('leave the Nix store collection off by default, and take an interval and a bound', () => {
+    assert.deepEqual(loadConfig({}).nixGc, { intervalSeconds: 0, maxFreedBytes: 10 * 1024 ** 3 });
+    assert.deepEqual(loadConfig({ NIXERY_NIX_GC_INTERVAL: '600', NIXERY_NIX_GC_MAX_FREED: '2Gi' }).nixGc, { intervalSeconds: 600, maxFreedBytes: 2 * 1024 ** 3 });
+    assert.throws(() => loadConfig({ NIXERY_NIX_GC_INTERVAL: '1h' }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_NIX_GC_INTERVAL');
+    assert.throws(() => loadConfig({ NIXERY_NIX_GC_MAX_FREED: '0' }), (e: unknown) => e instanceof ConfigError && e.variable === 'NIXERY_NIX_GC_MAX_FREED');
   });
 });

@@ -82,6 +82,12 @@ export const ENV = {
   gcInterval: 'NIXERY_GC_INTERVAL',
   retainPulledWithin: 'NIXERY_RETAIN_PULLED_WITHIN',
   gcMaxImagesPerName: 'NIXERY_GC_MAX_IMAGES_PER_NAME',
+  // Leases across replicas (storage/lease.ts).
+  leaseDuration: 'NIXERY_LEASE_DURATION',
+  // Storage quota and Nix store collection (service/quota.ts, nix/store-gc.ts).
+  storageQuota: 'NIXERY_STORAGE_QUOTA',
+  nixGcInterval: 'NIXERY_NIX_GC_INTERVAL',
+  nixGcMaxFreed: 'NIXERY_NIX_GC_MAX_FREED',
 } as const;
 
 export type StorageConfig =
@@ -187,6 +193,11 @@ export interface Config {
   purge: PurgeLimits;
   /** Garbage collection of unreferenced blobs and cache entries (service/gc.ts). */
   gc: GcSettings;
+  /** Build and GC leases in the shared storage last this long unless renewed (every third of it); a dead holder's are taken over after it. */
+  leaseDurationSeconds: number;
+  /** NIXERY_STORAGE_QUOTA in bytes: above it, garbage collection evicts on-demand images (service/quota.ts); unset: no quota. */
+  storageQuotaBytes?: number;
+  nixGc: NixGcSettings;
 }
 
 /** Garbage collection; whole seconds. */
@@ -199,6 +210,14 @@ export interface GcSettings {
   retainPulledWithinSeconds: number;
   /** At most this many on-demand images per name (the most recently pulled); 0: no limit. */
   maxImagesPerName: number;
+}
+
+/** Collection of the registry's Nix store (nix/store-gc.ts). */
+export interface NixGcSettings {
+  /** Seconds between collections in the server; 0: never. */
+  intervalSeconds: number;
+  /** Most bytes one collection frees (`--max-freed`). */
+  maxFreedBytes: number;
 }
 
 /** Abandoned temporary data, dropped while the registry runs; whole seconds. */
@@ -264,7 +283,8 @@ export const DEFAULT_MAX_CLOSURE_BYTES = 10 * 1024 ** 3;
 /**
  * An hour without a request: a client pushing a blob sends its chunks back to back (seconds
  * apart, each bounded by NIXERY_RECEIVE_TIMEOUT), so a session quiet for an hour was abandoned —
- * a crashed or cancelled push — while one hour of a replica's upload files is little disk.
+ * a crashed or cancelled push — while one hour of upload chunks is little storage. With a longer
+ * receive timeout the default is twice it (the TTL must exceed it: sessions are shared by replicas).
  */
 export const DEFAULT_UPLOAD_SESSION_TTL_SECONDS = 3600;
 /**
@@ -280,6 +300,16 @@ export const GC_GRACE_BUILD_FACTOR = 3;
 export const DEFAULT_GC_INTERVAL_SECONDS = 6 * 3600;
 /** On-demand images not pulled for 30 days are expired. */
 export const DEFAULT_RETAIN_PULLED_WITHIN_SECONDS = 30 * 86400;
+/** A minute: a dead replica's build or GC is taken over about a minute later; renewals every 20 s. */
+export const DEFAULT_LEASE_DURATION_SECONDS = 60;
+
+/**
+ * Off: a collection deletes every unrooted path of the Nix store the registry uses, which is only
+ * right where that store is the registry's own (its pod), not a developer's or a CI machine's.
+ */
+export const DEFAULT_NIX_GC_INTERVAL_SECONDS = 0;
+/** One collection frees at most 10 GiB: a bounded amount of deletion work per run. */
+export const DEFAULT_NIX_GC_MAX_FREED_BYTES = 10 * 1024 ** 3;
 /** Ten on-demand images per name: tags and source revisions beyond the ten most recently pulled go. */
 export const DEFAULT_GC_MAX_IMAGES_PER_NAME = 10;
 
@@ -410,6 +440,11 @@ const fields = {
   gcInterval: wholeNumber('expected seconds as a whole number (0 turns periodic garbage collection off)'),
   retainPulledWithin: wholeNumber('expected seconds as a whole number (0 keeps on-demand images forever)', { value: 100 * 365 * 86400, message: 'expected at most 100 years in seconds (0 keeps on-demand images forever)' }),
   gcMaxImagesPerName: wholeNumber('expected a number of images as a whole number (0: no limit)', { value: 1_000_000, message: 'expected at most 1000000 images (0: no limit)' }),
+  // Renewals come every third of it: below 3 s a slow storage round trip alone could lose the lease.
+  leaseDuration: positiveInt('seconds').pipe(z.number().min(3, 'expected at least 3 seconds').max(3600, 'expected at most 3600 seconds')),
+  storageQuota: byteSize,
+  nixGcInterval: wholeNumber('expected seconds as a whole number (0 turns the Nix store collection off)'),
+  nixGcMaxFreed: byteSize,
 } satisfies Record<keyof typeof ENV, z.ZodType>;
 
 /**
@@ -568,8 +603,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       `${v.stagingTtl} s must exceed ${ENV.receiveTimeout} (${connections.receiveTimeoutSeconds} s): a blob pushed by another replica is staged for up to that long`,
     );
   }
+  // Upload sessions are shared by the replicas (push/uploads.ts), and another replica's request
+  // in flight is known only by the activity it wrote when it began: it must end (the receive
+  // timeout bounds it) before the session can look idle.
+  if (v.uploadSessionTtl !== undefined && v.uploadSessionTtl <= connections.receiveTimeoutSeconds) {
+    throw new ConfigError(
+      ENV.uploadSessionTtl,
+      `${v.uploadSessionTtl} s must exceed ${ENV.receiveTimeout} (${connections.receiveTimeoutSeconds} s): a chunk another replica is receiving shows as activity only when its request began`,
+    );
+  }
   const purge: PurgeLimits = {
-    uploadSessionTtlSeconds: v.uploadSessionTtl ?? DEFAULT_UPLOAD_SESSION_TTL_SECONDS,
+    uploadSessionTtlSeconds: v.uploadSessionTtl ?? Math.max(DEFAULT_UPLOAD_SESSION_TTL_SECONDS, 2 * connections.receiveTimeoutSeconds),
     stagingTtlSeconds: v.stagingTtl ?? Math.max(DEFAULT_STAGING_TTL_SECONDS, 2 * connections.receiveTimeoutSeconds),
   };
 
@@ -589,6 +633,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     retainPulledWithinSeconds: v.retainPulledWithin ?? DEFAULT_RETAIN_PULLED_WITHIN_SECONDS,
     maxImagesPerName: v.gcMaxImagesPerName ?? DEFAULT_GC_MAX_IMAGES_PER_NAME,
   };
+  // ---- Storage quota and Nix store collection.
+  const nixGc: NixGcSettings = { intervalSeconds: v.nixGcInterval ?? DEFAULT_NIX_GC_INTERVAL_SECONDS, maxFreedBytes: v.nixGcMaxFreed ?? DEFAULT_NIX_GC_MAX_FREED_BYTES };
+  // Eviction happens in garbage collection runs, which the server then must make.
+  if (v.storageQuota !== undefined && gc.intervalSeconds === 0) {
+    throw new ConfigError(ENV.storageQuota, `needs garbage collection in the server, which evicts: ${ENV.gcInterval} must not be 0`);
+  }
 
   return {
     ...(pushToken ? { pushToken } : {}),
@@ -619,6 +669,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
     purge,
     gc,
+    leaseDurationSeconds: v.leaseDuration ?? DEFAULT_LEASE_DURATION_SECONDS,
+    ...(v.storageQuota !== undefined ? { storageQuotaBytes: v.storageQuota } : {}),
+    nixGc,
   };
 }
 

@@ -18,6 +18,7 @@ import type { Uploads } from '../push/uploads.ts';
 import { Blobs } from '../service/blobs.ts';
 import { Manifests } from '../service/manifests.ts';
 import type { PullRecorder } from '../service/pulls.ts';
+import { StorageStatus } from '../service/storage-status.ts';
 import { TagIndex } from '../service/tags.ts';
 
 export interface AppDeps {
@@ -41,7 +42,7 @@ export interface AppDeps {
   tags?: TagIndex;
   /** Largest runtime closure built on demand (NIXERY_MAX_CLOSURE_SIZE); default: no limit. */
   maxClosureBytes?: number;
-  /** False: `/metrics` has a port of its own (NIXERY_METRICS_PORT, http/metrics-server.ts) and is not found here. */
+  /** False: `/metrics` and `/storage-status` have a port of their own (NIXERY_METRICS_PORT, http/metrics-server.ts) and are not found here. */
   serveMetrics?: boolean;
   /** What names are built for (NIXERY_PLATFORMS); several make image indexes. Default: linux/amd64. */
   platforms?: readonly Platform[];
@@ -74,6 +75,12 @@ export function createApp(deps: AppDeps): express.Express {
     app.get('/metrics', async (_req, res) => {
       res.setHeader('Content-Type', deps.metrics.registry.contentType);
       res.end(await deps.metrics.registry.metrics());
+    });
+    // Beside the metrics, and as open as they are: the storage in use and the last garbage
+    // collection (service/storage-status.ts), which the operator copies into the instance status.
+    const storageStatus = new StorageStatus(deps.storage);
+    app.get('/storage-status', async (_req, res) => {
+      res.json(await storageStatus.read());
     });
   }
 
@@ -178,6 +185,6 @@ export function onDemandNames(deps: Pick<AppDeps, 'builder' | 'onDemand' | 'pack
 function routeLabel(path: string): string {
   if (path === '/v2/' || path === '/v2') return '/v2/';
   if (path.startsWith('/v2/')) return '/v2/other';
-  if (path === '/' || path === '/healthz' || path === '/metrics') return path;
+  if (path === '/' || path === '/healthz' || path === '/metrics' || path === '/storage-status') return path;
   return 'other';
 }

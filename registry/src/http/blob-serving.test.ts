@@ -33,8 +33,7 @@ interface Served {
 async function serve(storage: StorageBackend): Promise<Served> {
   const metrics = createMetrics({ defaultMetrics: false });
   const logs: Record<string, unknown>[] = [];
-  const uploads = new Uploads(path.join(await tempDir(), 'uploads'));
-  await uploads.init();
+  const uploads = new Uploads(storage.uploads);
   const app = createApp({
     storage,
     builder: {} as ImageBuilder,

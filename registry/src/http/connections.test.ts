@@ -12,7 +12,7 @@ import { silentLogger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { eventually, issueCertificate, makeCertificateAuthority, within, type CertificateAuthority, type ServingCertificate } from '@nixery/test-support';
-import { createHttpServer, createHttpsServer } from './connections.ts';
+import { createHttpServer, createHttpsServer, REFUSED_LINGER_MS } from './connections.ts';
 
 const MiB = 1024 * 1024;
 const BODY = Buffer.alloc(64 * MiB, 7);
@@ -99,6 +99,36 @@ describe('connection limits', () => {
     } finally {
       clearInterval(trickle);
     }
+  });
+
+  it('closes a refused connection gracefully: a client that goes on sending and reads late still gets its 408', async () => {
+    // Node's own close would reset the connection at the client's next bytes, and a client whose
+    // write fails first loses the answer it has not read yet (an e2e attack test once saw '').
+    const { port } = await start({ headersTimeoutSeconds: 1 });
+    const client = connect(port);
+    const errors: string[] = [];
+    client.socket.on('error', (error: NodeJS.ErrnoException) => errors.push(error.code ?? error.message));
+    client.socket.pause();
+    client.socket.write('GET / HTTP/1.1\r\nHost: x\r\n');
+    const trickle = setInterval(() => client.socket.writable && client.socket.write('X-A: b\r\n'), 20);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_000 + MARGIN_MS));
+      clearInterval(trickle);
+      client.socket.resume();
+      await within(REFUSED_LINGER_MS, 'closed', client.closedAfter);
+      assert.match(client.text(), /^HTTP\/1\.1 408 Request Timeout\r\nConnection: close\r\n\r\n$/);
+      assert.deepEqual(errors, [], 'a FIN, not a reset');
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it('answers a malformed request 400 and closes it the same way', async () => {
+    const { port } = await start({});
+    const client = connect(port);
+    client.socket.write('NOT HTTP AT ALL\r\n\r\n');
+    await within(REFUSED_LINGER_MS, 'closed', client.closedAfter);
+    assert.match(client.text(), /^HTTP\/1\.1 400 Bad Request\r\n/);
   });
 
   it('closes a request whose body does not arrive within the receive timeout', async () => {

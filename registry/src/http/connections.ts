@@ -6,7 +6,12 @@
 // - a response whose bytes the client stops taking is cut after the send-stall timeout (the
 //   watch below), while a slow download that moves goes on for as long as it moves;
 // - an idle keep-alive connection is closed after the keep-alive timeout;
-// - connections beyond the cap are closed as they arrive.
+// - connections beyond the cap are closed as they arrive;
+// - a request refused before it reached the app (a timeout's 408, a malformed request's 400) is
+//   answered as Node answers it, but closed gracefully: the answer, a FIN, and whatever the client
+//   still sends read and dropped for a moment (`closeRefused`). Node's own close, with bytes of a
+//   trickling client unread, makes the kernel reset the connection — and a reset can discard the
+//   answer on the client's side before it was read.
 // Over TLS the same holds: the TLS handshake must end within the headers timeout, and the cap,
 // the count and the send-stall watch apply to the TCP sockets beneath the TLS ones (the kernel
 // takes encrypted bytes from those).
@@ -104,7 +109,38 @@ function limitConnections<S extends Server | https.Server>(server: S, deps: Conn
     });
   });
   server.once('close', () => watch.stop());
+  server.on('clientError', closeRefused);
   return server;
+}
+
+/** How long a refused connection's late bytes are read and dropped before it is closed regardless. */
+export const REFUSED_LINGER_MS = 2_000;
+
+/** Node's answers to the client errors it names (_http_server.js); anything else is a 400. */
+const REFUSAL_STATUS: Record<string, string> = {
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: '413 Payload Too Large',
+};
+
+/** The server's `clientError`: Node's answer, then a lingering close (see the header). */
+export function closeRefused(error: NodeJS.ErrnoException, socket: Socket | TLSSocket): void {
+  // Only HTTP's own refusals are answered (a TLS handshake that failed or timed out has no HTTP to
+  // speak); a response already under way cannot be followed by another one.
+  const answerable = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' || error.code?.startsWith('HPE_') === true;
+  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!answerable || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  socket.removeAllListeners('data');
+  socket.on('data', () => {});
+  socket.on('error', () => {});
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+  socket.end(`HTTP/1.1 ${REFUSAL_STATUS[error.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+  socket.resume();
 }
 
 interface Progress {

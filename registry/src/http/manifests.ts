@@ -166,6 +166,18 @@ function buildFailure(failure: Failure, cause: unknown): { error: RegistryError;
         error: new RegistryError('UNAVAILABLE', failure.message, { volume: failure.volume, freeBytes: failure.freeBytes, reserveBytes: failure.reserveBytes }),
         summary: failure.message,
       };
+    case 'storage_quota_exceeded':
+      // Pushed images may be deleted, or the quota raised: worth a retry later, so 503 with Retry-After.
+      return {
+        error: new RegistryError(
+          'UNAVAILABLE',
+          failure.message,
+          { reason: 'storage_quota', imageBytes: failure.imageBytes, pinnedBytes: failure.pinnedBytes, quotaBytes: failure.quotaBytes },
+          503,
+          { 'Retry-After': String(failure.retryAfterSeconds) },
+        ),
+        summary: failure.message,
+      };
     case 'closure_too_large':
       // A refusal by this registry's rule, not a failure: like a refused package, 403 DENIED.
       return {

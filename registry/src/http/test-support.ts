@@ -62,8 +62,7 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   await fs.writeFile(tokenKeyFile, tokenKey.export({ type: 'pkcs8', format: 'pem' }));
   const storage = new FilesystemStorage(path.join(dir, 'storage'));
   await storage.init();
-  const uploads = new Uploads(path.join(dir, 'uploads'), options.uploadsNow ? { now: options.uploadsNow } : {});
-  await uploads.init();
+  const uploads = new Uploads(storage.uploads, options.uploadsNow ? { now: options.uploadsNow } : {});
   const builder = { resolves: async (image: ImageSpec) => image.packages.every((p) => PACKAGES.has(p)) } as unknown as ImageBuilder;
   const logs: Record<string, unknown>[] = [];
   const log = createLogger({ write: (line) => logs.push(JSON.parse(line) as Record<string, unknown>) });

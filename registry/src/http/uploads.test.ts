@@ -1,7 +1,9 @@
 // Upload sessions through the HTTP app: one the purge dropped is BLOB_UPLOAD_UNKNOWN like any
-// unknown upload, and one with a PATCH still arriving is never dropped.
+// unknown upload, one with a PATCH still arriving is never dropped, and chunks out of order are
+// 416 RANGE_INVALID with the upload's Range.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -85,9 +87,13 @@ describe('upload sessions purged while the registry runs', () => {
     const body = new PassThrough();
     const patch = request(location, 'PATCH', body, { 'transfer-encoding': 'chunked' });
     body.write('part one, ');
-    // The PATCH has reached the session once its first bytes are in the session's file.
-    const file = path.join(dir, 'uploads', location.split('/').pop()!);
-    await eventually('the PATCH to write its first bytes', async () => ((await fs.stat(file)).size === 'part one, '.length ? true : undefined), 10_000, 10);
+    // The PATCH has reached the session once its first bytes are in the chunk it is receiving.
+    const sessionDir = path.join(dir, 'storage', 'uploads', location.split('/').pop()!);
+    const received = async () => {
+      const partial = (await fs.readdir(sessionDir)).find((f) => f.startsWith('partial-'));
+      return partial === undefined ? 0 : (await fs.stat(path.join(sessionDir, partial))).size;
+    };
+    await eventually('the PATCH to write its first bytes', async () => ((await received()) === 'part one, '.length ? true : undefined), 10_000, 10);
 
     clock.now += 10 * TTL;
     assert.equal((await served.uploads.purgeIdle(TTL)).sessions, 0, 'the session the PATCH is writing stays');
@@ -98,5 +104,57 @@ describe('upload sessions purged while the registry runs', () => {
 
     clock.now += TTL + 1;
     assert.equal((await served.uploads.purgeIdle(TTL)).sessions, 1, 'idle once the PATCH ended');
+  });
+});
+
+describe('a chunked push across two registry apps on one storage directory', () => {
+  let a: AuthServer;
+  let b: AuthServer;
+  before(async () => {
+    const dir = await tempDir();
+    a = await startAuthServer({ dir, users: [] });
+    b = await startAuthServer({ dir, users: [] });
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+  });
+
+  it('POST and PATCH on one, PATCH and PUT on the other: the blob is stored and served by both', async () => {
+    const started = await request(`${a.url}/v2/team/app/blobs/uploads/`, 'POST');
+    assert.equal(started.status, 202, started.body);
+    const location = started.headers.location!;
+    const first = await request(a.url + location, 'PATCH', Buffer.from('chunk one, '), { 'content-range': '0-10' });
+    assert.equal(first.status, 202, first.body);
+    const second = await request(b.url + location, 'PATCH', Buffer.from('chunk two'), { 'content-range': '11-19' });
+    assert.equal(second.status, 202, second.body);
+    assert.equal(second.headers.range, '0-19');
+    assert.equal(second.headers.location, location);
+    const status = await request(a.url + location, 'GET');
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.range, '0-19', 'either replica reports the same progress');
+
+    const digest = `sha256:${createHash('sha256').update('chunk one, chunk two').digest('hex')}`;
+    const put = await request(`${b.url}${location}?digest=${digest}`, 'PUT');
+    assert.equal(put.status, 201, put.body);
+    assert.equal(put.headers['docker-content-digest'], digest);
+    for (const served of [a, b]) {
+      const blob = await request(`${served.url}/v2/team/app/blobs/${digest}`, 'GET');
+      assert.equal(blob.status, 200);
+      assert.equal(blob.body, 'chunk one, chunk two');
+    }
+    const after = await request(a.url + location, 'GET');
+    assert.equal(after.status, 404, 'the session ended for both');
+  });
+
+  it('a stale chunk replayed on the other is 416 RANGE_INVALID with the upload\'s Range', async () => {
+    const started = await request(`${a.url}/v2/team/app/blobs/uploads/`, 'POST');
+    const location = started.headers.location!;
+    assert.equal((await request(a.url + location, 'PATCH', Buffer.from('01234'), { 'content-range': '0-4' })).status, 202);
+    assert.equal((await request(b.url + location, 'PATCH', Buffer.from('56789'), { 'content-range': '5-9' })).status, 202);
+    const replayed = await request(a.url + location, 'PATCH', Buffer.from('01234'), { 'content-range': '0-4' });
+    assert.equal(replayed.status, 416, replayed.body);
+    assert.equal(replayed.headers.range, '0-9');
+    assert.equal((JSON.parse(replayed.body) as { errors: { code: string }[] }).errors[0]!.code, 'RANGE_INVALID');
   });
 });

@@ -1,6 +1,6 @@
 // /v2/<name>/blobs/uploads/: blob uploads of the push API, monolithic, chunked or as a
-// cross-repository mount. The session's bytes are kept by push/uploads.ts; service/blobs.ts
-// mounts, verifies and stores.
+// cross-repository mount. Sessions are kept by push/uploads.ts in the shared storage, so any
+// replica can serve any request of one; service/blobs.ts mounts, verifies and stores.
 import type { Request, Response } from 'express';
 import { UploadNotFoundError, UploadRangeError, type Uploads, type UploadSession } from '../push/uploads.ts';
 import type { Blobs } from '../service/blobs.ts';
@@ -21,26 +21,16 @@ export async function handleUpload(deps: UploadsDeps, req: Request, res: Respons
       return await startUpload(deps, req, res, name);
     }
     // In flight until answered: the purge of idle sessions never takes one a request is using.
-    const session = deps.uploads.open(id, name);
+    const session = await deps.uploads.open(id, name);
+    let answer: () => void;
     try {
-      switch (req.method) {
-        case 'GET':
-          return uploadStatus(res, session, 204);
-        case 'PATCH':
-          await deps.uploads.append(session, req, contentRangeStart(req.headers['content-range']));
-          return uploadStatus(res, session, 202);
-        case 'PUT':
-          return await finishUpload(deps, req, res, session);
-        case 'DELETE':
-          await deps.uploads.finish(session);
-          res.status(204).end();
-          return;
-        default:
-          throw new RegistryError('UNSUPPORTED', `${req.method} is not an upload operation`);
-      }
+      answer = await onSession(deps, req, res, session);
     } finally {
-      deps.uploads.close(session);
+      // Before the answer: a client that has it may send the next chunk to another replica, and
+      // the session's last activity must already be this request's end.
+      await deps.uploads.close(session);
     }
+    answer();
   } catch (error) {
     if (error instanceof UploadNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', error.message);
     if (error instanceof UploadRangeError) {
@@ -49,6 +39,24 @@ export async function handleUpload(deps: UploadsDeps, req: Request, res: Respons
     }
     if (error instanceof DigestMismatchError) throw new RegistryError('DIGEST_INVALID', error.message);
     throw error;
+  }
+}
+
+/** Does what the request asks of its session; returns how to answer (sent once the session is closed). */
+async function onSession(deps: UploadsDeps, req: Request, res: Response, session: UploadSession): Promise<() => void> {
+  switch (req.method) {
+    case 'GET':
+      return () => uploadStatus(res, session, 204);
+    case 'PATCH':
+      await deps.uploads.append(session, req, contentRangeStart(req.headers['content-range']));
+      return () => uploadStatus(res, session, 202);
+    case 'PUT':
+      return await finishUpload(deps, req, res, session);
+    case 'DELETE':
+      await deps.uploads.finish(session);
+      return () => res.status(204).end();
+    default:
+      throw new RegistryError('UNSUPPORTED', `${req.method} is not an upload operation`);
   }
 }
 
@@ -62,20 +70,21 @@ async function startUpload(deps: UploadsDeps, req: Request, res: Response, name:
     // A POST may carry the first chunk.
     if (Number(req.headers['content-length'] ?? 0) > 0) await deps.uploads.append(session, req);
     else req.resume();
-    uploadStatus(res, session, 202);
   } finally {
-    deps.uploads.close(session);
+    await deps.uploads.close(session);
   }
+  uploadStatus(res, session, 202);
 }
 
-async function finishUpload(deps: UploadsDeps, req: Request, res: Response, session: UploadSession): Promise<void> {
+async function finishUpload(deps: UploadsDeps, req: Request, res: Response, session: UploadSession): Promise<() => void> {
   const digest = checkUploadDigest(typeof req.query.digest === 'string' ? req.query.digest : '');
   if (Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding']) {
     await deps.uploads.append(session, req, contentRangeStart(req.headers['content-range']));
   } else {
     req.resume();
   }
-  blobCreated(res, session.name, await deps.blobs.complete(session, digest));
+  const stored = await deps.blobs.complete(session, digest);
+  return () => blobCreated(res, session.name, stored);
 }
 
 function blobCreated(res: Response, name: string, digest: string): void {

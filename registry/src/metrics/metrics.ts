@@ -44,6 +44,25 @@ export interface Metrics {
   gcExpiredImages: Counter<'reason'>;
   /** Bytes in use after the last complete run, by `kind`: 'blob' or 'document'. */
   storageBytes: Gauge<'kind'>;
+  // --- Leases across replicas (storage/lease.ts) ---
+  /**
+   * Lease events by `lease` ('build', 'gc') and `event`: 'acquired', 'taken_over' (its holder had
+   * stopped renewing it), 'busy' (another replica holds it: a build waits, a GC run is skipped), 'lost'.
+   */
+  leaseEvents: Counter<'lease' | 'event'>;
+  /** Waits for a build another replica holds the lease of, by `result`: 'served' (its image came from storage), 'built_here' (its lease was released or expired without the image, or the wait ran out). */
+  leaseWaits: Counter<'result'>;
+  // ---- Storage quota and Nix store collection (service/quota.ts, nix/store-gc.ts)
+  /** NIXERY_STORAGE_QUOTA in bytes (absent: no quota). */
+  storageQuotaBytes: Gauge;
+  /** This process's estimate of the storage in use against the quota: the last pass's measure plus its writes since. */
+  storageEstimatedBytes: Gauge;
+  /** On-demand images evicted to stay under the quota. */
+  storageQuotaEvictions: Counter;
+  /** Collections of the registry's Nix store, by result: ok, error. */
+  nixStoreGcRuns: Counter<'result'>;
+  /** Bytes the Nix store collections freed. */
+  nixStoreGcFreedBytes: Counter;
 }
 
 /** Free space as builder/free-space.ts measures it. */
@@ -106,7 +125,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
     buildQueueLength: new Gauge({ name: 'nixery_build_queue_length', help: 'Image builds waiting for a build slot', registers }),
     buildsRejected: new Counter({
       name: 'nixery_builds_rejected_total',
-      help: 'Image builds refused or dropped, by reason: queue_full, rate_limited, abandoned (queued, every client left), closure_too_large',
+      help: 'Image builds refused or dropped, by reason: queue_full, rate_limited, abandoned (queued, every client left), closure_too_large, over_quota',
       labelNames: ['reason'],
       registers,
     }),
@@ -189,5 +208,31 @@ export function createMetrics(options: { defaultMetrics?: boolean; freeSpace?: F
       labelNames: ['kind'],
       registers,
     }),
+    leaseEvents: new Counter({
+      name: 'nixery_lease_events_total',
+      help: 'Leases in the shared storage, by lease (build, gc) and event (acquired, taken_over, busy: held by another replica, lost)',
+      labelNames: ['lease', 'event'],
+      registers,
+    }),
+    leaseWaits: new Counter({
+      name: 'nixery_lease_waits_total',
+      help: 'Waits for a build another replica holds the lease of, by result (served: from storage; built_here: the lease ended without the image)',
+      labelNames: ['result'],
+      registers,
+    }),
+    // ---- Storage quota and Nix store collection
+    storageQuotaBytes: new Gauge({ name: 'nixery_storage_quota_bytes', help: 'The storage quota (NIXERY_STORAGE_QUOTA): above it, on-demand images are evicted', registers }),
+    storageEstimatedBytes: new Gauge({
+      name: 'nixery_storage_estimated_bytes',
+      help: "This replica's estimate of the storage in use against the quota: the last garbage collection's measure (minus what is leaving) plus its own writes since",
+      registers,
+    }),
+    storageQuotaEvictions: new Counter({
+      name: 'nixery_storage_quota_evictions_total',
+      help: 'On-demand images evicted, least recently pulled first, to keep the storage under NIXERY_STORAGE_QUOTA (their blobs follow by the grace rule)',
+      registers,
+    }),
+    nixStoreGcRuns: new Counter({ name: 'nixery_nix_store_gc_runs_total', help: "Collections of the registry's Nix store, by result (ok, error)", labelNames: ['result'], registers }),
+    nixStoreGcFreedBytes: new Counter({ name: 'nixery_nix_store_gc_freed_bytes_total', help: "Bytes the collections of the registry's Nix store freed", registers }),
   };
 }

@@ -1,7 +1,8 @@
 // Every way realising an image can fail, as types the HTTP layer, the CLI and
 // metrics can tell apart. Each carries what a user needs to act on it.
 
-export type NixPhase = 'evaluate' | 'realise' | 'graph';
+/** `collect`: a collection of the registry's Nix store (nix/store-gc.ts), not a build. */
+export type NixPhase = 'evaluate' | 'realise' | 'graph' | 'collect';
 
 /** Requested names that address no derivation in the package set. */
 export class PackagesNotFoundError extends Error {

@@ -27,4 +27,5 @@ export type { ImageConfigOverrides } from '../oci/image.ts';
 export { createLogger, silentLogger, type Level, type Logger } from '../log/logger.ts';
 export { deleteTag, tagUrl, TagDeleteError, type DeleteTagOptions, type TagReference } from '../push/delete-tag.ts';
 export { buyRegistryToken, exchange, type ExchangeAnswer, type ExchangeOptions, type TokenPurchase } from '../push/registry-exchange.ts';
+export type { LastGcRun, StorageStatusView, StorageUsage } from '../service/storage-status.ts';
 export { parsePolicy, PolicyError, policySchema, type Policy, type PolicyRule } from '../auth/policy.ts';

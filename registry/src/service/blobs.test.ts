@@ -15,9 +15,7 @@ const tempDir = tempDirs('nixery-blobs-');
 async function setup() {
   const storage = new FilesystemStorage(await tempDir());
   await storage.init();
-  const uploads = new Uploads(await tempDir());
-  await uploads.init();
-  return { storage, blobs: new Blobs(storage, uploads) };
+  return { storage, blobs: new Blobs(storage, new Uploads(storage.uploads)) };
 }
 
 describe('blob deletion', () => {

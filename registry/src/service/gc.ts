@@ -39,15 +39,19 @@
 // without uploading it again (a HEAD, then a manifest PUT) in the moments of the sweep loses it;
 // the manifest PUT checks its blobs, so the race is narrow, and a re-push heals it.
 //
-// One collector at a time per storage: replicas sharing a bucket each run their own today (their
-// sweeps are idempotent, but their state records overwrite each other's). Electing one replica is
-// phase 3 of #21.
+// One collector at a time per storage: a run holds the GC lease (gc-lease.ts); replicas sharing a
+// bucket or volume skip their turn while another holds it, and a run whose lease is lost stops
+// deleting (collect's signal), so state records never overwrite each other's.
 import { mapLimited } from '../cache/single-flight.ts';
 import type { Logger } from '../log/logger.ts';
+import { isHeld, type HeldLease, type Leases } from '../storage/lease.ts';
+import { GC_LEASE } from './gc-lease.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { MediaType } from '../oci/media-types.ts';
 import type { StorageBackend, StoredObject } from '../storage/backend.ts';
 import { PeriodicRun } from './periodic.ts';
+import { GC_LAST_RUN_KEY, recordGcRun } from './storage-status.ts';
+import { chooseEvictions, type QuotaMeasure, type StorageUsage } from './quota.ts';
 
 export const GC_STATE_KEY = 'gc/state';
 /** Most "first seen unreferenced" records the state document holds (about 100 bytes each). */
@@ -99,6 +103,8 @@ export interface GcReport {
   kept: { blobs: GcCounts; documents: GcCounts };
   /** What could not be read (documents by key, manifests by digest), at most 20 named. */
   unreadable: string[];
+  /** With a storage quota (service/quota.ts): on-demand images evicted (dry run: would be), and what the run measured. */
+  quota?: { quotaBytes: number; evictedImages: number; evictedBytes: number; measure: QuotaMeasure };
   graceSeconds: number;
   durationSeconds: number;
 }
@@ -111,6 +117,8 @@ export interface GarbageCollectorOptions {
   retentionMs?: number;
   /** On-demand images kept per name and platform, the most recently pulled (NIXERY_GC_MAX_IMAGES_PER_NAME); 0 or absent: all. */
   maxImagesPerName?: number;
+  /** NIXERY_STORAGE_QUOTA: above it, on-demand images are evicted least recently used first (service/quota.ts). */
+  quotaBytes?: number;
   log: Logger;
   now?: () => number;
   maxCandidates?: number;
@@ -136,7 +144,8 @@ export class GarbageCollector {
     this.now = options.now ?? Date.now;
   }
 
-  async collect(options: { dryRun?: boolean } = {}): Promise<GcReport> {
+  /** `signal`: the GC lease (gc-lease.ts); once it aborts (the lease lost to another replica), no further deletion. */
+  async collect(options: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcReport> {
     const dryRun = options.dryRun ?? false;
     const { storage, graceMs, log } = this.options;
     const started = process.hrtime.bigint();
@@ -176,7 +185,7 @@ export class GarbageCollector {
 
     await mapLimited(documents, READ_CONCURRENCY, async (doc) => {
       const { key } = doc;
-      if (key === GC_STATE_KEY) return;
+      if (key === GC_STATE_KEY || key === GC_LAST_RUN_KEY) return;
       let value: unknown;
       try {
         value = await storage.getDocument<unknown>(key);
@@ -274,6 +283,7 @@ export class GarbageCollector {
     const expiredImages: Record<ExpiryReason, Set<string>> = { retention: new Set(), per_name: new Set() };
     const keptDigests = new Set<string>();
     const goneEntries: OnDemandEntry[] = [];
+    let keptOnDemand: OnDemandEntry[] = [];
     for (const entry of byRecord(onDemand.map((e) => ({ ...e, id: e.key })))) {
       const reason = expiry.get(entry.key);
       if (reason !== undefined && decide('document', entry.key, entry.doc)) {
@@ -281,7 +291,7 @@ export class GarbageCollector {
         goneEntries.push(entry);
         continue;
       }
-      roots.push(...entry.roots);
+      keptOnDemand.push(entry);
       for (const d of entry.digests) keptDigests.add(d);
     }
     // Pull records go with the last entry naming their digest, and those naming no on-demand image
@@ -294,42 +304,106 @@ export class GarbageCollector {
       if ((withEntry || stale) && deletions.length < maxDeletions) deletions.push({ kind: 'document', id: record.key, size: record.doc.size });
     }
 
-    // Walk from the roots.
+    // Walk from the roots: those nothing evicts first, then the on-demand images kept.
     const marked = new Set<string>();
     const walked = new Set<string>();
-    let queue: Descriptorish[] = [...roots, ...unknownRoots.map((digest) => ({ digest }))];
     const known = new Set(roots.filter((r) => r.mediaType === undefined).map((r) => r.digest));
-    while (queue.length > 0) {
-      const next: Descriptorish[] = [];
-      await mapLimited(queue, READ_CONCURRENCY, async (d) => {
-        if (walked.has(d.digest)) return;
-        walked.add(d.digest);
-        marked.add(d.digest);
-        for (const r of referrersOf.get(d.digest) ?? []) next.push(r);
-        if (!blobs.has(d.digest)) return;
-        let mediaType = d.mediaType;
-        const mustBeManifest = mediaType === undefined && known.has(d.digest);
-        if (mediaType === undefined) {
-          try {
-            mediaType = (await storage.statBlob(d.digest))?.contentType;
-          } catch (error) {
-            unreadableCount++;
-            return unread(`blob ${d.digest}`, error);
+    const walk = async (start: Descriptorish[]) => {
+      let queue = start;
+      while (queue.length > 0) {
+        const next: Descriptorish[] = [];
+        await mapLimited(queue, READ_CONCURRENCY, async (d) => {
+          if (walked.has(d.digest)) return;
+          walked.add(d.digest);
+          marked.add(d.digest);
+          for (const r of referrersOf.get(d.digest) ?? []) next.push(r);
+          if (!blobs.has(d.digest)) return;
+          let mediaType = d.mediaType;
+          const mustBeManifest = mediaType === undefined && known.has(d.digest);
+          if (mediaType === undefined) {
+            try {
+              mediaType = (await storage.statBlob(d.digest))?.contentType;
+            } catch (error) {
+              unreadableCount++;
+              return unread(`blob ${d.digest}`, error);
+            }
           }
-        }
-        if (mediaType === undefined || (!MANIFEST_TYPES.has(mediaType) && !mustBeManifest && !looksLikeManifestType(mediaType))) return;
-        let manifest: unknown;
-        try {
-          manifest = JSON.parse((await storage.readBlob(d.digest)).toString('utf8'));
-        } catch (error) {
-          if ((error as { code?: string }).code === 'BLOB_UNKNOWN') return;
-          unreadableCount++;
-          return unread(`manifest ${d.digest}`, error);
-        }
-        next.push(...childrenOf(manifest));
+          if (mediaType === undefined || (!MANIFEST_TYPES.has(mediaType) && !mustBeManifest && !looksLikeManifestType(mediaType))) return;
+          let manifest: unknown;
+          try {
+            manifest = JSON.parse((await storage.readBlob(d.digest)).toString('utf8'));
+          } catch (error) {
+            if ((error as { code?: string }).code === 'BLOB_UNKNOWN') return;
+            unreadableCount++;
+            return unread(`manifest ${d.digest}`, error);
+          }
+          next.push(...childrenOf(manifest));
+        });
+        queue = next;
+      }
+    };
+    await walk([...roots, ...unknownRoots.map((digest) => ({ digest }))]);
+
+    // ---- Storage quota (service/quota.ts): evict on-demand images, least recently used first.
+    const quotaBytes = this.options.quotaBytes;
+    let eviction: { images: number; bytes: number } | undefined;
+    let pinnedMarked: Set<string> | undefined;
+    if (quotaBytes !== undefined && unreadableCount === 0) {
+      pinnedMarked = new Set(marked);
+      let inUseBytes = 0;
+      for (const object of blobs.values()) inUseBytes += object.size;
+      for (const doc of documents) inUseBytes += doc.size;
+      const onDemandDigests = new Set(keptOnDemand.flatMap((e) => e.roots.map((r) => r.digest)));
+      // Unreferenced blobs count as leaving whatever their age: a young one is most often an
+      // evicted image's, which goes by the two-run rule once old (a blob a push is uploading
+      // before its manifest is counted a pass late: the estimate errs low by a push in progress).
+      let leavingBytes = deletions.reduce((sum, d) => sum + d.size, 0);
+      const held = pinnedMarked;
+      for (const [digest, object] of blobs) if (!pinnedMarked.has(digest) && !onDemandDigests.has(digest)) leavingBytes += object.size;
+      // By image (its first manifest digest): the entries of one image (by name and by what it resolved to) go together.
+      const byImage = new Map<string, { lastUsed: number; digests: string[]; entries: OnDemandEntry[] }>();
+      for (const e of keptOnDemand) {
+        const image = byImage.get(e.digests[0]!) ?? { lastUsed: Number.NEGATIVE_INFINITY, digests: [], entries: [] };
+        image.lastUsed = Math.max(image.lastUsed, lastUsedOf(e, pulled));
+        image.digests.push(...e.roots.map((r) => r.digest));
+        image.entries.push(e);
+        byImage.set(e.digests[0]!, image);
+      }
+      const decision = chooseEvictions({
+        candidates: [...byImage].map(([digest, image]) => ({ key: digest, lastUsed: image.lastUsed, digests: image.digests })),
+        blobSizes: new Map([...blobs].map(([digest, object]) => [digest, object.size])),
+        held,
+        inUseBytes,
+        leavingBytes,
+        quotaBytes,
       });
-      queue = next;
+      // An evicted entry goes in this run (a later pull builds it again); its blobs by the sweep's rules.
+      const evicted = new Set<string>();
+      for (const digest of decision.evicted) {
+        const { entries } = byImage.get(digest)!;
+        if (deletions.length + entries.length > maxDeletions) break;
+        for (const entry of entries) {
+          deletions.push({ kind: 'document', id: entry.key, size: entry.doc.size });
+          evicted.add(entry.key);
+        }
+      }
+      keptOnDemand = keptOnDemand.filter((e) => !evicted.has(e.key));
+      const stillNamed = new Set(keptOnDemand.flatMap((e) => e.digests));
+      const images = new Set<string>();
+      for (const key of evicted) {
+        const entry = onDemand.find((e) => e.key === key)!;
+        images.add(entry.digests[0]!);
+        for (const d of entry.digests) {
+          const record = pulled.get(d);
+          if (record && !stillNamed.has(d) && deletions.length < maxDeletions && !deletions.some((x) => x.id === record.key)) deletions.push({ kind: 'document', id: record.key, size: record.doc.size });
+        }
+      }
+      eviction = { images: images.size, bytes: evicted.size ? decision.freedBytes : 0 };
+      if (evicted.size) log.info('storage quota: evicting on-demand images, least recently used first; their blobs go by the grace rule', { quotaBytes, inUseBytes, leavingBytes, images: images.size, documents: evicted.size, freedBytes: decision.freedBytes });
     }
+    await walk(keptOnDemand.flatMap((e) => e.roots));
+    /** What the roots reach; layer cache entries waiting for the two-run rule mark their blobs too, below, but those are leaving. */
+    const reached = new Set(marked);
 
     const report: GcReport = {
       dryRun,
@@ -339,12 +413,14 @@ export class GarbageCollector {
       withinGrace,
       kept: { blobs: { objects: 0, bytes: 0 }, documents: { objects: 0, bytes: 0 } },
       unreadable,
+      ...(quotaBytes !== undefined ? { quota: { quotaBytes, evictedImages: eviction?.images ?? 0, evictedBytes: eviction?.bytes ?? 0, measure: { inUseBytes: 0, pinnedBytes: 0, leavingBytes: 0 } } } : {}),
       graceSeconds: graceMs / 1000,
       durationSeconds: 0,
     };
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     if (report.result === 'incomplete') {
       report.durationSeconds = seconds();
+      await recordGcRun(storage, report, new Date(this.now()), log);
       return report;
     }
 
@@ -367,6 +443,7 @@ export class GarbageCollector {
     deletions.sort((a, b) => order[a.kind] - order[b.kind]);
     const deletedIds = new Set<string>();
     for (const d of deletions) {
+      options.signal?.throwIfAborted();
       if (!dryRun) {
         const gone = d.kind === 'blob' ? await storage.deleteBlob(d.id) : await storage.deleteDocument(d.id);
         if (!gone) continue;
@@ -386,8 +463,21 @@ export class GarbageCollector {
       report.kept.documents.objects++;
       report.kept.documents.bytes += doc.size;
     }
+    options.signal?.throwIfAborted();
+    if (report.quota) {
+      // What stays, what nothing evicts (reachable from pinned roots; documents), what is on its way out (unreferenced).
+      const measure = report.quota.measure;
+      measure.inUseBytes = report.kept.blobs.bytes + report.kept.documents.bytes;
+      measure.pinnedBytes = report.kept.documents.bytes;
+      for (const [digest, object] of blobs) {
+        if (deletedIds.has(digest)) continue;
+        if (pinnedMarked?.has(digest)) measure.pinnedBytes += object.size;
+        else if (!reached.has(digest)) measure.leavingBytes += object.size;
+      }
+    }
     if (!dryRun) await storage.putDocument(GC_STATE_KEY, { version: 1, candidates } satisfies GcState);
     report.durationSeconds = seconds();
+    await recordGcRun(storage, report, new Date(this.now()), log);
     return report;
   }
 
@@ -439,8 +529,7 @@ function expiredEntries(
   const expired = new Map<string, ExpiryReason>();
   const lastUsed = new Map<OnDemandEntry, number>();
   for (const entry of entries) {
-    let used = entry.doc.modifiedMs;
-    for (const d of entry.digests) used = Math.max(used, pulled.get(d)?.lastPulled ?? Number.NEGATIVE_INFINITY);
+    const used = lastUsedOf(entry, pulled);
     lastUsed.set(entry, used);
     if (retentionMs > 0 && now - used > retentionMs) expired.set(entry.key, 'retention');
   }
@@ -463,6 +552,13 @@ function expiredEntries(
     }
   }
   return expired;
+}
+
+/** When an on-demand entry was last used: its document's write (the build), or a later recorded pull of either manifest. */
+function lastUsedOf(entry: OnDemandEntry, pulled: ReadonlyMap<string, { lastPulled: number }>): number {
+  let used = entry.doc.modifiedMs;
+  for (const d of entry.digests) used = Math.max(used, pulled.get(d)?.lastPulled ?? Number.NEGATIVE_INFINITY);
+  return used;
 }
 
 /** What a manifest or index names: config, layers (and an artifact's blobs), child manifests. Not its subject. */
@@ -535,14 +631,25 @@ export function retention(config: { gc: { retainPulledWithinSeconds: number; max
 
 export interface PeriodicGcOptions {
   collector: Pick<GarbageCollector, 'collect'>;
-  metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'gcExpiredImages' | 'storageBytes'>;
+  metrics: Pick<Metrics, 'gcRuns' | 'gcDuration' | 'gcSweptObjects' | 'gcSweptBytes' | 'gcExpiredImages' | 'storageBytes' | 'storageQuotaEvictions' | 'storageEstimatedBytes'>;
   log: Logger;
   intervalMs: number;
+  /** Replicas sharing the storage: a run holds the GC lease (gc-lease.ts), and is skipped while another replica does. */
+  leases?: Leases;
+  /** With a storage quota: told each complete run's measure (service/quota.ts). */
+  usage?: Pick<StorageUsage, 'record' | 'estimateBytes'>;
+  /**
+   * With a storage quota: a run that evicted is followed by one this long after it (the grace
+   * delay), which sweeps the evicted images' blobs, whatever the interval.
+   */
+  followUpMs?: number;
 }
 
-/** run() resolves undefined when a run failed. */
+/** run() resolves undefined when a run failed or was skipped (another replica holds the GC lease). */
 export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
   private readonly options: PeriodicGcOptions;
+  private followUp: NodeJS.Timeout | undefined;
+  private halted = false;
 
   constructor(options: PeriodicGcOptions) {
     if (!(options.intervalMs > 0)) throw new RangeError('the garbage collection interval must be positive');
@@ -550,11 +657,37 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
     this.options = options;
   }
 
+  override async stop(): Promise<void> {
+    this.halted = true;
+    clearTimeout(this.followUp);
+    await super.stop();
+  }
+
+  /** After an eviction: one more run a grace delay later, when the evicted blobs may go. */
+  private scheduleFollowUp(): void {
+    const { followUpMs } = this.options;
+    if (followUpMs === undefined || this.halted || this.followUp) return;
+    this.followUp = setTimeout(() => {
+      this.followUp = undefined;
+      void this.run();
+    }, followUpMs + 1000);
+    this.followUp.unref();
+  }
+
   protected async runOnce(): Promise<GcReport | undefined> {
-    const { collector, metrics, log } = this.options;
+    const { collector, metrics, log, leases } = this.options;
     const started = process.hrtime.bigint();
+    let lease: HeldLease | undefined;
     try {
-      const report = await collector.collect();
+      if (leases) {
+        const got = await leases.tryAcquire(GC_LEASE);
+        if (!isHeld(got)) {
+          log.info('garbage collection run skipped: another replica is collecting', { holder: got.holder, leaseExpiresMs: got.expiresMs });
+          return undefined;
+        }
+        lease = got;
+      }
+      const report = await collector.collect(lease ? { signal: lease.signal } : {});
       metrics.gcRuns.inc({ result: report.result });
       metrics.gcDuration.observe(report.durationSeconds);
       for (const kind of KINDS) {
@@ -566,6 +699,13 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
         metrics.storageBytes.set({ kind: 'blob' }, report.kept.blobs.bytes);
         metrics.storageBytes.set({ kind: 'document' }, report.kept.documents.bytes);
       }
+      if (report.quota && report.result === 'ok') {
+        metrics.storageQuotaEvictions.inc(report.quota.evictedImages);
+        this.options.usage?.record(report.quota.measure);
+        const estimate = this.options.usage?.estimateBytes;
+        if (estimate !== undefined) metrics.storageEstimatedBytes.set(estimate);
+        if (report.quota.evictedImages > 0) this.scheduleFollowUp();
+      }
       (report.result === 'ok' ? log.info : log.warn).call(log, 'garbage collection run', { ...report });
       return report;
     } catch (error) {
@@ -574,6 +714,8 @@ export class PeriodicGc extends PeriodicRun<GcReport | undefined> {
       metrics.gcDuration.observe(seconds);
       log.warn('garbage collection run failed; nothing more is deleted until the next run', { error, durationSeconds: seconds });
       return undefined;
+    } finally {
+      await lease?.release();
     }
   }
 }

@@ -3,17 +3,24 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
-import { Uploads } from '../push/uploads.ts';
+import { Uploads, type UploadsOptions } from '../push/uploads.ts';
 import type { SweptStaging } from '../storage/backend.ts';
+import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { MAX_PURGE_INTERVAL_MS, MIN_PURGE_INTERVAL_MS, purgeIntervalMs, Purger, type PurgeOptions } from './purge.ts';
 
 const tempDir = tempDirs('nixery-purge-');
 const TTL = 60_000;
+
+/** Upload sessions kept by a filesystem storage of their own. */
+async function uploadsOnDisk(options: UploadsOptions = {}): Promise<Uploads> {
+  const storage = new FilesystemStorage(await tempDir());
+  await storage.init();
+  return new Uploads(storage.uploads, options);
+}
 
 function capturingLog(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -45,21 +52,20 @@ function fixedSweep(result: SweptStaging): PurgeOptions['storage'] & { calls: nu
 describe('a purge run', () => {
   it('drops idle upload sessions and stale staging objects, counts them and logs one line', async () => {
     const clock = { now: 1_000_000 };
-    const uploads = new Uploads(path.join(await tempDir(), 'uploads'), { now: () => clock.now });
-    await uploads.init();
+    const uploads = await uploadsOnDisk({ now: () => clock.now });
     const idle = await uploads.start('team/app');
     await uploads.append(idle, Readable.from([Buffer.from('abandoned')]));
-    uploads.close(idle);
+    await uploads.close(idle);
     clock.now += TTL + 1;
     const active = await uploads.start('team/app');
-    uploads.close(active);
+    await uploads.close(active);
     const metrics = createMetrics({ defaultMetrics: false });
     const { log, lines } = capturingLog();
     const purger = new Purger({ uploads, storage: fixedSweep({ objects: 2, bytes: 300 }), metrics, log, uploadSessionTtlMs: TTL, stagingTtlMs: TTL });
 
     const result = await purger.run();
     assert.deepEqual(result, { uploadSessions: 1, uploadBytes: 9, stagingObjects: 2, stagingBytes: 300, errors: [] });
-    assert.equal(uploads.size, 1, 'the active session stays');
+    assert.ok(await uploads.open(active.id, 'team/app'), 'the active session stays');
     assert.equal(await value(metrics, 'purgeRuns', { result: 'ok' }), 1);
     assert.equal(await purgeCount(metrics), 1);
     assert.equal(await value(metrics, 'purgedObjects', { kind: 'upload_session' }), 1);
@@ -75,8 +81,7 @@ describe('a purge run', () => {
   });
 
   it('that removes nothing is counted but not logged', async () => {
-    const uploads = new Uploads(path.join(await tempDir(), 'uploads'));
-    await uploads.init();
+    const uploads = await uploadsOnDisk();
     const metrics = createMetrics({ defaultMetrics: false });
     const { log, lines } = capturingLog();
     const purger = new Purger({ uploads, storage: fixedSweep({ objects: 0, bytes: 0 }), metrics, log, uploadSessionTtlMs: TTL, stagingTtlMs: TTL });
@@ -89,9 +94,8 @@ describe('a purge run', () => {
 
   it('still purges upload sessions when the staging sweep fails, and counts an error run', async () => {
     const clock = { now: 1_000_000 };
-    const uploads = new Uploads(path.join(await tempDir(), 'uploads'), { now: () => clock.now });
-    await uploads.init();
-    uploads.close(await uploads.start('a'));
+    const uploads = await uploadsOnDisk({ now: () => clock.now });
+    await uploads.close(await uploads.start('a'));
     clock.now += TTL + 1;
     const metrics = createMetrics({ defaultMetrics: false });
     const { log, lines } = capturingLog();
@@ -108,8 +112,7 @@ describe('a purge run', () => {
   });
 
   it('never overlaps another: a run asked for during one is that one', async () => {
-    const uploads = new Uploads(path.join(await tempDir(), 'uploads'));
-    await uploads.init();
+    const uploads = await uploadsOnDisk();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let calls = 0;

@@ -1,5 +1,6 @@
-// The purge of abandoned temporary data while the registry runs: upload sessions no request used
-// for longer than NIXERY_UPLOAD_SESSION_TTL (push/uploads.ts, never one with a request in flight)
+// The purge of abandoned temporary data while the registry runs: upload sessions no request on any
+// replica used for longer than NIXERY_UPLOAD_SESSION_TTL (push/uploads.ts, in the shared storage;
+// never one with a request in flight here)
 // and staging objects older than NIXERY_STAGING_TTL (the backend's sweepStaging, never one this
 // process is writing). It runs every quarter of the shorter limit, within 30 s and 10 min, on an
 // unref'd timer that the next run is set on only once a run ended, so runs never overlap; it stops

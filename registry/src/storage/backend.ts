@@ -2,6 +2,7 @@
 // under its digest only once it is complete and its digest verified. Small JSON documents (cache
 // entries, tags) live beside the blobs so that caches survive restarts.
 import type { Readable } from 'node:stream';
+import type { UploadStore } from './upload-store.ts';
 
 export interface BlobInfo {
   digest: string;
@@ -69,6 +70,38 @@ export interface StorageBackend {
   listBlobs(): AsyncIterable<StoredObject & { digest: string }>;
   /** Every document whose key starts with `prefix` (default: all), streamed like listBlobs. */
   listDocuments(prefix?: string): AsyncIterable<StoredObject & { key: string }>;
+
+  // --- Leases (storage/lease.ts builds build and GC leases across replicas on these two) ---
+  /** The lease `name` as stored now: null when there is none; `record` null when it was released. */
+  readLease(name: string): Promise<StoredLease | null>;
+  /**
+   * Compare-and-swap: replaces the lease `name` with `record` (null: releases it) only if its
+   * version is still `expected` (null: there is none, as readLease answered). Of concurrent swaps
+   * from one version at most one succeeds. Returns the new version, or null when the lease is no
+   * longer at `expected` (nothing was written).
+   */
+  swapLease(name: string, expected: string | null, record: LeaseRecord | null): Promise<string | null>;
+
+  // ---- Upload sessions (#21: any replica can continue a push) ----
+  /** The state and bytes of chunked blob uploads, shared by every replica on this storage (upload-store.ts). */
+  readonly uploads: UploadStore;
+}
+
+/** Who holds a lease until when (ms since the epoch, the holder's clock). */
+export interface LeaseRecord {
+  holder: string;
+  expiresMs: number;
+}
+
+/** A lease as read: an opaque version for swapLease, and its record (null: released). */
+export interface StoredLease {
+  version: string;
+  record: LeaseRecord | null;
+}
+
+/** Lease names are document-key-like (`build/<hex>`, `gc`). */
+export function assertLeaseName(name: string): void {
+  assertDocumentKey(name);
 }
 
 /** A listed object: its size and when its content was last written (ms since the epoch). */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { getAttribute } from 'fs-xattr';
 import { StorageUnavailableError } from './backend.ts';
-import { failingStream, sha256, storageContract } from './test-support.ts';
+import { failingStream, sha256, storageContract, uploadStoreContract } from './test-support.ts';
 import { FilesystemStorage } from './filesystem.ts';
 import { outputOf } from '../test-support/programs.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
@@ -13,6 +13,12 @@ import { tempDirs } from '../test-support/temp-dirs.ts';
 const tempDir = tempDirs('nixery-fs-storage-');
 
 storageContract('filesystem', async () => {
+  const storage = new FilesystemStorage(await tempDir());
+  await storage.init();
+  return storage;
+});
+
+uploadStoreContract('filesystem', async () => {
   const storage = new FilesystemStorage(await tempDir());
   await storage.init();
   return storage;

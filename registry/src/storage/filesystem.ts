@@ -3,7 +3,7 @@
 // staging/ first, fsynced, and renamed into place, so a crash never exposes a partial file.
 // Staging files this process is writing are known by name; sweepStaging removes the others once
 // their last write is older than the staging TTL (at start-up and, through service/purge.ts, while
-// running).
+// running). Upload sessions live under uploads/ (filesystem-uploads.ts).
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -18,8 +18,11 @@ import {
   sha256Hex,
   StorageUnavailableError,
   type BlobDelivery,
+  assertLeaseName,
   type BlobInfo,
   type ByteRange,
+  type LeaseRecord,
+  type StoredLease,
   type PutBlobOptions,
   type PutBlobResult,
   type StagingSweepOptions,
@@ -29,6 +32,8 @@ import {
   DEFAULT_STAGING_TTL_MS,
   MAX_STAGING_SWEEP,
 } from './backend.ts';
+import { FilesystemUploadStore } from './filesystem-uploads.ts';
+import type { UploadStore } from './upload-store.ts';
 
 const CONTENT_TYPE_ATTR = 'user.mime_type';
 
@@ -39,9 +44,11 @@ export class FilesystemStorage implements StorageBackend {
   private readonly now: () => number;
   /** Names of the staging files this process is writing now: never swept. */
   private readonly writing = new Set<string>();
+  readonly uploads: UploadStore;
 
   constructor(root: string, options: StagingSweepOptions = {}) {
     this.root = path.resolve(root);
+    this.uploads = new FilesystemUploadStore(path.join(this.root, 'uploads'));
     this.description = `filesystem (${this.root})`;
     this.stagingTtlMs = options.stagingTtlMs ?? DEFAULT_STAGING_TTL_MS;
     this.now = options.now ?? Date.now;
@@ -52,6 +59,7 @@ export class FilesystemStorage implements StorageBackend {
       await fs.mkdir(this.stagingDir(), { recursive: true });
       await fs.mkdir(path.join(this.root, 'blobs', 'sha256'), { recursive: true });
       await fs.mkdir(path.join(this.root, 'documents'), { recursive: true });
+      await fs.mkdir(path.join(this.root, 'uploads'), { recursive: true });
     } catch (cause) {
       throw new StorageUnavailableError(`cannot create the storage directory ${this.root}: ${(cause as Error).message}`, { cause });
     }
@@ -219,6 +227,65 @@ export class FilesystemStorage implements StorageBackend {
     yield* walk(base === '' ? top : path.join(top, base), base === '' ? '' : `${base}/`);
   }
 
+  // --- Leases ---------------------------------------------------------------------------------
+  // A lease is a directory leases/<name>/ of generation files 1, 2, 3, ...; the highest is the
+  // lease. Every change (acquire, renew, take over, release) writes the next generation by an
+  // exclusive create — a fully written staging file hard-linked to its name, which fails with
+  // EEXIST when the name exists — so of two swaps from generation G at most one creates G+1: the
+  // compare-and-swap is the link. Lower generations are deleted by the writer of a higher one,
+  // never the highest, so the lease never goes back to an older state. A stale writer that read
+  // G-1 and links G after G was deleted does create a file, but a higher one exists then (G was
+  // deleted only after it), and the check after the link finds it: that swap reports failure.
+  // A released lease keeps its last generation (record null) for the same reason: numbering
+  // restarting at 1 would let a stale writer succeed.
+
+  async readLease(name: string): Promise<StoredLease | null> {
+    const dir = this.leaseDir(name);
+    // A generation read in the listing may be deleted by the time it is opened: a newer one exists then.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const top = Math.max(0, ...(await leaseGenerations(dir)));
+      if (top === 0) return null;
+      try {
+        const { record } = JSON.parse(await fs.readFile(path.join(dir, String(top)), 'utf8')) as { record: LeaseRecord | null };
+        return { version: String(top), record };
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    throw new Error(`lease ${name} changed on every one of 10 reads`);
+  }
+
+  async swapLease(name: string, expected: string | null, record: LeaseRecord | null): Promise<string | null> {
+    const dir = this.leaseDir(name);
+    const top = Math.max(0, ...(await leaseGenerations(dir)));
+    if ((expected === null ? 0 : Number(expected)) !== top) return null;
+    const next = top + 1;
+    const staging = this.stagingPath();
+    try {
+      await fs.writeFile(staging, JSON.stringify({ record }), { flag: 'wx' });
+      await fsyncFile(staging);
+      await fs.mkdir(dir, { recursive: true });
+      try {
+        await fs.link(staging, path.join(dir, String(next)));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
+        throw error;
+      }
+    } finally {
+      await fs.rm(staging, { force: true });
+      this.writing.delete(path.basename(staging));
+    }
+    const after = await leaseGenerations(dir);
+    if (after.some((g) => g > next)) return null;
+    await Promise.all(after.filter((g) => g < next).map((g) => fs.rm(path.join(dir, String(g)), { force: true })));
+    return String(next);
+  }
+
+  private leaseDir(name: string): string {
+    assertLeaseName(name);
+    return path.join(this.root, 'leases', ...name.split('/'));
+  }
+
   blobPath(digest: string): string {
     const hex = sha256Hex(digest);
     if (hex === null) throw new Error(`unsupported digest ${digest}`);
@@ -286,6 +353,16 @@ async function removeIfExists(file: string): Promise<boolean> {
     return true;
   } catch (error) {
     if (isNotFound(error)) return false;
+    throw error;
+  }
+}
+
+/** The generation numbers in a lease directory (none when it does not exist). */
+async function leaseGenerations(dir: string): Promise<number[]> {
+  try {
+    return (await fs.readdir(dir)).filter((n) => /^[1-9][0-9]{0,15}$/.test(n)).map(Number);
+  } catch (error) {
+    if (isNotFound(error)) return [];
     throw error;
   }
 }

@@ -10,6 +10,7 @@
 // delete that follow; one left longer is a crashed writer's. sweepStaging deletes those older
 // than the staging TTL by their `updated` time from a paged prefix listing, at start-up and,
 // through service/purge.ts, while running, skipping the names this process is writing.
+// Upload sessions live under uploads/ (gcs-uploads.ts); their chunks are staged the same way.
 //
 // Retries: the client runs with IdempotencyStrategy.RetryAlways. Every write here is safe to
 // repeat (fresh staging names, ifGenerationMatch=0 on the digest, whole-document replacement),
@@ -31,8 +32,11 @@ import {
   sha256Hex,
   StorageUnavailableError,
   type BlobDelivery,
+  assertLeaseName,
   type BlobInfo,
   type ByteRange,
+  type LeaseRecord,
+  type StoredLease,
   type PutBlobOptions,
   type PutBlobResult,
   type StagingSweepOptions,
@@ -44,6 +48,8 @@ import {
 } from './backend.ts';
 import { GcsIntegrityError, GcsShortReadError, GcsStallError, resumingRead } from './gcs-download.ts';
 import { publicObjectUrl, signedGetUrl, type SigningKey } from './gcs-signer.ts';
+import { GcsUploadStore } from './gcs-uploads.ts';
+import type { UploadStore } from './upload-store.ts';
 
 export { GcsIntegrityError } from './gcs-download.ts';
 
@@ -132,6 +138,7 @@ export class GcsStorage implements StorageBackend {
   private readonly now: () => number;
   /** Names of the staging objects this process is writing now: never swept. */
   private readonly writing = new Set<string>();
+  readonly uploads: UploadStore;
 
   constructor(options: GcsStorageOptions) {
     this.options = options;
@@ -172,6 +179,13 @@ export class GcsStorage implements StorageBackend {
       },
     });
     this.bucket = this.storage.bucket(options.bucket);
+    this.uploads = new GcsUploadStore({
+      bucket: this.bucket,
+      putObjectOnce: (name, source) => this.putObjectOnce(name, source),
+      read: (name, metadata) => this.read(name, metadata),
+      status: httpStatus,
+      failure: (operation, object, cause) => new GcsStorageError(operation, this.bucketName, object, cause),
+    });
   }
 
   get description(): string {
@@ -261,6 +275,52 @@ export class GcsStorage implements StorageBackend {
       await this.removeQuietly(stagingFile);
     }
   }
+
+  // ---- Upload sessions (gcs-uploads.ts) ----
+
+  /**
+   * Creates the object `name` from `source` unless that name exists, for upload chunks: staged,
+   * verified and copied as putBlob does, the copy with ifGenerationMatch=0 so that of two writers
+   * exactly one creates it. `taken`: another writer's object has the name. An empty source
+   * creates nothing (an empty chunk would take a name that the next chunk needs).
+   */
+  private async putObjectOnce(name: string, source: Readable): Promise<{ size: number; taken: boolean }> {
+    const staging = this.bucket.file(`staging/${randomUUID()}`);
+    this.writing.add(staging.name);
+    try {
+      const local = new LocalHashes();
+      let stored: FileMetadata;
+      try {
+        stored = await this.upload(staging, source, local, 'application/octet-stream');
+      } catch (error) {
+        await this.removeQuietly(staging);
+        if (error instanceof SourceError) throw error.cause;
+        throw error instanceof GcsStorageError ? error : new GcsStorageError('upload', this.bucketName, staging.name, error);
+      }
+      const stagingFile = this.bucket.file(staging.name, { generation: Number(stored.generation) });
+      try {
+        verifyUpload(staging.name, stored, local);
+        if (local.size === 0) return { size: 0, taken: false };
+        try {
+          await stagingFile.copy(this.bucket.file(name), { preconditionOpts: { ifGenerationMatch: 0 } });
+          return { size: local.size, taken: false };
+        } catch (error) {
+          if (httpStatus(error) !== 412) throw new GcsStorageError('copy', this.bucketName, name, error);
+          // A retried copy whose first attempt succeeded unseen finds its own bytes there; the
+          // same bytes from another writer are as good (the chain holds what the client sent).
+          const existing = await this.metadata(name);
+          const ours = existing !== null && Number(existing.size) === local.size && existing.crc32c === local.crc32cBase64;
+          return { size: local.size, taken: !ours };
+        }
+      } finally {
+        await this.removeQuietly(stagingFile);
+      }
+    } finally {
+      this.writing.delete(staging.name);
+    }
+  }
+
+  // ---- Blobs and documents ----
 
   async statBlob(digest: string): Promise<BlobInfo | null> {
     if (sha256Hex(digest) === null) return null;
@@ -557,6 +617,61 @@ export class GcsStorage implements StorageBackend {
     } while (pageToken !== undefined);
   }
 
+  // --- Leases ---------------------------------------------------------------------------------
+  // A lease is the object leases/<name>.json; its version is the object's generation, and every
+  // change is conditional on it (ifGenerationMatch; 0: the object must not exist), so the service
+  // lets at most one of two swaps from one generation through. Release deletes the object, which
+  // is safe here (unlike on the file system): a recreated object gets a new generation, and a
+  // stale swap names the old one.
+
+  async readLease(name: string): Promise<StoredLease | null> {
+    const object = leaseObject(name);
+    const metadata = await this.metadata(object);
+    if (!metadata) return null;
+    let text: string;
+    try {
+      text = (await collect(this.read(object, metadata))).toString('utf8');
+    } catch (error) {
+      // Replaced or deleted since the metadata read: the caller reads again or finds it free.
+      if (httpStatus(error) === 404 || httpStatus((error as { cause?: unknown }).cause) === 404) return this.readLease(name);
+      throw error;
+    }
+    const { record } = JSON.parse(text) as { record: LeaseRecord };
+    return { version: String(metadata.generation), record };
+  }
+
+  async swapLease(name: string, expected: string | null, record: LeaseRecord | null): Promise<string | null> {
+    const file = this.bucket.file(leaseObject(name));
+    if (record === null) {
+      if (expected === null) return null;
+      try {
+        await file.delete({ ifGenerationMatch: Number(expected) });
+        return '0';
+      } catch (error) {
+        const status = httpStatus(error);
+        if (status === 412) return null;
+        // A retried delete whose first attempt succeeded unseen: only the generation's writer deletes it.
+        if (status === 404) return '0';
+        throw new GcsStorageError('lease release', this.bucketName, file.name, error);
+      }
+    }
+    const body = Buffer.from(JSON.stringify({ record }));
+    try {
+      await file.save(body, {
+        resumable: false,
+        validation: false,
+        metadata: { contentType: 'application/json', cacheControl: 'no-store' },
+        preconditionOpts: { ifGenerationMatch: expected === null ? 0 : Number(expected) },
+      });
+      return String(file.metadata.generation);
+    } catch (error) {
+      if (httpStatus(error) !== 412) throw new GcsStorageError('lease write', this.bucketName, file.name, error);
+      // Also the answer to a retried write whose first attempt succeeded unseen: then the lease is ours.
+      const now = await this.readLease(name);
+      return now && now.record?.holder === record.holder && now.record.expiresMs === record.expiresMs ? now.version : null;
+    }
+  }
+
   private unavailable(step: 'list' | 'write', error: unknown): StorageUnavailableError {
     const status = httpStatus(error);
     const where = `gs://${this.bucketName} at ${this.endpoint}`;
@@ -663,6 +778,11 @@ function blobObject(digest: string): string {
 function documentObject(key: string): string {
   assertDocumentKey(key);
   return `documents/${key}.json`;
+}
+
+function leaseObject(name: string): string {
+  assertLeaseName(name);
+  return `leases/${name}.json`;
 }
 
 function listed(file: File): StoredObject {
