@@ -19,7 +19,12 @@ export interface SeenRequest {
   injected: boolean;
 }
 
-export type FaultAction = { type: 'error'; status: number; code: string } | { type: 'hold' };
+/**
+ * error: answered by the proxy, the server never sees the request. hold: never answered.
+ * lose-answer: the server carries the request out, and its answer is replaced by the error
+ * (a write that succeeded unseen, which the client then retries).
+ */
+export type FaultAction = { type: 'error' | 'lose-answer'; status: number; code: string } | { type: 'hold' };
 
 export interface FaultRule {
   when(request: SeenRequest): boolean;
@@ -74,12 +79,22 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         return;
       }
       const { status, code } = rule.action;
-      seen.status = status;
-      req.resume();
-      req.once('end', () => {
+      const answer = () => {
+        seen.status = status;
         res.writeHead(status, { 'content-type': 'application/xml' });
         res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>`);
-      });
+      };
+      if (rule.action.type === 'lose-answer') {
+        const forward = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (lost) => {
+          lost.resume();
+          lost.once('end', answer);
+        });
+        forward.on('error', () => res.destroy());
+        req.pipe(forward);
+        return;
+      }
+      req.resume();
+      req.once('end', answer);
       return;
     }
     const forward = http.request(

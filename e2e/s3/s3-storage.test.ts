@@ -6,13 +6,15 @@
 // from a proxy in front of it (fault-proxy.ts).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { CopyObjectCommand, CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { silentLogger } from '../../registry/src/log/logger.ts';
 import { StorageUnavailableError } from '../../registry/src/storage/backend.ts';
-import { failingStream, sha256, storageContract } from '../../registry/src/storage/test-support.ts';
+import { failingStream, sha256, storageContract, uploadStoreContract } from '../../registry/src/storage/test-support.ts';
+import { UploadOffsetError } from '../../registry/src/storage/upload-store.ts';
 import { S3Storage, type S3StorageOptions, MIN_PART_SIZE_BYTES } from '../../registry/src/storage/s3.ts';
+import { unquoteEtag } from '../../registry/src/storage/s3-etag.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 import { startRadosGateway, type RadosGateway } from './radosgw.ts';
 
@@ -79,6 +81,91 @@ async function keys(storage: S3Storage, prefix = ''): Promise<string[]> {
 describe('storage contract on radosgw', () => {
   storageContract('s3 on radosgw, blobs redirected to presigned URLs', () => backend({ redirect: 'presigned' }));
   storageContract('s3 on radosgw, blobs streamed through the registry', () => backend({ redirect: 'stream' }));
+  uploadStoreContract('s3 on radosgw', () => backend({ redirect: 'stream' }));
+});
+
+describe('s3 storage: leases and upload sessions', () => {
+  it('keeps a lease as leases/<name>.json and a session as a record and one object per chunk, a large chunk staged then copied over its claim', async () => {
+    const storage = await backend({ prefix: 'reg', partSizeBytes: MIN_PART_SIZE_BYTES });
+    assert.ok(await storage.swapLease('build/abc', null, { holder: 'a', expiresMs: 1 }));
+    const id = randomUUID();
+    await storage.uploads.createUpload(id, 'team/app', 1_000);
+    await storage.uploads.appendUpload(id, 0, Readable.from([Buffer.from('small')]));
+    const large = randomBytes(MIN_PART_SIZE_BYTES + 4321);
+    assert.equal(await storage.uploads.appendUpload(id, 5, chunked(large, 256 * 1024)), 5 + large.length);
+    assert.deepEqual(await keys(storage), ['reg/leases/build/abc.json', `reg/uploads/${id}/chunks/0000000000000000`, `reg/uploads/${id}/chunks/0000000000000005`, `reg/uploads/${id}/session`]);
+    // Above the part size the chunk went to staging as a multipart upload first.
+    assert.ok(seen(storage.bucket, 'UploadPart').some((r) => r.path.includes('/staging/')));
+    assert.ok((await bytes(storage.uploads.readUpload(id))).equals(Buffer.concat([Buffer.from('small'), large])));
+    assert.equal(await storage.uploads.deleteUpload(id), 5 + large.length);
+    assert.deepEqual(await keys(storage, 'reg/uploads/'), []);
+  });
+
+  it('of two large appends racing for one offset, exactly one creates the chunk and the other is refused with the size', async () => {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES, redirect: 'stream' });
+    const id = randomUUID();
+    await storage.uploads.createUpload(id, 'team/app', Date.now());
+    const one = randomBytes(MIN_PART_SIZE_BYTES + 1);
+    const two = randomBytes(MIN_PART_SIZE_BYTES + 2);
+    const results = await Promise.allSettled([storage.uploads.appendUpload(id, 0, chunked(one, 64 * 1024)), storage.uploads.appendUpload(id, 0, chunked(two, 64 * 1024))]);
+    const won = results.findIndex((r) => r.status === 'fulfilled');
+    const lost = results.find((r) => r.status === 'rejected');
+    assert.ok(won >= 0 && lost, JSON.stringify(results.map((r) => r.status)));
+    const winner = [one, two][won]!;
+    assert.ok(lost.reason instanceof UploadOffsetError, String(lost.reason));
+    assert.equal(lost.reason.size, winner.length);
+    assert.ok((await bytes(storage.uploads.readUpload(id))).equals(winner));
+    assert.deepEqual(await keys(storage, 'staging/'), []);
+  });
+
+  it('counts a retried write whose first attempt succeeded unseen as its own: lease create and replace, session record, chunk', async () => {
+    const storage = await backend({ redirect: 'stream' });
+    const bucket = storage.bucket;
+    const loseNextPut = () => proxy.inject({ when: (r) => r.path.startsWith(`/${bucket}/`) && r.operation === 'PutObject', times: 1, action: { type: 'lose-answer', status: 500, code: 'InternalError' } });
+    loseNextPut();
+    const v1 = await storage.swapLease('gc', null, { holder: 'a', expiresMs: 1 });
+    assert.ok(v1);
+    assert.equal((await storage.readLease('gc'))?.version, v1);
+    loseNextPut();
+    const v2 = await storage.swapLease('gc', v1, { holder: 'a', expiresMs: 2 });
+    assert.ok(v2 && v2 !== v1);
+    assert.deepEqual(await storage.readLease('gc'), { version: v2, record: { holder: 'a', expiresMs: 2 } });
+    const id = randomUUID();
+    loseNextPut();
+    await storage.uploads.createUpload(id, 'team/app', 1_000);
+    loseNextPut();
+    assert.equal(await storage.uploads.appendUpload(id, 0, Readable.from([Buffer.from('chunk')])), 5);
+    assert.deepEqual(await storage.uploads.uploadState(id), { id, name: 'team/app', size: 5, lastActivityMs: 1_000 });
+    const retried = proxy.requests.filter((r) => r.path.startsWith(`/${bucket}/`) && r.injected);
+    assert.equal(retried.length, 4, 'each write was answered with an error once, after the server had carried it out');
+  });
+
+  it('a released lease is a record, not a deleted object, and its version never comes back', async () => {
+    const storage = await backend();
+    const v1 = await storage.swapLease('gc', null, { holder: 'a', expiresMs: 1 });
+    const released = await storage.swapLease('gc', v1, null);
+    assert.ok(released);
+    assert.deepEqual(await storage.readLease('gc'), { version: released, record: null });
+    const v2 = await storage.swapLease('gc', released, { holder: 'a', expiresMs: 1 });
+    assert.ok(v2 && v2 !== v1, 'the same record written again has a new version');
+    assert.equal(await storage.swapLease('gc', v1, null), null);
+  });
+
+  it('the staging sweep and the document listing leave leases and upload sessions alone, however old', async () => {
+    let now = Date.now();
+    const storage = await backend({ stagingTtlMs: 60_000, now: () => now });
+    await storage.swapLease('gc', null, { holder: 'a', expiresMs: 1 });
+    const id = randomUUID();
+    await storage.uploads.createUpload(id, 'team/app', 1_000);
+    await storage.uploads.appendUpload(id, 0, Readable.from([Buffer.from('chunk')]));
+    await storage.putDocument('tags/x', { v: 1 });
+    now += 24 * 3600_000;
+    assert.deepEqual(await storage.sweepStaging(), { objects: 0, bytes: 0 });
+    assert.deepEqual(await keys(storage), ['documents/tags/x.json', 'leases/gc.json', `uploads/${id}/chunks/0000000000000000`, `uploads/${id}/session`]);
+    const documents: string[] = [];
+    for await (const document of storage.listDocuments()) documents.push(document.key);
+    assert.deepEqual(documents, ['tags/x']);
+  });
 });
 
 describe('s3 storage: layout and verification', () => {
@@ -267,21 +354,26 @@ describe('s3 storage: stale staging', () => {
   });
 });
 
-describe('what radosgw 16 does with conditional writes (why publishing a blob HEADs its digest first)', () => {
+describe('what radosgw 16 does with conditional writes (why publishing a blob HEADs its digest first, and leases send bare ETags)', () => {
   const status = (request: Promise<unknown>) => request.then(() => 200, (error: { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode);
 
-  it('honours If-None-Match: * and If-Match on PutObject, and ignores If-None-Match on CopyObject', async () => {
+  it('honours If-None-Match: * and If-Match (with the bare ETag only) on PutObject, and ignores If-None-Match on CopyObject', async () => {
     const bucket = await newBucket();
     const client = rgw.client();
     const put = (key: string, body: string, extra: object = {}) => client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...extra }));
     const read = async (key: string) => (await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToString();
-    await put('a', 'one');
+    const { ETag: etag } = await put('a', 'one');
     assert.equal(await status(put('a', 'two', { IfNoneMatch: '*' })), 412);
     assert.equal(await status(put('b', 'two', { IfNoneMatch: '*' })), 200);
-    assert.equal(await status(put('a', 'three', { IfMatch: '"00000000000000000000000000000000"' })), 412);
+    assert.equal(await status(put('a', 'three', { IfMatch: '00000000000000000000000000000000' })), 412);
+    assert.equal(await status(put('missing', 'three', { IfMatch: unquoteEtag(etag)! })), 412);
+    // If-Match is compared with the bare ETag: the quoted form, as the server sends it, never matches.
+    assert.equal(await status(put('a', 'three', { IfMatch: etag })), 412);
     assert.equal(await read('a'), 'one');
+    assert.equal(await status(put('a', 'four', { IfMatch: unquoteEtag(etag)! })), 200);
+    assert.equal(await read('a'), 'four');
     assert.equal(await status(client.send(new CopyObjectCommand({ Bucket: bucket, Key: 'b', CopySource: `${bucket}/a`, IfNoneMatch: '*' }))), 200);
-    assert.equal(await read('b'), 'one', 'the copy replaced an existing object despite If-None-Match: *');
+    assert.equal(await read('b'), 'four', 'the copy replaced an existing object despite If-None-Match: *');
     client.destroy();
   });
 });

@@ -47,6 +47,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createLogger, type Logger } from '../log/logger.ts';
 import {
   assertDocumentKey,
+  assertLeaseName,
   BlobNotFoundError,
   DigestMismatchError,
   sha256Hex,
@@ -54,10 +55,12 @@ import {
   type BlobDelivery,
   type BlobInfo,
   type ByteRange,
+  type LeaseRecord,
   type PutBlobOptions,
   type PutBlobResult,
   type StagingSweepOptions,
   type StorageBackend,
+  type StoredLease,
   type StoredObject,
   type SweptStaging,
   DEFAULT_STAGING_TTL_MS,
@@ -66,6 +69,8 @@ import {
 import { GcsShortReadError, GcsStallError, resumingRead } from './gcs-download.ts';
 import { isTransientS3Error, makeS3Client, s3Code, s3Status } from './s3-client.ts';
 import { unquoteEtag, UploadEtag } from './s3-etag.ts';
+import { S3UploadStore } from './s3-uploads.ts';
+import type { UploadStore } from './upload-store.ts';
 
 export type S3RedirectMode = 'presigned' | 'stream';
 export type S3ServerSideEncryption = 'AES256' | 'aws:kms';
@@ -164,6 +169,7 @@ export class S3Storage implements StorageBackend {
   private readonly now: () => number;
   /** Staging keys this process is writing now: never swept. */
   private readonly writing = new Set<string>();
+  readonly uploads: UploadStore;
 
   constructor(options: S3StorageOptions) {
     this.options = options;
@@ -185,6 +191,15 @@ export class S3Storage implements StorageBackend {
       ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
       ...(options.forcePathStyle !== undefined ? { forcePathStyle: options.forcePathStyle } : {}),
       ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),
+    });
+    this.uploads = new S3UploadStore({
+      putObjectOnce: (key, source) => this.putObjectOnce(this.key(key), source),
+      putJson: (key, value, condition) => this.putJson(this.key(key), value, condition),
+      getJson: (key) => this.getJson(this.key(key)),
+      read: (key, size, etag) => this.read(this.key(key), { ContentLength: size, ETag: etag, $metadata: {} }),
+      list: (prefix) => this.listRelative(prefix),
+      remove: (key) => this.delete(this.key(key)),
+      status: s3Status,
     });
   }
 
@@ -234,6 +249,31 @@ export class S3Storage implements StorageBackend {
   }
 
   private async putStaged(staging: string, source: Readable | Buffer, options: PutBlobOptions): Promise<PutBlobResult> {
+    try {
+      const staged = await this.stage(staging, source, options.contentType);
+      const digest = `sha256:${staged.sha256}`;
+      if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
+        throw new DigestMismatchError(options.expectedDigest, digest);
+      }
+      const target = this.blobKey(digest);
+      this.writing.add(target);
+      try {
+        const created = await this.publish(staging, target, staged.size, options.contentType);
+        return { digest, size: staged.size, created };
+      } finally {
+        this.writing.delete(target);
+      }
+    } finally {
+      await this.removeQuietly(staging);
+    }
+  }
+
+  /**
+   * Uploads `source` to the staging key while hashing it, and checks what the server stored
+   * against what was sent. A failure of the source itself is rethrown as it was (a client that
+   * went away is not the service's fault).
+   */
+  private async stage(staging: string, source: Readable | Buffer | AsyncIterable<Buffer>, contentType: string): Promise<{ sha256: string; size: number }> {
     const sha256 = createHash('sha256');
     const etag = new UploadEtag(this.partSize);
     const hashed = (chunk: Buffer) => {
@@ -246,8 +286,6 @@ export class S3Storage implements StorageBackend {
     if (Buffer.isBuffer(source)) {
       body = hashed(source);
     } else {
-      // The source's own failure is the caller's (a client that went away), not the service's:
-      // it is kept to be rethrown as it was.
       const chunks = async function* (): AsyncGenerator<Buffer> {
         try {
           for await (const chunk of source) yield hashed(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
@@ -259,36 +297,21 @@ export class S3Storage implements StorageBackend {
       body = Readable.from(chunks(), { objectMode: false });
     }
     try {
-      try {
-        await new Upload({
-          client: this.client,
-          queueSize: this.queueSize,
-          partSize: this.partSize,
-          leavePartsOnError: false,
-          params: { Bucket: this.bucket, Key: staging, Body: body, ContentType: options.contentType, ...this.encryption() },
-        }).done();
-      } catch (error) {
-        if (sourceError) throw sourceError.error;
-        throw new S3StorageError('upload', this.bucket, staging, error);
-      } finally {
-        if (!Buffer.isBuffer(source) && !source.destroyed && !source.readableEnded) source.destroy();
-      }
-      await this.verifyStaged(staging, etag);
-      const digest = `sha256:${sha256.digest('hex')}`;
-      if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
-        throw new DigestMismatchError(options.expectedDigest, digest);
-      }
-      const target = this.blobKey(digest);
-      this.writing.add(target);
-      try {
-        const created = await this.publish(staging, target, etag.size, options.contentType);
-        return { digest, size: etag.size, created };
-      } finally {
-        this.writing.delete(target);
-      }
+      await new Upload({
+        client: this.client,
+        queueSize: this.queueSize,
+        partSize: this.partSize,
+        leavePartsOnError: false,
+        params: { Bucket: this.bucket, Key: staging, Body: body, ContentType: contentType, ...this.encryption() },
+      }).done();
+    } catch (error) {
+      if (sourceError) throw sourceError.error;
+      throw new S3StorageError('upload', this.bucket, staging, error);
     } finally {
-      await this.removeQuietly(staging);
+      if (source instanceof Readable && !source.destroyed && !source.readableEnded) source.destroy();
     }
+    await this.verifyStaged(staging, etag);
+    return { sha256: sha256.digest('hex'), size: etag.size };
   }
 
   /** Compares what the server stored with what was sent. */
@@ -360,6 +383,166 @@ export class S3Storage implements StorageBackend {
 
   private copySource(key: string): string {
     return `${this.bucket}/${encodeURIComponent(key).replace(/%2F/g, '/')}`;
+  }
+
+  // ---- Upload sessions (s3-uploads.ts) ----
+
+  /**
+   * Creates the object `key` from `source` unless that key exists, for upload chunks: `taken`
+   * when another writer's object has the key. A body up to the part size is buffered (bounded)
+   * and written with one PutObject If-None-Match: *. A larger one is staged and verified as a
+   * blob is, then the key is claimed by an empty PutObject If-None-Match: * and the staged
+   * bytes copied over the claim (If-Match on it, which AWS S3 honours; radosgw 16 ignores
+   * conditions on a copy, but no other writer can touch a claimed key). A copy that fails
+   * removes the claim, leaving the offset free; a writer that dies between claim and copy
+   * leaves an empty claim, which blocks that offset until the idle session is purged. An empty
+   * source creates nothing (an empty chunk would take a name that the next chunk needs).
+   */
+  private async putObjectOnce(key: string, source: Readable): Promise<{ size: number; taken: boolean }> {
+    const iterator = (source as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+    const head: Buffer[] = [];
+    let buffered = 0;
+    let ended = false;
+    while (buffered <= this.partSize) {
+      const next = await iterator.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
+      head.push(chunk);
+      buffered += chunk.length;
+    }
+    if (ended) {
+      const body = Buffer.concat(head);
+      return body.length === 0 ? { size: 0, taken: false } : this.putSmallOnce(key, body);
+    }
+    const rest = async function* (): AsyncGenerator<Buffer> {
+      yield* head;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+        yield typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
+      }
+    };
+    const staging = this.key(`staging/${randomUUID()}`);
+    this.writing.add(staging);
+    try {
+      let size: number;
+      try {
+        ({ size } = await this.stage(staging, rest(), 'application/octet-stream'));
+      } finally {
+        if (!source.destroyed && !source.readableEnded) source.destroy();
+      }
+      const nonce = randomUUID();
+      const claim = await this.claim(key, nonce);
+      if (claim === null) return { size, taken: true };
+      try {
+        await this.client.send(
+          new CopyObjectCommand({ Bucket: this.bucket, Key: key, CopySource: this.copySource(staging), IfMatch: claim, MetadataDirective: 'COPY', ...this.encryption() }),
+        );
+      } catch (error) {
+        await this.removeQuietly(key);
+        throw new S3StorageError('copy', this.bucket, key, error);
+      }
+      return { size, taken: false };
+    } finally {
+      await this.removeQuietly(staging);
+      this.writing.delete(staging);
+    }
+  }
+
+  private async putSmallOnce(key: string, body: Buffer): Promise<{ size: number; taken: boolean }> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: 'application/octet-stream',
+          ContentMD5: createHash('md5').update(body).digest('base64'),
+          IfNoneMatch: '*',
+          ...this.encryption(),
+        }),
+      );
+      return { size: body.length, taken: false };
+    } catch (error) {
+      if (!isConditionFailed(error)) throw new S3StorageError('upload', this.bucket, key, error);
+    }
+    // A retried write whose first attempt succeeded unseen finds its own bytes there; the same
+    // bytes from another writer are as good (the chain holds what the client sent).
+    const existing = await this.head(key);
+    if (!existing || existing.ContentLength !== body.length) return { size: body.length, taken: true };
+    const stored = await collect(this.read(key, existing));
+    return { size: body.length, taken: !stored.equals(body) };
+  }
+
+  /** Takes `key` with an empty object carrying `nonce`; its ETag, or null when another writer has the key. */
+  private async claim(key: string, nonce: string): Promise<string | null> {
+    try {
+      const written = await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: Buffer.alloc(0), Metadata: { claim: nonce }, IfNoneMatch: '*', ...this.encryption() }),
+      );
+      const etag = unquoteEtag(written.ETag);
+      if (etag === undefined) throw new S3IntegrityError(key, 'the ETag of a claim', 'present', 'missing');
+      return etag;
+    } catch (error) {
+      if (error instanceof S3IntegrityError) throw error;
+      if (!isConditionFailed(error)) throw new S3StorageError('claim', this.bucket, key, error);
+    }
+    // Our own retried claim whose first attempt succeeded unseen carries our nonce.
+    const existing = await this.head(key);
+    return existing?.Metadata?.claim === nonce ? (unquoteEtag(existing.ETag) ?? null) : null;
+  }
+
+  /** A small JSON object written if the condition holds; false when the service refused it. */
+  private async putJson(key: string, value: unknown, condition: { ifNoneMatch: '*' } | { ifMatch: string }): Promise<boolean> {
+    const body = Buffer.from(JSON.stringify(value));
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: 'application/json',
+          CacheControl: 'no-store',
+          ContentMD5: createHash('md5').update(body).digest('base64'),
+          ...('ifMatch' in condition ? { IfMatch: condition.ifMatch } : { IfNoneMatch: '*' }),
+          ...this.encryption(),
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailed(error)) return false;
+      throw new S3StorageError('write', this.bucket, key, error);
+    }
+  }
+
+  /** A small JSON object with the ETag of that very body (one GET), or null when there is none. */
+  private async getJson<T>(key: string): Promise<{ value: T; etag: string } | null> {
+    let text: string;
+    let etag: string | undefined;
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      etag = unquoteEtag(response.ETag);
+      text = await response.Body!.transformToString('utf8');
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw new S3StorageError('read', this.bucket, key, error);
+    }
+    if (etag === undefined) throw new S3IntegrityError(key, 'the ETag of a read', 'present', 'missing');
+    try {
+      return { value: JSON.parse(text) as T, etag };
+    } catch (cause) {
+      throw new S3StorageError('parse', this.bucket, key, cause);
+    }
+  }
+
+  /** Deletes `key`, present or not (S3 answers 204 either way). */
+  private async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (!isNotFound(error)) throw new S3StorageError('delete', this.bucket, key, error);
+    }
   }
 
   async statBlob(digest: string): Promise<BlobInfo | null> {
@@ -495,6 +678,11 @@ export class S3Storage implements StorageBackend {
       if (!object.Key!.endsWith('.json')) continue;
       yield { key: object.Key!.slice(root.length, -'.json'.length), ...listed(object) };
     }
+  }
+
+  /** listPrefix with keys relative to the backend's prefix. */
+  private async *listRelative(prefix: string): AsyncGenerator<_Object & { Key: string }> {
+    for await (const object of this.listPrefix(this.key(prefix))) yield { ...object, Key: object.Key!.slice(this.keyPrefix.length) };
   }
 
   /** The objects under `prefix`, a page at a time; `budget` bounds the page size when given. */
@@ -639,6 +827,77 @@ export class S3Storage implements StorageBackend {
     return this.key(`documents/${key}.json`);
   }
 
+  // --- Leases ---------------------------------------------------------------------------------
+  // A lease is the object leases/<name>.json; its version is the object's ETag (unquoted: radosgw
+  // 16 compares If-Match with the bare value and refuses the quoted form), and every change
+  // is a PutObject conditional on it (If-Match; If-None-Match: * to create), which radosgw and
+  // AWS S3 let through for at most one of two writers from one ETag (412, or 409 on a conflicting
+  // concurrent write, for the others). Every body carries a fresh nonce, so an ETag never comes
+  // back (no ABA) even for the same record. Release writes a released record rather than deleting
+  // the object: a conditional DeleteObject is not generally supported.
+
+  async readLease(name: string): Promise<StoredLease | null> {
+    const read = await this.readLeaseBody(this.leaseKey(name));
+    return read && { version: read.version, record: read.body.record };
+  }
+
+  async swapLease(name: string, expected: string | null, record: LeaseRecord | null): Promise<string | null> {
+    const key = this.leaseKey(name);
+    if (record === null && expected === null) return null;
+    const nonce = randomUUID();
+    const body = Buffer.from(JSON.stringify({ record, nonce } satisfies LeaseBody));
+    try {
+      const written = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: 'application/json',
+          CacheControl: 'no-store',
+          ContentMD5: createHash('md5').update(body).digest('base64'),
+          ...(expected === null ? { IfNoneMatch: '*' } : { IfMatch: expected }),
+          ...this.encryption(),
+        }),
+      );
+      const version = unquoteEtag(written.ETag);
+      if (version === undefined) throw new S3IntegrityError(key, 'the ETag of a lease write', 'present', 'missing');
+      return version;
+    } catch (error) {
+      if (error instanceof S3IntegrityError) throw error;
+      if (!isConditionFailed(error)) throw new S3StorageError(record === null ? 'lease release' : 'lease write', this.bucket, key, error);
+      // Also the answer to a retried write whose first attempt succeeded unseen: the nonce tells.
+      const now = await this.readLeaseBody(key);
+      return now?.body.nonce === nonce ? now.version : null;
+    }
+  }
+
+  /** The lease object's body and the ETag of that very body (one GET: no HEAD-then-read race). */
+  private async readLeaseBody(key: string): Promise<{ version: string; body: LeaseBody } | null> {
+    let text: string;
+    let version: string | undefined;
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      version = unquoteEtag(response.ETag);
+      text = await response.Body!.transformToString('utf8');
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw new S3StorageError('lease read', this.bucket, key, error);
+    }
+    if (version === undefined) throw new S3IntegrityError(key, 'the ETag of a lease read', 'present', 'missing');
+    let body: LeaseBody;
+    try {
+      body = JSON.parse(text) as LeaseBody;
+    } catch (cause) {
+      throw new S3StorageError('parse', this.bucket, key, cause);
+    }
+    return { version, body: { record: body.record ?? null, nonce: String(body.nonce ?? '') } };
+  }
+
+  private leaseKey(name: string): string {
+    assertLeaseName(name);
+    return this.key(`leases/${name}.json`);
+  }
+
   private unavailable(step: 'open' | 'write', error: unknown): StorageUnavailableError {
     const status = s3Status(error);
     const where = `s3://${this.bucket} at ${this.options.endpoint ?? 'AWS'}`;
@@ -662,6 +921,18 @@ export class S3Storage implements StorageBackend {
 
 function isNotFound(error: unknown): boolean {
   return s3Status(error) === 404;
+}
+
+/** A conditional write refused: 412 PreconditionFailed, or 409 ConditionalRequestConflict (a concurrent write won). */
+export function isConditionFailed(error: unknown): boolean {
+  const status = s3Status(error);
+  return status === 412 || status === 409;
+}
+
+/** A lease object's content: the record (null: released) and the nonce that makes its ETag unique. */
+interface LeaseBody {
+  record: LeaseRecord | null;
+  nonce: string;
 }
 
 function listed(object: _Object): StoredObject {
