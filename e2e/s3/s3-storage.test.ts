@@ -101,8 +101,9 @@ describe('s3 storage: leases and upload sessions', () => {
     assert.deepEqual(await keys(storage, 'reg/uploads/'), []);
   });
 
-  it('of two large appends racing for one offset, exactly one creates the chunk and the other is refused with the size', async () => {
-    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES, redirect: 'stream' });
+  /** Two appends of chunks above the part size race for offset 0. */
+  async function raceLargeAppends(options: Partial<S3StorageOptions>): Promise<string> {
+    const storage = await backend({ partSizeBytes: MIN_PART_SIZE_BYTES, redirect: 'stream', ...options });
     const id = randomUUID();
     await storage.uploads.createUpload(id, 'team/app', Date.now());
     const one = randomBytes(MIN_PART_SIZE_BYTES + 1);
@@ -113,9 +114,28 @@ describe('s3 storage: leases and upload sessions', () => {
     assert.ok(won >= 0 && lost, JSON.stringify(results.map((r) => r.status)));
     const winner = [one, two][won]!;
     assert.ok(lost.reason instanceof UploadOffsetError, String(lost.reason));
-    assert.equal(lost.reason.size, winner.length);
+    // The size when it was refused: the winner's end, or still 0 while the winner's copy over
+    // its claim was in flight (a claim is empty, so the chain does not count it yet).
+    assert.ok([0, winner.length].includes(lost.reason.size), String(lost.reason.size));
+    assert.equal((await storage.uploads.uploadState(id))?.size, winner.length);
     assert.ok((await bytes(storage.uploads.readUpload(id))).equals(winner));
     assert.deepEqual(await keys(storage, 'staging/'), []);
+    const client = rgw.client();
+    const unfinished = await client.send(new ListMultipartUploadsCommand({ Bucket: storage.bucket }));
+    client.destroy();
+    assert.deepEqual(unfinished.Uploads ?? [], []);
+    return storage.bucket;
+  }
+
+  it('of two large appends racing for one offset, exactly one creates the chunk and the other is refused with the size', async () => {
+    const bucket = await raceLargeAppends({});
+    assert.equal(seen(bucket, 'CopyObject').filter((r) => r.path.includes('/uploads/')).length, 1, 'one copy over a claim');
+  });
+
+  it('the same with chunks above the single-copy limit, copied range by range over the claim', async () => {
+    const bucket = await raceLargeAppends({ maxCopyObjectBytes: MIN_PART_SIZE_BYTES, copyPartSizeBytes: MIN_PART_SIZE_BYTES });
+    assert.equal(seen(bucket, 'CopyObject').filter((r) => r.path.includes('/uploads/')).length, 0);
+    assert.equal(seen(bucket, 'UploadPart').filter((r) => r.path.includes('/uploads/')).length, 2, 'two ranges copied into the chunk');
   });
 
   it('counts a retried write whose first attempt succeeded unseen as its own: lease create and replace, session record, chunk', async () => {

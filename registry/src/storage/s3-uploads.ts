@@ -9,7 +9,11 @@
 // exactly one wins. A chunk above the part size is staged (multipart) and verified first, then
 // its name is claimed by an empty object and the staged bytes copied over the claim; a claim is
 // empty, so the chain (chunkChain ignores empty chunks) never reads one, and nobody else can
-// write a claimed name. The session's size is the end of its chunk chain, from a prefix listing
+// write a claimed name. While a claim waits for its copy, an append at its offset is refused
+// with the size before it (the client's retry is refused until the copy lands); a writer that
+// dies between claim and copy leaves the offset blocked until the idle session is purged, never
+// a wrong byte in the chain. Above CopyObject's 5 GiB the copy goes range by range (UploadPartCopy)
+// and completes with If-Match on the claim. The session's size is the end of its chunk chain, from a prefix listing
 // (strongly consistent in S3 and radosgw). Last activity is a rewrite of the record with If-Match
 // on the ETag just read, so a touch never brings back a session deleted meanwhile (a touch that
 // loses to a concurrent touch is dropped: that one is as recent).

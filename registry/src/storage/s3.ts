@@ -354,7 +354,13 @@ export class S3Storage implements StorageBackend {
    * completes. A writer that dies mid-way leaves an unfinished upload under blobs/, which
    * sweepStaging aborts like a staging one.
    */
-  private async publishInParts(staging: string, target: string, size: number, contentType: string): Promise<boolean> {
+  private async publishInParts(
+    staging: string,
+    target: string,
+    size: number,
+    contentType: string,
+    condition: { IfNoneMatch: '*' } | { IfMatch: string } = { IfNoneMatch: '*' },
+  ): Promise<boolean> {
     const source = this.copySource(staging);
     const partSize = this.options.copyPartSizeBytes ?? DEFAULT_COPY_PART_SIZE_BYTES;
     let uploadId: string | undefined;
@@ -368,7 +374,7 @@ export class S3Storage implements StorageBackend {
         );
         parts.push({ PartNumber: part, ETag: copied.CopyPartResult?.ETag });
       }
-      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }));
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...condition }));
       return true;
     } catch (error) {
       if (uploadId !== undefined) {
@@ -436,12 +442,23 @@ export class S3Storage implements StorageBackend {
       const claim = await this.claim(key, nonce);
       if (claim === null) return { size, taken: true };
       try {
-        await this.client.send(
-          new CopyObjectCommand({ Bucket: this.bucket, Key: key, CopySource: this.copySource(staging), IfMatch: claim, MetadataDirective: 'COPY', ...this.encryption() }),
-        );
+        if (size > (this.options.maxCopyObjectBytes ?? MAX_COPY_OBJECT_BYTES)) {
+          this.writing.add(key);
+          try {
+            if (!(await this.publishInParts(staging, key, size, 'application/octet-stream', { IfMatch: claim }))) {
+              throw new S3IntegrityError(key, 'the claim of the chunk', 'unchanged until the copy completes', 'replaced');
+            }
+          } finally {
+            this.writing.delete(key);
+          }
+        } else {
+          await this.client.send(
+            new CopyObjectCommand({ Bucket: this.bucket, Key: key, CopySource: this.copySource(staging), IfMatch: claim, MetadataDirective: 'COPY', ...this.encryption() }),
+          );
+        }
       } catch (error) {
         await this.removeQuietly(key);
-        throw new S3StorageError('copy', this.bucket, key, error);
+        throw error instanceof S3StorageError ? error : new S3StorageError('copy', this.bucket, key, error);
       }
       return { size, taken: false };
     } finally {
@@ -646,8 +663,9 @@ export class S3Storage implements StorageBackend {
       if (seen >= MAX_STAGING_SWEEP) break;
     }
     // A writer that died mid-way through a multipart upload (or copy) leaves no object, only its
-    // parts. Only our own prefixes: a bucket may hold other applications' uploads.
-    for await (const upload of this.unfinishedUploads([prefix, this.key('blobs/sha256/')], () => MAX_STAGING_SWEEP - seen)) {
+    // parts (a large upload chunk's copy too). Only our own prefixes: a bucket may hold other
+    // applications' uploads.
+    for await (const upload of this.unfinishedUploads([prefix, this.key('blobs/sha256/'), this.key('uploads/')], () => MAX_STAGING_SWEEP - seen)) {
       seen++;
       if (upload.Key === undefined || upload.UploadId === undefined || this.writing.has(upload.Key) || !stale(upload.Initiated)) continue;
       const partBytes = await this.uploadedBytes(upload.Key, upload.UploadId);
