@@ -891,24 +891,8 @@ export class S3Storage implements StorageBackend {
 
   /** The lease object's body and the ETag of that very body (one GET: no HEAD-then-read race). */
   private async readLeaseBody(key: string): Promise<{ version: string; body: LeaseBody } | null> {
-    let text: string;
-    let version: string | undefined;
-    try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      version = unquoteEtag(response.ETag);
-      text = await response.Body!.transformToString('utf8');
-    } catch (error) {
-      if (isNotFound(error)) return null;
-      throw new S3StorageError('lease read', this.bucket, key, error);
-    }
-    if (version === undefined) throw new S3IntegrityError(key, 'the ETag of a lease read', 'present', 'missing');
-    let body: LeaseBody;
-    try {
-      body = JSON.parse(text) as LeaseBody;
-    } catch (cause) {
-      throw new S3StorageError('parse', this.bucket, key, cause);
-    }
-    return { version, body: { record: body.record ?? null, nonce: String(body.nonce ?? '') } };
+    const read = await this.getJson<Partial<LeaseBody>>(key);
+    return read && { version: read.etag, body: { record: read.value.record ?? null, nonce: String(read.value.nonce ?? '') } };
   }
 
   private leaseKey(name: string): string {
