@@ -16,9 +16,12 @@ NPM_VERSION=11.19.1
 # nginx-light and docker-registry are the benchmarks' baselines; mmdebstrap and binutils (strip)
 # build the project's images (build-images.sh); openssl makes the TLS tests' certificates, and
 # containerd (its ctr) is the other client that pulls over TLS (e2e/registry/tls.test.ts);
-# qemu-user-static runs arm64 programs: Nix's aarch64-linux builds and arm64 images in tests.
+# qemu-user-static runs arm64 programs: Nix's aarch64-linux builds and arm64 images in tests;
+# radosgw, ceph-mon and ceph-osd are the real S3 server of the S3 backend's tests (e2e/s3/radosgw.ts:
+# a one-node Ceph cluster in a temporary directory; no manager daemon is needed).
 DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
-  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils containerd qemu-user-static)
+  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils containerd qemu-user-static
+  radosgw ceph-mon ceph-osd)
 
 log() { printf '[setup %3ds] %s\n' "$SECONDS" "$*" >&2; }
 

@@ -74,7 +74,7 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'a service type outside the enum', values: { instance: { service: { type: 'Internal' } } }, helm3: /instance\.service\.type must be one of the following/, helm4: /at '\/instance\/service\/type': value must be one of 'ClusterIP', 'NodePort', 'LoadBalancer'/ },
   { name: 'a log level outside the enum', values: { operator: { logLevel: 'verbose' } }, helm3: /operator\.logLevel must be one of the following: "debug", "info", "warn", "error"/, helm4: /at '\/operator\/logLevel': value must be one of 'debug', 'info', 'warn', 'error'/ },
   { name: 'gcs storage without a bucket', values: { instance: { storage: { type: 'gcs' } } }, helm3: /instance\.storage\.gcs\.bucket: String length must be greater than or equal to 3/, helm4: /at '\/instance\/storage\/gcs\/bucket': minLength: got 0, want 3/ },
-  { name: 'several registry pods on a persistent volume', values: { instance: { replicas: 2 } }, helm3: /instance\.storage\.type does not match: "gcs"/, helm4: /at '\/instance\/storage\/type': value must be 'gcs'/ },
+  { name: 'several registry pods on a persistent volume', values: { instance: { replicas: 2 } }, helm3: /instance\.storage\.type must be one of the following: "gcs", "s3"/, helm4: /at '\/instance\/storage\/type': value must be one of 'gcs', 's3'/ },
   { name: 'two operator replicas without leader election', values: { replicaCount: 2, leaderElection: { enabled: false } }, helm3: /leaderElection\.enabled does not match: true/, helm4: /at '\/leaderElection\/enabled': value must be true/ },
   { name: 'two TLS modes', values: { instance: { tls: { selfSigned: {}, secretName: 'cert' } } }, helm3: /instance\.tls: Must have at most 1 properties/, helm4: /at '\/instance\/tls': maxProperties: got 2, want 1/ },
   { name: 'a policy action outside the enum', values: { instance: { auth: { policy: { rules: [{ repositories: ['**'], authenticated: true, actions: ['write'] }] } } } }, helm3: /instance\.auth\.policy\.rules\.0\.actions\.0 must be one of the following: "pull", "push", "delete"/, helm4: /at '\/instance\/auth\/policy\/rules\/0\/actions\/0': value must be one of 'pull', 'push', 'delete'/ },
@@ -223,6 +223,22 @@ for (const version of HELM_VERSIONS) {
       const gcs = await render(helm, ['-f', path.join(VALUES_DIR, 'instance-gcs-ha.yaml')]);
       assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(gcs, 'NixeryInstance')[0]!.spec.storage, {
         gcs: { bucket: 'my-nixery-layers', credentialsSecret: { name: 'nixery-gcs-key', key: 'service-account.json' }, signedUrls: false },
+      });
+      const s3 = await render(helm, ['-f', path.join(VALUES_DIR, 'instance-s3-ha.yaml')]);
+      assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(s3, 'NixeryInstance')[0]!.spec.storage, {
+        s3: {
+          bucket: 'nixery-layers',
+          region: 'us-east-1',
+          endpoint: 'http://rgw.ceph.svc:7480',
+          forcePathStyle: true,
+          prefix: 'nixery/prod',
+          redirect: 'stream',
+          credentialsSecret: { name: 'nixery-s3-keys', accessKeyIdKey: 'AWS_ACCESS_KEY_ID', secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY' },
+        },
+      });
+      const irsa = await render(helm, ['-f', path.join(VALUES_DIR, 'instance-s3-irsa.yaml')]);
+      assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(irsa, 'NixeryInstance')[0]!.spec.storage, {
+        s3: { bucket: 'my-nixery-layers', region: 'eu-west-1', forcePathStyle: false, redirect: 'presigned', roleArn: 'arn:aws:iam::123456789012:role/nixery-registry' },
       });
     });
 

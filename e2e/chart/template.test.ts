@@ -72,7 +72,7 @@ describe('helm template, validated by the API server', () => {
     instance.spec.storage.persistentVolume = { size: '1Gi' };
     const result = await dryRun(objects.map((o) => stringify(o)).join('---\n'));
     assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /storage takes at most one of persistentVolume and gcs/);
+    assert.match(result.stderr, /storage takes at most one of persistentVolume, gcs and s3/);
   });
 
   it('the NixeryInstance CRD defaults onDemand to true and validates the package lists', async () => {

@@ -151,6 +151,27 @@ describe('the nixery.dev CRDs in a cluster', () => {
       }
     });
 
+    it('storage is exactly one of persistentVolume, gcs and s3; s3 takes keys or a role, and a KMS key only with aws:kms', async () => {
+      const storage = (name: string, storage: object, replicas = 1) => instance(name, { replicas, storage });
+      for (const spec of [{ persistentVolume: {}, s3: { bucket: 'abc' } }, { gcs: { bucket: 'abc' }, s3: { bucket: 'abc' } }]) {
+        assertInvalid(await refusal(dryRunCreate('nixeryinstances', storage('both', spec))), 'spec.storage', /storage takes exactly one of persistentVolume, gcs and s3/);
+      }
+      const keysAndRole = { bucket: 'abc', credentialsSecret: { name: 'keys' }, roleArn: 'arn:aws:iam::123456789012:role/r' };
+      assertInvalid(await refusal(dryRunCreate('nixeryinstances', storage('s3-both', { s3: keysAndRole }))), 'spec.storage.s3', /s3 takes credentialsSecret or roleArn, not both/);
+      assertInvalid(await refusal(dryRunCreate('nixeryinstances', storage('s3-kms', { s3: { bucket: 'abc', kmsKeyId: 'k' } }))), 'spec.storage.s3', /kmsKeyId needs serverSideEncryption aws:kms/);
+      const created = (await dryRunCreate('nixeryinstances', storage('s3', { s3: { bucket: 'abc', serverSideEncryption: 'aws:kms', kmsKeyId: 'k', credentialsSecret: { name: 'keys' } } }, 3))) as {
+        spec: { storage: { s3: object } };
+      };
+      assert.deepEqual(created.spec.storage.s3, {
+        bucket: 'abc',
+        serverSideEncryption: 'aws:kms',
+        kmsKeyId: 'k',
+        forcePathStyle: false,
+        redirect: 'presigned',
+        credentialsSecret: { name: 'keys', accessKeyIdKey: 'AWS_ACCESS_KEY_ID', secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY' },
+      });
+    });
+
     it("a persistent volume's storage class and access modes cannot change, its size can", async () => {
       await create('nixeryinstances', instance('volume', { storage: { persistentVolume: { size: '1Gi', storageClassName: 'fast', accessModes: ['ReadWriteOnce'] } } }));
       const storageClass = await refusal(patch('nixeryinstances', 'volume', { spec: { storage: { persistentVolume: { storageClassName: 'slow' } } } }));

@@ -99,7 +99,7 @@ describe('operator: NixeryInstance', () => {
     const quotaWithoutGc = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ storage: { quota: '10Gi', gc: { intervalSeconds: 0 } } }));
     assert.match(quotaWithoutGc.stderr, /storage\.quota needs garbage collection/);
     const both = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ storage: { persistentVolume: {}, gcs: { bucket: 'abc' } } }));
-    assert.match(both.stderr, /at most one of persistentVolume and gcs/);
+    assert.match(both.stderr, /at most one of persistentVolume, gcs and s3/);
     const enumValue = await kubectl(kubeconfig, ['apply', '-f', '-'], bad({ service: { type: 'Internal' } }));
     assert.match(enumValue.stderr, /Unsupported value: "Internal"/);
   });

@@ -23,6 +23,23 @@ export interface PackageSourceSpec {
   path?: string;
 }
 
+/** An S3 or S3-compatible bucket; credentials from a Secret or the pods' workload identity. */
+export interface S3StorageSpec {
+  bucket: string;
+  region?: string;
+  endpoint?: string;
+  forcePathStyle: boolean;
+  prefix?: string;
+  redirect: 'presigned' | 'stream';
+  presignedUrlExpirySeconds?: number;
+  serverSideEncryption?: 'AES256' | 'aws:kms';
+  kmsKeyId?: string;
+  /** Static keys, as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the registry pods. */
+  credentialsSecret?: { name: string; accessKeyIdKey: string; secretAccessKeyKey: string };
+  /** IRSA: the IAM role the instance's ServiceAccount is annotated with (eks.amazonaws.com/role-arn). */
+  roleArn?: string;
+}
+
 export interface NixeryInstanceSpec {
   image: string;
   replicas: number;
@@ -31,6 +48,7 @@ export interface NixeryInstanceSpec {
     /** storageClassName and accessModes are immutable once set (CEL rules: a PVC's cannot change). */
     persistentVolume?: { size: string; storageClassName?: string; accessModes: string[] };
     gcs?: { bucket: string; credentialsSecret?: { name: string; key: string }; signedUrls: boolean };
+    s3?: S3StorageSpec;
     /** The registry's garbage collection; unset fields keep the registry's defaults (README, Garbage collection). */
     gc?: { intervalSeconds?: number; graceSeconds?: number; retainPulledWithinSeconds?: number; maxImagesPerName?: number };
     /** NIXERY_STORAGE_QUOTA: a Kubernetes quantity (`50Gi`); above it on-demand images are evicted. */

@@ -158,6 +158,59 @@ describe('desired objects of a NixeryInstance', () => {
     assert.equal(envOf(streamed).NIXERY_GCS_REDIRECT, 'stream');
   });
 
+  it('wires S3: no PVC, the bucket settings in the environment, static keys from the Secret, rolling updates', () => {
+    const d = desiredInstance(
+      instance({
+        replicas: 2,
+        storage: {
+          s3: {
+            bucket: 'layers',
+            region: 'eu-west-1',
+            endpoint: 'https://rgw.storage.svc:7480',
+            forcePathStyle: true,
+            prefix: 'team/nixery',
+            redirect: 'presigned',
+            presignedUrlExpirySeconds: 600,
+            serverSideEncryption: 'aws:kms',
+            kmsKeyId: 'alias/nixery',
+            credentialsSecret: { name: 's3-keys', accessKeyIdKey: 'id', secretAccessKeyKey: 'secret' },
+          },
+        },
+      }),
+    );
+    assert.equal(d.persistentVolumeClaim, undefined);
+    assert.equal(d.deployment.spec!.strategy!.type, 'RollingUpdate');
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);
+    assert.deepEqual(load(env).storage, {
+      backend: 's3',
+      bucket: 'layers',
+      region: 'eu-west-1',
+      endpoint: 'https://rgw.storage.svc:7480',
+      forcePathStyle: true,
+      prefix: 'team/nixery',
+      presignedUrlExpirySeconds: 600,
+      serverSideEncryption: 'aws:kms',
+      kmsKeyId: 'alias/nixery',
+    });
+    const fromSecret = (d.deployment.spec!.template.spec!.containers[0]!.env ?? []).filter((e) => e.valueFrom?.secretKeyRef);
+    assert.deepEqual(fromSecret, [
+      { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: 's3-keys', key: 'id' } } },
+      { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: 's3-keys', key: 'secret' } } },
+    ]);
+    assert.equal(d.serviceAccount.metadata!.annotations, undefined);
+  });
+
+  it('gives S3 workload identity through the ServiceAccount (IRSA role annotation) and no keys', () => {
+    const roleArn = 'arn:aws:iam::123456789012:role/nixery';
+    const d = desiredInstance(instance({ storage: { s3: { bucket: 'layers', forcePathStyle: false, redirect: 'stream', roleArn } } }));
+    assert.deepEqual(d.serviceAccount.metadata!.annotations, { 'eks.amazonaws.com/role-arn': roleArn });
+    assert.equal(d.deployment.spec!.template.spec!.serviceAccountName, d.serviceAccount.metadata!.name);
+    const env = d.deployment.spec!.template.spec!.containers[0]!.env ?? [];
+    assert.deepEqual(env.filter((e) => e.name.startsWith('AWS_')), []);
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...values } = envOf(d);
+    assert.deepEqual(load(values).storage, { backend: 's3', bucket: 'layers', redirect: 'stream' });
+  });
+
   it('turns off on-demand builds and passes the package lists to the registry, as it reads them', () => {
     const d = desiredInstance(
       instance({ onDemand: false, packages: { allow: ['hello', 'python3Packages.*'], deny: ['python3Packages.requests', '_7zip'] } }),

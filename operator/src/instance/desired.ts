@@ -96,20 +96,52 @@ export function packageSourceOf(spec: PackageSourceSpec | undefined): PackageSou
   return undefined;
 }
 
+/** The annotation through which EKS (IRSA) gives a ServiceAccount's pods an IAM role's credentials. */
+export const IRSA_ROLE_ANNOTATION = 'eks.amazonaws.com/role-arn';
+
+function storageSettings(spec: NixeryInstanceSpec): NonNullable<RegistrySettings['storage']> {
+  const { gcs, s3 } = spec.storage;
+  if (gcs) {
+    return {
+      backend: 'gcs',
+      bucket: gcs.bucket,
+      ...(gcs.credentialsSecret ? { credentialsFile: `${GCS_KEY_MOUNT}/${gcs.credentialsSecret.key}` } : {}),
+      // signedUrls: the registry signs when its credentials can; false streams every blob through it.
+      ...(gcs.signedUrls === false ? { redirect: 'stream' as const } : {}),
+    };
+  }
+  if (s3) {
+    return {
+      backend: 's3',
+      bucket: s3.bucket,
+      ...(s3.region !== undefined ? { region: s3.region } : {}),
+      ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint } : {}),
+      ...(s3.forcePathStyle ? { forcePathStyle: true } : {}),
+      ...(s3.prefix !== undefined ? { prefix: s3.prefix } : {}),
+      ...(s3.redirect === 'stream' ? { redirect: 'stream' as const } : {}),
+      ...(s3.presignedUrlExpirySeconds !== undefined ? { presignedUrlExpirySeconds: s3.presignedUrlExpirySeconds } : {}),
+      ...(s3.serverSideEncryption !== undefined ? { serverSideEncryption: s3.serverSideEncryption } : {}),
+      ...(s3.kmsKeyId !== undefined ? { kmsKeyId: s3.kmsKeyId } : {}),
+    };
+  }
+  return { backend: 'filesystem', path: STORAGE_MOUNT };
+}
+
+/** Static S3 keys from the instance's Secret, for the AWS SDK's environment provider; none with workload identity. */
+function s3CredentialEnvironment(spec: NixeryInstanceSpec): V1EnvVar[] {
+  const secret = spec.storage.s3?.credentialsSecret;
+  if (!secret) return [];
+  return [
+    { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: secret.name, key: secret.accessKeyIdKey } } },
+    { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: secret.name, key: secret.secretAccessKeyKey } } },
+  ];
+}
+
 export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
   const { spec } = instance;
-  const gcs = spec.storage.gcs;
   const settings: RegistrySettings = {
     port: spec.port,
-    storage: gcs
-      ? {
-          backend: 'gcs',
-          bucket: gcs.bucket,
-          ...(gcs.credentialsSecret ? { credentialsFile: `${GCS_KEY_MOUNT}/${gcs.credentialsSecret.key}` } : {}),
-          // signedUrls: the registry signs when its credentials can; false streams every blob through it.
-          ...(gcs.signedUrls === false ? { redirect: 'stream' as const } : {}),
-        }
-      : { backend: 'filesystem', path: STORAGE_MOUNT },
+    storage: storageSettings(spec),
     nixTimeoutSeconds: spec.nixTimeout,
     ...(spec.popularityUrl ? { popularityUrl: spec.popularityUrl } : {}),
     pushTokenFile: `${PUSH_TOKEN_MOUNT}/${PUSH_TOKEN_KEY}`,
@@ -137,7 +169,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
-  return containerEnv(settings);
+  return [...containerEnv(settings), ...s3CredentialEnvironment(spec)];
 }
 
 /**
@@ -198,10 +230,10 @@ function connectionLimitsOf(limits: NonNullable<NixeryInstanceSpec['limits']>): 
 /** The CRD's default volume, for a storage that names neither a volume nor a bucket (only gc settings, say). */
 export const DEFAULT_PERSISTENT_VOLUME = { size: '20Gi', accessModes: ['ReadWriteOnce'] } as const;
 
-/** The instance's volume: the one it names, else the default unless it keeps its storage in a bucket. */
+/** The instance's volume: the one it names, else the default unless it keeps its storage in a bucket (GCS or S3). */
 export function persistentVolumeOf(spec: NixeryInstanceSpec): NonNullable<NixeryInstanceSpec['storage']['persistentVolume']> | undefined {
   if (spec.storage.persistentVolume) return spec.storage.persistentVolume;
-  return spec.storage.gcs ? undefined : { size: DEFAULT_PERSISTENT_VOLUME.size, accessModes: [...DEFAULT_PERSISTENT_VOLUME.accessModes] };
+  return spec.storage.gcs || spec.storage.s3 ? undefined : { size: DEFAULT_PERSISTENT_VOLUME.size, accessModes: [...DEFAULT_PERSISTENT_VOLUME.accessModes] };
 }
 
 /** The garbage-collection settings a NixeryInstance sets; the others are left to the registry. */
@@ -307,7 +339,12 @@ export function desiredInstance(instance: NixeryInstance): DesiredInstance {
     },
   };
 
-  const serviceAccount: V1ServiceAccount = { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(name, 'registry') };
+  const roleArn = spec.storage.s3?.roleArn;
+  const serviceAccount: V1ServiceAccount = {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { ...meta(name, 'registry'), ...(roleArn ? { annotations: { [IRSA_ROLE_ANNOTATION]: roleArn } } : {}) },
+  };
 
   // A node drain takes one registry pod at a time. With one replica it lets that pod go, as no
   // budget would (a budget that blocked it would stall every drain); it is there already when the

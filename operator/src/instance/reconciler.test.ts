@@ -324,12 +324,16 @@ describe('reconciling a NixeryInstance', () => {
     assert.match(config, /the-first-password/, 'created meanwhile by an earlier run: that one holds');
   });
 
-  it('says Degraded when a Secret the spec names does not exist: the GCS key or the htpasswd file', async () => {
+  it('says Degraded when a Secret the spec names does not exist: the GCS key, the S3 keys or the htpasswd file', async () => {
     const gcs = subject({ storage: { gcs: { bucket: 'images', credentialsSecret: { name: 'gcs-key', key: 'key.json' }, signedUrls: true } } });
     const withGcs = reconcilerFor(gcs, { owned: [deployment(0)] });
     await withGcs.reconcile();
     assert.equal(withGcs.condition('Degraded'), 'True SecretNotFound');
     assert.equal(getCondition(withGcs.status().conditions, 'Degraded')!.message, 'Secret gcs-key does not exist');
+    const s3 = subject({ storage: { s3: { bucket: 'images', forcePathStyle: false, redirect: 'presigned', credentialsSecret: { name: 's3-keys', accessKeyIdKey: 'AWS_ACCESS_KEY_ID', secretAccessKeyKey: 'AWS_SECRET_ACCESS_KEY' } } } });
+    const withS3 = reconcilerFor(s3, { owned: [deployment(0)] });
+    await withS3.reconcile();
+    assert.equal(getCondition(withS3.status().conditions, 'Degraded')!.message, 'Secret s3-keys does not exist');
     const users = subject({ auth: { anonymousPull: false, htpasswdSecretRef: { name: 'users', key: 'htpasswd' } } });
     const withUsers = reconcilerFor(users, { owned: [deployment(0)] });
     await withUsers.reconcile();

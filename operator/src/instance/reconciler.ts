@@ -289,7 +289,7 @@ export class InstanceReconciler {
       ...(desired.persistentVolumeClaim ? { persistentVolumeClaim: this.cached('PersistentVolumeClaim', pvcName(instance), namespace) as V1PersistentVolumeClaim | undefined } : {}),
       ...(tls ? { tls } : {}),
     };
-    for (const secret of [instance.spec.storage.gcs?.credentialsSecret?.name, instance.spec.auth?.htpasswdSecretRef?.name]) {
+    for (const secret of [instance.spec.storage.gcs?.credentialsSecret?.name, instance.spec.storage.s3?.credentialsSecret?.name, instance.spec.auth?.htpasswdSecretRef?.name]) {
       if (secret && !observed.missingSecret && !(await this.readSecret(namespace, secret))) observed.missingSecret = secret;
     }
     const service = this.cached('Service', name, namespace) as V1Service | undefined;

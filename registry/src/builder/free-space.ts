@@ -34,9 +34,9 @@ export const NIX_STORE_DIR = '/nix/store';
 
 /**
  * What a build writes to: the Nix store, then the storage — with the filesystem backend only; a
- * GCS bucket is no local disk, and only the Nix store is checked.
+ * GCS or S3 bucket is no local disk, and only the Nix store is checked.
  */
-export function buildVolumes(storage: { backend: 'filesystem'; path: string } | { backend: 'gcs' }): Volume[] {
+export function buildVolumes(storage: { backend: 'filesystem'; path: string } | { backend: 'gcs' | 's3' }): Volume[] {
   return [...(storage.backend === 'filesystem' ? [{ name: 'storage' as const, path: storage.path }] : []), { name: 'nix_store', path: NIX_STORE_DIR }];
 }
 

@@ -80,6 +80,54 @@ describe('configuration from Nixery environment variables', () => {
     }
   });
 
+  it('accepts the s3 backend with its settings, and demands the bucket', () => {
+    const s3 = { NIXERY_STORAGE_BACKEND: 's3', S3_BUCKET: 'my-bucket' };
+    assert.deepEqual(loadConfig(s3).storage, { backend: 's3', bucket: 'my-bucket' }, 'unset knobs take the backend defaults; region and credentials come from the SDK chain');
+    assert.deepEqual(
+      loadConfig({
+        ...s3,
+        S3_REGION: 'eu-west-1',
+        S3_ENDPOINT: 'http://rgw.storage:7480',
+        S3_FORCE_PATH_STYLE: 'true',
+        S3_PREFIX: '/team/nixery/',
+        NIXERY_S3_REDIRECT: 'stream',
+        NIXERY_S3_PRESIGNED_URL_EXPIRY: '600',
+        NIXERY_S3_SSE: 'aws:kms',
+        NIXERY_S3_SSE_KMS_KEY_ID: 'alias/nixery',
+        NIXERY_S3_PART_SIZE: '16Mi',
+      }).storage,
+      {
+        backend: 's3',
+        bucket: 'my-bucket',
+        region: 'eu-west-1',
+        endpoint: 'http://rgw.storage:7480',
+        forcePathStyle: true,
+        prefix: 'team/nixery',
+        redirect: 'stream',
+        presignedUrlExpirySeconds: 600,
+        serverSideEncryption: 'aws:kms',
+        kmsKeyId: 'alias/nixery',
+        partSizeBytes: 16 * 1024 * 1024,
+      },
+    );
+    assert.throws(() => loadConfig({ NIXERY_STORAGE_BACKEND: 's3' }), { variable: 'S3_BUCKET' });
+    for (const [env, variable] of [
+      [{ S3_BUCKET: 'a' }, ENV.s3Bucket],
+      [{ S3_ENDPOINT: 'ftp://x' }, ENV.s3Endpoint],
+      [{ S3_FORCE_PATH_STYLE: 'yes' }, ENV.s3ForcePathStyle],
+      [{ S3_PREFIX: 'a/../b' }, ENV.s3Prefix],
+      [{ S3_PREFIX: 'a b' }, ENV.s3Prefix],
+      [{ NIXERY_S3_REDIRECT: 'signed' }, ENV.s3Redirect],
+      [{ NIXERY_S3_PRESIGNED_URL_EXPIRY: '604801' }, ENV.s3PresignedUrlExpiry],
+      [{ NIXERY_S3_SSE: 'SSE-C' }, ENV.s3ServerSideEncryption],
+      [{ NIXERY_S3_SSE_KMS_KEY_ID: 'k' }, ENV.s3KmsKeyId],
+      [{ NIXERY_S3_PART_SIZE: '1Mi' }, ENV.s3PartSize],
+      [{ NIXERY_S3_PART_SIZE: '6Gi' }, ENV.s3PartSize],
+    ] as const) {
+      assert.throws(() => loadConfig({ ...s3, ...env }), { variable }, JSON.stringify(env));
+    }
+  });
+
   it('rejects bad values with an error naming the variable and the value', () => {
     const cases: [Record<string, string>, string][] = [
       [{ PORT: 'http' }, ENV.port],
@@ -87,7 +135,7 @@ describe('configuration from Nixery environment variables', () => {
       [{ PORT: '0' }, ENV.port],
       [{ NIX_TIMEOUT: '-5' }, ENV.nixTimeout],
       [{ NIX_TIMEOUT: '1.5' }, ENV.nixTimeout],
-      [{ NIXERY_STORAGE_BACKEND: 's3' }, ENV.storageBackend],
+      [{ NIXERY_STORAGE_BACKEND: 'azure' }, ENV.storageBackend],
       [{ NIX_POPULARITY_URL: 'ftp://example.org/p.json' }, ENV.popularityUrl],
       [{ NIXERY_CHANNEL: 'nixos unstable; rm -rf' }, ENV.channel],
       [{ NIXERY_LAYER_BUDGET: '1' }, ENV.layerBudget],
@@ -383,6 +431,21 @@ describe('rendering a registry environment (what the operator puts in a Deployme
       { source: { type: 'channel', channel: 'nixos-24.05', baseUrl: 'http://127.0.0.1:1/a' }, popularityUrl: 'https://example.org/p.json' },
       { storage: { backend: 'gcs', bucket: 'my-bucket', credentialsFile: '/var/run/secrets/gcs/key.json' } },
       { storage: { backend: 'gcs', bucket: 'my-bucket', redirect: 'stream', signedUrlExpirySeconds: 60, resumableThresholdBytes: 1024 } },
+      { storage: { backend: 's3', bucket: 'my-bucket' } },
+      {
+        storage: {
+          backend: 's3',
+          bucket: 'my-bucket',
+          region: 'us-east-2',
+          endpoint: 'https://s3.example.org',
+          forcePathStyle: false,
+          prefix: 'a/b',
+          redirect: 'presigned',
+          presignedUrlExpirySeconds: 60,
+          serverSideEncryption: 'AES256',
+          partSizeBytes: 8 * 1024 * 1024,
+        },
+      },
       { onDemand: false },
       { onDemand: true, allowedPackages: ['hello', 'python3Packages.*'], deniedPackages: ['python3Packages.requests', '_7zip'] },
       { maxQueuedBuilds: 0, clientBuildsPerMinute: 7, maxClosureSize: '3Gi' },

@@ -38,6 +38,18 @@ export const ENV = {
   gcsRedirect: 'NIXERY_GCS_REDIRECT',
   gcsSignedUrlExpiry: 'NIXERY_GCS_SIGNED_URL_EXPIRY',
   gcsResumableThreshold: 'NIXERY_GCS_RESUMABLE_THRESHOLD',
+  // The S3 backend: distribution's setting names where it has them; the region and credentials
+  // come from the AWS SDK's own variables (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_WEB_IDENTITY_TOKEN_FILE, …).
+  s3Bucket: 'S3_BUCKET',
+  s3Region: 'S3_REGION',
+  s3Endpoint: 'S3_ENDPOINT',
+  s3ForcePathStyle: 'S3_FORCE_PATH_STYLE',
+  s3Prefix: 'S3_PREFIX',
+  s3Redirect: 'NIXERY_S3_REDIRECT',
+  s3PresignedUrlExpiry: 'NIXERY_S3_PRESIGNED_URL_EXPIRY',
+  s3ServerSideEncryption: 'NIXERY_S3_SSE',
+  s3KmsKeyId: 'NIXERY_S3_SSE_KMS_KEY_ID',
+  s3PartSize: 'NIXERY_S3_PART_SIZE',
   pushToken: 'NIXERY_PUSH_TOKEN',
   pushTokenFile: 'NIXERY_PUSH_TOKEN_FILE',
   anonymousPull: 'NIXERY_ANONYMOUS_PULL',
@@ -93,6 +105,24 @@ export type StorageConfig =
       signedUrlExpirySeconds?: number;
       /** Blobs up to this size are uploaded in one request; larger ones through a resumable session. */
       resumableThresholdBytes?: number;
+    }
+  | {
+      backend: 's3';
+      bucket: string;
+      /** Unset: the SDK's chain (AWS_REGION, the shared config file). */
+      region?: string;
+      /** An S3-compatible service's URL; unset: AWS. */
+      endpoint?: string;
+      forcePathStyle?: boolean;
+      /** Keys start with `<prefix>/`. */
+      prefix?: string;
+      /** How blob GETs are answered: a redirect to a presigned URL (the default), or the bytes streamed through the registry. */
+      redirect?: 'presigned' | 'stream';
+      presignedUrlExpirySeconds?: number;
+      serverSideEncryption?: 'AES256' | 'aws:kms';
+      kmsKeyId?: string;
+      /** Multipart upload part size; blobs up to it go in one PutObject. Unset fields take the defaults of storage/s3.ts. */
+      partSizeBytes?: number;
     };
 
 /** What the HTTP server allows a connection (http/connections.ts); whole seconds. */
@@ -336,7 +366,7 @@ const fields = {
   channel: nonEmpty.regex(/^[A-Za-z0-9._-]+$/, 'expected a channel name or nixpkgs commit (letters, digits, . _ -)'),
   pkgsRepo: nonEmpty,
   pkgsPath: nonEmpty,
-  storageBackend: z.enum(['filesystem', 'gcs'], { error: 'expected "filesystem" or "gcs"' }),
+  storageBackend: z.enum(['filesystem', 'gcs', 's3'], { error: 'expected "filesystem", "gcs" or "s3"' }),
   storagePath: nonEmpty,
   gcsBucket: nonEmpty.regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, 'expected a GCS bucket name'),
   googleCredentials: nonEmpty,
@@ -363,6 +393,22 @@ const fields = {
     .regex(/^[0-9]+$/, 'expected a number of bytes')
     .transform(Number)
     .pipe(z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
+  // AWS's rules for new buckets, with the upper case and underscores older buckets and other services allow.
+  s3Bucket: nonEmpty.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/, 'expected an S3 bucket name'),
+  s3Region: nonEmpty.regex(/^[a-z0-9-]+$/, 'expected an AWS region such as eu-west-1'),
+  s3Endpoint: z.url({ protocol: /^https?$/, error: 'expected an http(s):// URL' }),
+  s3ForcePathStyle: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true'),
+  s3Prefix: z
+    .string()
+    .trim()
+    .transform((raw) => raw.replace(/^\/+|\/+$/g, ''))
+    .pipe(z.string().regex(/^([A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*)?$/, 'expected slash-separated segments of letters, digits, . _ -').refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'expected no . or .. segments')),
+  s3Redirect: z.enum(['presigned', 'stream'], { error: 'expected presigned or stream' }),
+  // SigV4 presigned URLs live at most seven days.
+  s3PresignedUrlExpiry: positiveInt('seconds').pipe(z.number().max(604800, 'expected at most 604800 seconds (seven days)')),
+  s3ServerSideEncryption: z.enum(['AES256', 'aws:kms'], { error: 'expected AES256 or aws:kms' }),
+  s3KmsKeyId: nonEmpty,
+  s3PartSize: byteSize.pipe(z.number().min(5 * 1024 * 1024, 'expected at least 5Mi (S3\'s smallest part)').max(5 * 1024 * 1024 * 1024, 'expected at most 5Gi (S3\'s largest part)')),
   pushToken: z.string().trim().min(16, 'expected a token of at least 16 characters'),
   pushTokenFile: nonEmpty,
   anonymousPull: z.enum(['true', 'false'], { error: 'expected true or false' }).transform((v) => v === 'true'),
@@ -495,6 +541,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       ...(v.gcsRedirect ? { redirect: v.gcsRedirect } : {}),
       ...(v.gcsSignedUrlExpiry !== undefined ? { signedUrlExpirySeconds: v.gcsSignedUrlExpiry } : {}),
       ...(v.gcsResumableThreshold !== undefined ? { resumableThresholdBytes: v.gcsResumableThreshold } : {}),
+    };
+  } else if (v.storageBackend === 's3') {
+    if (v.s3Bucket === undefined) throw new ConfigError(ENV.s3Bucket, 'must be set when NIXERY_STORAGE_BACKEND is "s3"');
+    if (v.s3KmsKeyId !== undefined && v.s3ServerSideEncryption !== 'aws:kms') throw new ConfigError(ENV.s3KmsKeyId, 'needs NIXERY_S3_SSE=aws:kms');
+    storage = {
+      backend: 's3',
+      bucket: v.s3Bucket,
+      ...(v.s3Region !== undefined ? { region: v.s3Region } : {}),
+      ...(v.s3Endpoint !== undefined ? { endpoint: v.s3Endpoint } : {}),
+      ...(v.s3ForcePathStyle !== undefined ? { forcePathStyle: v.s3ForcePathStyle } : {}),
+      ...(v.s3Prefix ? { prefix: v.s3Prefix } : {}),
+      ...(v.s3Redirect !== undefined ? { redirect: v.s3Redirect } : {}),
+      ...(v.s3PresignedUrlExpiry !== undefined ? { presignedUrlExpirySeconds: v.s3PresignedUrlExpiry } : {}),
+      ...(v.s3ServerSideEncryption !== undefined ? { serverSideEncryption: v.s3ServerSideEncryption } : {}),
+      ...(v.s3KmsKeyId !== undefined ? { kmsKeyId: v.s3KmsKeyId } : {}),
+      ...(v.s3PartSize !== undefined ? { partSizeBytes: v.s3PartSize } : {}),
     };
   } else {
     storage = { backend: 'filesystem', path: path.resolve(cwd, v.storagePath ?? DEFAULT_STORAGE_PATH) };
@@ -754,6 +816,18 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
     if (storage.redirect !== undefined) env[ENV.gcsRedirect] = storage.redirect;
     if (storage.signedUrlExpirySeconds !== undefined) env[ENV.gcsSignedUrlExpiry] = String(storage.signedUrlExpirySeconds);
     if (storage.resumableThresholdBytes !== undefined) env[ENV.gcsResumableThreshold] = String(storage.resumableThresholdBytes);
+  } else if (storage?.backend === 's3') {
+    env[ENV.storageBackend] = 's3';
+    env[ENV.s3Bucket] = storage.bucket;
+    if (storage.region !== undefined) env[ENV.s3Region] = storage.region;
+    if (storage.endpoint !== undefined) env[ENV.s3Endpoint] = storage.endpoint;
+    if (storage.forcePathStyle !== undefined) env[ENV.s3ForcePathStyle] = String(storage.forcePathStyle);
+    if (storage.prefix !== undefined) env[ENV.s3Prefix] = storage.prefix;
+    if (storage.redirect !== undefined) env[ENV.s3Redirect] = storage.redirect;
+    if (storage.presignedUrlExpirySeconds !== undefined) env[ENV.s3PresignedUrlExpiry] = String(storage.presignedUrlExpirySeconds);
+    if (storage.serverSideEncryption !== undefined) env[ENV.s3ServerSideEncryption] = storage.serverSideEncryption;
+    if (storage.kmsKeyId !== undefined) env[ENV.s3KmsKeyId] = storage.kmsKeyId;
+    if (storage.partSizeBytes !== undefined) env[ENV.s3PartSize] = String(storage.partSizeBytes);
   }
   if (settings.nixTimeoutSeconds !== undefined) env[ENV.nixTimeout] = String(settings.nixTimeoutSeconds);
   if (settings.popularityUrl !== undefined) env[ENV.popularityUrl] = settings.popularityUrl;

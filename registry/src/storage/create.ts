@@ -3,6 +3,7 @@ import type { Logger } from '../log/logger.ts';
 import type { StagingSweepOptions, StorageBackend } from './backend.ts';
 import { FilesystemStorage } from './filesystem.ts';
 import { GcsStorage } from './gcs.ts';
+import { S3Storage } from './s3.ts';
 
 /** Builds and checks the configured backend; a backend that cannot work stops start-up with the reason. */
 export async function openStorage(config: StorageConfig, log?: Logger, staging: StagingSweepOptions = {}): Promise<StorageBackend> {
@@ -22,6 +23,12 @@ export async function openStorage(config: StorageConfig, log?: Logger, staging: 
         ...(config.resumableThresholdBytes !== undefined ? { resumableThresholdBytes: config.resumableThresholdBytes } : {}),
         ...(log ? { log: log.child({ component: 'storage' }) } : {}),
       });
+      await storage.init();
+      return storage;
+    }
+    case 's3': {
+      const { backend: _, ...settings } = config;
+      const storage = new S3Storage({ ...staging, ...settings, ...(log ? { log: log.child({ component: 'storage' }) } : {}) });
       await storage.init();
       return storage;
     }
