@@ -14,6 +14,7 @@
 import { Readable } from 'node:stream';
 import type { Bucket, File, FileMetadata } from '@google-cloud/storage';
 import {
+  appendExclusively,
   assertUploadId,
   chunkChain,
   chunkName,
@@ -77,17 +78,8 @@ export class GcsUploadStore implements UploadStore {
     return listed.record ? stateOf(listed) : null;
   }
 
-  async appendUpload(id: string, offset: number, body: Readable): Promise<number> {
-    const state = await this.uploadState(id);
-    if (!state) throw new UploadGoneError(id);
-    if (offset !== state.size) throw new UploadOffsetError(id, offset, state.size);
-    const { size, taken } = await this.deps.putObjectOnce(`${PREFIX}${id}/chunks/${chunkName(offset)}`, body);
-    if (taken) {
-      const now = await this.uploadState(id);
-      if (!now) throw new UploadGoneError(id);
-      throw new UploadOffsetError(id, offset, now.size);
-    }
-    return offset + size;
+  appendUpload(id: string, offset: number, body: Readable): Promise<number> {
+    return appendExclusively(this, id, offset, () => this.deps.putObjectOnce(`${PREFIX}${id}/chunks/${chunkName(offset)}`, body));
   }
 
   async touchUpload(id: string, nowMs: number): Promise<void> {

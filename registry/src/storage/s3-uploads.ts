@@ -20,6 +20,7 @@
 import { Readable } from 'node:stream';
 import type { _Object } from '@aws-sdk/client-s3';
 import {
+  appendExclusively,
   assertUploadId,
   chunkChain,
   chunkName,
@@ -89,17 +90,8 @@ export class S3UploadStore implements UploadStore {
     return { id, name: String(record.value.name ?? ''), size: chainOf(listed).size, lastActivityMs: Number(record.value.lastActivityMs) };
   }
 
-  async appendUpload(id: string, offset: number, body: Readable): Promise<number> {
-    const state = await this.uploadState(id);
-    if (!state) throw new UploadGoneError(id);
-    if (offset !== state.size) throw new UploadOffsetError(id, offset, state.size);
-    const { size, taken } = await this.deps.putObjectOnce(`${UPLOADS}${id}/chunks/${chunkName(offset)}`, body);
-    if (taken) {
-      const now = await this.uploadState(id);
-      if (!now) throw new UploadGoneError(id);
-      throw new UploadOffsetError(id, offset, now.size);
-    }
-    return offset + size;
+  appendUpload(id: string, offset: number, body: Readable): Promise<number> {
+    return appendExclusively(this, id, offset, () => this.deps.putObjectOnce(`${UPLOADS}${id}/chunks/${chunkName(offset)}`, body));
   }
 
   async touchUpload(id: string, nowMs: number): Promise<void> {

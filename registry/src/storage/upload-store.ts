@@ -102,3 +102,26 @@ export function chunkChain(chunks: readonly StoredChunk[]): { chain: StoredChunk
   }
   return { chain, size };
 }
+
+/**
+ * An append by exclusive create, as the object stores make one: the offset must be the session's
+ * size, and `create` makes the chunk object unless its name is taken — a taken name means a racing
+ * append won, and the 416 carries the size as it is now.
+ */
+export async function appendExclusively(
+  store: Pick<UploadStore, 'uploadState'>,
+  id: string,
+  offset: number,
+  create: () => Promise<{ size: number; taken: boolean }>,
+): Promise<number> {
+  const state = await store.uploadState(id);
+  if (!state) throw new UploadGoneError(id);
+  if (offset !== state.size) throw new UploadOffsetError(id, offset, state.size);
+  const { size, taken } = await create();
+  if (taken) {
+    const now = await store.uploadState(id);
+    if (!now) throw new UploadGoneError(id);
+    throw new UploadOffsetError(id, offset, now.size);
+  }
+  return offset + size;
+}
