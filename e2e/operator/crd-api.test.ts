@@ -151,10 +151,10 @@ describe('the nixery.dev CRDs in a cluster', () => {
       }
     });
 
-    it('storage is exactly one of persistentVolume, gcs and s3; s3 takes keys or a role, and a KMS key only with aws:kms', async () => {
+    it('storage is at most one of persistentVolume, gcs and s3; s3 takes keys or a role, and a KMS key only with aws:kms', async () => {
       const storage = (name: string, storage: object, replicas = 1) => instance(name, { replicas, storage });
       for (const spec of [{ persistentVolume: {}, s3: { bucket: 'abc' } }, { gcs: { bucket: 'abc' }, s3: { bucket: 'abc' } }]) {
-        assertInvalid(await refusal(dryRunCreate('nixeryinstances', storage('both', spec))), 'spec.storage', /storage takes exactly one of persistentVolume, gcs and s3/);
+        assertInvalid(await refusal(dryRunCreate('nixeryinstances', storage('both', spec))), 'spec.storage', /storage takes at most one of persistentVolume, gcs and s3/);
       }
       const keysAndRole = { bucket: 'abc', credentialsSecret: { name: 'keys' }, roleArn: 'arn:aws:iam::123456789012:role/r' };
       assertInvalid(await refusal(dryRunCreate('nixeryinstances', storage('s3-both', { s3: keysAndRole }))), 'spec.storage.s3', /s3 takes credentialsSecret or roleArn, not both/);
