@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
-import { run } from '@nixery/test-support';
+import { eventually, run } from '@nixery/test-support';
 import { startFakeKubernetesApi, type FakeKubernetesApi } from '../../registry/src/auth/test-support.ts';
 import { nixeryBuild } from '../support/nixery-cli.ts';
 import { startRegistry, tempDir, type RegistryProcess } from '../support/registry.ts';
@@ -98,7 +98,8 @@ describe('registry: authentication with real clients', () => {
     assert.equal(creds.code, 0, creds.stderr);
     const token = await copy('team-a/tool:v1', 'shell/hello:pinned', '--src-creds', `alice:${PASSWORDS.alice}`, '--dest-registry-token', ADMIN_TOKEN);
     assert.equal(token.code, 0, token.stderr);
-    assert.ok(requests().some((r) => r.method === 'PUT' && r.path === '/v2/shell/hello/manifests/pinned' && r.identity === 'admin' && r.status === '201'));
+    // The registry logs a request once its answer is sent: the line may arrive after skopeo exits.
+    await eventually('the admin PUT in the request log', async () => requests().some((r) => r.method === 'PUT' && r.path === '/v2/shell/hello/manifests/pinned' && r.identity === 'admin' && r.status === '201') || undefined, 5_000, 50);
   });
 
   it('nixery build --push-identity-token-file pushes with a projected ServiceAccount token, granted by the policy', async () => {
@@ -112,7 +113,10 @@ describe('registry: authentication with real clients', () => {
     } finally {
       await fs.rm(storage, { recursive: true, force: true });
     }
-    const puts = requests().filter((r) => r.method === 'PUT' && r.path.startsWith('/v2/team-a/built/manifests/'));
+    const puts = await eventually('the build\'s PUTs in the request log', async () => {
+      const found = requests().filter((r) => r.method === 'PUT' && r.path.startsWith('/v2/team-a/built/manifests/'));
+      return found.length > 0 ? found : undefined;
+    }, 5_000, 50);
     assert.ok(puts.length >= 1 && puts.every((r) => r.identity === 'system:serviceaccount:team-a:nixery-build-built' && r.status === '201'), JSON.stringify(puts));
     assert.ok(api.requests.some((r) => r === 'POST /apis/authentication.k8s.io/v1/tokenreviews'), 'checked by TokenReview');
   });
