@@ -3,6 +3,7 @@
 // NixeryInstance status the operator writes from `GET /storage-status` — tells the same story.
 // The bytes in use are those the last complete run counted: measuring them costs a listing of the
 // whole storage, which only a GC run does.
+import { TtlCache } from '../cache/ttl-cache.ts';
 import type { Logger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 
@@ -120,27 +121,18 @@ export interface StorageStatusView {
  */
 export class StorageStatus {
   private readonly storage: Pick<StorageBackend, 'getDocument'>;
-  private readonly ttlMs: number;
-  private readonly now: () => number;
-  private cached: { at: number; view: Promise<StorageStatusView> } | undefined;
+  private readonly cache: TtlCache<StorageStatusView>;
 
   constructor(storage: Pick<StorageBackend, 'getDocument'>, options: { ttlMs?: number; now?: () => number } = {}) {
     this.storage = storage;
-    this.ttlMs = options.ttlMs ?? 30_000;
-    this.now = options.now ?? Date.now;
+    // A failed read is not remembered: the next request tries again.
+    this.cache = new TtlCache({ ttlMs: options.ttlMs ?? 30_000, maxEntries: 1, ...(options.now ? { now: options.now } : {}) });
   }
 
   read(): Promise<StorageStatusView> {
-    const now = this.now();
-    if (this.cached && now - this.cached.at < this.ttlMs) return this.cached.view;
-    const view = this.storage.getDocument<unknown>(GC_LAST_RUN_KEY).then((doc) =>
-      isStatusDocument(doc) ? { lastGc: doc.lastGc, usage: doc.usage ?? null } : { lastGc: null, usage: null },
-    );
-    this.cached = { at: now, view };
-    // A failed read is not remembered: the next request tries again.
-    view.catch(() => {
-      if (this.cached?.view === view) this.cached = undefined;
+    return this.cache.get(GC_LAST_RUN_KEY, async () => {
+      const doc = await readStorageStatusDocument(this.storage);
+      return doc ? { lastGc: doc.lastGc, usage: doc.usage ?? null } : { lastGc: null, usage: null };
     });
-    return view;
   }
 }
