@@ -510,8 +510,11 @@ export class S3Storage implements StorageBackend {
     return existing?.Metadata?.claim === nonce ? (unquoteEtag(existing.ETag) ?? null) : null;
   }
 
-  /** A small JSON object written if the condition holds; false when the service refused it. */
-  private async putJson(key: string, value: unknown, condition: { ifNoneMatch: '*' } | { ifMatch: string }): Promise<boolean> {
+  /**
+   * A small JSON object in one PutObject, with Content-MD5 so that the server refuses bytes
+   * damaged on the way; with a condition, written only if it holds (false when the service refused it).
+   */
+  private async putJson(key: string, value: unknown, condition?: { ifNoneMatch: '*' } | { ifMatch: string }): Promise<boolean> {
     const body = Buffer.from(JSON.stringify(value));
     try {
       await this.client.send(
@@ -522,13 +525,13 @@ export class S3Storage implements StorageBackend {
           ContentType: 'application/json',
           CacheControl: 'no-store',
           ContentMD5: createHash('md5').update(body).digest('base64'),
-          ...('ifMatch' in condition ? { IfMatch: condition.ifMatch } : { IfNoneMatch: '*' }),
+          ...(condition === undefined ? {} : 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : { IfNoneMatch: '*' }),
           ...this.encryption(),
         }),
       );
       return true;
     } catch (error) {
-      if (isConditionFailed(error)) return false;
+      if (condition !== undefined && isConditionFailed(error)) return false;
       throw new S3StorageError('write', this.bucket, key, error);
     }
   }
@@ -621,25 +624,8 @@ export class S3Storage implements StorageBackend {
   }
 
   async putDocument(key: string, value: unknown): Promise<void> {
-    const name = this.documentKey(key);
-    const body = Buffer.from(JSON.stringify(value));
-    try {
-      // One PutObject replaces the object atomically: readers see the old document or the new
-      // one. With Content-MD5 the server refuses bytes damaged on the way.
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: name,
-          Body: body,
-          ContentType: 'application/json',
-          CacheControl: 'no-store',
-          ContentMD5: createHash('md5').update(body).digest('base64'),
-          ...this.encryption(),
-        }),
-      );
-    } catch (error) {
-      throw new S3StorageError('write', this.bucket, name, error);
-    }
+    // One PutObject replaces the object atomically: readers see the old document or the new one.
+    await this.putJson(this.documentKey(key), value);
   }
 
   async deleteDocument(key: string): Promise<boolean> {
