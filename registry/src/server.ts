@@ -77,6 +77,7 @@ export async function createRuntime(config: Config, log: Logger, options: { defa
     source: config.source,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     layerBudget: config.layerBudget,
+    layerCompression: config.layerCompression,
     maxConcurrentBuilds: config.maxConcurrentBuilds,
     maxQueuedBuilds: config.maxQueuedBuilds,
     clientBuildsPerMinute: config.clientBuildsPerMinute,
@@ -134,6 +135,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     maxClosureBytes: config.maxClosureBytes,
     ...(config.metricsPort !== undefined ? { serveMetrics: false } : {}),
     platforms: config.platforms,
+    layerCompression: config.layerCompression,
   });
   const { server, certificate } = createServer(app, config, runtime.metrics, log);
   await new Promise<void>((resolve, reject) => {
@@ -206,6 +208,7 @@ export async function startServer(runtime: Runtime, host?: string): Promise<Serv
     storage: runtime.storage.description,
     nixTimeoutSeconds: config.nixTimeoutSeconds,
     platforms: config.platforms,
+    layerCompression: config.layerCompression,
     purge: { ...config.purge, intervalSeconds: purger.intervalMs / 1000 },
     gc: config.gc.intervalSeconds > 0 ? config.gc : 'off (nixery gc only)',
     storageQuotaBytes: config.storageQuotaBytes ?? 'none',

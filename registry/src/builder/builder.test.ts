@@ -141,11 +141,11 @@ describe('image builder', () => {
     const { builder, storage } = await setup({ ...base, hello: ['libc'], libc: [] });
     const result = await builder.build(imageFromName('hello', 'latest'));
     assert.equal(result.mediaType, MediaType.dockerManifest);
-    assert.equal(result.digest, result.manifests.docker.digest);
+    assert.equal(result.digest, result.manifests.docker!.digest);
     assert.equal(result.layers.at(-1)!.kind, 'customisation');
     const packed = result.layers.flatMap((l) => l.storePaths).sort();
     assert.deepEqual(packed, [storePath('cacert'), storePath('hello'), storePath('iana-etc'), storePath('libc')].sort());
-    for (const blob of [...result.layers, result.config, result.manifests.docker, result.manifests.oci]) {
+    for (const blob of [...result.layers, result.config, result.manifests.docker!, result.manifests.oci]) {
       const info = await storage.statBlob(blob.digest);
       assert.ok(info, `${blob.digest} stored`);
       assert.equal(info.size, blob.size);
@@ -160,18 +160,18 @@ describe('image builder', () => {
   it('stores an SBOM after the manifests, as the referrer of both the Docker and the OCI manifest', async () => {
     const { builder, storage } = await setup({ ...base, hello: ['libc'], libc: [] });
     const result = await builder.build(imageFromName('hello', 'latest'));
-    assert.equal(result.sbomDigest, result.sbom.referrers.docker.digest);
-    assert.notEqual(result.sbom.referrers.docker.digest, result.sbom.referrers.oci.digest);
+    assert.equal(result.sbomDigest, result.sbom.referrers.docker!.digest);
+    assert.notEqual(result.sbom.referrers.docker!.digest, result.sbom.referrers.oci.digest);
     assert.equal(typeof result.timings.sbomMs, 'number');
     for (const format of ['docker', 'oci'] as const) {
-      const referrer = result.sbom.referrers[format];
+      const referrer = result.sbom.referrers[format]!;
       const manifest = JSON.parse((await storage.readBlob(referrer.digest)).toString());
       assert.equal((await storage.statBlob(referrer.digest))?.contentType, MediaType.ociManifest);
       assert.equal(manifest.artifactType, CYCLONEDX_MEDIA_TYPE);
       assert.deepEqual(manifest.subject, result.manifests[format]);
       assert.deepEqual(manifest.layers, [result.sbom.document]);
       assert.ok(await storage.statBlob(manifest.config.digest), 'the empty config is stored');
-      assert.deepEqual(await builtReferrers(storage, result.manifests[format].digest), [
+      assert.deepEqual(await builtReferrers(storage, result.manifests[format]!.digest), [
         { mediaType: MediaType.ociManifest, digest: referrer.digest, size: referrer.size, artifactType: CYCLONEDX_MEDIA_TYPE },
       ]);
     }
@@ -307,7 +307,7 @@ describe('image builder', () => {
     const again = await builder.build(imageFromName('hello', 'latest'));
     assert.equal(calls.length, 2, 'a cache miss: built again');
     assert.equal(again.digest, first.digest, 'the same image, reproducibly');
-    for (const d of [again.manifests.docker, again.manifests.oci, again.config, ...again.layers]) assert.ok(await storage.statBlob(d.digest), `${d.digest} stored again`);
+    for (const d of [again.manifests.docker!, again.manifests.oci, again.config, ...again.layers]) assert.ok(await storage.statBlob(d.digest), `${d.digest} stored again`);
   });
 
   it('remembers a verified manifest cache entry: storage is read once per MANIFEST_MEMO_TTL_MS, not per request', async () => {

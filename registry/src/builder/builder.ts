@@ -20,7 +20,7 @@ import {
 } from '../nix/index.ts';
 import { DEFAULT_ENV, renderConfig, renderManifest, sha256Digest, type ImageConfigOverrides, type LayerBlob } from '../oci/image.ts';
 import { MediaType } from '../oci/media-types.ts';
-import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar, type LayerTar } from '../pack/index.ts';
+import { compressLayer, customisationTar, PackError, startTarThread, storePathsTar, type LayerCompression, type LayerTar } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
 import { BuildQueueFullError, BuildStorageError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
 import type { FreeSpace } from './free-space.ts';
@@ -79,6 +79,11 @@ export interface BuilderOptions {
   popularity: Popularity;
   log: Logger;
   metrics: Metrics;
+  /**
+   * How layers are compressed (NIXERY_LAYER_COMPRESSION); default gzip. A zstd image has only its
+   * OCI manifest; its Docker schema 2 gzip variant is made on demand (gzip-variant.ts).
+   */
+  layerCompression?: LayerCompression;
   /** Layers packed at once within one build (gzip runs on libuv's thread pool). */
   packConcurrency?: number;
   /** Where /nix/store is read from when packing; tests point this at a fake store. */
@@ -195,7 +200,7 @@ export class ImageBuilder {
       this.options.metrics.builds.inc({ result: classifyFailure(error).outcome });
       throw error;
     });
-    const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image, options.config);
+    const cacheKey = fingerprint.key === undefined ? undefined : manifestCacheKey(fingerprint.key, image, options.config, this.compression);
     const cached = await this.cachedImage(image, cacheKey);
     if (cached) {
       this.options.metrics.manifestCache.inc({ result: 'hit' });
@@ -266,6 +271,7 @@ export class ImageBuilder {
         await this.rootedResolve(image, fingerprint, (hold) => (roots = hold)),
         image.arch.system,
         options.config,
+        this.compression,
       );
       let built: BuildResult;
       if (this.canonicalFlights.has(canonical.key)) {
@@ -419,8 +425,9 @@ export class ImageBuilder {
     const cached = await this.storageStep('reading the manifest cache', () => storage.getDocument<BuildResult>(key));
     // An entry from before SBOMs has none: the image is built again (Nix and the layer cache make
     // that cheap, and the bytes are the same), this time with its SBOM.
-    if (!cached || cached.builderVersion !== BUILDER_VERSION || !cached.sbom) return null;
-    const digests = [cached.manifests.docker.digest, cached.manifests.oci.digest, cached.config.digest, ...cached.layers.map((l) => l.digest), cached.sbom.referrers.docker.digest, cached.sbom.referrers.oci.digest];
+    if (!cached || cached.builderVersion !== BUILDER_VERSION || !cached.sbom || (cached.compression ?? 'gzip') !== this.compression) return null;
+    const { manifests, sbom } = cached;
+    const digests = [manifests.docker, manifests.oci, cached.config, ...cached.layers, sbom.referrers.docker, sbom.referrers.oci].filter((d) => d !== undefined).map((d) => d.digest);
     const present = await Promise.all(digests.map((d) => storage.statBlob(d)));
     return present.every(Boolean) ? cached : null;
   }
@@ -428,7 +435,7 @@ export class ImageBuilder {
   private flightKey(image: ImageSpec, fingerprint: Fingerprint, options: BuildOptions): string {
     // Only the git source reads the tag; for the others every tag names the same image.
     const ref = this.options.source.type === 'git' ? image.tag : '';
-    return JSON.stringify([image.packages, image.arch.system, ref, fingerprint.key ?? null, options.config ?? null]);
+    return JSON.stringify([image.packages, image.arch.system, ref, fingerprint.key ?? null, options.config ?? null, this.compression]);
   }
 
   private async buildUncached(image: ImageSpec, fingerprint: Fingerprint, evaluated: EvaluatedImage, options: BuildOptions, started: number): Promise<BuildResult> {
@@ -474,8 +481,11 @@ export class ImageBuilder {
       ...(options.config ? { overrides: options.config } : {}),
     });
     const config = await this.put(configBytes, MediaType.dockerConfig);
-    const docker = await this.put(renderManifest('docker', config, blobs), MediaType.dockerManifest);
-    const oci = await this.put(renderManifest('oci', config, blobs), MediaType.ociManifest);
+    const compression = this.compression;
+    // Docker schema 2 has no zstd layers: a zstd image's Docker manifest is its gzip variant's, made on demand.
+    const docker = compression === 'gzip' ? await this.put(renderManifest('docker', config, blobs), MediaType.dockerManifest) : undefined;
+    const oci = await this.put(renderManifest('oci', config, blobs, compression), MediaType.ociManifest);
+    const main = docker ?? oci;
     const packingMs = performance.now() - packingStart;
 
     // After the manifests, as a referrer of each: a few small writes.
@@ -487,7 +497,7 @@ export class ImageBuilder {
       closure: realised.closure,
       layers: packed,
     });
-    const sbom = await this.storageStep('storing the SBOM', () => storeSbom(this.options.storage, document, { docker, oci }));
+    const sbom = await this.storageStep('storing the SBOM', () => storeSbom(this.options.storage, document, { oci, ...(docker ? { docker } : {}) }));
     const sbomMs = performance.now() - sbomStart;
 
     return {
@@ -495,13 +505,14 @@ export class ImageBuilder {
       tag: image.tag,
       packages: image.packages,
       system: image.arch.system,
-      digest: docker.digest,
-      mediaType: docker.mediaType,
-      size: docker.size,
-      manifests: { docker, oci },
+      digest: main.digest,
+      mediaType: main.mediaType,
+      size: main.size,
+      ...(compression === 'gzip' ? {} : { compression }),
+      manifests: { oci, ...(docker ? { docker } : {}) },
       config: { ...config, mediaType: MediaType.dockerConfig },
       layers: packed,
-      sbomDigest: sbom.referrers.docker.digest,
+      sbomDigest: (sbom.referrers.docker ?? sbom.referrers.oci).digest,
       sbom,
       timings: {
         ...realised.timings,
@@ -534,15 +545,16 @@ export class ImageBuilder {
     tar: () => LayerTar,
   ): Promise<BuildLayer> {
     const { storage, metrics } = this.options;
-    const key = `layers/${createHash('sha256').update(JSON.stringify({ v: BUILDER_VERSION, kind, identity })).digest('hex')}`;
+    const key = layerCacheKey(kind, identity, this.compression);
     const cached = await this.storageStep(`reading layer cache entry ${key}`, () => storage.getDocument<CachedLayer>(key));
     if (cached && (await this.storageStep(`checking layer ${cached.digest}`, () => storage.statBlob(cached.digest)))) {
       metrics.layerCache.inc({ result: 'hit' });
       return { ...cached, storePaths, kind, cached: true };
     }
     metrics.layerCache.inc({ result: 'miss' });
-    const compressed = compressLayer(tar());
-    const stored = await storage.putBlob(compressed.stream, { contentType: MediaType.dockerLayer }).catch((cause: unknown) => {
+    const compressed = compressLayer(tar(), { compression: this.compression });
+    const contentType = this.compression === 'zstd' ? MediaType.ociLayerZstd : MediaType.dockerLayer;
+    const stored = await storage.putBlob(compressed.stream, { contentType }).catch((cause: unknown) => {
       // A packing error reaches us as the stream's error; keep its type so a store read failure is not blamed on storage.
       if (cause instanceof PackError) throw cause;
       throw new BuildStorageError(`storing a layer failed: ${(cause as Error).message}`, { cause });
@@ -568,6 +580,10 @@ export class ImageBuilder {
     }
   }
 
+  private get compression(): LayerCompression {
+    return this.options.layerCompression ?? 'gzip';
+  }
+
   private packOptions(): { root?: string } {
     return this.options.storeRoot ? { root: this.options.storeRoot } : {};
   }
@@ -583,7 +599,7 @@ export class ImageBuilder {
  * `Hello` and `hello` sort alike, and lower-case names keep the order they had as requested),
  * the same derivation and outputs once; keyed by exactly what makes the image's bytes.
  */
-function canonicalImage(evaluated: EvaluatedImage, system: string, config: ImageConfigOverrides | undefined): CanonicalImage {
+function canonicalImage(evaluated: EvaluatedImage, system: string, config: ImageConfigOverrides | undefined, compression: LayerCompression): CanonicalImage {
   const order = (p: EvaluatedImage['packages'][number]) => [foldAttributePath(p.attrPath.join('.')), p.attrPath.join('.'), p.drvPath];
   const sorted = [...evaluated.packages].sort((a, b) => {
     const [x, y] = [order(a), order(b)];
@@ -597,14 +613,27 @@ function canonicalImage(evaluated: EvaluatedImage, system: string, config: Image
     seen.add(id);
     return true;
   });
-  const key = JSON.stringify({ v: BUILDER_VERSION, system, config: config ?? null, packages: packages.map((p) => [p.drvPath, p.outputs]) });
+  const key = JSON.stringify({ v: BUILDER_VERSION, system, config: config ?? null, packages: packages.map((p) => [p.drvPath, p.outputs]), ...compressionIdentity(compression) });
   return { key, evaluated: { packages, evaluateMs: evaluated.evaluateMs } };
 }
 
-/** Manifest cache entries are keyed by what determines the image's bytes. */
-export function manifestCacheKey(fingerprint: string, image: ImageSpec, config?: ImageConfigOverrides): string {
-  const identity = JSON.stringify({ v: BUILDER_VERSION, fingerprint, packages: image.packages, system: image.arch.system, config: config ?? null });
+/** Manifest cache entries are keyed by what determines the image's bytes, the layers' compression included. */
+export function manifestCacheKey(fingerprint: string, image: ImageSpec, config?: ImageConfigOverrides, compression: LayerCompression = 'gzip'): string {
+  const identity = JSON.stringify({ v: BUILDER_VERSION, fingerprint, packages: image.packages, system: image.arch.system, config: config ?? null, ...compressionIdentity(compression) });
   return `manifests/${createHash('sha256').update(identity).digest('hex')}`;
+}
+
+/** Layer cache entries are keyed by what goes into the layer and how it is compressed (different bytes). */
+export function layerCacheKey(kind: BuildLayer['kind'], identity: unknown, compression: LayerCompression = 'gzip'): string {
+  return `layers/${createHash('sha256').update(JSON.stringify({ v: BUILDER_VERSION, kind, identity, ...compressionIdentity(compression) })).digest('hex')}`;
+}
+
+/**
+ * The compression's part of a cache key: nothing for gzip, so the keys of gzip images and layers
+ * stay those of the versions before zstd (their entries still count after an upgrade).
+ */
+function compressionIdentity(compression: LayerCompression): { compression?: LayerCompression } {
+  return compression === 'gzip' ? {} : { compression };
 }
 
 function round(ms: number): number {

@@ -41,7 +41,7 @@ describe('the image index of a multi-platform build', () => {
       [images[1]!.manifests.oci.digest, { architecture: 'arm64', os: 'linux' }],
     ]);
     const docker = JSON.parse(renderPlatformIndex('docker', images).toString());
-    assert.deepEqual(docker.manifests.map((m: { digest: string }) => m.digest), images.map((i) => i.manifests.docker.digest));
+    assert.deepEqual(docker.manifests.map((m: { digest: string }) => m.digest), images.map((i) => i.manifests.docker!.digest));
   });
 
   it('is stored in both renderings under their digests, with their media types, once', async () => {
@@ -56,9 +56,9 @@ describe('the image index of a multi-platform build', () => {
       images.map((i) => [i.platform, i.manifests.oci.digest, MediaType.ociManifest, i.sbom.referrers.oci.digest]),
     );
     for (const format of ['docker', 'oci'] as const) {
-      const stored = await storage.readBlob(built.manifests[format].digest);
+      const stored = await storage.readBlob(built.manifests[format]!.digest);
       assert.deepEqual(stored, renderPlatformIndex(format, images));
-      assert.equal((await storage.statBlob(built.manifests[format].digest))?.contentType, built.manifests[format].mediaType);
+      assert.equal((await storage.statBlob(built.manifests[format]!.digest))?.contentType, built.manifests[format]!.mediaType);
     }
     assert.deepEqual(calls, { stat: 2, put: 2 });
     await indexes.store('hello', 'v2', images);

@@ -1,7 +1,10 @@
 // One name for several platforms: each platform's image built by the builder as any image is (a
 // job of its bounded queue, the client's rate, the closure limit, the caches: an `arm64/hello`
 // and the arm64 entry of `hello` are one build), then the image index naming them, rendered as the
-// OCI image index and as Docker's manifest list and stored once (oci/image-index.ts).
+// OCI image index and as Docker's manifest list and stored once (oci/image-index.ts). Zstd images
+// have no Docker manifest of their own: their index is the OCI one alone until a client that reads
+// only Docker's types asks, and the caller gives the images with their gzip variants
+// (gzip-variant.ts); the Docker list is then stored and added to the index's record.
 import type { ImageSpec } from '../image/name.ts';
 import { PLATFORMS, type Platform } from '../image/platform.ts';
 import { sha256Digest, type Descriptor } from '../oci/image.ts';
@@ -26,7 +29,8 @@ export function builtIndexKey(ociDigest: string): string {
 }
 
 export interface BuiltIndexDocument {
-  manifests: { docker: Descriptor; oci: Descriptor };
+  /** `docker` absent: the images are zstd ones and no Docker list was asked for yet. */
+  manifests: { docker?: Descriptor; oci: Descriptor };
   /** The name it was first built by: garbage collection's per-name limit (absent in documents of earlier versions). */
   name?: string;
 }
@@ -57,12 +61,24 @@ export async function buildPlatforms(
   );
 }
 
-/** The index of the platforms' images, in the given rendering: each entry that rendering's manifest. */
+/**
+ * The index of the platforms' images, in the given rendering: each entry that rendering's manifest.
+ * RangeError when an image has none in it (a zstd image without its gzip variant, in Docker's).
+ */
 export function renderPlatformIndex(format: ManifestFormat, images: readonly PlatformBuildResult[]): Buffer {
   return renderIndex(
     format,
-    images.map((image) => ({ manifest: image.manifests[format], platform: { os: 'linux', architecture: PLATFORMS[image.platform].imageArch } })),
+    images.map((image) => {
+      const manifest = image.manifests[format];
+      if (!manifest) throw new RangeError(`the ${image.platform} image ${image.digest} has no ${format} manifest`);
+      return { manifest, platform: { os: 'linux', architecture: PLATFORMS[image.platform].imageArch } };
+    }),
   );
+}
+
+/** Whether every image has a manifest in that rendering, so an index of them can be rendered in it. */
+export function renderable(format: ManifestFormat, images: readonly PlatformBuildResult[]): boolean {
+  return images.every((image) => image.manifests[format] !== undefined);
 }
 
 /**
@@ -83,27 +99,36 @@ export class ImageIndexes {
   }
 
   /**
-   * The index of the platforms' images, stored in both renderings (once: a stored one is only
-   * looked at) so that clients fetch it, and the images it names, by digest.
+   * The index of the platforms' images, stored in every rendering they all have — both, unless
+   * they are zstd images without their gzip variants: then the OCI index alone — (once: a stored
+   * one is only looked at) so that clients fetch it, and the images it names, by digest.
    */
   async store(name: string, tag: string, images: readonly PlatformBuildResult[]): Promise<IndexBuildResult> {
-    const [docker, oci] = await Promise.all((['docker', 'oci'] as const).map((format) => this.put(format, renderPlatformIndex(format, images))));
-    await this.record(name, docker!, oci!);
-    return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { docker: docker!, oci: oci! }, platforms: images.map(asIndexed) };
+    const [oci, docker] = await Promise.all([
+      this.put('oci', renderPlatformIndex('oci', images)),
+      ...(renderable('docker', images) ? [this.put('docker', renderPlatformIndex('docker', images))] : []),
+    ]);
+    await this.record(name, oci!, docker);
+    return { name, tag, digest: oci!.digest, mediaType: oci!.mediaType, size: oci!.size, manifests: { oci: oci!, ...(docker ? { docker } : {}) }, platforms: images.map(asIndexed) };
   }
 
-  /** Written once per index (the memo), after both blobs: a document never names a missing blob. */
-  private async record(name: string, docker: Descriptor, oci: Descriptor): Promise<void> {
+  /**
+   * Written once per index and rendering set (the memo), after the blobs: a document never names a
+   * missing blob. A record without the Docker list gains it once that is stored.
+   */
+  private async record(name: string, oci: Descriptor, docker: Descriptor | undefined): Promise<void> {
     const key = builtIndexKey(oci.digest);
-    if (this.stored.get(key)) return;
+    const memoKey = docker ? `${key} docker` : key;
+    if (this.stored.get(memoKey)) return;
     try {
-      if (!(await this.storage.getDocument<BuiltIndexDocument>(key))) {
-        await this.storage.putDocument(key, { manifests: { docker, oci }, name } satisfies BuiltIndexDocument);
+      const recorded = await this.storage.getDocument<BuiltIndexDocument>(key);
+      if (!recorded || (docker && !recorded.manifests?.docker)) {
+        await this.storage.putDocument(key, { manifests: { oci, ...(docker ? { docker } : {}) }, name: recorded?.name ?? name } satisfies BuiltIndexDocument);
       }
     } catch (cause) {
       throw new BuildStorageError(`recording the image index ${oci.digest} failed: ${(cause as Error).message}`, { cause });
     }
-    this.stored.set(key, true);
+    this.stored.set(memoKey, true);
   }
 
   private async put(format: ManifestFormat, bytes: Buffer): Promise<Descriptor> {

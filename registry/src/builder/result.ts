@@ -2,6 +2,7 @@
 // every build, and the operator reads from a build Job's termination message.
 import type { Platform } from '../image/platform.ts';
 import type { Descriptor } from '../oci/image.ts';
+import type { LayerCompression } from '../pack/compress.ts';
 import type { BuildSbom } from './sbom.ts';
 
 export interface BuildLayer {
@@ -32,11 +33,20 @@ export interface BuildResult {
   tag: string;
   packages: string[];
   system: string;
-  /** The default (Docker schema 2) manifest. */
+  /**
+   * The default manifest: Docker schema 2 for gzip layers; the OCI manifest for zstd layers, whose
+   * Docker schema 2 rendering (a gzip variant) may not exist yet.
+   */
   digest: string;
   mediaType: string;
   size: number;
-  manifests: { docker: Descriptor; oci: Descriptor };
+  /** How `layers` are compressed (NIXERY_LAYER_COMPRESSION); absent: gzip (and in results of earlier versions). */
+  compression?: LayerCompression;
+  /**
+   * The image manifest in each rendering. A zstd image has no `docker` here: Docker schema 2 has
+   * no zstd layers, and its gzip variant is made on demand and recorded apart (gzip-variant.ts).
+   */
+  manifests: { docker?: Descriptor; oci: Descriptor };
   config: Descriptor;
   layers: BuildLayer[];
   /** The SBOM's referrer manifest for `digest`: what `GET /v2/<name>/referrers/<digest>` lists. */
@@ -65,8 +75,11 @@ export interface IndexBuildResult {
   digest: string;
   mediaType: string;
   size: number;
-  /** The index as Docker's manifest list (Docker manifests) and as the OCI image index. */
-  manifests: { docker: Descriptor; oci: Descriptor };
+  /**
+   * The index as Docker's manifest list (Docker manifests) and as the OCI image index; zstd images
+   * have no Docker list until a client that reads only Docker's types asked for one.
+   */
+  manifests: { docker?: Descriptor; oci: Descriptor };
   /** In the index's order. */
   platforms: PlatformBuildResult[];
 }

@@ -5,7 +5,7 @@
 import type { PackageSource } from '../config/package-source.ts';
 import { isCommitHash } from '../nix/git-ref.ts';
 import { sha256Digest, type Descriptor } from '../oci/image.ts';
-import { MediaType, type ManifestFormat } from '../oci/media-types.ts';
+import { MediaType } from '../oci/media-types.ts';
 import { EMPTY_JSON, renderReferrer } from '../oci/referrer.ts';
 import { CYCLONEDX_MEDIA_TYPE, type SbomSource } from '../sbom/cyclonedx.ts';
 import type { StorageBackend } from '../storage/backend.ts';
@@ -15,29 +15,30 @@ import type { Fingerprint } from './source-fingerprint.ts';
 export interface BuildSbom {
   /** The CycloneDX 1.5 JSON document. */
   document: Descriptor;
-  /** The referrer manifest of each rendering of the image manifest (its `subject`). */
-  referrers: Record<ManifestFormat, Descriptor>;
+  /** The referrer manifest of each rendering of the image manifest (its `subject`); a zstd image's Docker one is its gzip variant's (gzip-variant.ts). */
+  referrers: { docker?: Descriptor; oci: Descriptor };
 }
 
 /**
  * Stores an image's SBOM (a CycloneDX document, renderCycloneDx's) once the image's manifests are
  * stored, and lists it among each manifest's referrers. Rejects with the storage's error.
  */
-export async function storeSbom(storage: StorageBackend, sbom: Buffer, manifests: Record<ManifestFormat, Descriptor>): Promise<BuildSbom> {
+export async function storeSbom(storage: StorageBackend, sbom: Buffer, manifests: { docker?: Descriptor; oci: Descriptor }): Promise<BuildSbom> {
   const [document] = await Promise.all([put(storage, sbom, CYCLONEDX_MEDIA_TYPE), put(storage, EMPTY_JSON, MediaType.ociEmpty)]);
-  // The manifests after the blobs they name, the index entries after the manifests.
-  const [docker, oci] = await Promise.all(
-    (['docker', 'oci'] as const).map((format) =>
-      put(storage, renderReferrer({ artifactType: CYCLONEDX_MEDIA_TYPE, blob: document, subject: manifests[format] }), MediaType.ociManifest),
-    ),
-  );
-  const referrers = { docker: docker!, oci: oci! };
-  await Promise.all(
-    (['docker', 'oci'] as const).map((format) =>
-      recordBuiltReferrers(storage, manifests[format].digest, [{ ...referrers[format], artifactType: CYCLONEDX_MEDIA_TYPE }]),
-    ),
-  );
-  return { document, referrers };
+  const [oci, docker] = await Promise.all([storeSbomReferrer(storage, document, manifests.oci), ...(manifests.docker ? [storeSbomReferrer(storage, document, manifests.docker)] : [])]);
+  return { document, referrers: { oci: oci!, ...(docker ? { docker } : {}) } };
+}
+
+/**
+ * The referrer manifest of a stored SBOM document for one rendering of the image manifest, listed
+ * among that manifest's referrers: per rendering at build time, and for a zstd image's gzip
+ * variant when that is made. The SBOM document and the empty config must be stored already.
+ */
+export async function storeSbomReferrer(storage: StorageBackend, document: Descriptor, subject: Descriptor): Promise<Descriptor> {
+  // The manifest after the blobs it names, the index entry after the manifest.
+  const referrer = await put(storage, renderReferrer({ artifactType: CYCLONEDX_MEDIA_TYPE, blob: document, subject }), MediaType.ociManifest);
+  await recordBuiltReferrers(storage, subject.digest, [{ ...referrer, artifactType: CYCLONEDX_MEDIA_TYPE }]);
+  return referrer;
 }
 
 /**

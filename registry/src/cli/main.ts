@@ -21,6 +21,7 @@ import { NodeConfigSync, startReadinessServer } from '../node-config/sync.ts';
 import type { ImageConfigOverrides } from '../oci/image.ts';
 import { imageConfigSchema } from '../oci/config-schema.ts';
 import { lowerPoolThreadPriority } from '../pack/pool-priority.ts';
+import { LAYER_COMPRESSIONS, type LayerCompression } from '../pack/compress.ts';
 import { GarbageCollector, retention } from '../service/gc.ts';
 import { acquireGcLease, GC_BUSY_EXIT_CODE, GcLeaseBusyError } from '../service/gc-lease.ts';
 import { openStorage } from '../storage/create.ts';
@@ -225,12 +226,13 @@ program
   .option('-t, --tag <tag>', 'image tag; with a git package source, the branch, tag or commit to build from', 'latest')
   .option('--config-json <json>', 'image config to declare: {"entrypoint","cmd","env":[{name,value}],"workingDir","user","exposedPorts","labels"}', parseImageConfig)
   .option('--platforms <list>', 'comma-separated platforms to build for, of linux/amd64 and linux/arm64; several: an image each and an OCI image index of them, pushed under the tag after the images (default: this machine\'s architecture; the arm64 meta-package: linux/arm64)')
+  .option('--layer-compression <gzip|zstd>', 'how layers are compressed (default: NIXERY_LAYER_COMPRESSION, else gzip); a zstd image is an OCI manifest, pushed as such')
   .option('--push <registry/name:tag>', 'push the image there afterwards, with the push token (NIXERY_PUSH_TOKEN or _FILE) or --push-identity-token-file')
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
   .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
   .option('--push-identity-token-file <path>', 'push with this Kubernetes ServiceAccount token (read anew for every token exchange) instead of the push token')
   .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
-  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; platforms?: string; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; resultFile?: string }) => {
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; platforms?: string; layerCompression?: string; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -258,6 +260,7 @@ program
     for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal);
     try {
       const config = loadConfig();
+      if (options.layerCompression !== undefined) config.layerCompression = layerCompression(options.layerCompression);
       log = createLogger({ level: config.logLevel, base: { component: 'builder' } });
       const image = imageFromName(options.packages.join('/'), options.tag);
       const platforms = options.platforms === undefined ? undefined : platformList(options.platforms);
@@ -295,6 +298,12 @@ program
 /** The platform of this machine: what `nixery build` builds for unless told otherwise. */
 function hostPlatform(): Platform {
   return process.arch === 'arm64' ? 'linux/arm64' : 'linux/amd64';
+}
+
+/** --layer-compression, refused as a usage error as --platforms is. */
+function layerCompression(value: string): LayerCompression {
+  if (!(LAYER_COMPRESSIONS as readonly string[]).includes(value)) throw new UsageError(`--layer-compression: expected ${LAYER_COMPRESSIONS.join(' or ')}, got ${JSON.stringify(value)}`);
+  return value as LayerCompression;
 }
 
 /** --platforms, refused as a usage error (a JSON document and exit 64, as a bad package list). */

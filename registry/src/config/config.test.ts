@@ -644,6 +644,25 @@ describe('platforms (NIXERY_PLATFORMS)', () => {
   });
 });
 
+describe('layer compression (NIXERY_LAYER_COMPRESSION)', () => {
+  it('defaults to gzip, and takes zstd', () => {
+    assert.equal(loadConfig({}).layerCompression, 'gzip');
+    assert.equal(loadConfig({ NIXERY_LAYER_COMPRESSION: 'zstd' }).layerCompression, 'zstd');
+  });
+
+  it('refuses anything else, naming the variable and the choices', () => {
+    for (const bad of ['ZSTD', 'xz', 'gzip,zstd']) {
+      assert.throws(() => loadConfig({ NIXERY_LAYER_COMPRESSION: bad }), (error: Error & { variable?: string }) => error.variable === 'NIXERY_LAYER_COMPRESSION' && /gzip or zstd/.test(error.message), JSON.stringify(bad));
+    }
+  });
+
+  it('round-trips through renderEnvironment', () => {
+    const env = renderEnvironment({ layerCompression: 'zstd' });
+    assert.deepEqual(env, { NIXERY_LAYER_COMPRESSION: 'zstd' });
+    assert.equal(loadConfig(env).layerCompression, 'zstd');
+  });
+});
+
 describe('the purge limits', () => {
   it('default to an hour each, or to twice a receive timeout longer than that', () => {
     assert.deepEqual(loadConfig({}).purge, { uploadSessionTtlSeconds: 3600, stagingTtlSeconds: 3600 });

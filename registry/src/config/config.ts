@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { MAX_PACKAGE_PATTERNS, packagePatternProblem } from '../image/package-policy.ts';
 import { DEFAULT_PLATFORMS, InvalidPlatformsError, parsePlatforms, type Platform } from '../image/platform.ts';
 import type { SpaceReserve } from '../builder/free-space.ts';
+import type { LayerCompression } from '../pack/compress.ts';
 import { DEFAULT_CHANNEL_BASE_URL, trustedRefPatternProblem, type PackageSource } from './package-source.ts';
 import { readTlsPairSync, TlsPairError, type TlsFiles } from './tls-pair.ts';
 
@@ -76,6 +77,7 @@ export const ENV = {
   tlsKeyFile: 'NIXERY_TLS_KEY_FILE',
   metricsPort: 'NIXERY_METRICS_PORT',
   platforms: 'NIXERY_PLATFORMS',
+  layerCompression: 'NIXERY_LAYER_COMPRESSION',
   uploadSessionTtl: 'NIXERY_UPLOAD_SESSION_TTL',
   stagingTtl: 'NIXERY_STAGING_TTL',
   gcGrace: 'NIXERY_GC_GRACE',
@@ -189,6 +191,8 @@ export interface Config {
   metricsPort?: number;
   /** What a name is built for, in order; several: a pull gets an image index (service/manifests.ts). */
   platforms: Platform[];
+  /** How built layers are compressed; zstd images are OCI manifests, with a gzip variant made for Docker schema 2 clients on demand (builder/gzip-variant.ts). */
+  layerCompression: LayerCompression;
   /** What the running registry purges (service/purge.ts). */
   purge: PurgeLimits;
   /** Garbage collection of unreferenced blobs and cache entries (service/gc.ts). */
@@ -434,6 +438,8 @@ const fields = {
   tlsKeyFile: nonEmpty,
   metricsPort: positiveInt('a TCP port').pipe(z.number().max(65535, 'expected a TCP port up to 65535')),
   platforms: z.string().transform(platformList),
+  // The type only from pack/: the operator reads this module and loads none of packing.
+  layerCompression: z.enum(['gzip', 'zstd'] satisfies LayerCompression[], { error: 'expected gzip or zstd' }),
   uploadSessionTtl: positiveInt('seconds'),
   stagingTtl: positiveInt('seconds'),
   gcGrace: positiveInt('seconds'),
@@ -667,6 +673,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     ...(tls ? { tls } : {}),
     ...(v.metricsPort !== undefined ? { metricsPort: v.metricsPort } : {}),
     platforms: v.platforms ?? [...DEFAULT_PLATFORMS],
+    layerCompression: v.layerCompression ?? 'gzip',
     purge,
     gc,
     leaseDurationSeconds: v.leaseDuration ?? DEFAULT_LEASE_DURATION_SECONDS,
@@ -779,6 +786,8 @@ export interface RegistrySettings {
   metricsPort?: number;
   /** Unset: the registry's default (linux/amd64). */
   platforms?: readonly Platform[];
+  /** Unset: the registry's default (gzip). */
+  layerCompression?: LayerCompression;
   /** Unset fields keep the registry's defaults. */
   purge?: Partial<PurgeLimits>;
   /** Unset fields keep the registry's defaults (the grace delay's depends on nixTimeoutSeconds). */
@@ -864,6 +873,7 @@ export function renderEnvironment(settings: RegistrySettings): Record<string, st
   }
   if (settings.metricsPort !== undefined) env[ENV.metricsPort] = String(settings.metricsPort);
   if (settings.platforms?.length) env[ENV.platforms] = settings.platforms.join(',');
+  if (settings.layerCompression !== undefined) env[ENV.layerCompression] = settings.layerCompression;
   if (settings.purge?.uploadSessionTtlSeconds !== undefined) env[ENV.uploadSessionTtl] = String(settings.purge.uploadSessionTtlSeconds);
   if (settings.purge?.stagingTtlSeconds !== undefined) env[ENV.stagingTtl] = String(settings.purge.stagingTtlSeconds);
   if (settings.gc?.graceSeconds !== undefined) env[ENV.gcGrace] = String(settings.gc.graceSeconds);

@@ -1,4 +1,5 @@
 // The HTTP server: the registry API, the index page, health and metrics, one log line per request.
+import type { LayerCompression } from '../pack/compress.ts';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { RegistryAuth } from '../auth/create.ts';
 import { OnDemandNames } from '../auth/on-demand-names.ts';
@@ -46,6 +47,8 @@ export interface AppDeps {
   serveMetrics?: boolean;
   /** What names are built for (NIXERY_PLATFORMS); several make image indexes. Default: linux/amd64. */
   platforms?: readonly Platform[];
+  /** How the builder compresses layers (NIXERY_LAYER_COMPRESSION): with zstd, Docker schema 2 clients get gzip variants. Default gzip. */
+  layerCompression?: LayerCompression;
   /** When on-demand images were last pulled, for garbage collection (its flushes outlive requests: the caller closes it); default: not recorded. */
   pulls?: PullRecorder;
 }
@@ -95,6 +98,8 @@ export function createApp(deps: AppDeps): express.Express {
     ...(deps.maxClosureBytes !== undefined ? { maxClosureBytes: deps.maxClosureBytes } : {}),
     ...(deps.platforms ? { platforms: deps.platforms } : {}),
     ...(deps.pulls ? { pulls: deps.pulls } : {}),
+    ...(deps.layerCompression ? { layerCompression: deps.layerCompression } : {}),
+    log: deps.log,
   });
   const blobs = new Blobs(deps.storage, deps.uploads);
   const auth = deps.auth ?? RegistryAuth.withPushToken(deps.pushToken, onDemandNames(deps));

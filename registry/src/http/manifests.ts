@@ -51,7 +51,7 @@ export async function getManifest(deps: ManifestsDeps, req: Request, res: Respon
         if (!res.writableFinished) gone.abort(new ClientGoneError());
       });
       const index = negotiateIndexFormat(req.headers.accept);
-      const accepted = { image: negotiateManifestFormat(req.headers.accept), ...(index ? { index } : {}) };
+      const accepted = { image: negotiateManifestFormat(req.headers.accept, deps.manifests.layerCompression), ...(index ? { index } : {}) };
       manifest = await deps.manifests.byTag(name, reference, accepted, {
         signal: gone.signal,
         client: clientAddress(req.socket.remoteAddress),

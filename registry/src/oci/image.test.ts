@@ -46,6 +46,13 @@ describe('manifests', () => {
     assert.equal(m.config.digest, config.digest);
     assert.deepEqual(m.layers.map((l: { mediaType: string }) => l.mediaType), [MediaType.ociLayer, MediaType.ociLayer]);
   });
+
+  it('names zstd layers tar+zstd in an OCI manifest, and has no Docker schema 2 rendering of them', () => {
+    const m = JSON.parse(renderManifest('oci', config, layers, 'zstd').toString());
+    assert.deepEqual(m.layers.map((l: { mediaType: string }) => l.mediaType), [MediaType.ociLayerZstd, MediaType.ociLayerZstd]);
+    assert.equal(MediaType.ociLayerZstd, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    assert.throws(() => renderManifest('docker', config, layers, 'zstd'), RangeError);
+  });
 });
 
 describe('manifest content negotiation', () => {
@@ -65,6 +72,24 @@ describe('manifest content negotiation', () => {
   it('honours q-values and q=0', () => {
     assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest};q=0.5, ${MediaType.ociManifest}`), 'oci');
     assert.equal(negotiateManifestFormat(`${MediaType.ociManifest};q=0`), 'docker');
+  });
+
+  describe('with zstd layers', () => {
+    it('serves the OCI manifest to a client that accepts it at all, even listed after Docker schema 2 (containerd)', () => {
+      assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest}, ${MediaType.dockerManifestList}, ${MediaType.ociManifest}, ${MediaType.ociIndex}, */*`, 'zstd'), 'oci');
+      assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest}, ${MediaType.ociManifest};q=0.1`, 'zstd'), 'oci');
+      assert.equal(negotiateManifestFormat(`${MediaType.ociManifest}, ${MediaType.dockerManifest}`, 'zstd'), 'oci');
+    });
+
+    it('serves Docker schema 2 (the gzip variant) to a client that names only it, no Accept, or refuses OCI with q=0', () => {
+      for (const accept of [undefined, '', '*/*', MediaType.dockerManifest, `${MediaType.dockerManifest}, ${MediaType.ociManifest};q=0`]) {
+        assert.equal(negotiateManifestFormat(accept, 'zstd'), 'docker', String(accept));
+      }
+    });
+
+    it('leaves gzip negotiation as it was', () => {
+      assert.equal(negotiateManifestFormat(`${MediaType.dockerManifest}, ${MediaType.ociManifest}`, 'gzip'), 'docker');
+    });
   });
 });
 

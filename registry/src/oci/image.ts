@@ -1,6 +1,7 @@
 // Image config and manifests. Rendering is pure and byte-stable: the same inputs always give
 // the same bytes, hence the same digests, so caches and clients agree across restarts.
 import { createHash } from 'node:crypto';
+import type { LayerCompression } from '../pack/compress.ts';
 import { MediaType, MANIFEST_MEDIA_TYPE, type ManifestFormat } from './media-types.ts';
 
 export interface Descriptor {
@@ -84,14 +85,20 @@ function mergeEnv(defaults: string[], declared: { name: string; value: string }[
   return [...defaults.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...declared.map((e) => `${e.name}=${e.value}`)];
 }
 
-export function renderManifest(format: ManifestFormat, config: { digest: string; size: number }, layers: LayerBlob[]): Buffer {
+/**
+ * An image manifest naming `layers`, compressed as `compression` (default gzip). Docker schema 2
+ * has no zstd layer type: a zstd image has an OCI manifest only (RangeError for a Docker one).
+ */
+export function renderManifest(format: ManifestFormat, config: { digest: string; size: number }, layers: LayerBlob[], compression: LayerCompression = 'gzip'): Buffer {
   const oci = format === 'oci';
+  if (!oci && compression !== 'gzip') throw new RangeError(`Docker schema 2 has no ${compression} layer media type`);
+  const layerType = oci ? (compression === 'zstd' ? MediaType.ociLayerZstd : MediaType.ociLayer) : MediaType.dockerLayer;
   return Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: MANIFEST_MEDIA_TYPE[format],
       config: { mediaType: oci ? MediaType.ociConfig : MediaType.dockerConfig, digest: config.digest, size: config.size },
-      layers: layers.map((l) => ({ mediaType: oci ? MediaType.ociLayer : MediaType.dockerLayer, digest: l.digest, size: l.size })),
+      layers: layers.map((l) => ({ mediaType: layerType, digest: l.digest, size: l.size })),
     }),
   );
 }
@@ -110,8 +117,12 @@ const SUPPORTED_INDEXES: Record<string, ManifestFormat> = {
  * Picks the manifest format for a request's Accept header: the supported type with the highest
  * q-value, earlier entries winning ties (clients list their preference first). No Accept, only
  * wildcards or only unsupported types give Docker schema 2, the format every client reads.
+ * With zstd layers, a client that accepts the OCI manifest at all (q > 0) gets it, wherever it
+ * lists it (containerd lists Docker's type first): its layers are the ones the registry built,
+ * while a Docker manifest means a gzip variant transcoded for clients that read nothing else.
  */
-export function negotiateManifestFormat(accept: string | string[] | undefined): ManifestFormat {
+export function negotiateManifestFormat(accept: string | string[] | undefined, compression: LayerCompression = 'gzip'): ManifestFormat {
+  if (compression === 'zstd') return preferred(accept, { [MediaType.ociManifest]: 'oci' }) ?? 'docker';
   return preferred(accept, SUPPORTED) ?? 'docker';
 }
 

@@ -7,6 +7,8 @@ export const MediaType = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  /** Docker schema 2 has no zstd layer type: zstd images are OCI manifests only. */
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   /** The empty JSON object `{}`: an artifact manifest's config (image spec, artifact guidance). */
   ociEmpty: 'application/vnd.oci.empty.v1+json',
 } as const;

@@ -6,6 +6,7 @@ export type { StoreTarOptions } from './store-tar.ts';
 export { customisationTar } from './customisation.ts';
 export type { CustomisationOptions, CustomisationSpec } from './customisation.ts';
 export { compressLayer, LAYER_COMPRESSIONS } from './compress.ts';
+export { gzipFromZstd } from './gzip-stream.ts';
 export { LayerTar, startTarThread, TarThreadError } from './layer-tar.ts';
 export type { CompressedLayer, CompressOptions, LayerCompression } from './compress.ts';
 export {

@@ -1,23 +1,15 @@
 // Helpers for the pack tests: a fake Nix store under a temp dir, reading a tar
-// back, and the reference the layers' gzip is checked against.
+// back, and the reference the layers' gzip is checked against (gzip-stream.ts).
 
 import { createHash } from 'node:crypto';
 import { mkdtemp, mkdir, rm, symlink, writeFile, chmod, readdir, lstat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Transform, pipeline } from 'node:stream';
-import type { Readable, TransformCallback } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import { Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
 import type { Header } from 'tar-stream';
-import { compressedLayer } from './compress.ts';
-import type { CompressedLayer, CompressOptions } from './compress.ts';
-import { sharedCompressionPool } from './compression-pool.ts';
-import type { CompressionPool } from './compression-pool.ts';
 import { PackError } from './errors.ts';
-import { BlockCompressor } from './block-compressor.ts';
-import { BLOCK_SIZE, blocksInFlight, gzipCodec } from './parallel-gzip.ts';
-import type { GzipInput, ParallelGzipOptions } from './parallel-gzip.ts';
 
 export type FakeNode =
   | { file: string | Buffer; mode?: number }
@@ -114,92 +106,9 @@ export async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-// The reference gzip: the same format as the layers' (parallel-gzip.ts), from a
-// Transform that cuts any byte stream into blocks itself and hashes them as it
-// goes. Every layer is gzipped from the tar thread's blocks (gzipTarBlocks);
-// the tests check that those bytes are the ones this gives for the same tar.
-
-/** A Transform from bytes to one gzip member of them, deflated block by block on the pool. */
-export function parallelGzip(opts: ParallelGzipOptions = {}): ParallelGzip {
-  return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedCompressionPool());
-}
-
-export class ParallelGzip extends Transform {
-  /**
-   * Resolves once the input ended, with its digest (hashed block by block as the blocks are cut,
-   * which spares a stream stage of its own per chunk); rejects if the stream failed first.
-   */
-  readonly input: Promise<GzipInput>;
-  private readonly hash = createHash('sha256');
-  private settleInput: { resolve: (value: GzipInput) => void; reject: (err: Error) => void } | undefined;
-  private readonly deflater: BlockCompressor;
-  private block: Buffer;
-  private filled = 0;
-  // Block buffers are reused: a fresh 128 KiB buffer per block is external memory that only a
-  // mark-compact frees, and V8 starts one for every so many MB of it (packing 355 MB into
-  // storage: 11-16 mark-compacts with reuse, 17-19 without).
-  private readonly spare: Buffer[] = [];
-  private crc = 0;
-  private size = 0;
-
-  constructor(level: number, pool: CompressionPool) {
-    super();
-    this.input = new Promise<GzipInput>((resolve, reject) => (this.settleInput = { resolve, reject }));
-    // Callers may only watch the stream; its error is reported there too.
-    this.input.catch(() => {});
-    this.deflater = new BlockCompressor(gzipCodec(level, pool), blocksInFlight(pool), (chunk) => this.push(chunk), (err) => this.destroy(err));
-    this.block = this.newBlock();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const copied = chunk.copy(this.block, this.filled, offset);
-      this.filled += copied;
-      offset += copied;
-      if (this.filled === BLOCK_SIZE) this.submit(false);
-    }
-    this.deflater.whenBelow(this.deflater.maxInFlight).then(() => callback(), callback);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.submit(true);
-    this.settleInput?.resolve({ digest: `sha256:${this.hash.digest('hex')}`, size: this.size });
-    this.deflater.whenBelow(1).then(() => callback(null, this.deflater.trailer(this.crc, this.size)), callback);
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    const failure = this.deflater.failed ?? err ?? new PackError('gzip stream destroyed');
-    this.deflater.fail(failure);
-    // After the input ended this is a no-op: the promise is already settled.
-    this.settleInput?.reject(failure);
-    callback(err);
-  }
-
-  private submit(last: boolean): void {
-    const buffer = this.block;
-    const input = this.filled === BLOCK_SIZE ? buffer : buffer.subarray(0, this.filled);
-    this.crc = crc32(input, this.crc);
-    this.hash.update(input);
-    this.size += input.length;
-    this.deflater.submit(input, last, () => this.spare.push(buffer));
-    if (!last) this.block = this.newBlock();
-    this.filled = 0;
-  }
-
-  private newBlock(): Buffer {
-    return this.spare.pop() ?? Buffer.allocUnsafeSlow(BLOCK_SIZE);
-  }
-}
-
-/** Gzips any tar stream through the reference Transform, as compressLayer gzips a layer tar. */
-export function gzipStream(tar: Readable, opts: CompressOptions = {}): CompressedLayer {
-  const gzip = parallelGzip(opts);
-  // pipeline destroys every stage with the first error, so the consumer of
-  // `gzip` sees the tar's error, and destroying `gzip` stops the tar.
-  pipeline(tar, gzip, () => {});
-  return compressedLayer(gzip, gzip.input);
-}
+// The gzip Transform moved into product code (gzip-stream.ts: the gzip variant of zstd images
+// transcodes through it); re-exported here for the tests that take it as the reference.
+export { gzipStream, parallelGzip, ParallelGzip } from './gzip-stream.ts';
 
 export interface Digested {
   /** `sha256:<hex>` of every byte that passed through. */

@@ -192,6 +192,7 @@ function pushedReference(target: PushTarget): string {
  */
 async function pushSbom(storage: StorageBackend, registry: RegistryConnection, result: BuildResult, log: Logger, mode: UploadMode): Promise<string> {
   const referrer = result.digest === result.manifests.oci.digest ? result.sbom.referrers.oci : result.sbom.referrers.docker;
+  if (!referrer) throw new PushError(`the build result names no SBOM referrer of ${result.digest}`);
   for (const blob of [result.sbom.document, EMPTY_DESCRIPTOR]) {
     if (await withRetries(`HEAD ${blob.digest}`, log, () => registry.hasBlob(blob.digest))) continue;
     mode = await withRetries(`upload ${blob.digest}`, log, () => registry.uploadBlob(blob, () => openBlob(storage, blob.digest), mode));

@@ -7,7 +7,9 @@
 // on demand (`built-indexes/<hex>`, which a client may pull by digest long after). A kept manifest keeps what it
 // names (config, layers, an index's child manifests, recursively) and its referrers (OCI 1.1: the
 // pushed ones listed in `pushed/<name>/_referrers/<subject>`, the SBOMs of built images in
-// `built-referrers/<subject>`), which keep theirs. A layer cache entry (`layers/<hex>`) keeps its
+// `built-referrers/<subject>`), which keep theirs; a zstd image's OCI manifest keeps its gzip variant
+// (`gzip-variants/<hex>`, builder/gzip-variant.ts: the Docker manifest, its gzip layers and SBOM
+// referrer), which counts as part of the on-demand image it belongs to. A layer cache entry (`layers/<hex>`) keeps its
 // blob only while the entry itself is kept (below). A document of a kind this code does not know,
 // or of a known kind in an unexpected shape, is a root for every digest it mentions. A document
 // (or a kept manifest) that cannot be read or parsed at all stops the run before anything is
@@ -28,7 +30,8 @@
 // - A layer cache entry whose blob no kept manifest references is deleted under the same two-run
 //   rule (its own record); until then its blob is kept, and the blob is first recorded by the run
 //   that deleted the entry, so it goes at least a grace delay after the entry.
-// - A `built-referrers/` index whose subject is no longer stored is deleted under the same rule.
+// - A `built-referrers/` index or a `gzip-variants/` record whose subject is no longer stored is
+//   deleted under the same rule.
 // - Retention (phase 2): a manifest cache entry or built index whose image was last used (its
 //   `pulled/` record, service/pulls.ts, else its document's time) longer than the retention ago, or
 //   that is beyond the most recently used per name and platform, is no root: it is deleted under
@@ -174,6 +177,8 @@ export class GarbageCollector {
     /** `pulled/<hex>` records (service/pulls.ts) by digest. */
     const pulled = new Map<string, { key: string; doc: StoredObject; lastPulled: number; name?: string }>();
     const builtReferrerDocs: { key: string; subject: string; doc: StoredObject }[] = [];
+    /** Gzip variants of zstd images by their OCI manifest's digest: what they add to its image. */
+    const variants = new Map<string, { key: string; doc: StoredObject; docker: Descriptorish; roots: Descriptorish[] }>();
     const addReferrers = (subject: string, value: unknown) => {
       const manifests = (value as { manifests?: unknown })?.manifests;
       if (!Array.isArray(manifests)) return false;
@@ -197,17 +202,30 @@ export class GarbageCollector {
       const segments = key.split('/');
       let understood = false;
       if (segments[0] === 'manifests' && isBuildResult(value)) {
-        const entryRoots: Descriptorish[] = [value.manifests.docker, value.manifests.oci, value.sbom.referrers.docker, value.sbom.referrers.oci];
+        // A zstd image has no Docker manifest of its own (its gzip variant's is added below).
+        const manifests = [value.manifests.docker, value.manifests.oci].filter((d) => d !== undefined);
+        const entryRoots: Descriptorish[] = [...manifests, ...[value.sbom.referrers.docker, value.sbom.referrers.oci].filter((d) => d !== undefined)];
         // Leaves: kept, never stat'ed nor read.
         for (const d of [value.config, value.sbom.document, ...value.layers]) entryRoots.push({ digest: d.digest, mediaType: LEAF });
         const name = typeof value.name === 'string' ? value.name : undefined;
-        onDemand.push({ key, doc, digests: [value.manifests.docker.digest, value.manifests.oci.digest], roots: entryRoots, ...(name ? { name } : {}), group: `system ${String(value.system)}` });
+        onDemand.push({ key, doc, digests: manifests.map((d) => d.digest), roots: entryRoots, ...(name ? { name } : {}), group: `system ${String(value.system)}` });
         return;
-      } else if (segments[0] === 'built-indexes' && segments.length === 2 && isDescriptor((value as { manifests?: { oci?: unknown } }).manifests?.oci) && isDescriptor((value as { manifests: { docker?: unknown } }).manifests.docker)) {
+      } else if (segments[0] === 'built-indexes' && segments.length === 2 && isBuiltIndex(value)) {
         // A multi-platform index built on demand (builder/image-index.ts): a root as built images are.
-        const { docker, oci } = (value as { manifests: { docker: Descriptorish; oci: Descriptorish } }).manifests;
+        // Without `docker`: zstd images whose Docker list nobody asked for yet.
+        const { docker, oci } = (value as { manifests: { docker?: Descriptorish; oci: Descriptorish } }).manifests;
         const name = (value as { name?: unknown }).name;
-        onDemand.push({ key, doc, digests: [docker.digest, oci.digest], roots: [docker, oci], ...(typeof name === 'string' ? { name } : {}), group: 'index' });
+        const manifests = docker ? [docker, oci] : [oci];
+        onDemand.push({ key, doc, digests: manifests.map((d) => d.digest), roots: manifests, ...(typeof name === 'string' ? { name } : {}), group: 'index' });
+        return;
+      } else if (segments[0] === 'gzip-variants' && segments.length === 2 && /^[a-f0-9]{64}$/.test(segments[1]!) && isGzipVariant(value)) {
+        // A zstd image's gzip variant: kept with its OCI manifest (as its referrers are), and part of its on-demand image.
+        const subject = `sha256:${segments[1]}`;
+        const variantRoots: Descriptorish[] = [value.docker, value.sbomReferrer, ...value.layers.map((l) => ({ digest: l.digest, mediaType: LEAF }))];
+        variants.set(subject, { key, doc, docker: value.docker, roots: variantRoots });
+        const list = referrersOf.get(subject) ?? [];
+        list.push(...variantRoots);
+        referrersOf.set(subject, list);
         return;
       } else if (segments[0] === 'pulled' && segments.length === 2 && /^[a-f0-9]{64}$/.test(segments[1]!) && typeof (value as { lastPulled?: unknown }).lastPulled === 'number') {
         // When an on-demand image was last pulled (service/pulls.ts): names no digest to keep.
@@ -245,6 +263,17 @@ export class GarbageCollector {
         unknownRoots.push(...mentioned);
       }
     });
+
+    // A zstd image's gzip variant belongs to its image: its blobs go and stay with it, and a pull of
+    // its Docker manifest counts as a pull of the image.
+    for (const entry of onDemand) {
+      for (const digest of [...entry.digests]) {
+        const variant = variants.get(digest);
+        if (!variant) continue;
+        entry.digests.push(variant.docker.digest);
+        entry.roots.push(...variant.roots);
+      }
+    }
 
     // Sweep decisions, under the two-run rule (made here for expired on-demand entries, which stay
     // roots of this run unless they go in it; the others after the walk).
@@ -435,6 +464,11 @@ export class GarbageCollector {
       if (marked.has(doc.subject) || blobs.has(doc.subject)) continue;
       decide('document', doc.key, doc.doc);
     }
+    // Gzip variants of zstd images whose OCI manifest is gone.
+    for (const variant of byRecord([...variants].map(([subject, v]) => ({ ...v, subject, id: v.key })))) {
+      if (marked.has(variant.subject) || blobs.has(variant.subject)) continue;
+      decide('document', variant.key, variant.doc);
+    }
     const unreferenced = [...blobs].filter(([digest]) => !marked.has(digest)).map(([digest, object]) => ({ id: digest, object }));
     for (const blob of byRecord(unreferenced)) decide('blob', blob.id, blob.object);
 
@@ -599,10 +633,27 @@ function subjectOf(segment: string): string | undefined {
 interface BuildResultShape {
   name?: unknown;
   system?: unknown;
-  manifests: { docker: Descriptorish; oci: Descriptorish };
+  /** `docker` absent: a zstd image (its Docker manifest is its gzip variant's). */
+  manifests: { docker?: Descriptorish; oci: Descriptorish };
   config: Descriptorish;
   layers: Descriptorish[];
-  sbom: { document: Descriptorish; referrers: { docker: Descriptorish; oci: Descriptorish } };
+  sbom: { document: Descriptorish; referrers: { docker?: Descriptorish; oci: Descriptorish } };
+}
+
+function isBuiltIndex(value: unknown): boolean {
+  const manifests = (value as { manifests?: { docker?: unknown; oci?: unknown } } | null)?.manifests;
+  return isDescriptor(manifests?.oci) && (manifests.docker === undefined || isDescriptor(manifests.docker));
+}
+
+interface GzipVariantShape {
+  docker: Descriptorish;
+  sbomReferrer: Descriptorish;
+  layers: Descriptorish[];
+}
+
+function isGzipVariant(value: unknown): value is GzipVariantShape {
+  const v = value as Partial<GzipVariantShape> | null;
+  return v !== null && typeof v === 'object' && isDescriptor(v.docker) && isDescriptor(v.sbomReferrer) && Array.isArray(v.layers) && v.layers.every(isDescriptor);
 }
 
 function isBuildResult(value: unknown): value is BuildResultShape {
@@ -610,13 +661,13 @@ function isBuildResult(value: unknown): value is BuildResultShape {
   return (
     v !== null &&
     typeof v === 'object' &&
-    isDescriptor(v.manifests?.docker) &&
     isDescriptor(v.manifests?.oci) &&
+    // Both renderings, or a zstd image's OCI manifest alone.
+    (v.manifests.docker === undefined ? v.sbom?.referrers?.docker === undefined : isDescriptor(v.manifests.docker) && isDescriptor(v.sbom?.referrers?.docker)) &&
     isDescriptor(v.config) &&
     Array.isArray(v.layers) &&
     v.layers.every(isDescriptor) &&
     isDescriptor(v.sbom?.document) &&
-    isDescriptor(v.sbom?.referrers?.docker) &&
     isDescriptor(v.sbom?.referrers?.oci)
   );
 }

@@ -8,6 +8,9 @@
 import type { BuildOptions, ImageBuilder } from '../builder/builder.ts';
 import { builtReferrers } from '../builder/built-referrers.ts';
 import { buildPlatforms, ImageIndexes, renderPlatformIndex } from '../builder/image-index.ts';
+import { GzipVariants } from '../builder/gzip-variant.ts';
+import type { LayerCompression } from '../pack/compress.ts';
+import { silentLogger, type Logger } from '../log/logger.ts';
 import { BuildRejectedError } from '../builder/errors.ts';
 import { classifyFailure } from '../builder/outcome.ts';
 import { ALWAYS_INCLUDED, ARM64, imageFromName, InvalidTagError, isValidRepositoryName, validateTag } from '../image/name.ts';
@@ -60,6 +63,16 @@ export interface ManifestsDeps {
   platforms?: readonly Platform[];
   /** Notes when on-demand images were last pulled, for garbage collection's retention (service/pulls.ts). Default: not noted. */
   pulls?: Pick<PullRecorder, 'recordPulled'>;
+  /**
+   * How the builder compresses layers (NIXERY_LAYER_COMPRESSION), for the negotiation: with zstd a
+   * client that accepts the OCI manifest gets it, one that reads only Docker's types the gzip
+   * variant (builder/gzip-variant.ts). Default gzip.
+   */
+  layerCompression?: LayerCompression;
+  /** Where the gzip variants are made (default: one of its own on `storage`). */
+  gzipVariants?: GzipVariants;
+  /** Default: silent. */
+  log?: Logger;
 }
 
 /**
@@ -100,11 +113,16 @@ export class Manifests {
   private readonly deps: ManifestsDeps;
   private readonly pushed: PushedManifests;
   private readonly indexes: ImageIndexes;
+  private readonly variants: GzipVariants;
+  /** What the negotiation of an image manifest's format takes into account (oci/image.ts). */
+  readonly layerCompression: LayerCompression;
 
   constructor(deps: ManifestsDeps) {
     this.deps = deps;
     this.pushed = deps.pushedManifests ?? new PushedManifests(deps.storage);
     this.indexes = new ImageIndexes(deps.storage);
+    this.variants = deps.gzipVariants ?? new GzipVariants(deps.storage, deps.log ?? silentLogger);
+    this.layerCompression = deps.layerCompression ?? 'gzip';
   }
 
   /**
@@ -162,17 +180,25 @@ export class Manifests {
     let manifest: Manifest;
     try {
       if (!prefixed && platforms.length > 1 && index !== undefined) {
-        const images = await buildPlatforms(this.deps.builder, image, platforms, options);
-        const built = await this.indexes.store(name, tag, images);
+        const built = await buildPlatforms(this.deps.builder, image, platforms, options);
+        // Docker's list names Docker manifests: zstd images' gzip variants, made now if need be.
+        const images = index === 'docker' ? await Promise.all(built.map((i) => this.variants.withDockerManifest(i))) : built;
+        const stored = await this.indexes.store(name, tag, images);
+        const descriptor = stored.manifests[index]!;
         // Rendered again, as an image manifest below: the bytes stored, without reading them.
-        manifest = { body: renderPlatformIndex(index, images), mediaType: built.manifests[index].mediaType, digest: built.manifests[index].digest };
+        manifest = { body: renderPlatformIndex(index, images), mediaType: descriptor.mediaType, digest: descriptor.digest };
         // The platforms' images are pulled by digest next; noted now, in case a client has them already.
-        for (const platform of images) this.deps.pulls?.recordPulled(name, platform.manifests[index].digest);
+        for (const platform of images) this.deps.pulls?.recordPulled(name, platform.manifests[index]!.digest);
       } else {
         const result = await this.deps.builder.build(prefixed ? image : { ...image, arch: PLATFORMS[platforms[0]!] }, options);
         // Rendered again rather than read from storage: rendering is pure, the same inputs give the
         // bytes the builder stored (so the digest matches), and it costs no storage round trip.
-        manifest = { body: renderManifest(format, result.config, result.layers), mediaType: MANIFEST_MEDIA_TYPE[format], digest: result.manifests[format].digest };
+        if (format === 'docker' && result.compression === 'zstd') {
+          const variant = await this.variants.of(result);
+          manifest = { body: renderManifest('docker', result.config, variant.layers), mediaType: MediaType.dockerManifest, digest: variant.docker.digest };
+        } else {
+          manifest = { body: renderManifest(format, result.config, result.layers, result.compression), mediaType: MANIFEST_MEDIA_TYPE[format], digest: result.manifests[format]!.digest };
+        }
       }
     } catch (error) {
       if (error instanceof BuildRejectedError || (requester.signal?.aborted && error === requester.signal.reason)) throw error;
