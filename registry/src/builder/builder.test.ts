@@ -8,9 +8,13 @@ import { silentLogger } from '../log/logger.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { PackagesNotFoundError, type ImageRequest, type RealisedImage, type StorePath } from '../nix/index.ts';
 import { MediaType } from '../oci/media-types.ts';
+import type { LayerCompression } from '../pack/index.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
-import { ImageBuilder, MANIFEST_MEMO_TTL_MS, QUEUE_FULL_RETRY_AFTER_SECONDS, type Evaluate, type Realise } from './builder.ts';
+import { BUILDER_VERSION, ImageBuilder, layerCacheKey, manifestCacheKey, MANIFEST_MEMO_TTL_MS, QUEUE_FULL_RETRY_AFTER_SECONDS, type Evaluate, type Realise } from './builder.ts';
+import { GzipVariants, gzipVariantKey, LayerTranscodeError } from './gzip-variant.ts';
+import { summarizeResult } from './summary.ts';
+import { zstdDecompressSync } from 'node:zlib';
 import { BuildQueueFullError, ClientRateLimitedError, ClosureTooLargeError } from './errors.ts';
 import { FINGERPRINT_FRESH_MS } from './fingerprint-cache.ts';
 import { FreeSpace, InsufficientSpaceError } from './free-space.ts';
@@ -65,6 +69,7 @@ interface SetupOptions {
   // ---- Storage quota and Nix store roots
   quota?: StorageUsage;
   nixStore?: { gate: StoreGate; roots: BuildRoots };
+  layerCompression?: LayerCompression;
 }
 
 async function setup(packages: Record<string, string[]>, options: SetupOptions = {}) {
@@ -106,7 +111,9 @@ async function setup(packages: Record<string, string[]>, options: SetupOptions =
       return result;
     });
   const metrics = createMetrics({ defaultMetrics: false });
-  const builder = new ImageBuilder({
+  /** A builder on the same store, source and storage, compressing layers as told. */
+  const builderWith = (layerCompression: LayerCompression | undefined) => new ImageBuilder({
+    ...(layerCompression ? { layerCompression } : {}),
     storage: options.wrapStorage ? options.wrapStorage(storage) : storage,
     source: { type: 'path', path: sourceDir },
     nixTimeoutSeconds: 5,
@@ -125,7 +132,8 @@ async function setup(packages: Record<string, string[]>, options: SetupOptions =
     ...(options.quota ? { quota: options.quota } : {}),
     ...(options.nixStore ? { nixStore: options.nixStore } : {}),
   });
-  return { builder, storage, calls, evaluations, metrics, sourceDir };
+  const builder = builderWith(options.layerCompression);
+  return { builder, builderWith, storage, calls, evaluations, metrics, sourceDir, root };
 }
 
 /** A metric's value for one label set, 0 when it has none. */
@@ -585,5 +593,124 @@ describe('image builder: storage quota and Nix store roots', () => {
     builder.forgetResolutions();
     assert.equal(await builder.resolves(imageFromName('hello', 'latest')), true);
     assert.equal(evaluations.length, 2, 'evaluated again after a collection may have deleted the derivations');
+  });
+});
+
+describe('zstd images (NIXERY_LAYER_COMPRESSION=zstd) and their gzip variant', () => {
+  const packages = { ...base, hello: ['libc'], libc: [] };
+  const DAY = 24 * 3600 * 1000;
+  const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+  const sha256 = (bytes: Buffer | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+  it('packs zstd layers, named tar+zstd by the OCI manifest alone, with the config (diff IDs) of the gzip image', async () => {
+    const { builder, builderWith, storage } = await setup(packages, { layerCompression: 'zstd' });
+    const zstd = await builder.build(imageFromName('hello', 'latest'));
+    const gzip = await builderWith('gzip').build(imageFromName('hello', 'latest'));
+    assert.equal(zstd.compression, 'zstd');
+    assert.equal(gzip.compression, undefined, 'gzip results stay as they were');
+    assert.equal(zstd.manifests.docker, undefined, 'Docker schema 2 has no zstd layers');
+    assert.equal(zstd.sbom.referrers.docker, undefined);
+    assert.deepEqual([zstd.digest, zstd.mediaType, zstd.size], [zstd.manifests.oci.digest, MediaType.ociManifest, zstd.manifests.oci.size]);
+    assert.equal(zstd.sbomDigest, zstd.sbom.referrers.oci.digest);
+    // What a NixImage's status shows, and what `nixery build --push` pushes under the tag: the OCI manifest.
+    assert.deepEqual(summarizeResult(zstd), { digest: zstd.manifests.oci.digest, mediaType: MediaType.ociManifest, size: zstd.config.size + zstd.layers.reduce((sum, l) => sum + l.size, 0), layers: zstd.layers.length, sbomDigest: zstd.sbom.referrers.oci.digest });
+    assert.equal(zstd.config.digest, gzip.config.digest, 'the same config, so the same diff IDs');
+    const manifest = JSON.parse((await storage.readBlob(zstd.digest)).toString());
+    assert.deepEqual(manifest.layers.map((l: { mediaType: string }) => l.mediaType), zstd.layers.map(() => MediaType.ociLayerZstd));
+    for (const [i, layer] of zstd.layers.entries()) {
+      assert.notEqual(layer.digest, gzip.layers[i]!.digest);
+      assert.equal((await storage.statBlob(layer.digest))?.contentType, MediaType.ociLayerZstd);
+      const bytes = await storage.readBlob(layer.digest);
+      assert.deepEqual(bytes.subarray(0, 4), ZSTD_MAGIC);
+      assert.equal(sha256(zstdDecompressSync(bytes)), layer.diffId);
+    }
+  });
+
+  it('keys the manifest and layer caches by the compression; gzip keys are those from before zstd', async () => {
+    const image = imageFromName('hello', 'latest');
+    assert.notEqual(manifestCacheKey('fp', image, undefined, 'zstd'), manifestCacheKey('fp', image, undefined, 'gzip'));
+    assert.equal(manifestCacheKey('fp', image, undefined, 'gzip'), `manifests/${sha256(JSON.stringify({ v: BUILDER_VERSION, fingerprint: 'fp', packages: image.packages, system: image.arch.system, config: null })).slice(7)}`);
+    assert.notEqual(layerCacheKey('store-paths', { paths: ['/nix/store/a'] }, 'zstd'), layerCacheKey('store-paths', { paths: ['/nix/store/a'] }, 'gzip'));
+    assert.equal(layerCacheKey('store-paths', { paths: ['/nix/store/a'] }), `layers/${sha256(JSON.stringify({ v: BUILDER_VERSION, kind: 'store-paths', identity: { paths: ['/nix/store/a'] } })).slice(7)}`);
+    // On one storage, each builder finds only its own images.
+    const { builder, builderWith, calls } = await setup(packages, { layerCompression: 'zstd' });
+    await builder.build(image);
+    const gzip = await builderWith('gzip').build(image);
+    assert.equal(gzip.fromCache, undefined, 'the zstd image is no gzip builder\'s cache hit');
+    const again = await builderWith('zstd').build(image);
+    assert.equal(again.fromCache, true);
+    assert.equal(again.compression, 'zstd');
+    assert.equal(calls.length, 2);
+  });
+
+  it('transcodes the gzip variant on demand: the Docker manifest and layers of a gzip build of the same tars, byte for byte, without the Nix store', async () => {
+    const { builder, builderWith, storage, root } = await setup(packages, { layerCompression: 'zstd' });
+    const zstd = await builder.build(imageFromName('hello', 'latest'));
+    // The variant reads stored layers only: the store may be collected by then.
+    await fs.rename(root, `${root}.away`);
+    const variant = await new GzipVariants(storage, silentLogger).of(zstd);
+    await fs.rename(`${root}.away`, root);
+    assert.equal((await storage.statBlob(variant.docker.digest))?.contentType, MediaType.dockerManifest);
+    // Its SBOM referrer: the zstd image's SBOM document, listed among the Docker manifest's referrers.
+    const referrer = JSON.parse((await storage.readBlob(variant.sbomReferrer.digest)).toString());
+    assert.deepEqual(referrer.subject, variant.docker);
+    assert.deepEqual(referrer.layers, [zstd.sbom.document]);
+    assert.deepEqual(await builtReferrers(storage, variant.docker.digest), [{ ...variant.sbomReferrer, artifactType: CYCLONEDX_MEDIA_TYPE }]);
+    assert.deepEqual(await storage.getDocument(gzipVariantKey(zstd.manifests.oci.digest)), variant, 'recorded for the next request');
+    const gzip = await builderWith('gzip').build(imageFromName('hello', 'latest'));
+    assert.deepEqual(variant.layers, gzip.layers.map(({ digest, diffId, size }) => ({ digest, diffId, size })));
+    assert.equal(variant.docker.digest, gzip.manifests.docker!.digest, 'the gzip image\'s own Docker manifest');
+  });
+
+  it('is made once: concurrent requests share one transcoding, a later process reads the record', async () => {
+    const { builder, storage } = await setup(packages, { layerCompression: 'zstd' });
+    const zstd = await builder.build(imageFromName('hello', 'latest'));
+    const stored: string[] = [];
+    const counting = Object.assign(Object.create(storage) as FilesystemStorage, {
+      putBlob: (source: Parameters<FilesystemStorage['putBlob']>[0], options: Parameters<FilesystemStorage['putBlob']>[1]) => (stored.push(options.contentType), storage.putBlob(source, options)),
+    });
+    const variants = new GzipVariants(counting, silentLogger);
+    const [a, b] = await Promise.all([variants.of(zstd), variants.of(zstd)]);
+    assert.deepEqual(a, b);
+    assert.equal(stored.filter((t) => t === MediaType.dockerLayer).length, zstd.layers.length, 'each layer transcoded once');
+    stored.length = 0;
+    assert.deepEqual(await new GzipVariants(counting, silentLogger).of(zstd), a);
+    assert.deepEqual(stored, [], 'nothing made again');
+    // The image as a Docker-only reader needs it; a gzip image is left as it is.
+    const completed = await variants.withDockerManifest(zstd);
+    assert.deepEqual([completed.manifests.docker, completed.sbom.referrers.docker, completed.layers], [a.docker, a.sbomReferrer, zstd.layers]);
+  });
+
+  it('refuses a stored layer that does not decompress to its diff ID, recording nothing', async () => {
+    const { builder, storage } = await setup(packages, { layerCompression: 'zstd' });
+    const zstd = await builder.build(imageFromName('hello', 'latest'));
+    const wrong = { ...zstd, layers: zstd.layers.map((l, i) => (i === 0 ? { ...l, diffId: sha256('another tar') } : l)) };
+    await assert.rejects(new GzipVariants(storage, silentLogger).of(wrong), (error: Error) => error instanceof LayerTranscodeError && error.message.includes(zstd.layers[0]!.digest));
+    assert.equal(await storage.getDocument(gzipVariantKey(zstd.manifests.oci.digest)), null);
+    await assert.rejects(new GzipVariants(storage, silentLogger).of(await setup(packages).then(({ builder: gzipBuilder }) => gzipBuilder.build(imageFromName('hello', 'latest')))), RangeError, 'a gzip image has no variant');
+  });
+
+  it('keeps the variant\'s blobs while garbage collection keeps the image, and lets them go with it', async () => {
+    let time = Date.now();
+    const { builder, storage } = await setup(packages, { layerCompression: 'zstd', now: () => time });
+    const zstd = await builder.build(imageFromName('hello', 'latest'));
+    const variant = await new GzipVariants(storage, silentLogger).of(zstd);
+    const variantBlobs = [variant.docker, variant.sbomReferrer, ...variant.layers].map((d) => d.digest);
+    const gc = new GarbageCollector({ storage, graceMs: 60_000, retentionMs: 30 * DAY, log: silentLogger, now: () => time });
+    for (let run = 0; run < 3; run++) {
+      time += 2 * 60_000;
+      await gc.collect();
+    }
+    for (const digest of variantBlobs) assert.ok(await storage.statBlob(digest), `${digest} kept with its image`);
+    assert.ok(await storage.getDocument(gzipVariantKey(zstd.digest)));
+    // Never pulled: past the retention the image expires, and its variant goes with it.
+    time += 31 * DAY;
+    for (let run = 0; run < 5; run++) {
+      time += 2 * 60_000;
+      await gc.collect();
+    }
+    assert.equal(await storage.statBlob(zstd.digest), null, 'the expired image is gone');
+    for (const digest of variantBlobs) assert.equal(await storage.statBlob(digest), null, `${digest} gone with it`);
+    assert.equal(await storage.getDocument(gzipVariantKey(zstd.digest)), null, 'and its record');
   });
 });

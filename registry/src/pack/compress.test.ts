@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { runSync } from '../test-support/programs.ts';
 import { compressLayer } from './compress.ts';
 import { customisationTar } from './customisation.ts';
+import { gzipFromZstd } from './gzip-stream.ts';
 import { PackError, StoreReadError } from './errors.ts';
 import type { LayerTar } from './layer-tar.ts';
 import { storePathsTar } from './store-tar.ts';
@@ -167,7 +168,7 @@ describe('compressLayer', () => {
   });
 });
 
-describe('gzipStream (the reference, test-support.ts)', () => {
+describe('gzipStream (the reference, gzip-stream.ts)', () => {
   it('errors the stream when the source fails after some data', async () => {
     const failure = new Error('source broke');
     const source = new Readable({ read() {} });
@@ -176,6 +177,34 @@ describe('gzipStream (the reference, test-support.ts)', () => {
     setImmediate(() => source.destroy(failure));
     await assert.rejects(collect(layer.stream), (err) => err === failure);
     await assert.rejects(layer.diffId, (err) => err === failure);
+  });
+});
+
+describe('gzipFromZstd (a zstd layer as the gzip layer of the same tar)', () => {
+  let store: FakeStore;
+  before(async () => {
+    store = await fakeStore();
+  });
+  after(() => store.cleanup());
+
+  it('gives the bytes a gzip pack of the tar gives, across zstd frames and gzip blocks, with the diff ID', async () => {
+    // Over two 4 MiB zstd frames and many 128 KiB gzip blocks, part of it incompressible.
+    const noise = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < noise.length; i += 32) createHash('sha256').update(String(i)).digest().copy(noise, i);
+    const big = await store.add('ddd-big', dir({ noise: file(noise), zeros: file(Buffer.alloc(6 * 1024 * 1024 + 12_345, 0)) }));
+    const tar = await collect(storePathsTar([big], { root: store.root }));
+    const zstd = await collect(compressLayer(storePathsTar([big], { root: store.root }), { compression: 'zstd' }).stream);
+    const gzip = await collect(compressLayer(storePathsTar([big], { root: store.root }), { compression: 'gzip' }).stream);
+    const transcoded = gzipFromZstd(Readable.from([zstd.subarray(0, 1000), zstd.subarray(1000)]));
+    const bytes = await collect(transcoded.stream);
+    assert.ok(bytes.equals(gzip), 'byte for byte the gzip layer');
+    assert.equal(await transcoded.diffId, sha256(tar));
+  });
+
+  it('fails the stream and the diff ID on a corrupt zstd stream', async () => {
+    const layer = gzipFromZstd(Readable.from([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5, 6, 7, 8])]));
+    await assert.rejects(collect(layer.stream));
+    await assert.rejects(layer.diffId);
   });
 });
 

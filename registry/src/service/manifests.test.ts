@@ -8,8 +8,10 @@ import type { BuildOptions, ImageBuilder } from '../builder/builder.ts';
 import { recordBuiltReferrers } from '../builder/built-referrers.ts';
 import { BuildQueueFullError, ClientRateLimitedError } from '../builder/errors.ts';
 import type { BuildResult } from '../builder/result.ts';
+import type { GzipVariants } from '../builder/gzip-variant.ts';
+import { builtIndexKey, type BuiltIndexDocument } from '../builder/image-index.ts';
 import { imageFromName, InvalidNameError, InvalidTagError, type ImageSpec } from '../image/name.ts';
-import type { Platform } from '../image/platform.ts';
+import { PLATFORMS, type Platform } from '../image/platform.ts';
 import { renderManifest } from '../oci/image.ts';
 import { compilePackagePolicy, type PackagePolicy } from '../image/package-policy.ts';
 import { MANIFEST_MEDIA_TYPE, MediaType } from '../oci/media-types.ts';
@@ -466,5 +468,77 @@ describe('manifests by tag with several platforms (NIXERY_PLATFORMS)', () => {
     const refusal = new BuildQueueFullError(16, 10);
     const refused = await platformSetup(both, (image) => (image.arch.system === 'aarch64-linux' ? refusal : undefined));
     await assert.rejects(refused.manifests.byTag('hello', 'latest', { image: 'oci', index: 'oci' }), (error: unknown) => error === refusal);
+  });
+});
+
+describe('manifests by tag with zstd layers (NIXERY_LAYER_COMPRESSION=zstd)', () => {
+  /**
+   * A builder of zstd images (one config and layer per system) and gzip variants that record who
+   * asked; the transcoding itself is the builder's (builder.test.ts, e2e/registry/zstd.test.ts).
+   */
+  async function zstdSetup(platforms: Platform[] = ['linux/amd64']) {
+    const storage = new FilesystemStorage(await tempDir());
+    await storage.init();
+    const build = async (image: ImageSpec): Promise<BuildResult> => {
+      const config = { mediaType: MediaType.dockerConfig, digest: sha256(`config ${image.arch.system}`), size: 10 };
+      const layers = [{ digest: sha256(`zstd layer ${image.arch.system}`), diffId: sha256(`tar ${image.arch.system}`), size: 20, storePaths: [], kind: 'customisation' as const, cached: false }];
+      const bytes = renderManifest('oci', config, layers, 'zstd');
+      const oci = { mediaType: MediaType.ociManifest, digest: sha256(bytes), size: bytes.length };
+      const sbom = { document: { mediaType: CYCLONEDX_MEDIA_TYPE, digest: sha256('sbom'), size: 4 }, referrers: { oci: { ...oci, digest: sha256(`sbom ${oci.digest}`) } } };
+      return { name: image.name, tag: image.tag, packages: image.packages, system: image.arch.system, ...oci, compression: 'zstd', manifests: { oci }, config, layers, sbom, sbomDigest: sbom.referrers.oci.digest } as unknown as BuildResult;
+    };
+    const variantsMade: string[] = [];
+    const variantOf = (image: BuildResult) => {
+      const layers = image.layers.map((l) => ({ digest: sha256(`gzip ${l.digest}`), diffId: l.diffId, size: 30 }));
+      const bytes = renderManifest('docker', image.config, layers);
+      const docker = { mediaType: MediaType.dockerManifest, digest: sha256(bytes), size: bytes.length };
+      return { of: image.manifests.oci.digest, docker, layers, sbomReferrer: { mediaType: MediaType.ociManifest, digest: sha256(`sbom ${docker.digest}`), size: 9 } };
+    };
+    const gzipVariants = {
+      of: async (image: BuildResult) => (variantsMade.push(image.manifests.oci.digest), variantOf(image)),
+      withDockerManifest: async (image: BuildResult) => {
+        variantsMade.push(image.manifests.oci.digest);
+        const variant = variantOf(image);
+        return { ...image, manifests: { ...image.manifests, docker: variant.docker }, sbom: { ...image.sbom, referrers: { ...image.sbom.referrers, docker: variant.sbomReferrer } } };
+      },
+    } as unknown as GzipVariants;
+    const manifests = new Manifests({ storage, builder: { build } as unknown as ImageBuilder, pushedTags: new PushedTags(storage), tags: new TagIndex(storage), platforms, layerCompression: 'zstd', gzipVariants });
+    return { manifests, storage, build, variantOf, variantsMade };
+  }
+
+  it('serves the OCI manifest of tar+zstd layers to a client that reads OCI, making no gzip variant', async () => {
+    const { manifests, build, variantsMade } = await zstdSetup();
+    assert.equal(manifests.layerCompression, 'zstd');
+    const image = await build(imageFromName('hello', 'latest'));
+    const manifest = await manifests.byTag('hello', 'latest', 'oci');
+    assert.deepEqual(manifest, { body: renderManifest('oci', image.config, image.layers, 'zstd'), mediaType: MediaType.ociManifest, digest: image.digest });
+    assert.deepEqual(JSON.parse(manifest.body.toString()).layers.map((l: { mediaType: string }) => l.mediaType), [MediaType.ociLayerZstd]);
+    assert.deepEqual(variantsMade, []);
+  });
+
+  it('serves a client that reads only Docker schema 2 the gzip variant\'s Docker manifest', async () => {
+    const { manifests, build, variantOf, variantsMade } = await zstdSetup();
+    const image = await build(imageFromName('hello', 'latest'));
+    const variant = variantOf(image);
+    const manifest = await manifests.byTag('hello', 'latest', 'docker');
+    assert.deepEqual(manifest, { body: renderManifest('docker', image.config, variant.layers), mediaType: MediaType.dockerManifest, digest: variant.docker.digest });
+    assert.deepEqual(variantsMade, [image.digest]);
+  });
+
+  it('names the zstd OCI manifests in the OCI index, the gzip variants\' Docker manifests in Docker\'s list (recorded beside it)', async () => {
+    const { manifests, storage, build, variantOf, variantsMade } = await zstdSetup(['linux/amd64', 'linux/arm64']);
+    const images = await Promise.all(['linux/amd64', 'linux/arm64'].map((p) => build({ ...imageFromName('hello', 'latest'), arch: PLATFORMS[p as Platform] })));
+    const oci = await manifests.byTag('hello', 'latest', { image: 'oci', index: 'oci' });
+    assert.equal(oci.mediaType, MediaType.ociIndex);
+    assert.deepEqual(JSON.parse(oci.body.toString()).manifests.map((m: { digest: string; mediaType: string }) => [m.digest, m.mediaType]), images.map((i) => [i.manifests.oci.digest, MediaType.ociManifest]));
+    assert.deepEqual(variantsMade, [], 'an OCI client costs no transcoding');
+    const recorded = await storage.getDocument<BuiltIndexDocument>(builtIndexKey(oci.digest));
+    assert.equal(recorded?.manifests.docker, undefined, 'no Docker list yet');
+
+    const docker = await manifests.byTag('hello', 'latest', { image: 'docker', index: 'docker' });
+    assert.equal(docker.mediaType, MediaType.dockerManifestList);
+    assert.deepEqual(JSON.parse(docker.body.toString()).manifests.map((m: { digest: string }) => m.digest), images.map((i) => variantOf(i).docker.digest));
+    assert.deepEqual((await storage.readBlob(docker.digest)).equals(docker.body), true, 'stored, to be pulled by digest');
+    assert.deepEqual((await storage.getDocument<BuiltIndexDocument>(builtIndexKey(oci.digest)))?.manifests, { oci: { mediaType: MediaType.ociIndex, digest: oci.digest, size: oci.body.length }, docker: { mediaType: MediaType.dockerManifestList, digest: docker.digest, size: docker.body.length } });
   });
 });
