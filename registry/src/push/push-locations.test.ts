@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_MOUNT_ATTEMPTS, MAX_REMEMBERED_REPOSITORIES, mountSources, parseRecord, withPush } from './push-locations.ts';
+import { MAX_MOUNT_ATTEMPTS, MAX_REMEMBERED_DIGESTS, MAX_REMEMBERED_REPOSITORIES, mountSources, parseRecord, withPush } from './push-locations.ts';
 
 const d = (n: number) => `sha256:${String(n).padStart(64, '0')}`;
 
@@ -18,11 +18,14 @@ describe('where earlier pushes put blobs', () => {
     assert.equal(mountSources(null, 't', ['a', 'b', 'c', 'd', 'e'], d(1)).length, MAX_MOUNT_ATTEMPTS);
   });
 
-  it('moves a repository pushed again to the front with its new blobs, and forgets the oldest beyond the bound', () => {
+  it('moves a repository pushed again to the front, its new blobs before its old ones, and forgets the oldest beyond the bounds', () => {
     let record = withPush(null, 'r', 'a', [d(1)]);
     record = withPush(record, 'r', 'b', [d(2)]);
-    record = withPush(record, 'r', 'a', [d(3)]);
-    assert.deepEqual(record.repositories, [{ name: 'a', digests: [d(3)] }, { name: 'b', digests: [d(2)] }]);
+    record = withPush(record, 'r', 'a', [d(3), d(1)]);
+    assert.deepEqual(record.repositories, [{ name: 'a', digests: [d(3), d(1)] }, { name: 'b', digests: [d(2)] }]);
+    const many = Array.from({ length: MAX_REMEMBERED_DIGESTS }, (_, i) => d(100 + i));
+    record = withPush(record, 'r', 'a', many);
+    assert.deepEqual(record.repositories[0]!.digests, many, 'the oldest digests fell off');
     for (let i = 0; i < MAX_REMEMBERED_REPOSITORIES + 4; i++) record = withPush(record, 'r', `repo${i}`, [d(i)]);
     assert.equal(record.repositories.length, MAX_REMEMBERED_REPOSITORIES);
     assert.equal(record.repositories[0]!.name, `repo${MAX_REMEMBERED_REPOSITORIES + 3}`);

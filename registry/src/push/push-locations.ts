@@ -46,10 +46,14 @@ export function allMountSources(record: PushRecord | null, target: string, expli
   return [...new Set(digests.flatMap((d) => mountSources(record, target, explicit, d)))];
 }
 
-/** The record after a push of `digests` to `name`: that repository first, holding them. */
+/**
+ * The record after a push of `digests` to `name`: that repository first, holding them and, after
+ * them, what it held before (the images of an index are pushed one by one; the oldest fall off).
+ */
 export function withPush(record: PushRecord | null, registry: string, name: string, digests: readonly string[]): PushRecord {
+  const before = record?.repositories.find((r) => r.name === name)?.digests ?? [];
   const others = (record?.repositories ?? []).filter((r) => r.name !== name);
-  const entry = { name, digests: [...new Set(digests)].slice(0, MAX_REMEMBERED_DIGESTS) };
+  const entry = { name, digests: [...new Set([...digests, ...before])].slice(0, MAX_REMEMBERED_DIGESTS) };
   return { registry, repositories: [entry, ...others].slice(0, MAX_REMEMBERED_REPOSITORIES) };
 }
 
