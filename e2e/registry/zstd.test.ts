@@ -154,8 +154,15 @@ describe('registry: zstd layers (NIXERY_LAYER_COMPRESSION=zstd)', () => {
     }
   });
 
-  it('refuses to start with a compression it does not know, naming the variable', async () => {
+  it('refuses a compression it does not know: the registry does not start, nixery build exits 64 (usage)', async () => {
     await assert.rejects(startRegistry({ env: { NIXERY_LAYER_COMPRESSION: 'xz' }, storagePath: work }), /NIXERY_LAYER_COMPRESSION.*gzip or zstd/s);
+    for (const [args, env] of [[['--layer-compression', 'xz'], {}], [[], { NIXERY_LAYER_COMPRESSION: 'xz' }]] as const) {
+      const refused = await nixeryBuild(['--packages', 'hello', ...args], { STORAGE_PATH: work, ...env });
+      assert.equal(refused.code, 64, refused.stderr);
+      const error = refused.json.error as { outcome: string; message: string };
+      assert.equal(error.outcome, 'usage');
+      assert.match(error.message, args.length ? /^--layer-compression: expected gzip or zstd/ : /^NIXERY_LAYER_COMPRESSION: /);
+    }
   });
 });
 
