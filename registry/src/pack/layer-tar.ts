@@ -11,9 +11,10 @@ import type { FromTarThread, TarSummary, ToTarThread } from './tar-protocol.ts';
 
 /** Part of the gzip output format (parallel-gzip.ts). */
 export const TAR_BLOCK_SIZE = 128 * 1024;
-// Blocks the tar thread may fill ahead of the deflaters: enough for every deflating thread, the
-// one held as the next block's dictionary and a few ready, so a deflater never waits for the tar.
-const SLOTS = 8;
+// Blocks the tar thread may fill ahead of the deflaters: enough for the blocks a layer has in
+// flight on the deflate pool (4 per thread, parallel-gzip.ts), the one held as the next block's
+// dictionary and a few ready, so a deflater never waits for the tar.
+const SLOTS = 16;
 // Memory of finished layers, for the next ones: a SharedArrayBuffer is freed only once both
 // threads have collected it, and an image of many small layers would otherwise hold one per layer.
 const POOLED_MEMORIES = 4;
