@@ -12,7 +12,7 @@ cd "$NIXERY_ROOT"
 NODE_VERSION=24.21.0
 NPM_VERSION=11.19.1
 # nix-bin for the builder; busybox-static for the offline package set; skopeo and umoci as
-# independent registry clients; python3, make and g++ for the native addon fs-xattr; wrk, pigz,
+# independent registry clients; python3, make and g++ for the native addon fs-xattr; wrk, pigz, zstd,
 # nginx-light and docker-registry are the benchmarks' baselines; mmdebstrap and binutils (strip)
 # build the project's images (build-images.sh); openssl makes the TLS tests' certificates, and
 # containerd (its ctr) is the other client that pulls over TLS (e2e/registry/tls.test.ts);
@@ -20,7 +20,7 @@ NPM_VERSION=11.19.1
 # radosgw, ceph-mon and ceph-osd are the real S3 server of the S3 backend's tests (e2e/s3/radosgw.ts:
 # a one-node Ceph cluster in a temporary directory; no manager daemon is needed).
 DEBIAN_PACKAGES=(nix-bin busybox-static skopeo umoci attr git ca-certificates curl unzip openssl procps
-  python3 make g++ wrk pigz nginx-light docker-registry mmdebstrap binutils containerd qemu-user-static
+  python3 make g++ wrk pigz zstd nginx-light docker-registry mmdebstrap binutils containerd qemu-user-static
   radosgw ceph-mon ceph-osd)
 
 log() { printf '[setup %3ds] %s\n' "$SECONDS" "$*" >&2; }

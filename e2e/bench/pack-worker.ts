@@ -1,4 +1,4 @@
-// Packs layers with the registry's own pipeline (registry/src/pack: deterministic tar → gzip →
+// Packs layers with the registry's own pipeline (registry/src/pack: deterministic tar → gzip or zstd →
 // SHA-256) in a process of its own, so its time and peak RSS are the packer's alone. It loads the
 // compiled modules (registry/dist, which run.ts rebuilds first), as the registry runs them: from
 // the TypeScript sources the tar thread would also load Node's type stripper (~30 MB).
@@ -22,6 +22,8 @@ export interface PackJob {
   storageDir?: string;
   /** Where `discard` writes instead of dropping (for checking the output). */
   outFile?: string;
+  /** Default gzip. */
+  compression?: 'gzip' | 'zstd';
 }
 
 export interface PackReport {
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
   }
   const started = performance.now();
   const layers = await mapLimited(job.layers, job.concurrency, async (paths) => {
-    const compressed = compressLayer(storePathsTar(paths, { root: job.root }));
+    const compressed = compressLayer(storePathsTar(paths, { root: job.root }), { compression: job.compression ?? 'gzip' });
     let digest: string;
     let size: number;
     if (storage) {

@@ -129,8 +129,8 @@ describe('the product code', () => {
     const thread = loadedBy('registry/src/pack/tar-thread.ts');
     assert.ok(thread.has('registry/src/pack/tar-blocks.ts'), 'the walk follows the thread\'s imports');
     // What reads the tar's blocks and starts the thread (layer-tar.ts), what deflates them on
-    // libuv's pool (deflate-pool.ts), and every module that loads either.
-    const eventLoop = ['registry/src/pack/layer-tar.ts', 'registry/src/pack/deflate-pool.ts'];
+    // libuv's pool (compression-pool.ts), and every module that loads either.
+    const eventLoop = ['registry/src/pack/layer-tar.ts', 'registry/src/pack/compression-pool.ts'];
     const offending = [...thread].filter((f) => eventLoop.some((m) => loadedBy(f).has(m)));
     assert.deepEqual(offending, [], `the tar thread loads ${[...thread].join(', ')}`);
   });

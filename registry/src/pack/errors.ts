@@ -85,6 +85,18 @@ export class DeflateError extends PackError {
   }
 }
 
+export class CompressBlockError extends PackError {
+  readonly code = 'COMPRESS_FAILED';
+  /** Offset of the failed block in the uncompressed layer. */
+  readonly offset: number;
+  constructor(format: string, offset: number, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(`${format}-compressing the block at offset ${offset}: ${detail}`, { cause });
+    this.name = 'CompressBlockError';
+    this.offset = offset;
+  }
+}
+
 /** A packing error as it crosses from the tar thread to the event loop (structured clone keeps no classes). */
 export interface PackErrorData {
   name: string;

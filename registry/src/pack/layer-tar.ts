@@ -11,14 +11,27 @@ import type { FromTarThread, TarSummary, ToTarThread } from './tar-protocol.ts';
 
 /** Part of the gzip output format (parallel-gzip.ts). */
 export const TAR_BLOCK_SIZE = 128 * 1024;
-// Blocks the tar thread may fill ahead of the deflaters: enough for the blocks a layer has in
-// flight on the deflate pool (4 per thread, parallel-gzip.ts), the one held as the next block's
-// dictionary and a few ready, so a deflater never waits for the tar.
-const SLOTS = 16;
+
+/** How a layer's tar is cut into blocks, and how many the tar thread may fill ahead. */
+export interface BlockCut {
+  /** Bytes per block: part of the compressed format (each codec cuts its own way). */
+  size: number;
+  /**
+   * Blocks the tar thread may fill ahead of the compressors: enough for every compressing thread,
+   * the one held back (gzip's next dictionary) and a few ready, so a compressor never waits for the tar.
+   */
+  slots: number;
+}
+
+// Gzip keeps 4 blocks per deflating thread in flight (parallel-gzip.ts), plus the one held as the next
+// block's dictionary and a few ready.
+export const GZIP_CUT: BlockCut = { size: TAR_BLOCK_SIZE, slots: 16 };
 // Memory of finished layers, for the next ones: a SharedArrayBuffer is freed only once both
 // threads have collected it, and an image of many small layers would otherwise hold one per layer.
-const POOLED_MEMORIES = 4;
-const memories: SharedArrayBuffer[] = [];
+// Four of gzip's 2 MiB; two (the builder packs two layers at a time) of anything bigger.
+const pooledMemories = (byteLength: number) => (byteLength <= GZIP_CUT.size * GZIP_CUT.slots ? 4 : 2);
+/** Pooled memory by its byte length (a cut's size × slots). */
+const memories = new Map<number, SharedArrayBuffer[]>();
 
 export class TarThreadError extends PackError {
   constructor(message: string, options?: ErrorOptions) {
@@ -59,10 +72,10 @@ export class LayerTar extends Readable {
     this.spec = spec;
   }
 
-  /** Takes the tar as blocks instead of as a stream; once, and only before reading it. */
-  blocks(): TarBlocks {
+  /** Takes the tar as blocks (cut as `cut` says) instead of as a stream; once, and only before reading it. */
+  blocks(cut: BlockCut = GZIP_CUT): TarBlocks {
     if (this.source) throw new PackError('the layer tar is already being read');
-    this.source = new Job(this.spec);
+    this.source = new Job(this.spec, cut);
     const job = this.source;
     // Destroying the stream still abandons the layer.
     return { next: () => job.next(), summary: job.summary, stop: (err) => job.stop(err) };
@@ -71,7 +84,7 @@ export class LayerTar extends Readable {
   override _read(): void {
     if (!this.streaming) {
       if (this.source) throw new PackError('the layer tar is being read as blocks');
-      this.source = new Job(this.spec);
+      this.source = new Job(this.spec, GZIP_CUT);
       this.streaming = true;
     }
     const job = this.source!;
@@ -97,6 +110,7 @@ export class LayerTar extends Readable {
 class Job {
   private readonly id: number;
   private readonly memory: SharedArrayBuffer;
+  private readonly blockSize: number;
   private readonly filled: Array<{ slot: number; length: number; last: boolean }> = [];
   private waiter: { resolve: (block: TarBlock) => void; reject: (err: Error) => void } | undefined;
   private failure: Error | undefined;
@@ -108,13 +122,14 @@ class Job {
   readonly summary: Promise<TarSummary>;
   private settleSummary!: { resolve: (s: TarSummary) => void; reject: (err: Error) => void };
 
-  constructor(spec: LayerSpec) {
-    this.memory = memories.pop() ?? new SharedArrayBuffer(SLOTS * TAR_BLOCK_SIZE);
+  constructor(spec: LayerSpec, cut: BlockCut) {
+    this.blockSize = cut.size;
+    this.memory = memories.get(cut.size * cut.slots)?.pop() ?? new SharedArrayBuffer(cut.size * cut.slots);
     this.summary = new Promise<TarSummary>((resolve, reject) => (this.settleSummary = { resolve, reject }));
     // Callers may only watch next(); the error is reported there too.
     this.summary.catch(() => {});
-    this.id = tarThread.start(this, spec, this.memory, TAR_BLOCK_SIZE);
-    tarThread.send({ op: 'fill', id: this.id, slots: Array.from({ length: SLOTS }, (_, i) => i) });
+    this.id = tarThread.start(this, spec, this.memory, cut.size);
+    tarThread.send({ op: 'fill', id: this.id, slots: Array.from({ length: cut.slots }, (_, i) => i) });
   }
 
   next(): Promise<TarBlock> {
@@ -170,7 +185,7 @@ class Job {
     let released = false;
     this.outstanding++;
     return {
-      data: Buffer.from(this.memory, filled.slot * TAR_BLOCK_SIZE, filled.length),
+      data: Buffer.from(this.memory, filled.slot * this.blockSize, filled.length),
       last: filled.last,
       release: () => {
         if (released) return;
@@ -179,7 +194,7 @@ class Job {
         this.grant(filled.slot);
         // The tar thread is done with a finished layer's memory, and now so is everyone else.
         // (A failed layer's is not reused: the thread may still be filling a slot of it.)
-        if (this.ended && this.outstanding === 0 && this.filled.length === 0 && memories.length < POOLED_MEMORIES) memories.push(this.memory);
+        if (this.ended && this.outstanding === 0 && this.filled.length === 0) poolMemory(this.memory);
       },
     };
   }
@@ -197,6 +212,12 @@ class Job {
       if (!this.ended && !this.failure && slots.length > 0) tarThread.send({ op: 'fill', id: this.id, slots });
     });
   }
+}
+
+function poolMemory(memory: SharedArrayBuffer): void {
+  const pooled = memories.get(memory.byteLength) ?? [];
+  memories.set(memory.byteLength, pooled);
+  if (pooled.length < pooledMemories(memory.byteLength)) pooled.push(memory);
 }
 
 /** The process's one tar thread, started on first use and kept only while layers are being packed. */

@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
-import { DeflatePool } from './deflate-pool.ts';
-import type { RawDeflate } from './deflate-pool.ts';
+import { CompressionPool } from './compression-pool.ts';
+import type { RawDeflate } from './compression-pool.ts';
 import { DeflateError } from './errors.ts';
 import { BLOCK_SIZE } from './parallel-gzip.ts';
 import { runSync } from '../test-support/programs.ts';
@@ -33,14 +33,14 @@ function source(data: Buffer, chunkSizes: number[]): Readable {
 }
 
 async function gzip(data: Buffer, threads: number, chunkSizes = [65536]): Promise<Buffer> {
-  return collect(source(data, chunkSizes).pipe(parallelGzip({ pool: new DeflatePool({ threads }) })));
+  return collect(source(data, chunkSizes).pipe(parallelGzip({ pool: new CompressionPool({ threads }) })));
 }
 
 describe('parallelGzip', () => {
   const data = sample(5 * BLOCK_SIZE + 4321);
 
   it('reports the SHA-256 and size of its input, however it was chunked', async () => {
-    const stream = parallelGzip({ pool: new DeflatePool({ threads: 2 }) });
+    const stream = parallelGzip({ pool: new CompressionPool({ threads: 2 }) });
     const out = collect(source(data, [1000, 70_000, 333]).pipe(stream));
     assert.deepEqual(await stream.input, { digest: `sha256:${createHash('sha256').update(data).digest('hex')}`, size: data.length });
     assert.ok(zlib.gunzipSync(await out).equals(data));
@@ -77,7 +77,7 @@ describe('parallelGzip', () => {
       if (++calls === 3) setImmediate(() => callback(new Error('zlib broke'), Buffer.alloc(0)));
       else zlib.deflateRaw(input, options, callback);
     };
-    const stream = source(data, [65536]).pipe(parallelGzip({ pool: new DeflatePool({ threads: 2, deflateRaw: failing }) }));
+    const stream = source(data, [65536]).pipe(parallelGzip({ pool: new CompressionPool({ threads: 2, deflateRaw: failing }) }));
     await assert.rejects(collect(stream), (err: unknown) => {
       assert.ok(err instanceof DeflateError);
       assert.equal(err.offset, 2 * BLOCK_SIZE);
@@ -96,7 +96,7 @@ describe('parallelGzip', () => {
         callback(err, out);
       });
     };
-    const pool = new DeflatePool({ threads: 2, deflateRaw: counting });
+    const pool = new CompressionPool({ threads: 2, deflateRaw: counting });
     assert.ok(zlib.gunzipSync(await collect(source(data, [65536]).pipe(parallelGzip({ pool })))).equals(data));
     assert.ok(peak <= 2, `peak ${peak}`);
   });

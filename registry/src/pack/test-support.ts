@@ -12,10 +12,11 @@ import { extract } from 'tar-stream';
 import type { Header } from 'tar-stream';
 import { compressedLayer } from './compress.ts';
 import type { CompressedLayer, CompressOptions } from './compress.ts';
-import { sharedDeflatePool } from './deflate-pool.ts';
-import type { DeflatePool } from './deflate-pool.ts';
+import { sharedCompressionPool } from './compression-pool.ts';
+import type { CompressionPool } from './compression-pool.ts';
 import { PackError } from './errors.ts';
-import { BLOCK_SIZE, BlockDeflater } from './parallel-gzip.ts';
+import { BlockCompressor } from './block-compressor.ts';
+import { BLOCK_SIZE, blocksInFlight, gzipCodec } from './parallel-gzip.ts';
 import type { GzipInput, ParallelGzipOptions } from './parallel-gzip.ts';
 
 export type FakeNode =
@@ -120,7 +121,7 @@ export async function collect(stream: Readable): Promise<Buffer> {
 
 /** A Transform from bytes to one gzip member of them, deflated block by block on the pool. */
 export function parallelGzip(opts: ParallelGzipOptions = {}): ParallelGzip {
-  return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedDeflatePool());
+  return new ParallelGzip(opts.level ?? 6, opts.pool ?? sharedCompressionPool());
 }
 
 export class ParallelGzip extends Transform {
@@ -131,7 +132,7 @@ export class ParallelGzip extends Transform {
   readonly input: Promise<GzipInput>;
   private readonly hash = createHash('sha256');
   private settleInput: { resolve: (value: GzipInput) => void; reject: (err: Error) => void } | undefined;
-  private readonly deflater: BlockDeflater;
+  private readonly deflater: BlockCompressor;
   private block: Buffer;
   private filled = 0;
   // Block buffers are reused: a fresh 128 KiB buffer per block is external memory that only a
@@ -141,12 +142,12 @@ export class ParallelGzip extends Transform {
   private crc = 0;
   private size = 0;
 
-  constructor(level: number, pool: DeflatePool) {
+  constructor(level: number, pool: CompressionPool) {
     super();
     this.input = new Promise<GzipInput>((resolve, reject) => (this.settleInput = { resolve, reject }));
     // Callers may only watch the stream; its error is reported there too.
     this.input.catch(() => {});
-    this.deflater = new BlockDeflater(level, pool, (chunk) => this.push(chunk), (err) => this.destroy(err));
+    this.deflater = new BlockCompressor(gzipCodec(level, pool), blocksInFlight(pool), (chunk) => this.push(chunk), (err) => this.destroy(err));
     this.block = this.newBlock();
   }
 

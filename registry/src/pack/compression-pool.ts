@@ -1,4 +1,4 @@
-// Limits how many blocks are deflated at once across every layer being packed
+// Limits how many blocks are compressed (deflated or zstd-compressed) at once across every layer being packed
 // in this process, so packing several layers at once does not oversubscribe
 // the CPU by more than one thread, and leaves libuv's pool a thread for the
 // file system work of storage and serving (the tar thread reads the store itself).
@@ -30,45 +30,73 @@ export interface DeflateJobOptions {
 }
 
 export type RawDeflate = (input: Buffer, options: zlib.ZlibOptions, callback: (err: Error | null, output: Buffer) => void) => void;
+export type ZstdCompress = (input: Buffer, options: zlib.ZstdOptions, callback: (err: Error | null, output: Buffer) => void) => void;
 
-export interface DeflatePoolOptions {
+export interface CompressionPoolOptions {
   /** Blocks deflated at once; default one more than the number of cores, at most libuv's pool size less one. */
   threads?: number;
   /** zlib's deflateRaw; tests substitute one that fails. */
   deflateRaw?: RawDeflate;
+  /** zlib's zstdCompress; tests substitute one that fails. */
+  zstdCompress?: ZstdCompress;
 }
 
-export class DeflatePool {
+export class CompressionPool {
   readonly threads: number;
   private readonly deflateRaw: RawDeflate;
+  private readonly zstdCompress: ZstdCompress;
   private readonly queue: Array<() => void> = [];
   private running = 0;
 
-  constructor(opts: DeflatePoolOptions = {}) {
+  constructor(opts: CompressionPoolOptions = {}) {
     const uvThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
     this.threads = Math.max(1, opts.threads ?? Math.min(os.availableParallelism() + 1, uvThreads - 1));
     this.deflateRaw = opts.deflateRaw ?? zlib.deflateRaw;
+    this.zstdCompress = opts.zstdCompress ?? zlib.zstdCompress;
   }
 
   /** Raw-deflates `input`; blocks start in the order they were submitted. Rejects with zlib's error. */
   deflate(input: Buffer, opts: DeflateJobOptions): Promise<Buffer> {
+    const options: zlib.ZlibOptions = {
+      level: opts.level,
+      // A sync flush ends each block on a byte boundary, so the pieces concatenate into one stream.
+      finishFlush: opts.last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+      // One zlib call per block rather than one round trip per 16 KiB of output.
+      chunkSize: input.length + 64 * 1024,
+      ...(opts.dictionary ? { dictionary: opts.dictionary } : {}),
+    };
+    return this.run((done) => this.deflateRaw(input, options, done));
+  }
+
+  /**
+   * Compresses `input` into one complete zstd frame (its size in the header, a checksum at the
+   * end: what `zstd` writes); frames start in the order they were submitted. Single-threaded in
+   * zstd itself: the pool's threads are the parallelism, and zstd's own multi-threaded mode is
+   * broken in Node's streaming API (output after the end of the stream) anyway.
+   */
+  zstd(input: Buffer, level: number): Promise<Buffer> {
+    const options: zlib.ZstdOptions = {
+      params: {
+        [zlib.constants.ZSTD_c_compressionLevel]: level,
+        [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
+        [zlib.constants.ZSTD_c_checksumFlag]: 1,
+      },
+      // The frame in one output buffer: zstd's bound for an incompressible block is a little over its size.
+      chunkSize: input.length + 64 * 1024,
+    };
+    return this.run((done) => this.zstdCompress(input, options, done));
+  }
+
+  private run(start: (done: (err: Error | null, output: Buffer) => void) => void): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
-      this.queue.push(() => {
-        const options: zlib.ZlibOptions = {
-          level: opts.level,
-          // A sync flush ends each block on a byte boundary, so the pieces concatenate into one stream.
-          finishFlush: opts.last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
-          // One zlib call per block rather than one round trip per 16 KiB of output.
-          chunkSize: input.length + 64 * 1024,
-          ...(opts.dictionary ? { dictionary: opts.dictionary } : {}),
-        };
-        this.deflateRaw(input, options, (err, output) => {
+      this.queue.push(() =>
+        start((err, output) => {
           this.running -= 1;
           this.next();
           if (err) reject(err);
           else resolve(output);
-        });
-      });
+        }),
+      );
       this.next();
     });
   }
@@ -88,10 +116,10 @@ export class DeflatePool {
   }
 }
 
-let shared: DeflatePool | undefined;
+let shared: CompressionPool | undefined;
 
 /** The process-wide pool every layer uses unless told otherwise. */
-export function sharedDeflatePool(): DeflatePool {
-  shared ??= new DeflatePool();
+export function sharedCompressionPool(): CompressionPool {
+  shared ??= new CompressionPool();
   return shared;
 }
