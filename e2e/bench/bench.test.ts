@@ -28,6 +28,8 @@ const EXPECTED = [
   'build.packing',
   'build.other',
   'build.upload',
+  'build.rebuild_fraction',
+  'build.rebuild_uploaded_bytes',
   'serve.manifest_rps_c16',
   'serve.manifest_p99_c16',
   'serve.manifest_rps_c64',

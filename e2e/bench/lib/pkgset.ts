@@ -64,6 +64,13 @@ ${packages}
     benchapp = meta "benchapp-1.0" { deps = [ ${refs(spec.app)} ]; };
     benchpull = meta "benchpull-1.0" { deps = [ ${refs(spec.pull ?? [])} ]; };
     benchcold = meta "benchcold-1.0" { deps = [ ]; };
+    # A small leaf package no image of the set has: added to benchapp's image, the one-package change of a rebuild.
+    benchsmall = build "benchsmall-1.0" ''
+      mkdir -p $out/bin $out/share/benchsmall
+      echo "benchsmall $nonce" > $out/share/benchsmall/README
+      printf '#!/bin/sh\necho benchsmall\n' > $out/bin/benchsmall
+      chmod 0555 $out/bin/benchsmall
+    '' { };
     benchblob = build "benchblob-1.0" ''
       mkdir -p $out/share/benchblob
       head -c ${spec.blobBytes ?? 1024} /dev/urandom > $out/share/benchblob/blob.bin

@@ -11,7 +11,7 @@ import { classifyFailure, UsageError, type Outcome } from '../builder/outcome.ts
 import { buildPlatforms, ImageIndexes } from '../builder/image-index.ts';
 import { renderSummary, summarizeFailure, summarizeIndexResult, summarizeResult } from '../builder/summary.ts';
 import { ConfigError, loadConfig } from '../config/config.ts';
-import { ARM64, imageFromName } from '../image/name.ts';
+import { ARM64, imageFromName, isValidRepositoryName } from '../image/name.ts';
 import { InvalidPlatformsError, parsePlatforms, PLATFORMS, type Platform } from '../image/platform.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createLeases, createRuntime } from '../runtime.ts';
@@ -26,6 +26,7 @@ import { acquireGcLease, GC_BUSY_EXIT_CODE, GcLeaseBusyError } from '../service/
 import { openStorage } from '../storage/create.ts';
 import { parsePushReference, pushImage, readCaBundle, type PushTarget } from '../push/client.ts';
 import { pushImageIndex } from '../push/image-index.ts';
+import { PushLocations } from '../push/push-locations.ts';
 
 /** Exit codes of `nixery build` (and `serve` at start-up), one per outcome so scripts and the operator can tell them apart. */
 const EXIT_CODES: Record<Outcome, number> = {
@@ -192,6 +193,14 @@ const packageList = (value: string): string[] => {
   return packages;
 };
 
+const repositoryList = (value: string): string[] => {
+  const names = value.split(',').map((n) => n.trim()).filter(Boolean);
+  if (names.length === 0) throw new InvalidArgumentError('expected a comma-separated list of repositories');
+  const invalid = names.find((n) => !isValidRepositoryName(n));
+  if (invalid !== undefined) throw new InvalidArgumentError(`invalid repository name ${JSON.stringify(invalid)}`);
+  return names;
+};
+
 program
   .command('gc')
   .description('delete unreferenced blobs and cache entries from the configured storage (as serve has it) and print what was deleted as JSON')
@@ -231,8 +240,9 @@ program
   .option('--push-scheme <scheme>', 'http (in-cluster registries) or https', 'http')
   .option('--push-ca-file <path>', "with --push-scheme https: the CA certificates (PEM) to trust instead of the system's")
   .option('--push-identity-token-file <path>', 'push with this Kubernetes ServiceAccount token (read anew for every token exchange) instead of the push token')
+  .option('--push-mount-from <list>', 'comma-separated repositories of the target registry to mount missing blobs from instead of uploading them (tried after the repositories earlier pushes from this storage put them in)', repositoryList)
   .option('--result-file <path>', 'also write a summary of at most 4096 bytes there (a Kubernetes termination message)')
-  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; platforms?: string; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; resultFile?: string }) => {
+  .action(async (options: { packages: string[]; tag: string; configJson?: ImageConfigOverrides; platforms?: string; push?: string; pushScheme: string; pushCaFile?: string; pushIdentityTokenFile?: string; pushMountFrom?: string[]; resultFile?: string }) => {
     // Every outcome is one JSON document on stdout: the result, or {"error": ...}. The operator
     // reads it from a build Job's termination message.
     let log = createLogger({ base: { component: 'builder' } });
@@ -267,15 +277,17 @@ program
       const target = options.push ? pushTarget(options.push, options.pushScheme, { token: config.pushToken, identityTokenFile: options.pushIdentityTokenFile }) : undefined;
       if (target && options.pushCaFile !== undefined) target.ca = await pushCa(options.pushCaFile, target.scheme);
       else if (options.pushCaFile !== undefined) throw new UsageError('--push-ca-file is for --push');
+      if (!target && options.pushMountFrom !== undefined) throw new UsageError('--push-mount-from is for --push');
       const runtime = await createRuntime(config, log, { defaultMetrics: false, signal: interruption.signal });
       await yieldPoolToEventLoop(log);
       const buildOptions = options.configJson ? { config: options.configJson } : {};
+      const pushOptions = { locations: new PushLocations(runtime.storage), mountFrom: options.pushMountFrom ?? [] };
       if (platforms && platforms.length > 1) {
         // Each platform's image, then their index; pushed in that order, the index under the tag.
         const images = await buildPlatforms(runtime.builder, image, platforms, buildOptions);
         const built = await new ImageIndexes(runtime.storage).store(image.name, image.tag, images);
         interruption.signal.throwIfAborted();
-        const pushed = target ? await pushImageIndex(runtime.storage, built, target, log) : undefined;
+        const pushed = target ? await pushImageIndex(runtime.storage, built, target, log, pushOptions) : undefined;
         process.stdout.write(JSON.stringify(pushed ? { ...built, pushed } : built) + '\n');
         if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeIndexResult(built, pushed?.reference)));
         return;
@@ -284,7 +296,7 @@ program
       const platform = platforms?.[0] ?? (image.arch.system === ARM64.system ? undefined : hostPlatform());
       const result = await runtime.builder.build(platform ? { ...image, arch: PLATFORMS[platform] } : image, buildOptions);
       interruption.signal.throwIfAborted();
-      const pushed = target ? await pushImage(runtime.storage, result, target, log) : undefined;
+      const pushed = target ? await pushImage(runtime.storage, result, target, log, pushOptions) : undefined;
       process.stdout.write(JSON.stringify(pushed ? { ...result, pushed } : result) + '\n');
       if (options.resultFile) await writeFile(options.resultFile, renderSummary(summarizeResult(result, pushed?.reference)));
     } catch (error) {

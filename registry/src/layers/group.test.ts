@@ -339,3 +339,73 @@ describe('groupLayers: determinism and sharing across images', () => {
     assert.deepEqual(unsplit.paths.map(storePathName).sort(), ['beta', 'libshared', 'libshared-dep']);
   });
 });
+
+/** The groups of `after` that `before` lacks, and those of `before` gone from `after`, by their path sets. */
+function changedGroups(before: LayerGroup[], after: LayerGroup[]): { added: string[][]; removed: string[][] } {
+  const key = (g: LayerGroup) => g.paths.join('\n');
+  const had = new Set(before.map(key));
+  const has = new Set(after.map(key));
+  const names = (g: LayerGroup) => g.paths.map(storePathName).sort();
+  const sorted = (lists: string[][]) => lists.sort((a, b) => (a.join() < b.join() ? -1 : 1));
+  return { added: sorted(after.filter((g) => !had.has(key(g))).map(names)), removed: sorted(before.filter((g) => !has.has(key(g))).map(names)) };
+}
+
+// A layer's digest is a function of its paths, so a group that keeps its paths is a layer that is
+// neither packed nor pushed again: what a rebuild after a one-package change costs is its changed groups.
+describe('groupLayers: a rebuild after one package changed', () => {
+  // glibc is popular (its own group in every image); zlib is shared by git and curl.
+  const base = [
+    node('glibc', 30 * MB),
+    node('zlib', MB, ['glibc']),
+    node('git', 20 * MB, ['zlib', 'glibc', 'git-doc']),
+    node('git-doc', 5 * MB),
+    node('curl', 4 * MB, ['zlib', 'glibc']),
+    node('htop', 2 * MB, ['glibc', 'ncurses']),
+    node('ncurses', 3 * MB, ['glibc']),
+  ];
+  const baseRoots = roots('git', 'curl', 'htop');
+  const popularity = new Map([['glibc', 300_000]]);
+
+  it('adds one group for a new package that uses only what others share, and changes no other', () => {
+    const before = groupLayers(base, { budget: 20, roots: baseRoots, popularity });
+    const after = groupLayers([...base, node('hello', 100_000, ['glibc'])], { budget: 20, roots: [...baseRoots, sp('hello')], popularity });
+    assert.deepEqual(changedGroups(before, after), { added: [['hello']], removed: [] });
+  });
+
+  it('changes only the group of the package whose new version replaced it', () => {
+    const before = groupLayers(base, { budget: 20, roots: baseRoots, popularity });
+    const graph = [...base.filter((n) => n.path !== sp('htop')), node('htop-3.3', 2 * MB, ['glibc', 'ncurses'])];
+    const after = groupLayers(graph, { budget: 20, roots: roots('git', 'curl', 'htop-3.3'), popularity });
+    assert.deepEqual(changedGroups(before, after), { added: [['htop-3.3', 'ncurses']], removed: [['htop', 'ncurses']] });
+  });
+
+  it("splits off a path the new package shares with an image's package, changing that package's group only (Nixery's dominator rule)", () => {
+    const before = groupLayers(base, { budget: 20, roots: baseRoots, popularity });
+    const after = groupLayers([...base, node('tig', MB, ['git-doc', 'glibc'])], { budget: 20, roots: [...baseRoots, sp('tig')], popularity });
+    assert.deepEqual(changedGroups(before, after), { added: [['git'], ['git-doc'], ['tig']], removed: [['git', 'git-doc']] });
+  });
+
+  it('over budget, changes the merged group and at most one group it absorbs besides the new one', () => {
+    const rand = prng(99);
+    let overBudget = 0;
+    for (let i = 0; i < 30; i++) {
+      const closure = randomClosure(rand, 60, { allReachable: true });
+      const pop = new Map(closure.graph.filter(() => rand() < 0.2).map((n) => [storePathName(n.path), 100 + Math.floor(rand() * 1000)]));
+      const budget = 4 + Math.floor(rand() * 10);
+      // A small new package referencing a few paths that are already groups of their own (tied to the root).
+      const before = groupLayers(closure.graph, { budget, roots: closure.roots, popularity: pop });
+      if (before.length === budget) overBudget++;
+      const shared = closure.roots.filter(() => rand() < 0.3);
+      const added = { path: sp(`new-${i}`), narSize: Math.floor(rand() * MB), references: shared };
+      const after = groupLayers([...closure.graph, added], { budget, roots: [...closure.roots, added.path], popularity: pop });
+      const { added: grown, removed } = changedGroups(before, after);
+      assert.ok(removed.length <= 2 && grown.length <= 2, `closure ${i}: ${JSON.stringify({ grown, removed })}`);
+      // Every path that moved went into the merged group (the largest change) or is the new package.
+      const moved = new Set(removed.flat());
+      const landing = grown.flat();
+      for (const p of moved) assert.ok(landing.includes(p), `closure ${i}: ${p} is in a changed group`);
+      assert.ok(landing.includes(`new-${i}`), `closure ${i}: the new package is in a changed group`);
+    }
+    assert.ok(overBudget >= 20, `only ${overBudget} of 30 closures were over budget`);
+  });
+});

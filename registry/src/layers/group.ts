@@ -20,6 +20,12 @@
 // only one of them, so X's group differs; (2) over budget, the merged group
 // depends on which other groups the image has; (3) images built with different
 // popularity data (or none) draw the root edges differently.
+//
+// So an image differing from a built one by one package differs in few groups, and only those are
+// packed and pushed again (the layer cache and the push skip the rest by digest): the package's
+// own group; with (1), the group of a package it shares a path with; with (2), the merged group,
+// which also absorbs the lowest-rated other group when the new one rates above the merge. Nothing
+// else moves (group.test.ts, "a rebuild after one package changed").
 
 import { storePathName, type Popularity } from './popularity.ts';
 

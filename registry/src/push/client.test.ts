@@ -10,6 +10,7 @@ import { EMPTY_JSON, renderReferrer } from '../oci/referrer.ts';
 import { FilesystemStorage } from '../storage/filesystem.ts';
 import { tempDirs } from '../test-support/temp-dirs.ts';
 import { parseChallenges, parsePushReference, PushError, pushImage, type PushTarget } from './client.ts';
+import { PushLocations } from './push-locations.ts';
 
 describe('push references', () => {
   it('split into registry, repository and tag', () => {
@@ -115,6 +116,8 @@ interface FakeRegistryOptions {
   noReferrers?: boolean;
   /** Token auth: requests need `Bearer <issued>`, which the realm gives for the push token. */
   tokenAuth?: { pushToken: string; issued: string };
+  /** Other repositories and the blobs they hold: a mount from one of them of a blob it holds succeeds. */
+  elsewhere?: Record<string, string[]>;
 }
 
 /** Just enough of a distribution registry, recording every request. */
@@ -156,6 +159,16 @@ async function fakeRegistry(options: FakeRegistryOptions) {
     if (req.method === 'HEAD' && blob) return answer(blobs.has(blob[1]!) ? 200 : 404);
     const stored = /^\/storage\/(sha256:[a-f0-9]{64})$/.exec(url.pathname);
     if (req.method === 'HEAD' && stored) return answer(blobs.has(stored[1]!) ? 200 : 404);
+    if (req.method === 'POST' && url.pathname === '/v2/t/blobs/uploads/' && url.searchParams.has('mount')) {
+      // As distribution: a blob the source holds is mounted; otherwise a session is opened instead.
+      const mount = url.searchParams.get('mount')!;
+      if (options.elsewhere?.[url.searchParams.get('from') ?? '']?.includes(mount)) {
+        blobs.set(mount, Buffer.alloc(0));
+        return answer(201, { Location: `/v2/t/blobs/${mount}`, 'Docker-Content-Digest': mount });
+      }
+      return answer(202, { Location: `/v2/t/blobs/uploads/session-${++sessions}`, Range: '0-0' });
+    }
+    if (req.method === 'DELETE' && url.pathname.startsWith('/v2/t/blobs/uploads/session-')) return answer(204);
     if (req.method === 'POST' && url.pathname === '/v2/t/blobs/uploads/') {
       if (options.singlePost && url.searchParams.has('digest')) return store(url.searchParams.get('digest'));
       const id = `session-${++sessions}`;
@@ -185,7 +198,8 @@ describe('pushing an image', () => {
     const { storage, result, blobs } = await storedImage();
     const registry = await fakeRegistry({ singlePost: true });
     const outcome = await pushImage(storage, result, registry.target, quiet);
-    assert.deepEqual(outcome, { reference: `${registry.target.registry}/t:v1`, digest: result.digest, uploaded: 3, skipped: 0, sbomDigest: result.sbomDigest });
+    const imageBytes = result.config.size + result.layers.reduce((sum, l) => sum + l.size, 0);
+    assert.deepEqual(outcome, { reference: `${registry.target.registry}/t:v1`, digest: result.digest, uploaded: 3, skipped: 0, mounted: 0, uploadedBytes: imageBytes, sbomDigest: result.sbomDigest });
     for (const [digest, data] of blobs) assert.ok(registry.blobs.get(digest)?.equals(data), digest);
     assert.deepEqual(registry.seen.filter((r) => r.method === 'POST').map((r) => r.url).sort(), [...blobs.keys()].map((d) => `/v2/t/blobs/uploads/?digest=${d}`).sort());
     assert.deepEqual(
@@ -215,7 +229,67 @@ describe('pushing an image', () => {
     const outcome = await pushImage(storage, result, registry.target, quiet);
     assert.equal(outcome.uploaded, 1);
     assert.equal(outcome.skipped, 2);
+    assert.equal(outcome.uploadedBytes, result.layers[1]!.size);
     assert.deepEqual(registry.seen.filter((r) => r.method === 'POST').map((r) => r.url), [`/v2/t/blobs/uploads/?digest=${result.layers[1]!.digest}`]);
+  });
+
+  it('skips the blobs the repository has without mounting them, even with sources to mount from', async () => {
+    const { storage, result } = await storedImage();
+    const everything = [result.config.digest, ...result.layers.map((l) => l.digest), result.sbom.document.digest, sha256(EMPTY_JSON)];
+    const registry = await fakeRegistry({ singlePost: true, existing: everything, elsewhere: { other: everything } });
+    const outcome = await pushImage(storage, result, registry.target, quiet, { mountFrom: ['other'] });
+    assert.deepEqual([outcome.uploaded, outcome.skipped, outcome.mounted, outcome.uploadedBytes], [0, 3, 0, 0]);
+    assert.deepEqual(registry.seen.filter((r) => r.url.includes('/blobs/uploads/')), [], 'no upload and no mount: HEAD found every blob');
+  });
+
+  it('mounts the missing blobs another repository holds, sending none of their bytes', async () => {
+    const { storage, result } = await storedImage();
+    const [big, small] = result.layers;
+    const registry = await fakeRegistry({ singlePost: true, elsewhere: { 'team/app': [result.config.digest, big!.digest] } });
+    const outcome = await pushImage(storage, result, registry.target, quiet, { mountFrom: ['team/app'] });
+    assert.deepEqual([outcome.uploaded, outcome.skipped, outcome.mounted, outcome.uploadedBytes], [1, 0, 2, small!.size]);
+    const posts = registry.seen.filter((r) => r.method === 'POST');
+    assert.deepEqual(
+      posts.filter((r) => r.url.includes('mount=')).map((r) => r.url).sort(),
+      [result.config.digest, big!.digest, small!.digest].map((d) => `/v2/t/blobs/uploads/?mount=${d}&from=team/app`).sort(),
+    );
+    assert.ok(posts.every((r) => !r.url.includes('mount=') || r.bytes === 0), 'a mount sends no body');
+    // The layer team/app lacks was answered with a session, and uploaded through it.
+    const blobPuts = registry.seen.filter((r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
+    assert.deepEqual(blobPuts.map((r) => [r.url.replace(/session-\d+/, 'session'), r.bytes]), [[`/v2/t/blobs/uploads/session?digest=${small!.digest}`, small!.size]]);
+    assert.ok(registry.blobs.has(big!.digest) && registry.blobs.has(small!.digest));
+    assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
+  });
+
+  it('uploads a blob through the session the registry opens when it refuses the mount', async () => {
+    const { storage, result, blobs } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, elsewhere: { 'team/app': [] } });
+    const outcome = await pushImage(storage, result, registry.target, quiet, { mountFrom: ['team/app'] });
+    assert.deepEqual([outcome.uploaded, outcome.mounted], [3, 0]);
+    for (const digest of [result.config.digest, ...result.layers.map((l) => l.digest)]) assert.ok(registry.blobs.get(digest)?.equals(blobs.get(digest)!), digest);
+    const imagePosts = registry.seen.filter((r) => r.method === 'POST' && !r.url.includes(result.sbom.document.digest) && !r.url.includes(sha256(EMPTY_JSON)));
+    assert.ok(imagePosts.every((r) => r.url.includes('mount=')), 'each image blob started with a mount, no second POST');
+  });
+
+  it('tries the next source after a refused mount, cancelling the session it did not use', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, elsewhere: { a: [], b: [result.config.digest, ...result.layers.map((l) => l.digest)] } });
+    const outcome = await pushImage(storage, result, registry.target, quiet, { mountFrom: ['a', 'b'] });
+    assert.deepEqual([outcome.uploaded, outcome.mounted], [0, 3]);
+    assert.equal(registry.seen.filter((r) => r.method === 'DELETE').length, 3, "each of a's sessions cancelled");
+  });
+
+  it('mounts from the repository an earlier push put the blob in, and notes this push for the next', async () => {
+    const { storage, result } = await storedImage();
+    const locations = new PushLocations(storage);
+    const registry = await fakeRegistry({ singlePost: true, elsewhere: { earlier: [result.layers[0]!.digest] } });
+    await locations.remember(registry.target.registry, 'earlier', [result.layers[0]!.digest]);
+    const outcome = await pushImage(storage, result, registry.target, quiet, { locations });
+    assert.deepEqual([outcome.uploaded, outcome.mounted], [2, 1]);
+    assert.ok(registry.seen.some((r) => r.url === `/v2/t/blobs/uploads/?mount=${result.layers[0]!.digest}&from=earlier`));
+    const record = await locations.read(registry.target.registry);
+    assert.deepEqual(record?.repositories.map((r) => r.name), ['t', 'earlier']);
+    assert.deepEqual(new Set(record?.repositories[0]!.digests), new Set([result.config.digest, ...result.layers.map((l) => l.digest)]));
   });
 
   it('follows a redirect of a blob HEAD', async () => {
@@ -287,6 +361,14 @@ describe('pushing an image', () => {
     assert.ok(registry.seen.slice(0, tokenAt).every((r) => r.method === 'HEAD'));
     assert.ok(registry.seen.slice(tokenAt + 1).every((r) => r.authorization === 'Bearer issued-registry-token'));
     assert.equal(sha256(registry.manifests.get('v1')!), result.digest);
+  });
+
+  it('asks the token endpoint for pull on the repositories it may mount from', async () => {
+    const { storage, result } = await storedImage();
+    const registry = await fakeRegistry({ singlePost: true, elsewhere: { 'team/app': [result.config.digest] }, tokenAuth: { pushToken: 'the-push-token-0123', issued: 'issued-registry-token' } });
+    const outcome = await pushImage(storage, result, registry.target, quiet, { mountFrom: ['team/app'] });
+    assert.equal(outcome.mounted, 1);
+    assert.deepEqual(registry.tokenRequests[0]!.getAll('scope'), ['repository:t:pull,push', 'repository:team/app:pull']);
   });
 
   it('fails with the 401 and the realm named when the token endpoint refuses the push token', async () => {

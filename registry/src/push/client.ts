@@ -1,6 +1,9 @@
-// Pushes a built image to a registry with the distribution API (the OCI distribution spec): blobs
-// the registry lacks are uploaded, streamed from storage a few at a time, then the manifest is put
-// under the tag. Used by `nixery build --push`, which is what a NixImage's build Job runs.
+// Pushes a built image to a registry with the distribution API (the OCI distribution spec): each
+// blob is asked for first (HEAD) and skipped when the repository has it; one that another
+// repository of the registry may hold (push/push-locations.ts: an earlier push, or
+// `--push-mount-from`) is mounted from there; the rest are uploaded, streamed from storage a few at
+// a time; then the manifest is put under the tag. Used by `nixery build --push`, which is what a
+// NixImage's build Job runs.
 //
 // Requests go through node:http rather than fetch: streaming a file into a request costs about
 // half the CPU that way, and on a build machine the registry, the hashing and the client share
@@ -16,6 +19,7 @@ import { EMPTY_DESCRIPTOR } from '../oci/referrer.ts';
 import { isValidRepositoryName, validateTag } from '../image/name.ts';
 import type { Logger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import { allMountSources, mountSources, type PushLocations, type PushRecord } from './push-locations.ts';
 
 export interface PushTarget {
   /** host:port */
@@ -46,6 +50,10 @@ export interface PushOptions {
    * have reached the registry yet), and the first wait, doubled each time up to 15 s.
    */
   deniedRetry?: { forMs: number; firstDelayMs: number };
+  /** Repositories of the target registry to mount missing blobs from (`--push-mount-from`), tried after the remembered ones. */
+  mountFrom?: readonly string[];
+  /** Where earlier pushes put blobs: read for mount sources, and this push noted in it afterwards. */
+  locations?: PushLocations;
 }
 
 /** How long a push with an identity token keeps trying while the registry denies it. */
@@ -56,9 +64,12 @@ const DENIED_MAX_DELAY_MS = 15_000;
 export interface PushOutcome {
   reference: string;
   digest: string;
-  /** The image's blobs sent, and those the registry had. */
+  /** The image's blobs: sent, those the repository had, and those mounted from another repository. */
   uploaded: number;
   skipped: number;
+  mounted: number;
+  /** The bytes of the image's blobs sent (the SBOM's are not counted). */
+  uploadedBytes: number;
   /** The SBOM's referrer manifest of `digest`, pushed by digest after the image. */
   sbomDigest: string;
 }
@@ -128,20 +139,35 @@ type UploadMode = 'unknown' | 'single-post' | 'post-then-put';
 
 export async function pushImage(storage: StorageBackend, result: BuildResult, target: PushTarget, log: Logger, options: PushOptions = {}): Promise<PushOutcome> {
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
-  const registry = new RegistryConnection(target, concurrency, log, options.deniedRetry ?? { forMs: DENIED_RETRY_MS, firstDelayMs: DENIED_FIRST_DELAY_MS });
+  const blobs = unique([result.config, ...result.layers].map((d) => ({ digest: d.digest, size: d.size })));
+  const explicit = options.mountFrom ?? [];
+  const record = options.locations ? await readRecord(options.locations, target.registry, log) : null;
+  const sourcesOf = (digest: string) => mountSources(record, target.name, explicit, digest);
+  const pullScopes = allMountSources(record, target.name, explicit, blobs.map((b) => b.digest));
+  const registry = new RegistryConnection(target, concurrency, log, options.deniedRetry ?? { forMs: DENIED_RETRY_MS, firstDelayMs: DENIED_FIRST_DELAY_MS }, pullScopes);
   const startedAt = performance.now();
   try {
-    const blobs = unique([result.config, ...result.layers].map((d) => ({ digest: d.digest, size: d.size })));
     const missing: Blob[] = [];
     await eachLimited(blobs, concurrency, async (blob) => {
       if (!(await withRetries(`HEAD ${blob.digest}`, log, () => registry.hasBlob(blob.digest)))) missing.push(blob);
     });
 
+    // Mounts first: a mount the registry refuses turns into an upload through the session it opens.
+    const mountable = missing.filter((b) => sourcesOf(b.digest).length > 0);
+    const toUpload = missing.filter((b) => sourcesOf(b.digest).length === 0);
+    const sent = [...toUpload];
+    let mounted = 0;
+    await eachLimited(mountable, concurrency, async (blob) => {
+      const how = await withRetries(`mount ${blob.digest}`, log, () => registry.mountOrUpload(blob, sourcesOf(blob.digest), () => openBlob(storage, blob.digest)));
+      if (how === 'mounted') mounted++;
+      else sent.push(blob);
+    });
+
     // The smallest blob (usually the config) goes first and alone: it finds out how the registry
     // takes uploads, at the cost of at most that blob's bytes. The rest go largest first, so the
     // last uploads in flight are short ones.
-    missing.sort((a, b) => a.size - b.size);
-    const [probe, ...rest] = missing;
+    toUpload.sort((a, b) => a.size - b.size);
+    const [probe, ...rest] = toUpload;
     let mode: UploadMode = 'unknown';
     if (probe) mode = await withRetries(`upload ${probe.digest}`, log, () => registry.uploadBlob(probe, () => openBlob(storage, probe.digest), mode));
     rest.reverse();
@@ -155,8 +181,17 @@ export async function pushImage(storage: StorageBackend, result: BuildResult, ta
       throw new PushError(`the registry stored the manifest as ${pushed.digest}, expected ${result.digest}`);
     }
     const sbomDigest = await pushSbom(storage, registry, result, log, mode);
-    const outcome = { reference: pushedReference(target), digest: result.digest, uploaded: missing.length, skipped: blobs.length - missing.length, sbomDigest };
-    log.info('image pushed', { ...outcome, uploadedBytes: missing.reduce((sum, b) => sum + b.size, 0), uploadMode: mode, ms: Math.round(performance.now() - startedAt) });
+    if (options.locations) await rememberPush(options.locations, target, blobs, log);
+    const outcome: PushOutcome = {
+      reference: pushedReference(target),
+      digest: result.digest,
+      uploaded: sent.length,
+      skipped: blobs.length - missing.length,
+      mounted,
+      uploadedBytes: sent.reduce((sum, b) => sum + b.size, 0),
+      sbomDigest,
+    };
+    log.info('image pushed', { ...outcome, uploadMode: mode, ms: Math.round(performance.now() - startedAt) });
     return outcome;
   } finally {
     registry.close();
@@ -176,6 +211,25 @@ export async function pushManifest(target: PushTarget, body: Buffer, mediaType: 
     return { reference: pushedReference(target), digest };
   } finally {
     registry.close();
+  }
+}
+
+/** The record of earlier pushes is a hint: unreadable, the push goes on without mounts from it. */
+async function readRecord(locations: PushLocations, registry: string, log: Logger): Promise<PushRecord | null> {
+  try {
+    return await locations.read(registry);
+  } catch (error) {
+    log.warn('cannot read where earlier pushes put blobs; pushing without mounting from them', { registry, error: (error as Error).message });
+    return null;
+  }
+}
+
+/** Notes the pushed blobs for later mounts; the push itself succeeded whatever happens here. */
+async function rememberPush(locations: PushLocations, target: PushTarget, blobs: Blob[], log: Logger): Promise<void> {
+  try {
+    await locations.remember(target.registry, target.name, blobs.map((b) => b.digest));
+  } catch (error) {
+    log.warn('cannot note where this push put its blobs; a later push will not mount from here', { registry: target.registry, name: target.name, error: (error as Error).message });
   }
 }
 
@@ -235,12 +289,15 @@ class RegistryConnection {
   private challenges: Challenge[] | undefined;
   /** When the registry began denying this push (identity tokens), while it does. */
   private deniedSince: number | undefined;
+  /** Repositories blobs may be mounted from: a bought token must let us pull them, or the mount is refused. */
+  private readonly pullScopes: readonly string[];
 
-  constructor(target: PushTarget, concurrency: number, log: Logger, deniedRetry: { forMs: number; firstDelayMs: number }) {
+  constructor(target: PushTarget, concurrency: number, log: Logger, deniedRetry: { forMs: number; firstDelayMs: number }, pullScopes: readonly string[] = []) {
     if (target.token === undefined && target.identityTokenFile === undefined) throw new PushError('pushing needs the push token or an identity token file');
     this.target = target;
     this.log = log;
     this.deniedRetry = deniedRetry;
+    this.pullScopes = pullScopes;
     this.origin = new URL(`${target.scheme}://${target.registry}`).origin;
     // One connection per upload in flight, plus one for HEADs and the token endpoint.
     const agentOptions = { keepAlive: true, maxSockets: concurrency + 1 };
@@ -270,6 +327,40 @@ class RegistryConnection {
       }
       throw failure(reply, `checking blob ${digest}`);
     }
+  }
+
+  /**
+   * The spec's cross-repository mount, from each source in turn: 201 means the repository has the
+   * blob now. A registry that cannot mount it (the source lacks it, or we may not pull there)
+   * answers 202 with an upload session instead; the last one is used to upload the blob, the
+   * others are cancelled. Returns which it came to.
+   */
+  async mountOrUpload(blob: Blob, sources: readonly string[], open: () => Promise<Readable>): Promise<'mounted' | 'uploaded'> {
+    const uploads = this.url('/blobs/uploads/');
+    for (const [i, from] of sources.entries()) {
+      const url = new URL(uploads);
+      // Appended as text, as uploadUrl does: digests and names need no encoding.
+      url.search = `?mount=${blob.digest}&from=${from}`;
+      const reply = await this.request('POST', url);
+      if (reply.status === 201) return 'mounted';
+      if (reply.status !== 202) throw failure(reply, `mounting blob ${blob.digest} from ${from}`);
+      if (i < sources.length - 1) {
+        await this.cancelUpload(reply, uploads);
+        continue;
+      }
+      this.log.debug('the registry did not mount the blob; uploading it', { digest: blob.digest, from });
+      await this.finishUpload(reply, uploads, blob.digest, { size: blob.size, open });
+      return 'uploaded';
+    }
+    throw new PushError(`no repository to mount blob ${blob.digest} from`);
+  }
+
+  /** Ends an upload session we will not use; a registry that keeps it anyway expires it, so failures are only logged. */
+  private async cancelUpload(started: Reply, uploads: URL): Promise<void> {
+    const location = header(started, 'location');
+    if (location === undefined) return;
+    const reply = await this.request('DELETE', new URL(location, uploads)).catch((error: unknown) => ({ status: 0, headers: {}, body: Buffer.from((error as Error).message) }));
+    if (reply.status !== 204 && reply.status !== 200) this.log.debug('cancelling an unused upload session failed', { status: reply.status });
   }
 
   async uploadBlob(blob: Blob, open: () => Promise<Readable>, mode: UploadMode): Promise<UploadMode> {
@@ -403,6 +494,7 @@ class RegistryConnection {
       if (bearer.params.service) realm.searchParams.set('service', bearer.params.service);
       const scope = `repository:${this.target.name}:pull,push`;
       realm.searchParams.set('scope', this.target.identityTokenFile === undefined ? (bearer.params.scope ?? scope) : scope);
+      for (const from of this.pullScopes) realm.searchParams.append('scope', `repository:${from}:pull`);
       const agent = realm.protocol === 'https:' ? this.agents.https : this.agents.http;
       const reply = await exchange(agent, 'GET', realm, { Authorization: basic, Accept: 'application/json', 'User-Agent': USER_AGENT });
       if (reply.status !== 200) throw failure(reply, `getting a push token from ${realm.origin}${realm.pathname}`);

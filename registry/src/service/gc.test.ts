@@ -14,6 +14,7 @@ import { tempDirs } from '../test-support/temp-dirs.ts';
 import { startAuthServer, TEST_ADMIN_TOKEN } from '../http/test-support.ts';
 import { GarbageCollector, GC_STATE_KEY, PeriodicGc, type GcReport, type GcState } from './gc.ts';
 import { builtIndexKey } from '../builder/image-index.ts';
+import { recordKey, withPush } from '../push/push-locations.ts';
 
 const tempDir = tempDirs('nixery-gc-');
 const HOUR = 3600_000;
@@ -164,6 +165,17 @@ describe('garbage collection: what goes, and when', () => {
     const report = await twoRuns(f);
     assert.equal(report.deleted.blob.objects, 0);
     for (const digest of [oci.digest, docker.digest, amd64.manifest.digest, amd64.layer, arm64.manifest.digest, arm64.config]) assert.ok(await f.exists(digest), `${digest} is kept`);
+    assert.deepEqual(lines.filter((l) => /does not know/.test(String(l.msg))), [], 'understood, not kept as an unknown document');
+  });
+
+  it("sweeps blobs named only by a push record (push/push-locations.ts: what another registry holds), a kind it knows", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const f = await fixture({ log: createLogger({ write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }) });
+    const layer = await f.blob('a layer pushed elsewhere, since collected', 3 * GRACE);
+    await f.storage.putDocument(recordKey('registry.example:5000'), withPush(null, 'registry.example:5000', 'team/app', [layer.digest]));
+    const report = await twoRuns(f);
+    assert.equal(report.deleted.blob.objects, 1);
+    assert.equal(await f.exists(layer.digest), false);
     assert.deepEqual(lines.filter((l) => /does not know/.test(String(l.msg))), [], 'understood, not kept as an unknown document');
   });
 

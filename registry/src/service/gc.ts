@@ -237,6 +237,8 @@ export class GarbageCollector {
         }
       } else if ((segments[0] === 'tags' || segments[0] === 'pulled-tags') && value !== null && typeof value === 'object') {
         return; // tag listings name no digest
+      } else if (segments[0] === 'push-locations' && segments.length === 2 && value !== null && typeof value === 'object') {
+        return; // where `nixery build --push` put blobs in another registry: a hint that holds nothing here
       }
       // Anything else, and known kinds in an unexpected shape: every digest it mentions is kept.
       if (!understood) {

@@ -3,12 +3,11 @@ import type { Logger } from '../log/logger.ts';
 import type { StagingSweepOptions, StorageBackend } from './backend.ts';
 import { FilesystemStorage } from './filesystem.ts';
 
-// The cloud backends load their SDKs only when configured: @google-cloud/storage and
-// @aws-sdk/client-s3 take most of a process's start-up to import (measured: a `nixery build`
-// into filesystem storage spent longer loading them than in Node's own start), which every
-// cold `nixery build` Job and every server start paid for nothing.
-
-/** Builds and checks the configured backend; a backend that cannot work stops start-up with the reason. */
+/**
+ * Builds and checks the configured backend; a backend that cannot work stops start-up with the reason.
+ * The cloud backends are imported only when configured: their SDKs cost about half a second of CPU
+ * to load, which every `nixery build` (a rebuild of one changed layer takes about three) would pay.
+ */
 export async function openStorage(config: StorageConfig, log?: Logger, staging: StagingSweepOptions = {}): Promise<StorageBackend> {
   switch (config.backend) {
     case 'filesystem': {
@@ -31,8 +30,8 @@ export async function openStorage(config: StorageConfig, log?: Logger, staging: 
       return storage;
     }
     case 's3': {
-      const { S3Storage } = await import('./s3.ts');
       const { backend: _, ...settings } = config;
+      const { S3Storage } = await import('./s3.ts');
       const storage = new S3Storage({ ...staging, ...settings, ...(log ? { log: log.child({ component: 'storage' }) } : {}) });
       await storage.init();
       return storage;
