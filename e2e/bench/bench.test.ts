@@ -17,6 +17,8 @@ const EXPECTED = [
   'pack.compressed_size',
   'pack.image_rss',
   'pack.big_layer_rss',
+  'pack.big_path_throughput',
+  'pack.big_path_rss',
   'build.total',
   'build.evaluate_realise',
   'build.evaluate',

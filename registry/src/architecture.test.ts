@@ -29,6 +29,8 @@ interface Module {
   imports: string[];
   /** The modules importing this one loads. */
   loads: string[];
+  /** Those it loads before it runs (not by a dynamic `import()`). */
+  eager: string[];
 }
 
 /** Repository-relative paths of the modules a specifier names, if it names one of ours. */
@@ -40,18 +42,19 @@ function resolve(from: string, specifier: string): string | undefined {
 
 function parse(file: string): Module {
   const source = ts.createSourceFile(file, readFileSync(path.join(REPO, file), 'utf8'), ts.ScriptTarget.Latest);
-  const module: Module = { imports: [], loads: [] };
-  const add = (specifier: ts.Expression | undefined, typeOnly: boolean) => {
+  const module: Module = { imports: [], loads: [], eager: [] };
+  const add = (specifier: ts.Expression | undefined, typeOnly: boolean, dynamic = false) => {
     if (!specifier || !ts.isStringLiteral(specifier)) return;
     const target = resolve(file, specifier.text);
     if (target === undefined) return;
     module.imports.push(target);
     if (!typeOnly) module.loads.push(target);
+    if (!typeOnly && !dynamic) module.eager.push(target);
   };
   const visit = (node: ts.Node) => {
     if (ts.isImportDeclaration(node)) add(node.moduleSpecifier, node.importClause?.isTypeOnly ?? false);
     else if (ts.isExportDeclaration(node)) add(node.moduleSpecifier, node.isTypeOnly);
-    else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) add(node.arguments[0], false);
+    else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) add(node.arguments[0], false, true);
     else if (ts.isImportTypeNode(node)) add(ts.isLiteralTypeNode(node.argument) ? node.argument.literal : undefined, true);
     ts.forEachChild(node, visit);
   };
@@ -67,13 +70,14 @@ const files = WORKSPACES.flatMap((ws) =>
 const modules = new Map(files.map((f) => [f, parse(f)]));
 const product = files.filter((f) => !isTest(f));
 
-/** Every module `from` loads, itself included. */
-function loadedBy(from: string): Set<string> {
+/** Every module `from` loads (with `eagerOnly`, before it runs), itself included. */
+function loadedBy(from: string, eagerOnly = false): Set<string> {
   const seen = new Set<string>();
   const walk = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const next of modules.get(file)?.loads ?? []) walk(next);
+    const module = modules.get(file);
+    for (const next of (eagerOnly ? module?.eager : module?.loads) ?? []) walk(next);
   };
   walk(from);
   return seen;
@@ -123,6 +127,13 @@ describe('the product code', () => {
     };
     for (const f of product) if (!state.has(f)) walk(f);
     assert.deepEqual([...cycles].sort(), KNOWN_CYCLES);
+  });
+
+  it('the command line starts without the HTTP app or a cloud storage backend (each command loads what it uses)', () => {
+    const atStart = loadedBy('registry/src/cli/main.ts', true);
+    assert.ok(atStart.has('registry/src/runtime.ts'), 'the walk follows the command line\'s imports');
+    const offending = [...atStart].filter((f) => f.startsWith('registry/src/http/') || f === 'registry/src/server.ts' || f === 'registry/src/storage/gcs.ts' || f === 'registry/src/storage/s3.ts');
+    assert.deepEqual(offending, []);
   });
 
   it('the tar thread loads none of the event loop\'s side of pack/', () => {

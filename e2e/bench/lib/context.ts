@@ -12,6 +12,8 @@ export interface Sizes {
   corpusBytes: number;
   /** The single layer whose packing peak RSS is measured. */
   bigLayerBytes: number;
+  /** The single store path (Python and shared libraries) packed as one layer against pigz. */
+  bigPathBytes: number;
   /** Warm serving: the blob wrk downloads. */
   blobBytes: number;
   /** The image pulled concurrently. */
@@ -34,6 +36,7 @@ export interface Sizes {
 export const FULL: Sizes = {
   corpusBytes: 320_000_000,
   bigLayerBytes: 1 << 30,
+  bigPathBytes: 480_000_000,
   blobBytes: 100 << 20,
   pullImageBytes: 16 << 20,
   pulls: 50,
@@ -50,6 +53,7 @@ export const FULL: Sizes = {
 export const SMOKE: Sizes = {
   corpusBytes: 16_000_000,
   bigLayerBytes: 48 << 20,
+  bigPathBytes: 24_000_000,
   blobBytes: 8 << 20,
   pullImageBytes: 2 << 20,
   pulls: 8,

@@ -367,3 +367,80 @@ class RandomSource {
 function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
+
+export interface BigPath {
+  /** Read /nix/store/x at <root>/nix/store/x. */
+  root: string;
+  /** /nix/store/<hash>-<name>: the one store path. */
+  storePath: string;
+  bytes: number;
+  files: number;
+  /** Bytes of Python sources (and the rest of its library tree) and of shared libraries. */
+  textBytes: number;
+  libraryBytes: number;
+  libraries: number;
+}
+
+const BIG_PATH_VERSION = 1;
+// The issue's closure: Python's standard library and its shared libraries in one store path
+// (489 MB; 150 libraries, which make up most of the bytes).
+const BIG_PATH_TEXT_SHARE = 0.4;
+
+/**
+ * One store path of about `bytes` bytes like a Python environment: Python's library tree from
+ * /usr (thousands of small .py files, copied with their directories; copied again under
+ * site-packages/ until its share is filled) and shared libraries of 100 KB–24 MB from
+ * /usr/lib/x86_64-linux-gnu in lib/. Deterministic for a machine, generated once and reused.
+ */
+export function ensureBigPath(bytes: number, baseDir: string): BigPath {
+  const final = path.join(baseDir, `bigpath-${bytes}-v${BIG_PATH_VERSION}`);
+  const marker = path.join(final, 'bigpath.json');
+  if (fs.existsSync(marker)) return JSON.parse(fs.readFileSync(marker, 'utf8')) as BigPath;
+  fs.rmSync(final, { recursive: true, force: true });
+  const dir = `${final}.tmp-${process.pid}`;
+  fs.rmSync(dir, { recursive: true, force: true });
+  const name = 'python3-env-3.11.9';
+  const hashName = `${storeHash(`${name}-${bytes}`)}-${name}`;
+  const pkgDir = path.join(dir, 'nix', 'store', hashName);
+
+  const textBudget = bytes * BIG_PATH_TEXT_SHARE;
+  const pythonRoots = ['/usr/lib/python3.11', '/usr/lib/python3'].filter((r) => fs.existsSync(r));
+  const python = pythonRoots.flatMap((r) => collect([r], () => true, 0, 24 << 20, Infinity).map((s) => ({ ...s, rel: path.relative(r, s.path), root: path.basename(r) })));
+  const libraries = collect(['/usr/lib/x86_64-linux-gnu'], (f) => /\.so(\.|$)/.test(path.basename(f)) && isElf(f), 100 << 10, 24 << 20, Infinity);
+  if (python.length === 0 || libraries.length === 0) throw new Error('found no Python library tree or shared libraries under /usr to build the big store path from');
+
+  let textBytes = 0;
+  let files = 0;
+  for (let copy = 0, i = 0; textBytes < textBudget; i++) {
+    if (i === python.length) (i = 0), copy++;
+    const src = python[i]!;
+    // The first copy is the standard library, the next ones stand in for installed packages.
+    const base = copy === 0 ? path.join('lib', src.root) : path.join('lib', 'python3.11', 'site-packages', `vendored${copy}`, src.root);
+    const target = path.join(pkgDir, base, src.rel);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.copyFileSync(src.path, target);
+    fs.chmodSync(target, 0o444);
+    textBytes += src.size;
+    files++;
+  }
+  let libraryBytes = 0;
+  let libraryCount = 0;
+  for (let copy = 0, i = 0; textBytes + libraryBytes < bytes; i++) {
+    if (i === libraries.length) (i = 0), copy++;
+    const src = libraries[i]!;
+    const base = path.basename(src.path);
+    const target = path.join(pkgDir, copy === 0 ? 'lib' : path.join('lib', `vendored${copy}`), base);
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.copyFileSync(src.path, target);
+    fs.chmodSync(target, 0o555);
+    const link = base.replace(/\.so\..*$/, '.so');
+    const linkPath = path.join(path.dirname(target), link);
+    if (link !== base && !fs.existsSync(linkPath)) fs.symlinkSync(base, linkPath);
+    libraryBytes += src.size;
+    libraryCount++;
+    files++;
+  }
+  const big: BigPath = { root: final, storePath: `/nix/store/${hashName}`, bytes: textBytes + libraryBytes, files, textBytes, libraryBytes, libraries: libraryCount };
+  fs.writeFileSync(path.join(dir, 'bigpath.json'), JSON.stringify(big, null, 1));
+  return publish(dir, final, 'bigpath.json') as BigPath;
+}

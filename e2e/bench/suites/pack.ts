@@ -1,7 +1,7 @@
 // Layer packing throughput against tar | gzip -6 (per layer, one core) and tar | pigz -p 2 (the
 // whole image, both cores), and the packer's peak RSS on a 1 GiB layer.
 import path from 'node:path';
-import { ensureBigTree, ensureCorpus } from '../lib/corpus.ts';
+import { ensureBigPath, ensureBigTree, ensureCorpus } from '../lib/corpus.ts';
 import { PACK_WORKER, MB, type Context } from '../lib/context.ts';
 import { bash, mkdirp, runOk } from '../lib/exec.ts';
 import { median, type Figures } from '../lib/figures.ts';
@@ -99,6 +99,49 @@ export async function packSuite(ctx: Context, figures: Figures): Promise<void> {
     unit: 'MB',
     better: 'lower',
     ours: bigRun.maxRssKiB / 1024,
+    baselineLabel: 'absolute',
+    target: { kind: 'abs-max', value: 200 },
+  });
+
+  await bigPathCase(ctx, figures);
+}
+
+/** One store path of many small files and some big ones, as one layer: no layer-level parallelism to hide behind. */
+async function bigPathCase(ctx: Context, figures: Figures): Promise<void> {
+  const big = ensureBigPath(ctx.sizes.bigPathBytes, ctx.cacheDir);
+  ctx.log(`pack: one store path of ${(big.bytes / MB).toFixed(0)} MB, ${big.files} files (${(big.textBytes / MB).toFixed(0)} MB of Python's library tree, ${big.libraries} shared libraries of ${(big.libraryBytes / MB).toFixed(0)} MB)`);
+  const script = `cd ${big.root} && ${TAR} ${big.storePath.slice(1)} | pigz -p 2 -6 > /dev/null`;
+  const samples = { ours: [] as number[], pigz: [] as number[], rss: [] as number[] };
+  for (let i = 0; i < ctx.sizes.iterations; i++) {
+    const steps: (() => Promise<void>)[] = [
+      async () => {
+        const r = await packWorker({ root: big.root, layers: [[big.storePath]], concurrency: 1, sink: 'discard' });
+        samples.ours.push(r.ms);
+        samples.rss.push(r.maxRssKiB);
+      },
+      async () => void samples.pigz.push((await bash(script)).ms),
+    ];
+    for (const s of i % 2 === 0 ? [0, 1] : [1, 0]) await steps[s]!();
+    ctx.log(`pack: big path iteration ${i + 1}: ours ${samples.ours.at(-1)!.toFixed(0)} ms (peak RSS ${(samples.rss.at(-1)! / 1024).toFixed(0)} MB), pigz ${samples.pigz.at(-1)!.toFixed(0)} ms`);
+  }
+  const asRate = (ms: number[]) => ms.map((m) => big.bytes / MB / (m / 1000));
+  figures.add({
+    id: 'pack.big_path_throughput',
+    label: `packing throughput, one store path of ${(big.bytes / MB).toFixed(0)} MB and ${big.files} files as one layer`,
+    unit: 'MB/s',
+    better: 'higher',
+    ours: big.bytes / MB / (median(samples.ours) / 1000),
+    baseline: big.bytes / MB / (median(samples.pigz) / 1000),
+    baselineLabel: 'tar | pigz -p 2 -6 of the same path',
+    target: { kind: 'ratio-min', value: 1.0 },
+    samples: { ours: asRate(samples.ours), baseline: asRate(samples.pigz) },
+  });
+  figures.add({
+    id: 'pack.big_path_rss',
+    label: 'peak RSS packing that store path',
+    unit: 'MB',
+    better: 'lower',
+    ours: median(samples.rss) / 1024,
     baselineLabel: 'absolute',
     target: { kind: 'abs-max', value: 200 },
   });

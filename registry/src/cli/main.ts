@@ -14,7 +14,7 @@ import { ConfigError, loadConfig } from '../config/config.ts';
 import { ARM64, imageFromName, isValidRepositoryName } from '../image/name.ts';
 import { InvalidPlatformsError, parsePlatforms, PLATFORMS, type Platform } from '../image/platform.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
-import { createLeases, createRuntime, startServer } from '../server.ts';
+import { createLeases, createRuntime } from '../runtime.ts';
 import { parseHostPort, startForwarder, type HostPort } from '../forward/tcp-forward.ts';
 import { NodeConfigUsageError, parseInstance, parseRegistryHost, parseServer } from '../node-config/files.ts';
 import { NodeConfigSync, startReadinessServer } from '../node-config/sync.ts';
@@ -86,6 +86,8 @@ program
     }
     let server;
     try {
+      // Loaded here: `nixery build` and the other commands never need the HTTP app.
+      const { startServer } = await import('../server.ts');
       server = await startServer(runtime, options.host);
     } catch (error) {
       // The authentication files (htpasswd, policy, token key) are read here: a bad one is a configuration error.

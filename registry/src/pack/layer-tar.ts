@@ -23,11 +23,13 @@ export interface BlockCut {
   slots: number;
 }
 
-export const GZIP_CUT: BlockCut = { size: TAR_BLOCK_SIZE, slots: 8 };
+// Gzip keeps 4 blocks per deflating thread in flight (parallel-gzip.ts), plus the one held as the next
+// block's dictionary and a few ready.
+export const GZIP_CUT: BlockCut = { size: TAR_BLOCK_SIZE, slots: 16 };
 // Memory of finished layers, for the next ones: a SharedArrayBuffer is freed only once both
 // threads have collected it, and an image of many small layers would otherwise hold one per layer.
-// Four of gzip's 1 MiB; two (the builder packs two layers at a time) of anything bigger.
-const pooledMemories = (byteLength: number) => (byteLength <= 1024 * 1024 ? 4 : 2);
+// Four of gzip's 2 MiB; two (the builder packs two layers at a time) of anything bigger.
+const pooledMemories = (byteLength: number) => (byteLength <= GZIP_CUT.size * GZIP_CUT.slots ? 4 : 2);
 /** Pooled memory by its byte length (a cut's size × slots). */
 const memories = new Map<number, SharedArrayBuffer[]>();
 
