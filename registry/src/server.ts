@@ -26,6 +26,7 @@ import { TagIndex } from './service/tags.ts';
 import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { openStorage } from './storage/create.ts';
+import { setSharedDeflatePurpose } from './pack/deflate-pool.ts';
 import { Leases, type LeaseEvent } from './storage/lease.ts';
 
 export interface Runtime {
@@ -110,6 +111,8 @@ export function createLeases(storage: StorageBackend, config: Config, log: Logge
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
   const { config, log } = runtime;
+  // Builds pack with a core left to the event loop, which serves while they run.
+  setSharedDeflatePurpose('serve');
   // Sessions live in the shared storage: any replica on it continues any of them.
   const uploads = new Uploads(runtime.storage.uploads);
   const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });
