@@ -25,6 +25,7 @@ describe('summarize', () => {
     assert.equal(s.failed, 1);
     assert.equal(s.p50Ms, 7);
     assert.equal(s.p99Ms, 50);
+    assert.equal(s.firstFailure, 'status 500');
   });
 });
 

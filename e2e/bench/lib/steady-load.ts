@@ -98,15 +98,25 @@ export interface LatencySummary {
   p99Ms: number;
   /** Requests a second actually sent over the window. */
   rate: number;
+  /** What went wrong with the first failed request, if one did. */
+  firstFailure?: string;
 }
 
 /** Latency percentiles of one target's samples that were due within [from, to). */
 export function summarize(samples: Sample[], target: string, from = -Infinity, to = Infinity): LatencySummary {
   const chosen = samples.filter((s) => s.target === target && s.dueAt >= from && s.dueAt < to);
   const latencies = chosen.map((s) => s.endedAt - s.dueAt).sort((a, b) => a - b);
-  const failed = chosen.filter((s) => s.error !== undefined || s.status < 200 || s.status > 299).length;
+  const failures = chosen.filter((s) => s.error !== undefined || s.status < 200 || s.status > 299);
   const span = chosen.length > 1 ? (chosen.at(-1)!.dueAt - chosen[0]!.dueAt) / 1000 : NaN;
-  return { requests: chosen.length, failed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), rate: chosen.length / span };
+  const first = failures[0];
+  return {
+    requests: chosen.length,
+    failed: failures.length,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    rate: chosen.length / span,
+    ...(first ? { firstFailure: `status ${first.status}${first.error ? `: ${first.error}` : ''}` } : {}),
+  };
 }
 
 /** The nearest-rank percentile of sorted values (NaN for none). */

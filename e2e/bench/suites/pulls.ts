@@ -161,7 +161,7 @@ function summarizeRun(samples: Sample[], from?: number, to?: number): Run {
 /** A load whose answers were not all 2xx (or had too few samples) measured something else: no figure from it. */
 function checked(what: string, run: Run): Run {
   for (const [target, s] of Object.entries(run)) {
-    if (s.failed > 0 || s.requests < 10) throw new Error(`${what}: ${s.failed} of ${s.requests} ${target} requests failed (or too few were sent)`);
+    if (s.failed > 0 || s.requests < 10) throw new Error(`${what}: ${s.failed} of ${s.requests} ${target} requests failed (or too few were sent)${s.firstFailure ? `; the first: ${s.firstFailure}` : ''}`);
   }
   return run;
 }
