@@ -1,4 +1,4 @@
-// `npm run bench [-- --smoke] [--only pack,build,rebuild,serve,operator,storage] [--out DIR]`: every figure
+// `npm run bench [-- --smoke] [--only pack,build,rebuild,serve,pulls,operator,storage] [--out DIR]`: every figure
 // against its baseline, measured side by side in this run; prints the table and writes it to
 // e2e/bench/results/ as JSON and Markdown (latest.* for a full run, smoke.* for --smoke).
 import fs from 'node:fs';
@@ -11,11 +11,12 @@ import { Figures, renderMarkdown, renderText, type RunInfo } from './lib/figures
 import { buildSuite } from './suites/build.ts';
 import { operatorSuite } from './suites/operator.ts';
 import { packSuite } from './suites/pack.ts';
+import { pullsSuite } from './suites/pulls.ts';
 import { rebuildSuite } from './suites/rebuild.ts';
 import { serveSuite } from './suites/serve.ts';
 import { storageSuite } from './suites/storage.ts';
 
-const SUITES = { pack: packSuite, build: buildSuite, rebuild: rebuildSuite, serve: serveSuite, operator: operatorSuite, storage: storageSuite } as const;
+const SUITES = { pack: packSuite, build: buildSuite, rebuild: rebuildSuite, serve: serveSuite, pulls: pullsSuite, operator: operatorSuite, storage: storageSuite } as const;
 type SuiteName = keyof typeof SUITES;
 
 interface Args {
@@ -39,7 +40,7 @@ function parseArgs(argv: string[]): Args {
     } else if (a === '--out' || a.startsWith('--out=')) {
       args.out = a.includes('=') ? a.slice('--out='.length) : argv[++i] ?? '';
     } else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: npm run bench [-- --smoke] [--only pack,build,rebuild,serve,operator,storage] [--out DIR] [--keep]\n');
+      process.stdout.write('usage: npm run bench [-- --smoke] [--only pack,build,rebuild,serve,pulls,operator,storage] [--out DIR] [--keep]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }

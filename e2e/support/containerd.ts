@@ -18,22 +18,7 @@ export async function startContainerd(): Promise<Containerd> {
   const dir = await tempDir('nixery-e2e-containerd-');
   const socket = path.join(dir, 'containerd.sock');
   const config = path.join(dir, 'config.toml');
-  await fs.writeFile(
-    config,
-    [
-      'version = 2',
-      `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]',
-      '[grpc]',
-      `  address = "${socket}"`,
-      '[ttrpc]',
-      `  address = "${socket}.ttrpc"`,
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = "${dir}/opt"`,
-      '',
-    ].join('\n'),
-  );
+  await fs.writeFile(config, containerdConfig(dir, socket));
   const child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
@@ -60,4 +45,21 @@ export async function stopContainerd(containerd: Containerd | undefined): Promis
   if (!containerd) return;
   await stopChild(containerd.child);
   await fs.rm(containerd.dir, { recursive: true, force: true });
+}
+
+/** The configuration of a private containerd kept under `dir` (no CRI: the image store and snapshotter only). */
+export function containerdConfig(dir: string, socket: string): string {
+  return [
+    'version = 2',
+    `root = "${dir}/root"`,
+    `state = "${dir}/state"`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]',
+    '[grpc]',
+    `  address = "${socket}"`,
+    '[ttrpc]',
+    `  address = "${socket}.ttrpc"`,
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = "${dir}/opt"`,
+    '',
+  ].join('\n');
 }

@@ -18,9 +18,12 @@ import { Purger } from './service/purge.ts';
 import { NixStoreCollector, PeriodicNixStoreGc } from './nix/store-gc.ts';
 import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
+import { setSharedPoolPurpose } from './pack/compression-pool.ts';
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
   const { config, log } = runtime;
+  // Builds pack with a core left to the event loop, which serves while they run.
+  setSharedPoolPurpose('serve');
   // Sessions live in the shared storage: any replica on it continues any of them.
   const uploads = new Uploads(runtime.storage.uploads);
   const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });

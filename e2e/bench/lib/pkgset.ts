@@ -17,6 +17,11 @@ export interface PackageSetSpec {
   pull?: CorpusPackage[];
   /** Size of the random file in `benchblob`. */
   blobBytes?: number;
+  /**
+   * More nonces: each gives an attribute `coldapp<i>`, the `benchapp` of a set built with that
+   * nonce, so one package source (one registry) holds several images that are each cold once.
+   */
+  variantNonces?: string[];
 }
 
 const nixString = (s: string) => JSON.stringify(s).replaceAll('${', '\\${');
@@ -41,7 +46,7 @@ let
     name = "busybox-static";
     filter = p: _type: baseNameOf p == "busybox";
   };
-  nonce = ${nixString(spec.nonce)};
+  setWith = nonce: let
   build = name: script: env: derivation ({
     inherit name system nonce;
     builder = "\${busyboxStatic}/busybox";
@@ -85,7 +90,10 @@ ${packages}
       echo "http 80/tcp" > $out/etc/services
     '' { };
   };
-in pkgs
+  in pkgs;
+in setWith ${nixString(spec.nonce)} // {
+${(spec.variantNonces ?? []).map((n, i) => `  coldapp${i} = (setWith ${nixString(n)}).benchapp;`).join('\n')}
+}
 `;
   fs.writeFileSync(path.join(spec.dir, 'default.nix'), text);
   return spec.dir;

@@ -11,15 +11,7 @@ import { median, type Figures } from '../lib/figures.ts';
 import { forgetPackageSet, writePackageSet } from '../lib/pkgset.ts';
 import { startDockerRegistry, startNginx, startNixery, type Server } from '../lib/servers.ts';
 import { wrk, type WrkResult } from '../lib/wrk.ts';
-
-const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
-// What containerd sends: docker-registry keeps the OCI manifest skopeo copied and answers a
-// Docker-only Accept with 404, so the load uses a list every registry can answer.
-const ANY_MANIFEST = [DOCKER_MANIFEST, 'application/vnd.docker.distribution.manifest.list.v2+json', 'application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json'].join(', ');
-
-interface Manifest {
-  layers: { digest: string; size: number }[];
-}
+import { ANY_MANIFEST, buildsTotal, DOCKER_MANIFEST, getManifest } from '../lib/registry-api.ts';
 
 export async function serveSuite(ctx: Context, figures: Figures): Promise<void> {
   const corpus = ensureCorpus(ctx.sizes.corpusBytes, ctx.cacheDir);
@@ -260,23 +252,6 @@ function errorNote(ours: WrkResult[], baseline: WrkResult[]): { note?: string } 
   const o = bad(ours);
   const b = bad(baseline);
   return o || b ? { note: `errors or non-2xx answers during the runs: ours ${o}, baseline ${b}` } : {};
-}
-
-async function getManifest(url: string, image: string): Promise<Manifest> {
-  const response = await fetch(`${url}/v2/${image}/manifests/latest`, { headers: { Accept: DOCKER_MANIFEST }, signal: AbortSignal.timeout(900_000) });
-  const text = await response.text();
-  if (response.status !== 200) throw new Error(`GET ${image}:latest answered ${response.status}: ${text.slice(0, 500)}`);
-  return JSON.parse(text) as Manifest;
-}
-
-async function buildsTotal(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const match = /^nixery_builds_total(?:\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (match) sum += Number(match[1]);
-  }
-  return sum;
 }
 
 /** Corpus packages, smallest first, adding up to about `bytes`. */
