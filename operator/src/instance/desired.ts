@@ -29,6 +29,7 @@ import {
   type PackageSource,
   type RegistrySettings,
 } from '@nixery/registry/operator-api';
+import { instanceLayerCompression, layerCompressionEnv, withEnv } from '../api/layer-compression.ts';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 import {
@@ -169,7 +170,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
   };
   const source = packageSourceOf(spec.packageSource);
   if (source) settings.source = source;
-  return [...containerEnv(settings), ...s3CredentialEnvironment(spec)];
+  return [...withEnv(containerEnv(settings), layerCompressionEnv(instanceLayerCompression(instance))), ...s3CredentialEnvironment(spec)];
 }
 
 /**
