@@ -53,7 +53,7 @@ export async function packZstdFigures(ctx: Context, figures: Figures, corpus: Co
     ours: oursBytes / MB,
     baseline: gzipImageBytes / MB,
     baselineLabel: 'our gzip image',
-    note: `tar | zstd -T2 -3 of the same paths, one stream: ${(zstdBytes / MB).toFixed(1)} MB (ours ${((oursBytes / zstdBytes - 1) * 100).toFixed(1)} % more: no match crosses a 4 MiB frame)`,
+    note: `tar | zstd -T2 -3 of the same paths, one stream: ${(zstdBytes / MB).toFixed(1)} MB (ours ${((oursBytes / zstdBytes - 1) * 100).toFixed(1)} % more: no match crosses a layer or a 4 MiB frame)`,
   });
   figures.add({
     id: 'pack.zstd_rss',
