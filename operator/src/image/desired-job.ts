@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { V1Job, V1ServiceAccount, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { buildArgs, CA_MOUNT, containerEnv, IDENTITY_TOKEN_MOUNT, type RegistrySettings } from '@nixery/registry/operator-api';
-import { DEFAULT_LAYER_COMPRESSION, imageLayerCompression, layerCompressionEnv, withEnv } from '../api/layer-compression.ts';
+import { DEFAULT_LAYER_COMPRESSION, imageLayerCompression, layerCompressionSetting } from '../api/layer-compression.ts';
 import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import { DEFAULT_NIX_RESOURCES, restrictedContainerSecurityContext, restrictedPodSecurityContext } from '../kube/pod-security.ts';
@@ -79,8 +79,9 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     nixTimeoutSeconds: instance.spec.nixTimeout,
     ...(instance.spec.popularityUrl ? { popularityUrl: instance.spec.popularityUrl } : {}),
     ...(source ? { source } : {}),
+    ...layerCompressionSetting(imageLayerCompression(image, instance)),
   };
-  const env = withEnv(containerEnv(settings), layerCompressionEnv(imageLayerCompression(image, instance)));
+  const env = containerEnv(settings);
   const tls = tlsMode(instance) !== undefined;
   // No static secret: the build pushes as its own ServiceAccount, which the instance's policy
   // lets write this image's repository and nothing else.
