@@ -5,7 +5,8 @@
 //   node e2e/bench/pack-worker.ts '{"root":...,"layers":[[...paths]],"concurrency":2,"sink":"discard"}'
 // prints one JSON line: wall time of the packing, bytes in and out per layer, peak RSS.
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, renameSync } from 'node:fs';
+import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { mapLimited } from '../../registry/dist/cache/single-flight.js';
@@ -22,13 +23,15 @@ export interface PackJob {
   storageDir?: string;
   /** Where `discard` writes instead of dropping (for checking the output). */
   outFile?: string;
+  /** Where `discard` writes each layer instead, as `<blobDir>/<hex of its digest>` (an OCI layout's blobs/sha256). */
+  blobDir?: string;
   /** Default gzip. */
   compression?: 'gzip' | 'zstd';
 }
 
 export interface PackReport {
   ms: number;
-  layers: { uncompressed: number; compressed: number; digest: string }[];
+  layers: { uncompressed: number; compressed: number; digest: string; diffId: string }[];
   maxRssKiB: number;
   userMs: number;
   systemMs: number;
@@ -42,7 +45,7 @@ async function main(): Promise<void> {
     await storage.init();
   }
   const started = performance.now();
-  const layers = await mapLimited(job.layers, job.concurrency, async (paths) => {
+  const layers = await mapLimited(job.layers, job.concurrency, async (paths, index) => {
     const compressed = compressLayer(storePathsTar(paths, { root: job.root }), { compression: job.compression ?? 'gzip' });
     let digest: string;
     let size: number;
@@ -60,10 +63,13 @@ async function main(): Promise<void> {
           cb(null, chunk);
         },
       });
-      await pipeline(compressed.stream, hashing, job.outFile ? createWriteStream(job.outFile) : new Writable({ write: (_chunk, _enc, cb) => cb() }));
-      digest = `sha256:${hash.digest('hex')}`;
+      const partFile = job.blobDir ? path.join(job.blobDir, `part-${index}`) : job.outFile;
+      await pipeline(compressed.stream, hashing, partFile ? createWriteStream(partFile) : new Writable({ write: (_chunk, _enc, cb) => cb() }));
+      const hex = hash.digest('hex');
+      if (job.blobDir) renameSync(partFile!, path.join(job.blobDir, hex));
+      digest = `sha256:${hex}`;
     }
-    return { uncompressed: await compressed.uncompressedSize, compressed: size, digest };
+    return { uncompressed: await compressed.uncompressedSize, compressed: size, digest, diffId: await compressed.diffId };
   });
   const ms = performance.now() - started;
   const usage = process.resourceUsage();

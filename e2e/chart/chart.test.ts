@@ -85,6 +85,7 @@ const BAD_VALUES: { name: string; values: object; helm3: RegExp; helm4: RegExp }
   { name: 'a storage size that is no quantity', values: { instance: { storage: { persistentVolume: { size: 'lots' } } } }, helm3: /instance\.storage\.persistentVolume\.size: Does not match pattern/, helm4: /at '\/instance\/storage\/persistentVolume\/size': 'lots' does not match pattern/ },
   { name: 'a port out of range', values: { operator: { healthPort: 70000 } }, helm3: /operator\.healthPort: Must be less than or equal to 65535/, helm4: /at '\/operator\/healthPort': maximum: got 70,?000, want 65,?535/ },
   { name: 'onDemand as a string', values: { instance: { onDemand: 'no' } }, helm3: /instance\.onDemand: Invalid type\. Expected: boolean, given: string/, helm4: /at '\/instance\/onDemand': got string, want boolean/ },
+  { name: 'a layer compression outside the enum', values: { instance: { layerCompression: 'brotli' } }, helm3: /instance\.layerCompression must be one of the following: "gzip", "zstd"/, helm4: /at '\/instance\/layerCompression': value must be one of 'gzip', 'zstd'/ },
   { name: 'a package entry that is no attribute path', values: { instance: { packages: { allow: ['hello', 'shell/git'] } } }, helm3: /instance\.packages\.allow\.1: Does not match pattern/, helm4: /at '\/instance\/packages\/allow\/1': 'shell\/git' does not match pattern/ },
   { name: 'packages as a comma-separated string', values: { instance: { packages: { deny: 'nano,htop' } } }, helm3: /instance\.packages\.deny: Invalid type\. Expected: array, given: string/, helm4: /at '\/instance\/packages\/deny': got string, want array/ },
   { name: 'a closure size that is no quantity', values: { instance: { limits: { maxClosureSize: '10GB' } } }, helm3: /instance\.limits\.maxClosureSize: Does not match pattern/, helm4: /at '\/instance\/limits\/maxClosureSize': '10GB' does not match pattern/ },
@@ -217,9 +218,12 @@ for (const version of HELM_VERSIONS) {
         port: 8080,
         storage: { persistentVolume: { size: '20Gi', accessModes: ['ReadWriteOnce'] } },
         nixTimeout: 60,
+        layerCompression: 'gzip',
         service: { type: 'ClusterIP', port: 5000 },
         onDemand: true,
       });
+      const zstd = await render(helm, ['--set', 'instance.enabled=true', '--set', 'instance.layerCompression=zstd']);
+      assert.equal(find<KubernetesObject & { spec: Record<string, unknown> }>(zstd, 'NixeryInstance')[0]!.spec.layerCompression, 'zstd');
       const gcs = await render(helm, ['-f', path.join(VALUES_DIR, 'instance-gcs-ha.yaml')]);
       assert.deepEqual(find<KubernetesObject & { spec: { storage: unknown } }>(gcs, 'NixeryInstance')[0]!.spec.storage, {
         gcs: { bucket: 'my-nixery-layers', credentialsSecret: { name: 'nixery-gcs-key', key: 'service-account.json' }, signedUrls: false },

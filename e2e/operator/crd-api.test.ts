@@ -191,6 +191,18 @@ describe('the nixery.dev CRDs in a cluster', () => {
       assert.deepEqual(created.spec.build, build);
     });
 
+    it('layerCompression is gzip or zstd: an instance defaults to gzip, a NixImage leaves it to its instance', async () => {
+      type Compressed = { spec: { layerCompression?: string } };
+      assert.equal(((await dryRunCreate('nixeryinstances', instance('compression', {}))) as Compressed).spec.layerCompression, 'gzip');
+      assert.equal(((await dryRunCreate('nixeryinstances', instance('compression', { layerCompression: 'zstd' }))) as Compressed).spec.layerCompression, 'zstd');
+      const imageSpec = { instanceRef: { name: 'nixery' }, packages: ['hello'] };
+      assert.equal(((await dryRunCreate('niximages', image('compression', imageSpec))) as Compressed).spec.layerCompression, undefined, "unset: the instance's");
+      assert.equal(((await dryRunCreate('niximages', image('compression', { ...imageSpec, layerCompression: 'gzip' }))) as Compressed).spec.layerCompression, 'gzip');
+      const unsupported = /Unsupported value: "brotli": supported values: "gzip", "zstd"/;
+      assertInvalid(await refusal(dryRunCreate('nixeryinstances', instance('compression', { layerCompression: 'brotli' }))), 'spec.layerCompression', unsupported);
+      assertInvalid(await refusal(dryRunCreate('niximages', image('compression', { ...imageSpec, layerCompression: 'brotli' }))), 'spec.layerCompression', unsupported);
+    });
+
     it('a NixImage keeps its instanceRef, name and tag; its packages may change', async () => {
       await create('niximages', image('moving', { instanceRef: { name: 'nixery' }, packages: ['hello'], tag: 'v1' }));
       assertInvalid(await refusal(patch('niximages', 'moving', { spec: { instanceRef: { name: 'other' } } })), 'spec.instanceRef', /spec\.instanceRef is immutable/);

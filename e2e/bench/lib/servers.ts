@@ -1,10 +1,8 @@
 // The servers compared: our registry (`nixery serve`), Debian's docker-registry (the CNCF
 // distribution registry) with filesystem storage, and nginx serving files. All on loopback,
 // each with its own temporary directory and its default per-request logging, into a file.
-// Also a private containerd, the client whose pulls are timed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { containerdConfig } from '../../support/containerd.ts';
 import { dockerRegistryConfig } from '../../support/docker-registry.ts';
 import { NIXERY_BIN } from './context.ts';
 import { freePort } from '@nixery/test-support';
@@ -79,20 +77,3 @@ http {
   return { daemon, host: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}`, dir, stop: () => daemon.stop() };
 }
 
-export interface ContainerdServer {
-  daemon: Daemon;
-  socket: string;
-  stop(): Promise<void>;
-}
-
-/** A containerd of its own under `dir` (root, state, socket), as e2e/support/containerd.ts starts for the tests. */
-export async function startContainerd(dir: string): Promise<ContainerdServer> {
-  const socket = path.join(dir, 'containerd.sock');
-  const config = path.join(dir, 'config.toml');
-  fs.writeFileSync(config, containerdConfig(dir, socket));
-  const daemon = await startDaemon('containerd', 'containerd', ['--config', config], {
-    logFile: path.join(dir, 'containerd.log'),
-    ready: async () => (await run('ctr', ['--address', socket, 'version'], { timeoutMs: 10_000 })).code === 0,
-  });
-  return { daemon, socket, stop: () => daemon.stop() };
-}

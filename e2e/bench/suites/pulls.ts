@@ -13,7 +13,8 @@ import { mkdirp, runOk } from '../lib/exec.ts';
 import { median, type Figures } from '../lib/figures.ts';
 import { forgetPackageSet, writePackageSet } from '../lib/pkgset.ts';
 import { ANY_MANIFEST, buildsTotal, getManifest } from '../lib/registry-api.ts';
-import { startContainerd, startDockerRegistry, startNixery, type Server } from '../lib/servers.ts';
+import { startBenchContainerd } from '../lib/containerd.ts';
+import { startDockerRegistry, startNixery, type Server } from '../lib/servers.ts';
 import { steadyLoad, summarize, type LatencySummary, type Sample, type SteadyTarget } from '../lib/steady-load.ts';
 
 /** The steady load: a node pulling resolves manifests far more often than it downloads layers. */
@@ -168,12 +169,10 @@ function checked(what: string, run: Run): Run {
 
 /** Milliseconds of `ctr images pull` into a containerd started for it alone (its content store empty). */
 async function containerdPull(dir: string, reference: string): Promise<number> {
-  const containerd = await startContainerd(dir);
+  const containerd = await startBenchContainerd(dir);
   try {
-    const pulled = await runOk('ctr', ['--address', containerd.socket, 'images', 'pull', '--plain-http', reference], { timeoutMs: 600_000 });
-    return pulled.ms;
+    return (await containerd.ctr(['images', 'pull', '--plain-http', reference])).ms;
   } finally {
     await containerd.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

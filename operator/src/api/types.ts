@@ -40,6 +40,9 @@ export interface S3StorageSpec {
   roleArn?: string;
 }
 
+/** How the registry compresses the layers it builds (NIXERY_LAYER_COMPRESSION). */
+export type LayerCompression = 'gzip' | 'zstd';
+
 export interface NixeryInstanceSpec {
   image: string;
   replicas: number;
@@ -69,6 +72,8 @@ export interface NixeryInstanceSpec {
    * unset or 0: off. Only for images whose programs live outside /nix/store or are rooted there.
    */
   nixStoreGc?: { intervalSeconds?: number; maxFreed?: string };
+  /** The layers it builds, on demand and in NixImage build Jobs; the CRD defaults it to gzip. */
+  layerCompression?: LayerCompression;
   popularityUrl?: string;
   service: { type: 'ClusterIP' | 'NodePort' | 'LoadBalancer'; port: number };
   nodeLocal?: { enabled: boolean; hostPort: number };
@@ -198,6 +203,8 @@ export interface NixImageSpec {
   rebuildInterval?: string;
   /** Several: an image per platform and an OCI image index of them under the tag; unset: the node's architecture. */
   platforms?: Platform[];
+  /** Its build Job's layers; unset: the instance's spec.layerCompression. */
+  layerCompression?: LayerCompression;
 }
 
 export interface NixImageStatus {

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { V1Job, V1ServiceAccount, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { buildArgs, CA_MOUNT, containerEnv, IDENTITY_TOKEN_MOUNT, type RegistrySettings } from '@nixery/registry/operator-api';
+import { DEFAULT_LAYER_COMPRESSION, imageLayerCompression, layerCompressionSetting } from '../api/layer-compression.ts';
 import { API_VERSION, type NixeryInstance, type NixImage } from '../api/types.ts';
 import { commonLabels, controllerReference } from '../kube/labels.ts';
 import { DEFAULT_NIX_RESOURCES, restrictedContainerSecurityContext, restrictedPodSecurityContext } from '../kube/pod-security.ts';
@@ -57,6 +58,8 @@ export function buildHash(image: NixImage, instance: NixeryInstance, inputs: Bui
     rebuildEpoch: inputs.rebuildEpoch ?? null,
     // Only when set, so that the Jobs of images without platforms keep their names.
     ...(image.spec.platforms ? { platforms: image.spec.platforms } : {}),
+    // Only when not the default, so that the Jobs of images built as before keep their names.
+    ...(imageLayerCompression(image, instance) !== DEFAULT_LAYER_COMPRESSION ? { layerCompression: imageLayerCompression(image, instance) } : {}),
     // Only when on, so that the Jobs of instances without TLS keep their names.
     ...(tlsMode(instance) ? { scheme: 'https' } : {}),
   };
@@ -76,6 +79,7 @@ export function desiredBuildJob(image: NixImage, instance: NixeryInstance, input
     nixTimeoutSeconds: instance.spec.nixTimeout,
     ...(instance.spec.popularityUrl ? { popularityUrl: instance.spec.popularityUrl } : {}),
     ...(source ? { source } : {}),
+    ...layerCompressionSetting(imageLayerCompression(image, instance)),
   };
   const env = containerEnv(settings);
   const tls = tlsMode(instance) !== undefined;

@@ -118,6 +118,21 @@ describe('the build Job of a NixImage', () => {
     assert.notEqual(job.metadata!.name, desiredBuildJob(image({ platforms: ['linux/arm64'] }), instance).metadata!.name);
   });
 
+  it('builds zstd layers when the image or, failing that, its instance asks for them; a new Job, gzip Jobs keep their names', () => {
+    const compression = (job: ReturnType<typeof desiredBuildJob>) => job.spec!.template.spec!.containers[0]!.env!.find((e) => e.name === 'NIXERY_LAYER_COMPRESSION')?.value;
+    const zstdInstance = testInstance({ layerCompression: 'zstd' }, { uid: 'i-uid' });
+    assert.equal(compression(desiredBuildJob(image(), zstdInstance)), 'zstd', "the instance's choice");
+    assert.equal(compression(desiredBuildJob(image({ layerCompression: 'zstd' }), instance)), 'zstd', "the image's own");
+    assert.equal(compression(desiredBuildJob(image({ layerCompression: 'gzip' }), zstdInstance)), undefined, "the image's gzip wins over the instance's zstd: the registry's default");
+    assert.equal(compression(desiredBuildJob(image(), instance)), undefined);
+
+    const gzipJob = desiredBuildJob(image(), instance);
+    assert.deepEqual(desiredBuildJob(image({ layerCompression: 'gzip' }), instance), gzipJob, 'gzip said out loud is the same Job');
+    assert.deepEqual(desiredBuildJob(image({ layerCompression: 'gzip' }), zstdInstance).metadata!.name, gzipJob.metadata!.name);
+    assert.notEqual(desiredBuildJob(image(), zstdInstance).metadata!.name, gzipJob.metadata!.name, 'other layers, another build');
+    assert.equal(desiredBuildJob(image(), zstdInstance).metadata!.name, desiredBuildJob(image({ layerCompression: 'zstd' }), instance).metadata!.name);
+  });
+
   it('is named after the image and a hash of what it builds: stable, and new when the spec changes', () => {
     const a = desiredBuildJob(image(), instance).metadata!.name!;
     assert.equal(a, desiredBuildJob(image(), instance).metadata!.name);

@@ -269,6 +269,17 @@ describe('desired objects of a NixeryInstance', () => {
     }
   });
 
+  it('compresses layers with zstd when spec.layerCompression says so; gzip, the default, leaves the environment as it was', () => {
+    const zstd = desiredInstance(instance({ layerCompression: 'zstd' }));
+    const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(zstd);
+    assert.equal(env.NIXERY_LAYER_COMPRESSION, 'zstd');
+    assert.equal(load(env).layerCompression, 'zstd', 'as the registry reads it');
+    for (const gzip of [instance(), instance({ layerCompression: 'gzip' }), instance({ layerCompression: undefined })]) {
+      assert.equal(envOf(desiredInstance(gzip)).NIXERY_LAYER_COMPRESSION, undefined);
+      assert.deepEqual(desiredInstance(gzip).deployment, desiredInstance(instance()).deployment, 'the same pods as before the field existed');
+    }
+  });
+
   it('passes the storage quota to the registry as NIXERY_STORAGE_QUOTA, which it reads back in bytes', () => {
     const d = desiredInstance(instance({ storage: { persistentVolume: { size: '10Gi', accessModes: ['ReadWriteOnce'] }, quota: '8Gi' } }));
     const { NIXERY_PUSH_TOKEN_FILE: _file, ...env } = envOf(d);

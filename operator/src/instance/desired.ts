@@ -29,6 +29,7 @@ import {
   type PackageSource,
   type RegistrySettings,
 } from '@nixery/registry/operator-api';
+import { instanceLayerCompression, layerCompressionSetting } from '../api/layer-compression.ts';
 import { API_VERSION, type NixeryInstance, type NixeryInstanceSpec, type PackageSourceSpec } from '../api/types.ts';
 import { commonLabels, controllerReference, selectorLabels } from '../kube/labels.ts';
 import {
@@ -164,6 +165,7 @@ export function registryEnvironment(instance: NixeryInstance): V1EnvVar[] {
     ...(spec.nixStoreGc && (spec.nixStoreGc.intervalSeconds || spec.nixStoreGc.maxFreed)
       ? { nixStoreGc: { ...(spec.nixStoreGc.intervalSeconds ? { intervalSeconds: spec.nixStoreGc.intervalSeconds } : {}), ...(spec.nixStoreGc.maxFreed ? { maxFreed: spec.nixStoreGc.maxFreed } : {}) } }
       : {}),
+    ...layerCompressionSetting(instanceLayerCompression(instance)),
     ...(servingSecretName(instance) ? { tls: { certFile: `${TLS_MOUNT}/tls.crt`, keyFile: `${TLS_MOUNT}/tls.key` } } : {}),
     ...authSettings(instance),
   };

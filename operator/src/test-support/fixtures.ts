@@ -15,6 +15,7 @@ export function testInstance(spec: Partial<NixeryInstance['spec']> = {}, metadat
       nixTimeout: 60,
       service: { type: 'ClusterIP', port: 5000 },
       onDemand: true,
+      layerCompression: 'gzip',
       ...spec,
     },
   };

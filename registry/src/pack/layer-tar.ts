@@ -21,11 +21,13 @@ export interface BlockCut {
    * the one held back (gzip's next dictionary) and a few ready, so a compressor never waits for the tar.
    */
   slots: number;
+  /** The CRC-32 of the whole tar in its summary: gzip's trailer needs it, zstd's frames carry their own checksums. */
+  crc32: boolean;
 }
 
 // Gzip keeps 4 blocks per deflating thread in flight (parallel-gzip.ts), plus the one held as the next
 // block's dictionary and a few ready.
-export const GZIP_CUT: BlockCut = { size: TAR_BLOCK_SIZE, slots: 16 };
+export const GZIP_CUT: BlockCut = { size: TAR_BLOCK_SIZE, slots: 16, crc32: true };
 // Memory of finished layers, for the next ones: a SharedArrayBuffer is freed only once both
 // threads have collected it, and an image of many small layers would otherwise hold one per layer.
 // Four of gzip's 2 MiB; two (the builder packs two layers at a time) of anything bigger.
@@ -128,7 +130,7 @@ class Job {
     this.summary = new Promise<TarSummary>((resolve, reject) => (this.settleSummary = { resolve, reject }));
     // Callers may only watch next(); the error is reported there too.
     this.summary.catch(() => {});
-    this.id = tarThread.start(this, spec, this.memory, cut.size);
+    this.id = tarThread.start(this, spec, this.memory, cut);
     tarThread.send({ op: 'fill', id: this.id, slots: Array.from({ length: cut.slots }, (_, i) => i) });
   }
 
@@ -226,12 +228,12 @@ class TarThread {
   private readonly jobs = new Map<number, Job>();
   private nextId = 1;
 
-  start(job: Job, spec: LayerSpec, memory: SharedArrayBuffer, blockSize: number): number {
+  start(job: Job, spec: LayerSpec, memory: SharedArrayBuffer, cut: BlockCut): number {
     const id = this.nextId++;
     this.jobs.set(id, job);
     this.ensure();
     this.worker!.ref();
-    this.send({ op: 'start', id, spec, memory, blockSize });
+    this.send({ op: 'start', id, spec, memory, blockSize: cut.size, crc32: cut.crc32 });
     return id;
   }
 

@@ -3,13 +3,15 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gunzipSync, zstdCompress, zstdDecompressSync } from 'node:zlib';
+import { crc32, gunzipSync, zstdCompress, zstdDecompressSync } from 'node:zlib';
 import { runSync } from '../test-support/programs.ts';
 import { compressLayer } from './compress.ts';
 import { CompressionPool } from './compression-pool.ts';
 import type { ZstdCompress } from './compression-pool.ts';
 import { CompressBlockError } from './errors.ts';
-import { FRAME_SIZE } from './parallel-zstd.ts';
+import { GZIP_CUT } from './layer-tar.ts';
+import type { BlockCut, TarBlocks } from './layer-tar.ts';
+import { FRAME_SIZE, zstdCut } from './parallel-zstd.ts';
 import { storePathsTar } from './store-tar.ts';
 import { collect, dir, exe, fakeStore, file, link } from './test-support.ts';
 import type { FakeStore } from './test-support.ts';
@@ -73,6 +75,23 @@ describe('zstd layers', () => {
     assert.equal(await zstd.diffId, await gzip.diffId);
     assert.equal(await zstd.uncompressedSize, tar.length);
     assert.ok(z.length < g.length, `zstd ${z.length} bytes, gzip ${g.length}`);
+  });
+
+  it("spares the tar thread gzip's CRC-32: a zstd cut's summary has none, a gzip cut's has the tar's", async () => {
+    const tar = await collect(storePathsTar(paths, { root: store.root }));
+    const drain = async (blocks: TarBlocks) => {
+      for (;;) {
+        const block = await blocks.next();
+        block.release();
+        if (block.last) return blocks.summary;
+      }
+    };
+    const summaryOf = (cut: BlockCut) => drain(storePathsTar(paths, { root: store.root }).blocks(cut));
+    const zstd = await summaryOf(zstdCut(new CompressionPool({ threads: 2 })));
+    const gzip = await summaryOf(GZIP_CUT);
+    assert.deepEqual(zstd, { digest: sha256(tar), crc: 0, size: tar.length });
+    assert.deepEqual(gzip, { digest: sha256(tar), crc: crc32(tar), size: tar.length });
+    assert.notEqual(crc32(tar), 0);
   });
 
   it('writes one independent frame per 4 MiB of tar, which the zstd program reads whole', async () => {

@@ -24,7 +24,7 @@ export const FRAME_SIZE = 4 * 1024 * 1024;
 
 /** Frames the tar thread may fill ahead: one per compressing thread, one ready and one being filled. */
 export function zstdCut(pool: CompressionPool): BlockCut {
-  return { size: FRAME_SIZE, slots: pool.threads + 2 };
+  return { size: FRAME_SIZE, slots: pool.threads + 2, crc32: false };
 }
 
 export interface ParallelZstdOptions {

@@ -4,8 +4,8 @@ import type { PackErrorData } from './errors.ts';
 import type { LayerSpec } from './layer-spec.ts';
 
 export type ToTarThread =
-  /** Starts a layer; its blocks are `blockSize` slices of `memory`, filled only when granted. */
-  | { op: 'start'; id: number; spec: LayerSpec; memory: SharedArrayBuffer; blockSize: number }
+  /** Starts a layer; its blocks are `blockSize` slices of `memory`, filled only when granted; `crc32`: summarise the CRC-32 too. */
+  | { op: 'start'; id: number; spec: LayerSpec; memory: SharedArrayBuffer; blockSize: number; crc32: boolean }
   /** These slots are free: fill them, in this order. */
   | { op: 'fill'; id: number; slots: number[] }
   /** The layer is abandoned: close its files and forget it. */
@@ -15,6 +15,7 @@ export type ToTarThread =
 export interface TarSummary {
   /** `sha256:<hex>` */
   digest: string;
+  /** The CRC-32 when the layer was started with `crc32`, else 0. */
   crc: number;
   size: number;
 }

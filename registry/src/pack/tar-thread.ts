@@ -1,6 +1,6 @@
 // The tar thread: walks the store, encodes the tar and reads file contents
 // into blocks of shared memory, hashing them on the way (SHA-256 for the diff
-// ID, CRC-32 for the gzip trailer). Everything here blocks, which is why it is
+// ID, CRC-32 for the gzip trailer when the layer is gzip's). Everything here blocks, which is why it is
 // not the event loop: a server building a layer keeps answering requests.
 //
 // One thread serves every layer of the process, a block at a time per layer
@@ -26,7 +26,8 @@ interface Job {
   blockSize: number;
   free: number[];
   hash: Hash;
-  crc: number;
+  /** Undefined: not asked for (only gzip's trailer needs it). */
+  crc: number | undefined;
   size: number;
 }
 
@@ -47,7 +48,7 @@ port.on('message', (message: ToTarThread) => {
         blockSize: message.blockSize,
         free: [],
         hash: createHash('sha256'),
-        crc: 0,
+        crc: message.crc32 ? 0 : undefined,
         size: 0,
       });
       break;
@@ -94,14 +95,14 @@ function fillOne(job: Job, slot: number): void {
   }
   const filled = block.subarray(0, length);
   job.hash.update(filled);
-  job.crc = crc32(filled, job.crc);
+  if (job.crc !== undefined) job.crc = crc32(filled, job.crc);
   job.size += length;
   if (!job.writer.done) {
     post({ op: 'block', id: job.id, slot, length });
     return;
   }
   jobs.delete(job.id);
-  post({ op: 'block', id: job.id, slot, length, summary: { digest: `sha256:${job.hash.digest('hex')}`, crc: job.crc, size: job.size } });
+  post({ op: 'block', id: job.id, slot, length, summary: { digest: `sha256:${job.hash.digest('hex')}`, crc: job.crc ?? 0, size: job.size } });
 }
 
 function post(message: FromTarThread): void {
