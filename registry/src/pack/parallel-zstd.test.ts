@@ -98,7 +98,14 @@ describe('zstd layers', () => {
     const tar = await collect(storePathsTar([big], { root: store.root }));
     assert.ok(tar.length > 2 * FRAME_SIZE, 'the layer spans several frames');
     const z = await collect(compressLayer(storePathsTar([big], { root: store.root }), { compression: 'zstd' }).stream);
-    assert.equal(frameStarts(z).length, Math.ceil((tar.length + 1) / FRAME_SIZE));
+    const starts = frameStarts(z);
+    assert.equal(starts.length, Math.ceil((tar.length + 1) / FRAME_SIZE));
+    for (const at of starts) {
+      // Frame_Content_Size present: a size field, or a single segment (whose size field is implied).
+      const descriptor = z[at + 4]!;
+      assert.ok(descriptor >> 6 > 0 || ((descriptor >> 5) & 1) === 1, `the frame at ${at} states its content size`);
+      assert.equal((descriptor >> 2) & 1, 1, `the frame at ${at} has a checksum`);
+    }
     const file = path.join(store.root, 'layer.tar.zst');
     await writeFile(file, z);
     const decompressed = runSync('zstd', ['-d', '-c', file]);
