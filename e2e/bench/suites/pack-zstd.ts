@@ -9,7 +9,7 @@ import { startBenchContainerd } from '../lib/containerd.ts';
 import { bash, mkdirp } from '../lib/exec.ts';
 import { median, type Figures } from '../lib/figures.ts';
 import { writeOciLayout, type Compression, type OciLayout } from '../lib/oci-layout.ts';
-import { packWorker, TAR } from '../lib/pack.ts';
+import { packWorker, TAR, throughputs } from '../lib/pack.ts';
 
 export async function packZstdFigures(ctx: Context, figures: Figures, corpus: Corpus, gzipImageBytes: number): Promise<void> {
   const layers = corpus.packages.map((p) => [p.storePath]);
@@ -32,17 +32,14 @@ export async function packZstdFigures(ctx: Context, figures: Figures, corpus: Co
     ctx.log(`pack: zstd iteration ${i + 1}: ours/image ${samples.ours.at(-1)!.toFixed(0)} ms, tar | zstd -T2 -3 ${samples.zstd.at(-1)!.toFixed(0)} ms`);
   }
   const zstdBytes = Number((await bash(`cd ${corpus.root} && ${TAR} ${names.join(' ')} | zstd -q -T2 -3 | wc -c`)).stdout.trim());
-  const asRate = (ms: number[]) => ms.map((m) => corpus.bytes / MB / (m / 1000));
   figures.add({
     id: 'pack.zstd_image_throughput',
     label: 'packing throughput as zstd, whole image (layers 2 at a time)',
     unit: 'MB/s',
     better: 'higher',
-    ours: corpus.bytes / MB / (median(samples.ours) / 1000),
-    baseline: corpus.bytes / MB / (median(samples.zstd) / 1000),
+    ...throughputs(corpus.bytes, samples.ours, samples.zstd),
     baselineLabel: 'tar | zstd -T2 -3, one archive',
     target: { kind: 'ratio-min', value: 1.0 },
-    samples: { ours: asRate(samples.ours), baseline: asRate(samples.zstd) },
     note: 'each layer is cut into 4 MiB blocks, each one independent zstd frame (level 3) compressed on libuv\'s threads; the tar thread writes and hashes the blocks as for gzip.',
   });
   figures.add({

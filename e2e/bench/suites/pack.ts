@@ -6,7 +6,7 @@ import { ensureBigPath, ensureBigTree, ensureCorpus } from '../lib/corpus.ts';
 import { MB, type Context } from '../lib/context.ts';
 import { bash, mkdirp } from '../lib/exec.ts';
 import { median, type Figures } from '../lib/figures.ts';
-import { packWorker, TAR } from '../lib/pack.ts';
+import { packWorker, TAR, throughputs } from '../lib/pack.ts';
 import { packZstdFigures } from './pack-zstd.ts';
 
 export async function packSuite(ctx: Context, figures: Figures): Promise<void> {
@@ -40,29 +40,23 @@ export async function packSuite(ctx: Context, figures: Figures): Promise<void> {
     ctx.log(`pack: iteration ${i + 1}: ours/layer ${samples.oursLayer.at(-1)!.toFixed(0)} ms, gzip ${samples.gzip.at(-1)!.toFixed(0)} ms, ours/image ${samples.oursImage.at(-1)!.toFixed(0)} ms, pigz ${samples.pigz.at(-1)!.toFixed(0)} ms`);
   }
   const gzipSize = Number((await bash(`cd ${corpus.root} && ${TAR} ${names.join(' ')} | gzip -6 | wc -c`)).stdout.trim());
-  const mbps = (ms: number[]) => corpus.bytes / MB / (median(ms) / 1000);
-  const asRate = (ms: number[]) => ms.map((m) => corpus.bytes / MB / (m / 1000));
   figures.add({
     id: 'pack.layer_throughput',
     label: `packing throughput, one layer at a time (${layers.length} layers, ${(corpus.bytes / MB).toFixed(0)} MB)`,
     unit: 'MB/s',
     better: 'higher',
-    ours: mbps(samples.oursLayer),
-    baseline: mbps(samples.gzip),
+    ...throughputs(corpus.bytes, samples.oursLayer, samples.gzip),
     baselineLabel: 'tar | gzip -6 per layer',
     target: { kind: 'ratio-min', value: 1.0 },
-    samples: { ours: asRate(samples.oursLayer), baseline: asRate(samples.gzip) },
   });
   figures.add({
     id: 'pack.image_throughput',
     label: `packing throughput, whole image (layers 2 at a time)`,
     unit: 'MB/s',
     better: 'higher',
-    ours: mbps(samples.oursImage),
-    baseline: mbps(samples.pigz),
+    ...throughputs(corpus.bytes, samples.oursImage, samples.pigz),
     baselineLabel: 'tar | pigz -p 2, one archive',
     target: { kind: 'ratio-min', value: 0.8 },
-    samples: { ours: asRate(samples.oursImage), baseline: asRate(samples.pigz) },
     note: 'each layer is gzipped in 128 KiB blocks on libuv\'s threads (pigz-style); the tar of every layer is written by one tar thread (a worker) straight into those blocks, in shared memory, and hashed there; the event loop only hands the blocks to zlib and passes the output on.',
   });
   figures.add({
@@ -121,17 +115,14 @@ async function bigPathCase(ctx: Context, figures: Figures): Promise<void> {
     for (const s of i % 2 === 0 ? [0, 1] : [1, 0]) await steps[s]!();
     ctx.log(`pack: big path iteration ${i + 1}: ours ${samples.ours.at(-1)!.toFixed(0)} ms (peak RSS ${(samples.rss.at(-1)! / 1024).toFixed(0)} MB), pigz ${samples.pigz.at(-1)!.toFixed(0)} ms`);
   }
-  const asRate = (ms: number[]) => ms.map((m) => big.bytes / MB / (m / 1000));
   figures.add({
     id: 'pack.big_path_throughput',
     label: `packing throughput, one store path of ${(big.bytes / MB).toFixed(0)} MB and ${big.files} files as one layer`,
     unit: 'MB/s',
     better: 'higher',
-    ours: big.bytes / MB / (median(samples.ours) / 1000),
-    baseline: big.bytes / MB / (median(samples.pigz) / 1000),
+    ...throughputs(big.bytes, samples.ours, samples.pigz),
     baselineLabel: 'tar | pigz -p 2 -6 of the same path',
     target: { kind: 'ratio-min', value: 1.0 },
-    samples: { ours: asRate(samples.ours), baseline: asRate(samples.pigz) },
   });
   figures.add({
     id: 'pack.big_path_rss',
