@@ -18,6 +18,7 @@ import { renderManifest, sha256Digest, type Descriptor, type LayerBlob } from '.
 import { MediaType } from '../oci/media-types.ts';
 import { gzipFromZstd } from '../pack/index.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import { DeliveryUrlError, deliveryStream } from '../storage/delivery-stream.ts';
 import { BuildStorageError } from './errors.ts';
 import type { BuildResult } from './result.ts';
 import { storeSbomReferrer } from './sbom.ts';
@@ -134,16 +135,10 @@ export class GzipVariants {
   private async open(digest: string): Promise<Readable> {
     const delivery = await this.step(`reading the zstd layer ${digest}`, () => this.storage.deliverBlob(digest));
     if (!delivery) throw new LayerTranscodeError(digest, 'the layer is no longer stored');
-    if (delivery.kind === 'stream') return delivery.open();
-    // Object storage that answers with a redirect: the signed URL is read as a client would.
-    const response = await fetch(delivery.url).catch((cause: unknown) => {
-      throw new LayerTranscodeError(digest, `reading it from storage failed: ${(cause as Error).message}`, { cause });
+    // Object storage answers with a redirect: its signed URL is read as a client would.
+    return deliveryStream(delivery).catch((cause: unknown) => {
+      throw new LayerTranscodeError(digest, cause instanceof DeliveryUrlError ? cause.message : `reading it from storage failed: ${(cause as Error).message}`, { cause });
     });
-    if (!response.ok || !response.body) {
-      await response.body?.cancel();
-      throw new LayerTranscodeError(digest, `reading it from storage failed with HTTP ${response.status}`);
-    }
-    return Readable.fromWeb(response.body as never);
   }
 
   private async step<T>(what: string, run: () => Promise<T>): Promise<T> {

@@ -19,6 +19,7 @@ import { EMPTY_DESCRIPTOR } from '../oci/referrer.ts';
 import { isValidRepositoryName, validateTag } from '../image/name.ts';
 import type { Logger } from '../log/logger.ts';
 import type { StorageBackend } from '../storage/backend.ts';
+import { DeliveryUrlError, deliveryStream } from '../storage/delivery-stream.ts';
 import { allMountSources, mountSources, type PushLocations, type PushRecord } from './push-locations.ts';
 
 export interface PushTarget {
@@ -603,13 +604,10 @@ async function exchange(agent: http.Agent, method: string, url: URL, headers: Re
 async function openBlob(storage: StorageBackend, digest: string): Promise<Readable> {
   const delivery = await storage.deliverBlob(digest);
   if (!delivery) throw new PushError(`blob ${digest} is missing from local storage`);
-  if (delivery.kind === 'stream') return delivery.open();
-  const response = await fetch(delivery.url);
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
-    throw new PushError(`reading blob ${digest} from storage failed with HTTP ${response.status}`, { status: response.status });
-  }
-  return Readable.fromWeb(response.body as never);
+  return deliveryStream(delivery).catch((error: unknown) => {
+    if (error instanceof DeliveryUrlError) throw new PushError(`reading blob ${digest} from storage failed with HTTP ${error.status}`, { status: error.status });
+    throw error;
+  });
 }
 
 function header(reply: Reply, name: string): string | undefined {
