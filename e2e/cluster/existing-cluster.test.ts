@@ -19,7 +19,7 @@ const SUITES_MS = 540_000;
 
 /** Runs test files in a child `node --test`, as CI would with these variables set. */
 async function runSuites(files: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-force-exit', ...files], {
+  const child = spawn(process.execPath, ['--import', path.join(REPO_ROOT, 'test-support/src/exit-watchdog.ts'), '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
     cwd: REPO_ROOT,
     // Without NODE_TEST_CONTEXT the child reports as a run of its own, not as a subtest of ours.
     env: Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([k]) => k !== 'NODE_TEST_CONTEXT')),
