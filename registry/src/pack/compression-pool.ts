@@ -29,6 +29,17 @@ export interface DeflateJobOptions {
   last: boolean;
 }
 
+export interface ZstdJobOptions {
+  level: number;
+  /**
+   * log2 of the window. At least the input's size: zstd's window buffer then holds the whole input
+   * without wrapping around, which would move its match finder to the slower external-dictionary
+   * variant for the rest (half the time of a 4 MiB frame with level 3's 2 MiB window, by perf);
+   * measured on 160 MB of the bench corpus's tar in 4 MiB frames, 10-15 % less CPU and 0.2 % smaller.
+   */
+  windowLog: number;
+}
+
 export type RawDeflate = (input: Buffer, options: zlib.ZlibOptions, callback: (err: Error | null, output: Buffer) => void) => void;
 export type ZstdCompress = (input: Buffer, options: zlib.ZstdOptions, callback: (err: Error | null, output: Buffer) => void) => void;
 
@@ -94,10 +105,11 @@ export class CompressionPool {
    * zstd itself: the pool's threads are the parallelism, and zstd's own multi-threaded mode is
    * broken in Node's streaming API (output after the end of the stream) anyway.
    */
-  zstd(input: Buffer, level: number): Promise<Buffer> {
+  zstd(input: Buffer, opts: ZstdJobOptions): Promise<Buffer> {
     const options: zlib.ZstdOptions = {
       params: {
-        [zlib.constants.ZSTD_c_compressionLevel]: level,
+        [zlib.constants.ZSTD_c_compressionLevel]: opts.level,
+        [zlib.constants.ZSTD_c_windowLog]: opts.windowLog,
         [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
         [zlib.constants.ZSTD_c_checksumFlag]: 1,
       },

@@ -105,6 +105,9 @@ describe('zstd layers', () => {
       const descriptor = z[at + 4]!;
       assert.ok(descriptor >> 6 > 0 || ((descriptor >> 5) & 1) === 1, `the frame at ${at} states its content size`);
       assert.equal((descriptor >> 2) & 1, 1, `the frame at ${at} has a checksum`);
+      // Single segment: the window is the whole frame (compressed in one pass), so a decoder needs
+      // no window beyond the frame's own content.
+      assert.equal((descriptor >> 5) & 1, 1, `the frame at ${at} is a single segment`);
     }
     const file = path.join(store.root, 'layer.tar.zst');
     await writeFile(file, z);

@@ -13,6 +13,8 @@
 // 8 MiB, each frame compressed through 128 KiB output chunks; compressed in one call, as the pool
 // does, 4 MiB frames came out 0.4 % larger. 4 MiB frames hold 4 MiB per block in flight (the tar
 // thread's slots). Node's zstd took 1.1 s of CPU for that tar in 4 MiB frames, `zstd -3 -T1` 1.2 s.
+// Each frame's window is the whole frame (WINDOW_LOG; why in compression-pool.ts): a single
+// segment, for which a decoder needs no more memory than the frame's own 4 MiB.
 
 import { compressTarBlocks } from './block-compressor.ts';
 import type { BlockCodec, CompressedTar } from './block-compressor.ts';
@@ -23,6 +25,8 @@ import type { BlockCut, TarBlocks } from './layer-tar.ts';
 
 /** Part of the zstd output format: changing it changes every zstd layer's bytes. */
 export const FRAME_SIZE = 4 * 1024 * 1024;
+/** The window covers a whole frame (part of the format too). */
+export const WINDOW_LOG = Math.log2(FRAME_SIZE);
 
 /** Frames the tar thread may fill ahead: one per compressing thread, one ready and one being filled. */
 export function zstdCut(pool: CompressionPool): BlockCut {
@@ -42,7 +46,7 @@ export function zstdCodec(level: number, pool: CompressionPool): BlockCodec {
     header: Buffer.alloc(0),
     readsPrevious: false,
     start(input, _last, offset) {
-      return pool.zstd(input, level).catch((err: unknown) => {
+      return pool.zstd(input, { level, windowLog: WINDOW_LOG }).catch((err: unknown) => {
         throw new CompressBlockError('zstd', offset, err);
       });
     },
