@@ -6,7 +6,8 @@
 //     whatever the tsconfig leaves out, so one would bring test code into dist/ and the images;
 //   - no import cycle, type-only imports included;
 //   - the tar thread (pack/tar-thread.ts, a worker) loads none of the event loop's side of pack/
-//     (type-only imports aside: they are erased, so they load nothing).
+//     (type-only imports aside: they are erased, so they load nothing), and a compression thread
+//     (pack/compression-thread.ts) none of the registry at all.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -144,5 +145,10 @@ describe('the product code', () => {
     const eventLoop = ['registry/src/pack/layer-tar.ts', 'registry/src/pack/compression-pool.ts'];
     const offending = [...thread].filter((f) => eventLoop.some((m) => loadedBy(f).has(m)));
     assert.deepEqual(offending, [], `the tar thread loads ${[...thread].join(', ')}`);
+  });
+
+  it('a compression thread loads none of the registry: only Node\'s zlib, on a block at a time', () => {
+    const thread = loadedBy('registry/src/pack/compression-thread.ts');
+    assert.deepEqual([...thread].filter((f) => f !== 'registry/src/pack/compression-thread.ts'), []);
   });
 });

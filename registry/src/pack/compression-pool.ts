@@ -20,6 +20,8 @@
 
 import os from 'node:os';
 import zlib from 'node:zlib';
+import { CompressionThreads } from './compression-threads.ts';
+import { PackError } from './errors.ts';
 
 export interface DeflateJobOptions {
   /** Preset dictionary: the 32 KiB of input before this block, so matches may reach back across blocks. */
@@ -34,14 +36,15 @@ export interface ZstdJobOptions {
   /**
    * log2 of the window. At least the input's size: zstd's window buffer then holds the whole input
    * without wrapping around, which would move its match finder to the slower external-dictionary
-   * variant for the rest (half the time of a 4 MiB frame with level 3's 2 MiB window, by perf);
-   * measured on 160 MB of the bench corpus's tar in 4 MiB frames, 10-15 % less CPU and 0.2 % smaller.
+   * variant for the rest (half the time of a 4 MiB frame with level 3's 2 MiB window, by perf).
+   * Measured on 160 MB of the bench corpus's tar in 4 MiB frames: 10-15 % less CPU than the default
+   * window; compressed in one pass as well (zstd() below), 0.7 % smaller.
    */
   windowLog: number;
 }
 
-export type RawDeflate = (input: Buffer, options: zlib.ZlibOptions, callback: (err: Error | null, output: Buffer) => void) => void;
-export type ZstdCompress = (input: Buffer, options: zlib.ZstdOptions, callback: (err: Error | null, output: Buffer) => void) => void;
+export type { RawDeflate, ZstdCompress } from './compression-protocol.ts';
+import type { RawDeflate, ZstdCompress } from './compression-protocol.ts';
 
 /**
  * Who the process is for. `pack`: packing is its only job (`nixery build`), so the pool oversubscribes
@@ -66,7 +69,7 @@ export interface CompressionPoolOptions {
   purpose?: PoolPurpose;
   /** zlib's deflateRaw; tests substitute one that fails. */
   deflateRaw?: RawDeflate;
-  /** zlib's zstdCompress; tests substitute one that fails. */
+  /** One frame per call; default zstdFrameOnLibuv (tests substitute one that fails). */
   zstdCompress?: ZstdCompress;
 }
 
@@ -83,7 +86,7 @@ export class CompressionPool {
     this.purpose = opts.purpose ?? 'pack';
     this.threads = Math.max(1, opts.threads ?? defaultCompressionThreads(opts.purpose ?? 'pack', os.availableParallelism(), uvThreads));
     this.deflateRaw = opts.deflateRaw ?? zlib.deflateRaw;
-    this.zstdCompress = opts.zstdCompress ?? zlib.zstdCompress;
+    this.zstdCompress = opts.zstdCompress ?? zstdFrameOnLibuv;
   }
 
   /** Raw-deflates `input`; blocks start in the order they were submitted. Rejects with zlib's error. */
@@ -107,17 +110,14 @@ export class CompressionPool {
    */
   zstd(input: Buffer, opts: ZstdJobOptions): Promise<Buffer> {
     const options: zlib.ZstdOptions = {
-      params: {
-        [zlib.constants.ZSTD_c_compressionLevel]: opts.level,
-        [zlib.constants.ZSTD_c_windowLog]: opts.windowLog,
-        [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
-        [zlib.constants.ZSTD_c_checksumFlag]: 1,
-      },
-      // The frame in one output buffer (zstd then sees the whole input at once: on the bench corpus 0.7 %
-      // smaller than 128 KiB output chunks give); its bound for incompressible input is a little over its size.
+      params: zstdParams(opts),
+      // The whole input with ZSTD_e_end in the first call, into an output buffer above zstd's bound
+      // for it: zstd compresses in one pass straight from the input (no copy into its window buffer)
+      // and writes the content size into the header — the frame zstdCompressSync gives, so a
+      // compression thread of our own (compression-threads.ts) writes the same bytes. Node's
+      // asynchronous API adds an empty frame, which zstdFrameOnLibuv drops.
+      flush: zlib.constants.ZSTD_e_end,
       chunkSize: input.length + 64 * 1024,
-      // Without it Node starts the frame before zstd knows the input is whole: no content size in its header.
-      pledgedSrcSize: input.length,
     };
     return this.run((done) => this.zstdCompress(input, options, done));
   }
@@ -151,12 +151,68 @@ export class CompressionPool {
   }
 }
 
+/** zstd's parameters for one frame (content size in the header, a checksum at the end: what `zstd` writes). */
+export function zstdParams(opts: ZstdJobOptions): Record<number, number> {
+  return {
+    [zlib.constants.ZSTD_c_compressionLevel]: opts.level,
+    [zlib.constants.ZSTD_c_windowLog]: opts.windowLog,
+    [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
+    [zlib.constants.ZSTD_c_checksumFlag]: 1,
+  };
+}
+
+const emptyFrames = new Map<string, Buffer>();
+
+/**
+ * Node's asynchronous API ends its stream with one more ZSTD_e_end on no input (its final flush),
+ * which is a second, empty frame after ours: valid, but 13 bytes per frame that `zstd` would not
+ * write. It is dropped here, after checking that it is exactly that frame.
+ */
+function withoutTrailingEmptyFrame(output: Buffer, params: zlib.ZstdOptions['params']): Buffer {
+  const key = JSON.stringify(params);
+  let empty = emptyFrames.get(key);
+  if (!empty) {
+    empty = zlib.zstdCompressSync(Buffer.alloc(0), { params });
+    emptyFrames.set(key, empty);
+  }
+  const end = output.length - empty.length;
+  if (end <= 0 || !output.subarray(end).equals(empty)) throw new PackError('zstd output does not end with the empty frame of its final flush');
+  return output.subarray(0, end);
+}
+
+/** zlib.zstdCompress on libuv's pool, with the first frame only (see withoutTrailingEmptyFrame). */
+export const zstdFrameOnLibuv: ZstdCompress = (input, options, done) =>
+  zlib.zstdCompress(input, options, (err, output) => {
+    if (err) return done(err, output);
+    let frame: Buffer;
+    try {
+      frame = withoutTrailingEmptyFrame(output, options.params);
+    } catch (error) {
+      return done(error as Error, output);
+    }
+    done(null, frame);
+  });
+
 let shared: CompressionPool | undefined;
 let sharedPurpose: PoolPurpose = 'pack';
 
-/** The process-wide pool every layer uses unless told otherwise. */
+/** Nice value of a server's compression threads: below its event loop, which serves while it packs. */
+export const SERVE_COMPRESSION_NICE = 10;
+
+/**
+ * The process-wide pool every layer uses unless told otherwise. A server's compresses on threads
+ * of its own below the event loop (compression-threads.ts); `nixery build`'s on libuv's pool, whose
+ * threads pool-priority.ts lowers instead (fewer threads' heaps and arenas: less memory).
+ */
 export function sharedCompressionPool(): CompressionPool {
-  shared ??= new CompressionPool({ purpose: sharedPurpose });
+  if (!shared) {
+    if (sharedPurpose === 'serve') {
+      const threads = new CompressionThreads({ count: defaultCompressionThreads('serve', os.availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4), nice: SERVE_COMPRESSION_NICE });
+      shared = new CompressionPool({ purpose: 'serve', deflateRaw: threads.deflateRaw, zstdCompress: threads.zstdCompress });
+    } else {
+      shared = new CompressionPool({ purpose: sharedPurpose });
+    }
+  }
   return shared;
 }
 
