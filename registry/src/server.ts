@@ -19,11 +19,17 @@ import { NixStoreCollector, PeriodicNixStoreGc } from './nix/store-gc.ts';
 import { StorageStatus } from './service/storage-status.ts';
 import type { StorageBackend } from './storage/backend.ts';
 import { setSharedPoolPurpose } from './pack/compression-pool.ts';
+import { setProgramNice } from './nix/run.ts';
+
+/** Nice value of the programs a server's builds run (Nix, git): background work beside serving. */
+const SERVE_PROGRAM_NICE = 10;
 
 export async function startServer(runtime: Runtime, host?: string): Promise<Server> {
   const { config, log } = runtime;
-  // Builds pack with a core left to the event loop, which serves while they run.
+  // Builds pack with a core left to the event loop, which serves while they run, on compression
+  // threads below it (pack/compression-threads.ts); Nix and git run below it too.
   setSharedPoolPurpose('serve');
+  setProgramNice(SERVE_PROGRAM_NICE);
   // Sessions live in the shared storage: any replica on it continues any of them.
   const uploads = new Uploads(runtime.storage.uploads);
   const packagePolicy = compilePackagePolicy({ ...(config.allowedPackages ? { allow: config.allowedPackages } : {}), deny: config.deniedPackages });

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import { silentLogger } from '../log/logger.ts';
 import { NixSpawnError, NixTimeoutError } from './errors.ts';
 import { failedDerivation, parsePathInfo } from './realise.ts';
@@ -14,6 +15,12 @@ describe('run', () => {
     assert.equal(result.exitCode, 3);
     assert.equal(result.stdout, 'out\n');
     assert.equal(result.logTail, 'err1\nerr2');
+  });
+
+  it('runs the program, and what it starts, at the nice value asked for', async () => {
+    // `nice` prints the nice value it inherited from the shell, which was lowered right after the spawn.
+    const result = await run('sh', ['-c', 'sleep 0.3; nice'], { ...base, deadline: null, nice: 6 });
+    assert.equal(result.stdout.trim(), String(Math.max(6, os.getPriority(0))));
   });
 
   it('passes arguments as data, with no shell in between', async () => {
