@@ -2,6 +2,7 @@
 // stalled server costs every request due during the stall its wait.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { percentile, steadyLoad, summarize, type Sample } from './steady-load.ts';
@@ -67,6 +68,19 @@ describe('steadyLoad', () => {
     const dueDuringStall = samples.filter((s) => s.dueAt < stallUntil);
     assert.ok(dueDuringStall.length >= 5, `${dueDuringStall.length} requests were due during the stall`);
     for (const s of dueDuringStall) assert.ok(s.endedAt - s.dueAt >= stallUntil - s.dueAt - 1, 'its latency covers the stall from its due time');
+  });
+
+  it('runs its thread at the nice value asked for while it loads, and gives the old one back', async () => {
+    const before = os.getPriority(0);
+    let during = NaN;
+    const probe = setInterval(() => (during = os.getPriority(0)), 50);
+    try {
+      await steadyLoad([{ name: 't', url, perSecond: 20 }], { maxSeconds: 0.5, nice: before + 3 });
+    } finally {
+      clearInterval(probe);
+    }
+    assert.equal(during, before + 3);
+    assert.equal(os.getPriority(0), before);
   });
 
   it('refuses an address off loopback', async () => {

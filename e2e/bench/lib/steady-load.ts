@@ -5,6 +5,7 @@
 // ("coordinated omission"); here a stall delays every request due during it, as it would delay
 // the pulls of a cluster's nodes. wrk2 is not packaged, so this is a small Node generator.
 import http from 'node:http';
+import os from 'node:os';
 
 export interface SteadyTarget {
   name: string;
@@ -31,6 +32,12 @@ export interface SteadyLoadOptions {
   connections?: number;
   /** A request not answered within this many ms is an error sample. */
   requestTimeoutMs?: number;
+  /**
+   * Nice value of the generating thread while the load runs (restored after). The generator shares
+   * the machine with the server under test; below 0 (root only), a build that saturates the cores
+   * does not delay the generator's own sending and reading, which would count as the server's latency.
+   */
+  nice?: number;
 }
 
 /** Runs the load and resolves with one sample per request, once every request sent has ended. */
@@ -39,6 +46,17 @@ export async function steadyLoad(targets: SteadyTarget[], options: SteadyLoadOpt
     if (!/^http:\/\/127\.\d+\.\d+\.\d+:\d+\//.test(t.url)) throw new Error(`the steady load only targets loopback addresses, not ${t.url}`);
     if (!(t.perSecond > 0 && t.perSecond <= 5000)) throw new Error(`${t.name}: a rate of ${t.perSecond}/s is outside 0 < rate ≤ 5000`);
   }
+  const niceBefore = os.getPriority(0);
+  // On Linux, this thread alone: the one that sends, reads and times every request.
+  if (options.nice !== undefined) os.setPriority(0, options.nice);
+  try {
+    return await generate(targets, options);
+  } finally {
+    if (options.nice !== undefined) os.setPriority(0, niceBefore);
+  }
+}
+
+async function generate(targets: SteadyTarget[], options: SteadyLoadOptions): Promise<Sample[]> {
   let stopped = false;
   const stopAt = performance.now() + options.maxSeconds * 1000;
   void options.until?.finally(() => (stopped = true));
