@@ -107,6 +107,6 @@ async function containerdUnpack(ctx: Context, figures: Figures, corpus: Corpus, 
     baseline: median(samples.gzip) / 1000,
     baselineLabel: 'the same image with gzip layers',
     samples: { ours: samples.zstd.map((m) => m / 1000), baseline: samples.gzip.map((m) => m / 1000) },
-    note: `ctr snapshots unpack of the image imported with --no-unpack into an empty containerd each time (overlayfs snapshotter; content and snapshots removed between runs); containerd decompresses gzip ${unpigz ? `with ${unpigz} (on PATH)` : 'in Go (no unpigz on PATH)'}, zstd in Go.`,
+    note: `ctr snapshots unpack of the image imported with --no-unpack into an empty containerd each time (overlayfs snapshotter in a tmpfs of its own, removed between runs); containerd decompresses gzip ${unpigz ? `with ${unpigz} (on PATH)` : 'in Go (no unpigz on PATH)'}, zstd in Go.`,
   });
 }

@@ -126,7 +126,7 @@ export async function pullsSuite(ctx: Context, figures: Figures): Promise<void> 
       baselineLabel: 'docker-registry, same image',
       target: { kind: 'ratio-max', value: 1.0 },
       samples: { ours: pulls.ours.map((ms) => ms / 1000), baseline: pulls.registry.map((ms) => ms / 1000) },
-      note: 'a fresh private containerd (overlayfs snapshotter, plain HTTP) for every pull, so its content store starts empty; the image copied from ours into docker-registry with skopeo; order alternates.',
+      note: 'a fresh private containerd (overlayfs snapshotter, plain HTTP) in a tmpfs of its own for every pull, so its content store starts empty and no disk write-back of an earlier pull slows a later one; the image copied from ours into docker-registry with skopeo; order alternates.',
     });
   } finally {
     for (const s of servers.reverse()) await s.stop();
