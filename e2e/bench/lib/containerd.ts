@@ -41,7 +41,7 @@ async function startIn(dir: string): Promise<Daemon> {
   fs.writeFileSync(config, containerdConfig(dir, socket));
   return startDaemon('containerd', 'containerd', ['--config', config], {
     logFile: path.join(dir, 'containerd.log'),
-    ready: async () => (await run('ctr', ['--address', socketIn(dir), 'version'], { timeoutMs: 10_000 })).code === 0,
+    ready: async () => (await run('ctr', ['--address', socket, 'version'], { timeoutMs: 10_000 })).code === 0,
     timeoutMs: 30_000,
   });
 }

@@ -46,13 +46,14 @@ export async function steadyLoad(targets: SteadyTarget[], options: SteadyLoadOpt
     if (!/^http:\/\/127\.\d+\.\d+\.\d+:\d+\//.test(t.url)) throw new Error(`the steady load only targets loopback addresses, not ${t.url}`);
     if (!(t.perSecond > 0 && t.perSecond <= 5000)) throw new Error(`${t.name}: a rate of ${t.perSecond}/s is outside 0 < rate ≤ 5000`);
   }
+  if (options.nice === undefined) return generate(targets, options);
   const niceBefore = os.getPriority(0);
   // On Linux, this thread alone: the one that sends, reads and times every request.
-  if (options.nice !== undefined) os.setPriority(0, options.nice);
+  os.setPriority(0, options.nice);
   try {
     return await generate(targets, options);
   } finally {
-    if (options.nice !== undefined) os.setPriority(0, niceBefore);
+    os.setPriority(0, niceBefore);
   }
 }
 

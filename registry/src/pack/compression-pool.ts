@@ -62,6 +62,11 @@ export function defaultCompressionThreads(purpose: PoolPurpose, cores: number, u
   return Math.max(1, Math.min(wanted, uvThreads - 1));
 }
 
+/** defaultCompressionThreads for this process: its cores and libuv's pool size (UV_THREADPOOL_SIZE, default 4). */
+function processCompressionThreads(purpose: PoolPurpose): number {
+  return defaultCompressionThreads(purpose, os.availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4);
+}
+
 export interface CompressionPoolOptions {
   /** Blocks compressed at once; default `defaultCompressionThreads(purpose, …)`. */
   threads?: number;
@@ -82,9 +87,8 @@ export class CompressionPool {
   private running = 0;
 
   constructor(opts: CompressionPoolOptions = {}) {
-    const uvThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
     this.purpose = opts.purpose ?? 'pack';
-    this.threads = Math.max(1, opts.threads ?? defaultCompressionThreads(opts.purpose ?? 'pack', os.availableParallelism(), uvThreads));
+    this.threads = Math.max(1, opts.threads ?? processCompressionThreads(this.purpose));
     this.deflateRaw = opts.deflateRaw ?? zlib.deflateRaw;
     this.zstdCompress = opts.zstdCompress ?? zstdFrameOnLibuv;
   }
@@ -152,7 +156,7 @@ export class CompressionPool {
 }
 
 /** zstd's parameters for one frame (content size in the header, a checksum at the end: what `zstd` writes). */
-export function zstdParams(opts: ZstdJobOptions): Record<number, number> {
+function zstdParams(opts: ZstdJobOptions): Record<number, number> {
   return {
     [zlib.constants.ZSTD_c_compressionLevel]: opts.level,
     [zlib.constants.ZSTD_c_windowLog]: opts.windowLog,
@@ -207,8 +211,9 @@ export const SERVE_COMPRESSION_NICE = 10;
 export function sharedCompressionPool(): CompressionPool {
   if (!shared) {
     if (sharedPurpose === 'serve') {
-      const threads = new CompressionThreads({ count: defaultCompressionThreads('serve', os.availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4), nice: SERVE_COMPRESSION_NICE });
-      shared = new CompressionPool({ purpose: 'serve', deflateRaw: threads.deflateRaw, zstdCompress: threads.zstdCompress });
+      const count = processCompressionThreads('serve');
+      const threads = new CompressionThreads({ count, nice: SERVE_COMPRESSION_NICE });
+      shared = new CompressionPool({ purpose: 'serve', threads: count, deflateRaw: threads.deflateRaw, zstdCompress: threads.zstdCompress });
     } else {
       shared = new CompressionPool({ purpose: sharedPurpose });
     }

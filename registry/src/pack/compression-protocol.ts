@@ -14,4 +14,5 @@ export type ToCompressionThread =
 export type FromCompressionThread =
   | { op: 'done'; id: number; output: Uint8Array }
   | { op: 'failed'; id: number; message: string; code: string | undefined }
-  | { op: 'niced'; nice: number; error?: string };
+  /** The thread's nice value after setting it: the old one if it could not be set. */
+  | { op: 'niced'; nice: number };

@@ -14,13 +14,12 @@ if (!port) throw new Error('compression-thread.ts runs as a worker thread (see c
 
 port.on('message', (message: ToCompressionThread) => {
   if (message.op === 'nice') {
-    // On Linux, this thread alone (setpriority on its thread id).
+    // On Linux, this thread alone (setpriority on its thread id). A value that cannot be set leaves
+    // the thread at the process's priority, which the reply shows; compressing goes on either way.
     try {
       os.setPriority(0, message.nice);
-      post({ op: 'niced', nice: os.getPriority(0) });
-    } catch (err) {
-      post({ op: 'niced', nice: os.getPriority(0), error: (err as Error).message });
-    }
+    } catch {}
+    post({ op: 'niced', nice: os.getPriority(0) });
     return;
   }
   try {
